@@ -1,0 +1,27 @@
+//! The Switchboard wire contract, shared by the server and every SDK.
+//!
+//! Everything here is plain data: signaling messages ([`message`]), the disconnect
+//! reasons and sources with their numbers ([`reason`]), the ID rules ([`ids`]) and
+//! the app-server callback records with their exact query encoding ([`record`]).
+//! No IO happens in this crate.
+
+pub mod ids;
+pub mod message;
+pub mod reason;
+pub mod record;
+
+pub use message::{ClientMessage, ErrorCode, MediaType, ParseError, ServerMessage};
+pub use reason::{DisconnectReason, DisconnectSource, RelCode, StartFailReason};
+
+/// Signaling protocol version spoken by this crate. A client announcing an older
+/// major version is refused with `SERVICE_INCOMPATIBLE_PLANETKIT_VER` (1511).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest signaling frame the server accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Largest `app_data` (app server data) a caller may attach to a call, in bytes.
+pub const MAX_APP_DATA_BYTES: usize = 4096;
+
+/// Path of the signaling WebSocket endpoint on the server.
+pub const SIGNAL_PATH: &str = "/v1/signal";

@@ -1,0 +1,459 @@
+//! Signaling messages: JSON text frames over the WebSocket at [`crate::SIGNAL_PATH`].
+//!
+//! Every frame is one object with a `type` field. Requests may carry a client-chosen
+//! `req` number; the server echoes it in the direct answer (`call_created`,
+//! `verified`, `start_failed`, `error`, …) so a client can match answers to requests.
+//! Field names never change within a protocol version; new optional fields may appear.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reason::{DisconnectReason, DisconnectSource, StartFailReason};
+
+/// Audio-only or audio+video call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    /// Voice call (`A` in callbacks).
+    Audio,
+    /// Video call (`V` in callbacks).
+    Video,
+}
+
+impl MediaType {
+    /// Parses the wire spelling (`audio` / `video`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audio" => Some(MediaType::Audio),
+            "video" => Some(MediaType::Video),
+            _ => None,
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaType::Audio => "audio",
+            MediaType::Video => "video",
+        }
+    }
+
+    /// The callback letter: `A` or `V`.
+    pub fn letter(self) -> &'static str {
+        match self {
+            MediaType::Audio => "A",
+            MediaType::Video => "V",
+        }
+    }
+}
+
+/// A frame sent by a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First frame of every session: who the client is.
+    ///
+    /// Either `token` (an access token; `service_id`/`user_id`, when given, must match
+    /// its claims) or `cc_param` alone (a callee that may verify that one call).
+    Hello {
+        /// Protocol version the client speaks.
+        v: u32,
+        /// Access token (JWT HS256 minted by the app server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The service the client believes it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_id: Option<String>,
+        /// The user the client believes it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+        /// A callee's `cc_param`, instead of a token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cc_param: Option<String>,
+        /// Kind of device (`BROWSER`, `ANDROID`, …), informational.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ue_type: Option<String>,
+    },
+    /// Heartbeat; the server answers `pong`.
+    Ping {},
+    /// Start a 1-to-1 call.
+    MakeCall {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The callee.
+        to_user_id: String,
+        /// The callee's service; defaults to the caller's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_service_id: Option<String>,
+        /// `audio` or `video`.
+        media_type: String,
+        /// Opaque app server data (≤ 4,096 bytes), echoed in callbacks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_data: Option<String>,
+        /// Per-call ring timeout, at most the service's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ring_timeout_secs: Option<u32>,
+    },
+    /// Callee: take up the call that a `cc_param` names.
+    VerifyCall {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The `cc_param` from the push or from `incoming_call`.
+        cc_param: String,
+    },
+    /// Callee: answer a verified call.
+    AcceptCall {
+        /// Request number echoed in an error.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+    },
+    /// Either side: end the call (cancel, decline or hang up).
+    EndCall {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+        /// A client-reported reason code (e.g. 1003 CELL_CALL, 1110 USER_ERROR).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<u16>,
+        /// App-defined release code, with USER_ERROR.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_rel_code: Option<String>,
+    },
+    /// After a reconnect: take this session back into a live call.
+    Resume {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+    },
+    /// Hand a fresh access token without dropping the session.
+    RefreshToken {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The new token; must name the same service and user.
+        token: String,
+    },
+}
+
+/// Stable error kinds of the `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or a known type with missing/ill-typed fields.
+    Malformed,
+    /// A `type` this server does not know.
+    UnknownType,
+    /// The message is valid but not in this state (e.g. `accept_call` by the caller).
+    WrongState,
+    /// No such call for this session.
+    NotFound,
+    /// A frame over 64 KiB.
+    FrameTooLarge,
+    /// Authentication failed; `reason` says how (1501, 1502, 1303, 1511).
+    Auth,
+    /// Rate limited; `reason` is 1512.
+    RateLimited,
+    /// A parameter is out of range.
+    InvalidParam,
+    /// The server failed.
+    Internal,
+}
+
+/// A frame sent by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `hello`: the session is open.
+    Welcome {
+        /// Protocol version of the server.
+        v: u32,
+        /// This session's ID (one per connection/device).
+        session_id: String,
+        /// The authenticated service.
+        service_id: String,
+        /// The authenticated user.
+        user_id: String,
+        /// Send `ping` at least this often.
+        heartbeat_secs: u32,
+        /// When the access token expires (epoch seconds), if a token was used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_expires_at: Option<u64>,
+    },
+    /// Answer to `ping`.
+    Pong {},
+    /// A request could not be carried out. The session stays open unless `error` is
+    /// `auth` or `frame_too_large`.
+    Error {
+        /// The request's number, if it had one and could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The kind of error.
+        error: ErrorCode,
+        /// The contract reason, where one applies (e.g. 1501, 1512).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<DisconnectReason>,
+        /// Words for a human.
+        message: String,
+    },
+    /// `make_call` or `verify_call` was refused; nothing was created.
+    StartFailed {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The start-fail reason (`invalid_user_id`, …).
+        reason: StartFailReason,
+        /// Its native number.
+        code: u16,
+        /// Words for a human.
+        message: String,
+    },
+    /// `make_call` created the call.
+    CallCreated {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The call's ID (UUID with dashes).
+        sid: String,
+    },
+    /// Caller: the callee is being rung (`evtWaitConnected`).
+    WaitConnected {
+        /// The call.
+        sid: String,
+    },
+    /// Callee: a call is offered directly (no push service needed).
+    IncomingCall {
+        /// The call.
+        sid: String,
+        /// Caller's service.
+        from_service_id: String,
+        /// Caller.
+        from_user_id: String,
+        /// Callee's service.
+        to_service_id: String,
+        /// Callee.
+        to_user_id: String,
+        /// `audio` or `video`.
+        media_type: MediaType,
+        /// The caller's app data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_data: Option<String>,
+        /// Pass to `verify_call`.
+        cc_param: String,
+    },
+    /// Callee: `verify_call` succeeded (`evtVerified`); the call rings here.
+    Verified {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+        /// Caller's service.
+        from_service_id: String,
+        /// Caller.
+        from_user_id: String,
+        /// `audio` or `video`.
+        media_type: MediaType,
+        /// The caller's app data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_data: Option<String>,
+    },
+    /// Both sides: the call is answered (`evtConnected`).
+    Connected {
+        /// The call.
+        sid: String,
+        /// Epoch seconds of the answer.
+        start_time: u64,
+    },
+    /// The call ended for this session (`evtDisconnected`).
+    Disconnected {
+        /// The request's number, when this answers a request (e.g. a late `verify_call`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+        /// Why.
+        reason: DisconnectReason,
+        /// Who.
+        source: DisconnectSource,
+        /// Whether the source is the remote party of this session.
+        by_remote: bool,
+        /// App-defined release code, with USER_ERROR.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_rel_code: Option<String>,
+    },
+    /// Answer to `resume`: this session is back in the call.
+    Resumed {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+        /// `ringing` or `connected`.
+        state: String,
+    },
+    /// The access token expires soon (`onUserSigExpired`); send `refresh_token`.
+    TokenExpiring {
+        /// Epoch seconds.
+        expires_at: u64,
+    },
+    /// Answer to `refresh_token`.
+    TokenRefreshed {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The new expiry, epoch seconds.
+        expires_at: u64,
+    },
+}
+
+/// Why a client frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// `malformed` or `unknown_type`.
+    pub code: ErrorCode,
+    /// The `req` number, when it could be read.
+    pub req: Option<u64>,
+    /// Words for a human.
+    pub message: String,
+}
+
+/// Message types a client may send, in the order of [`ClientMessage`].
+pub const CLIENT_TYPES: &[&str] = &[
+    "hello",
+    "ping",
+    "make_call",
+    "verify_call",
+    "accept_call",
+    "end_call",
+    "resume",
+    "refresh_token",
+];
+
+impl ClientMessage {
+    /// Reads one client frame, telling a malformed frame from an unknown type.
+    pub fn parse(text: &str) -> Result<ClientMessage, ParseError> {
+        match serde_json::from_str::<ClientMessage>(text) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                #[derive(Deserialize)]
+                struct Envelope {
+                    #[serde(rename = "type")]
+                    kind: Option<serde_json::Value>,
+                    req: Option<serde_json::Value>,
+                }
+                let env = serde_json::from_str::<Envelope>(text).ok();
+                let req = env
+                    .as_ref()
+                    .and_then(|e| e.req.as_ref())
+                    .and_then(|v| v.as_u64());
+                let kind = env.and_then(|e| e.kind);
+                match kind {
+                    Some(serde_json::Value::String(t)) if !CLIENT_TYPES.contains(&t.as_str()) => {
+                        Err(ParseError {
+                            code: ErrorCode::UnknownType,
+                            req,
+                            message: format!("unknown message type {:?}", truncate(&t, 64)),
+                        })
+                    }
+                    _ => Err(ParseError {
+                        code: ErrorCode::Malformed,
+                        req,
+                        message: format!("malformed message: {e}"),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ServerMessage {
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The call this message is about, if any.
+    pub fn sid(&self) -> Option<&str> {
+        match self {
+            ServerMessage::CallCreated { sid, .. }
+            | ServerMessage::WaitConnected { sid }
+            | ServerMessage::IncomingCall { sid, .. }
+            | ServerMessage::Verified { sid, .. }
+            | ServerMessage::Connected { sid, .. }
+            | ServerMessage::Disconnected { sid, .. }
+            | ServerMessage::Resumed { sid, .. } => Some(sid),
+            _ => None,
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_known_unknown_and_malformed() {
+        let m = ClientMessage::parse(
+            r#"{"type":"make_call","req":7,"to_user_id":"bob","media_type":"audio"}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, ClientMessage::MakeCall { req: Some(7), .. }));
+        let e = ClientMessage::parse(r#"{"type":"teleport","req":3}"#).unwrap_err();
+        assert_eq!((e.code, e.req), (ErrorCode::UnknownType, Some(3)));
+        let e = ClientMessage::parse(r#"{"type":"make_call","req":4}"#).unwrap_err();
+        assert_eq!((e.code, e.req), (ErrorCode::Malformed, Some(4)));
+        let e = ClientMessage::parse("not json").unwrap_err();
+        assert_eq!(e.code, ErrorCode::Malformed);
+    }
+
+    #[test]
+    fn server_message_shape() {
+        let m = ServerMessage::Disconnected {
+            req: None,
+            sid: "s".into(),
+            reason: DisconnectReason::Decline,
+            source: DisconnectSource::Callee,
+            by_remote: true,
+            user_rel_code: None,
+        };
+        assert_eq!(
+            m.to_json(),
+            r#"{"type":"disconnected","sid":"s","reason":{"code":1002,"name":"DECLINE"},"source":{"code":1,"name":"callee"},"by_remote":true}"#
+        );
+        let back: ServerMessage = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn every_client_type_is_listed() {
+        for t in CLIENT_TYPES {
+            let e = ClientMessage::parse(&format!(r#"{{"type":"{t}","bogus_only":1}}"#));
+            if let Err(e) = e {
+                assert_eq!(e.code, ErrorCode::Malformed, "{t}");
+            }
+        }
+    }
+}

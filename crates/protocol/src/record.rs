@@ -1,0 +1,210 @@
+//! App-server callback records (SPEC §4) and their exact query encoding.
+//!
+//! Callbacks are HTTP GET requests whose query string carries every field, in the
+//! order listed here, URL-encoded. Optional fields are sent as empty values so an
+//! app server always sees the full set of names.
+
+/// notify_cb: sent at every `make_call` so the app server can push `param` (as
+/// `cc_param`) to the callee's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyRecord {
+    /// The call's ID.
+    pub sid: String,
+    /// Caller's service.
+    pub from_service_id: String,
+    /// Caller.
+    pub from_user_id: String,
+    /// Callee's service.
+    pub to_service_id: String,
+    /// Callee.
+    pub to_user_id: String,
+    /// `A` or `V`.
+    pub media_type: String,
+    /// The signed `cc_param` (base64).
+    pub param: String,
+    /// The caller's app data (sent as both `stid` and `app_svr_data`).
+    pub app_svr_data: Option<String>,
+}
+
+impl NotifyRecord {
+    /// Field names and values, in contract order.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let data = self.app_svr_data.clone().unwrap_or_default();
+        vec![
+            ("sid", self.sid.clone()),
+            ("from_service_id", self.from_service_id.clone()),
+            ("from_user_id", self.from_user_id.clone()),
+            ("to_service_id", self.to_service_id.clone()),
+            ("to_user_id", self.to_user_id.clone()),
+            ("type", self.media_type.clone()),
+            ("param", self.param.clone()),
+            ("stid", data.clone()),
+            ("app_svr_data", data),
+        ]
+    }
+
+    /// The URL-encoded query string.
+    pub fn to_query(&self) -> String {
+        encode_query(&self.to_pairs())
+    }
+}
+
+/// on_call_evt_cb: the record of a 1-to-1 call, sent once when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The call's ID (UUID with dashes, 36 chars).
+    pub sid: String,
+    /// Caller's service.
+    pub from_service_id: String,
+    /// Caller.
+    pub from_user_id: String,
+    /// Callee's service.
+    pub to_service_id: String,
+    /// Callee.
+    pub to_user_id: String,
+    /// `A` or `V`.
+    pub media_type: String,
+    /// When the call was created (epoch seconds).
+    pub setup_time: u64,
+    /// When it was answered (epoch seconds; 0 if never).
+    pub start_time: u64,
+    /// When it ended (epoch seconds).
+    pub end_time: u64,
+    /// `end_time - start_time`; 0 if never connected.
+    pub duration: u64,
+    /// Caller's IP address.
+    pub srcip: String,
+    /// Callee's IP address (the answering or verifying device; empty if none).
+    pub dstip: String,
+    /// Q.850 cause: 16 when connected.
+    pub terminate: u16,
+    /// Debug release code.
+    pub rel_code: u16,
+    /// Its name.
+    pub rel_code_str: String,
+    /// App-defined release code, with USER_ERROR.
+    pub user_rel_code: Option<String>,
+    /// Billable seconds.
+    pub billing_sec: u64,
+    /// Region that handled the caller (ISO 3166-1 alpha-2, upper case).
+    pub rc_idc: String,
+    /// Disconnect reason number.
+    pub disconnect_reason: u16,
+    /// Disconnect source number.
+    pub releaser_type: u8,
+    /// The caller's app data (also sent as `stid`).
+    pub app_svr_data: Option<String>,
+}
+
+impl CallRecord {
+    /// Field names and values, in the order of seed 001.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let data = self.app_svr_data.clone().unwrap_or_default();
+        vec![
+            ("sid", self.sid.clone()),
+            ("from_service_id", self.from_service_id.clone()),
+            ("from_user_id", self.from_user_id.clone()),
+            ("to_service_id", self.to_service_id.clone()),
+            ("to_user_id", self.to_user_id.clone()),
+            ("type", self.media_type.clone()),
+            ("stid", data.clone()),
+            ("setup_time", self.setup_time.to_string()),
+            ("start_time", self.start_time.to_string()),
+            ("end_time", self.end_time.to_string()),
+            ("duration", self.duration.to_string()),
+            ("srcip", self.srcip.clone()),
+            ("dstip", self.dstip.clone()),
+            ("terminate", self.terminate.to_string()),
+            ("rel_code", self.rel_code.to_string()),
+            ("rel_code_str", self.rel_code_str.clone()),
+            (
+                "user_rel_code",
+                self.user_rel_code.clone().unwrap_or_default(),
+            ),
+            ("billing_sec", self.billing_sec.to_string()),
+            ("rc_idc", self.rc_idc.clone()),
+            ("disconnect_reason", self.disconnect_reason.to_string()),
+            ("releaser_type", self.releaser_type.to_string()),
+            ("app_svr_data", data),
+        ]
+    }
+
+    /// The URL-encoded query string.
+    pub fn to_query(&self) -> String {
+        encode_query(&self.to_pairs())
+    }
+}
+
+/// Encodes `name=value` pairs joined by `&`, percent-encoding everything but the
+/// RFC 3986 unreserved characters (so a space is `%20` and `+` is `%2B`).
+pub fn encode_query(pairs: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(pairs.len() * 24);
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode_into(k, &mut out);
+        out.push('=');
+        percent_encode_into(v, &mut out);
+    }
+    out
+}
+
+fn percent_encode_into(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_reserved_characters() {
+        let q = encode_query(&[("a b", "x+y/z=é&".into()), ("k", String::new())]);
+        assert_eq!(q, "a%20b=x%2By%2Fz%3D%C3%A9%26&k=");
+    }
+
+    #[test]
+    fn call_record_has_every_seed_field_in_order() {
+        let r = CallRecord {
+            sid: "6364e8b3-bdac-436e-9631-0bce2498ce0c".into(),
+            from_service_id: "svc".into(),
+            from_user_id: "9286".into(),
+            to_service_id: "svc".into(),
+            to_user_id: "2809".into(),
+            media_type: "V".into(),
+            setup_time: 1582527400,
+            start_time: 1582527404,
+            end_time: 1582527434,
+            duration: 30,
+            srcip: "1.2.3.4".into(),
+            dstip: "1.2.3.5".into(),
+            terminate: 16,
+            rel_code: 1,
+            rel_code_str: "NORMAL".into(),
+            user_rel_code: None,
+            billing_sec: 25,
+            rc_idc: "KR".into(),
+            disconnect_reason: 1001,
+            releaser_type: 1,
+            app_svr_data: Some("voip.next".into()),
+        };
+        let names: Vec<_> = r.to_pairs().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names.len(), 22);
+        assert!(r
+            .to_query()
+            .starts_with("sid=6364e8b3-bdac-436e-9631-0bce2498ce0c&from_service_id=svc"));
+        assert!(r
+            .to_query()
+            .ends_with("releaser_type=1&app_svr_data=voip.next"));
+    }
+}

@@ -1,0 +1,1288 @@
+//! The 1-to-1 call core: a sans-IO state machine.
+//!
+//! [`Switch`] owns every live 1-to-1 call and knows which sessions (devices) each
+//! user has, because BUSY, MULTIDEV_IN_USE and ALREADY_GOT_A_CALL are questions about
+//! a user's other calls. It never touches a socket or a clock: the shell feeds it
+//! [`Input`]s with the current time (epoch milliseconds), drains [`Output`]s with
+//! [`Switch::poll_output`], and wakes it at [`Switch::poll_timeout`] through
+//! [`Switch::handle_timeout`]. Tests drive it on simulated time without sleeping.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use switchboard_protocol::record::{CallRecord, NotifyRecord};
+use switchboard_protocol::{
+    ids, ClientMessage, DisconnectReason, DisconnectSource, ErrorCode, MediaType, ServerMessage,
+    StartFailReason, MAX_APP_DATA_BYTES,
+};
+
+use crate::auth::{CcClaims, CcKey};
+use crate::limit::KeyedLimiter;
+
+#[cfg(test)]
+mod tests;
+
+/// Epoch milliseconds.
+pub type Millis = u64;
+/// A signaling session (one connection of one device), numbered by the shell.
+pub type SessionId = u64;
+
+/// Longest `user_rel_code` accepted, in bytes.
+pub const MAX_USER_REL_CODE_BYTES: usize = 128;
+
+/// A user: `(service_id, user_id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Party {
+    /// The service.
+    pub service_id: String,
+    /// The user.
+    pub user_id: String,
+}
+
+impl Party {
+    /// A party from its two IDs.
+    pub fn new(service_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self {
+            service_id: service_id.into(),
+            user_id: user_id.into(),
+        }
+    }
+}
+
+/// Per-service rules the core needs.
+#[derive(Debug, Clone)]
+pub struct ServiceRules {
+    /// Ring timeout before NOANSWER.
+    pub ring_timeout_ms: Millis,
+    /// Longest connected time; 0 = none.
+    pub max_call_ms: Millis,
+    /// Region code for records.
+    pub rc_idc: String,
+    /// Whether a notify_cb URL is configured.
+    pub has_notify: bool,
+}
+
+/// Core-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a party may be without a session before NETWORK_UNSTABLE.
+    pub reconnect_grace_ms: Millis,
+    /// make_call / verify_call per second per user.
+    pub calls_per_user_per_sec: f64,
+    /// Burst of the above.
+    pub calls_per_user_burst: f64,
+}
+
+/// How a session proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAuth {
+    /// With an access token: a full user session.
+    Token,
+    /// With a `cc_param` only: may verify and answer that one call.
+    CallParam {
+        /// The call it may verify.
+        sid: String,
+    },
+}
+
+/// What happens to the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A session authenticated.
+    Open {
+        /// The session.
+        session: SessionId,
+        /// Who it is.
+        party: Party,
+        /// How it proved it.
+        auth: SessionAuth,
+        /// Its remote IP address.
+        ip: String,
+    },
+    /// A session's connection is gone (closed, or silent past the heartbeat timeout).
+    Closed {
+        /// The session.
+        session: SessionId,
+    },
+    /// A call message from a session (`make_call`, `verify_call`, `accept_call`,
+    /// `end_call`, `resume`).
+    Message {
+        /// The session.
+        session: SessionId,
+        /// The message.
+        msg: ClientMessage,
+    },
+    /// The outcome of a notify_cb request.
+    PushResult {
+        /// The call.
+        sid: String,
+        /// 2xx within the deadline.
+        ok: bool,
+    },
+    /// The app server force-ends a call (REST): USER_ERROR, source app_server.
+    ForceEnd {
+        /// The service asking.
+        service_id: String,
+        /// The call.
+        sid: String,
+        /// The app's release code.
+        user_rel_code: Option<String>,
+    },
+}
+
+/// What the core wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a message to a session.
+    Send(SessionId, ServerMessage),
+    /// Call the service's notify_cb; answer with [`Input::PushResult`].
+    Notify {
+        /// The service whose notify_cb to call.
+        service_id: String,
+        /// The record.
+        record: NotifyRecord,
+    },
+    /// Deliver the call record to on_call_evt_cb (and store it).
+    Record {
+        /// The caller's service.
+        service_id: String,
+        /// The record.
+        record: CallRecord,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing,
+    Connected { start_ms: Millis },
+}
+
+#[derive(Debug, Clone)]
+struct Device {
+    session: SessionId,
+    verified: bool,
+    ip: String,
+}
+
+#[derive(Debug)]
+struct Call {
+    sid: String,
+    caller: Party,
+    callee: Party,
+    media: MediaType,
+    app_data: Option<String>,
+    setup_ms: Millis,
+    phase: Phase,
+    caller_session: Option<SessionId>,
+    caller_ip: String,
+    /// Callee devices: every ringing one while ringing; the answering one after.
+    devices: Vec<Device>,
+    callee_ip: String,
+    push_failed: bool,
+    ring_deadline: Option<Millis>,
+    max_deadline: Option<Millis>,
+    caller_lost: Option<Millis>,
+    callee_lost: Option<Millis>,
+    rc_idc: String,
+}
+
+impl Call {
+    fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.caller_session
+            .into_iter()
+            .chain(self.devices.iter().map(|d| d.session))
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    party: Party,
+    auth: SessionAuth,
+    ip: String,
+    calls: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct User {
+    /// Token sessions (devices that can be rung directly).
+    sessions: Vec<SessionId>,
+    /// Live calls this user is a party of.
+    calls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Ring,
+    MaxTime,
+    CallerLost,
+    CalleeLost,
+}
+
+/// The 1-to-1 call core. See the module docs.
+pub struct Switch {
+    settings: Settings,
+    services: HashMap<String, ServiceRules>,
+    cc_key: CcKey,
+    sessions: HashMap<SessionId, Session>,
+    users: HashMap<Party, User>,
+    calls: HashMap<String, Call>,
+    timers: BinaryHeap<Reverse<(Millis, TimerKind, String)>>,
+    out: VecDeque<Output>,
+    call_limiter: KeyedLimiter<Party>,
+}
+
+/// Counts of live state, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Open sessions.
+    pub sessions: usize,
+    /// Live calls.
+    pub calls: usize,
+    /// Of which connected.
+    pub connected: usize,
+}
+
+impl Switch {
+    /// A core with these settings, services and `cc_param` key.
+    pub fn new(settings: Settings, services: HashMap<String, ServiceRules>, cc_key: CcKey) -> Self {
+        let call_limiter = KeyedLimiter::new(
+            settings.calls_per_user_per_sec,
+            settings.calls_per_user_burst,
+        );
+        Self {
+            settings,
+            services,
+            cc_key,
+            sessions: HashMap::new(),
+            users: HashMap::new(),
+            calls: HashMap::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            call_limiter,
+        }
+    }
+
+    /// Live counts.
+    pub fn census(&self) -> Census {
+        Census {
+            sessions: self.sessions.len(),
+            calls: self.calls.len(),
+            connected: self
+                .calls
+                .values()
+                .filter(|c| matches!(c.phase, Phase::Connected { .. }))
+                .count(),
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Switch::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, kind, sid))) = self.timers.pop() else {
+                break;
+            };
+            let Some(call) = self.calls.get(&sid) else {
+                continue;
+            };
+            match kind {
+                TimerKind::Ring
+                    if call.ring_deadline == Some(at) && call.phase == Phase::Ringing =>
+                {
+                    self.finish(
+                        now,
+                        &sid,
+                        DisconnectReason::NoAnswer,
+                        DisconnectSource::CloudServer,
+                        None,
+                        None,
+                    );
+                }
+                TimerKind::MaxTime if call.max_deadline == Some(at) => {
+                    self.finish(
+                        now,
+                        &sid,
+                        DisconnectReason::MaxCallTimeExceeded,
+                        DisconnectSource::CloudServer,
+                        None,
+                        None,
+                    );
+                }
+                TimerKind::CallerLost if call.caller_lost == Some(at) => {
+                    self.finish(
+                        now,
+                        &sid,
+                        DisconnectReason::NetworkUnstable,
+                        DisconnectSource::Caller,
+                        None,
+                        None,
+                    );
+                }
+                TimerKind::CalleeLost if call.callee_lost == Some(at) => {
+                    self.finish(
+                        now,
+                        &sid,
+                        DisconnectReason::NetworkUnstable,
+                        DisconnectSource::Callee,
+                        None,
+                        None,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Feeds one input at `now`.
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        match input {
+            Input::Open {
+                session,
+                party,
+                auth,
+                ip,
+            } => self.open(session, party, auth, ip),
+            Input::Closed { session } => self.closed(now, session),
+            Input::Message { session, msg } => self.message(now, session, msg),
+            Input::PushResult { sid, ok } => self.push_result(now, &sid, ok),
+            Input::ForceEnd {
+                service_id,
+                sid,
+                user_rel_code,
+            } => {
+                if self
+                    .calls
+                    .get(&sid)
+                    .is_some_and(|c| c.caller.service_id == service_id)
+                {
+                    self.finish(
+                        now,
+                        &sid,
+                        DisconnectReason::UserError,
+                        DisconnectSource::AppServer,
+                        None,
+                        user_rel_code,
+                    );
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, session: SessionId, msg: ServerMessage) {
+        self.out.push_back(Output::Send(session, msg));
+    }
+
+    fn error(
+        &mut self,
+        session: SessionId,
+        req: Option<u64>,
+        error: ErrorCode,
+        message: impl Into<String>,
+    ) {
+        self.send(
+            session,
+            ServerMessage::Error {
+                req,
+                error,
+                reason: None,
+                message: message.into(),
+            },
+        );
+    }
+
+    fn start_failed(
+        &mut self,
+        session: SessionId,
+        req: Option<u64>,
+        reason: StartFailReason,
+        message: impl Into<String>,
+    ) {
+        self.send(
+            session,
+            ServerMessage::StartFailed {
+                req,
+                reason,
+                code: reason.native_code(),
+                message: message.into(),
+            },
+        );
+    }
+
+    fn timer(&mut self, at: Millis, kind: TimerKind, sid: &str) {
+        self.timers.push(Reverse((at, kind, sid.to_string())));
+    }
+
+    fn open(&mut self, session: SessionId, party: Party, auth: SessionAuth, ip: String) {
+        let user = self.users.entry(party.clone()).or_default();
+        if auth == SessionAuth::Token {
+            user.sessions.push(session);
+        }
+        // A device that comes online while a call rings for its user rings too.
+        let ringing: Vec<String> = user
+            .calls
+            .iter()
+            .filter(|sid| {
+                self.calls
+                    .get(*sid)
+                    .is_some_and(|c| c.callee == party && c.phase == Phase::Ringing)
+            })
+            .cloned()
+            .collect();
+        self.sessions.insert(
+            session,
+            Session {
+                party,
+                auth: auth.clone(),
+                ip,
+                calls: Vec::new(),
+            },
+        );
+        if auth == SessionAuth::Token {
+            for sid in ringing {
+                self.offer(session, &sid);
+            }
+        }
+    }
+
+    fn closed(&mut self, now: Millis, session: SessionId) {
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        if let Some(user) = self.users.get_mut(&s.party) {
+            user.sessions.retain(|x| *x != session);
+        }
+        for sid in s.calls {
+            let grace = self.settings.reconnect_grace_ms;
+            let Some(call) = self.calls.get_mut(&sid) else {
+                continue;
+            };
+            let mut timer = None;
+            if call.caller_session == Some(session) {
+                call.caller_session = None;
+                call.caller_lost = Some(now + grace);
+                timer = Some((now + grace, TimerKind::CallerLost));
+            } else if matches!(call.phase, Phase::Connected { .. }) {
+                if call.devices.iter().any(|d| d.session == session) {
+                    call.devices.clear();
+                    call.callee_lost = Some(now + grace);
+                    timer = Some((now + grace, TimerKind::CalleeLost));
+                }
+            } else {
+                call.devices.retain(|d| d.session != session);
+                if call.devices.is_empty() && call.push_failed {
+                    self.finish(
+                        now,
+                        &sid,
+                        DisconnectReason::PushError,
+                        DisconnectSource::CloudServer,
+                        None,
+                        None,
+                    );
+                }
+            }
+            if let Some((at, kind)) = timer {
+                self.timer(at, kind, &sid);
+            }
+        }
+        self.forget_user_if_idle(&s.party);
+    }
+
+    fn forget_user_if_idle(&mut self, party: &Party) {
+        if self
+            .users
+            .get(party)
+            .is_some_and(|u| u.sessions.is_empty() && u.calls.is_empty())
+        {
+            self.users.remove(party);
+        }
+    }
+
+    fn message(&mut self, now: Millis, session: SessionId, msg: ClientMessage) {
+        if !self.sessions.contains_key(&session) {
+            return;
+        }
+        match msg {
+            ClientMessage::MakeCall {
+                req,
+                to_user_id,
+                to_service_id,
+                media_type,
+                app_data,
+                ring_timeout_secs,
+            } => self.make_call(
+                now,
+                session,
+                req,
+                to_user_id,
+                to_service_id,
+                media_type,
+                app_data,
+                ring_timeout_secs,
+            ),
+            ClientMessage::VerifyCall { req, cc_param } => {
+                self.verify_call(now, session, req, &cc_param)
+            }
+            ClientMessage::AcceptCall { req, sid } => self.accept_call(now, session, req, &sid),
+            ClientMessage::EndCall {
+                req,
+                sid,
+                reason,
+                user_rel_code,
+            } => self.end_call(now, session, req, &sid, reason, user_rel_code),
+            ClientMessage::Resume { req, sid } => self.resume(session, req, &sid),
+            ClientMessage::Hello { .. }
+            | ClientMessage::Ping {}
+            | ClientMessage::RefreshToken { .. } => self.error(
+                session,
+                None,
+                ErrorCode::WrongState,
+                "handled by the session, not the call core",
+            ),
+        }
+    }
+
+    fn rate_ok(&mut self, now: Millis, session: SessionId, req: Option<u64>) -> bool {
+        let Some(party) = self.sessions.get(&session).map(|s| s.party.clone()) else {
+            return false;
+        };
+        if self.call_limiter.allow(&party, now) {
+            return true;
+        }
+        self.send(
+            session,
+            ServerMessage::Error {
+                req,
+                error: ErrorCode::RateLimited,
+                reason: Some(DisconnectReason::ServiceTooManyRequests),
+                message: "too many call requests for this user; slow down".into(),
+            },
+        );
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn make_call(
+        &mut self,
+        now: Millis,
+        session: SessionId,
+        req: Option<u64>,
+        to_user_id: String,
+        to_service_id: Option<String>,
+        media_type: String,
+        app_data: Option<String>,
+        ring_timeout_secs: Option<u32>,
+    ) {
+        if !self.rate_ok(now, session, req) {
+            return;
+        }
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        if s.auth != SessionAuth::Token {
+            return self.error(
+                session,
+                req,
+                ErrorCode::WrongState,
+                "a cc_param session can only verify its call",
+            );
+        }
+        let caller = s.party.clone();
+        let caller_ip = s.ip.clone();
+        let to_service_id = to_service_id.unwrap_or_else(|| caller.service_id.clone());
+        use StartFailReason as F;
+        if !ids::is_valid_user_id(&to_user_id) {
+            return self.start_failed(
+                session,
+                req,
+                F::InvalidUserId,
+                "to_user_id must match [A-Za-z0-9_-]{1,64}",
+            );
+        }
+        if !ids::is_valid_service_id(&to_service_id) || to_service_id != caller.service_id {
+            return self.start_failed(
+                session,
+                req,
+                F::InvalidServiceId,
+                "to_service_id must be the caller's own service",
+            );
+        }
+        let Some(media) = MediaType::parse(&media_type) else {
+            return self.start_failed(
+                session,
+                req,
+                F::InvalidMediaType,
+                "media_type must be audio or video",
+            );
+        };
+        if app_data
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_APP_DATA_BYTES)
+        {
+            return self.start_failed(
+                session,
+                req,
+                F::TooLongAppServerData,
+                "app_data is over 4096 bytes",
+            );
+        }
+        if to_user_id == caller.user_id {
+            return self.start_failed(session, req, F::IdConflict, "a user cannot call itself");
+        }
+        let Some(rules) = self.services.get(&caller.service_id).cloned() else {
+            return self.start_failed(session, req, F::InvalidServiceId, "unknown service");
+        };
+        let ring_ms = match ring_timeout_secs {
+            Some(0) => {
+                return self.start_failed(
+                    session,
+                    req,
+                    F::InvalidParam,
+                    "ring_timeout_secs must be > 0",
+                )
+            }
+            Some(s) => (u64::from(s) * 1000).min(rules.ring_timeout_ms),
+            None => rules.ring_timeout_ms,
+        };
+
+        let callee = Party::new(to_service_id, to_user_id);
+        let sid = uuid::Uuid::new_v4().to_string();
+        let caller_calls: Vec<&Call> = self.party_calls(&caller).collect();
+        let caller_in_use = caller_calls
+            .iter()
+            .any(|c| c.caller == caller || matches!(c.phase, Phase::Connected { .. }));
+        let caller_has_incoming = caller_calls
+            .iter()
+            .any(|c| c.callee == caller && c.phase == Phase::Ringing);
+        let callee_busy = self.party_calls(&callee).next().is_some();
+
+        let call = Call {
+            sid: sid.clone(),
+            caller: caller.clone(),
+            callee: callee.clone(),
+            media,
+            app_data,
+            setup_ms: now,
+            phase: Phase::Ringing,
+            caller_session: Some(session),
+            caller_ip,
+            devices: Vec::new(),
+            callee_ip: String::new(),
+            push_failed: false,
+            ring_deadline: Some(now + ring_ms),
+            max_deadline: None,
+            caller_lost: None,
+            callee_lost: None,
+            rc_idc: rules.rc_idc.clone(),
+        };
+        self.calls.insert(sid.clone(), call);
+        self.link(session, &caller, &sid);
+        self.users
+            .entry(callee.clone())
+            .or_default()
+            .calls
+            .push(sid.clone());
+        self.send(
+            session,
+            ServerMessage::CallCreated {
+                req,
+                sid: sid.clone(),
+            },
+        );
+
+        let early = if caller_in_use {
+            Some((
+                DisconnectReason::MultidevInUse,
+                DisconnectSource::CloudServer,
+            ))
+        } else if caller_has_incoming {
+            Some((
+                DisconnectReason::AlreadyGotACall,
+                DisconnectSource::CloudServer,
+            ))
+        } else if callee_busy {
+            Some((DisconnectReason::Busy, DisconnectSource::Callee))
+        } else {
+            None
+        };
+        if let Some((reason, source)) = early {
+            return self.finish(now, &sid, reason, source, None, None);
+        }
+
+        self.timer(now + ring_ms, TimerKind::Ring, &sid);
+        if let (true, Some(param), Some(call)) =
+            (rules.has_notify, self.cc_param(&sid), self.calls.get(&sid))
+        {
+            let record = NotifyRecord {
+                sid: sid.clone(),
+                from_service_id: caller.service_id.clone(),
+                from_user_id: caller.user_id.clone(),
+                to_service_id: callee.service_id.clone(),
+                to_user_id: callee.user_id.clone(),
+                media_type: media.letter().into(),
+                param,
+                app_svr_data: call.app_data.clone(),
+            };
+            self.out.push_back(Output::Notify {
+                service_id: caller.service_id.clone(),
+                record,
+            });
+        }
+        self.send(session, ServerMessage::WaitConnected { sid: sid.clone() });
+        let devices: Vec<SessionId> = self
+            .users
+            .get(&callee)
+            .map(|u| u.sessions.clone())
+            .unwrap_or_default();
+        for device in devices {
+            self.offer(device, &sid);
+        }
+        if !rules.has_notify && self.calls.get(&sid).is_some_and(|c| c.devices.is_empty()) {
+            self.push_result(now, &sid, false);
+        }
+    }
+
+    /// Signs the `cc_param` of a call: bound to it and its callee, useless after
+    /// its ring time (the call must also still be live when it is used).
+    fn cc_param(&self, sid: &str) -> Option<String> {
+        let call = self.calls.get(sid)?;
+        let exp = (call.ring_deadline.unwrap_or(call.setup_ms) / 1000) + 60;
+        Some(self.cc_key.sign(&CcClaims {
+            sid: sid.to_string(),
+            service_id: call.callee.service_id.clone(),
+            user_id: call.callee.user_id.clone(),
+            exp,
+        }))
+    }
+
+    /// Rings a callee device directly.
+    fn offer(&mut self, session: SessionId, sid: &str) {
+        let Some(ip) = self.sessions.get(&session).map(|s| s.ip.clone()) else {
+            return;
+        };
+        let Some(cc_param) = self.cc_param(sid) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(sid) else {
+            return;
+        };
+        if call.devices.iter().any(|d| d.session == session) {
+            return;
+        }
+        if call.callee_ip.is_empty() {
+            call.callee_ip = ip.clone();
+        }
+        call.devices.push(Device {
+            session,
+            verified: false,
+            ip,
+        });
+        let msg = ServerMessage::IncomingCall {
+            sid: sid.to_string(),
+            from_service_id: call.caller.service_id.clone(),
+            from_user_id: call.caller.user_id.clone(),
+            to_service_id: call.callee.service_id.clone(),
+            to_user_id: call.callee.user_id.clone(),
+            media_type: call.media,
+            app_data: call.app_data.clone(),
+            cc_param,
+        };
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.calls.push(sid.to_string());
+        }
+        self.send(session, msg);
+    }
+
+    fn link(&mut self, session: SessionId, party: &Party, sid: &str) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            if !s.calls.iter().any(|c| c == sid) {
+                s.calls.push(sid.to_string());
+            }
+        }
+        let user = self.users.entry(party.clone()).or_default();
+        if !user.calls.iter().any(|c| c == sid) {
+            user.calls.push(sid.to_string());
+        }
+    }
+
+    fn party_calls<'a>(&'a self, party: &Party) -> impl Iterator<Item = &'a Call> + 'a {
+        self.users
+            .get(party)
+            .into_iter()
+            .flat_map(|u| u.calls.iter())
+            .filter_map(|sid| self.calls.get(sid))
+    }
+
+    fn verify_call(&mut self, now: Millis, session: SessionId, req: Option<u64>, cc_param: &str) {
+        if !self.rate_ok(now, session, req) {
+            return;
+        }
+        let Some(claims) = self.cc_key.open(cc_param) else {
+            return self.start_failed(
+                session,
+                req,
+                StartFailReason::DecodeCallParam,
+                "cc_param is not valid",
+            );
+        };
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        match &s.auth {
+            SessionAuth::CallParam { sid } if *sid != claims.sid => {
+                return self.start_failed(
+                    session,
+                    req,
+                    StartFailReason::InvalidParam,
+                    "this session belongs to another call",
+                );
+            }
+            _ => {}
+        }
+        if s.party.service_id != claims.service_id {
+            return self.start_failed(
+                session,
+                req,
+                StartFailReason::InvalidServiceId,
+                "cc_param is for another service",
+            );
+        }
+        if s.party.user_id != claims.user_id {
+            return self.start_failed(
+                session,
+                req,
+                StartFailReason::InvalidUserId,
+                "cc_param is for another user",
+            );
+        }
+        let ip = s.ip.clone();
+        let party = s.party.clone();
+        let released = || ServerMessage::Disconnected {
+            req,
+            sid: claims.sid.clone(),
+            reason: DisconnectReason::ReleasedCall,
+            source: DisconnectSource::CloudServer,
+            by_remote: false,
+            user_rel_code: None,
+        };
+        let Some(call) = self.calls.get_mut(&claims.sid) else {
+            return self.send(session, released());
+        };
+        if claims.exp < now / 1000 {
+            return self.send(session, released());
+        }
+        if matches!(call.phase, Phase::Connected { .. }) {
+            let msg = if call.devices.iter().any(|d| d.session == session) {
+                ServerMessage::Error {
+                    req,
+                    error: ErrorCode::WrongState,
+                    reason: None,
+                    message: "already connected".into(),
+                }
+            } else {
+                ServerMessage::Disconnected {
+                    req,
+                    sid: claims.sid.clone(),
+                    reason: DisconnectReason::MultidevAnswer,
+                    source: DisconnectSource::Callee,
+                    by_remote: false,
+                    user_rel_code: None,
+                }
+            };
+            return self.send(session, msg);
+        }
+        match call.devices.iter_mut().find(|d| d.session == session) {
+            Some(d) => d.verified = true,
+            None => call.devices.push(Device {
+                session,
+                verified: true,
+                ip: ip.clone(),
+            }),
+        }
+        call.callee_ip = ip;
+        let msg = ServerMessage::Verified {
+            req,
+            sid: call.sid.clone(),
+            from_service_id: call.caller.service_id.clone(),
+            from_user_id: call.caller.user_id.clone(),
+            media_type: call.media,
+            app_data: call.app_data.clone(),
+        };
+        let sid = call.sid.clone();
+        self.link(session, &party, &sid);
+        self.send(session, msg);
+    }
+
+    fn accept_call(&mut self, now: Millis, session: SessionId, req: Option<u64>, sid: &str) {
+        let Some(call) = self.calls.get_mut(sid) else {
+            return self.error(
+                session,
+                req,
+                ErrorCode::NotFound,
+                "no such call for this session",
+            );
+        };
+        if call.phase != Phase::Ringing {
+            return self.error(
+                session,
+                req,
+                ErrorCode::WrongState,
+                "the call is not ringing",
+            );
+        }
+        let Some(device) = call.devices.iter().find(|d| d.session == session).cloned() else {
+            let msg = if call.caller_session == Some(session) {
+                "the caller cannot accept its own call"
+            } else {
+                "no such call for this session"
+            };
+            let code = if call.caller_session == Some(session) {
+                ErrorCode::WrongState
+            } else {
+                ErrorCode::NotFound
+            };
+            return self.error(session, req, code, msg);
+        };
+        if !device.verified {
+            return self.error(session, req, ErrorCode::WrongState, "verify_call first");
+        }
+        call.phase = Phase::Connected { start_ms: now };
+        call.ring_deadline = None;
+        call.callee_ip = device.ip.clone();
+        let others: Vec<SessionId> = call
+            .devices
+            .iter()
+            .map(|d| d.session)
+            .filter(|s| *s != session)
+            .collect();
+        call.devices.retain(|d| d.session == session);
+        let caller_session = call.caller_session;
+        let max_call_ms = self
+            .services
+            .get(&call.caller.service_id)
+            .map_or(0, |r| r.max_call_ms);
+        if max_call_ms > 0 {
+            call.max_deadline = Some(now + max_call_ms);
+        }
+        for other in others {
+            self.drop_device(other, sid, DisconnectReason::MultidevAnswer);
+        }
+        let connected = ServerMessage::Connected {
+            sid: sid.to_string(),
+            start_time: now / 1000,
+        };
+        if let Some(c) = caller_session {
+            self.send(c, connected.clone());
+        }
+        self.send(session, connected);
+        if max_call_ms > 0 {
+            self.timer(now + max_call_ms, TimerKind::MaxTime, sid);
+        }
+    }
+
+    /// Tells a callee device that another device of its user took the call.
+    fn drop_device(&mut self, session: SessionId, sid: &str, reason: DisconnectReason) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.calls.retain(|c| c != sid);
+        }
+        self.send(
+            session,
+            ServerMessage::Disconnected {
+                req: None,
+                sid: sid.to_string(),
+                reason,
+                source: DisconnectSource::Callee,
+                by_remote: false,
+                user_rel_code: None,
+            },
+        );
+    }
+
+    fn end_call(
+        &mut self,
+        now: Millis,
+        session: SessionId,
+        req: Option<u64>,
+        sid: &str,
+        reason: Option<u16>,
+        user_rel_code: Option<String>,
+    ) {
+        let client_reason = match reason.map(|c| (c, DisconnectReason::from_code(c))) {
+            None => None,
+            Some((_, Some(r))) if r.is_client_reportable() => Some(r),
+            Some((c, _)) => {
+                return self.error(
+                    session,
+                    req,
+                    ErrorCode::InvalidParam,
+                    format!("reason {c} is not one a client may report"),
+                )
+            }
+        };
+        if user_rel_code
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_USER_REL_CODE_BYTES)
+        {
+            return self.error(
+                session,
+                req,
+                ErrorCode::InvalidParam,
+                "user_rel_code is over 128 bytes",
+            );
+        }
+        let Some(call) = self.calls.get_mut(sid) else {
+            return self.error(
+                session,
+                req,
+                ErrorCode::NotFound,
+                "no such call for this session",
+            );
+        };
+        let is_caller = call.caller_session == Some(session);
+        let is_device = call.devices.iter().any(|d| d.session == session);
+        if !is_caller && !is_device {
+            return self.error(
+                session,
+                req,
+                ErrorCode::NotFound,
+                "no such call for this session",
+            );
+        }
+        let ringing = call.phase == Phase::Ringing;
+        let source = if is_caller {
+            DisconnectSource::Caller
+        } else {
+            DisconnectSource::Callee
+        };
+        let state_reason = match (ringing, is_caller) {
+            (true, true) => DisconnectReason::Cancel,
+            (true, false) => DisconnectReason::Decline,
+            (false, _) => DisconnectReason::Normal,
+        };
+        let reason = match client_reason {
+            Some(DisconnectReason::Normal) | None => state_reason,
+            Some(r) => r,
+        };
+        if ringing && is_device {
+            let others: Vec<SessionId> = call
+                .devices
+                .iter()
+                .map(|d| d.session)
+                .filter(|s| *s != session)
+                .collect();
+            call.devices.retain(|d| d.session == session);
+            for other in others {
+                self.drop_device(other, sid, DisconnectReason::MultidevDecline);
+            }
+        }
+        self.finish(
+            now,
+            sid,
+            reason,
+            source,
+            Some((session, req)),
+            user_rel_code,
+        );
+    }
+
+    fn resume(&mut self, session: SessionId, req: Option<u64>, sid: &str) {
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let party = s.party.clone();
+        let auth = s.auth.clone();
+        let ip = s.ip.clone();
+        let Some(call) = self.calls.get_mut(sid) else {
+            return self.send(
+                session,
+                ServerMessage::Disconnected {
+                    req,
+                    sid: sid.to_string(),
+                    reason: DisconnectReason::ReleasedCall,
+                    source: DisconnectSource::CloudServer,
+                    by_remote: false,
+                    user_rel_code: None,
+                },
+            );
+        };
+        let may = match &auth {
+            SessionAuth::Token => true,
+            SessionAuth::CallParam { sid: bound } => bound == sid,
+        };
+        let state = match call.phase {
+            Phase::Ringing => "ringing",
+            Phase::Connected { .. } => "connected",
+        };
+        let old = if may && party == call.caller {
+            call.caller_lost = None;
+            call.caller_ip = ip;
+            call.caller_session.replace(session)
+        } else if may && party == call.callee && matches!(call.phase, Phase::Connected { .. }) {
+            call.callee_lost = None;
+            call.callee_ip = ip.clone();
+            let old = call.devices.first().map(|d| d.session);
+            call.devices = vec![Device {
+                session,
+                verified: true,
+                ip,
+            }];
+            old
+        } else {
+            return self.error(
+                session,
+                req,
+                ErrorCode::NotFound,
+                "no such call for this session to resume",
+            );
+        };
+        if let Some(old) = old.filter(|o| *o != session) {
+            if let Some(o) = self.sessions.get_mut(&old) {
+                o.calls.retain(|c| c != sid);
+            }
+        }
+        self.link(session, &party, sid);
+        self.send(
+            session,
+            ServerMessage::Resumed {
+                req,
+                sid: sid.to_string(),
+                state: state.into(),
+            },
+        );
+    }
+
+    fn push_result(&mut self, now: Millis, sid: &str, ok: bool) {
+        let Some(call) = self.calls.get_mut(sid) else {
+            return;
+        };
+        if ok {
+            return;
+        }
+        call.push_failed = true;
+        if call.phase == Phase::Ringing && call.devices.is_empty() {
+            self.finish(
+                now,
+                sid,
+                DisconnectReason::PushError,
+                DisconnectSource::CloudServer,
+                None,
+                None,
+            );
+        }
+    }
+
+    /// Ends a call: tells every session still in it, forgets it, emits its record.
+    fn finish(
+        &mut self,
+        now: Millis,
+        sid: &str,
+        reason: DisconnectReason,
+        source: DisconnectSource,
+        ender: Option<(SessionId, Option<u64>)>,
+        user_rel_code: Option<String>,
+    ) {
+        let Some(call) = self.calls.remove(sid) else {
+            return;
+        };
+        let recipients: Vec<(SessionId, DisconnectSource)> = call
+            .caller_session
+            .map(|s| (s, DisconnectSource::Caller))
+            .into_iter()
+            .chain(
+                call.devices
+                    .iter()
+                    .map(|d| (d.session, DisconnectSource::Callee)),
+            )
+            .collect();
+        for (session, side) in recipients {
+            let by_remote = matches!(source, DisconnectSource::Caller | DisconnectSource::Callee)
+                && side != source;
+            let req = ender.filter(|(s, _)| *s == session).and_then(|(_, r)| r);
+            self.send(
+                session,
+                ServerMessage::Disconnected {
+                    req,
+                    sid: sid.to_string(),
+                    reason,
+                    source,
+                    by_remote,
+                    user_rel_code: user_rel_code.clone(),
+                },
+            );
+        }
+        for session in call.sessions().collect::<Vec<_>>() {
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.calls.retain(|c| c != sid);
+            }
+        }
+        for party in [&call.caller, &call.callee] {
+            if let Some(u) = self.users.get_mut(party) {
+                u.calls.retain(|c| c != sid);
+            }
+            self.forget_user_if_idle(party);
+        }
+        let record = build_record(&call, now, reason, source, user_rel_code);
+        self.out.push_back(Output::Record {
+            service_id: call.caller.service_id.clone(),
+            record,
+        });
+    }
+}
+
+fn build_record(
+    call: &Call,
+    end_ms: Millis,
+    reason: DisconnectReason,
+    source: DisconnectSource,
+    user_rel_code: Option<String>,
+) -> CallRecord {
+    let (start_time, duration, terminate, billing_sec) = match call.phase {
+        Phase::Connected { start_ms } => {
+            let start_time = start_ms / 1000;
+            let duration = (end_ms / 1000).saturating_sub(start_time);
+            let connected_ms = end_ms.saturating_sub(start_ms);
+            (
+                start_time,
+                duration,
+                16,
+                connected_ms.div_ceil(1000).min(duration),
+            )
+        }
+        Phase::Ringing => (0, 0, reason.q850_unconnected(), 0),
+    };
+    let rel = reason.rel_code();
+    CallRecord {
+        sid: call.sid.clone(),
+        from_service_id: call.caller.service_id.clone(),
+        from_user_id: call.caller.user_id.clone(),
+        to_service_id: call.callee.service_id.clone(),
+        to_user_id: call.callee.user_id.clone(),
+        media_type: call.media.letter().into(),
+        setup_time: call.setup_ms / 1000,
+        start_time,
+        end_time: end_ms / 1000,
+        duration,
+        srcip: call.caller_ip.clone(),
+        dstip: call.callee_ip.clone(),
+        terminate,
+        rel_code: rel.code,
+        rel_code_str: rel.name.into(),
+        user_rel_code,
+        billing_sec,
+        rc_idc: call.rc_idc.clone(),
+        disconnect_reason: reason.code(),
+        releaser_type: source.code(),
+        app_svr_data: call.app_data.clone(),
+    }
+}

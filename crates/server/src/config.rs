@@ -1,0 +1,424 @@
+//! Server configuration: TOML file, environment overrides for secrets, and the
+//! embedded defaults (SQLite in the data dir, a demo service).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid.
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value breaks a rule.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    /// The data dir could not be prepared.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The dir.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+}
+
+/// One tenant (`[[service]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service ID (`[A-Za-z0-9.-]+`, ≤ 64 bytes).
+    pub id: String,
+    /// API key: the `iss` of its access tokens and the REST user name.
+    pub api_key: String,
+    /// API secret (64 lowercase hex chars): signs tokens and callbacks.
+    pub api_secret: String,
+    /// notify_cb URL (HTTP GET). Without it the callee can only be rung directly.
+    #[serde(default)]
+    pub notify_cb_url: Option<String>,
+    /// on_call_evt_cb URL (HTTP GET).
+    #[serde(default)]
+    pub on_call_evt_cb_url: Option<String>,
+    /// on_gcall_evt_cb URL (HTTP GET).
+    #[serde(default)]
+    pub on_gcall_evt_cb_url: Option<String>,
+    /// Seconds a call rings before NOANSWER.
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_secs: u32,
+    /// Longest connected time before MAX_CALL_TIME_EXCEEDED; 0 = no limit.
+    #[serde(default)]
+    pub max_call_secs: u32,
+    /// Region code written to call records (`rc_idc`).
+    #[serde(default = "default_rc_idc")]
+    pub rc_idc: String,
+}
+
+fn default_ring_timeout() -> u32 {
+    60
+}
+fn default_rc_idc() -> String {
+    "KR".into()
+}
+
+/// Rate limits (token buckets).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// New signaling connections per second from one IP address.
+    pub connects_per_ip_per_sec: f64,
+    /// Burst of new connections from one IP address.
+    pub connects_per_ip_burst: f64,
+    /// Messages per second on one session.
+    pub messages_per_session_per_sec: f64,
+    /// Burst of messages on one session.
+    pub messages_per_session_burst: f64,
+    /// `make_call` / `verify_call` per second per user.
+    pub calls_per_user_per_sec: f64,
+    /// Burst of `make_call` / `verify_call` per user.
+    pub calls_per_user_burst: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            connects_per_ip_per_sec: 50.0,
+            connects_per_ip_burst: 200.0,
+            messages_per_session_per_sec: 50.0,
+            messages_per_session_burst: 100.0,
+            calls_per_user_per_sec: 2.0,
+            calls_per_user_burst: 10.0,
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP/WebSocket listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the database and generated secrets live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Clients send `ping` at least this often (seconds).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u32,
+    /// A session silent this long is dead (seconds).
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_secs: u32,
+    /// A party whose sessions are all gone may reconnect within this long before
+    /// the call ends with NETWORK_UNSTABLE (milliseconds).
+    #[serde(default = "default_grace")]
+    pub reconnect_grace_ms: u64,
+    /// Deadline of a notify_cb request (milliseconds); past it the push failed.
+    #[serde(default = "default_notify_timeout")]
+    pub notify_timeout_ms: u64,
+    /// Deadline of other callback requests (milliseconds).
+    #[serde(default = "default_callback_timeout")]
+    pub callback_timeout_ms: u64,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The tenants.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
+    /// Set when the server runs on embedded defaults with the generated demo service.
+    #[serde(skip)]
+    pub demo: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7880))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_heartbeat() -> u32 {
+    10
+}
+fn default_session_timeout() -> u32 {
+    30
+}
+fn default_grace() -> u64 {
+    15_000
+}
+fn default_notify_timeout() -> u64 {
+    5_000
+}
+fn default_callback_timeout() -> u64 {
+    10_000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            heartbeat_secs: default_heartbeat(),
+            session_timeout_secs: default_session_timeout(),
+            reconnect_grace_ms: default_grace(),
+            notify_timeout_ms: default_notify_timeout(),
+            callback_timeout_ms: default_callback_timeout(),
+            limits: LimitsConfig::default(),
+            services: Vec::new(),
+            demo: false,
+        }
+    }
+}
+
+/// ID of the generated demo service.
+pub const DEMO_SERVICE_ID: &str = "demo";
+
+impl Config {
+    /// Parses TOML text, then applies environment overrides and checks every rule.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let mut c: Config = toml::from_str(text)?;
+        c.apply_env(|k| std::env::var(k).ok());
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Secrets may come from the environment instead of the file:
+    /// `SWITCHBOARD_<SERVICE>_API_SECRET` and `SWITCHBOARD_<SERVICE>_API_KEY`, where
+    /// `<SERVICE>` is the service ID upper-cased with `.` and `-` turned into `_`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        for s in &mut self.services {
+            let stem = env_stem(&s.id);
+            if let Some(v) = get(&format!("SWITCHBOARD_{stem}_API_SECRET")) {
+                s.api_secret = v;
+            }
+            if let Some(v) = get(&format!("SWITCHBOARD_{stem}_API_KEY")) {
+                s.api_key = v;
+            }
+        }
+    }
+
+    /// Checks IDs, secrets, URLs and numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let mut ids = std::collections::HashSet::new();
+        for s in &self.services {
+            if !switchboard_protocol::ids::is_valid_service_id(&s.id) {
+                return bad(format!(
+                    "service id {:?} must match [A-Za-z0-9.-]{{1,64}}",
+                    s.id
+                ));
+            }
+            if !ids.insert(&s.id) {
+                return bad(format!("service id {:?} appears twice", s.id));
+            }
+            if s.api_secret.len() != 64
+                || !s
+                    .api_secret
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return bad(format!(
+                    "service {:?}: api_secret must be 64 lowercase hex chars",
+                    s.id
+                ));
+            }
+            if s.api_key.is_empty() {
+                return bad(format!("service {:?}: api_key is empty", s.id));
+            }
+            for (name, url) in [
+                ("notify_cb_url", &s.notify_cb_url),
+                ("on_call_evt_cb_url", &s.on_call_evt_cb_url),
+                ("on_gcall_evt_cb_url", &s.on_gcall_evt_cb_url),
+            ] {
+                if let Some(u) = url {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return bad(format!("service {:?}: {name} must be an http(s) URL", s.id));
+                    }
+                }
+            }
+            if s.ring_timeout_secs == 0 {
+                return bad(format!("service {:?}: ring_timeout_secs must be > 0", s.id));
+            }
+            if s.rc_idc.len() != 2 || !s.rc_idc.bytes().all(|b| b.is_ascii_uppercase()) {
+                return bad(format!(
+                    "service {:?}: rc_idc must be two upper-case letters",
+                    s.id
+                ));
+            }
+        }
+        if self.heartbeat_secs == 0 || self.session_timeout_secs <= self.heartbeat_secs {
+            return bad("session_timeout_secs must exceed heartbeat_secs > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The service with this ID.
+    pub fn service(&self, id: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.id == id)
+    }
+}
+
+fn env_stem(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Generated credentials of the demo service, kept in the data dir.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct DemoCredentials {
+    api_key: String,
+    api_secret: String,
+}
+
+/// Creates the data dir and, when `config` has no services, adds the demo service
+/// with credentials generated once and kept in `<data_dir>/demo-service.json`.
+pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
+    let dir = config.data_dir.clone();
+    let io = |source| ConfigError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    if !config.services.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join("demo-service.json");
+    let creds = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<DemoCredentials>(&bytes)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
+        Err(_) => {
+            let creds = DemoCredentials {
+                api_key: format!("demo-{}", &random_hex(8)),
+                api_secret: random_hex(32),
+            };
+            write_private(
+                &path,
+                &serde_json::to_vec_pretty(&creds).unwrap_or_default(),
+            )
+            .map_err(io)?;
+            creds
+        }
+    };
+    config.services.push(ServiceConfig {
+        id: DEMO_SERVICE_ID.into(),
+        api_key: creds.api_key,
+        api_secret: creds.api_secret,
+        notify_cb_url: None,
+        on_call_evt_cb_url: None,
+        on_gcall_evt_cb_url: None,
+        ring_timeout_secs: default_ring_timeout(),
+        max_call_secs: 0,
+        rc_idc: default_rc_idc(),
+    });
+    config.demo = true;
+    config.validate()
+}
+
+/// The server's own secret (signs `cc_param`s), generated once per data dir.
+pub fn server_secret(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
+    if let Ok(v) = std::env::var("SWITCHBOARD_SERVER_SECRET") {
+        return Ok(v.into_bytes());
+    }
+    let path = data_dir.join("server-secret");
+    let io = |source| ConfigError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().as_bytes().to_vec()),
+        _ => {
+            let s = random_hex(32);
+            write_private(&path, s.as_bytes()).map_err(io)?;
+            Ok(s.into_bytes())
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(bytes)
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+    crate::auth::to_hex(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn parses_services_with_defaults_and_env_override() {
+        let text = format!(
+            "listen = \"127.0.0.1:9000\"\n[[service]]\nid = \"acme\"\napi_key = \"k\"\napi_secret = \"{SECRET}\"\nnotify_cb_url = \"http://127.0.0.1:1/n\"\n"
+        );
+        let mut c: Config = toml::from_str(&text).unwrap();
+        c.apply_env(|k| (k == "SWITCHBOARD_ACME_API_SECRET").then(|| SECRET.replace('0', "f")));
+        c.validate().unwrap();
+        let s = c.service("acme").unwrap();
+        assert_eq!(
+            (s.ring_timeout_secs, s.max_call_secs, s.rc_idc.as_str()),
+            (60, 0, "KR")
+        );
+        assert!(s.api_secret.starts_with('f'));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let text = "[[service]]\nid = \"a_b\"\napi_key = \"k\"\napi_secret = \"short\"\n";
+        assert!(Config::from_toml(text).is_err());
+        assert!(Config::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn demo_service_is_generated_once() {
+        let dir = std::env::temp_dir().join(format!("sb-cfg-{}", random_hex(6)));
+        let mut a = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        prepare_data_dir(&mut a).unwrap();
+        let mut b = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        prepare_data_dir(&mut b).unwrap();
+        assert!(a.demo);
+        assert_eq!(a.services, b.services);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
