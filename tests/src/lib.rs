@@ -1,1 +1,386 @@
-//! scenario test helpers
+//! Scenario-test harness: the real server in-process on 127.0.0.1, a real HTTP app
+//! server that records every callback, and real SDK clients.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::Router;
+use switchboard_client::{Client, Credentials, Event, Events};
+use switchboard_server::auth::{mint_token, Claims};
+use switchboard_server::config::{Config, LimitsConfig, ServiceConfig};
+use switchboard_server::ServerHandle;
+use tokio::sync::Notify;
+
+/// Secret of the `acme` test service.
+pub const ACME_SECRET: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+/// Secret of the `other` test service.
+pub const OTHER_SECRET: &str = "ffffffffffffffffffffffffffffffff00000000000000000000000000000000";
+
+/// One request the app server received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// `/notify`, `/call_evt` or `/gcall_evt`.
+    pub path: String,
+    /// The raw query string.
+    pub raw_query: String,
+    /// Decoded query parameters.
+    pub query: HashMap<String, String>,
+    /// Parameter names in the order they were sent.
+    pub names: Vec<String>,
+}
+
+#[derive(Default)]
+struct AppState {
+    hits: Mutex<Vec<Hit>>,
+    changed: Notify,
+    notify_status: AtomicU16,
+}
+
+/// A real HTTP app server on 127.0.0.1 that records every request.
+#[derive(Clone)]
+pub struct AppServer {
+    /// Base URL.
+    pub url: String,
+    state: Arc<AppState>,
+}
+
+async fn record(State(s): State<Arc<AppState>>, uri: Uri, RawQuery(q): RawQuery) -> StatusCode {
+    let raw_query = q.unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
+    let hit = Hit {
+        path: uri.path().to_string(),
+        names: pairs.iter().map(|(k, _)| k.clone()).collect(),
+        query: pairs.into_iter().collect(),
+        raw_query,
+    };
+    let status = if hit.path == "/notify" { s.notify_status.load(Ordering::Relaxed) } else { 200 };
+    if let Ok(mut h) = s.hits.lock() {
+        h.push(hit);
+    }
+    s.changed.notify_waiters();
+    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
+
+impl AppServer {
+    /// Starts one on an ephemeral port.
+    pub async fn start() -> AppServer {
+        let state = Arc::new(AppState { notify_status: AtomicU16::new(200), ..AppState::default() });
+        let app = Router::new().fallback(get(record)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app server");
+        let addr = listener.local_addr().expect("app server addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        AppServer { url: format!("http://{addr}"), state }
+    }
+
+    /// Makes notify_cb answer with this status from now on.
+    pub fn set_notify_status(&self, status: u16) {
+        self.state.notify_status.store(status, Ordering::Relaxed);
+    }
+
+    /// Every request so far.
+    pub fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Requests to `path` so far.
+    pub fn hits_on(&self, path: &str) -> Vec<Hit> {
+        self.hits().into_iter().filter(|h| h.path == path).collect()
+    }
+
+    /// Waits (up to 10 s) for a request to `path` matching `pred`.
+    pub async fn wait_for(&self, path: &str, pred: impl Fn(&Hit) -> bool) -> Hit {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let changed = self.state.changed.notified();
+            if let Some(h) = self.hits().into_iter().find(|h| h.path == path && pred(h)) {
+                return h;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("no {path} request matched within 10 s; got {:#?}", self.hits());
+            }
+        }
+    }
+
+    /// The notify_cb of a call.
+    pub async fn notify_for(&self, to_user: &str) -> Hit {
+        self.wait_for("/notify", |h| h.query.get("to_user_id").map(String::as_str) == Some(to_user)).await
+    }
+
+    /// The call record of `sid`.
+    pub async fn record_for(&self, sid: &str) -> Hit {
+        self.wait_for("/call_evt", |h| h.query.get("sid").map(String::as_str) == Some(sid)).await
+    }
+}
+
+/// A test service with its callbacks on `app`.
+pub fn service(id: &str, secret: &str, app: &AppServer) -> ServiceConfig {
+    ServiceConfig {
+        id: id.into(),
+        api_key: format!("{id}-key"),
+        api_secret: secret.into(),
+        notify_cb_url: Some(format!("{}/notify", app.url)),
+        on_call_evt_cb_url: Some(format!("{}/call_evt", app.url)),
+        on_gcall_evt_cb_url: Some(format!("{}/gcall_evt", app.url)),
+        ring_timeout_secs: 60,
+        max_call_secs: 0,
+        rc_idc: "JP".into(),
+    }
+}
+
+static DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh data dir under the system temp dir.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("switchboard-test-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The real server, configured for tests: services `acme` and `other`, both
+/// calling back to one app server.
+pub struct Harness {
+    /// The server.
+    pub server: ServerHandle,
+    /// The app server.
+    pub app: AppServer,
+    /// The config it runs with.
+    pub config: Config,
+}
+
+impl Harness {
+    /// Starts with default test settings.
+    pub async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts after `tune` adjusts the config.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Harness {
+        init_tracing();
+        let app = AppServer::start().await;
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: temp_dir("srv"),
+            services: vec![service("acme", ACME_SECRET, &app), service("other", OTHER_SECRET, &app)],
+            limits: LimitsConfig {
+                connects_per_ip_per_sec: 1000.0,
+                connects_per_ip_burst: 1000.0,
+                calls_per_user_per_sec: 100.0,
+                calls_per_user_burst: 100.0,
+                ..LimitsConfig::default()
+            },
+            reconnect_grace_ms: 500,
+            ..Config::default()
+        };
+        tune(&mut config);
+        config.validate().expect("valid test config");
+        let server = switchboard_server::start(config.clone()).await.expect("server starts");
+        Harness { server, app, config }
+    }
+
+    /// Base URL of the server.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// A valid token for `user` of `service`.
+    pub fn token(&self, service: &str, user: &str) -> String {
+        self.token_with(service, user, 3600)
+    }
+
+    /// A token valid for `ttl` seconds from now (negative: already expired).
+    pub fn token_with(&self, service: &str, user: &str, ttl: i64) -> String {
+        let s = self.config.service(service).expect("known service");
+        let now = switchboard_server::server::now_ms() / 1000;
+        let claims = Claims {
+            sub: s.id.clone(),
+            uid: user.into(),
+            iss: s.api_key.clone(),
+            iat: now.saturating_sub(10),
+            exp: (now as i64 + ttl).max(0) as u64,
+        };
+        mint_token(&s.api_secret, &claims)
+    }
+
+    /// A connected client of `acme`.
+    pub async fn user(&self, user: &str) -> (Client, Events) {
+        self.user_of("acme", user).await
+    }
+
+    /// A connected client of `service`.
+    pub async fn user_of(&self, service: &str, user: &str) -> (Client, Events) {
+        Client::connect(&self.url(), Credentials::token(service, user, self.token(service, user)))
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+    }
+
+    /// A session with only a `cc_param`.
+    pub async fn callee_by_cc_param(&self, param: &str) -> (Client, Events) {
+        Client::connect(&self.url(), Credentials::CcParam(param.into()))
+            .await
+            .expect("cc_param session connects")
+    }
+}
+
+/// The next event within 10 s, skipping none.
+pub async fn next_event(events: &mut Events) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("event stream open")
+}
+
+/// Waits for the first event that `pick` accepts, skipping the others.
+pub async fn wait_event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    loop {
+        let ev = next_event(events).await;
+        if let Some(t) = pick(&ev) {
+            return t;
+        }
+    }
+}
+
+/// What a `Disconnected` event said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The call.
+    pub sid: String,
+    /// Reason.
+    pub reason: switchboard_client::DisconnectReason,
+    /// Source.
+    pub source: switchboard_client::DisconnectSource,
+    /// By the remote party.
+    pub by_remote: bool,
+    /// App release code.
+    pub user_rel_code: Option<String>,
+}
+
+/// Waits for the session's next `Disconnected`.
+pub async fn disconnected(events: &mut Events) -> Ended {
+    wait_event(events, |e| match e {
+        Event::Disconnected { sid, reason, source, by_remote, user_rel_code } => Some(Ended {
+            sid: sid.clone(),
+            reason: *reason,
+            source: *source,
+            by_remote: *by_remote,
+            user_rel_code: user_rel_code.clone(),
+        }),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for an `IncomingCall` and returns `(sid, cc_param)`.
+pub async fn incoming(events: &mut Events) -> (String, String) {
+    wait_event(events, |e| match e {
+        Event::IncomingCall { sid, cc_param, .. } => Some((sid.clone(), cc_param.clone())),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for `Connected`.
+pub async fn connected(events: &mut Events) -> String {
+    wait_event(events, |e| match e {
+        Event::Connected { sid, .. } => Some(sid.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A hand-driven WebSocket session, for sending what no SDK would.
+pub struct RawSession {
+    ws: RawWs,
+}
+
+/// How a raw session's next read ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawFrame {
+    /// A JSON text frame.
+    Json(serde_json::Value),
+    /// A close frame with its code.
+    Close(Option<u16>),
+    /// The connection ended without a close frame.
+    Gone,
+}
+
+impl RawSession {
+    /// Opens the WebSocket without saying hello.
+    pub async fn open(h: &Harness) -> RawSession {
+        let url = format!("ws://{}{}", h.server.addr, switchboard_protocol::SIGNAL_PATH);
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("raw connect");
+        RawSession { ws }
+    }
+
+    /// Opens and says hello as `user` of `acme`.
+    pub async fn connect(h: &Harness, user: &str) -> RawSession {
+        let mut s = Self::open(h).await;
+        s.send(&format!(r#"{{"type":"hello","v":1,"token":"{}"}}"#, h.token("acme", user))).await;
+        s.wait_for("welcome").await;
+        s
+    }
+
+    /// Sends a text frame.
+    pub async fn send(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.to_string().into()))
+            .await
+            .expect("raw send");
+    }
+
+    /// Sends any frame; false if the connection is gone.
+    pub async fn send_frame(&mut self, m: tokio_tungstenite::tungstenite::Message) -> bool {
+        use futures_util::SinkExt;
+        self.ws.send(m).await.is_ok()
+    }
+
+    /// The next frame (10 s at most).
+    pub async fn next(&mut self) -> RawFrame {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a frame within 10 s");
+            return match f {
+                Some(Ok(Message::Text(t))) => {
+                    RawFrame::Json(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Close(c))) => RawFrame::Close(c.map(|c| u16::from(c.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => RawFrame::Gone,
+            };
+        }
+    }
+
+    /// Waits for a frame of `type`, skipping others.
+    pub async fn wait_for(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            match self.next().await {
+                RawFrame::Json(v) if v["type"] == kind => return v,
+                RawFrame::Json(_) => continue,
+                other => panic!("waiting for {kind}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,1 +1,228 @@
-//! stub
+//! The Switchboard Rust SDK.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), switchboard_client::ClientError> {
+//! use switchboard_client::{Client, Credentials, Event, MakeCall};
+//! let (alice, mut events) = Client::connect(
+//!     "http://127.0.0.1:7880",
+//!     Credentials::token("demo", "alice", "<access token>"),
+//! )
+//! .await?;
+//! let sid = alice.make_call(MakeCall::audio("bob")).await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::Disconnected { reason, .. } = event {
+//!         println!("{sid} ended: {reason}");
+//!         break;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! One [`Client`] is one signaling session (one device). Requests are `async` and
+//! resolve with the server's answer; everything the server tells on its own comes as
+//! an [`Event`] on the [`Events`] stream, named as in the contract (`WaitConnected`,
+//! `Verified`, `Connected`, `Disconnected`, `IncomingCall`).
+
+mod session;
+
+pub use session::{Client, Events};
+pub use switchboard_protocol::{DisconnectReason, DisconnectSource, ErrorCode, MediaType, StartFailReason};
+
+/// How a client proves who it is.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// An access token minted by the app server (or `switchboard token`).
+    Token {
+        /// My service.
+        service_id: String,
+        /// My user ID.
+        user_id: String,
+        /// The JWT.
+        token: String,
+    },
+    /// Only a `cc_param`: this session can verify and answer that one call.
+    CcParam(String),
+}
+
+impl Credentials {
+    /// Token credentials.
+    pub fn token(
+        service_id: impl Into<String>,
+        user_id: impl Into<String>,
+        token: impl Into<String>,
+    ) -> Self {
+        Credentials::Token { service_id: service_id.into(), user_id: user_id.into(), token: token.into() }
+    }
+}
+
+/// Parameters of [`Client::make_call`].
+#[derive(Debug, Clone)]
+pub struct MakeCall {
+    /// The callee.
+    pub to_user_id: String,
+    /// The callee's service (default: mine).
+    pub to_service_id: Option<String>,
+    /// `audio` or `video` (a string, so that a wrong one reaches the server and is
+    /// answered with `invalid_media_type`).
+    pub media_type: String,
+    /// App server data (≤ 4,096 bytes).
+    pub app_data: Option<String>,
+    /// Ring timeout for this call (capped by the service's).
+    pub ring_timeout_secs: Option<u32>,
+}
+
+impl MakeCall {
+    /// An audio call to `to_user_id`.
+    pub fn audio(to_user_id: impl Into<String>) -> Self {
+        Self {
+            to_user_id: to_user_id.into(),
+            to_service_id: None,
+            media_type: "audio".into(),
+            app_data: None,
+            ring_timeout_secs: None,
+        }
+    }
+
+    /// A video call to `to_user_id`.
+    pub fn video(to_user_id: impl Into<String>) -> Self {
+        Self { media_type: "video".into(), ..Self::audio(to_user_id) }
+    }
+
+    /// With app server data.
+    pub fn app_data(mut self, data: impl Into<String>) -> Self {
+        self.app_data = Some(data.into());
+        self
+    }
+}
+
+/// What `verify_call` learned about the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The call.
+    pub sid: String,
+    /// Caller's service.
+    pub from_service_id: String,
+    /// Caller.
+    pub from_user_id: String,
+    /// Audio or video.
+    pub media_type: MediaType,
+    /// The caller's app data.
+    pub app_data: Option<String>,
+}
+
+/// Something the server told this session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The callee is being rung (`evtWaitConnected`).
+    WaitConnected {
+        /// The call.
+        sid: String,
+    },
+    /// A call is offered directly to this device (`onCallReceived`).
+    IncomingCall {
+        /// The call.
+        sid: String,
+        /// Caller's service.
+        from_service_id: String,
+        /// Caller.
+        from_user_id: String,
+        /// Audio or video.
+        media_type: MediaType,
+        /// The caller's app data.
+        app_data: Option<String>,
+        /// Pass to [`Client::verify_call`].
+        cc_param: String,
+    },
+    /// `verify_call` succeeded (`evtVerified`).
+    Verified(Verified),
+    /// The call is answered (`evtConnected`).
+    Connected {
+        /// The call.
+        sid: String,
+        /// Epoch seconds.
+        start_time: u64,
+    },
+    /// The call ended (`evtDisconnected`).
+    Disconnected {
+        /// The call.
+        sid: String,
+        /// Why.
+        reason: DisconnectReason,
+        /// Who.
+        source: DisconnectSource,
+        /// Whether the source is the remote party.
+        by_remote: bool,
+        /// App-defined release code.
+        user_rel_code: Option<String>,
+    },
+    /// The access token expires soon (`onUserSigExpired`): call [`Client::refresh_token`].
+    TokenExpiring {
+        /// Epoch seconds.
+        expires_at: u64,
+    },
+    /// The server refused something that was not a request of ours (or flooded).
+    Error {
+        /// Kind.
+        error: ErrorCode,
+        /// Contract reason, if any.
+        reason: Option<DisconnectReason>,
+        /// Words.
+        message: String,
+    },
+    /// The signaling connection is gone.
+    Closed {
+        /// Why, if known.
+        reason: String,
+    },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// The server URL is not usable.
+    #[error("invalid server URL: {0}")]
+    InvalidUrl(String),
+    /// Could not connect (refused, HTTP error, TLS…).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The server refused the session (bad token, rate limit, …).
+    #[error("refused: {reason}: {message}")]
+    Refused {
+        /// Contract reason (1501, 1502, 1303, 1511, 1512).
+        reason: DisconnectReason,
+        /// Words.
+        message: String,
+    },
+    /// `make_call` / `verify_call` refused before a call existed.
+    #[error("start failed: {}: {message}", reason.as_str())]
+    StartFailed {
+        /// The start-fail reason.
+        reason: StartFailReason,
+        /// Words.
+        message: String,
+    },
+    /// The call ended instead (e.g. RELEASED_CALL on a late verify).
+    #[error("call ended: {reason} by {}", by.name())]
+    Disconnected {
+        /// Why.
+        reason: DisconnectReason,
+        /// Who (the disconnect source).
+        by: DisconnectSource,
+    },
+    /// The server answered with an error.
+    #[error("{error:?}: {message}")]
+    Server {
+        /// Kind.
+        error: ErrorCode,
+        /// Contract reason, if any.
+        reason: Option<DisconnectReason>,
+        /// Words.
+        message: String,
+    },
+    /// The connection closed before the answer came.
+    #[error("connection closed")]
+    Closed,
+    /// No answer in time.
+    #[error("timed out waiting for the server")]
+    Timeout,
+}

@@ -266,6 +266,9 @@ pub enum ServerMessage {
     },
     /// Both sides: the call is answered (`evtConnected`).
     Connected {
+        /// The `accept_call` request's number (on the answering session only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
         /// The call.
         sid: String,
         /// Epoch seconds of the answer.
@@ -325,16 +328,8 @@ pub struct ParseError {
 }
 
 /// Message types a client may send, in the order of [`ClientMessage`].
-pub const CLIENT_TYPES: &[&str] = &[
-    "hello",
-    "ping",
-    "make_call",
-    "verify_call",
-    "accept_call",
-    "end_call",
-    "resume",
-    "refresh_token",
-];
+pub const CLIENT_TYPES: &[&str] =
+    &["hello", "ping", "make_call", "verify_call", "accept_call", "end_call", "resume", "refresh_token"];
 
 impl ClientMessage {
     /// Reads one client frame, telling a malformed frame from an unknown type.
@@ -349,10 +344,7 @@ impl ClientMessage {
                     req: Option<serde_json::Value>,
                 }
                 let env = serde_json::from_str::<Envelope>(text).ok();
-                let req = env
-                    .as_ref()
-                    .and_then(|e| e.req.as_ref())
-                    .and_then(|v| v.as_u64());
+                let req = env.as_ref().and_then(|e| e.req.as_ref()).and_then(|v| v.as_u64());
                 let kind = env.and_then(|e| e.kind);
                 match kind {
                     Some(serde_json::Value::String(t)) if !CLIENT_TYPES.contains(&t.as_str()) => {
@@ -416,10 +408,9 @@ mod tests {
 
     #[test]
     fn parse_known_unknown_and_malformed() {
-        let m = ClientMessage::parse(
-            r#"{"type":"make_call","req":7,"to_user_id":"bob","media_type":"audio"}"#,
-        )
-        .unwrap();
+        let m =
+            ClientMessage::parse(r#"{"type":"make_call","req":7,"to_user_id":"bob","media_type":"audio"}"#)
+                .unwrap();
         assert!(matches!(m, ClientMessage::MakeCall { req: Some(7), .. }));
         let e = ClientMessage::parse(r#"{"type":"teleport","req":3}"#).unwrap_err();
         assert_eq!((e.code, e.req), (ErrorCode::UnknownType, Some(3)));

@@ -224,11 +224,7 @@ struct CodeName<'a> {
 
 impl Serialize for DisconnectReason {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        CodeName {
-            code: self.code(),
-            name: self.name().into(),
-        }
-        .serialize(s)
+        CodeName { code: self.code(), name: self.name().into() }.serialize(s)
     }
 }
 
@@ -281,25 +277,15 @@ impl DisconnectSource {
 
     /// The source with this number, if any.
     pub fn from_code(code: u8) -> Option<Self> {
-        [
-            Self::Callee,
-            Self::Caller,
-            Self::Participant,
-            Self::CloudServer,
-            Self::AppServer,
-        ]
-        .into_iter()
-        .find(|s| s.code() == code)
+        [Self::Callee, Self::Caller, Self::Participant, Self::CloudServer, Self::AppServer]
+            .into_iter()
+            .find(|s| s.code() == code)
     }
 }
 
 impl Serialize for DisconnectSource {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        CodeName {
-            code: self.code().into(),
-            name: self.name().into(),
-        }
-        .serialize(s)
+        CodeName { code: self.code().into(), name: self.name().into() }.serialize(s)
     }
 }
 
@@ -393,73 +379,25 @@ pub struct RelCode {
 
 #[allow(missing_docs)]
 impl RelCode {
-    pub const NORMAL: RelCode = RelCode {
-        code: 1,
-        name: "NORMAL",
-    };
-    pub const CANCEL: RelCode = RelCode {
-        code: 2,
-        name: "CANCEL",
-    };
-    pub const REJECT: RelCode = RelCode {
-        code: 3,
-        name: "REJECT",
-    };
-    pub const USER_BUSY: RelCode = RelCode {
-        code: 4,
-        name: "USER_BUSY",
-    };
-    pub const NO_ANSWER: RelCode = RelCode {
-        code: 5,
-        name: "NO_ANSWER",
-    };
-    pub const MULTI_DEV_OTHER_DEV_IN_USE: RelCode = RelCode {
-        code: 6,
-        name: "MULTI_DEV_OTHER_DEV_IN_USE",
-    };
-    pub const MULTI_DEV_ANSWER: RelCode = RelCode {
-        code: 7,
-        name: "MULTI_DEV_ANSWER",
-    };
-    pub const MULTI_DEV_REJECT: RelCode = RelCode {
-        code: 8,
-        name: "MULTI_DEV_REJECT",
-    };
+    pub const NORMAL: RelCode = RelCode { code: 1, name: "NORMAL" };
+    pub const CANCEL: RelCode = RelCode { code: 2, name: "CANCEL" };
+    pub const REJECT: RelCode = RelCode { code: 3, name: "REJECT" };
+    pub const USER_BUSY: RelCode = RelCode { code: 4, name: "USER_BUSY" };
+    pub const NO_ANSWER: RelCode = RelCode { code: 5, name: "NO_ANSWER" };
+    pub const MULTI_DEV_OTHER_DEV_IN_USE: RelCode = RelCode { code: 6, name: "MULTI_DEV_OTHER_DEV_IN_USE" };
+    pub const MULTI_DEV_ANSWER: RelCode = RelCode { code: 7, name: "MULTI_DEV_ANSWER" };
+    pub const MULTI_DEV_REJECT: RelCode = RelCode { code: 8, name: "MULTI_DEV_REJECT" };
     /// Switchboard's own: the caller had an incoming call pending.
-    pub const ALREADY_GOT_A_CALL: RelCode = RelCode {
-        code: 9,
-        name: "ALREADY_GOT_A_CALL",
-    };
+    pub const ALREADY_GOT_A_CALL: RelCode = RelCode { code: 9, name: "ALREADY_GOT_A_CALL" };
     /// Switchboard's own: a party ended the call with USER_ERROR and a user_rel_code.
-    pub const USER_RELEASE: RelCode = RelCode {
-        code: 10,
-        name: "USER_RELEASE",
-    };
+    pub const USER_RELEASE: RelCode = RelCode { code: 10, name: "USER_RELEASE" };
     /// Switchboard's own: a party ended the call with a client-reported reason.
-    pub const CLIENT_RELEASE: RelCode = RelCode {
-        code: 11,
-        name: "CLIENT_RELEASE",
-    };
-    pub const MAX_CALL_TIME_EXCEED: RelCode = RelCode {
-        code: 122,
-        name: "MAX_CALL_TIME_EXCEED",
-    };
-    pub const INTERNAL_ERROR: RelCode = RelCode {
-        code: 200,
-        name: "INTERNAL_ERROR",
-    };
-    pub const AUTH_ERROR: RelCode = RelCode {
-        code: 202,
-        name: "AUTH_ERROR",
-    };
-    pub const PUSH_ERROR: RelCode = RelCode {
-        code: 205,
-        name: "PUSH_ERROR",
-    };
-    pub const SESS_KEEPALIVE_TIMEOUT: RelCode = RelCode {
-        code: 218,
-        name: "SESS_KEEPALIVE_TIMEOUT",
-    };
+    pub const CLIENT_RELEASE: RelCode = RelCode { code: 11, name: "CLIENT_RELEASE" };
+    pub const MAX_CALL_TIME_EXCEED: RelCode = RelCode { code: 122, name: "MAX_CALL_TIME_EXCEED" };
+    pub const INTERNAL_ERROR: RelCode = RelCode { code: 200, name: "INTERNAL_ERROR" };
+    pub const AUTH_ERROR: RelCode = RelCode { code: 202, name: "AUTH_ERROR" };
+    pub const PUSH_ERROR: RelCode = RelCode { code: 205, name: "PUSH_ERROR" };
+    pub const SESS_KEEPALIVE_TIMEOUT: RelCode = RelCode { code: 218, name: "SESS_KEEPALIVE_TIMEOUT" };
 }
 
 #[cfg(test)]

@@ -117,10 +117,7 @@ impl CallRecord {
             ("terminate", self.terminate.to_string()),
             ("rel_code", self.rel_code.to_string()),
             ("rel_code_str", self.rel_code_str.clone()),
-            (
-                "user_rel_code",
-                self.user_rel_code.clone().unwrap_or_default(),
-            ),
+            ("user_rel_code", self.user_rel_code.clone().unwrap_or_default()),
             ("billing_sec", self.billing_sec.to_string()),
             ("rc_idc", self.rc_idc.clone()),
             ("disconnect_reason", self.disconnect_reason.to_string()),
@@ -200,11 +197,7 @@ mod tests {
         };
         let names: Vec<_> = r.to_pairs().into_iter().map(|(k, _)| k).collect();
         assert_eq!(names.len(), 22);
-        assert!(r
-            .to_query()
-            .starts_with("sid=6364e8b3-bdac-436e-9631-0bce2498ce0c&from_service_id=svc"));
-        assert!(r
-            .to_query()
-            .ends_with("releaser_type=1&app_svr_data=voip.next"));
+        assert!(r.to_query().starts_with("sid=6364e8b3-bdac-436e-9631-0bce2498ce0c&from_service_id=svc"));
+        assert!(r.to_query().ends_with("releaser_type=1&app_svr_data=voip.next"));
     }
 }

@@ -116,19 +116,10 @@ pub fn peek_claims(token: &str) -> Result<Claims, TokenError> {
 
 /// Verifies a token's signature with `secret` and its times against `now` (epoch
 /// seconds), and returns its claims.
-pub fn verify_token(
-    token: &str,
-    secret: &str,
-    api_key: &str,
-    now: u64,
-) -> Result<Claims, TokenError> {
+pub fn verify_token(token: &str, secret: &str, api_key: &str, now: u64) -> Result<Claims, TokenError> {
     let claims = peek_claims(token)?;
-    let (signing_input, sig) = token
-        .rsplit_once('.')
-        .ok_or(TokenError::Invalid("no signature"))?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| TokenError::Invalid("bad signature encoding"))?;
+    let (signing_input, sig) = token.rsplit_once('.').ok_or(TokenError::Invalid("no signature"))?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Invalid("bad signature encoding"))?;
     if !verify_mac(secret.as_bytes(), signing_input.as_bytes(), &sig) {
         return Err(TokenError::Invalid("bad signature"));
     }
@@ -218,56 +209,28 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims {
-            sub: "svc".into(),
-            uid: "alice".into(),
-            iss: "key".into(),
-            iat: 1000,
-            exp,
-        }
+        Claims { sub: "svc".into(), uid: "alice".into(), iss: "key".into(), iat: 1000, exp }
     }
 
     #[test]
     fn token_round_trip() {
         let t = mint_token("secret", &claims(2000));
-        assert_eq!(
-            verify_token(&t, "secret", "key", 1500).unwrap(),
-            claims(2000)
-        );
+        assert_eq!(verify_token(&t, "secret", "key", 1500).unwrap(), claims(2000));
     }
 
     #[test]
     fn forged_expired_and_mismatched_tokens_fail() {
         let t = mint_token("secret", &claims(2000));
-        assert_eq!(
-            verify_token(&t, "other", "key", 1500),
-            Err(TokenError::Invalid("bad signature"))
-        );
-        assert_eq!(
-            verify_token(&t, "secret", "key", 2100),
-            Err(TokenError::Expired)
-        );
-        assert!(matches!(
-            verify_token(&t, "secret", "nokey", 1500),
-            Err(TokenError::Mismatch(_))
-        ));
+        assert_eq!(verify_token(&t, "other", "key", 1500), Err(TokenError::Invalid("bad signature")));
+        assert_eq!(verify_token(&t, "secret", "key", 2100), Err(TokenError::Expired));
+        assert!(matches!(verify_token(&t, "secret", "nokey", 1500), Err(TokenError::Mismatch(_))));
         // Swap the payload for another user's, keep the signature.
-        let other = mint_token(
-            "secret",
-            &Claims {
-                uid: "mallory".into(),
-                ..claims(2000)
-            },
-        );
+        let other = mint_token("secret", &Claims { uid: "mallory".into(), ..claims(2000) });
         let parts: Vec<_> = t.split('.').collect();
         let oparts: Vec<_> = other.split('.').collect();
         let spliced = format!("{}.{}.{}", parts[0], oparts[1], parts[2]);
         assert!(verify_token(&spliced, "secret", "key", 1500).is_err());
-        let none_alg = format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
-            parts[1]
-        );
+        let none_alg = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), parts[1]);
         assert!(verify_token(&none_alg, "secret", "key", 1500).is_err());
         assert!(verify_token("garbage", "secret", "key", 1500).is_err());
     }
@@ -275,12 +238,7 @@ mod tests {
     #[test]
     fn cc_param_round_trip_and_forgery() {
         let k = CcKey::new(b"0123456789abcdef0123456789abcdef".to_vec());
-        let c = CcClaims {
-            sid: "sid-1".into(),
-            service_id: "svc".into(),
-            user_id: "bob".into(),
-            exp: 99,
-        };
+        let c = CcClaims { sid: "sid-1".into(), service_id: "svc".into(), user_id: "bob".into(), exp: 99 };
         let p = k.sign(&c);
         assert_eq!(k.open(&p), Some(c.clone()));
         assert_eq!(CcKey::new(b"other".to_vec()).open(&p), None);

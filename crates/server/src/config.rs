@@ -191,10 +191,8 @@ impl Config {
 
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_toml(&text)
     }
 
@@ -219,24 +217,15 @@ impl Config {
         let mut ids = std::collections::HashSet::new();
         for s in &self.services {
             if !switchboard_protocol::ids::is_valid_service_id(&s.id) {
-                return bad(format!(
-                    "service id {:?} must match [A-Za-z0-9.-]{{1,64}}",
-                    s.id
-                ));
+                return bad(format!("service id {:?} must match [A-Za-z0-9.-]{{1,64}}", s.id));
             }
             if !ids.insert(&s.id) {
                 return bad(format!("service id {:?} appears twice", s.id));
             }
             if s.api_secret.len() != 64
-                || !s
-                    .api_secret
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                || !s.api_secret.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             {
-                return bad(format!(
-                    "service {:?}: api_secret must be 64 lowercase hex chars",
-                    s.id
-                ));
+                return bad(format!("service {:?}: api_secret must be 64 lowercase hex chars", s.id));
             }
             if s.api_key.is_empty() {
                 return bad(format!("service {:?}: api_key is empty", s.id));
@@ -256,10 +245,7 @@ impl Config {
                 return bad(format!("service {:?}: ring_timeout_secs must be > 0", s.id));
             }
             if s.rc_idc.len() != 2 || !s.rc_idc.bytes().all(|b| b.is_ascii_uppercase()) {
-                return bad(format!(
-                    "service {:?}: rc_idc must be two upper-case letters",
-                    s.id
-                ));
+                return bad(format!("service {:?}: rc_idc must be two upper-case letters", s.id));
             }
         }
         if self.heartbeat_secs == 0 || self.session_timeout_secs <= self.heartbeat_secs {
@@ -275,15 +261,7 @@ impl Config {
 }
 
 fn env_stem(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
 }
 
 /// Generated credentials of the demo service, kept in the data dir.
@@ -297,10 +275,7 @@ struct DemoCredentials {
 /// with credentials generated once and kept in `<data_dir>/demo-service.json`.
 pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
     let dir = config.data_dir.clone();
-    let io = |source| ConfigError::DataDir {
-        path: dir.clone(),
-        source,
-    };
+    let io = |source| ConfigError::DataDir { path: dir.clone(), source };
     std::fs::create_dir_all(&dir).map_err(io)?;
     if !config.services.is_empty() {
         return Ok(());
@@ -310,15 +285,9 @@ pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
         Ok(bytes) => serde_json::from_slice::<DemoCredentials>(&bytes)
             .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
         Err(_) => {
-            let creds = DemoCredentials {
-                api_key: format!("demo-{}", &random_hex(8)),
-                api_secret: random_hex(32),
-            };
-            write_private(
-                &path,
-                &serde_json::to_vec_pretty(&creds).unwrap_or_default(),
-            )
-            .map_err(io)?;
+            let creds =
+                DemoCredentials { api_key: format!("demo-{}", &random_hex(8)), api_secret: random_hex(32) };
+            write_private(&path, &serde_json::to_vec_pretty(&creds).unwrap_or_default()).map_err(io)?;
             creds
         }
     };
@@ -343,10 +312,7 @@ pub fn server_secret(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
         return Ok(v.into_bytes());
     }
     let path = data_dir.join("server-secret");
-    let io = |source| ConfigError::DataDir {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| ConfigError::DataDir { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= 32 => Ok(s.trim().as_bytes().to_vec()),
         _ => {
@@ -390,10 +356,7 @@ mod tests {
         c.apply_env(|k| (k == "SWITCHBOARD_ACME_API_SECRET").then(|| SECRET.replace('0', "f")));
         c.validate().unwrap();
         let s = c.service("acme").unwrap();
-        assert_eq!(
-            (s.ring_timeout_secs, s.max_call_secs, s.rc_idc.as_str()),
-            (60, 0, "KR")
-        );
+        assert_eq!((s.ring_timeout_secs, s.max_call_secs, s.rc_idc.as_str()), (60, 0, "KR"));
         assert!(s.api_secret.starts_with('f'));
     }
 
@@ -407,15 +370,9 @@ mod tests {
     #[test]
     fn demo_service_is_generated_once() {
         let dir = std::env::temp_dir().join(format!("sb-cfg-{}", random_hex(6)));
-        let mut a = Config {
-            data_dir: dir.clone(),
-            ..Config::default()
-        };
+        let mut a = Config { data_dir: dir.clone(), ..Config::default() };
         prepare_data_dir(&mut a).unwrap();
-        let mut b = Config {
-            data_dir: dir.clone(),
-            ..Config::default()
-        };
+        let mut b = Config { data_dir: dir.clone(), ..Config::default() };
         prepare_data_dir(&mut b).unwrap();
         assert!(a.demo);
         assert_eq!(a.services, b.services);

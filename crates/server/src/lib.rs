@@ -2,5 +2,12 @@
 
 pub mod auth;
 pub mod call;
+pub mod callbacks;
 pub mod config;
 pub mod limit;
+pub mod server;
+mod signal;
+pub mod store;
+
+pub use config::Config;
+pub use server::{start, ServerHandle};

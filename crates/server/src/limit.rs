@@ -13,10 +13,7 @@ pub struct Bucket {
 impl Bucket {
     /// A full bucket.
     pub fn new(burst: f64, now_ms: u64) -> Self {
-        Self {
-            tokens: burst,
-            last_ms: now_ms,
-        }
+        Self { tokens: burst, last_ms: now_ms }
     }
 
     /// Takes one token if there is one.
@@ -45,12 +42,7 @@ pub struct KeyedLimiter<K> {
 impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
     /// `rate` tokens per second, up to `burst`.
     pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            buckets: HashMap::new(),
-            last_sweep_ms: 0,
-        }
+        Self { rate, burst, buckets: HashMap::new(), last_sweep_ms: 0 }
     }
 
     /// Takes one token for `key`.
@@ -74,13 +66,8 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
             return;
         }
         self.last_sweep_ms = now_ms;
-        let full_after_ms = if self.rate > 0.0 {
-            (self.burst / self.rate * 1000.0) as u64
-        } else {
-            u64::MAX
-        };
-        self.buckets
-            .retain(|_, b| now_ms.saturating_sub(b.last_ms) < full_after_ms);
+        let full_after_ms = if self.rate > 0.0 { (self.burst / self.rate * 1000.0) as u64 } else { u64::MAX };
+        self.buckets.retain(|_, b| now_ms.saturating_sub(b.last_ms) < full_after_ms);
     }
 }
 

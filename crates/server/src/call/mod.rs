@@ -42,10 +42,7 @@ pub struct Party {
 impl Party {
     /// A party from its two IDs.
     pub fn new(service_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self {
-            service_id: service_id.into(),
-            user_id: user_id.into(),
-        }
+        Self { service_id: service_id.into(), user_id: user_id.into() }
     }
 }
 
@@ -188,9 +185,7 @@ struct Call {
 
 impl Call {
     fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
-        self.caller_session
-            .into_iter()
-            .chain(self.devices.iter().map(|d| d.session))
+        self.caller_session.into_iter().chain(self.devices.iter().map(|d| d.session))
     }
 }
 
@@ -245,10 +240,7 @@ pub struct Census {
 impl Switch {
     /// A core with these settings, services and `cc_param` key.
     pub fn new(settings: Settings, services: HashMap<String, ServiceRules>, cc_key: CcKey) -> Self {
-        let call_limiter = KeyedLimiter::new(
-            settings.calls_per_user_per_sec,
-            settings.calls_per_user_burst,
-        );
+        let call_limiter = KeyedLimiter::new(settings.calls_per_user_per_sec, settings.calls_per_user_burst);
         Self {
             settings,
             services,
@@ -267,11 +259,7 @@ impl Switch {
         Census {
             sessions: self.sessions.len(),
             calls: self.calls.len(),
-            connected: self
-                .calls
-                .values()
-                .filter(|c| matches!(c.phase, Phase::Connected { .. }))
-                .count(),
+            connected: self.calls.values().filter(|c| matches!(c.phase, Phase::Connected { .. })).count(),
         }
     }
 
@@ -298,9 +286,7 @@ impl Switch {
                 continue;
             };
             match kind {
-                TimerKind::Ring
-                    if call.ring_deadline == Some(at) && call.phase == Phase::Ringing =>
-                {
+                TimerKind::Ring if call.ring_deadline == Some(at) && call.phase == Phase::Ringing => {
                     self.finish(
                         now,
                         &sid,
@@ -348,25 +334,12 @@ impl Switch {
     /// Feeds one input at `now`.
     pub fn handle(&mut self, now: Millis, input: Input) {
         match input {
-            Input::Open {
-                session,
-                party,
-                auth,
-                ip,
-            } => self.open(session, party, auth, ip),
+            Input::Open { session, party, auth, ip } => self.open(session, party, auth, ip),
             Input::Closed { session } => self.closed(now, session),
             Input::Message { session, msg } => self.message(now, session, msg),
             Input::PushResult { sid, ok } => self.push_result(now, &sid, ok),
-            Input::ForceEnd {
-                service_id,
-                sid,
-                user_rel_code,
-            } => {
-                if self
-                    .calls
-                    .get(&sid)
-                    .is_some_and(|c| c.caller.service_id == service_id)
-                {
+            Input::ForceEnd { service_id, sid, user_rel_code } => {
+                if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(
                         now,
                         &sid,
@@ -384,22 +357,8 @@ impl Switch {
         self.out.push_back(Output::Send(session, msg));
     }
 
-    fn error(
-        &mut self,
-        session: SessionId,
-        req: Option<u64>,
-        error: ErrorCode,
-        message: impl Into<String>,
-    ) {
-        self.send(
-            session,
-            ServerMessage::Error {
-                req,
-                error,
-                reason: None,
-                message: message.into(),
-            },
-        );
+    fn error(&mut self, session: SessionId, req: Option<u64>, error: ErrorCode, message: impl Into<String>) {
+        self.send(session, ServerMessage::Error { req, error, reason: None, message: message.into() });
     }
 
     fn start_failed(
@@ -411,12 +370,7 @@ impl Switch {
     ) {
         self.send(
             session,
-            ServerMessage::StartFailed {
-                req,
-                reason,
-                code: reason.native_code(),
-                message: message.into(),
-            },
+            ServerMessage::StartFailed { req, reason, code: reason.native_code(), message: message.into() },
         );
     }
 
@@ -434,21 +388,11 @@ impl Switch {
             .calls
             .iter()
             .filter(|sid| {
-                self.calls
-                    .get(*sid)
-                    .is_some_and(|c| c.callee == party && c.phase == Phase::Ringing)
+                self.calls.get(*sid).is_some_and(|c| c.callee == party && c.phase == Phase::Ringing)
             })
             .cloned()
             .collect();
-        self.sessions.insert(
-            session,
-            Session {
-                party,
-                auth: auth.clone(),
-                ip,
-                calls: Vec::new(),
-            },
-        );
+        self.sessions.insert(session, Session { party, auth: auth.clone(), ip, calls: Vec::new() });
         if auth == SessionAuth::Token {
             for sid in ringing {
                 self.offer(session, &sid);
@@ -500,11 +444,7 @@ impl Switch {
     }
 
     fn forget_user_if_idle(&mut self, party: &Party) {
-        if self
-            .users
-            .get(party)
-            .is_some_and(|u| u.sessions.is_empty() && u.calls.is_empty())
-        {
+        if self.users.get(party).is_some_and(|u| u.sessions.is_empty() && u.calls.is_empty()) {
             self.users.remove(party);
         }
     }
@@ -531,25 +471,15 @@ impl Switch {
                 app_data,
                 ring_timeout_secs,
             ),
-            ClientMessage::VerifyCall { req, cc_param } => {
-                self.verify_call(now, session, req, &cc_param)
-            }
+            ClientMessage::VerifyCall { req, cc_param } => self.verify_call(now, session, req, &cc_param),
             ClientMessage::AcceptCall { req, sid } => self.accept_call(now, session, req, &sid),
-            ClientMessage::EndCall {
-                req,
-                sid,
-                reason,
-                user_rel_code,
-            } => self.end_call(now, session, req, &sid, reason, user_rel_code),
+            ClientMessage::EndCall { req, sid, reason, user_rel_code } => {
+                self.end_call(now, session, req, &sid, reason, user_rel_code)
+            }
             ClientMessage::Resume { req, sid } => self.resume(session, req, &sid),
-            ClientMessage::Hello { .. }
-            | ClientMessage::Ping {}
-            | ClientMessage::RefreshToken { .. } => self.error(
-                session,
-                None,
-                ErrorCode::WrongState,
-                "handled by the session, not the call core",
-            ),
+            ClientMessage::Hello { .. } | ClientMessage::Ping {} | ClientMessage::RefreshToken { .. } => {
+                self.error(session, None, ErrorCode::WrongState, "handled by the session, not the call core")
+            }
         }
     }
 
@@ -619,23 +549,10 @@ impl Switch {
             );
         }
         let Some(media) = MediaType::parse(&media_type) else {
-            return self.start_failed(
-                session,
-                req,
-                F::InvalidMediaType,
-                "media_type must be audio or video",
-            );
+            return self.start_failed(session, req, F::InvalidMediaType, "media_type must be audio or video");
         };
-        if app_data
-            .as_ref()
-            .is_some_and(|d| d.len() > MAX_APP_DATA_BYTES)
-        {
-            return self.start_failed(
-                session,
-                req,
-                F::TooLongAppServerData,
-                "app_data is over 4096 bytes",
-            );
+        if app_data.as_ref().is_some_and(|d| d.len() > MAX_APP_DATA_BYTES) {
+            return self.start_failed(session, req, F::TooLongAppServerData, "app_data is over 4096 bytes");
         }
         if to_user_id == caller.user_id {
             return self.start_failed(session, req, F::IdConflict, "a user cannot call itself");
@@ -645,12 +562,7 @@ impl Switch {
         };
         let ring_ms = match ring_timeout_secs {
             Some(0) => {
-                return self.start_failed(
-                    session,
-                    req,
-                    F::InvalidParam,
-                    "ring_timeout_secs must be > 0",
-                )
+                return self.start_failed(session, req, F::InvalidParam, "ring_timeout_secs must be > 0")
             }
             Some(s) => (u64::from(s) * 1000).min(rules.ring_timeout_ms),
             None => rules.ring_timeout_ms,
@@ -659,12 +571,10 @@ impl Switch {
         let callee = Party::new(to_service_id, to_user_id);
         let sid = uuid::Uuid::new_v4().to_string();
         let caller_calls: Vec<&Call> = self.party_calls(&caller).collect();
-        let caller_in_use = caller_calls
-            .iter()
-            .any(|c| c.caller == caller || matches!(c.phase, Phase::Connected { .. }));
-        let caller_has_incoming = caller_calls
-            .iter()
-            .any(|c| c.callee == caller && c.phase == Phase::Ringing);
+        let caller_in_use =
+            caller_calls.iter().any(|c| c.caller == caller || matches!(c.phase, Phase::Connected { .. }));
+        let caller_has_incoming =
+            caller_calls.iter().any(|c| c.callee == caller && c.phase == Phase::Ringing);
         let callee_busy = self.party_calls(&callee).next().is_some();
 
         let call = Call {
@@ -688,29 +598,13 @@ impl Switch {
         };
         self.calls.insert(sid.clone(), call);
         self.link(session, &caller, &sid);
-        self.users
-            .entry(callee.clone())
-            .or_default()
-            .calls
-            .push(sid.clone());
-        self.send(
-            session,
-            ServerMessage::CallCreated {
-                req,
-                sid: sid.clone(),
-            },
-        );
+        self.users.entry(callee.clone()).or_default().calls.push(sid.clone());
+        self.send(session, ServerMessage::CallCreated { req, sid: sid.clone() });
 
         let early = if caller_in_use {
-            Some((
-                DisconnectReason::MultidevInUse,
-                DisconnectSource::CloudServer,
-            ))
+            Some((DisconnectReason::MultidevInUse, DisconnectSource::CloudServer))
         } else if caller_has_incoming {
-            Some((
-                DisconnectReason::AlreadyGotACall,
-                DisconnectSource::CloudServer,
-            ))
+            Some((DisconnectReason::AlreadyGotACall, DisconnectSource::CloudServer))
         } else if callee_busy {
             Some((DisconnectReason::Busy, DisconnectSource::Callee))
         } else {
@@ -721,8 +615,7 @@ impl Switch {
         }
 
         self.timer(now + ring_ms, TimerKind::Ring, &sid);
-        if let (true, Some(param), Some(call)) =
-            (rules.has_notify, self.cc_param(&sid), self.calls.get(&sid))
+        if let (true, Some(param), Some(call)) = (rules.has_notify, self.cc_param(&sid), self.calls.get(&sid))
         {
             let record = NotifyRecord {
                 sid: sid.clone(),
@@ -734,17 +627,10 @@ impl Switch {
                 param,
                 app_svr_data: call.app_data.clone(),
             };
-            self.out.push_back(Output::Notify {
-                service_id: caller.service_id.clone(),
-                record,
-            });
+            self.out.push_back(Output::Notify { service_id: caller.service_id.clone(), record });
         }
         self.send(session, ServerMessage::WaitConnected { sid: sid.clone() });
-        let devices: Vec<SessionId> = self
-            .users
-            .get(&callee)
-            .map(|u| u.sessions.clone())
-            .unwrap_or_default();
+        let devices: Vec<SessionId> = self.users.get(&callee).map(|u| u.sessions.clone()).unwrap_or_default();
         for device in devices {
             self.offer(device, &sid);
         }
@@ -783,11 +669,7 @@ impl Switch {
         if call.callee_ip.is_empty() {
             call.callee_ip = ip.clone();
         }
-        call.devices.push(Device {
-            session,
-            verified: false,
-            ip,
-        });
+        call.devices.push(Device { session, verified: false, ip });
         let msg = ServerMessage::IncomingCall {
             sid: sid.to_string(),
             from_service_id: call.caller.service_id.clone(),
@@ -817,11 +699,7 @@ impl Switch {
     }
 
     fn party_calls<'a>(&'a self, party: &Party) -> impl Iterator<Item = &'a Call> + 'a {
-        self.users
-            .get(party)
-            .into_iter()
-            .flat_map(|u| u.calls.iter())
-            .filter_map(|sid| self.calls.get(sid))
+        self.users.get(party).into_iter().flat_map(|u| u.calls.iter()).filter_map(|sid| self.calls.get(sid))
     }
 
     fn verify_call(&mut self, now: Millis, session: SessionId, req: Option<u64>, cc_param: &str) {
@@ -904,11 +782,7 @@ impl Switch {
         }
         match call.devices.iter_mut().find(|d| d.session == session) {
             Some(d) => d.verified = true,
-            None => call.devices.push(Device {
-                session,
-                verified: true,
-                ip: ip.clone(),
-            }),
+            None => call.devices.push(Device { session, verified: true, ip: ip.clone() }),
         }
         call.callee_ip = ip;
         let msg = ServerMessage::Verified {
@@ -926,66 +800,39 @@ impl Switch {
 
     fn accept_call(&mut self, now: Millis, session: SessionId, req: Option<u64>, sid: &str) {
         let Some(call) = self.calls.get_mut(sid) else {
-            return self.error(
-                session,
-                req,
-                ErrorCode::NotFound,
-                "no such call for this session",
-            );
+            return self.error(session, req, ErrorCode::NotFound, "no such call for this session");
         };
-        if call.phase != Phase::Ringing {
-            return self.error(
-                session,
-                req,
-                ErrorCode::WrongState,
-                "the call is not ringing",
-            );
+        if call.caller_session == Some(session) {
+            return self.error(session, req, ErrorCode::WrongState, "the caller cannot accept its own call");
         }
         let Some(device) = call.devices.iter().find(|d| d.session == session).cloned() else {
-            let msg = if call.caller_session == Some(session) {
-                "the caller cannot accept its own call"
-            } else {
-                "no such call for this session"
-            };
-            let code = if call.caller_session == Some(session) {
-                ErrorCode::WrongState
-            } else {
-                ErrorCode::NotFound
-            };
-            return self.error(session, req, code, msg);
+            return self.error(session, req, ErrorCode::NotFound, "no such call for this session");
         };
+        if call.phase != Phase::Ringing {
+            return self.error(session, req, ErrorCode::WrongState, "the call is not ringing");
+        }
         if !device.verified {
             return self.error(session, req, ErrorCode::WrongState, "verify_call first");
         }
         call.phase = Phase::Connected { start_ms: now };
         call.ring_deadline = None;
         call.callee_ip = device.ip.clone();
-        let others: Vec<SessionId> = call
-            .devices
-            .iter()
-            .map(|d| d.session)
-            .filter(|s| *s != session)
-            .collect();
+        let others: Vec<SessionId> =
+            call.devices.iter().map(|d| d.session).filter(|s| *s != session).collect();
         call.devices.retain(|d| d.session == session);
         let caller_session = call.caller_session;
-        let max_call_ms = self
-            .services
-            .get(&call.caller.service_id)
-            .map_or(0, |r| r.max_call_ms);
+        let max_call_ms = self.services.get(&call.caller.service_id).map_or(0, |r| r.max_call_ms);
         if max_call_ms > 0 {
             call.max_deadline = Some(now + max_call_ms);
         }
         for other in others {
             self.drop_device(other, sid, DisconnectReason::MultidevAnswer);
         }
-        let connected = ServerMessage::Connected {
-            sid: sid.to_string(),
-            start_time: now / 1000,
-        };
+        let connected = |req| ServerMessage::Connected { req, sid: sid.to_string(), start_time: now / 1000 };
         if let Some(c) = caller_session {
-            self.send(c, connected.clone());
+            self.send(c, connected(None));
         }
-        self.send(session, connected);
+        self.send(session, connected(req));
         if max_call_ms > 0 {
             self.timer(now + max_call_ms, TimerKind::MaxTime, sid);
         }
@@ -1030,41 +877,19 @@ impl Switch {
                 )
             }
         };
-        if user_rel_code
-            .as_ref()
-            .is_some_and(|c| c.len() > MAX_USER_REL_CODE_BYTES)
-        {
-            return self.error(
-                session,
-                req,
-                ErrorCode::InvalidParam,
-                "user_rel_code is over 128 bytes",
-            );
+        if user_rel_code.as_ref().is_some_and(|c| c.len() > MAX_USER_REL_CODE_BYTES) {
+            return self.error(session, req, ErrorCode::InvalidParam, "user_rel_code is over 128 bytes");
         }
         let Some(call) = self.calls.get_mut(sid) else {
-            return self.error(
-                session,
-                req,
-                ErrorCode::NotFound,
-                "no such call for this session",
-            );
+            return self.error(session, req, ErrorCode::NotFound, "no such call for this session");
         };
         let is_caller = call.caller_session == Some(session);
         let is_device = call.devices.iter().any(|d| d.session == session);
         if !is_caller && !is_device {
-            return self.error(
-                session,
-                req,
-                ErrorCode::NotFound,
-                "no such call for this session",
-            );
+            return self.error(session, req, ErrorCode::NotFound, "no such call for this session");
         }
         let ringing = call.phase == Phase::Ringing;
-        let source = if is_caller {
-            DisconnectSource::Caller
-        } else {
-            DisconnectSource::Callee
-        };
+        let source = if is_caller { DisconnectSource::Caller } else { DisconnectSource::Callee };
         let state_reason = match (ringing, is_caller) {
             (true, true) => DisconnectReason::Cancel,
             (true, false) => DisconnectReason::Decline,
@@ -1075,25 +900,14 @@ impl Switch {
             Some(r) => r,
         };
         if ringing && is_device {
-            let others: Vec<SessionId> = call
-                .devices
-                .iter()
-                .map(|d| d.session)
-                .filter(|s| *s != session)
-                .collect();
+            let others: Vec<SessionId> =
+                call.devices.iter().map(|d| d.session).filter(|s| *s != session).collect();
             call.devices.retain(|d| d.session == session);
             for other in others {
                 self.drop_device(other, sid, DisconnectReason::MultidevDecline);
             }
         }
-        self.finish(
-            now,
-            sid,
-            reason,
-            source,
-            Some((session, req)),
-            user_rel_code,
-        );
+        self.finish(now, sid, reason, source, Some((session, req)), user_rel_code);
     }
 
     fn resume(&mut self, session: SessionId, req: Option<u64>, sid: &str) {
@@ -1132,19 +946,10 @@ impl Switch {
             call.callee_lost = None;
             call.callee_ip = ip.clone();
             let old = call.devices.first().map(|d| d.session);
-            call.devices = vec![Device {
-                session,
-                verified: true,
-                ip,
-            }];
+            call.devices = vec![Device { session, verified: true, ip }];
             old
         } else {
-            return self.error(
-                session,
-                req,
-                ErrorCode::NotFound,
-                "no such call for this session to resume",
-            );
+            return self.error(session, req, ErrorCode::NotFound, "no such call for this session to resume");
         };
         if let Some(old) = old.filter(|o| *o != session) {
             if let Some(o) = self.sessions.get_mut(&old) {
@@ -1152,14 +957,7 @@ impl Switch {
             }
         }
         self.link(session, &party, sid);
-        self.send(
-            session,
-            ServerMessage::Resumed {
-                req,
-                sid: sid.to_string(),
-                state: state.into(),
-            },
-        );
+        self.send(session, ServerMessage::Resumed { req, sid: sid.to_string(), state: state.into() });
     }
 
     fn push_result(&mut self, now: Millis, sid: &str, ok: bool) {
@@ -1171,14 +969,7 @@ impl Switch {
         }
         call.push_failed = true;
         if call.phase == Phase::Ringing && call.devices.is_empty() {
-            self.finish(
-                now,
-                sid,
-                DisconnectReason::PushError,
-                DisconnectSource::CloudServer,
-                None,
-                None,
-            );
+            self.finish(now, sid, DisconnectReason::PushError, DisconnectSource::CloudServer, None, None);
         }
     }
 
@@ -1199,15 +990,11 @@ impl Switch {
             .caller_session
             .map(|s| (s, DisconnectSource::Caller))
             .into_iter()
-            .chain(
-                call.devices
-                    .iter()
-                    .map(|d| (d.session, DisconnectSource::Callee)),
-            )
+            .chain(call.devices.iter().map(|d| (d.session, DisconnectSource::Callee)))
             .collect();
         for (session, side) in recipients {
-            let by_remote = matches!(source, DisconnectSource::Caller | DisconnectSource::Callee)
-                && side != source;
+            let by_remote =
+                matches!(source, DisconnectSource::Caller | DisconnectSource::Callee) && side != source;
             let req = ender.filter(|(s, _)| *s == session).and_then(|(_, r)| r);
             self.send(
                 session,
@@ -1233,10 +1020,7 @@ impl Switch {
             self.forget_user_if_idle(party);
         }
         let record = build_record(&call, now, reason, source, user_rel_code);
-        self.out.push_back(Output::Record {
-            service_id: call.caller.service_id.clone(),
-            record,
-        });
+        self.out.push_back(Output::Record { service_id: call.caller.service_id.clone(), record });
     }
 }
 
@@ -1252,12 +1036,7 @@ fn build_record(
             let start_time = start_ms / 1000;
             let duration = (end_ms / 1000).saturating_sub(start_time);
             let connected_ms = end_ms.saturating_sub(start_ms);
-            (
-                start_time,
-                duration,
-                16,
-                connected_ms.div_ceil(1000).min(duration),
-            )
+            (start_time, duration, 16, connected_ms.div_ceil(1000).min(duration))
         }
         Phase::Ringing => (0, 0, reason.q850_unconnected(), 0),
     };

@@ -22,18 +22,11 @@ fn rules(ring_s: u64, max_s: u64, has_notify: bool) -> ServiceRules {
 
 impl H {
     fn new(r: ServiceRules) -> Self {
-        let settings = Settings {
-            reconnect_grace_ms: 10_000,
-            calls_per_user_per_sec: 2.0,
-            calls_per_user_burst: 10.0,
-        };
+        let settings =
+            Settings { reconnect_grace_ms: 10_000, calls_per_user_per_sec: 2.0, calls_per_user_burst: 10.0 };
         let services = HashMap::from([("svc".to_string(), r)]);
         Self {
-            sw: Switch::new(
-                settings,
-                services,
-                CcKey::new(b"test-key-test-key-test-key-12345".to_vec()),
-            ),
+            sw: Switch::new(settings, services, CcKey::new(b"test-key-test-key-test-key-12345".to_vec())),
             now: T0,
         }
     }
@@ -42,12 +35,7 @@ impl H {
         let ip = format!("10.0.0.{session}");
         self.sw.handle(
             self.now,
-            Input::Open {
-                session,
-                party: Party::new("svc", user),
-                auth: SessionAuth::Token,
-                ip,
-            },
+            Input::Open { session, party: Party::new("svc", user), auth: SessionAuth::Token, ip },
         );
     }
 
@@ -71,7 +59,10 @@ impl H {
 
     /// Caller session 1 (alice) calls bob; returns (sid, cc_param).
     fn make(&mut self) -> (String, String) {
-        self.msg(1, r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"video","app_data":"hello"}"#);
+        self.msg(
+            1,
+            r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"video","app_data":"hello"}"#,
+        );
         let out = self.drain();
         let sid = sent(&out, 1).iter().find_map(|m| match m {
             ServerMessage::CallCreated { sid, .. } => Some(sid.clone()),
@@ -90,10 +81,7 @@ impl H {
     }
 
     fn verify(&mut self, session: SessionId, param: &str) -> Vec<Output> {
-        self.msg(
-            session,
-            &format!(r#"{{"type":"verify_call","req":2,"cc_param":"{param}"}}"#),
-        );
+        self.msg(session, &format!(r#"{{"type":"verify_call","req":2,"cc_param":"{param}"}}"#));
         self.drain()
     }
 }
@@ -111,12 +99,9 @@ fn disconnect(out: &[Output], session: SessionId) -> (R, S, bool) {
     sent(out, session)
         .into_iter()
         .find_map(|m| match m {
-            ServerMessage::Disconnected {
-                reason,
-                source,
-                by_remote,
-                ..
-            } => Some((reason, source, by_remote)),
+            ServerMessage::Disconnected { reason, source, by_remote, .. } => {
+                Some((reason, source, by_remote))
+            }
             _ => None,
         })
         .unwrap_or_else(|| panic!("session {session} got no disconnected in {out:?}"))
@@ -141,14 +126,8 @@ fn connected_call(h: &mut H) -> String {
     h.verify(2, &param);
     h.msg(2, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
     let out = h.drain();
-    assert!(matches!(
-        sent(&out, 1)[..],
-        [ServerMessage::Connected { .. }]
-    ));
-    assert!(matches!(
-        sent(&out, 2)[..],
-        [ServerMessage::Connected { .. }]
-    ));
+    assert!(matches!(sent(&out, 1)[..], [ServerMessage::Connected { .. }]));
+    assert!(matches!(sent(&out, 2)[..], [ServerMessage::Connected { .. }]));
     sid
 }
 
@@ -160,10 +139,7 @@ fn normal_call_and_its_record() {
     h.msg(1, r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"video","app_data":"hello"}"#);
     let out = h.drain();
     let to_caller = sent(&out, 1);
-    assert!(matches!(
-        &to_caller[0],
-        ServerMessage::CallCreated { req: Some(1), .. }
-    ));
+    assert!(matches!(&to_caller[0], ServerMessage::CallCreated { req: Some(1), .. }));
     assert!(matches!(&to_caller[1], ServerMessage::WaitConnected { .. }));
     assert!(
         matches!(&sent(&out, 2)[0], ServerMessage::IncomingCall { from_user_id, .. } if from_user_id == "alice")
@@ -175,10 +151,7 @@ fn normal_call_and_its_record() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(
-        (notify.to_user_id.as_str(), notify.media_type.as_str()),
-        ("bob", "V")
-    );
+    assert_eq!((notify.to_user_id.as_str(), notify.media_type.as_str()), ("bob", "V"));
     let sid = notify.sid.clone();
 
     h.now += 2_500;
@@ -189,41 +162,22 @@ fn normal_call_and_its_record() {
     h.msg(2, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
     h.drain();
     h.now += 30_400;
-    h.msg(
-        2,
-        &format!(r#"{{"type":"end_call","req":9,"sid":"{sid}"}}"#),
-    );
+    h.msg(2, &format!(r#"{{"type":"end_call","req":9,"sid":"{sid}"}}"#));
     let out = h.drain();
     assert_eq!(disconnect(&out, 1), (R::Normal, S::Callee, true));
     assert_eq!(disconnect(&out, 2), (R::Normal, S::Callee, false));
-    assert!(matches!(
-        &sent(&out, 2)[0],
-        ServerMessage::Disconnected { req: Some(9), .. }
-    ));
+    assert!(matches!(&sent(&out, 2)[0], ServerMessage::Disconnected { req: Some(9), .. }));
     let r = record(&out);
     assert_eq!(r.setup_time, T0 / 1000);
     assert_eq!(r.start_time, (T0 + 2_500) / 1000);
     assert_eq!(r.end_time, (T0 + 32_900) / 1000);
     assert_eq!(r.duration, 30);
     assert_eq!(r.billing_sec, 30);
-    assert_eq!(
-        (r.terminate, r.rel_code, r.rel_code_str.as_str()),
-        (16, 1, "NORMAL")
-    );
+    assert_eq!((r.terminate, r.rel_code, r.rel_code_str.as_str()), (16, 1, "NORMAL"));
     assert_eq!((r.disconnect_reason, r.releaser_type), (1001, 1));
-    assert_eq!(
-        (r.srcip.as_str(), r.dstip.as_str(), r.rc_idc.as_str()),
-        ("10.0.0.1", "10.0.0.2", "JP")
-    );
+    assert_eq!((r.srcip.as_str(), r.dstip.as_str(), r.rc_idc.as_str()), ("10.0.0.1", "10.0.0.2", "JP"));
     assert_eq!(r.app_svr_data.as_deref(), Some("hello"));
-    assert_eq!(
-        h.sw.census(),
-        Census {
-            sessions: 2,
-            calls: 0,
-            connected: 0
-        }
-    );
+    assert_eq!(h.sw.census(), Census { sessions: 2, calls: 0, connected: 0 });
 }
 
 #[test]
@@ -237,10 +191,7 @@ fn cancel_and_decline() {
     assert_eq!(disconnect(&out, 1), (R::Cancel, S::Caller, false));
     assert_eq!(disconnect(&out, 2), (R::Cancel, S::Caller, true));
     let r = record(&out);
-    assert_eq!(
-        (r.terminate, r.rel_code, r.duration, r.start_time),
-        (77, 2, 0, 0)
-    );
+    assert_eq!((r.terminate, r.rel_code, r.duration, r.start_time), (77, 2, 0, 0));
 
     let (sid, param) = h.make();
     h.verify(2, &param);
@@ -248,10 +199,7 @@ fn cancel_and_decline() {
     let out = h.drain();
     assert_eq!(disconnect(&out, 1), (R::Decline, S::Callee, true));
     let r = record(&out);
-    assert_eq!(
-        (r.terminate, r.rel_code_str.as_str(), r.releaser_type),
-        (21, "REJECT", 1)
-    );
+    assert_eq!((r.terminate, r.rel_code_str.as_str(), r.releaser_type), (21, "REJECT", 1));
 }
 
 #[test]
@@ -259,19 +207,13 @@ fn busy_when_callee_is_in_another_call() {
     let mut h = H::new(rules(60, 0, true));
     connected_call(&mut h);
     h.open(3, "carol");
-    h.msg(
-        3,
-        r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio"}"#,
-    );
+    h.msg(3, r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio"}"#);
     let out = h.drain();
     assert_eq!(disconnect(&out, 3), (R::Busy, S::Callee, true));
     assert!(sent(&out, 2).is_empty(), "the busy callee is not disturbed");
     assert!(!out.iter().any(|o| matches!(o, Output::Notify { .. })));
     let r = record(&out);
-    assert_eq!(
-        (r.terminate, r.rel_code, r.disconnect_reason),
-        (17, 4, 1202)
-    );
+    assert_eq!((r.terminate, r.rel_code, r.disconnect_reason), (17, 4, 1202));
 }
 
 #[test]
@@ -287,20 +229,14 @@ fn ring_timeout_is_noanswer() {
     assert_eq!(disconnect(&out, 1), (R::NoAnswer, S::CloudServer, false));
     assert_eq!(disconnect(&out, 2), (R::NoAnswer, S::CloudServer, false));
     let r = record(&out);
-    assert_eq!(
-        (r.terminate, r.rel_code, r.end_time - r.setup_time),
-        (18, 5, 30)
-    );
+    assert_eq!((r.terminate, r.rel_code, r.end_time - r.setup_time), (18, 5, 30));
 }
 
 #[test]
 fn per_call_ring_timeout_is_capped_by_the_service() {
     let mut h = H::new(rules(30, 0, true));
     h.open(1, "alice");
-    h.msg(
-        1,
-        r#"{"type":"make_call","to_user_id":"bob","media_type":"audio","ring_timeout_secs":5}"#,
-    );
+    h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio","ring_timeout_secs":5}"#);
     h.drain();
     h.advance(5_000);
     assert_eq!(disconnect(&h.drain(), 1).0, R::NoAnswer);
@@ -318,22 +254,10 @@ fn two_devices_first_answer_wins() {
     h.msg(3, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
     let out = h.drain();
     assert_eq!(disconnect(&out, 2), (R::MultidevAnswer, S::Callee, false));
-    assert!(matches!(
-        sent(&out, 3)[..],
-        [ServerMessage::Connected { .. }]
-    ));
+    assert!(matches!(sent(&out, 3)[..], [ServerMessage::Connected { .. }]));
     // The losing device can no longer act on the call.
-    h.msg(
-        2,
-        &format!(r#"{{"type":"accept_call","req":5,"sid":"{sid}"}}"#),
-    );
-    assert!(matches!(
-        &sent(&h.drain(), 2)[0],
-        ServerMessage::Error {
-            error: ErrorCode::WrongState,
-            ..
-        }
-    ));
+    h.msg(2, &format!(r#"{{"type":"accept_call","req":5,"sid":"{sid}"}}"#));
+    assert!(matches!(&sent(&h.drain(), 2)[0], ServerMessage::Error { error: ErrorCode::NotFound, .. }));
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
     let out = h.drain();
     assert_eq!(disconnect(&out, 3), (R::Normal, S::Caller, true));
@@ -362,15 +286,9 @@ fn caller_already_in_a_call_on_another_device() {
     connected_call(&mut h);
     h.open(4, "alice");
     h.open(5, "dave");
-    h.msg(
-        4,
-        r#"{"type":"make_call","to_user_id":"dave","media_type":"audio"}"#,
-    );
+    h.msg(4, r#"{"type":"make_call","to_user_id":"dave","media_type":"audio"}"#);
     let out = h.drain();
-    assert_eq!(
-        disconnect(&out, 4),
-        (R::MultidevInUse, S::CloudServer, false)
-    );
+    assert_eq!(disconnect(&out, 4), (R::MultidevInUse, S::CloudServer, false));
     assert!(sent(&out, 5).is_empty());
     assert_eq!(record(&out).rel_code, 6);
 }
@@ -382,15 +300,9 @@ fn caller_with_an_incoming_call_pending() {
     h.open(2, "bob");
     h.open(3, "carol");
     h.make();
-    h.msg(
-        2,
-        r#"{"type":"make_call","to_user_id":"carol","media_type":"audio"}"#,
-    );
+    h.msg(2, r#"{"type":"make_call","to_user_id":"carol","media_type":"audio"}"#);
     let out = h.drain();
-    assert_eq!(
-        disconnect(&out, 2),
-        (R::AlreadyGotACall, S::CloudServer, false)
-    );
+    assert_eq!(disconnect(&out, 2), (R::AlreadyGotACall, S::CloudServer, false));
     assert_eq!(record(&out).disconnect_reason, 1204);
 }
 
@@ -402,19 +314,10 @@ fn max_call_time() {
     assert!(h.drain().is_empty());
     h.advance(1);
     let out = h.drain();
-    assert_eq!(
-        disconnect(&out, 1),
-        (R::MaxCallTimeExceeded, S::CloudServer, false)
-    );
-    assert_eq!(
-        disconnect(&out, 2),
-        (R::MaxCallTimeExceeded, S::CloudServer, false)
-    );
+    assert_eq!(disconnect(&out, 1), (R::MaxCallTimeExceeded, S::CloudServer, false));
+    assert_eq!(disconnect(&out, 2), (R::MaxCallTimeExceeded, S::CloudServer, false));
     let r = record(&out);
-    assert_eq!(
-        (r.duration, r.billing_sec, r.rel_code, r.terminate),
-        (120, 120, 122, 16)
-    );
+    assert_eq!((r.duration, r.billing_sec, r.rel_code, r.terminate), (120, 120, 122, 16));
 }
 
 #[test]
@@ -422,13 +325,7 @@ fn push_error_when_notify_fails_and_no_device_rang() {
     let mut h = H::new(rules(60, 0, true));
     h.open(1, "alice");
     let (sid, _) = h.make();
-    h.sw.handle(
-        h.now,
-        Input::PushResult {
-            sid: sid.clone(),
-            ok: false,
-        },
-    );
+    h.sw.handle(h.now, Input::PushResult { sid: sid.clone(), ok: false });
     let out = h.drain();
     assert_eq!(disconnect(&out, 1), (R::PushError, S::CloudServer, false));
     assert_eq!(record(&out).rel_code, 205);
@@ -440,13 +337,7 @@ fn failed_push_still_rings_online_devices() {
     h.open(1, "alice");
     h.open(2, "bob");
     let (sid, _) = h.make();
-    h.sw.handle(
-        h.now,
-        Input::PushResult {
-            sid: sid.clone(),
-            ok: false,
-        },
-    );
+    h.sw.handle(h.now, Input::PushResult { sid: sid.clone(), ok: false });
     assert!(h.drain().is_empty());
     // ... until the last device goes away.
     h.sw.handle(h.now, Input::Closed { session: 2 });
@@ -457,10 +348,7 @@ fn failed_push_still_rings_online_devices() {
 fn no_notify_url_and_callee_offline_is_push_error_at_once() {
     let mut h = H::new(rules(60, 0, false));
     h.open(1, "alice");
-    h.msg(
-        1,
-        r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#,
-    );
+    h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#);
     let out = h.drain();
     assert!(!out.iter().any(|o| matches!(o, Output::Notify { .. })));
     assert_eq!(disconnect(&out, 1), (R::PushError, S::CloudServer, false));
@@ -476,10 +364,7 @@ fn verify_after_release_is_released_call() {
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
     h.drain();
     let out = h.verify(2, &param);
-    assert_eq!(
-        disconnect(&out, 2),
-        (R::ReleasedCall, S::CloudServer, false)
-    );
+    assert_eq!(disconnect(&out, 2), (R::ReleasedCall, S::CloudServer, false));
     assert!(!out.iter().any(|o| matches!(o, Output::Record { .. })));
 }
 
@@ -499,18 +384,12 @@ fn forged_or_misbound_cc_param_is_refused() {
     let out = h.verify(2, &forged);
     assert!(matches!(
         &sent(&out, 2)[0],
-        ServerMessage::StartFailed {
-            reason: StartFailReason::DecodeCallParam,
-            ..
-        }
+        ServerMessage::StartFailed { reason: StartFailReason::DecodeCallParam, .. }
     ));
     let out = h.verify(3, &param);
     assert!(matches!(
         &sent(&out, 3)[0],
-        ServerMessage::StartFailed {
-            reason: StartFailReason::InvalidUserId,
-            ..
-        }
+        ServerMessage::StartFailed { reason: StartFailReason::InvalidUserId, .. }
     ));
 }
 
@@ -540,9 +419,7 @@ fn reconnect_within_grace_keeps_the_call() {
     h.advance(5_000);
     h.open(7, "alice");
     h.msg(7, &format!(r#"{{"type":"resume","req":3,"sid":"{sid}"}}"#));
-    assert!(
-        matches!(&sent(&h.drain(), 7)[0], ServerMessage::Resumed { state, .. } if state == "connected")
-    );
+    assert!(matches!(&sent(&h.drain(), 7)[0], ServerMessage::Resumed { state, .. } if state == "connected"));
     h.advance(60_000);
     assert!(h.drain().is_empty());
     h.msg(7, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
@@ -555,42 +432,22 @@ fn reconnect_within_grace_keeps_the_call() {
 fn client_reasons_pass_through_and_server_reasons_are_refused() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    h.msg(
-        1,
-        &format!(r#"{{"type":"end_call","req":4,"sid":"{sid}","reason":1202}}"#),
-    );
+    h.msg(1, &format!(r#"{{"type":"end_call","req":4,"sid":"{sid}","reason":1202}}"#));
     assert!(matches!(
         &sent(&h.drain(), 1)[0],
-        ServerMessage::Error {
-            req: Some(4),
-            error: ErrorCode::InvalidParam,
-            ..
-        }
+        ServerMessage::Error { req: Some(4), error: ErrorCode::InvalidParam, .. }
     ));
-    h.msg(
-        1,
-        &format!(r#"{{"type":"end_call","sid":"{sid}","reason":1110,"user_rel_code":"E42"}}"#),
-    );
+    h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}","reason":1110,"user_rel_code":"E42"}}"#));
     let out = h.drain();
     assert_eq!(disconnect(&out, 2), (R::UserError, S::Caller, true));
     assert!(
         matches!(&sent(&out, 2)[0], ServerMessage::Disconnected { user_rel_code: Some(c), .. } if c == "E42")
     );
     let r = record(&out);
-    assert_eq!(
-        (
-            r.user_rel_code.as_deref(),
-            r.disconnect_reason,
-            r.releaser_type
-        ),
-        (Some("E42"), 1110, 2)
-    );
+    assert_eq!((r.user_rel_code.as_deref(), r.disconnect_reason, r.releaser_type), (Some("E42"), 1110, 2));
 
     let sid = connected_call(&mut h);
-    h.msg(
-        2,
-        &format!(r#"{{"type":"end_call","sid":"{sid}","reason":1003}}"#),
-    );
+    h.msg(2, &format!(r#"{{"type":"end_call","sid":"{sid}","reason":1003}}"#));
     let out = h.drain();
     assert_eq!(disconnect(&out, 1), (R::CellCall, S::Callee, true));
 }
@@ -601,23 +458,44 @@ fn start_failures_create_nothing() {
     h.open(1, "alice");
     let long = "x".repeat(4097);
     for (json, want) in [
-        (r#"{"type":"make_call","req":1,"to_user_id":"b b","media_type":"audio"}"#.to_string(), StartFailReason::InvalidUserId),
-        (r#"{"type":"make_call","req":1,"to_user_id":"alice","media_type":"audio"}"#.to_string(), StartFailReason::IdConflict),
-        (r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"fax"}"#.to_string(), StartFailReason::InvalidMediaType),
-        (r#"{"type":"make_call","req":1,"to_user_id":"bob","to_service_id":"other","media_type":"audio"}"#.to_string(), StartFailReason::InvalidServiceId),
-        (format!(r#"{{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio","app_data":"{long}"}}"#), StartFailReason::TooLongAppServerData),
+        (
+            r#"{"type":"make_call","req":1,"to_user_id":"b b","media_type":"audio"}"#.to_string(),
+            StartFailReason::InvalidUserId,
+        ),
+        (
+            r#"{"type":"make_call","req":1,"to_user_id":"alice","media_type":"audio"}"#.to_string(),
+            StartFailReason::IdConflict,
+        ),
+        (
+            r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"fax"}"#.to_string(),
+            StartFailReason::InvalidMediaType,
+        ),
+        (
+            r#"{"type":"make_call","req":1,"to_user_id":"bob","to_service_id":"other","media_type":"audio"}"#
+                .to_string(),
+            StartFailReason::InvalidServiceId,
+        ),
+        (
+            format!(
+                r#"{{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio","app_data":"{long}"}}"#
+            ),
+            StartFailReason::TooLongAppServerData,
+        ),
     ] {
         h.msg(1, &json);
         let out = h.drain();
         assert_eq!(out.len(), 1, "{json}: {out:?}");
-        assert!(matches!(&sent(&out, 1)[0], ServerMessage::StartFailed { req: Some(1), reason, .. } if *reason == want), "{json}: {out:?}");
+        assert!(
+            matches!(&sent(&out, 1)[0], ServerMessage::StartFailed { req: Some(1), reason, .. } if *reason == want),
+            "{json}: {out:?}"
+        );
     }
     let exactly = "x".repeat(4096);
-    h.msg(1, &format!(r#"{{"type":"make_call","to_user_id":"bob","media_type":"audio","app_data":"{exactly}"}}"#));
-    assert!(matches!(
-        &sent(&h.drain(), 1)[0],
-        ServerMessage::CallCreated { .. }
-    ));
+    h.msg(
+        1,
+        &format!(r#"{{"type":"make_call","to_user_id":"bob","media_type":"audio","app_data":"{exactly}"}}"#),
+    );
+    assert!(matches!(&sent(&h.drain(), 1)[0], ServerMessage::CallCreated { .. }));
     assert_eq!(h.sw.census().calls, 1);
 }
 
@@ -627,32 +505,18 @@ fn make_call_rate_limit_per_user() {
     h.open(1, "alice");
     let mut limited = 0;
     for _ in 0..12 {
-        h.msg(
-            1,
-            r#"{"type":"make_call","to_user_id":"a b","media_type":"audio"}"#,
-        );
-        if sent(&h.drain(), 1).iter().any(|m| {
-            matches!(
-                m,
-                ServerMessage::Error {
-                    reason: Some(R::ServiceTooManyRequests),
-                    ..
-                }
-            )
-        }) {
+        h.msg(1, r#"{"type":"make_call","to_user_id":"a b","media_type":"audio"}"#);
+        if sent(&h.drain(), 1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error { reason: Some(R::ServiceTooManyRequests), .. }))
+        {
             limited += 1;
         }
     }
     assert_eq!(limited, 2);
     h.advance(1_000);
-    h.msg(
-        1,
-        r#"{"type":"make_call","to_user_id":"a b","media_type":"audio"}"#,
-    );
-    assert!(matches!(
-        &sent(&h.drain(), 1)[0],
-        ServerMessage::StartFailed { .. }
-    ));
+    h.msg(1, r#"{"type":"make_call","to_user_id":"a b","media_type":"audio"}"#);
+    assert!(matches!(&sent(&h.drain(), 1)[0], ServerMessage::StartFailed { .. }));
 }
 
 #[test]
@@ -661,27 +525,10 @@ fn late_device_rings_and_force_end_is_app_server() {
     h.open(1, "alice");
     let (sid, _) = h.make();
     h.open(2, "bob");
-    assert!(matches!(
-        &sent(&h.drain(), 2)[0],
-        ServerMessage::IncomingCall { .. }
-    ));
-    h.sw.handle(
-        h.now,
-        Input::ForceEnd {
-            service_id: "other".into(),
-            sid: sid.clone(),
-            user_rel_code: None,
-        },
-    );
+    assert!(matches!(&sent(&h.drain(), 2)[0], ServerMessage::IncomingCall { .. }));
+    h.sw.handle(h.now, Input::ForceEnd { service_id: "other".into(), sid: sid.clone(), user_rel_code: None });
     assert!(h.drain().is_empty(), "another service cannot end it");
-    h.sw.handle(
-        h.now,
-        Input::ForceEnd {
-            service_id: "svc".into(),
-            sid,
-            user_rel_code: Some("K1".into()),
-        },
-    );
+    h.sw.handle(h.now, Input::ForceEnd { service_id: "svc".into(), sid, user_rel_code: Some("K1".into()) });
     let out = h.drain();
     assert_eq!(disconnect(&out, 1), (R::UserError, S::AppServer, false));
     assert_eq!(record(&out).releaser_type, 5);
@@ -698,8 +545,5 @@ fn callee_device_gone_while_ringing_is_not_fatal() {
     h.open(3, "bob");
     h.verify(3, &param);
     h.msg(3, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
-    assert!(matches!(
-        sent(&h.drain(), 1)[..],
-        [ServerMessage::Connected { .. }]
-    ));
+    assert!(matches!(sent(&h.drain(), 1)[..], [ServerMessage::Connected { .. }]));
 }

@@ -1,0 +1,413 @@
+//! The connection task and request/answer matching.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use switchboard_protocol::{ClientMessage, DisconnectReason, ServerMessage, PROTOCOL_VERSION, SIGNAL_PATH};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{ClientError, Credentials, Event, MakeCall, Verified};
+
+/// How long a request waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
+
+/// One signaling session. Cheap to clone; the connection closes when every clone
+/// and the [`Events`] are dropped, or on [`Client::close`].
+#[derive(Clone)]
+pub struct Client {
+    out: mpsc::Sender<Outbound>,
+    pending: Pending,
+    next_req: Arc<AtomicU64>,
+    session_id: String,
+    service_id: String,
+    user_id: String,
+}
+
+enum Outbound {
+    Msg(ClientMessage),
+    Raw(String),
+    Close,
+}
+
+/// The session's events, in the order the server sent them.
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` after [`Event::Closed`] has been read.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for Events {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// `http://h:p` → `ws://h:p/v1/signal`; `ws://` and `wss://` are kept.
+pub(crate) fn signal_url(server: &str) -> Result<String, ClientError> {
+    let (scheme, rest) = server.split_once("://").ok_or_else(|| ClientError::InvalidUrl(server.into()))?;
+    let scheme = match scheme {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return Err(ClientError::InvalidUrl(server.into())),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(ClientError::InvalidUrl(server.into()));
+    }
+    let has_path = rest.contains('/');
+    Ok(if has_path { format!("{scheme}://{rest}") } else { format!("{scheme}://{rest}{SIGNAL_PATH}") })
+}
+
+impl Client {
+    /// Connects and says hello. `server` is the base URL (`http://127.0.0.1:7880`
+    /// or `ws://…`).
+    pub async fn connect(server: &str, credentials: Credentials) -> Result<(Client, Events), ClientError> {
+        let url = signal_url(server)?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status().as_u16() == 429 => {
+                ClientError::Refused {
+                    reason: DisconnectReason::ServiceTooManyRequests,
+                    message: "too many connections from this address".into(),
+                }
+            }
+            other => ClientError::Connect(other.to_string()),
+        })?;
+        let hello = match &credentials {
+            Credentials::Token { service_id, user_id, token } => ClientMessage::Hello {
+                v: PROTOCOL_VERSION,
+                token: Some(token.clone()),
+                service_id: Some(service_id.clone()),
+                user_id: Some(user_id.clone()),
+                cc_param: None,
+                ue_type: Some("UE_TYPE_UNDEFINED".into()),
+            },
+            Credentials::CcParam(p) => ClientMessage::Hello {
+                v: PROTOCOL_VERSION,
+                token: None,
+                service_id: None,
+                user_id: None,
+                cc_param: Some(p.clone()),
+                ue_type: Some("UE_TYPE_UNDEFINED".into()),
+            },
+        };
+        ws.send(Message::Text(hello.to_json().into()))
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let welcome = loop {
+            let frame =
+                tokio::time::timeout(REQUEST_TIMEOUT, ws.next()).await.map_err(|_| ClientError::Timeout)?;
+            match frame {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
+                    Ok(m) => break m,
+                    Err(e) => return Err(ClientError::Connect(format!("bad frame from server: {e}"))),
+                },
+                Some(Ok(Message::Close(_))) | None => return Err(ClientError::Closed),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+            }
+        };
+        let (session_id, service_id, user_id, heartbeat) = match welcome {
+            ServerMessage::Welcome { session_id, service_id, user_id, heartbeat_secs, .. } => {
+                (session_id, service_id, user_id, heartbeat_secs)
+            }
+            ServerMessage::Error { reason, message, .. } => {
+                return Err(ClientError::Refused {
+                    reason: reason.unwrap_or(DisconnectReason::AuthError),
+                    message,
+                })
+            }
+            other => return Err(ClientError::Connect(format!("expected welcome, got {other:?}"))),
+        };
+        let (out_tx, out_rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::default();
+        tokio::spawn(run(
+            ws,
+            out_rx,
+            ev_tx,
+            pending.clone(),
+            Duration::from_secs(u64::from(heartbeat.max(1))),
+        ));
+        let client = Client {
+            out: out_tx,
+            pending,
+            next_req: Arc::new(AtomicU64::new(1)),
+            session_id,
+            service_id,
+            user_id,
+        };
+        Ok((client, Events { rx: ev_rx }))
+    }
+
+    /// The server's ID for this session.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// My service.
+    pub fn service_id(&self) -> &str {
+        &self.service_id
+    }
+
+    /// My user ID.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    async fn request(
+        &self,
+        build: impl FnOnce(Option<u64>) -> ClientMessage,
+    ) -> Result<ServerMessage, ClientError> {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().map_err(|_| ClientError::Closed)?.insert(req, tx);
+        if self.out.send(Outbound::Msg(build(Some(req)))).await.is_err() {
+            return Err(ClientError::Closed);
+        }
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, rx).await;
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&req);
+        }
+        match answer {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(ServerMessage::Error { error, reason, message, .. })) => {
+                Err(ClientError::Server { error, reason, message })
+            }
+            Ok(Ok(ServerMessage::StartFailed { reason, message, .. })) => {
+                Err(ClientError::StartFailed { reason, message })
+            }
+            Ok(Ok(m)) => Ok(m),
+        }
+    }
+
+    /// Starts a call; resolves with its `sid` once the server created it.
+    pub async fn make_call(&self, p: MakeCall) -> Result<String, ClientError> {
+        let answer = self
+            .request(|req| ClientMessage::MakeCall {
+                req,
+                to_user_id: p.to_user_id,
+                to_service_id: p.to_service_id,
+                media_type: p.media_type,
+                app_data: p.app_data,
+                ring_timeout_secs: p.ring_timeout_secs,
+            })
+            .await?;
+        match answer {
+            ServerMessage::CallCreated { sid, .. } => Ok(sid),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Takes up the call a `cc_param` names; it now rings on this device.
+    pub async fn verify_call(&self, cc_param: &str) -> Result<Verified, ClientError> {
+        let answer =
+            self.request(|req| ClientMessage::VerifyCall { req, cc_param: cc_param.to_string() }).await?;
+        match answer {
+            ServerMessage::Verified { sid, from_service_id, from_user_id, media_type, app_data, .. } => {
+                Ok(Verified { sid, from_service_id, from_user_id, media_type, app_data })
+            }
+            ServerMessage::Disconnected { reason, source, .. } => {
+                Err(ClientError::Disconnected { reason, by: source })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Answers a verified call; resolves when it is connected.
+    pub async fn accept_call(&self, sid: &str) -> Result<(), ClientError> {
+        match self.request(|req| ClientMessage::AcceptCall { req, sid: sid.to_string() }).await? {
+            ServerMessage::Connected { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends a call (cancel, decline or hang up). `reason` is a client-reported reason
+    /// (CELL_CALL, USER_ERROR with `user_rel_code`, …); `None` lets the server
+    /// decide from the call's state.
+    pub async fn end_call(
+        &self,
+        sid: &str,
+        reason: Option<DisconnectReason>,
+        user_rel_code: Option<String>,
+    ) -> Result<(), ClientError> {
+        let answer = self
+            .request(|req| ClientMessage::EndCall {
+                req,
+                sid: sid.to_string(),
+                reason: reason.map(|r| r.code()),
+                user_rel_code,
+            })
+            .await?;
+        match answer {
+            ServerMessage::Disconnected { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// After reconnecting: takes this session back into a live call.
+    pub async fn resume(&self, sid: &str) -> Result<String, ClientError> {
+        match self.request(|req| ClientMessage::Resume { req, sid: sid.to_string() }).await? {
+            ServerMessage::Resumed { state, .. } => Ok(state),
+            ServerMessage::Disconnected { reason, source, .. } => {
+                Err(ClientError::Disconnected { reason, by: source })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Hands a fresh access token without dropping the session; resolves with its expiry.
+    pub async fn refresh_token(&self, token: &str) -> Result<u64, ClientError> {
+        match self.request(|req| ClientMessage::RefreshToken { req, token: token.to_string() }).await? {
+            ServerMessage::TokenRefreshed { expires_at, .. } => Ok(expires_at),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a raw text frame (for tests of the server's input handling).
+    pub async fn send_raw(&self, text: impl Into<String>) -> Result<(), ClientError> {
+        self.out.send(Outbound::Raw(text.into())).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self.out.send(Outbound::Close).await;
+    }
+}
+
+fn unexpected(m: ServerMessage) -> ClientError {
+    ClientError::Server {
+        error: switchboard_protocol::ErrorCode::Internal,
+        reason: None,
+        message: format!("unexpected answer {}", m.to_json()),
+    }
+}
+
+fn to_event(m: &ServerMessage) -> Option<Event> {
+    Some(match m.clone() {
+        ServerMessage::WaitConnected { sid } => Event::WaitConnected { sid },
+        ServerMessage::IncomingCall {
+            sid,
+            from_service_id,
+            from_user_id,
+            media_type,
+            app_data,
+            cc_param,
+            ..
+        } => Event::IncomingCall { sid, from_service_id, from_user_id, media_type, app_data, cc_param },
+        ServerMessage::Verified { sid, from_service_id, from_user_id, media_type, app_data, .. } => {
+            Event::Verified(Verified { sid, from_service_id, from_user_id, media_type, app_data })
+        }
+        ServerMessage::Connected { sid, start_time, .. } => Event::Connected { sid, start_time },
+        ServerMessage::Disconnected { sid, reason, source, by_remote, user_rel_code, .. } => {
+            Event::Disconnected { sid, reason, source, by_remote, user_rel_code }
+        }
+        ServerMessage::TokenExpiring { expires_at } => Event::TokenExpiring { expires_at },
+        ServerMessage::Error { req: None, error, reason, message } => Event::Error { error, reason, message },
+        _ => return None,
+    })
+}
+
+fn req_of(m: &ServerMessage) -> Option<u64> {
+    match m {
+        ServerMessage::Error { req, .. }
+        | ServerMessage::StartFailed { req, .. }
+        | ServerMessage::CallCreated { req, .. }
+        | ServerMessage::Verified { req, .. }
+        | ServerMessage::Connected { req, .. }
+        | ServerMessage::Disconnected { req, .. }
+        | ServerMessage::Resumed { req, .. }
+        | ServerMessage::TokenRefreshed { req, .. } => *req,
+        _ => None,
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn run(
+    mut ws: Ws,
+    mut out: mpsc::Receiver<Outbound>,
+    events: mpsc::UnboundedSender<Event>,
+    pending: Pending,
+    heartbeat: Duration,
+) {
+    let mut ping = tokio::time::interval(heartbeat);
+    ping.tick().await;
+    let reason = loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let Ok(m) = serde_json::from_str::<ServerMessage>(&t) else {
+                        tracing::warn!(frame = %t, "unreadable frame from server");
+                        continue;
+                    };
+                    if let Some(ev) = to_event(&m) {
+                        let _ = events.send(ev);
+                    }
+                    if let Some(req) = req_of(&m) {
+                        let waiter = pending.lock().ok().and_then(|mut p| p.remove(&req));
+                        if let Some(w) = waiter {
+                            let _ = w.send(m);
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_else(|| "closed".into());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e.to_string(),
+                None => break "closed".into(),
+            },
+            cmd = out.recv() => {
+                let frame = match cmd {
+                    Some(Outbound::Msg(m)) => m.to_json(),
+                    Some(Outbound::Raw(t)) => t,
+                    Some(Outbound::Close) | None => {
+                        let _ = ws.close(None).await;
+                        break "closed by client".into();
+                    }
+                };
+                if let Err(e) = ws.send(Message::Text(frame.into())).await {
+                    break e.to_string();
+                }
+            }
+            _ = ping.tick() => {
+                if ws.send(Message::Text(ClientMessage::Ping {}.to_json().into())).await.is_err() {
+                    break "send failed".into();
+                }
+            }
+        }
+    };
+    if let Ok(mut p) = pending.lock() {
+        p.clear();
+    }
+    let _ = events.send(Event::Closed { reason });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signal_url;
+
+    #[test]
+    fn urls() {
+        assert_eq!(signal_url("http://127.0.0.1:7880").unwrap(), "ws://127.0.0.1:7880/v1/signal");
+        assert_eq!(signal_url("ws://h:1/").unwrap(), "ws://h:1/v1/signal");
+        assert_eq!(signal_url("https://h/custom/path").unwrap(), "wss://h/custom/path");
+        assert!(signal_url("ftp://h").is_err());
+        assert!(signal_url("nope").is_err());
+    }
+}

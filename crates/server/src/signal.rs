@@ -1,0 +1,369 @@
+//! The WebSocket edge: one task per connection. It authenticates the `hello`,
+//! answers heartbeats and token refreshes itself, enforces frame size and message
+//! rate, and passes call messages to the core task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use switchboard_protocol::{
+    ids, ClientMessage, DisconnectReason, ErrorCode, ServerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::auth::{self, TokenError};
+use crate::call::{Input, Party, SessionAuth};
+use crate::limit::Bucket;
+use crate::server::{now_ms, CoreCmd, Shared};
+
+/// How long a new connection has to send `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Warn this long before the access token expires.
+const TOKEN_WARNING_SECS: u64 = 60;
+/// Close a session that keeps flooding after this many refused messages.
+const MAX_REFUSED_IN_A_ROW: u32 = 200;
+/// Close code for frames over the limit (RFC 6455 "message too big").
+const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for authentication failures and floods (RFC 6455 "policy violation").
+const CLOSE_POLICY: u16 = 1008;
+
+/// `GET /v1/signal`: upgrades to a signaling session after the per-IP rate check.
+pub(crate) async fn upgrade(
+    ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    let allowed = shared.ip_limiter.lock().map(|mut l| l.allow(&peer.ip(), now_ms())).unwrap_or(true);
+    if !allowed {
+        let body = serde_json::json!({
+            "error": "rate_limited",
+            "reason": DisconnectReason::ServiceTooManyRequests,
+            "message": "too many connections from this address",
+        });
+        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    }
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .on_upgrade(move |socket| session(socket, peer, shared))
+}
+
+/// `GET /`: what this server is.
+pub(crate) async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
+    let demo = if shared.config.demo {
+        "<p>Running on embedded defaults with the <code>demo</code> service; its credentials are in the data dir (<code>demo-service.json</code>) and were printed at start.</p>"
+    } else {
+        ""
+    };
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>Switchboard</title>\
+         <h1>Switchboard {}</h1><p>Signaling: <code>ws://HOST{}</code> (protocol v{}). \
+         Health: <a href=/healthz>/healthz</a>.</p>{demo}",
+        env!("CARGO_PKG_VERSION"),
+        switchboard_protocol::SIGNAL_PATH,
+        PROTOCOL_VERSION
+    ))
+}
+
+struct Authed {
+    party: Party,
+    auth: SessionAuth,
+    token_exp: Option<u64>,
+}
+
+struct Refused {
+    reason: DisconnectReason,
+    message: String,
+}
+
+fn refuse(reason: DisconnectReason, message: impl Into<String>) -> Refused {
+    Refused { reason, message: message.into() }
+}
+
+fn check_token(shared: &Shared, token: &str, now: u64) -> Result<(Party, u64), Refused> {
+    let claims = auth::peek_claims(token)
+        .map_err(|e| refuse(DisconnectReason::ServiceAccessTokenError, e.to_string()))?;
+    let Some(service) = shared.services.get(&claims.sub) else {
+        return Err(refuse(DisconnectReason::ServiceInvalidId, format!("unknown service {:?}", claims.sub)));
+    };
+    let claims =
+        auth::verify_token(token, &service.api_secret, &service.api_key, now).map_err(|e| match e {
+            TokenError::Expired | TokenError::Mismatch(_) => {
+                refuse(DisconnectReason::AuthError, e.to_string())
+            }
+            TokenError::UnknownService(_) => refuse(DisconnectReason::ServiceInvalidId, e.to_string()),
+            TokenError::Invalid(_) => refuse(DisconnectReason::ServiceAccessTokenError, e.to_string()),
+        })?;
+    if !ids::is_valid_user_id(&claims.uid) {
+        return Err(refuse(DisconnectReason::ServiceInvalidId, "uid breaks the user ID rules"));
+    }
+    Ok((Party::new(claims.sub, claims.uid), claims.exp))
+}
+
+fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused> {
+    let ClientMessage::Hello { v, token, service_id, user_id, cc_param, .. } = hello else {
+        return Err(refuse(DisconnectReason::AuthError, "the first message must be hello"));
+    };
+    if v < PROTOCOL_VERSION {
+        return Err(refuse(
+            DisconnectReason::ServiceIncompatiblePlanetkitVer,
+            format!("protocol v{v} is too old; this server speaks v{PROTOCOL_VERSION}"),
+        ));
+    }
+    let now = now_ms() / 1000;
+    let authed = match (token, cc_param) {
+        (Some(token), _) => {
+            let (party, exp) = check_token(shared, &token, now)?;
+            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp) }
+        }
+        (None, Some(param)) => {
+            let claims = shared
+                .cc_key
+                .open(&param)
+                .ok_or_else(|| refuse(DisconnectReason::AuthError, "cc_param is not valid"))?;
+            if !shared.services.contains_key(&claims.service_id) {
+                return Err(refuse(DisconnectReason::ServiceInvalidId, "cc_param names no service here"));
+            }
+            Authed {
+                party: Party::new(claims.service_id, claims.user_id),
+                auth: SessionAuth::CallParam { sid: claims.sid },
+                token_exp: None,
+            }
+        }
+        (None, None) => {
+            return Err(refuse(
+                DisconnectReason::ServiceAccessTokenError,
+                "hello needs a token or a cc_param",
+            ))
+        }
+    };
+    if let Some(s) = service_id.filter(|s| *s != authed.party.service_id) {
+        return Err(refuse(DisconnectReason::AuthError, format!("credential is not for service {s:?}")));
+    }
+    if let Some(u) = user_id.filter(|u| *u != authed.party.user_id) {
+        return Err(refuse(DisconnectReason::AuthError, format!("credential is not for user {u:?}")));
+    }
+    Ok(authed)
+}
+
+async fn send_msg(ws: &mut WebSocket, msg: &ServerMessage) -> bool {
+    ws.send(Message::Text(msg.to_json().into())).await.is_ok()
+}
+
+async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame { code, reason: reason.to_string().into() };
+    let _ = ws.send(Message::Close(Some(frame))).await;
+}
+
+fn error_msg(
+    req: Option<u64>,
+    error: ErrorCode,
+    reason: Option<DisconnectReason>,
+    message: String,
+) -> ServerMessage {
+    ServerMessage::Error { req, error, reason, message }
+}
+
+/// Whether a websocket error is a frame over the size limit.
+fn is_too_big(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast::<tokio_tungstenite::tungstenite::Error>().map(|b| *b),
+        Ok(tokio_tungstenite::tungstenite::Error::Capacity(_))
+    )
+}
+
+enum Read {
+    Text(String),
+    Binary,
+    Skip,
+    TooBig,
+    Gone,
+}
+
+async fn read(ws: &mut WebSocket) -> Read {
+    match ws.recv().await {
+        Some(Ok(Message::Text(t))) => Read::Text(t.to_string()),
+        Some(Ok(Message::Binary(_))) => Read::Binary,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Read::Skip,
+        Some(Ok(Message::Close(_))) | None => Read::Gone,
+        Some(Err(e)) => {
+            if is_too_big(e) {
+                Read::TooBig
+            } else {
+                Read::Gone
+            }
+        }
+    }
+}
+
+async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, read(&mut ws)).await {
+        Ok(Read::Text(t)) => t,
+        Ok(Read::TooBig) => {
+            let m = error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
+            send_msg(&mut ws, &m).await;
+            return close(&mut ws, CLOSE_TOO_BIG, "frame too large").await;
+        }
+        _ => return close(&mut ws, CLOSE_POLICY, "hello expected").await,
+    };
+    let authed = match ClientMessage::parse(&first) {
+        Ok(hello @ ClientMessage::Hello { .. }) => authenticate(&shared, hello),
+        Ok(_) => Err(refuse(DisconnectReason::AuthError, "the first message must be hello")),
+        Err(e) => Err(refuse(DisconnectReason::AuthError, e.message)),
+    };
+    let mut authed = match authed {
+        Ok(a) => a,
+        Err(r) => {
+            tracing::info!(%peer, reason = %r.reason, message = %r.message, "session refused");
+            send_msg(&mut ws, &error_msg(None, ErrorCode::Auth, Some(r.reason), r.message)).await;
+            return close(&mut ws, CLOSE_POLICY, r.reason.name()).await;
+        }
+    };
+    let session_id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let welcome = ServerMessage::Welcome {
+        v: PROTOCOL_VERSION,
+        session_id: session_id.to_string(),
+        service_id: authed.party.service_id.clone(),
+        user_id: authed.party.user_id.clone(),
+        heartbeat_secs: shared.config.heartbeat_secs,
+        token_expires_at: authed.token_exp,
+    };
+    if !send_msg(&mut ws, &welcome).await {
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<String>(256);
+    let open = CoreCmd::Open {
+        session: session_id,
+        party: authed.party.clone(),
+        auth: authed.auth.clone(),
+        ip: peer.ip().to_string(),
+        tx,
+    };
+    if shared.core.send(open).await.is_err() {
+        return close(&mut ws, 1011, "server stopping").await;
+    }
+    tracing::debug!(session_id, service = %authed.party.service_id, user = %authed.party.user_id, %peer, "session open");
+
+    let limits = &shared.config.limits;
+    let mut bucket = Bucket::new(limits.messages_per_session_burst, now_ms());
+    let mut refused_in_a_row = 0u32;
+    let silence = Duration::from_secs(u64::from(shared.config.session_timeout_secs));
+    let mut deadline = Instant::now() + silence;
+    let mut warned = false;
+    loop {
+        let warn_at = authed
+            .token_exp
+            .filter(|_| !warned)
+            .map(|exp| exp.saturating_sub(TOKEN_WARNING_SECS).saturating_sub(now_ms() / 1000))
+            .map(|secs| Instant::now() + Duration::from_secs(secs));
+        tokio::select! {
+            frame = read(&mut ws) => {
+                let text = match frame {
+                    Read::Text(t) => t,
+                    Read::Skip => { deadline = Instant::now() + silence; continue }
+                    Read::Binary => {
+                        deadline = Instant::now() + silence;
+                        let m = error_msg(None, ErrorCode::Malformed, None, "binary frames are not part of the protocol; send JSON text".into());
+                        if !send_msg(&mut ws, &m).await { break; }
+                        continue;
+                    }
+                    Read::TooBig => {
+                        let m = error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
+                        send_msg(&mut ws, &m).await;
+                        close(&mut ws, CLOSE_TOO_BIG, "frame too large").await;
+                        break;
+                    }
+                    Read::Gone => break,
+                };
+                deadline = Instant::now() + silence;
+                if !bucket.take(limits.messages_per_session_per_sec, limits.messages_per_session_burst, now_ms()) {
+                    refused_in_a_row += 1;
+                    if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                        close(&mut ws, CLOSE_POLICY, "SERVICE_TOO_MANY_REQUESTS").await;
+                        break;
+                    }
+                    let m = error_msg(None, ErrorCode::RateLimited, Some(DisconnectReason::ServiceTooManyRequests), "too many messages on this session".into());
+                    send_msg(&mut ws, &m).await;
+                    continue;
+                }
+                refused_in_a_row = 0;
+                let reply = match ClientMessage::parse(&text) {
+                    Err(e) => Some(error_msg(e.req, e.code, None, e.message)),
+                    Ok(ClientMessage::Ping {}) => Some(ServerMessage::Pong {}),
+                    Ok(ClientMessage::Hello { .. }) => Some(error_msg(None, ErrorCode::WrongState, None, "already said hello".into())),
+                    Ok(ClientMessage::RefreshToken { req, token }) => Some(refresh(&shared, &mut authed, req, &token, &mut warned)),
+                    Ok(msg) => {
+                        let input = CoreCmd::Input(Input::Message { session: session_id, msg });
+                        if shared.core.send(input).await.is_err() { break; }
+                        None
+                    }
+                };
+                if let Some(reply) = reply {
+                    if !send_msg(&mut ws, &reply).await { break; }
+                }
+            }
+            out = rx.recv() => {
+                let Some(text) = out else { break };
+                if ws.send(Message::Text(text.into())).await.is_err() { break; }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!(session_id, "session silent past the heartbeat timeout; closing");
+                close(&mut ws, 1001, "heartbeat timeout").await;
+                break;
+            }
+            _ = sleep_opt(warn_at) => {
+                warned = true;
+                if let Some(expires_at) = authed.token_exp {
+                    if !send_msg(&mut ws, &ServerMessage::TokenExpiring { expires_at }).await { break; }
+                }
+            }
+        }
+    }
+    let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: session_id })).await;
+}
+
+fn refresh(
+    shared: &Shared,
+    authed: &mut Authed,
+    req: Option<u64>,
+    token: &str,
+    warned: &mut bool,
+) -> ServerMessage {
+    if authed.auth != SessionAuth::Token {
+        return error_msg(
+            req,
+            ErrorCode::WrongState,
+            None,
+            "a cc_param session has no token to refresh".into(),
+        );
+    }
+    match check_token(shared, token, now_ms() / 1000) {
+        Ok((party, exp)) if party == authed.party => {
+            authed.token_exp = Some(exp);
+            *warned = false;
+            ServerMessage::TokenRefreshed { req, expires_at: exp }
+        }
+        Ok(_) => error_msg(
+            req,
+            ErrorCode::Auth,
+            Some(DisconnectReason::AuthError),
+            "the new token is for another user".into(),
+        ),
+        Err(r) => error_msg(req, ErrorCode::Auth, Some(r.reason), r.message),
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
