@@ -1,1 +1,170 @@
-fn main() {}
+//! `switchboard`: the server, token minting, CLI call clients and the load generator.
+
+mod clients;
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use switchboard_server::config::{prepare_data_dir, Config};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Switchboard: self-hostable real-time call server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. With no config file it runs on embedded defaults: SQLite in the
+    /// data dir and a `demo` service whose credentials are generated once and printed.
+    Serve(ServeArgs),
+    /// Print an access token (JWT HS256) for a user of a service.
+    Token(TokenArgs),
+    /// Call a user and print every event as a JSON line; exits when the call ends.
+    Call(clients::CallArgs),
+    /// Answer a call (wait for one with a token, or take one with a cc_param) and
+    /// print every event as a JSON line; exits when the call ends.
+    Answer(clients::AnswerArgs),
+    /// Signaling benchmark: concurrent 1-to-1 calls against a spawned server and a
+    /// local app server; prints setup latency, calls/s and RSS per idle client.
+    Load(load::LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (see docs/operations.md).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data dir (database, generated secrets); overrides the config's.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:7880; overrides the config's.
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// TOML config file holding the service (default: the demo service of the data dir).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data dir of the embedded defaults.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Service ID.
+    #[arg(long, default_value = "demo")]
+    service: String,
+    /// User ID.
+    #[arg(long)]
+    user: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+}
+
+/// The effective config: file or defaults, with command-line overrides and, when
+/// there is no service, the demo service.
+pub(crate) fn load_config(
+    file: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> Result<Config> {
+    let mut config = match file {
+        Some(path) => Config::load(path).with_context(|| format!("loading {}", path.display()))?,
+        None => Config::default(),
+    };
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    prepare_data_dir(&mut config).context("preparing the data dir")?;
+    Ok(config)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve(a).await,
+            Command::Token(a) => token(a),
+            Command::Call(a) => clients::call(a).await,
+            Command::Answer(a) => clients::answer(a).await,
+            Command::Load(a) => load::run(a).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref(), args.data_dir, args.listen)?;
+    if config.demo {
+        let demo = &config.services[0];
+        eprintln!("Switchboard is running on embedded defaults.");
+        eprintln!("  data dir:     {}", config.data_dir.display());
+        eprintln!("  demo service: id={} api_key={} api_secret={}", demo.id, demo.api_key, demo.api_secret);
+        eprintln!("  a token:      switchboard token --data-dir {} --user alice", config.data_dir.display());
+    }
+    let server = switchboard_server::start(config).await?;
+    eprintln!("  listening on: {} (signaling at ws://{}/v1/signal)", server.url(), server.addr);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            server.shutdown().await;
+        }
+        _ = wait_terminate() => {
+            tracing::info!("terminated; shutting down");
+            server.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_terminate() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+fn token(args: TokenArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref(), args.data_dir, None)?;
+    let Some(service) = config.service(&args.service) else {
+        bail!("no service {:?} in this config", args.service);
+    };
+    if !switchboard_protocol::ids::is_valid_user_id(&args.user) {
+        bail!("user ID {:?} must match [A-Za-z0-9_-]{{1,64}}", args.user);
+    }
+    let now = switchboard_server::server::now_ms() / 1000;
+    let claims = switchboard_server::auth::Claims {
+        sub: service.id.clone(),
+        uid: args.user,
+        iss: service.api_key.clone(),
+        iat: now,
+        exp: now + args.ttl,
+    };
+    println!("{}", switchboard_server::auth::mint_token(&service.api_secret, &claims));
+    Ok(())
+}

@@ -96,7 +96,7 @@ impl MakeCall {
 }
 
 /// What `verify_call` learned about the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verified {
     /// The call.
     pub sid: String,
@@ -110,8 +110,10 @@ pub struct Verified {
     pub app_data: Option<String>,
 }
 
-/// Something the server told this session.
-#[derive(Debug, Clone, PartialEq)]
+/// Something the server told this session. Serializes as one JSON object with an
+/// `event` field (`wait_connected`, `incoming_call`, …), as the CLI prints it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The callee is being rung (`evtWaitConnected`).
     WaitConnected {

@@ -77,7 +77,12 @@ impl Client {
     /// or `ws://…`).
     pub async fn connect(server: &str, credentials: Credentials) -> Result<(Client, Events), ClientError> {
         let url = signal_url(server)?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| match e {
+        // Signaling frames are small: modest buffers keep thousands of sessions cheap.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0);
+        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+        let (mut ws, _) = connect.await.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status().as_u16() == 429 => {
                 ClientError::Refused {
                     reason: DisconnectReason::ServiceTooManyRequests,

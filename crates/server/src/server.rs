@@ -170,6 +170,10 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let app = router(shared.clone());
+    // Signaling frames are small and latency-bound: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let join = tokio::spawn(async move {
         let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,0 +1,221 @@
+//! `switchboard call` and `switchboard answer`: the SDK on the command line, one JSON
+//! line per event on stdout.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+use switchboard_client::{Client, ClientError, Credentials, Event, Events, MakeCall};
+
+#[derive(clap::Args)]
+pub struct CallArgs {
+    /// Server base URL, e.g. http://127.0.0.1:7880 (ws:// works too).
+    #[arg(long)]
+    server: String,
+    /// My service ID.
+    #[arg(long, default_value = "demo")]
+    service: String,
+    /// My user ID.
+    #[arg(long)]
+    user: String,
+    /// My access token.
+    #[arg(long, env = "SWITCHBOARD_TOKEN")]
+    token: String,
+    /// The callee's user ID.
+    #[arg(long)]
+    to: String,
+    /// The callee's service (default: mine).
+    #[arg(long)]
+    to_service: Option<String>,
+    /// audio or video.
+    #[arg(long, default_value = "audio")]
+    media: String,
+    /// App server data, echoed in notify_cb and the call record.
+    #[arg(long)]
+    app_data: Option<String>,
+    /// Ring timeout for this call (capped by the service's).
+    #[arg(long)]
+    ring_timeout: Option<u32>,
+    /// Hang up this many seconds after the call connects.
+    #[arg(long)]
+    hangup_after: Option<f64>,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["wait", "cc_param"])))]
+pub struct AnswerArgs {
+    /// Server base URL, e.g. http://127.0.0.1:7880 (ws:// works too).
+    #[arg(long)]
+    server: String,
+    /// My service ID (checked against the credential).
+    #[arg(long)]
+    service: Option<String>,
+    /// My user ID (checked against the credential).
+    #[arg(long)]
+    user: Option<String>,
+    /// My access token (with --wait).
+    #[arg(long, env = "SWITCHBOARD_TOKEN", requires = "wait")]
+    token: Option<String>,
+    /// Wait for a call offered directly to this device.
+    #[arg(long, requires = "token")]
+    wait: bool,
+    /// Take the call this cc_param names (from the push), without a token.
+    #[arg(long, conflicts_with = "wait")]
+    cc_param: Option<String>,
+    /// Accept this many seconds after the call is verified (default: at once).
+    #[arg(long, default_value_t = 0.0)]
+    accept_after: f64,
+    /// Decline instead of accepting.
+    #[arg(long, conflicts_with = "accept_after")]
+    decline: bool,
+    /// Hang up this many seconds after the call connects.
+    #[arg(long)]
+    hangup_after: Option<f64>,
+}
+
+fn print(v: serde_json::Value) {
+    println!("{v}");
+}
+
+fn print_event(e: &Event) {
+    print(serde_json::to_value(e).unwrap_or_else(|_| json!({"event": "unprintable"})));
+}
+
+fn print_error(e: &ClientError) {
+    let v = match e {
+        ClientError::StartFailed { reason, message } => {
+            json!({"event": "start_failed", "reason": reason.as_str(), "code": reason.native_code(), "message": message})
+        }
+        ClientError::Refused { reason, message } => {
+            json!({"event": "refused", "reason": reason, "message": message})
+        }
+        ClientError::Disconnected { reason, by } => {
+            json!({"event": "disconnected", "reason": reason, "source": by, "by_remote": false})
+        }
+        other => json!({"event": "error", "message": other.to_string()}),
+    };
+    print(v);
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Prints events until the call `sid` ends; hangs up `hangup_after` after connect.
+async fn follow(client: &Client, events: &mut Events, sid: &str, hangup_after: Option<f64>) -> Result<()> {
+    let mut hangup_at: Option<tokio::time::Instant> = None;
+    loop {
+        let sleep = async {
+            match hangup_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = events.next() => {
+                let Some(ev) = ev else { bail!("event stream closed") };
+                print_event(&ev);
+                match &ev {
+                    Event::Connected { sid: s, .. } if s == sid => {
+                        hangup_at = hangup_after.map(|h| tokio::time::Instant::now() + secs(h));
+                    }
+                    Event::Disconnected { sid: s, .. } if s == sid => return Ok(()),
+                    Event::Closed { .. } => bail!("connection closed before the call ended"),
+                    _ => {}
+                }
+            }
+            _ = sleep => {
+                hangup_at = None;
+                if let Err(e) = client.end_call(sid, None, None).await {
+                    print_error(&e);
+                }
+            }
+        }
+    }
+}
+
+pub async fn call(a: CallArgs) -> Result<()> {
+    let (client, mut events) =
+        match Client::connect(&a.server, Credentials::token(&a.service, &a.user, &a.token)).await {
+            Ok(c) => c,
+            Err(e) => {
+                print_error(&e);
+                bail!("could not connect: {e}");
+            }
+        };
+    let p = MakeCall {
+        to_user_id: a.to,
+        to_service_id: a.to_service,
+        media_type: a.media,
+        app_data: a.app_data,
+        ring_timeout_secs: a.ring_timeout,
+    };
+    let sid = match client.make_call(p).await {
+        Ok(sid) => sid,
+        Err(e) => {
+            print_error(&e);
+            bail!("make_call failed: {e}");
+        }
+    };
+    print(json!({"event": "call_created", "sid": sid}));
+    follow(&client, &mut events, &sid, a.hangup_after).await
+}
+
+pub async fn answer(a: AnswerArgs) -> Result<()> {
+    let creds = match (&a.cc_param, &a.token) {
+        (Some(p), _) => Credentials::CcParam(p.clone()),
+        (None, Some(t)) => {
+            let (Some(service), Some(user)) = (&a.service, &a.user) else {
+                bail!("--wait needs --service and --user");
+            };
+            Credentials::token(service, user, t)
+        }
+        (None, None) => bail!("give --token with --wait, or --cc-param"),
+    };
+    let (client, mut events) = match Client::connect(&a.server, creds).await {
+        Ok(c) => c,
+        Err(e) => {
+            print_error(&e);
+            bail!("could not connect: {e}");
+        }
+    };
+    if a.service.as_deref().is_some_and(|s| s != client.service_id())
+        || a.user.as_deref().is_some_and(|u| u != client.user_id())
+    {
+        bail!("the credential is for {}/{}", client.service_id(), client.user_id());
+    }
+    let cc_param = match a.cc_param {
+        Some(p) => p,
+        None => loop {
+            let Some(ev) = events.next().await else { bail!("event stream closed") };
+            print_event(&ev);
+            match ev {
+                Event::IncomingCall { cc_param, .. } => break cc_param,
+                Event::Closed { .. } => bail!("connection closed while waiting for a call"),
+                _ => {}
+            }
+        },
+    };
+    let verified = match client.verify_call(&cc_param).await {
+        Ok(v) => v,
+        Err(e) => {
+            print_error(&e);
+            if matches!(e, ClientError::Disconnected { .. }) {
+                return Ok(());
+            }
+            bail!("verify_call failed: {e}");
+        }
+    };
+    let sid = verified.sid;
+    if a.decline {
+        if let Err(e) = client.end_call(&sid, None, None).await {
+            print_error(&e);
+        }
+    } else {
+        tokio::time::sleep(secs(a.accept_after)).await;
+        if let Err(e) = client.accept_call(&sid).await {
+            print_error(&e);
+        }
+    }
+    follow(&client, &mut events, &sid, a.hangup_after).await
+}
