@@ -33,6 +33,10 @@ pub struct Hit {
     pub query: HashMap<String, String>,
     /// Parameter names in the order they were sent.
     pub names: Vec<String>,
+    /// `X-Switchboard-Id`.
+    pub id: String,
+    /// `X-Switchboard-Signature`.
+    pub signature: String,
 }
 
 #[derive(Default)]
@@ -50,7 +54,13 @@ pub struct AppServer {
     state: Arc<AppState>,
 }
 
-async fn record(State(s): State<Arc<AppState>>, uri: Uri, RawQuery(q): RawQuery) -> StatusCode {
+async fn record(
+    State(s): State<Arc<AppState>>,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    RawQuery(q): RawQuery,
+) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let raw_query = q.unwrap_or_default();
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
@@ -59,6 +69,8 @@ async fn record(State(s): State<Arc<AppState>>, uri: Uri, RawQuery(q): RawQuery)
         names: pairs.iter().map(|(k, _)| k.clone()).collect(),
         query: pairs.into_iter().collect(),
         raw_query,
+        id: header("x-switchboard-id"),
+        signature: header("x-switchboard-signature"),
     };
     let status = if hit.path == "/notify" { s.notify_status.load(Ordering::Relaxed) } else { 200 };
     if let Ok(mut h) = s.hits.lock() {

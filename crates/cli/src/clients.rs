@@ -97,6 +97,12 @@ fn print_error(e: &ClientError) {
     print(v);
 }
 
+fn print_session(c: &Client) {
+    print(
+        json!({"event": "session_open", "session_id": c.session_id(), "service_id": c.service_id(), "user_id": c.user_id()}),
+    );
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -143,6 +149,7 @@ pub async fn call(a: CallArgs) -> Result<()> {
                 bail!("could not connect: {e}");
             }
         };
+    print_session(&client);
     let p = MakeCall {
         to_user_id: a.to,
         to_service_id: a.to_service,
@@ -184,6 +191,7 @@ pub async fn answer(a: AnswerArgs) -> Result<()> {
     {
         bail!("the credential is for {}/{}", client.service_id(), client.user_id());
     }
+    print_session(&client);
     let cc_param = match a.cc_param {
         Some(p) => p,
         None => loop {

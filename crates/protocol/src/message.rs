@@ -343,7 +343,10 @@ impl ClientMessage {
                     kind: Option<serde_json::Value>,
                     req: Option<serde_json::Value>,
                 }
-                let env = serde_json::from_str::<Envelope>(text).ok();
+                // Only a JSON object is a message at all (serde would also read a
+                // struct from an array).
+                let is_object = text.trim_start().starts_with('{');
+                let env = serde_json::from_str::<Envelope>(text).ok().filter(|_| is_object);
                 let req = env.as_ref().and_then(|e| e.req.as_ref()).and_then(|v| v.as_u64());
                 let kind = env.and_then(|e| e.kind);
                 match kind {

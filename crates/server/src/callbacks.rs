@@ -33,10 +33,26 @@ impl Callbacks {
         Ok(Self { client })
     }
 
-    /// GETs `url` with `query` appended; Ok on any 2xx within `timeout`.
-    pub async fn get(&self, url: &str, query: &str, timeout: Duration) -> Result<u16, CallbackError> {
+    /// GETs `url` with `query` appended, signed with the service's API secret;
+    /// Ok on any 2xx within `timeout`. `id` is the callback's stable ID.
+    pub async fn get(
+        &self,
+        url: &str,
+        query: &str,
+        id: &str,
+        secret: &str,
+        timeout: Duration,
+    ) -> Result<u16, CallbackError> {
         let full = join_query(url, query);
-        let resp = self.client.get(full).timeout(timeout).send().await?;
+        let now = crate::server::now_ms() / 1000;
+        let resp = self
+            .client
+            .get(full)
+            .header(ID_HEADER, id)
+            .header(SIGNATURE_HEADER, signature(secret, now, query))
+            .timeout(timeout)
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         // Drain the body so the connection goes back to the pool.
         let _ = resp.bytes().await;
@@ -48,6 +64,40 @@ impl Callbacks {
     }
 }
 
+/// Header carrying the callback's stable ID (the same on every retry).
+pub const ID_HEADER: &str = "X-Switchboard-Id";
+/// Header carrying `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
+pub const SIGNATURE_HEADER: &str = "X-Switchboard-Signature";
+
+/// The signature header value: HMAC-SHA256 under the service's API secret over
+/// `<t>.<query>`, where `query` is the raw query string exactly as sent.
+pub fn signature(secret: &str, t: u64, query: &str) -> String {
+    let mac = crate::auth::hmac_sha256(secret.as_bytes(), format!("{t}.{query}").as_bytes());
+    format!("t={t},v1={}", crate::auth::to_hex(&mac))
+}
+
+/// Checks a signature header against the raw query, as an app server would: the
+/// MAC must match and `t` must be within `tolerance_secs` of `now`.
+pub fn verify_signature(secret: &str, header: &str, query: &str, now: u64, tolerance_secs: u64) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", x)) => t = x.parse::<u64>().ok(),
+            Some(("v1", x)) => v1 = Some(x.to_string()),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else { return false };
+    if t.abs_diff(now) > tolerance_secs {
+        return false;
+    }
+    let want = signature(secret, t, query);
+    // Constant-time comparison of the hex MACs.
+    let got = format!("t={t},v1={v1}");
+    want.len() == got.len() && want.bytes().zip(got.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 /// `url` with `query` appended after `?` (or `&` when the URL already has a query).
 pub fn join_query(url: &str, query: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -57,6 +107,16 @@ pub fn join_query(url: &str, query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::join_query;
+
+    #[test]
+    fn signatures_verify_and_tampering_fails() {
+        let sig = super::signature("secret", 1000, "a=1&b=2");
+        assert!(super::verify_signature("secret", &sig, "a=1&b=2", 1010, 300));
+        assert!(!super::verify_signature("secret", &sig, "a=1&b=3", 1010, 300));
+        assert!(!super::verify_signature("other", &sig, "a=1&b=2", 1010, 300));
+        assert!(!super::verify_signature("secret", &sig, "a=1&b=2", 2000, 300), "stale");
+        assert!(!super::verify_signature("secret", "garbage", "a=1&b=2", 1000, 300));
+    }
 
     #[test]
     fn joins_queries() {

@@ -271,12 +271,15 @@ impl CoreRunner {
     }
 
     fn notify(&self, service_id: &str, record: NotifyRecord) {
-        let Some(url) = self.services.get(service_id).and_then(|s| s.notify_cb_url.clone()) else { return };
+        let Some(service) = self.services.get(service_id) else { return };
+        let Some(url) = service.notify_cb_url.clone() else { return };
+        let secret = service.api_secret.clone();
         let callbacks = self.callbacks.clone();
         let core = self.core_tx.clone();
         let timeout = self.notify_timeout;
         tokio::spawn(async move {
-            let result = callbacks.get(&url, &record.to_query(), timeout).await;
+            let id = format!("notify-{}", record.sid);
+            let result = callbacks.get(&url, &record.to_query(), &id, &secret, timeout).await;
             if let Err(e) = &result {
                 tracing::warn!(sid = %record.sid, error = %e, "notify_cb failed");
             }
@@ -287,13 +290,14 @@ impl CoreRunner {
 
     fn record(&self, service_id: &str, record: CallRecord) {
         self.store.record(service_id, &record);
-        let Some(url) = self.services.get(service_id).and_then(|s| s.on_call_evt_cb_url.clone()) else {
-            return;
-        };
+        let Some(service) = self.services.get(service_id) else { return };
+        let Some(url) = service.on_call_evt_cb_url.clone() else { return };
+        let secret = service.api_secret.clone();
         let callbacks = self.callbacks.clone();
         let timeout = self.callback_timeout;
         tokio::spawn(async move {
-            if let Err(e) = callbacks.get(&url, &record.to_query(), timeout).await {
+            let id = format!("call-{}", record.sid);
+            if let Err(e) = callbacks.get(&url, &record.to_query(), &id, &secret, timeout).await {
                 tracing::warn!(sid = %record.sid, error = %e, "on_call_evt_cb failed");
             }
         });

@@ -1,0 +1,154 @@
+//! The `switchboard` binary as a newcomer uses it: `serve` on embedded defaults,
+//! `token`, then `answer` and `call` printing JSON lines.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchboard");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc { child, lines: rx }
+    }
+
+    /// Lines until one contains `needle` (15 s at most); returns all of them.
+    fn until(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.contains(needle);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within 15 s; saw {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("run switchboard");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
+    let dir = std::env::temp_dir().join(format!("switchboard-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.to_string_lossy().to_string();
+    let server = Proc::spawn(&["serve", "--data-dir", &data, "--listen", &listen]);
+    let banner = server.until("listening on");
+    assert!(banner.iter().any(|l| l.contains("demo service: id=demo")), "{banner:#?}");
+    assert!(dir.join("demo-service.json").exists());
+    assert!(dir.join("switchboard.db").exists());
+
+    let (ok, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
+    assert!(ok && alice.split('.').count() == 3, "{alice}");
+    let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
+    let url = format!("http://{listen}");
+
+    let answer = Proc::spawn(&[
+        "answer",
+        "--server",
+        &url,
+        "--service",
+        "demo",
+        "--user",
+        "bob",
+        "--token",
+        &bob,
+        "--wait",
+        "--hangup-after",
+        "0.3",
+    ]);
+    let mut callee_lines = answer.until("session_open");
+    let ws = format!("ws://{listen}");
+    let call = Proc::spawn(&[
+        "call",
+        "--server",
+        &ws,
+        "--user",
+        "alice",
+        "--token",
+        &alice,
+        "--to",
+        "bob",
+        "--app-data",
+        "cli",
+    ]);
+    let caller = json_lines(&call.until("\"disconnected\""));
+    callee_lines.extend(answer.until("\"disconnected\""));
+    let callee = json_lines(&callee_lines);
+    let events = |v: &[serde_json::Value]| {
+        v.iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        events(&caller),
+        ["session_open", "call_created", "wait_connected", "connected", "disconnected"]
+    );
+    assert_eq!(events(&callee), ["session_open", "incoming_call", "verified", "connected", "disconnected"]);
+    let end = &caller[4];
+    assert_eq!(
+        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
+        (Some("NORMAL"), Some("callee"))
+    );
+    assert_eq!(end["by_remote"], true);
+    assert_eq!(callee[1]["app_data"], "cli");
+
+    // A start failure is one JSON line and a non-zero exit.
+    let (ok, out) = run(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "alice"]);
+    assert!(!ok);
+    assert!(out.contains(r#""reason":"id_conflict""#), "{out}");
+    // A bad token is refused with its reason.
+    let (ok, out) = run(&["call", "--server", &url, "--user", "alice", "--token", "x.y.z", "--to", "bob"]);
+    assert!(!ok);
+    assert!(out.contains("SERVICE_ACCESS_TOKEN_ERROR"), "{out}");
+    let (ok, _) = run(&["token", "--data-dir", &data, "--service", "nope", "--user", "x"]);
+    assert!(!ok);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
