@@ -191,6 +191,7 @@ impl Harness {
                 ..LimitsConfig::default()
             },
             reconnect_grace_ms: 500,
+            notify_timeout_ms: 1500,
             ..Config::default()
         };
         tune(&mut config);

@@ -130,6 +130,35 @@ impl CallRecord {
     pub fn to_query(&self) -> String {
         encode_query(&self.to_pairs())
     }
+
+    /// The record as a JSON object with the callback's field names, numbers as
+    /// numbers and absent optional fields as `null` (the REST API's shape).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sid": self.sid,
+            "from_service_id": self.from_service_id,
+            "from_user_id": self.from_user_id,
+            "to_service_id": self.to_service_id,
+            "to_user_id": self.to_user_id,
+            "type": self.media_type,
+            "stid": self.app_svr_data,
+            "setup_time": self.setup_time,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "duration": self.duration,
+            "srcip": self.srcip,
+            "dstip": self.dstip,
+            "terminate": self.terminate,
+            "rel_code": self.rel_code,
+            "rel_code_str": self.rel_code_str,
+            "user_rel_code": self.user_rel_code,
+            "billing_sec": self.billing_sec,
+            "rc_idc": self.rc_idc,
+            "disconnect_reason": self.disconnect_reason,
+            "releaser_type": self.releaser_type,
+            "app_svr_data": self.app_svr_data,
+        })
+    }
 }
 
 /// Encodes `name=value` pairs joined by `&`, percent-encoding everything but the

@@ -86,6 +86,10 @@ pub struct LimitsConfig {
     pub calls_per_user_per_sec: f64,
     /// Burst of `make_call` / `verify_call` per user.
     pub calls_per_user_burst: f64,
+    /// REST API requests per second per service.
+    pub api_per_service_per_sec: f64,
+    /// Burst of REST API requests per service.
+    pub api_per_service_burst: f64,
 }
 
 impl Default for LimitsConfig {
@@ -97,6 +101,33 @@ impl Default for LimitsConfig {
             messages_per_session_burst: 100.0,
             calls_per_user_per_sec: 2.0,
             calls_per_user_burst: 10.0,
+            api_per_service_per_sec: 100.0,
+            api_per_service_burst: 100.0,
+        }
+    }
+}
+
+/// Callback delivery.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    /// Base delay of the first retry, ms (actual: 50-100 % of it).
+    pub retry_first_ms: u64,
+    /// Longest delay between retries, ms.
+    pub retry_max_ms: u64,
+    /// Give up on a callback this long after it was queued, seconds.
+    pub give_up_secs: u64,
+    /// Requests in flight at once per service.
+    pub per_service_concurrency: usize,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        Self {
+            retry_first_ms: 1_000,
+            retry_max_ms: 300_000,
+            give_up_secs: 86_400,
+            per_service_concurrency: 32,
         }
     }
 }
@@ -130,6 +161,9 @@ pub struct Config {
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Callback delivery.
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
     /// The tenants.
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceConfig>,
@@ -171,6 +205,7 @@ impl Default for Config {
             notify_timeout_ms: default_notify_timeout(),
             callback_timeout_ms: default_callback_timeout(),
             limits: LimitsConfig::default(),
+            callbacks: CallbacksConfig::default(),
             services: Vec::new(),
             demo: false,
         }
@@ -247,6 +282,12 @@ impl Config {
             if s.rc_idc.len() != 2 || !s.rc_idc.bytes().all(|b| b.is_ascii_uppercase()) {
                 return bad(format!("service {:?}: rc_idc must be two upper-case letters", s.id));
             }
+        }
+        let cb = &self.callbacks;
+        if cb.retry_first_ms == 0 || cb.retry_max_ms < cb.retry_first_ms || cb.per_service_concurrency == 0 {
+            return bad(
+                "callbacks: need 0 < retry_first_ms <= retry_max_ms and per_service_concurrency > 0".into()
+            );
         }
         if self.heartbeat_secs == 0 || self.session_timeout_secs <= self.heartbeat_secs {
             return bad("session_timeout_secs must exceed heartbeat_secs > 0".into());

@@ -1,10 +1,13 @@
 //! The Switchboard call server as a library.
 
+mod api;
 pub mod auth;
 pub mod call;
 pub mod callbacks;
 pub mod config;
 pub mod limit;
+pub mod metrics;
+pub mod outbox;
 pub mod server;
 mod signal;
 pub mod store;

@@ -1,24 +1,29 @@
-//! The IO shell: binds the HTTP/WebSocket listener, runs the call core on one task,
-//! and turns the core's outputs into frames and HTTP callbacks.
+//! The IO shell: recovers the database, binds the HTTP/WebSocket listener, runs the
+//! call core and the callback delivery on their own tasks, and turns the core's
+//! outputs into frames, database writes and callbacks.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
 use axum::Router;
-use switchboard_protocol::record::{CallRecord, NotifyRecord};
+use switchboard_protocol::ServerMessage;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::auth::CcKey;
-use crate::call::{Census, Input, Millis, Output, ServiceRules, SessionAuth, SessionId, Settings, Switch};
+use crate::call::{
+    Census, Input, LiveCall, Millis, Output, ServiceRules, SessionAuth, SessionId, Settings, Switch,
+};
 use crate::callbacks::Callbacks;
 use crate::config::{Config, ConfigError, ServiceConfig};
 use crate::limit::KeyedLimiter;
-use crate::store::{Store, StoreError};
+use crate::metrics::Metrics;
+use crate::outbox::runner::{DeliveryCmd, DeliveryRunner};
+use crate::store::{Batch, CoreDb, Kind, NewCallback, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,16 +60,22 @@ pub(crate) enum CoreCmd {
     Open { session: SessionId, party: crate::call::Party, auth: SessionAuth, ip: String, tx: SessionTx },
     Input(Input),
     Census(oneshot::Sender<Census>),
+    GetCall { service_id: String, sid: String, reply: oneshot::Sender<Option<LiveCall>> },
+    ForceEnd { service_id: String, sid: String, user_rel_code: Option<String>, reply: oneshot::Sender<bool> },
 }
 
-/// State every connection shares (read-mostly).
+/// State every connection and request shares (read-mostly).
 pub(crate) struct Shared {
     pub config: Config,
     pub services: HashMap<String, ServiceConfig>,
     pub cc_key: CcKey,
     pub core: mpsc::Sender<CoreCmd>,
+    pub delivery: mpsc::UnboundedSender<DeliveryCmd>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
     pub next_session: AtomicU64,
     pub ip_limiter: Mutex<KeyedLimiter<IpAddr>>,
+    pub api_limiter: Mutex<KeyedLimiter<String>>,
 }
 
 /// A running server.
@@ -72,7 +83,6 @@ pub struct ServerHandle {
     /// Where it listens.
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    store: Store,
     shutdown: Option<oneshot::Sender<()>>,
     join: JoinHandle<()>,
 }
@@ -89,7 +99,12 @@ impl ServerHandle {
 
     /// The database.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.shared.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Base URL (`http://addr`).
@@ -111,14 +126,28 @@ impl ServerHandle {
     }
 }
 
-/// Starts a server on `config.listen` (port 0 picks one). The data dir must exist
-/// and `config.services` must be final (see [`crate::config::prepare_data_dir`]).
+/// Starts a server on `config.listen` (port 0 picks one). `config.services` must be
+/// final (see [`crate::config::prepare_data_dir`]). Before it listens, the database
+/// is put right after any crash: live calls are closed and recorded, and every
+/// callback still pending is queued again.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let cc_key = CcKey::new(crate::config::server_secret(&config.data_dir)?);
-    let store = Store::open(&config.data_dir.join("switchboard.db"))?;
+    let db_path = config.data_dir.join("switchboard.db");
+    let recovery = crate::store::recover(&db_path, now_ms())?;
+    if !recovery.closed_calls.is_empty() || !recovery.pending.is_empty() {
+        tracing::warn!(
+            closed_calls = recovery.closed_calls.len(),
+            pending_callbacks = recovery.pending.len(),
+            dropped_notifies = recovery.dropped_notifies,
+            "recovered from an unclean stop"
+        );
+    }
+    let core_db = CoreDb::open(&db_path)?;
+    let store = Store::open(&db_path)?;
     let callbacks = Callbacks::new()?;
+    let metrics = Arc::new(Metrics::default());
     let services: HashMap<String, ServiceConfig> =
         config.services.iter().map(|s| (s.id.clone(), s.clone())).collect();
     let rules = services
@@ -140,30 +169,49 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         calls_per_user_per_sec: config.limits.calls_per_user_per_sec,
         calls_per_user_burst: config.limits.calls_per_user_burst,
     };
-    let switch = Switch::new(settings, rules, cc_key.clone());
     let (core_tx, core_rx) = mpsc::channel(8192);
+    let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
+    let delivery = DeliveryRunner::new(
+        &config,
+        callbacks,
+        store.clone(),
+        core_tx.clone(),
+        delivery_tx.clone(),
+        metrics.clone(),
+    );
+    tokio::spawn(delivery.run(delivery_rx));
+    if !recovery.pending.is_empty() {
+        let _ = delivery_tx.send(DeliveryCmd::Enqueue(recovery.pending));
+    }
+    let runner = CoreRunner {
+        switch: Switch::new(settings, rules, cc_key.clone()),
+        sessions: HashMap::new(),
+        services: services.clone(),
+        db: core_db,
+        delivery: delivery_tx.clone(),
+        metrics: metrics.clone(),
+        notify_timeout_ms: config.notify_timeout_ms,
+    };
+    tokio::spawn(runner.run(core_rx));
+
     let shared = Arc::new(Shared {
         ip_limiter: Mutex::new(KeyedLimiter::new(
             config.limits.connects_per_ip_per_sec,
             config.limits.connects_per_ip_burst,
         )),
-        services: services.clone(),
+        api_limiter: Mutex::new(KeyedLimiter::new(
+            config.limits.api_per_service_per_sec,
+            config.limits.api_per_service_burst,
+        )),
+        services,
         cc_key,
-        core: core_tx.clone(),
+        core: core_tx,
+        delivery: delivery_tx,
+        store,
+        metrics,
         next_session: AtomicU64::new(1),
         config: config.clone(),
     });
-    let runner = CoreRunner {
-        switch,
-        sessions: HashMap::new(),
-        services,
-        callbacks,
-        store: store.clone(),
-        core_tx,
-        notify_timeout: Duration::from_millis(config.notify_timeout_ms),
-        callback_timeout: Duration::from_millis(config.callback_timeout_ms),
-    };
-    tokio::spawn(runner.run(core_rx));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -185,27 +233,29 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         }
     });
     tracing::info!(%addr, services = shared.services.len(), "switchboard listening");
-    Ok(ServerHandle { addr, shared, store, shutdown: Some(stop_tx), join })
+    Ok(ServerHandle { addr, shared, shutdown: Some(stop_tx), join })
 }
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(switchboard_protocol::SIGNAL_PATH, get(crate::signal::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::api::metrics))
         .route("/", get(crate::signal::index))
+        .merge(crate::api::router())
         .with_state(shared)
 }
 
-/// Owns the [`Switch`] and the session senders; the only task that touches them.
+/// Owns the [`Switch`], the session senders and the core's database connection;
+/// the only task that touches them.
 struct CoreRunner {
     switch: Switch,
     sessions: HashMap<SessionId, SessionTx>,
     services: HashMap<String, ServiceConfig>,
-    callbacks: Callbacks,
-    store: Store,
-    core_tx: mpsc::Sender<CoreCmd>,
-    notify_timeout: Duration,
-    callback_timeout: Duration,
+    db: CoreDb,
+    delivery: mpsc::UnboundedSender<DeliveryCmd>,
+    metrics: Arc<Metrics>,
+    notify_timeout_ms: u64,
 }
 
 impl CoreRunner {
@@ -249,62 +299,83 @@ impl CoreRunner {
             CoreCmd::Census(reply) => {
                 let _ = reply.send(self.switch.census());
             }
+            CoreCmd::GetCall { service_id, sid, reply } => {
+                let _ = reply.send(self.switch.live_call(&service_id, &sid));
+            }
+            CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
+                let found = self.switch.live_call(&service_id, &sid).is_some();
+                if found {
+                    self.switch.handle(now, Input::ForceEnd { service_id, sid, user_rel_code });
+                }
+                let _ = reply.send(found);
+            }
         }
     }
 
+    /// Writes what the core decided, then queues callbacks, then tells clients: a
+    /// client that saw `disconnected` can count on the record being on disk.
     fn drain(&mut self) {
+        let now = now_ms();
+        let mut batch = Batch::default();
+        let mut sends = Vec::new();
         while let Some(out) = self.switch.poll_output() {
             match out {
                 Output::Send(session, msg) => {
-                    let Some(tx) = self.sessions.get(&session) else { continue };
-                    if let Err(e) = tx.try_send(msg.to_json()) {
-                        // A client that does not read its frames loses its session
-                        // rather than slowing everyone else down.
-                        tracing::warn!(session, error = %e, "session outbox full or closed; dropping session");
-                        self.sessions.remove(&session);
+                    if matches!(msg, ServerMessage::CallCreated { .. }) {
+                        self.metrics.calls_started.fetch_add(1, Ordering::Relaxed);
                     }
+                    sends.push((session, msg));
                 }
-                Output::Notify { service_id, record } => self.notify(&service_id, record),
-                Output::Record { service_id, record } => self.record(&service_id, record),
+                Output::Live(live) => batch.live.push((live.from_service_id.clone(), live)),
+                Output::Notify { service_id, record } => batch.callbacks.push(NewCallback {
+                    cb_id: format!("notify-{}", record.sid),
+                    key: record.sid.clone(),
+                    kind: Kind::Notify,
+                    query: record.to_query(),
+                    deadline_ms: Some(now + self.notify_timeout_ms),
+                    service_id,
+                }),
+                Output::Record { service_id, record } => {
+                    self.metrics.call_ended(record.disconnect_reason);
+                    if self.services.get(&service_id).is_some_and(|s| s.on_call_evt_cb_url.is_some()) {
+                        batch.callbacks.push(NewCallback {
+                            cb_id: format!("call-{}", record.sid),
+                            service_id: service_id.clone(),
+                            kind: Kind::Call,
+                            key: record.sid.clone(),
+                            query: record.to_query(),
+                            deadline_ms: None,
+                        });
+                    }
+                    batch.records.push((service_id, record));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match self.db.commit(&batch, now) {
+                Ok(rows) if !rows.is_empty() => {
+                    self.metrics.callbacks_queued.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    let _ = self.delivery.send(DeliveryCmd::Enqueue(rows));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "database write failed; records and callbacks of this step are lost")
+                }
+            }
+        }
+        for (session, msg) in sends {
+            let Some(tx) = self.sessions.get(&session) else { continue };
+            if let Err(e) = tx.try_send(msg.to_json()) {
+                // A client that does not read its frames loses its session rather
+                // than slowing everyone else down.
+                tracing::warn!(session, error = %e, "session outbox full or closed; dropping session");
+                self.sessions.remove(&session);
             }
         }
     }
-
-    fn notify(&self, service_id: &str, record: NotifyRecord) {
-        let Some(service) = self.services.get(service_id) else { return };
-        let Some(url) = service.notify_cb_url.clone() else { return };
-        let secret = service.api_secret.clone();
-        let callbacks = self.callbacks.clone();
-        let core = self.core_tx.clone();
-        let timeout = self.notify_timeout;
-        tokio::spawn(async move {
-            let id = format!("notify-{}", record.sid);
-            let result = callbacks.get(&url, &record.to_query(), &id, &secret, timeout).await;
-            if let Err(e) = &result {
-                tracing::warn!(sid = %record.sid, error = %e, "notify_cb failed");
-            }
-            let input = Input::PushResult { sid: record.sid, ok: result.is_ok() };
-            let _ = core.send(CoreCmd::Input(input)).await;
-        });
-    }
-
-    fn record(&self, service_id: &str, record: CallRecord) {
-        self.store.record(service_id, &record);
-        let Some(service) = self.services.get(service_id) else { return };
-        let Some(url) = service.on_call_evt_cb_url.clone() else { return };
-        let secret = service.api_secret.clone();
-        let callbacks = self.callbacks.clone();
-        let timeout = self.callback_timeout;
-        tokio::spawn(async move {
-            let id = format!("call-{}", record.sid);
-            if let Err(e) = callbacks.get(&url, &record.to_query(), &id, &secret, timeout).await {
-                tracing::warn!(sid = %record.sid, error = %e, "on_call_evt_cb failed");
-            }
-        });
-    }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -251,6 +251,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
         return close(&mut ws, 1011, "server stopping").await;
     }
     tracing::debug!(session_id, service = %authed.party.service_id, user = %authed.party.user_id, %peer, "session open");
+    shared.metrics.sessions.fetch_add(1, Ordering::Relaxed);
 
     let limits = &shared.config.limits;
     let mut bucket = Bucket::new(limits.messages_per_session_burst, now_ms());
@@ -327,6 +328,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
             }
         }
     }
+    shared.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
     let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: session_id })).await;
 }
 

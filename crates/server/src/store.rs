@@ -1,12 +1,23 @@
-//! The database: call records in SQLite, written by one thread so that signaling
-//! never waits on disk.
+//! The database (SQLite, WAL): call records, live-call snapshots and the callback
+//! outbox.
+//!
+//! Two writers with one job each. The core task owns a [`CoreDb`] and commits what a
+//! step of the call core decided (snapshots, records, new callbacks) in one
+//! transaction *before* anyone is told, so a decided callback survives a crash. The
+//! [`Store`] thread records delivery progress and answers queries; losing its last
+//! writes in a crash only means a callback is delivered again (at least once).
 
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
 use switchboard_protocol::record::CallRecord;
+use switchboard_protocol::{DisconnectReason, DisconnectSource};
 use tokio::sync::oneshot;
+
+use crate::call::LiveCall;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,21 +25,12 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The writer thread is gone.
+    /// A stored snapshot could not be read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The store thread is gone.
     #[error("store is closed")]
     Closed,
-}
-
-enum Cmd {
-    Record { service_id: String, record: Box<CallRecord> },
-    Get { service_id: String, sid: String, reply: oneshot::Sender<Option<String>> },
-    Count { reply: oneshot::Sender<u64> },
-}
-
-/// Handle to the database thread.
-#[derive(Clone)]
-pub struct Store {
-    tx: mpsc::Sender<Cmd>,
 }
 
 const SCHEMA: &str = "
@@ -42,16 +44,330 @@ CREATE TABLE IF NOT EXISTS call_records (
     setup_time INTEGER NOT NULL,
     end_time INTEGER NOT NULL,
     disconnect_reason INTEGER NOT NULL,
-    query TEXT NOT NULL
+    record_json TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS call_records_by_time ON call_records (service_id, setup_time);
+CREATE INDEX IF NOT EXISTS call_records_by_time ON call_records (service_id, setup_time, sid);
+CREATE TABLE IF NOT EXISTS live_calls (
+    sid TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    snapshot TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cb_id TEXT NOT NULL,
+    service_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    query TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    delivered_ms INTEGER,
+    deadline_ms INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, id);
+CREATE INDEX IF NOT EXISTS outbox_by_service ON outbox (service_id, state, id);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 ";
 
-impl Store {
-    /// Opens (creating if needed) the database at `path` and starts its thread.
+/// What a callback is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// notify_cb.
+    Notify,
+    /// on_call_evt_cb.
+    Call,
+    /// on_gcall_evt_cb.
+    Gcall,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Notify => "notify",
+            Kind::Call => "call",
+            Kind::Gcall => "gcall",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "notify" => Some(Kind::Notify),
+            "call" => Some(Kind::Call),
+            "gcall" => Some(Kind::Gcall),
+            _ => None,
+        }
+    }
+}
+
+/// A callback as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackRow {
+    /// Row ID (the REST API's `{id}`).
+    pub id: i64,
+    /// `X-Switchboard-Id`: the same on every attempt.
+    pub cb_id: String,
+    /// The service it goes to.
+    pub service_id: String,
+    /// Which callback URL.
+    pub kind: Kind,
+    /// Ordering key: callbacks with the same key are delivered in order (the sid).
+    pub key: String,
+    /// The query string, exactly as sent.
+    pub query: String,
+    /// `pending`, `delivered`, `failed` (gave up) or `dropped` (no longer wanted).
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Queued at, epoch ms.
+    pub created_ms: u64,
+    /// Next attempt, epoch ms.
+    pub next_attempt_ms: u64,
+    /// Delivered at, epoch ms.
+    pub delivered_ms: Option<u64>,
+    /// notify_cb only: give up (PUSH_ERROR) after this, epoch ms.
+    pub deadline_ms: Option<u64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+fn row_to_callback(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallbackRow> {
+    let kind: String = r.get("kind")?;
+    Ok(CallbackRow {
+        id: r.get("id")?,
+        cb_id: r.get("cb_id")?,
+        service_id: r.get("service_id")?,
+        kind: Kind::parse(&kind).unwrap_or(Kind::Call),
+        key: r.get("key")?,
+        query: r.get("query")?,
+        state: r.get("state")?,
+        attempts: r.get("attempts")?,
+        created_ms: r.get::<_, i64>("created_ms")? as u64,
+        next_attempt_ms: r.get::<_, i64>("next_attempt_ms")? as u64,
+        delivered_ms: r.get::<_, Option<i64>>("delivered_ms")?.map(|v| v as u64),
+        deadline_ms: r.get::<_, Option<i64>>("deadline_ms")?.map(|v| v as u64),
+        last_error: r.get("last_error")?,
+    })
+}
+
+/// A callback decided by the core, to be queued.
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    /// `X-Switchboard-Id`.
+    pub cb_id: String,
+    /// The service.
+    pub service_id: String,
+    /// Which URL.
+    pub kind: Kind,
+    /// Ordering key.
+    pub key: String,
+    /// Query string.
+    pub query: String,
+    /// notify_cb deadline.
+    pub deadline_ms: Option<u64>,
+}
+
+/// What one step of the core decided.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Live-call snapshots to keep, by caller service.
+    pub live: Vec<(String, LiveCall)>,
+    /// Ended calls' records, by caller service (their snapshots go).
+    pub records: Vec<(String, CallRecord)>,
+    /// Callbacks to queue.
+    pub callbacks: Vec<NewCallback>,
+}
+
+impl Batch {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty() && self.records.is_empty() && self.callbacks.is_empty()
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// The core task's connection: commits each step's decisions atomically.
+pub struct CoreDb {
+    conn: Connection,
+}
+
+impl CoreDb {
+    /// Opens the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: open_conn(path)? })
+    }
+
+    /// Writes a batch in one transaction; returns the new callbacks as stored rows.
+    pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+        let txn = self.conn.transaction()?;
+        let mut rows = Vec::with_capacity(batch.callbacks.len());
+        {
+            let mut live = txn.prepare_cached(
+                "INSERT OR REPLACE INTO live_calls (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
+            )?;
+            for (service_id, snap) in &batch.live {
+                let json = serde_json::to_string(snap).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                live.execute(params![snap.sid, service_id, json])?;
+            }
+            let mut record = txn.prepare_cached(
+                "INSERT OR IGNORE INTO call_records
+                 (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
+            for (service_id, r) in &batch.records {
+                record.execute(params![
+                    r.sid,
+                    service_id,
+                    r.from_user_id,
+                    r.to_user_id,
+                    r.setup_time as i64,
+                    r.end_time as i64,
+                    r.disconnect_reason,
+                    r.to_json().to_string()
+                ])?;
+                gone.execute(params![r.sid])?;
+            }
+            let mut cb = txn.prepare_cached(
+                "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms, deadline_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
+            )?;
+            for c in &batch.callbacks {
+                cb.execute(params![
+                    c.cb_id,
+                    c.service_id,
+                    c.kind.as_str(),
+                    c.key,
+                    c.query,
+                    now_ms as i64,
+                    c.deadline_ms.map(|d| d as i64)
+                ])?;
+                rows.push(CallbackRow {
+                    id: txn.last_insert_rowid(),
+                    cb_id: c.cb_id.clone(),
+                    service_id: c.service_id.clone(),
+                    kind: c.kind,
+                    key: c.key.clone(),
+                    query: c.query.clone(),
+                    state: "pending".into(),
+                    attempts: 0,
+                    created_ms: now_ms,
+                    next_attempt_ms: now_ms,
+                    delivered_ms: None,
+                    deadline_ms: c.deadline_ms,
+                    last_error: None,
+                });
+            }
+        }
+        txn.commit()?;
+        Ok(rows)
+    }
+}
+
+/// What a restart found and put right.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Calls that were live when the server died, now closed with SERVER_INTERNAL_ERROR.
+    pub closed_calls: Vec<String>,
+    /// Pending callbacks to deliver, in queue order.
+    pub pending: Vec<CallbackRow>,
+    /// notify_cb requests dropped because their calls are gone.
+    pub dropped_notifies: usize,
+}
+
+/// Puts the database right after a stop or crash: live calls are closed with
+/// SERVER_INTERNAL_ERROR (source cloud_server) at the last moment the server was
+/// known alive, their records are queued, and stale notify_cb requests are dropped.
+pub fn recover(path: &Path, now_ms: u64) -> Result<Recovery, StoreError> {
+    let mut db = CoreDb::open(path)?;
+    let alive_ms: Option<i64> =
+        db.conn.query_row("SELECT v FROM meta WHERE k = 'alive_ms'", [], |r| r.get(0)).optional()?;
+    let end_ms = alive_ms.map_or(now_ms, |a| (a as u64).min(now_ms));
+    let mut batch = Batch::default();
+    {
+        let mut stmt = db.conn.prepare("SELECT service_id, snapshot FROM live_calls")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (service_id, json) = row?;
+            let live: LiveCall =
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let end = end_ms.max(live.setup_ms);
+            let record =
+                live.record(end, DisconnectReason::ServerInternalError, DisconnectSource::CloudServer, None);
+            batch.callbacks.push(NewCallback {
+                cb_id: format!("call-{}", record.sid),
+                service_id: service_id.clone(),
+                kind: Kind::Call,
+                key: record.sid.clone(),
+                query: record.to_query(),
+                deadline_ms: None,
+            });
+            batch.records.push((service_id, record));
+        }
+    }
+    let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
+    let dropped_notifies = db.conn.execute(
+        "UPDATE outbox SET state = 'dropped', last_error = 'server restarted; the call is gone'
+         WHERE state = 'pending' AND kind = 'notify'",
+        [],
+    )?;
+    db.commit(&batch, now_ms)?;
+    let pending = {
+        let mut stmt = db.conn.prepare("SELECT * FROM outbox WHERE state = 'pending' ORDER BY id")?;
+        let rows = stmt.query_map([], row_to_callback)?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(Recovery { closed_calls, pending, dropped_notifies })
+}
+
+/// Filters of a call-record listing.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    /// Calls where this user is caller or callee.
+    pub user_id: Option<String>,
+    /// Set up at or after (epoch seconds).
+    pub from: Option<u64>,
+    /// Set up before (epoch seconds).
+    pub to: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+    /// Continue after this `(setup_time, sid)` (newest first).
+    pub cursor: Option<(u64, String)>,
+}
+
+enum Cmd {
+    Delivered { id: i64, at_ms: u64, attempts: u32 },
+    Retry { id: i64, attempts: u32, next_ms: u64, error: String },
+    GaveUp { id: i64, attempts: u32, error: String, dropped: bool },
+    GetRecord { service_id: String, sid: String, reply: oneshot::Sender<Option<serde_json::Value>> },
+    ListRecords { service_id: String, q: RecordQuery, reply: oneshot::Sender<Vec<serde_json::Value>> },
+    ListCallbacks { service_id: String, state: String, limit: u32, reply: oneshot::Sender<Vec<CallbackRow>> },
+    Retrigger { service_id: String, id: i64, now_ms: u64, reply: oneshot::Sender<Option<CallbackRow>> },
+    Count { reply: oneshot::Sender<u64> },
+}
+
+/// Handle to the store thread.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// How long delivered and dropped callbacks are kept.
+const KEEP_DONE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl Store {
+    /// Opens the database at `path` and starts the store thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = open_conn(path)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("switchboard-store".into())
@@ -60,93 +376,207 @@ impl Store {
         Ok(Self { tx })
     }
 
-    /// Queues a call record for writing.
-    pub fn record(&self, service_id: &str, record: &CallRecord) {
-        let cmd = Cmd::Record { service_id: service_id.to_string(), record: Box::new(record.clone()) };
+    fn send(&self, cmd: Cmd) {
         if self.tx.send(cmd).is_err() {
-            tracing::error!(sid = %record.sid, "store is closed; call record not written");
+            tracing::error!("store thread is gone; delivery state not recorded");
         }
     }
 
-    /// The stored record of a call of this service, as its callback query string.
-    pub async fn get(&self, service_id: &str, sid: &str) -> Result<Option<String>, StoreError> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Get { service_id: service_id.into(), sid: sid.into(), reply })
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// A callback was delivered.
+    pub fn delivered(&self, id: i64, at_ms: u64, attempts: u32) {
+        self.send(Cmd::Delivered { id, at_ms, attempts });
+    }
+
+    /// A callback will be tried again.
+    pub fn retry(&self, id: i64, attempts: u32, next_ms: u64, error: String) {
+        self.send(Cmd::Retry { id, attempts, next_ms, error });
+    }
+
+    /// A callback gave up (`failed`) or is no longer wanted (`dropped`).
+    pub fn gave_up(&self, id: i64, attempts: u32, error: String, dropped: bool) {
+        self.send(Cmd::GaveUp { id, attempts, error, dropped });
+    }
+
+    /// The stored record of a call of this service.
+    pub async fn get(&self, service_id: &str, sid: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.ask(|reply| Cmd::GetRecord { service_id: service_id.into(), sid: sid.into(), reply }).await
+    }
+
+    /// A page of this service's call records, newest first.
+    pub async fn list(&self, service_id: &str, q: RecordQuery) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.ask(|reply| Cmd::ListRecords { service_id: service_id.into(), q, reply }).await
+    }
+
+    /// This service's callbacks in a state, oldest first.
+    pub async fn callbacks(
+        &self,
+        service_id: &str,
+        state: &str,
+        limit: u32,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        self.ask(|reply| Cmd::ListCallbacks {
+            service_id: service_id.into(),
+            state: state.into(),
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Puts a `failed` callback of this service back to `pending`; returns it.
+    pub async fn retrigger(
+        &self,
+        service_id: &str,
+        id: i64,
+        now_ms: u64,
+    ) -> Result<Option<CallbackRow>, StoreError> {
+        self.ask(|reply| Cmd::Retrigger { service_id: service_id.into(), id, now_ms, reply }).await
     }
 
     /// How many call records are stored (after every queued write).
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Cmd::Count { reply }).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)
+        self.ask(|reply| Cmd::Count { reply }).await
     }
 }
 
 fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
-    while let Ok(first) = rx.recv() {
-        // Batch whatever else is queued into one transaction.
-        let mut batch = vec![first];
-        while batch.len() < 512 {
+    let mut last_prune = 0u64;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(1000)) {
+            Ok(c) => Some(c),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch: Vec<Cmd> = first.into_iter().collect();
+        while batch.len() < 1024 {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,
             }
         }
-        if let Err(e) = apply(&mut conn, batch) {
+        let now = crate::server::now_ms();
+        if let Err(e) = apply(&mut conn, batch, now) {
             tracing::error!(error = %e, "store write failed");
+        }
+        if now > last_prune + 3_600_000 {
+            last_prune = now;
+            let cutoff = now.saturating_sub(KEEP_DONE_MS) as i64;
+            if let Err(e) = conn.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'dropped') AND created_ms < ?1",
+                params![cutoff],
+            ) {
+                tracing::warn!(error = %e, "pruning the outbox failed");
+            }
         }
     }
 }
 
-fn apply(conn: &mut Connection, batch: Vec<Cmd>) -> Result<(), rusqlite::Error> {
+fn apply(conn: &mut Connection, batch: Vec<Cmd>, now: u64) -> Result<(), rusqlite::Error> {
     let txn = conn.transaction()?;
-    let mut replies = Vec::new();
-    {
-        let mut insert = txn.prepare_cached(
-            "INSERT OR REPLACE INTO call_records
-             (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, query)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for cmd in batch {
-            match cmd {
-                Cmd::Record { service_id, record } => {
-                    insert.execute(params![
-                        record.sid,
-                        service_id,
-                        record.from_user_id,
-                        record.to_user_id,
-                        record.setup_time as i64,
-                        record.end_time as i64,
-                        record.disconnect_reason,
-                        record.to_query()
-                    ])?;
-                }
-                other => replies.push(other),
+    // The heartbeat that recovery uses as the end time of calls cut by a crash.
+    txn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('alive_ms', ?1)", params![now as i64])?;
+    let mut queries = Vec::new();
+    for cmd in batch {
+        match cmd {
+            Cmd::Delivered { id, at_ms, attempts } => {
+                txn.execute(
+                    "UPDATE outbox SET state = 'delivered', delivered_ms = ?2, attempts = ?3, last_error = NULL WHERE id = ?1",
+                    params![id, at_ms as i64, attempts],
+                )?;
             }
+            Cmd::Retry { id, attempts, next_ms, error } => {
+                txn.execute(
+                    "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1 AND state = 'pending'",
+                    params![id, attempts, next_ms as i64, error],
+                )?;
+            }
+            Cmd::GaveUp { id, attempts, error, dropped } => {
+                let state = if dropped { "dropped" } else { "failed" };
+                txn.execute(
+                    "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
+                    params![id, state, attempts, error],
+                )?;
+            }
+            other => queries.push(other),
         }
     }
     txn.commit()?;
-    for cmd in replies {
-        match cmd {
-            Cmd::Get { service_id, sid, reply } => {
-                let q = conn
-                    .query_row(
-                        "SELECT query FROM call_records WHERE sid = ?1 AND service_id = ?2",
-                        params![sid, service_id],
-                        |r| r.get::<_, String>(0),
-                    )
-                    .optional()?;
-                let _ = reply.send(q);
-            }
-            Cmd::Count { reply } => {
-                let n: i64 = conn.query_row("SELECT COUNT(*) FROM call_records", [], |r| r.get(0))?;
-                let _ = reply.send(n as u64);
-            }
-            Cmd::Record { .. } => {}
+    for q in queries {
+        answer(conn, q)?;
+    }
+    Ok(())
+}
+
+fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
+    let parse = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or(serde_json::Value::Null);
+    match cmd {
+        Cmd::GetRecord { service_id, sid, reply } => {
+            let v = conn
+                .query_row(
+                    "SELECT record_json FROM call_records WHERE sid = ?1 AND service_id = ?2",
+                    params![sid, service_id],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            let _ = reply.send(v.map(parse));
         }
+        Cmd::ListRecords { service_id, q, reply } => {
+            let (cur_t, cur_sid) = q.cursor.unwrap_or((i64::MAX as u64, String::new()));
+            let mut stmt = conn.prepare_cached(
+                "SELECT record_json FROM call_records
+                 WHERE service_id = ?1
+                   AND (?2 IS NULL OR from_user_id = ?2 OR to_user_id = ?2)
+                   AND setup_time >= ?3 AND setup_time < ?4
+                   AND (setup_time < ?5 OR (setup_time = ?5 AND (?6 = '' OR sid < ?6)))
+                 ORDER BY setup_time DESC, sid DESC LIMIT ?7",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    service_id,
+                    q.user_id,
+                    q.from.unwrap_or(0) as i64,
+                    q.to.map_or(i64::MAX, |t| t as i64),
+                    cur_t.min(i64::MAX as u64) as i64,
+                    cur_sid,
+                    q.limit
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            let list = rows.collect::<Result<Vec<_>, _>>()?.into_iter().map(parse).collect();
+            let _ = reply.send(list);
+        }
+        Cmd::ListCallbacks { service_id, state, limit, reply } => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT * FROM outbox WHERE service_id = ?1 AND state = ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![service_id, state, limit], row_to_callback)?;
+            let _ = reply.send(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+        Cmd::Retrigger { service_id, id, now_ms, reply } => {
+            let changed = conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?3, created_ms = ?3
+                 WHERE id = ?1 AND service_id = ?2 AND state = 'failed'",
+                params![id, service_id, now_ms as i64],
+            )?;
+            let row = if changed == 1 {
+                conn.query_row("SELECT * FROM outbox WHERE id = ?1", params![id], row_to_callback)
+                    .optional()?
+            } else {
+                None
+            };
+            let _ = reply.send(row);
+        }
+        Cmd::Count { reply } => {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM call_records", [], |r| r.get(0))?;
+            let _ = reply.send(n as u64);
+        }
+        Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } => {}
     }
     Ok(())
 }

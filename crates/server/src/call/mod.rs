@@ -139,13 +139,101 @@ pub enum Output {
         /// The record.
         record: NotifyRecord,
     },
-    /// Deliver the call record to on_call_evt_cb (and store it).
+    /// A live call changed (created, verified, answered, resumed): keep its
+    /// snapshot so that it can be read back and closed after a crash.
+    Live(LiveCall),
+    /// The call ended: deliver the record to on_call_evt_cb (and store it); the live
+    /// snapshot of this `sid` is gone.
     Record {
         /// The caller's service.
         service_id: String,
         /// The record.
         record: CallRecord,
     },
+}
+
+/// What is known of a live call: enough to answer `GET /v1/calls/{sid}` and to
+/// write its record if the server dies under it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveCall {
+    /// The call.
+    pub sid: String,
+    /// Caller's service.
+    pub from_service_id: String,
+    /// Caller.
+    pub from_user_id: String,
+    /// Callee's service.
+    pub to_service_id: String,
+    /// Callee.
+    pub to_user_id: String,
+    /// `A` or `V`.
+    pub media_type: String,
+    /// App server data.
+    pub app_data: Option<String>,
+    /// Created, epoch ms.
+    pub setup_ms: Millis,
+    /// Answered, epoch ms.
+    pub start_ms: Option<Millis>,
+    /// Caller's address.
+    pub srcip: String,
+    /// Callee's address, once known.
+    pub dstip: String,
+    /// Region code.
+    pub rc_idc: String,
+}
+
+impl LiveCall {
+    /// `ringing` or `connected`.
+    pub fn state(&self) -> &'static str {
+        if self.start_ms.is_some() {
+            "connected"
+        } else {
+            "ringing"
+        }
+    }
+
+    /// The call record if the call ended at `end_ms` for this reason.
+    pub fn record(
+        &self,
+        end_ms: Millis,
+        reason: DisconnectReason,
+        source: DisconnectSource,
+        user_rel_code: Option<String>,
+    ) -> CallRecord {
+        let (start_time, duration, terminate, billing_sec) = match self.start_ms {
+            Some(start_ms) => {
+                let start_time = start_ms / 1000;
+                let duration = (end_ms / 1000).saturating_sub(start_time);
+                let connected_ms = end_ms.saturating_sub(start_ms);
+                (start_time, duration, 16, connected_ms.div_ceil(1000).min(duration))
+            }
+            None => (0, 0, reason.q850_unconnected(), 0),
+        };
+        let rel = reason.rel_code();
+        CallRecord {
+            sid: self.sid.clone(),
+            from_service_id: self.from_service_id.clone(),
+            from_user_id: self.from_user_id.clone(),
+            to_service_id: self.to_service_id.clone(),
+            to_user_id: self.to_user_id.clone(),
+            media_type: self.media_type.clone(),
+            setup_time: self.setup_ms / 1000,
+            start_time,
+            end_time: end_ms / 1000,
+            duration,
+            srcip: self.srcip.clone(),
+            dstip: self.dstip.clone(),
+            terminate,
+            rel_code: rel.code,
+            rel_code_str: rel.name.into(),
+            user_rel_code,
+            billing_sec,
+            rc_idc: self.rc_idc.clone(),
+            disconnect_reason: reason.code(),
+            releaser_type: source.code(),
+            app_svr_data: self.app_data.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +272,26 @@ struct Call {
 }
 
 impl Call {
+    fn snapshot(&self) -> LiveCall {
+        LiveCall {
+            sid: self.sid.clone(),
+            from_service_id: self.caller.service_id.clone(),
+            from_user_id: self.caller.user_id.clone(),
+            to_service_id: self.callee.service_id.clone(),
+            to_user_id: self.callee.user_id.clone(),
+            media_type: self.media.letter().into(),
+            app_data: self.app_data.clone(),
+            setup_ms: self.setup_ms,
+            start_ms: match self.phase {
+                Phase::Connected { start_ms } => Some(start_ms),
+                Phase::Ringing => None,
+            },
+            srcip: self.caller_ip.clone(),
+            dstip: self.callee_ip.clone(),
+            rc_idc: self.rc_idc.clone(),
+        }
+    }
+
     fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
         self.caller_session.into_iter().chain(self.devices.iter().map(|d| d.session))
     }
@@ -260,6 +368,17 @@ impl Switch {
             sessions: self.sessions.len(),
             calls: self.calls.len(),
             connected: self.calls.values().filter(|c| matches!(c.phase, Phase::Connected { .. })).count(),
+        }
+    }
+
+    /// The live call `sid` of this service (the caller's), if any.
+    pub fn live_call(&self, service_id: &str, sid: &str) -> Option<LiveCall> {
+        self.calls.get(sid).filter(|c| c.caller.service_id == service_id).map(Call::snapshot)
+    }
+
+    fn changed(&mut self, sid: &str) {
+        if let Some(c) = self.calls.get(sid) {
+            self.out.push_back(Output::Live(c.snapshot()));
         }
     }
 
@@ -637,6 +756,7 @@ impl Switch {
         if !rules.has_notify && self.calls.get(&sid).is_some_and(|c| c.devices.is_empty()) {
             self.push_result(now, &sid, false);
         }
+        self.changed(&sid);
     }
 
     /// Signs the `cc_param` of a call: bound to it and its callee, useless after
@@ -795,6 +915,7 @@ impl Switch {
         };
         let sid = call.sid.clone();
         self.link(session, &party, &sid);
+        self.changed(&sid);
         self.send(session, msg);
     }
 
@@ -833,6 +954,7 @@ impl Switch {
             self.send(c, connected(None));
         }
         self.send(session, connected(req));
+        self.changed(sid);
         if max_call_ms > 0 {
             self.timer(now + max_call_ms, TimerKind::MaxTime, sid);
         }
@@ -958,6 +1080,7 @@ impl Switch {
         }
         self.link(session, &party, sid);
         self.send(session, ServerMessage::Resumed { req, sid: sid.to_string(), state: state.into() });
+        self.changed(sid);
     }
 
     fn push_result(&mut self, now: Millis, sid: &str, ok: bool) {
@@ -1019,49 +1142,7 @@ impl Switch {
             }
             self.forget_user_if_idle(party);
         }
-        let record = build_record(&call, now, reason, source, user_rel_code);
+        let record = call.snapshot().record(now, reason, source, user_rel_code);
         self.out.push_back(Output::Record { service_id: call.caller.service_id.clone(), record });
-    }
-}
-
-fn build_record(
-    call: &Call,
-    end_ms: Millis,
-    reason: DisconnectReason,
-    source: DisconnectSource,
-    user_rel_code: Option<String>,
-) -> CallRecord {
-    let (start_time, duration, terminate, billing_sec) = match call.phase {
-        Phase::Connected { start_ms } => {
-            let start_time = start_ms / 1000;
-            let duration = (end_ms / 1000).saturating_sub(start_time);
-            let connected_ms = end_ms.saturating_sub(start_ms);
-            (start_time, duration, 16, connected_ms.div_ceil(1000).min(duration))
-        }
-        Phase::Ringing => (0, 0, reason.q850_unconnected(), 0),
-    };
-    let rel = reason.rel_code();
-    CallRecord {
-        sid: call.sid.clone(),
-        from_service_id: call.caller.service_id.clone(),
-        from_user_id: call.caller.user_id.clone(),
-        to_service_id: call.callee.service_id.clone(),
-        to_user_id: call.callee.user_id.clone(),
-        media_type: call.media.letter().into(),
-        setup_time: call.setup_ms / 1000,
-        start_time,
-        end_time: end_ms / 1000,
-        duration,
-        srcip: call.caller_ip.clone(),
-        dstip: call.callee_ip.clone(),
-        terminate,
-        rel_code: rel.code,
-        rel_code_str: rel.name.into(),
-        user_rel_code,
-        billing_sec,
-        rc_idc: call.rc_idc.clone(),
-        disconnect_reason: reason.code(),
-        releaser_type: source.code(),
-        app_svr_data: call.app_data.clone(),
     }
 }

@@ -44,8 +44,9 @@ impl H {
         self.sw.handle(self.now, Input::Message { session, msg });
     }
 
+    /// Outputs other than live-call snapshots (see `snapshots_follow_the_call`).
     fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.sw.poll_output()).collect()
+        std::iter::from_fn(|| self.sw.poll_output()).filter(|o| !matches!(o, Output::Live(_))).collect()
     }
 
     fn advance(&mut self, ms: Millis) {
@@ -546,4 +547,34 @@ fn callee_device_gone_while_ringing_is_not_fatal() {
     h.verify(3, &param);
     h.msg(3, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
     assert!(matches!(sent(&h.drain(), 1)[..], [ServerMessage::Connected { .. }]));
+}
+
+#[test]
+fn snapshots_follow_the_call() {
+    let mut h = H::new(rules(60, 0, true));
+    h.open(1, "alice");
+    h.open(2, "bob");
+    h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio","app_data":"x"}"#);
+    let lives = |sw: &mut Switch| -> Vec<LiveCall> {
+        std::iter::from_fn(|| sw.poll_output())
+            .filter_map(|o| match o {
+                Output::Live(l) => Some(l),
+                _ => None,
+            })
+            .collect()
+    };
+    let created = lives(&mut h.sw);
+    assert_eq!(created.len(), 1);
+    let sid = created[0].sid.clone();
+    assert_eq!((created[0].state(), created[0].srcip.as_str()), ("ringing", "10.0.0.1"));
+    assert_eq!(h.sw.live_call("svc", &sid), Some(created[0].clone()));
+    assert_eq!(h.sw.live_call("other", &sid), None, "another service sees nothing");
+    let param = h.sw.cc_param(&sid).unwrap();
+    h.verify(2, &param);
+    h.msg(2, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
+    let live = h.sw.live_call("svc", &sid).unwrap();
+    assert_eq!((live.state(), live.start_ms), ("connected", Some(T0)));
+    // What a crash would record: SERVER_INTERNAL_ERROR by the server, with the time so far.
+    let r = live.record(T0 + 61_500, R::ServerInternalError, S::CloudServer, None);
+    assert_eq!((r.duration, r.billing_sec, r.terminate, r.rel_code, r.releaser_type), (61, 61, 16, 200, 4));
 }

@@ -1,0 +1,192 @@
+//! The delivery task: owns the [`Dispatcher`], does the HTTP attempts (each on its
+//! own task, at most `per_service_concurrency` per service, so a slow app server only
+//! slows its own service), and records progress in the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{Action, Dispatcher, RetryPolicy};
+use crate::call::Input;
+use crate::callbacks::Callbacks;
+use crate::config::{Config, ServiceConfig};
+use crate::metrics::Metrics;
+use crate::server::{now_ms, CoreCmd};
+use crate::store::{CallbackRow, Kind, Store};
+
+/// Commands to the delivery task.
+pub(crate) enum DeliveryCmd {
+    /// Stored callbacks to deliver.
+    Enqueue(Vec<CallbackRow>),
+    /// An attempt finished.
+    Done { service_id: String, key: String, id: i64, result: Result<(), String> },
+}
+
+struct ServiceLane {
+    config: ServiceConfig,
+    permits: Arc<Semaphore>,
+}
+
+pub(crate) struct DeliveryRunner {
+    dispatcher: Dispatcher,
+    lanes: HashMap<String, ServiceLane>,
+    callbacks: Callbacks,
+    store: Store,
+    core: mpsc::Sender<CoreCmd>,
+    me: mpsc::UnboundedSender<DeliveryCmd>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+}
+
+impl DeliveryRunner {
+    pub(crate) fn new(
+        config: &Config,
+        callbacks: Callbacks,
+        store: Store,
+        core: mpsc::Sender<CoreCmd>,
+        me: mpsc::UnboundedSender<DeliveryCmd>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let cb = &config.callbacks;
+        let policy = RetryPolicy {
+            first_ms: cb.retry_first_ms,
+            max_ms: cb.retry_max_ms,
+            give_up_ms: cb.give_up_secs * 1000,
+        };
+        let lanes = config
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    ServiceLane {
+                        config: s.clone(),
+                        permits: Arc::new(Semaphore::new(cb.per_service_concurrency)),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            dispatcher: Dispatcher::new(policy),
+            lanes,
+            callbacks,
+            store,
+            core,
+            me,
+            metrics,
+            timeout: Duration::from_millis(config.callback_timeout_ms),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<DeliveryCmd>) {
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            let wake = self
+                .dispatcher
+                .poll_timeout()
+                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            tokio::select! {
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for cmd in batch.drain(..) {
+                        self.apply(cmd);
+                    }
+                }
+                _ = crate::server::sleep_until(wake), if wake.is_some() => {
+                    self.dispatcher.handle_timeout(now_ms());
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn apply(&mut self, cmd: DeliveryCmd) {
+        let now = now_ms();
+        match cmd {
+            DeliveryCmd::Enqueue(rows) => {
+                for row in rows {
+                    self.dispatcher.enqueue(now, row);
+                }
+            }
+            DeliveryCmd::Done { service_id, key, id, result } => {
+                self.dispatcher.handle_result(now, (&service_id, &key, id), result, rand::random::<f64>());
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        while let Some(action) = self.dispatcher.poll_action() {
+            match action {
+                Action::Attempt(row) => self.attempt(row),
+                Action::Delivered { row, latency_ms } => {
+                    self.metrics.delivered(latency_ms);
+                    self.store.delivered(row.id, now_ms(), row.attempts);
+                }
+                Action::Retry { id, attempts, next_ms, error } => {
+                    self.metrics.callbacks_retried.fetch_add(1, Relaxed);
+                    tracing::debug!(id, attempts, %error, "callback failed; will retry");
+                    self.store.retry(id, attempts, next_ms, error);
+                }
+                Action::GaveUp { row, error, dropped } => {
+                    if dropped {
+                        self.metrics.callbacks_dropped.fetch_add(1, Relaxed);
+                    } else {
+                        self.metrics.callbacks_failed.fetch_add(1, Relaxed);
+                        tracing::warn!(id = row.id, cb_id = %row.cb_id, service = %row.service_id, %error, "callback gave up");
+                    }
+                    self.store.gave_up(row.id, row.attempts, error, dropped);
+                }
+                Action::Push { sid, ok } => {
+                    let core = self.core.clone();
+                    tokio::spawn(async move {
+                        let _ = core.send(CoreCmd::Input(Input::PushResult { sid, ok })).await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn attempt(&self, row: CallbackRow) {
+        let me = self.me.clone();
+        let done = move |row: &CallbackRow, result| DeliveryCmd::Done {
+            service_id: row.service_id.clone(),
+            key: row.key.clone(),
+            id: row.id,
+            result,
+        };
+        let Some(lane) = self.lanes.get(&row.service_id) else {
+            let _ = me.send(done(&row, Err("service no longer configured".into())));
+            return;
+        };
+        let url = match row.kind {
+            Kind::Notify => lane.config.notify_cb_url.clone(),
+            Kind::Call => lane.config.on_call_evt_cb_url.clone(),
+            Kind::Gcall => lane.config.on_gcall_evt_cb_url.clone(),
+        };
+        let Some(url) = url else {
+            let _ = me.send(done(&row, Err("no callback URL configured".into())));
+            return;
+        };
+        let secret = lane.config.api_secret.clone();
+        let permits = lane.permits.clone();
+        let callbacks = self.callbacks.clone();
+        let mut timeout = self.timeout;
+        if let Some(deadline) = row.deadline_ms {
+            timeout = timeout.min(Duration::from_millis(deadline.saturating_sub(now_ms()).max(1)));
+        }
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
+            let result = callbacks
+                .get(&url, &row.query, &row.cb_id, &secret, timeout)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let _ = me.send(done(&row, result));
+        });
+    }
+}
