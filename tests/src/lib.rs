@@ -37,6 +37,8 @@ pub struct Hit {
     pub id: String,
     /// `X-Switchboard-Signature`.
     pub signature: String,
+    /// The status the app server answered.
+    pub status: u16,
 }
 
 #[derive(Default)]
@@ -44,6 +46,8 @@ struct AppState {
     hits: Mutex<Vec<Hit>>,
     changed: Notify,
     notify_status: AtomicU16,
+    /// Non-zero: every path answers this status.
+    all_status: AtomicU16,
 }
 
 /// A real HTTP app server on 127.0.0.1 that records every request.
@@ -51,7 +55,9 @@ struct AppState {
 pub struct AppServer {
     /// Base URL.
     pub url: String,
+    addr: SocketAddr,
     state: Arc<AppState>,
+    stop: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
 }
 
 async fn record(
@@ -71,10 +77,18 @@ async fn record(
         raw_query,
         id: header("x-switchboard-id"),
         signature: header("x-switchboard-signature"),
+        status: 0,
     };
-    let status = if hit.path == "/notify" { s.notify_status.load(Ordering::Relaxed) } else { 200 };
+    let all = s.all_status.load(Ordering::Relaxed);
+    let status = if all != 0 {
+        all
+    } else if hit.path == "/notify" {
+        s.notify_status.load(Ordering::Relaxed)
+    } else {
+        200
+    };
     if let Ok(mut h) = s.hits.lock() {
-        h.push(hit);
+        h.push(Hit { status, ..hit });
     }
     s.changed.notify_waiters();
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
@@ -83,14 +97,60 @@ async fn record(
 impl AppServer {
     /// Starts one on an ephemeral port.
     pub async fn start() -> AppServer {
+        Self::start_on("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Starts one on `addr` (a port of a stopped one, to bring it back).
+    pub async fn start_on(addr: SocketAddr) -> AppServer {
         let state = Arc::new(AppState { notify_status: AtomicU16::new(200), ..AppState::default() });
-        let app = Router::new().fallback(get(record)).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app server");
+        let mut app = AppServer { url: String::new(), addr, state, stop: Arc::default() };
+        app.listen(addr).await;
+        app
+    }
+
+    async fn listen(&mut self, addr: SocketAddr) {
+        let router = Router::new().fallback(get(record)).with_state(self.state.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind app server");
         let addr = listener.local_addr().expect("app server addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
         });
-        AppServer { url: format!("http://{addr}"), state }
+        if let Ok(mut s) = self.stop.lock() {
+            *s = Some(tx);
+        }
+        self.addr = addr;
+        self.url = format!("http://{addr}");
+    }
+
+    /// Stops listening: requests are refused until [`AppServer::restart`].
+    pub async fn stop(&self) {
+        if let Some(tx) = self.stop.lock().ok().and_then(|mut s| s.take()) {
+            let _ = tx.send(());
+        }
+        // Until the listener is closed, connections might still be accepted.
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(self.addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("app server did not stop");
+    }
+
+    /// Listens again on the same port, keeping what it recorded.
+    pub async fn restart(&mut self) {
+        let addr = self.addr;
+        self.listen(addr).await;
+    }
+
+    /// Makes every path answer `status` (0: back to normal).
+    pub fn set_status_all(&self, status: u16) {
+        self.state.all_status.store(status, Ordering::Relaxed);
     }
 
     /// Makes notify_cb answer with this status from now on.
@@ -122,14 +182,68 @@ impl AppServer {
         }
     }
 
-    /// The notify_cb of a call.
+    /// The notify_cb of a call to `to_user`.
     pub async fn notify_for(&self, to_user: &str) -> Hit {
         self.wait_for("/notify", |h| h.query.get("to_user_id").map(String::as_str) == Some(to_user)).await
     }
 
-    /// The call record of `sid`.
+    /// Requests that the app server answered with 2xx.
+    pub fn successes(&self) -> Vec<Hit> {
+        self.hits().into_iter().filter(|h| (200..300).contains(&h.status)).collect()
+    }
+}
+
+/// Verifies a callback exactly as docs/callbacks.md tells app servers to: split the
+/// `X-Switchboard-Signature` header into `t` and `v1`, refuse a `t` more than
+/// `tolerance` seconds from now, compute HMAC-SHA256 with the service's API secret
+/// over `<t>.<raw query string>`, and compare in constant time.
+pub fn verify_as_documented(
+    api_secret: &str,
+    header: &str,
+    raw_query: &str,
+    now: u64,
+    tolerance: u64,
+) -> bool {
+    use hmac::Mac;
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        if let Some(x) = part.strip_prefix("t=") {
+            t = x.parse::<u64>().ok();
+        } else if let Some(x) = part.strip_prefix("v1=") {
+            v1 = Some(x);
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else { return false };
+    if t.abs_diff(now) > tolerance {
+        return false;
+    }
+    let Ok(expected) = (0..v1.len())
+        .step_by(2)
+        .map(|i| v1.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(()))
+        .collect::<Result<Vec<u8>, ()>>()
+    else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(api_secret.as_bytes()) else { return false };
+    mac.update(format!("{t}.{raw_query}").as_bytes());
+    mac.verify_slice(&expected).is_ok()
+}
+
+impl AppServer {
+    /// Successful deliveries per `X-Switchboard-Id`.
+    pub fn success_counts(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for h in self.successes() {
+            *m.entry(h.id).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// The call record of `sid` (its successful delivery).
     pub async fn record_for(&self, sid: &str) -> Hit {
-        self.wait_for("/call_evt", |h| h.query.get("sid").map(String::as_str) == Some(sid)).await
+        self.wait_for("/call_evt", |h| h.status == 200 && h.query.get("sid").map(String::as_str) == Some(sid))
+            .await
     }
 }
 

@@ -127,13 +127,16 @@ async fn push_verify_accept_and_hang_up_with_full_records() {
     assert!((1..=num(&r, "duration")).contains(&billing), "{r:?}");
     // Signed with acme's API secret over the raw query, as docs/callbacks.md tells app servers to check.
     let now = switchboard_server::server::now_ms() / 1000;
-    use switchboard_server::callbacks::verify_signature;
-    assert!(verify_signature(ACME_SECRET, &r.signature, &r.raw_query, now, 300), "{r:?}");
-    assert!(verify_signature(ACME_SECRET, &n.signature, &n.raw_query, now, 300), "{n:?}");
+    assert!(verify_as_documented(ACME_SECRET, &r.signature, &r.raw_query, now, 300), "{r:?}");
+    assert!(verify_as_documented(ACME_SECRET, &n.signature, &n.raw_query, now, 300), "{n:?}");
     assert_eq!((r.id.clone(), n.id.clone()), (format!("call-{sid}"), format!("notify-{sid}")));
     let tampered = r.raw_query.replace("duration=", "duration=9");
-    assert!(!verify_signature(ACME_SECRET, &r.signature, &tampered, now, 300));
-    assert!(!verify_signature(OTHER_SECRET, &r.signature, &r.raw_query, now, 300));
+    assert!(!verify_as_documented(ACME_SECRET, &r.signature, &tampered, now, 300), "a tampered query fails");
+    assert!(
+        !verify_as_documented(OTHER_SECRET, &r.signature, &r.raw_query, now, 300),
+        "another secret fails"
+    );
+    assert!(!verify_as_documented(ACME_SECRET, &r.signature, &r.raw_query, now + 3600, 300), "stale");
     // Once per call.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(h.app.hits_on("/call_evt").len(), 1);

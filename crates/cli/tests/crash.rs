@@ -1,0 +1,144 @@
+//! A server killed with SIGKILL delivers, after a restart on the same data dir,
+//! every callback queued before the kill, and closes the calls that were live with
+//! SERVER_INTERNAL_ERROR (source cloud_server).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use switchboard_client::{Client, Credentials, MakeCall};
+use switchboard_tests::{connected, incoming, AppServer, ACME_SECRET};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_server(config: &std::path::Path, log: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn server")
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not listen on {port}");
+}
+
+fn token(user: &str) -> String {
+    let now = switchboard_server::server::now_ms() / 1000;
+    let claims = switchboard_server::auth::Claims {
+        sub: "acme".into(),
+        uid: user.into(),
+        iss: "acme-key".into(),
+        iat: now,
+        exp: now + 3600,
+    };
+    switchboard_server::auth::mint_token(ACME_SECRET, &claims)
+}
+
+async fn user(url: &str, id: &str) -> (Client, switchboard_client::Events) {
+    Client::connect(url, Credentials::token("acme", id, token(id))).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
+    let dir = std::env::temp_dir().join(format!("switchboard-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, app_port) = (free_port(), free_port());
+    let config = dir.join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+reconnect_grace_ms = 60000
+notify_timeout_ms = 30000
+[callbacks]
+retry_first_ms = 200
+retry_max_ms = 500
+[[service]]
+id = "acme"
+api_key = "acme-key"
+api_secret = "{ACME_SECRET}"
+notify_cb_url = "http://127.0.0.1:{app_port}/notify"
+on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
+"#,
+            data = dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&config, &dir.join("first.log"));
+    wait_listening(port).await;
+
+    // The app server is down the whole time the first process lives.
+    // 1. A finished call: its record is queued and failing.
+    let (alice, mut alice_ev) = user(&url, "alice").await;
+    let (bob, mut bob_ev) = user(&url, "bob").await;
+    let done = alice.make_call(MakeCall::audio("bob")).await.unwrap();
+    let (_, cc) = incoming(&mut bob_ev).await;
+    bob.verify_call(&cc).await.unwrap();
+    bob.accept_call(&done).await.unwrap();
+    connected(&mut alice_ev).await;
+    alice.end_call(&done, None, None).await.unwrap();
+    // 2. A connected call, live at the kill.
+    let (carol, mut carol_ev) = user(&url, "carol").await;
+    let (dave, mut dave_ev) = user(&url, "dave").await;
+    let talking = carol.make_call(MakeCall::video("dave")).await.unwrap();
+    let (_, cc) = incoming(&mut dave_ev).await;
+    dave.verify_call(&cc).await.unwrap();
+    dave.accept_call(&talking).await.unwrap();
+    connected(&mut carol_ev).await;
+    // 3. A ringing call, live at the kill, its push still being retried.
+    let (erin, _erin_ev) = user(&url, "erin").await;
+    let (_frank, mut frank_ev) = user(&url, "frank").await;
+    let ringing = erin.make_call(MakeCall::audio("frank")).await.unwrap();
+    incoming(&mut frank_ev).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    server.kill().expect("SIGKILL");
+    server.wait().unwrap();
+    let app = AppServer::start_on(format!("127.0.0.1:{app_port}").parse().unwrap()).await;
+    let mut server = spawn_server(&config, &dir.join("second.log"));
+    wait_listening(port).await;
+
+    let r = app.record_for(&done).await;
+    assert_eq!((r.query["disconnect_reason"].as_str(), r.query["releaser_type"].as_str()), ("1001", "2"));
+    let r = app.record_for(&talking).await;
+    assert_eq!((r.query["disconnect_reason"].as_str(), r.query["releaser_type"].as_str()), ("1305", "4"));
+    assert_eq!((r.query["terminate"].as_str(), r.query["rel_code"].as_str()), ("16", "200"));
+    assert!(r.query["start_time"].parse::<u64>().unwrap() > 0);
+    assert_eq!(r.query["type"], "V");
+    assert_eq!(r.query["to_user_id"], "dave");
+    let end: u64 = r.query["end_time"].parse().unwrap();
+    let now = switchboard_server::server::now_ms() / 1000;
+    assert!(end <= now, "closed at the last moment the server was alive, not later");
+    let r = app.record_for(&ringing).await;
+    assert_eq!((r.query["disconnect_reason"].as_str(), r.query["releaser_type"].as_str()), ("1305", "4"));
+    assert_eq!((r.query["terminate"].as_str(), r.query["duration"].as_str()), ("127", "0"));
+
+    // Nothing twice, and no push for calls that no longer exist.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for (id, n) in app.success_counts() {
+        assert_eq!(n, 1, "{id} delivered {n} times");
+    }
+    assert!(app.successes().iter().all(|h| h.path != "/notify"), "stale pushes after restart");
+    let log = std::fs::read_to_string(dir.join("second.log")).unwrap();
+    assert!(log.contains("recovered from an unclean stop"), "{log}");
+
+    server.kill().ok();
+    server.wait().ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}
