@@ -32,6 +32,10 @@ enum Command {
     /// Signaling benchmark: concurrent 1-to-1 calls against a spawned server and a
     /// local app server; prints setup latency, calls/s and RSS per idle client.
     Load(load::LoadArgs),
+    /// Callback delivery benchmark: queues N call records in a fresh database (as
+    /// after an app-server outage), starts a server on it and times how fast the
+    /// backlog reaches a local app server.
+    LoadCallbacks(load::BacklogArgs),
 }
 
 #[derive(clap::Args)]
@@ -105,6 +109,7 @@ fn main() -> Result<()> {
             Command::Call(a) => clients::call(a).await,
             Command::Answer(a) => clients::answer(a).await,
             Command::Load(a) => load::run(a).await,
+            Command::LoadCallbacks(a) => load::run_backlog(a).await,
         }
     });
     if let Err(e) = result {
