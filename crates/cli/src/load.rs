@@ -432,7 +432,10 @@ on_call_evt_cb_url = "{app_url}/call_evt"
     let first = first_at.lock().map_err(|_| anyhow!("lock"))?.map_or(all, |f| f.duration_since(started));
     let n = app.records.load(Ordering::Relaxed);
     let drain = all.saturating_sub(first);
-    println!("delivered {n}/{total} records; first after {:.2} s (start-up and recovery)", first.as_secs_f64());
+    println!(
+        "delivered {n}/{total} records; first after {:.2} s (start-up and recovery)",
+        first.as_secs_f64()
+    );
     println!(
         "delivery throughput:    {:.0} records/s ({n} in {:.2} s, {} in flight)",
         n as f64 / drain.as_secs_f64().max(1e-9),

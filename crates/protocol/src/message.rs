@@ -188,8 +188,8 @@ pub enum ServerMessage {
     },
     /// Answer to `ping`.
     Pong {},
-    /// A request could not be carried out. The session stays open unless `error` is
-    /// `auth` or `frame_too_large`.
+    /// A request could not be carried out. The session stays open, except after a
+    /// refused `hello` (`auth`) and after `frame_too_large`.
     Error {
         /// The request's number, if it had one and could be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,7 +74,8 @@ pub struct CallRecord {
     pub duration: u64,
     /// Caller's IP address.
     pub srcip: String,
-    /// Callee's IP address (the answering or verifying device; empty if none).
+    /// Callee's IP address: the answering device, else the last verifying one, else
+    /// the first one rung directly; empty if no device of the callee was reached.
     pub dstip: String,
     /// Q.850 cause: 16 when connected.
     pub terminate: u16,

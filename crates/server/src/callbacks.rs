@@ -44,12 +44,15 @@ impl Callbacks {
         timeout: Duration,
     ) -> Result<u16, CallbackError> {
         let full = join_query(url, query);
+        // Sign the whole query string as the app server receives it, including any
+        // query the configured URL carries itself.
+        let sent_query = full.split_once('?').map_or(query, |(_, q)| q);
         let now = crate::server::now_ms() / 1000;
         let resp = self
             .client
-            .get(full)
+            .get(&full)
             .header(ID_HEADER, id)
-            .header(SIGNATURE_HEADER, signature(secret, now, query))
+            .header(SIGNATURE_HEADER, signature(secret, now, sent_query))
             .timeout(timeout)
             .send()
             .await?;

@@ -23,7 +23,7 @@ use crate::config::{Config, ConfigError, ServiceConfig};
 use crate::limit::KeyedLimiter;
 use crate::metrics::Metrics;
 use crate::outbox::runner::{DeliveryCmd, DeliveryRunner};
-use crate::store::{Batch, CoreDb, Kind, NewCallback, Store, StoreError};
+use crate::store::{Batch, Journal, Kind, NewCallback, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +57,31 @@ pub type SessionTx = mpsc::Sender<String>;
 
 /// Commands to the core task.
 pub(crate) enum CoreCmd {
-    Open { session: SessionId, party: crate::call::Party, auth: SessionAuth, ip: String, tx: SessionTx },
+    /// A session authenticated; `welcome` is its first frame, sent once the core knows
+    /// the session (so nothing offered to it right after can be missed).
+    Open {
+        session: SessionId,
+        party: crate::call::Party,
+        auth: SessionAuth,
+        ip: String,
+        tx: SessionTx,
+        welcome: ServerMessage,
+    },
     Input(Input),
     Census(oneshot::Sender<Census>),
-    GetCall { service_id: String, sid: String, reply: oneshot::Sender<Option<LiveCall>> },
-    ForceEnd { service_id: String, sid: String, user_rel_code: Option<String>, reply: oneshot::Sender<bool> },
+    GetCall {
+        service_id: String,
+        sid: String,
+        reply: oneshot::Sender<Option<LiveCall>>,
+    },
+    ForceEnd {
+        service_id: String,
+        sid: String,
+        user_rel_code: Option<String>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A session's outbox overflowed: forget its sender so its connection closes.
+    DropSession(SessionId),
 }
 
 /// State every connection and request shares (read-mostly).
@@ -135,7 +155,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let cc_key = CcKey::new(crate::config::server_secret(&config.data_dir)?);
     let db_path = config.data_dir.join("switchboard.db");
-    let recovery = crate::store::recover(&db_path, now_ms())?;
+    let wants_record = |id: &str| config.service(id).is_some_and(|s| s.on_call_evt_cb_url.is_some());
+    let recovery = crate::store::recover(&db_path, now_ms(), wants_record)?;
     if !recovery.closed_calls.is_empty() || !recovery.pending.is_empty() {
         tracing::warn!(
             closed_calls = recovery.closed_calls.len(),
@@ -144,7 +165,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             "recovered from an unclean stop"
         );
     }
-    let core_db = CoreDb::open(&db_path)?;
+    let journal = Journal::open(&db_path)?;
     let store = Store::open(&db_path)?;
     let callbacks = Callbacks::new()?;
     let metrics = Arc::new(Metrics::default());
@@ -187,7 +208,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         switch: Switch::new(settings, rules, cc_key.clone()),
         sessions: HashMap::new(),
         services: services.clone(),
-        db: core_db,
+        journal,
+        greetings: Vec::new(),
+        core_tx: core_tx.clone(),
         delivery: delivery_tx.clone(),
         metrics: metrics.clone(),
         notify_timeout_ms: config.notify_timeout_ms,
@@ -252,7 +275,9 @@ struct CoreRunner {
     switch: Switch,
     sessions: HashMap<SessionId, SessionTx>,
     services: HashMap<String, ServiceConfig>,
-    db: CoreDb,
+    journal: Journal,
+    greetings: Vec<(SessionId, ServerMessage)>,
+    core_tx: mpsc::Sender<CoreCmd>,
     delivery: mpsc::UnboundedSender<DeliveryCmd>,
     metrics: Arc<Metrics>,
     notify_timeout_ms: u64,
@@ -286,8 +311,9 @@ impl CoreRunner {
 
     fn apply(&mut self, now: Millis, cmd: CoreCmd) {
         match cmd {
-            CoreCmd::Open { session, party, auth, ip, tx } => {
+            CoreCmd::Open { session, party, auth, ip, tx, welcome } => {
                 self.sessions.insert(session, tx);
+                self.greetings.push((session, welcome));
                 self.switch.handle(now, Input::Open { session, party, auth, ip });
             }
             CoreCmd::Input(input) => {
@@ -301,6 +327,9 @@ impl CoreRunner {
             }
             CoreCmd::GetCall { service_id, sid, reply } => {
                 let _ = reply.send(self.switch.live_call(&service_id, &sid));
+            }
+            CoreCmd::DropSession(session) => {
+                self.sessions.remove(&session);
             }
             CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
                 let found = self.switch.live_call(&service_id, &sid).is_some();
@@ -317,7 +346,7 @@ impl CoreRunner {
     fn drain(&mut self) {
         let now = now_ms();
         let mut batch = Batch::default();
-        let mut sends = Vec::new();
+        let mut sends = std::mem::take(&mut self.greetings);
         while let Some(out) = self.switch.poll_output() {
             match out {
                 Output::Send(session, msg) => {
@@ -351,27 +380,39 @@ impl CoreRunner {
                 }
             }
         }
-        if !batch.is_empty() {
-            match self.db.commit(&batch, now) {
-                Ok(rows) if !rows.is_empty() => {
-                    self.metrics.callbacks_queued.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    let _ = self.delivery.send(DeliveryCmd::Enqueue(rows));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "database write failed; records and callbacks of this step are lost")
-                }
-            }
+        // Frames go out only after the step is on disk (the journal runs this once
+        // its group commit is done), in step order.
+        let frames: Vec<(SessionId, SessionTx, String)> = sends
+            .into_iter()
+            .filter_map(|(session, msg)| {
+                self.sessions.get(&session).map(|tx| (session, tx.clone(), msg.to_json()))
+            })
+            .collect();
+        if batch.is_empty() && frames.is_empty() {
+            return;
         }
-        for (session, msg) in sends {
-            let Some(tx) = self.sessions.get(&session) else { continue };
-            if let Err(e) = tx.try_send(msg.to_json()) {
-                // A client that does not read its frames loses its session rather
-                // than slowing everyone else down.
-                tracing::warn!(session, error = %e, "session outbox full or closed; dropping session");
-                self.sessions.remove(&session);
-            }
-        }
+        let delivery = self.delivery.clone();
+        let metrics = self.metrics.clone();
+        let core = self.core_tx.clone();
+        self.journal.submit(
+            batch,
+            Box::new(move |rows| {
+                if !rows.is_empty() {
+                    metrics.callbacks_queued.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    let _ = delivery.send(DeliveryCmd::Enqueue(rows));
+                }
+                for (session, tx, text) in frames {
+                    if let Err(e) = tx.try_send(text) {
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            // A client that does not read its frames loses its session
+                            // rather than slowing everyone else down.
+                            tracing::warn!(session, "session outbox full; dropping session");
+                            let _ = core.try_send(CoreCmd::DropSession(session));
+                        }
+                    }
+                }
+            }),
+        );
     }
 }
 

@@ -205,14 +205,20 @@ async fn read(ws: &mut WebSocket) -> Read {
 }
 
 async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
-    let first = match tokio::time::timeout(HELLO_TIMEOUT, read(&mut ws)).await {
-        Ok(Read::Text(t)) => t,
-        Ok(Read::TooBig) => {
-            let m = error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
-            send_msg(&mut ws, &m).await;
-            return close(&mut ws, CLOSE_TOO_BIG, "frame too large").await;
+    let hello_by = Instant::now() + HELLO_TIMEOUT;
+    let first = loop {
+        match tokio::time::timeout_at(hello_by, read(&mut ws)).await {
+            Ok(Read::Text(t)) => break t,
+            // WebSocket pings before hello are fine (axum answers them).
+            Ok(Read::Skip) => continue,
+            Ok(Read::TooBig) => {
+                let m =
+                    error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
+                send_msg(&mut ws, &m).await;
+                return close(&mut ws, CLOSE_TOO_BIG, "frame too large").await;
+            }
+            _ => return close(&mut ws, CLOSE_POLICY, "hello expected").await,
         }
-        _ => return close(&mut ws, CLOSE_POLICY, "hello expected").await,
     };
     let authed = match ClientMessage::parse(&first) {
         Ok(hello @ ClientMessage::Hello { .. }) => authenticate(&shared, hello),
@@ -236,9 +242,6 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
         heartbeat_secs: shared.config.heartbeat_secs,
         token_expires_at: authed.token_exp,
     };
-    if !send_msg(&mut ws, &welcome).await {
-        return;
-    }
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let open = CoreCmd::Open {
         session: session_id,
@@ -246,6 +249,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
         auth: authed.auth.clone(),
         ip: peer.ip().to_string(),
         tx,
+        welcome,
     };
     if shared.core.send(open).await.is_err() {
         return close(&mut ws, 1011, "server stopping").await;
@@ -259,6 +263,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
     let silence = Duration::from_secs(u64::from(shared.config.session_timeout_secs));
     let mut deadline = Instant::now() + silence;
     let mut warned = false;
+    let mut welcomed = false;
     loop {
         let warn_at = authed
             .token_exp
@@ -266,16 +271,12 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
             .map(|exp| exp.saturating_sub(TOKEN_WARNING_SECS).saturating_sub(now_ms() / 1000))
             .map(|secs| Instant::now() + Duration::from_secs(secs));
         tokio::select! {
-            frame = read(&mut ws) => {
+            // Until the core has sent `welcome`, this task says nothing of its own.
+            frame = read(&mut ws), if welcomed => {
                 let text = match frame {
-                    Read::Text(t) => t,
+                    Read::Text(t) => Some(t),
+                    Read::Binary => None,
                     Read::Skip => { deadline = Instant::now() + silence; continue }
-                    Read::Binary => {
-                        deadline = Instant::now() + silence;
-                        let m = error_msg(None, ErrorCode::Malformed, None, "binary frames are not part of the protocol; send JSON text".into());
-                        if !send_msg(&mut ws, &m).await { break; }
-                        continue;
-                    }
                     Read::TooBig => {
                         let m = error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
                         send_msg(&mut ws, &m).await;
@@ -295,6 +296,11 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
                     send_msg(&mut ws, &m).await;
                     continue;
                 }
+                let Some(text) = text else {
+                    let m = error_msg(None, ErrorCode::Malformed, None, "binary frames are not part of the protocol; send JSON text".into());
+                    if !send_msg(&mut ws, &m).await { break; }
+                    continue;
+                };
                 refused_in_a_row = 0;
                 let reply = match ClientMessage::parse(&text) {
                     Err(e) => Some(error_msg(e.req, e.code, None, e.message)),
@@ -314,13 +320,14 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
             out = rx.recv() => {
                 let Some(text) = out else { break };
                 if ws.send(Message::Text(text.into())).await.is_err() { break; }
+                welcomed = true;
             }
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::info!(session_id, "session silent past the heartbeat timeout; closing");
                 close(&mut ws, 1001, "heartbeat timeout").await;
                 break;
             }
-            _ = sleep_opt(warn_at) => {
+            _ = sleep_opt(warn_at), if welcomed => {
                 warned = true;
                 if let Some(expires_at) = authed.token_exp {
                     if !send_msg(&mut ws, &ServerMessage::TokenExpiring { expires_at }).await { break; }

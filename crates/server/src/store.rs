@@ -208,68 +208,137 @@ impl CoreDb {
 
     /// Writes a batch in one transaction; returns the new callbacks as stored rows.
     pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+        Ok(self.commit_steps(std::iter::once(batch), now_ms)?.pop().unwrap_or_default())
+    }
+
+    /// Writes several batches in one transaction; returns each one's stored callbacks.
+    pub fn commit_steps<'a>(
+        &mut self,
+        batches: impl Iterator<Item = &'a Batch>,
+        now_ms: u64,
+    ) -> Result<Vec<Vec<CallbackRow>>, StoreError> {
         let txn = self.conn.transaction()?;
-        let mut rows = Vec::with_capacity(batch.callbacks.len());
+        let mut all = Vec::new();
         {
             let mut live = txn.prepare_cached(
                 "INSERT OR REPLACE INTO live_calls (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
             )?;
-            for (service_id, snap) in &batch.live {
-                let json = serde_json::to_string(snap).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                live.execute(params![snap.sid, service_id, json])?;
-            }
             let mut record = txn.prepare_cached(
                 "INSERT OR IGNORE INTO call_records
                  (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
-            for (service_id, r) in &batch.records {
-                record.execute(params![
-                    r.sid,
-                    service_id,
-                    r.from_user_id,
-                    r.to_user_id,
-                    r.setup_time as i64,
-                    r.end_time as i64,
-                    r.disconnect_reason,
-                    r.to_json().to_string()
-                ])?;
-                gone.execute(params![r.sid])?;
-            }
             let mut cb = txn.prepare_cached(
                 "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms, deadline_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
             )?;
-            for c in &batch.callbacks {
-                cb.execute(params![
-                    c.cb_id,
-                    c.service_id,
-                    c.kind.as_str(),
-                    c.key,
-                    c.query,
-                    now_ms as i64,
-                    c.deadline_ms.map(|d| d as i64)
-                ])?;
-                rows.push(CallbackRow {
-                    id: txn.last_insert_rowid(),
-                    cb_id: c.cb_id.clone(),
-                    service_id: c.service_id.clone(),
-                    kind: c.kind,
-                    key: c.key.clone(),
-                    query: c.query.clone(),
-                    state: "pending".into(),
-                    attempts: 0,
-                    created_ms: now_ms,
-                    next_attempt_ms: now_ms,
-                    delivered_ms: None,
-                    deadline_ms: c.deadline_ms,
-                    last_error: None,
-                });
+            for batch in batches {
+                let mut rows = Vec::with_capacity(batch.callbacks.len());
+                for (service_id, snap) in &batch.live {
+                    let json = serde_json::to_string(snap).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    live.execute(params![snap.sid, service_id, json])?;
+                }
+                for (service_id, r) in &batch.records {
+                    record.execute(params![
+                        r.sid,
+                        service_id,
+                        r.from_user_id,
+                        r.to_user_id,
+                        r.setup_time as i64,
+                        r.end_time as i64,
+                        r.disconnect_reason,
+                        r.to_json().to_string()
+                    ])?;
+                    gone.execute(params![r.sid])?;
+                }
+                for c in &batch.callbacks {
+                    cb.execute(params![
+                        c.cb_id,
+                        c.service_id,
+                        c.kind.as_str(),
+                        c.key,
+                        c.query,
+                        now_ms as i64,
+                        c.deadline_ms.map(|d| d as i64)
+                    ])?;
+                    rows.push(CallbackRow {
+                        id: txn.last_insert_rowid(),
+                        cb_id: c.cb_id.clone(),
+                        service_id: c.service_id.clone(),
+                        kind: c.kind,
+                        key: c.key.clone(),
+                        query: c.query.clone(),
+                        state: "pending".into(),
+                        attempts: 0,
+                        created_ms: now_ms,
+                        next_attempt_ms: now_ms,
+                        delivered_ms: None,
+                        deadline_ms: c.deadline_ms,
+                        last_error: None,
+                    });
+                }
+                all.push(rows);
             }
         }
         txn.commit()?;
-        Ok(rows)
+        Ok(all)
+    }
+}
+
+/// Work to run once a step's batch is on disk, with the step's stored callbacks
+/// (empty if the write failed).
+pub type AfterCommit = Box<dyn FnOnce(Vec<CallbackRow>) + Send>;
+
+/// The journal thread: commits the core's steps in groups (one transaction for
+/// every step waiting), then runs each step's continuation in order. The core task
+/// never waits on disk, and nothing a step decided is announced before it is stored.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<(Batch, AfterCommit)>,
+}
+
+impl Journal {
+    /// Opens the database at `path` and starts the journal thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut db = CoreDb::open(path)?;
+        let (tx, rx) = mpsc::channel::<(Batch, AfterCommit)>();
+        std::thread::Builder::new()
+            .name("switchboard-journal".into())
+            .spawn(move || {
+                let mut steps = Vec::with_capacity(256);
+                while let Ok(first) = rx.recv() {
+                    steps.push(first);
+                    while steps.len() < 1024 {
+                        match rx.try_recv() {
+                            Ok(s) => steps.push(s),
+                            Err(_) => break,
+                        }
+                    }
+                    let now = crate::server::now_ms();
+                    let results = db.commit_steps(steps.iter().map(|(b, _)| b), now);
+                    let results = match results {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, steps = steps.len(), "database write failed; these steps' records and callbacks are lost");
+                            vec![Vec::new(); steps.len()]
+                        }
+                    };
+                    for ((_, then), rows) in steps.drain(..).zip(results) {
+                        then(rows);
+                    }
+                }
+            })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Self { tx })
+    }
+
+    /// Queues a step: `batch` is written, then `then` runs with its callbacks.
+    pub fn submit(&self, batch: Batch, then: AfterCommit) {
+        if let Err(mpsc::SendError((_, then))) = self.tx.send((batch, then)) {
+            tracing::error!("journal thread is gone");
+            then(Vec::new());
+        }
     }
 }
 
@@ -287,7 +356,12 @@ pub struct Recovery {
 /// Puts the database right after a stop or crash: live calls are closed with
 /// SERVER_INTERNAL_ERROR (source cloud_server) at the last moment the server was
 /// known alive, their records are queued, and stale notify_cb requests are dropped.
-pub fn recover(path: &Path, now_ms: u64) -> Result<Recovery, StoreError> {
+/// `wants_record(service_id)` says whether the service takes on_call_evt_cb.
+pub fn recover(
+    path: &Path,
+    now_ms: u64,
+    wants_record: impl Fn(&str) -> bool,
+) -> Result<Recovery, StoreError> {
     let mut db = CoreDb::open(path)?;
     let alive_ms: Option<i64> =
         db.conn.query_row("SELECT v FROM meta WHERE k = 'alive_ms'", [], |r| r.get(0)).optional()?;
@@ -303,14 +377,16 @@ pub fn recover(path: &Path, now_ms: u64) -> Result<Recovery, StoreError> {
             let end = end_ms.max(live.setup_ms);
             let record =
                 live.record(end, DisconnectReason::ServerInternalError, DisconnectSource::CloudServer, None);
-            batch.callbacks.push(NewCallback {
-                cb_id: format!("call-{}", record.sid),
-                service_id: service_id.clone(),
-                kind: Kind::Call,
-                key: record.sid.clone(),
-                query: record.to_query(),
-                deadline_ms: None,
-            });
+            if wants_record(&service_id) {
+                batch.callbacks.push(NewCallback {
+                    cb_id: format!("call-{}", record.sid),
+                    service_id: service_id.clone(),
+                    kind: Kind::Call,
+                    key: record.sid.clone(),
+                    query: record.to_query(),
+                    deadline_ms: None,
+                });
+            }
             batch.records.push((service_id, record));
         }
     }
@@ -429,7 +505,8 @@ impl Store {
         .await
     }
 
-    /// Puts a `failed` callback of this service back to `pending`; returns it.
+    /// Puts a `failed` callback of this service back to `pending`; returns it. A
+    /// push (notify_cb) cannot be retried: its call is over.
     pub async fn retrigger(
         &self,
         service_id: &str,
@@ -561,7 +638,7 @@ fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
         Cmd::Retrigger { service_id, id, now_ms, reply } => {
             let changed = conn.execute(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?3, created_ms = ?3
-                 WHERE id = ?1 AND service_id = ?2 AND state = 'failed'",
+                 WHERE id = ?1 AND service_id = ?2 AND state = 'failed' AND kind != 'notify'",
                 params![id, service_id, now_ms as i64],
             )?;
             let row = if changed == 1 {

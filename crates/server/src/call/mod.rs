@@ -180,6 +180,12 @@ pub struct LiveCall {
     pub dstip: String,
     /// Region code.
     pub rc_idc: String,
+    /// Connected time during which a party had no session (not billed).
+    #[serde(default)]
+    pub interrupted_ms: Millis,
+    /// Since when a party has been without a session, if one is now.
+    #[serde(default)]
+    pub lost_since_ms: Option<Millis>,
 }
 
 impl LiveCall {
@@ -204,8 +210,13 @@ impl LiveCall {
             Some(start_ms) => {
                 let start_time = start_ms / 1000;
                 let duration = (end_ms / 1000).saturating_sub(start_time);
-                let connected_ms = end_ms.saturating_sub(start_ms);
-                (start_time, duration, 16, connected_ms.div_ceil(1000).min(duration))
+                // Billable: connected time without the stretches a party was gone.
+                let lost_now = self.lost_since_ms.map_or(0, |t| end_ms.saturating_sub(t));
+                let billable_ms = end_ms
+                    .saturating_sub(start_ms)
+                    .saturating_sub(self.interrupted_ms)
+                    .saturating_sub(lost_now);
+                (start_time, duration, 16, billable_ms.div_ceil(1000).min(duration))
             }
             None => (0, 0, reason.q850_unconnected(), 0),
         };
@@ -268,6 +279,10 @@ struct Call {
     max_deadline: Option<Millis>,
     caller_lost: Option<Millis>,
     callee_lost: Option<Millis>,
+    /// Connected time during which a party had no session (not billed).
+    interrupted_ms: Millis,
+    /// Since when a party of the connected call has been without a session.
+    lost_since: Option<Millis>,
     rc_idc: String,
 }
 
@@ -289,6 +304,8 @@ impl Call {
             srcip: self.caller_ip.clone(),
             dstip: self.callee_ip.clone(),
             rc_idc: self.rc_idc.clone(),
+            interrupted_ms: self.interrupted_ms,
+            lost_since_ms: self.lost_since,
         }
     }
 
@@ -535,11 +552,15 @@ impl Switch {
             if call.caller_session == Some(session) {
                 call.caller_session = None;
                 call.caller_lost = Some(now + grace);
+                if matches!(call.phase, Phase::Connected { .. }) {
+                    call.lost_since.get_or_insert(now);
+                }
                 timer = Some((now + grace, TimerKind::CallerLost));
             } else if matches!(call.phase, Phase::Connected { .. }) {
                 if call.devices.iter().any(|d| d.session == session) {
                     call.devices.clear();
                     call.callee_lost = Some(now + grace);
+                    call.lost_since.get_or_insert(now);
                     timer = Some((now + grace, TimerKind::CalleeLost));
                 }
             } else {
@@ -595,7 +616,7 @@ impl Switch {
             ClientMessage::EndCall { req, sid, reason, user_rel_code } => {
                 self.end_call(now, session, req, &sid, reason, user_rel_code)
             }
-            ClientMessage::Resume { req, sid } => self.resume(session, req, &sid),
+            ClientMessage::Resume { req, sid } => self.resume(now, session, req, &sid),
             ClientMessage::Hello { .. } | ClientMessage::Ping {} | ClientMessage::RefreshToken { .. } => {
                 self.error(session, None, ErrorCode::WrongState, "handled by the session, not the call core")
             }
@@ -708,11 +729,14 @@ impl Switch {
             caller_ip,
             devices: Vec::new(),
             callee_ip: String::new(),
-            push_failed: false,
+            // Without a notify_cb URL no push will ever reach the callee.
+            push_failed: !rules.has_notify,
             ring_deadline: Some(now + ring_ms),
             max_deadline: None,
             caller_lost: None,
             callee_lost: None,
+            interrupted_ms: 0,
+            lost_since: None,
             rc_idc: rules.rc_idc.clone(),
         };
         self.calls.insert(sid.clone(), call);
@@ -877,9 +901,6 @@ impl Switch {
         let Some(call) = self.calls.get_mut(&claims.sid) else {
             return self.send(session, released());
         };
-        if claims.exp < now / 1000 {
-            return self.send(session, released());
-        }
         if matches!(call.phase, Phase::Connected { .. }) {
             let msg = if call.devices.iter().any(|d| d.session == session) {
                 ServerMessage::Error {
@@ -899,6 +920,9 @@ impl Switch {
                 }
             };
             return self.send(session, msg);
+        }
+        if claims.exp < now / 1000 {
+            return self.send(session, released());
         }
         match call.devices.iter_mut().find(|d| d.session == session) {
             Some(d) => d.verified = true,
@@ -936,6 +960,9 @@ impl Switch {
             return self.error(session, req, ErrorCode::WrongState, "verify_call first");
         }
         call.phase = Phase::Connected { start_ms: now };
+        if call.caller_lost.is_some() {
+            call.lost_since = Some(now);
+        }
         call.ring_deadline = None;
         call.callee_ip = device.ip.clone();
         let others: Vec<SessionId> =
@@ -1032,7 +1059,7 @@ impl Switch {
         self.finish(now, sid, reason, source, Some((session, req)), user_rel_code);
     }
 
-    fn resume(&mut self, session: SessionId, req: Option<u64>, sid: &str) {
+    fn resume(&mut self, now: Millis, session: SessionId, req: Option<u64>, sid: &str) {
         let Some(s) = self.sessions.get(&session) else {
             return;
         };
@@ -1073,6 +1100,11 @@ impl Switch {
         } else {
             return self.error(session, req, ErrorCode::NotFound, "no such call for this session to resume");
         };
+        if call.caller_lost.is_none() && call.callee_lost.is_none() {
+            if let Some(t) = call.lost_since.take() {
+                call.interrupted_ms += now.saturating_sub(t);
+            }
+        }
         if let Some(old) = old.filter(|o| *o != session) {
             if let Some(o) = self.sessions.get_mut(&old) {
                 o.calls.retain(|c| c != sid);

@@ -578,3 +578,30 @@ fn snapshots_follow_the_call() {
     let r = live.record(T0 + 61_500, R::ServerInternalError, S::CloudServer, None);
     assert_eq!((r.duration, r.billing_sec, r.terminate, r.rel_code, r.releaser_type), (61, 61, 16, 200, 4));
 }
+
+#[test]
+fn time_without_a_party_is_not_billed() {
+    let mut h = H::new(rules(60, 0, true));
+    let sid = connected_call(&mut h);
+    h.advance(10_000);
+    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.advance(4_000);
+    h.open(9, "bob");
+    h.msg(9, &format!(r#"{{"type":"resume","sid":"{sid}"}}"#));
+    h.drain();
+    h.advance(6_000);
+    h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
+    let r = record(&h.drain());
+    assert_eq!((r.duration, r.billing_sec), (20, 16), "4 s without bob are not billed");
+}
+
+#[test]
+fn no_notify_url_and_the_only_rung_device_leaves_is_push_error() {
+    let mut h = H::new(rules(60, 0, false));
+    h.open(1, "alice");
+    h.open(2, "bob");
+    h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#);
+    h.drain();
+    h.sw.handle(h.now, Input::Closed { session: 2 });
+    assert_eq!(disconnect(&h.drain(), 1).0, R::PushError);
+}

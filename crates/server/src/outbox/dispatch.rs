@@ -34,6 +34,15 @@ impl RetryPolicy {
     }
 }
 
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another try (non-2xx, timeout, refused).
+    Retry(String),
+    /// Never deliverable as configured (no URL for this callback any more).
+    Permanent(String),
+}
+
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -179,7 +188,7 @@ impl Dispatcher {
         &mut self,
         now: u64,
         row_key: (&str, &str, i64),
-        result: Result<(), String>,
+        result: Result<(), Failure>,
         jitter: f64,
     ) {
         let (service_id, key, id) = row_key;
@@ -198,17 +207,25 @@ impl Dispatcher {
                 let latency_ms = now.saturating_sub(done.row.created_ms);
                 self.out.push_back(Action::Delivered { row: done.row, latency_ms });
             }
-            Err(error) => {
+            Err(failure) => {
+                let (error, permanent) = match failure {
+                    Failure::Retry(e) => (e, false),
+                    Failure::Permanent(e) => (e, true),
+                };
                 let delay = self.policy.delay_ms(head.row.attempts, jitter);
                 let next_ms = now + delay;
-                let give_up = match head.row.kind {
-                    Kind::Notify => call_over || head.row.deadline_ms.is_none_or(|d| next_ms >= d),
-                    _ => next_ms > head.row.created_ms + self.policy.give_up_ms,
+                // A push for a call that is over is no longer wanted (dropped); one the
+                // app server kept refusing until its deadline failed, visible to the
+                // operator like any other failure.
+                let (give_up, dropped) = match head.row.kind {
+                    _ if permanent => (true, true),
+                    Kind::Notify if call_over => (true, true),
+                    Kind::Notify => (head.row.deadline_ms.is_none_or(|d| next_ms >= d), false),
+                    _ => (next_ms > head.row.created_ms + self.policy.give_up_ms, false),
                 };
                 if give_up {
                     let Some(done) = queue.pop_front() else { return };
-                    let dropped = done.row.kind == Kind::Notify;
-                    if dropped {
+                    if done.row.kind == Kind::Notify {
                         self.out.push_back(Action::Push { sid: done.row.key.clone(), ok: false });
                     }
                     self.out.push_back(Action::GaveUp { row: done.row, error, dropped });
@@ -277,7 +294,7 @@ mod tests {
         d.enqueue(0, row(2, Kind::Gcall, "a", 0, None));
         d.enqueue(0, row(3, Kind::Call, "b", 0, None));
         assert_eq!(attempts(&drain(&mut d)), vec![1, 3], "2 waits for 1; b does not");
-        d.handle_result(10, ("svc", "a", 1), Err("503".into()), 0.0);
+        d.handle_result(10, ("svc", "a", 1), Err(Failure::Retry("503".into())), 0.0);
         let a = drain(&mut d);
         assert!(matches!(a[0], Action::Retry { id: 1, attempts: 1, next_ms: 510, .. }), "{a:?}");
         d.handle_timeout(509);
@@ -301,7 +318,7 @@ mod tests {
         drain(&mut d);
         let mut now = 0;
         loop {
-            d.handle_result(now, ("svc", "a", 1), Err("refused".into()), 0.0);
+            d.handle_result(now, ("svc", "a", 1), Err(Failure::Retry("refused".into())), 0.0);
             let a = drain(&mut d);
             if let Some(Action::GaveUp { row, dropped: false, .. }) = a.first() {
                 assert_eq!(row.id, 1);
@@ -320,19 +337,34 @@ mod tests {
         let mut d = Dispatcher::new(RetryPolicy::default());
         d.enqueue(0, row(1, Kind::Notify, "sid1", 0, Some(2_000)));
         drain(&mut d);
-        d.handle_result(5, ("svc", "sid1", 1), Err("500".into()), 0.0);
+        d.handle_result(5, ("svc", "sid1", 1), Err(Failure::Retry("500".into())), 0.0);
         assert!(matches!(drain(&mut d)[0], Action::Retry { next_ms: 505, .. }));
         d.handle_timeout(505);
         drain(&mut d);
-        d.handle_result(510, ("svc", "sid1", 1), Err("500".into()), 0.0);
+        d.handle_result(510, ("svc", "sid1", 1), Err(Failure::Retry("500".into())), 0.0);
         assert!(matches!(drain(&mut d)[0], Action::Retry { next_ms: 1510, .. }));
         d.handle_timeout(1510);
         drain(&mut d);
-        d.handle_result(1515, ("svc", "sid1", 1), Err("500".into()), 0.0);
+        d.handle_result(1515, ("svc", "sid1", 1), Err(Failure::Retry("500".into())), 0.0);
         let a = drain(&mut d);
         assert_eq!(a[0], Action::Push { sid: "sid1".into(), ok: false });
-        assert!(matches!(&a[1], Action::GaveUp { dropped: true, .. }));
+        assert!(
+            matches!(&a[1], Action::GaveUp { dropped: false, .. }),
+            "failed: the app server kept refusing"
+        );
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn permanent_failures_are_dropped_at_once() {
+        let mut d = Dispatcher::new(RetryPolicy::default());
+        d.enqueue(0, row(1, Kind::Call, "a", 0, None));
+        d.enqueue(0, row(2, Kind::Call, "a", 0, None));
+        drain(&mut d);
+        d.handle_result(1, ("svc", "a", 1), Err(Failure::Permanent("no URL".into())), 0.0);
+        let a = drain(&mut d);
+        assert!(matches!(&a[0], Action::GaveUp { dropped: true, row, .. } if row.id == 1));
+        assert_eq!(attempts(&a), vec![2]);
     }
 
     #[test]
@@ -340,7 +372,7 @@ mod tests {
         let mut d = Dispatcher::new(RetryPolicy::default());
         d.enqueue(0, row(1, Kind::Notify, "sid1", 0, Some(5_000)));
         drain(&mut d);
-        d.handle_result(5, ("svc", "sid1", 1), Err("refused".into()), 0.0);
+        d.handle_result(5, ("svc", "sid1", 1), Err(Failure::Retry("refused".into())), 0.0);
         drain(&mut d);
         // The call ends while the push waits for its retry: its record arrives.
         d.enqueue(100, row(2, Kind::Call, "sid1", 100, None));

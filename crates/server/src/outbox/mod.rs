@@ -8,4 +8,4 @@
 mod dispatch;
 pub(crate) mod runner;
 
-pub use dispatch::{Action, Dispatcher, RetryPolicy};
+pub use dispatch::{Action, Dispatcher, Failure, RetryPolicy};

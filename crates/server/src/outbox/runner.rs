@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{Action, Dispatcher, RetryPolicy};
+use super::{Action, Dispatcher, Failure, RetryPolicy};
 use crate::call::Input;
 use crate::callbacks::Callbacks;
 use crate::config::{Config, ServiceConfig};
@@ -21,7 +21,7 @@ pub(crate) enum DeliveryCmd {
     /// Stored callbacks to deliver.
     Enqueue(Vec<CallbackRow>),
     /// An attempt finished.
-    Done { service_id: String, key: String, id: i64, result: Result<(), String> },
+    Done { service_id: String, key: String, id: i64, result: Result<(), Failure> },
 }
 
 struct ServiceLane {
@@ -160,7 +160,7 @@ impl DeliveryRunner {
             result,
         };
         let Some(lane) = self.lanes.get(&row.service_id) else {
-            let _ = me.send(done(&row, Err("service no longer configured".into())));
+            let _ = me.send(done(&row, Err(Failure::Permanent("service no longer configured".into()))));
             return;
         };
         let url = match row.kind {
@@ -169,7 +169,7 @@ impl DeliveryRunner {
             Kind::Gcall => lane.config.on_gcall_evt_cb_url.clone(),
         };
         let Some(url) = url else {
-            let _ = me.send(done(&row, Err("no callback URL configured".into())));
+            let _ = me.send(done(&row, Err(Failure::Permanent("no callback URL configured".into()))));
             return;
         };
         let secret = lane.config.api_secret.clone();
@@ -185,7 +185,7 @@ impl DeliveryRunner {
                 .get(&url, &row.query, &row.cb_id, &secret, timeout)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string());
+                .map_err(|e| Failure::Retry(e.to_string()));
             let _ = me.send(done(&row, result));
         });
     }
