@@ -316,7 +316,11 @@ impl Journal {
                         }
                     }
                     let now = crate::server::now_ms();
-                    let results = db.commit_steps(steps.iter().map(|(b, _)| b), now);
+                    let results = if steps.iter().all(|(b, _)| b.is_empty()) {
+                        Ok(vec![Vec::new(); steps.len()])
+                    } else {
+                        db.commit_steps(steps.iter().map(|(b, _)| b), now)
+                    };
                     let results = match results {
                         Ok(r) => r,
                         Err(e) => {
@@ -531,9 +535,15 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut batch: Vec<Cmd> = first.into_iter().collect();
-        while batch.len() < 1024 {
+        // Delivery progress is not urgent: gather a few milliseconds of it into one
+        // transaction, so this writer seldom contends with the journal's.
+        let gather_until = std::time::Instant::now() + Duration::from_millis(5);
+        while batch.len() < 4096 {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
+                Err(mpsc::TryRecvError::Empty) if !batch.is_empty() && std::time::Instant::now() < gather_until => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 Err(_) => break,
             }
         }
