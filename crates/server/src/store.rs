@@ -541,7 +541,9 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
         while batch.len() < 4096 {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
-                Err(mpsc::TryRecvError::Empty) if !batch.is_empty() && std::time::Instant::now() < gather_until => {
+                Err(mpsc::TryRecvError::Empty)
+                    if !batch.is_empty() && std::time::Instant::now() < gather_until =>
+                {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(_) => break,
