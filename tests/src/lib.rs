@@ -415,6 +415,16 @@ pub async fn incoming(events: &mut Events) -> (String, String) {
     .await
 }
 
+/// The callee answers the call ringing on its device: waits for `incoming_call`,
+/// verifies, accepts, and waits until the caller is connected too. Returns the sid.
+pub async fn pick_up(callee: &Client, callee_ev: &mut Events, caller_ev: &mut Events) -> String {
+    let (sid, cc) = incoming(callee_ev).await;
+    callee.verify_call(&cc).await.expect("verified");
+    callee.accept_call(&sid).await.expect("accepted");
+    assert_eq!(connected(caller_ev).await, sid);
+    sid
+}
+
 /// Waits for `Connected`.
 pub async fn connected(events: &mut Events) -> String {
     wait_event(events, |e| match e {

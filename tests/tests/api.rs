@@ -47,10 +47,7 @@ async fn calls_live_and_ended_listing_and_isolation() {
     let (st, v) = api.get(&format!("/v1/calls/{sid}"), ACME).await;
     assert_eq!((st, v["state"].as_str(), v["to_user_id"].as_str()), (200, Some("ringing"), Some("bob")));
     assert_eq!((v["type"].as_str(), v["app_svr_data"].as_str()), (Some("V"), Some("d1")));
-    let (_, cc) = incoming(&mut bob_ev).await;
-    bob.verify_call(&cc).await.unwrap();
-    bob.accept_call(&sid).await.unwrap();
-    connected(&mut alice_ev).await;
+    assert_eq!(pick_up(&bob, &mut bob_ev, &mut alice_ev).await, sid);
     let (st, v) = api.get(&format!("/v1/calls/{sid}"), ACME).await;
     assert_eq!((st, v["state"].as_str()), (200, Some("connected")));
     assert!(v["start_time"].as_u64().unwrap() > 0);
@@ -137,10 +134,7 @@ async fn force_end_is_user_error_from_the_app_server() {
     let (alice, mut alice_ev) = h.user("alice").await;
     let (bob, mut bob_ev) = h.user("bob").await;
     let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    let (_, cc) = incoming(&mut bob_ev).await;
-    bob.verify_call(&cc).await.unwrap();
-    bob.accept_call(&sid).await.unwrap();
-    connected(&mut alice_ev).await;
+    assert_eq!(pick_up(&bob, &mut bob_ev, &mut alice_ev).await, sid);
 
     assert_eq!(api.call(reqwest::Method::DELETE, &format!("/v1/calls/{sid}"), OTHER).await.0, 404);
     let long = "x".repeat(129);

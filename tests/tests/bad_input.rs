@@ -14,10 +14,7 @@ async fn abuse_on_one_session_leaves_other_calls_alone() {
     let (carol, mut carol_ev) = h.user("carol").await;
     let (dave, mut dave_ev) = h.user("dave").await;
     let sid = carol.make_call(MakeCall::audio("dave")).await.unwrap();
-    let (_, cc) = incoming(&mut dave_ev).await;
-    dave.verify_call(&cc).await.unwrap();
-    dave.accept_call(&sid).await.unwrap();
-    connected(&mut carol_ev).await;
+    assert_eq!(pick_up(&dave, &mut dave_ev, &mut carol_ev).await, sid);
 
     let mut m = RawSession::connect(&h, "mallory").await;
     m.send("{not json").await;

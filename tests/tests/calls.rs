@@ -202,10 +202,7 @@ async fn cancel_decline_and_busy() {
     // BUSY: bob talks to carol; dave calls bob.
     let (carol, mut carol_ev) = h.user("carol").await;
     let sid_cb = carol.make_call(MakeCall::audio("bob")).await.unwrap();
-    let (_, cc) = incoming(&mut bob_ev).await;
-    bob.verify_call(&cc).await.unwrap();
-    bob.accept_call(&sid_cb).await.unwrap();
-    connected(&mut carol_ev).await;
+    assert_eq!(pick_up(&bob, &mut bob_ev, &mut carol_ev).await, sid_cb);
     let (dave, mut dave_ev) = h.user("dave").await;
     let sid = dave.make_call(MakeCall::audio("bob")).await.unwrap();
     let d = disconnected(&mut dave_ev).await;
@@ -401,10 +398,7 @@ async fn vanished_party_ends_with_network_unstable() {
     let (alice, mut alice_ev) = h.user("alice").await;
     let (bob, mut bob_ev) = h.user("bob").await;
     let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    let (_, cc) = incoming(&mut bob_ev).await;
-    bob.verify_call(&cc).await.unwrap();
-    bob.accept_call(&sid).await.unwrap();
-    connected(&mut alice_ev).await;
+    assert_eq!(pick_up(&bob, &mut bob_ev, &mut alice_ev).await, sid);
     // Bob's connection drops.
     bob.close().await;
     let a = disconnected(&mut alice_ev).await;
@@ -435,10 +429,7 @@ async fn reconnect_and_resume_within_grace() {
     let (alice, mut alice_ev) = h.user("alice").await;
     let (bob, mut bob_ev) = h.user("bob").await;
     let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    let (_, cc) = incoming(&mut bob_ev).await;
-    bob.verify_call(&cc).await.unwrap();
-    bob.accept_call(&sid).await.unwrap();
-    connected(&mut alice_ev).await;
+    assert_eq!(pick_up(&bob, &mut bob_ev, &mut alice_ev).await, sid);
     alice.close().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (alice2, mut alice2_ev) = h.user("alice").await;
@@ -458,10 +449,7 @@ async fn client_reported_reasons_pass_through_to_peer_and_record() {
         [(R::CellCall, None, false), (R::UserError, Some("E-1234"), true), (R::AppDestroy, None, true)]
     {
         let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-        let (_, cc) = incoming(&mut bob_ev).await;
-        bob.verify_call(&cc).await.unwrap();
-        bob.accept_call(&sid).await.unwrap();
-        connected(&mut alice_ev).await;
+        assert_eq!(pick_up(&bob, &mut bob_ev, &mut alice_ev).await, sid);
         let (ender, peer_ev, side) =
             if by_caller { (&alice, &mut bob_ev, S::Caller) } else { (&bob, &mut alice_ev, S::Callee) };
         ender.end_call(&sid, Some(reason), code.map(String::from)).await.unwrap();

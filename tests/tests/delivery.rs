@@ -17,10 +17,7 @@ async fn connected_call(h: &Harness, caller: &str, callee: &str) -> (String, Par
     let (a, mut a_ev) = h.user(caller).await;
     let (b, mut b_ev) = h.user(callee).await;
     let sid = a.make_call(MakeCall::audio(callee)).await.expect("created");
-    let (_, cc) = incoming(&mut b_ev).await;
-    b.verify_call(&cc).await.expect("verified");
-    b.accept_call(&sid).await.expect("accepted");
-    connected(&mut a_ev).await;
+    assert_eq!(pick_up(&b, &mut b_ev, &mut a_ev).await, sid);
     (sid, Party2 { a, a_ev, b, b_ev })
 }
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use switchboard_client::{Client, Credentials, MakeCall};
-use switchboard_tests::{connected, incoming, AppServer, ACME_SECRET};
+use switchboard_tests::{incoming, pick_up, AppServer, ACME_SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -88,19 +88,13 @@ on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
     let (alice, mut alice_ev) = user(&url, "alice").await;
     let (bob, mut bob_ev) = user(&url, "bob").await;
     let done = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    let (_, cc) = incoming(&mut bob_ev).await;
-    bob.verify_call(&cc).await.unwrap();
-    bob.accept_call(&done).await.unwrap();
-    connected(&mut alice_ev).await;
+    assert_eq!(pick_up(&bob, &mut bob_ev, &mut alice_ev).await, done);
     alice.end_call(&done, None, None).await.unwrap();
     // 2. A connected call, live at the kill.
     let (carol, mut carol_ev) = user(&url, "carol").await;
     let (dave, mut dave_ev) = user(&url, "dave").await;
     let talking = carol.make_call(MakeCall::video("dave")).await.unwrap();
-    let (_, cc) = incoming(&mut dave_ev).await;
-    dave.verify_call(&cc).await.unwrap();
-    dave.accept_call(&talking).await.unwrap();
-    connected(&mut carol_ev).await;
+    assert_eq!(pick_up(&dave, &mut dave_ev, &mut carol_ev).await, talking);
     // 3. A ringing call, live at the kill, its push still being retried.
     let (erin, _erin_ev) = user(&url, "erin").await;
     let (_frank, mut frank_ev) = user(&url, "frank").await;

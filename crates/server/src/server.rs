@@ -366,17 +366,9 @@ impl CoreRunner {
                 }),
                 Output::Record { service_id, record } => {
                     self.metrics.call_ended(record.disconnect_reason);
-                    if self.services.get(&service_id).is_some_and(|s| s.on_call_evt_cb_url.is_some()) {
-                        batch.callbacks.push(NewCallback {
-                            cb_id: format!("call-{}", record.sid),
-                            service_id: service_id.clone(),
-                            kind: Kind::Call,
-                            key: record.sid.clone(),
-                            query: record.to_query(),
-                            deadline_ms: None,
-                        });
-                    }
-                    batch.records.push((service_id, record));
+                    let deliver =
+                        self.services.get(&service_id).is_some_and(|s| s.on_call_evt_cb_url.is_some());
+                    batch.add_record(service_id, record, deliver);
                 }
             }
         }

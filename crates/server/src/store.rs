@@ -182,6 +182,21 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Adds an ended call's record, and its on_call_evt_cb when `deliver`.
+    pub fn add_record(&mut self, service_id: String, record: CallRecord, deliver: bool) {
+        if deliver {
+            self.callbacks.push(NewCallback {
+                cb_id: format!("call-{}", record.sid),
+                service_id: service_id.clone(),
+                kind: Kind::Call,
+                key: record.sid.clone(),
+                query: record.to_query(),
+                deadline_ms: None,
+            });
+        }
+        self.records.push((service_id, record));
+    }
+
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
         self.live.is_empty() && self.records.is_empty() && self.callbacks.is_empty()
@@ -381,17 +396,8 @@ pub fn recover(
             let end = end_ms.max(live.setup_ms);
             let record =
                 live.record(end, DisconnectReason::ServerInternalError, DisconnectSource::CloudServer, None);
-            if wants_record(&service_id) {
-                batch.callbacks.push(NewCallback {
-                    cb_id: format!("call-{}", record.sid),
-                    service_id: service_id.clone(),
-                    kind: Kind::Call,
-                    key: record.sid.clone(),
-                    query: record.to_query(),
-                    deadline_ms: None,
-                });
-            }
-            batch.records.push((service_id, record));
+            let deliver = wants_record(&service_id);
+            batch.add_record(service_id, record, deliver);
         }
     }
     let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
