@@ -23,8 +23,10 @@
 //! an [`Event`] on the [`Events`] stream, named as in the contract (`WaitConnected`,
 //! `Verified`, `Connected`, `Disconnected`, `IncomingCall`).
 
+mod media;
 mod session;
 
+pub use media::{Media, MediaEvent, MediaStats};
 pub use session::{Client, Events};
 pub use switchboard_protocol::{DisconnectReason, DisconnectSource, ErrorCode, MediaType, StartFailReason};
 
@@ -156,6 +158,16 @@ pub enum Event {
         by_remote: bool,
         /// App-defined release code.
         user_rel_code: Option<String>,
+    },
+    /// The peer's microphone or camera changed (`evtPeerMicMuted` / `evtPeerMicUnmuted`,
+    /// `evtVideoEnabledByPeer` / `evtVideoDisabledByPeer`).
+    PeerMediaState {
+        /// The call.
+        sid: String,
+        /// Peer's microphone muted.
+        mic_muted: Option<bool>,
+        /// Peer's camera sending.
+        video_enabled: Option<bool>,
     },
     /// The access token expires soon (`onUserSigExpired`): call [`Client::refresh_token`].
     TokenExpiring {

@@ -23,6 +23,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
 /// and the [`Events`] are dropped, or on [`Client::close`].
 #[derive(Clone)]
 pub struct Client {
+    server_host: String,
     out: mpsc::Sender<Outbound>,
     pending: Pending,
     next_req: Arc<AtomicU64>,
@@ -147,7 +148,9 @@ impl Client {
             pending.clone(),
             Duration::from_secs(u64::from(heartbeat.max(1))),
         ));
+        let server_host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_string();
         let client = Client {
+            server_host,
             out: out_tx,
             pending,
             next_req: Arc::new(AtomicU64::new(1)),
@@ -288,6 +291,32 @@ impl Client {
         self.out.send(Outbound::Raw(text.into())).await.map_err(|_| ClientError::Closed)
     }
 
+    /// The `host:port` of the signaling server (to pick the local address media uses).
+    pub(crate) fn server_host(&self) -> &str {
+        &self.server_host
+    }
+
+    /// Sends a WebRTC offer for call `sid` to the server's relay; returns its answer.
+    pub(crate) async fn media_offer(&self, sid: &str, sdp: String) -> Result<String, ClientError> {
+        match self.request(|req| ClientMessage::MediaOffer { req, sid: sid.to_string(), sdp }).await? {
+            ServerMessage::MediaAnswer { sdp, .. } => Ok(sdp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Tells the peer my microphone / camera state.
+    pub async fn set_media_state(
+        &self,
+        sid: &str,
+        mic_muted: Option<bool>,
+        video_enabled: Option<bool>,
+    ) -> Result<(), ClientError> {
+        self.out
+            .send(Outbound::Msg(ClientMessage::MediaState { sid: sid.to_string(), mic_muted, video_enabled }))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = self.out.send(Outbound::Close).await;
@@ -322,6 +351,9 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
             Event::Disconnected { sid, reason, source, by_remote, user_rel_code }
         }
         ServerMessage::TokenExpiring { expires_at } => Event::TokenExpiring { expires_at },
+        ServerMessage::PeerMediaState { sid, mic_muted, video_enabled } => {
+            Event::PeerMediaState { sid, mic_muted, video_enabled }
+        }
         ServerMessage::Error { req: None, error, reason, message } => Event::Error { error, reason, message },
         _ => return None,
     })
@@ -336,6 +368,7 @@ fn req_of(m: &ServerMessage) -> Option<u64> {
         | ServerMessage::Connected { req, .. }
         | ServerMessage::Disconnected { req, .. }
         | ServerMessage::Resumed { req, .. }
+        | ServerMessage::MediaAnswer { req, .. }
         | ServerMessage::TokenRefreshed { req, .. } => *req,
         _ => None,
     }

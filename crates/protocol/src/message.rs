@@ -132,6 +132,28 @@ pub enum ClientMessage {
         /// The call.
         sid: String,
     },
+    /// Connected call: the client's WebRTC offer (SDP) for its connection to the
+    /// server's media relay. Answered with `media_answer`.
+    MediaOffer {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// Connected call: my microphone or camera changed; relayed to the peer.
+    MediaState {
+        /// The call.
+        sid: String,
+        /// Microphone muted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mic_muted: Option<bool>,
+        /// Camera sending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_enabled: Option<bool>,
+    },
     /// Hand a fresh access token without dropping the session.
     RefreshToken {
         /// Request number echoed in the answer.
@@ -306,6 +328,28 @@ pub enum ServerMessage {
         /// Epoch seconds.
         expires_at: u64,
     },
+    /// Answer to `media_offer`: the relay's SDP answer (ICE-lite, one UDP port).
+    MediaAnswer {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The call.
+        sid: String,
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// The peer's microphone or camera changed (`evtPeerMicMuted`,
+    /// `evtVideoEnabledByPeer`, …).
+    PeerMediaState {
+        /// The call.
+        sid: String,
+        /// Peer's microphone muted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mic_muted: Option<bool>,
+        /// Peer's camera sending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_enabled: Option<bool>,
+    },
     /// Answer to `refresh_token`.
     TokenRefreshed {
         /// The request's number.
@@ -388,7 +432,9 @@ impl ServerMessage {
             | ServerMessage::Verified { sid, .. }
             | ServerMessage::Connected { sid, .. }
             | ServerMessage::Disconnected { sid, .. }
-            | ServerMessage::Resumed { sid, .. } => Some(sid),
+            | ServerMessage::Resumed { sid, .. }
+            | ServerMessage::MediaAnswer { sid, .. }
+            | ServerMessage::PeerMediaState { sid, .. } => Some(sid),
             _ => None,
         }
     }

@@ -158,6 +158,16 @@ pub struct Config {
     /// Deadline of other callback requests (milliseconds).
     #[serde(default = "default_callback_timeout")]
     pub callback_timeout_ms: u64,
+    /// UDP address of the media relay (one port for all media). Port 0 picks one at
+    /// start; production wants a fixed port opened in the firewall.
+    #[serde(default = "default_media_bind")]
+    pub media_bind: SocketAddr,
+    /// The address clients reach the media port at (default: the bind address).
+    #[serde(default)]
+    pub media_advertise: Option<std::net::IpAddr>,
+    /// A connected party whose media stops this long ends the call (NETWORK_UNSTABLE).
+    #[serde(default = "default_media_timeout")]
+    pub media_timeout_ms: u64,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -174,6 +184,12 @@ pub struct Config {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7880))
+}
+fn default_media_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_media_timeout() -> u64 {
+    15_000
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
@@ -204,6 +220,9 @@ impl Default for Config {
             reconnect_grace_ms: default_grace(),
             notify_timeout_ms: default_notify_timeout(),
             callback_timeout_ms: default_callback_timeout(),
+            media_bind: default_media_bind(),
+            media_advertise: None,
+            media_timeout_ms: default_media_timeout(),
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),
@@ -282,6 +301,11 @@ impl Config {
             if s.rc_idc.len() != 2 || !s.rc_idc.bytes().all(|b| b.is_ascii_uppercase()) {
                 return bad(format!("service {:?}: rc_idc must be two upper-case letters", s.id));
             }
+        }
+        if self.media_bind.ip().is_unspecified() && self.media_advertise.is_none() {
+            return bad(
+                "media_bind is a wildcard address: set media_advertise to the address clients reach".into()
+            );
         }
         let cb = &self.callbacks;
         if cb.retry_first_ms == 0 || cb.retry_max_ms < cb.retry_first_ms || cb.per_service_concurrency == 0 {

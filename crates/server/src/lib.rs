@@ -6,6 +6,7 @@ pub mod call;
 pub mod callbacks;
 pub mod config;
 pub mod limit;
+pub mod media;
 pub mod metrics;
 pub mod outbox;
 pub mod server;

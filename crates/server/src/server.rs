@@ -21,6 +21,7 @@ use crate::call::{
 use crate::callbacks::Callbacks;
 use crate::config::{Config, ConfigError, ServiceConfig};
 use crate::limit::KeyedLimiter;
+use crate::media::{MediaCmd, MediaRelay};
 use crate::metrics::Metrics;
 use crate::outbox::runner::{DeliveryCmd, DeliveryRunner};
 use crate::store::{Batch, Journal, Kind, NewCallback, Store, StoreError};
@@ -45,6 +46,9 @@ pub enum ServerError {
     /// HTTP client.
     #[error(transparent)]
     Callbacks(#[from] crate::callbacks::CallbackError),
+    /// Media relay.
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
 }
 
 /// Wall-clock epoch milliseconds: the core's clock.
@@ -191,6 +195,22 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         calls_per_user_burst: config.limits.calls_per_user_burst,
     };
     let (core_tx, core_rx) = mpsc::channel(8192);
+    let (lost_tx, mut lost_rx) = mpsc::channel::<(String, switchboard_protocol::DisconnectSource)>(1024);
+    let media = MediaRelay::start(
+        config.media_bind,
+        config.media_advertise,
+        Duration::from_millis(config.media_timeout_ms),
+        lost_tx,
+    )
+    .await?;
+    {
+        let core = core_tx.clone();
+        tokio::spawn(async move {
+            while let Some((sid, side)) = lost_rx.recv().await {
+                let _ = core.send(CoreCmd::Input(Input::MediaLost { sid, side })).await;
+            }
+        });
+    }
     let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
     let delivery = DeliveryRunner::new(
         &config,
@@ -209,6 +229,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         sessions: HashMap::new(),
         services: services.clone(),
         journal,
+        media,
         greetings: Vec::new(),
         core_tx: core_tx.clone(),
         delivery: delivery_tx.clone(),
@@ -276,6 +297,7 @@ struct CoreRunner {
     sessions: HashMap<SessionId, SessionTx>,
     services: HashMap<String, ServiceConfig>,
     journal: Journal,
+    media: MediaRelay,
     greetings: Vec<(SessionId, ServerMessage)>,
     core_tx: mpsc::Sender<CoreCmd>,
     delivery: mpsc::UnboundedSender<DeliveryCmd>,
@@ -341,6 +363,32 @@ impl CoreRunner {
         }
     }
 
+    fn media_offer(
+        &self,
+        sid: String,
+        side: switchboard_protocol::DisconnectSource,
+        session: SessionId,
+        req: Option<u64>,
+        sdp: String,
+    ) {
+        let Some(tx) = self.sessions.get(&session).cloned() else { return };
+        let (reply, answer) = oneshot::channel();
+        self.media.send(MediaCmd::Offer { sid: sid.clone(), side, sdp, reply });
+        tokio::spawn(async move {
+            let msg = match answer.await {
+                Ok(Ok(sdp)) => ServerMessage::MediaAnswer { req, sid, sdp },
+                Ok(Err(message)) => ServerMessage::Error {
+                    req,
+                    error: switchboard_protocol::ErrorCode::InvalidParam,
+                    reason: None,
+                    message,
+                },
+                Err(_) => return,
+            };
+            let _ = tx.send(msg.to_json()).await;
+        });
+    }
+
     /// Writes what the core decided, then queues callbacks, then tells clients: a
     /// client that saw `disconnected` can count on the record being on disk.
     fn drain(&mut self) {
@@ -356,6 +404,10 @@ impl CoreRunner {
                     sends.push((session, msg));
                 }
                 Output::Live(live) => batch.live.push((live.from_service_id.clone(), live)),
+                Output::MediaOffer { sid, side, session, req, sdp } => {
+                    self.media_offer(sid, side, session, req, sdp)
+                }
+                Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
                 Output::Notify { service_id, record } => batch.callbacks.push(NewCallback {
                     cb_id: format!("notify-{}", record.sid),
                     key: record.sid.clone(),

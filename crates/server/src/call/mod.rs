@@ -116,6 +116,13 @@ pub enum Input {
         /// 2xx within the deadline.
         ok: bool,
     },
+    /// A party's media stopped (no RTP past the media timeout).
+    MediaLost {
+        /// The call.
+        sid: String,
+        /// Which side: `Caller` or `Callee`.
+        side: DisconnectSource,
+    },
     /// The app server force-ends a call (REST): USER_ERROR, source app_server.
     ForceEnd {
         /// The service asking.
@@ -138,6 +145,25 @@ pub enum Output {
         service_id: String,
         /// The record.
         record: NotifyRecord,
+    },
+    /// Hand a party's SDP offer to the media relay; answer the session with
+    /// `media_answer` (or an error) echoing `req`.
+    MediaOffer {
+        /// The call.
+        sid: String,
+        /// `Caller` or `Callee`.
+        side: DisconnectSource,
+        /// The party's session.
+        session: SessionId,
+        /// Its request number.
+        req: Option<u64>,
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// The call is over: release its media.
+    MediaEnd {
+        /// The call.
+        sid: String,
     },
     /// A live call changed (created, verified, answered, resumed): keep its
     /// snapshot so that it can be read back and closed after a crash.
@@ -474,6 +500,11 @@ impl Switch {
             Input::Closed { session } => self.closed(now, session),
             Input::Message { session, msg } => self.message(now, session, msg),
             Input::PushResult { sid, ok } => self.push_result(now, &sid, ok),
+            Input::MediaLost { sid, side } => {
+                if self.calls.get(&sid).is_some_and(|c| matches!(c.phase, Phase::Connected { .. })) {
+                    self.finish(now, &sid, DisconnectReason::NetworkUnstable, side, None, None);
+                }
+            }
             Input::ForceEnd { service_id, sid, user_rel_code } => {
                 if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(
@@ -617,6 +648,10 @@ impl Switch {
                 self.end_call(now, session, req, &sid, reason, user_rel_code)
             }
             ClientMessage::Resume { req, sid } => self.resume(now, session, req, &sid),
+            ClientMessage::MediaOffer { req, sid, sdp } => self.media_offer(session, req, sid, sdp),
+            ClientMessage::MediaState { sid, mic_muted, video_enabled } => {
+                self.media_state(session, sid, mic_muted, video_enabled)
+            }
             ClientMessage::Hello { .. } | ClientMessage::Ping {} | ClientMessage::RefreshToken { .. } => {
                 self.error(session, None, ErrorCode::WrongState, "handled by the session, not the call core")
             }
@@ -1115,6 +1150,46 @@ impl Switch {
         self.changed(sid);
     }
 
+    /// The side `session` plays in the connected call `sid`, if any.
+    fn connected_side(&self, session: SessionId, sid: &str) -> Result<(DisconnectSource, &Call), ErrorCode> {
+        let call = self.calls.get(sid).ok_or(ErrorCode::NotFound)?;
+        let side = if call.caller_session == Some(session) {
+            DisconnectSource::Caller
+        } else if call.devices.iter().any(|d| d.session == session) {
+            DisconnectSource::Callee
+        } else {
+            return Err(ErrorCode::NotFound);
+        };
+        match call.phase {
+            Phase::Connected { .. } => Ok((side, call)),
+            Phase::Ringing => Err(ErrorCode::WrongState),
+        }
+    }
+
+    fn media_offer(&mut self, session: SessionId, req: Option<u64>, sid: String, sdp: String) {
+        match self.connected_side(session, &sid) {
+            Ok((side, _)) => self.out.push_back(Output::MediaOffer { sid, side, session, req, sdp }),
+            Err(code) => self.error(session, req, code, "media starts once this session's call is connected"),
+        }
+    }
+
+    fn media_state(
+        &mut self,
+        session: SessionId,
+        sid: String,
+        mic_muted: Option<bool>,
+        video_enabled: Option<bool>,
+    ) {
+        let peer = match self.connected_side(session, &sid) {
+            Ok((DisconnectSource::Caller, call)) => call.devices.first().map(|d| d.session),
+            Ok((_, call)) => call.caller_session,
+            Err(code) => return self.error(session, None, code, "media state needs a connected call"),
+        };
+        if let Some(peer) = peer {
+            self.send(peer, ServerMessage::PeerMediaState { sid, mic_muted, video_enabled });
+        }
+    }
+
     fn push_result(&mut self, now: Millis, sid: &str, ok: bool) {
         let Some(call) = self.calls.get_mut(sid) else {
             return;
@@ -1173,6 +1248,9 @@ impl Switch {
                 u.calls.retain(|c| c != sid);
             }
             self.forget_user_if_idle(party);
+        }
+        if matches!(call.phase, Phase::Connected { .. }) {
+            self.out.push_back(Output::MediaEnd { sid: sid.to_string() });
         }
         let record = call.snapshot().record(now, reason, source, user_rel_code);
         self.out.push_back(Output::Record { service_id: call.caller.service_id.clone(), record });

@@ -46,7 +46,9 @@ impl H {
 
     /// Outputs other than live-call snapshots (see `snapshots_follow_the_call`).
     fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.sw.poll_output()).filter(|o| !matches!(o, Output::Live(_))).collect()
+        std::iter::from_fn(|| self.sw.poll_output())
+            .filter(|o| !matches!(o, Output::Live(_) | Output::MediaEnd { .. }))
+            .collect()
     }
 
     fn advance(&mut self, ms: Millis) {

@@ -1,0 +1,234 @@
+//! Media for the Rust SDK: one WebRTC connection (str0m) to the server's relay per
+//! call, carrying Opus audio and optionally VP8 video. The SDK moves encoded frames;
+//! encoding and decoding are the application's (the CLI uses libopus).
+
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpAnswer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::{Client, ClientError};
+
+/// Something the media connection received or noticed.
+#[derive(Debug, Clone)]
+pub enum MediaEvent {
+    /// ICE and DTLS are up: media can flow.
+    Connected,
+    /// An encoded audio frame (Opus) from the peer.
+    Audio {
+        /// The Opus payload.
+        payload: Arc<[u8]>,
+    },
+    /// An encoded video frame (VP8 or H.264) from the peer.
+    Video {
+        /// The payload (depacketized frame).
+        payload: Arc<[u8]>,
+    },
+    /// The connection to the relay is gone.
+    Disconnected,
+}
+
+/// Counters of a media connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MediaStats {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Payload bytes sent.
+    pub bytes_out: u64,
+}
+
+enum Cmd {
+    Audio(Vec<u8>, u32),
+    Video(Vec<u8>, u32),
+    Stop,
+}
+
+/// A call's media connection. Dropping it (or [`Media::stop`]) ends it.
+pub struct Media {
+    tx: mpsc::UnboundedSender<Cmd>,
+    stats: Arc<Mutex<MediaStats>>,
+}
+
+impl Media {
+    /// Sends one encoded Opus frame of `samples` samples at 48 kHz (960 for 20 ms).
+    pub fn send_audio(&self, opus: Vec<u8>, samples: u32) {
+        let _ = self.tx.send(Cmd::Audio(opus, samples));
+    }
+
+    /// Sends one encoded video frame, `ticks` 90 kHz ticks after the previous one.
+    pub fn send_video(&self, frame: Vec<u8>, ticks: u32) {
+        let _ = self.tx.send(Cmd::Video(frame, ticks));
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> MediaStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Stops sending and receiving.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Cmd::Stop);
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The local address that routes to `server` (no packet is sent).
+fn local_ip_towards(server_host: &str) -> std::net::IpAddr {
+    let probe = StdUdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect(server_host)?;
+        s.local_addr()
+    });
+    probe.map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+}
+
+impl Client {
+    /// Starts the media of connected call `sid`: audio, and video when `video`.
+    /// Resolves once the relay answered; [`MediaEvent::Connected`] follows when ICE and
+    /// DTLS are up.
+    pub async fn start_media(
+        &self,
+        sid: &str,
+        video: bool,
+    ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
+        static CRYPTO: Once = Once::new();
+        CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+        let ip = local_ip_towards(self.server_host());
+        let socket =
+            UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
+        let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;
+        let mut rtc = Rtc::builder().build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let mut change = rtc.sdp_api();
+        let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let video_mid =
+            video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+        let (offer, pending) =
+            change.apply().ok_or_else(|| ClientError::Connect("nothing to negotiate".into()))?;
+        let answer = self.media_offer(sid, offer.to_sdp_string()).await?;
+        let answer = SdpAnswer::from_sdp_string(&answer)
+            .map_err(|e| ClientError::Connect(format!("bad SDP answer: {e}")))?;
+        rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Mutex::new(MediaStats::default()));
+        let task =
+            MediaTask { rtc, socket, local, audio, video: video_mid, events: ev_tx, stats: stats.clone() };
+        tokio::spawn(task.run(rx));
+        Ok((Media { tx, stats }, ev_rx))
+    }
+}
+
+struct MediaTask {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    audio: Mid,
+    video: Option<Mid>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    stats: Arc<Mutex<MediaStats>>,
+}
+
+impl MediaTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut buf = vec![0u8; 2048];
+        let (mut audio_ts, mut video_ts) = (0u64, 0u64);
+        while let Some(next) = self.drive() {
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    let Ok((n, source)) = r else { continue };
+                    let Ok(contents) = buf[..n].try_into() else { continue };
+                    let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.local, contents });
+                    if self.rtc.accepts(&input) {
+                        let _ = self.rtc.handle_input(input);
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Audio(data, samples)) => {
+                        self.write(self.audio, Codec::Opus, MediaTime::new(audio_ts, str0m::media::Frequency::FORTY_EIGHT_KHZ), data);
+                        audio_ts += u64::from(samples);
+                    }
+                    Some(Cmd::Video(data, ticks)) => {
+                        if let Some(mid) = self.video {
+                            self.write(mid, Codec::Vp8, MediaTime::new(video_ts, str0m::media::Frequency::NINETY_KHZ), data);
+                            video_ts += u64::from(ticks);
+                        }
+                    }
+                    Some(Cmd::Stop) | None => break,
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
+                    let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
+                }
+            }
+        }
+        self.rtc.disconnect();
+        let _ = self.events.send(MediaEvent::Disconnected);
+    }
+
+    fn write(&mut self, mid: Mid, codec: Codec, time: MediaTime, data: Vec<u8>) {
+        let len = data.len() as u64;
+        let Some(writer) = self.rtc.writer(mid) else { return };
+        let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
+            return;
+        };
+        if writer.write(pt, Instant::now(), time, data).is_ok() {
+            if let Ok(mut s) = self.stats.lock() {
+                s.frames_out += 1;
+                s.bytes_out += len;
+            }
+        }
+    }
+
+    /// Polls until the session only waits; `None` once it is dead.
+    fn drive(&mut self) -> Option<Instant> {
+        loop {
+            if !self.rtc.is_alive() {
+                return None;
+            }
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Some(t.min(Instant::now() + Duration::from_millis(100))),
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => {
+                        let _ = self.events.send(MediaEvent::Connected);
+                    }
+                    Event::MediaData(d) => {
+                        if let Ok(mut s) = self.stats.lock() {
+                            s.frames_in += 1;
+                            s.bytes_in += d.data.len() as u64;
+                        }
+                        let ev = if Some(d.mid) == self.video {
+                            MediaEvent::Video { payload: d.data }
+                        } else {
+                            MediaEvent::Audio { payload: d.data }
+                        };
+                        let _ = self.events.send(ev);
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.rtc.disconnect()
+                    }
+                    _ => {}
+                },
+                Err(_) => self.rtc.disconnect(),
+            }
+        }
+    }
+}

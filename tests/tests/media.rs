@@ -1,0 +1,116 @@
+//! Real media through the server's relay: two SDK clients, each sending a different
+//! Opus tone over WebRTC (ICE, DTLS-SRTP) to the relay on 127.0.0.1, each decoding the
+//! other's frequency; and a call whose media stops ending with NETWORK_UNSTABLE.
+
+use std::time::Duration;
+
+use switchboard_client::{DisconnectReason as R, DisconnectSource as S, MakeCall, MediaEvent};
+use switchboard_tests::tone::{dominant, Decoder, ToneEncoder};
+use switchboard_tests::*;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+async fn media_connected(rx: &mut UnboundedReceiver<MediaEvent>) {
+    let wait = async {
+        while let Some(ev) = rx.recv().await {
+            if matches!(ev, MediaEvent::Connected) {
+                return;
+            }
+        }
+        panic!("media ended before connecting");
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("media connects within 10 s");
+}
+
+/// Sends a tone for `secs` seconds, paced in real time.
+fn send_tone(
+    media: std::sync::Arc<switchboard_client::Media>,
+    hz: f64,
+    secs: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut enc = ToneEncoder::new(hz);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..secs * 50 {
+            tick.tick().await;
+            media.send_audio(enc.next_frame(), 960);
+        }
+    })
+}
+
+/// Decodes received audio until `frames` frames arrived.
+async fn receive_tone(rx: &mut UnboundedReceiver<MediaEvent>, frames: usize) -> Vec<f32> {
+    let mut dec = Decoder::default();
+    let mut pcm = Vec::new();
+    let mut n = 0;
+    let wait = async {
+        while let Some(ev) = rx.recv().await {
+            if let MediaEvent::Audio { payload } = ev {
+                dec.decode(&payload, &mut pcm);
+                n += 1;
+                if n >= frames {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait).await.expect("audio arrives");
+    pcm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_party_hears_the_others_tone_through_the_relay() {
+    let h = Harness::start().await;
+    let (alice, mut alice_ev) = h.user("alice").await;
+    let (bob, mut bob_ev) = h.user("bob").await;
+    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
+    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
+
+    let (am, mut a_rx) = alice.start_media(&sid, false).await.expect("alice media");
+    let (bm, mut b_rx) = bob.start_media(&sid, false).await.expect("bob media");
+    media_connected(&mut a_rx).await;
+    media_connected(&mut b_rx).await;
+    let (am, bm) = (std::sync::Arc::new(am), std::sync::Arc::new(bm));
+    let ta = send_tone(am.clone(), 440.0, 3);
+    let tb = send_tone(bm.clone(), 1000.0, 3);
+    let (heard_by_alice, heard_by_bob) =
+        tokio::join!(receive_tone(&mut a_rx, 100), receive_tone(&mut b_rx, 100));
+    let (fa, fb) = (dominant(&heard_by_alice[24_000..]), dominant(&heard_by_bob[24_000..]));
+    assert!((fa - 1000.0).abs() <= 10.0, "alice hears bob's 1000 Hz, got {fa}");
+    assert!((fb - 440.0).abs() <= 10.0, "bob hears alice's 440 Hz, got {fb}");
+    let (sa, sb) = (am.stats(), bm.stats());
+    assert!(sa.frames_in >= 100 && sb.frames_in >= 100, "{sa:?} {sb:?}");
+    assert!(sa.bytes_out > 0 && sb.bytes_out > 0);
+    ta.abort();
+    tb.abort();
+    bob.end_call(&sid, None, None).await.unwrap();
+    let a = disconnected(&mut alice_ev).await;
+    assert_eq!((a.reason, a.source), (R::Normal, S::Callee));
+    let r = h.app.record_for(&sid).await;
+    assert!(r.query["duration"].parse::<u64>().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_whose_media_stops_ends_the_call_with_network_unstable() {
+    let h = Harness::start_with(|c| c.media_timeout_ms = 1500).await;
+    let (alice, mut alice_ev) = h.user("alice").await;
+    let (bob, mut bob_ev) = h.user("bob").await;
+    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
+    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
+    let (am, mut a_rx) = alice.start_media(&sid, false).await.unwrap();
+    let (bm, mut b_rx) = bob.start_media(&sid, false).await.unwrap();
+    media_connected(&mut a_rx).await;
+    media_connected(&mut b_rx).await;
+    let am = std::sync::Arc::new(am);
+    let ta = send_tone(am.clone(), 440.0, 10);
+    // Bob's media dies (his signaling stays up).
+    let bm = std::sync::Arc::new(bm);
+    send_tone(bm.clone(), 1000.0, 1).await.unwrap();
+    bm.stop();
+    let a = disconnected(&mut alice_ev).await;
+    assert_eq!((a.reason, a.source, a.by_remote), (R::NetworkUnstable, S::Callee, true));
+    let b = disconnected(&mut bob_ev).await;
+    assert_eq!(b.reason, R::NetworkUnstable);
+    let r = h.app.record_for(&sid).await;
+    assert_eq!((r.query["disconnect_reason"].as_str(), r.query["releaser_type"].as_str()), ("1301", "1"));
+    ta.abort();
+}
