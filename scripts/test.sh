@@ -8,6 +8,9 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # libopus for the test tones (the opus crate links Debian's library through pkg-config).
 pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
+# Browser tests: Debian's Chromium (no browser downloads by test tools) and Node.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -19,3 +22,6 @@ fi
 
 cargo fmt --all -- --check
 cargo test --workspace --locked
+
+# The browser tests drive the server binary that cargo test just built.
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test)

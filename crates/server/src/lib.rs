@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod server;
 mod signal;
 pub mod store;
+mod web;
 
 pub use config::Config;
 pub use server::{start, ServerHandle};

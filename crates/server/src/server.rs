@@ -286,6 +286,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::api::metrics))
         .route("/", get(crate::signal::index))
+        .route("/sdk/switchboard.js", get(crate::web::sdk_js))
+        .route("/sdk/switchboard.d.ts", get(crate::web::sdk_dts))
         .merge(crate::api::router())
         .with_state(shared)
 }

@@ -1,0 +1,306 @@
+// Switchboard browser SDK: plain ES module, no build step. Served by the server at
+// /sdk/switchboard.js. See switchboard.d.ts for the types and docs/protocol.md for
+// the wire protocol underneath.
+
+const PROTOCOL_VERSION = 1;
+
+/** Disconnect sources (SPEC §3), as the web SDK names them. */
+export const DISCONNECT_SOURCE = Object.freeze({
+  1: 'callee', 2: 'caller', 3: 'participant', 4: 'cloud_server', 5: 'app_server',
+});
+
+/** Start-fail reasons: why makeCall / verifyCall rejected before a call existed. */
+export const START_FAIL_REASON = Object.freeze({
+  INVALID_PARAM: 'invalid_param', DECODE_CALL_PARAM: 'decode_call_param', ID_CONFLICT: 'id_conflict',
+  INVALID_USER_ID: 'invalid_user_id', INVALID_SERVICE_ID: 'invalid_service_id', INVALID_API_KEY: 'invalid_api_key',
+  INVALID_ROOM_ID: 'invalid_room_id', TOO_LONG_APP_SERVER_DATA: 'too_long_app_server_data',
+  BROWSER_NOT_SUPPORTED: 'browser_not_supported', INVALID_MEDIA_TYPE: 'invalid_media_type',
+  INTERNAL_INITIALIZATION_ERROR: 'internal_initialization_error',
+});
+
+/** getUserMedia failures, as web-only disconnect reasons 1601-1607. */
+const GUM_REASONS = {
+  AbortError: [1601, 'WEB_GUM_ABORT_ERROR'], NotAllowedError: [1602, 'WEB_GUM_NOT_ALLOWED_ERROR'],
+  NotFoundError: [1603, 'WEB_GUM_NOT_FOUND_ERROR'], NotReadableError: [1604, 'WEB_GUM_NOT_READABLE_ERROR'],
+  OverconstrainedError: [1605, 'WEB_GUM_OVERCONSTRAINED_ERROR'], SecurityError: [1606, 'WEB_GUM_SECURITY_ERROR'],
+  TypeError: [1607, 'WEB_GUM_TYPE_ERROR'],
+};
+
+function signalUrl(serverUrl) {
+  const u = new URL(serverUrl, globalThis.location?.href);
+  u.protocol = u.protocol === 'https:' || u.protocol === 'wss:' ? 'wss:' : 'ws:';
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/signal';
+  return u.toString();
+}
+
+/** One signaling session: hello, heartbeats, request/answer matching. */
+class Session {
+  constructor(serverUrl, hello, onMessage, onClose) {
+    this.url = signalUrl(serverUrl);
+    this.hello = hello;
+    this.onMessage = onMessage;
+    this.onClose = onClose;
+    this.nextReq = 1;
+    this.pending = new Map();
+  }
+
+  open() {
+    return new Promise((resolve, reject) => {
+      let ws;
+      try { ws = new WebSocket(this.url); } catch (e) { reject({ reason: 'internal_initialization_error', message: String(e) }); return; }
+      this.ws = ws;
+      let welcomed = false;
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, ...this.hello }));
+      ws.onmessage = (ev) => {
+        let m;
+        try { m = JSON.parse(ev.data); } catch { return; }
+        if (!welcomed) {
+          if (m.type === 'welcome') {
+            welcomed = true;
+            this.welcome = m;
+            this.heartbeat = setInterval(() => this.send({ type: 'ping' }), Math.max(1, m.heartbeat_secs) * 1000);
+            resolve(m);
+          } else if (m.type === 'error') {
+            reject({ reason: m.error === 'auth' ? 'invalid_param' : 'internal_initialization_error', code: m.reason?.code, message: m.message });
+          }
+          return;
+        }
+        if (m.req != null && this.pending.has(m.req)) {
+          const { resolve: ok } = this.pending.get(m.req);
+          this.pending.delete(m.req);
+          ok(m);
+        }
+        this.onMessage(m);
+      };
+      ws.onerror = () => { if (!welcomed) reject({ reason: 'internal_initialization_error', code: 1611, message: 'cannot reach the server' }); };
+      ws.onclose = () => {
+        clearInterval(this.heartbeat);
+        for (const { resolve: ok } of this.pending.values()) ok({ type: 'error', error: 'internal', message: 'connection closed' });
+        this.pending.clear();
+        if (welcomed) this.onClose();
+      };
+    });
+  }
+
+  send(msg) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  request(msg) {
+    const req = this.nextReq++;
+    return new Promise((resolve) => {
+      this.pending.set(req, { resolve });
+      this.send({ ...msg, req });
+    });
+  }
+
+  close() {
+    clearInterval(this.heartbeat);
+    try { this.ws?.close(); } catch { /* already closed */ }
+  }
+}
+
+function call(fn, ...args) {
+  try { fn?.(...args); } catch (e) { console.error('switchboard delegate threw', e); }
+}
+
+/**
+ * A 1-to-1 call. One object per call: makeCall() as the caller, or verifyCall() as
+ * the callee, then acceptCall() / endCall().
+ */
+export class Call {
+  constructor({ serverUrl } = {}) {
+    if (!serverUrl) throw new TypeError('serverUrl is required');
+    if (typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia) {
+      this.unsupported = true;
+    }
+    this.serverUrl = serverUrl;
+    this.sid = null;
+    this.ended = false;
+  }
+
+  _start(params) {
+    if (this.unsupported) return Promise.reject({ reason: 'browser_not_supported', code: 1612, message: 'WebRTC is not available' });
+    if (this.session) return Promise.reject({ reason: 'invalid_param', message: 'this Call object is already in use' });
+    this.params = params;
+    this.delegate = params.delegate ?? {};
+    this.mediaType = params.mediaType ?? 'audio';
+    return null;
+  }
+
+  async _localMedia() {
+    try {
+      this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: this.mediaType === 'video' });
+    } catch (e) {
+      const [code, name] = GUM_REASONS[e?.name] ?? [1607, 'WEB_GUM_TYPE_ERROR'];
+      throw { reason: 'internal_initialization_error', code, strCode: name, message: String(e?.message ?? e) };
+    }
+    const myVideo = this.params.mediaHtmlElement?.my?.video;
+    if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
+  }
+
+  async _connect(hello) {
+    this.session = new Session(this.serverUrl, hello, (m) => this._onMessage(m), () => this._lost());
+    await this.session.open();
+  }
+
+  /** Calls `peerId`. Resolves once the server created the call (evtWaitConnected follows). */
+  async makeCall(params) {
+    const bad = this._start(params);
+    if (bad) return bad;
+    if (!['audio', 'video'].includes(this.mediaType)) throw { reason: 'invalid_media_type', message: 'mediaType must be audio or video' };
+    this.role = 'caller';
+    await this._localMedia();
+    await this._connect({ token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' });
+    const m = await this.session.request({
+      type: 'make_call', to_user_id: params.peerId, to_service_id: params.peerServiceId ?? params.myServiceId,
+      media_type: this.mediaType, app_data: params.appServerData,
+    });
+    if (m.type === 'call_created') { this.sid = m.sid; return; }
+    this._teardown();
+    throw { reason: m.reason ?? 'internal_initialization_error', message: m.message };
+  }
+
+  /** Takes up the call a cc_param names (from a push or listenForCalls). */
+  async verifyCall(params) {
+    const bad = this._start(params);
+    if (bad) return bad;
+    this.role = 'callee';
+    const hello = params.accessToken
+      ? { token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' }
+      : { cc_param: params.ccParam, ue_type: 'BROWSER' };
+    try {
+      await this._connect(hello);
+    } catch (e) {
+      throw { ...e, reason: params.accessToken ? e.reason : 'decode_call_param' };
+    }
+    const m = await this.session.request({ type: 'verify_call', cc_param: params.ccParam });
+    if (m.type === 'verified') {
+      this.sid = m.sid;
+      this.mediaType = m.media_type;
+      call(this.delegate.evtVerified, { peerId: m.from_user_id, peerServiceId: m.from_service_id, mediaType: m.media_type, appServerData: m.app_data });
+      return;
+    }
+    if (m.type === 'disconnected') { this.sid = m.sid; this._ended(m); return; }
+    this._teardown();
+    throw { reason: m.reason ?? 'internal_initialization_error', message: m.message };
+  }
+
+  /** Answers a verified call. */
+  async acceptCall() {
+    if (!this.sid || this.role !== 'callee') throw { reason: 'invalid_param', message: 'verifyCall first' };
+    await this._localMedia();
+    const m = await this.session.request({ type: 'accept_call', sid: this.sid });
+    if (m.type !== 'connected') throw { reason: 'invalid_param', message: m.message ?? 'not accepted' };
+  }
+
+  /** Ends the call: cancel, decline or hang up. */
+  async endCall(reasonCode, userRelCode) {
+    if (!this.sid || this.ended) return;
+    await this.session.request({ type: 'end_call', sid: this.sid, reason: reasonCode, user_rel_code: userRelCode });
+  }
+
+  /** Mutes or unmutes my microphone; the peer gets evtPeerMicMuted / evtPeerMicUnmuted. */
+  async muteMyAudio(mute) {
+    for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !mute;
+    this.session?.send({ type: 'media_state', sid: this.sid, mic_muted: !!mute });
+  }
+
+  /** Turns my camera on (video calls); the peer gets evtVideoEnabledByPeer. */
+  async enableVideo() { this._video(true); }
+
+  /** Turns my camera off; the peer gets evtVideoDisabledByPeer. */
+  async disableVideo() { this._video(false); }
+
+  _video(on) {
+    for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = on;
+    this.session?.send({ type: 'media_state', sid: this.sid, video_enabled: on });
+  }
+
+  /** WebRTC statistics of the connection to the server's relay. */
+  async getStats() { return this.pc ? this.pc.getStats() : new Map(); }
+
+  /** The remote media, once connected. */
+  get peerStream() { return this.remoteStream ?? null; }
+
+  _onMessage(m) {
+    if (m.sid && this.sid && m.sid !== this.sid) return;
+    switch (m.type) {
+      case 'wait_connected': call(this.delegate.evtWaitConnected); break;
+      case 'connected': this._media().catch((e) => console.error('switchboard media failed', e)); call(this.delegate.evtConnected); break;
+      case 'disconnected': if (m.req == null || m.sid === this.sid) this._ended(m); break;
+      case 'peer_media_state':
+        if (m.mic_muted === true) call(this.delegate.evtPeerMicMuted);
+        if (m.mic_muted === false) call(this.delegate.evtPeerMicUnmuted);
+        if (m.video_enabled === true) call(this.delegate.evtVideoEnabledByPeer);
+        if (m.video_enabled === false) call(this.delegate.evtVideoDisabledByPeer);
+        break;
+      default: break;
+    }
+  }
+
+  async _media() {
+    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = pc;
+    this.remoteStream = new MediaStream();
+    for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
+    pc.ontrack = (ev) => {
+      this.remoteStream.addTrack(ev.track);
+      const peer = this.params.mediaHtmlElement?.peer ?? {};
+      const el = ev.track.kind === 'video' ? peer.video : peer.audio;
+      if (el) { el.srcObject = this.remoteStream; el.play?.().catch(() => {}); }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    // The relay is ICE-lite without trickle: send the offer with every host candidate.
+    if (pc.iceGatheringState !== 'complete') {
+      await new Promise((resolve) => {
+        const done = () => { if (pc.iceGatheringState === 'complete') resolve(); };
+        pc.addEventListener('icegatheringstatechange', done);
+        setTimeout(resolve, 3000);
+      });
+    }
+    const m = await this.session.request({ type: 'media_offer', sid: this.sid, sdp: pc.localDescription.sdp });
+    if (m.type !== 'media_answer') throw new Error(m.message ?? 'media refused');
+    await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+  }
+
+  _ended(m) {
+    if (this.ended) return;
+    this.ended = true;
+    this._teardown();
+    call(this.delegate.evtDisconnected, {
+      reason: { code: m.reason.code, strCode: m.reason.name },
+      source: m.source.name,
+      byRemote: m.by_remote,
+      userRelCode: m.user_rel_code ?? null,
+    });
+  }
+
+  _lost() {
+    this._ended({ reason: { code: 1611, name: 'WEB_SIGNALING_DROPPED' }, source: { name: this.role ?? 'caller' }, by_remote: false });
+  }
+
+  _teardown() {
+    try { this.pc?.close(); } catch { /* closed */ }
+    for (const t of this.localStream?.getTracks() ?? []) t.stop();
+    this.session?.close();
+  }
+}
+
+/**
+ * Listens for calls the server offers directly to this user (no push service
+ * needed). `onIncomingCall({ ccParam, sid, peerId, peerServiceId, mediaType,
+ * appServerData })` runs for each; answer with `new Call(...).verifyCall({ ccParam,
+ * ... })`. Resolves to an object with `close()`.
+ */
+export async function listenForCalls({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded }) {
+  const session = new Session(serverUrl, { token: accessToken, service_id: myServiceId, user_id: myId, ue_type: 'BROWSER' }, (m) => {
+    if (m.type === 'incoming_call') {
+      call(onIncomingCall, { ccParam: m.cc_param, sid: m.sid, peerId: m.from_user_id, peerServiceId: m.from_service_id, mediaType: m.media_type, appServerData: m.app_data });
+    } else if (m.type === 'disconnected') {
+      call(onCallEnded, { sid: m.sid, reason: { code: m.reason.code, strCode: m.reason.name }, source: m.source.name });
+    }
+  }, () => {});
+  await session.open();
+  return { close: () => session.close() };
+}
