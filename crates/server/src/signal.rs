@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use switchboard_protocol::{
     ids, ClientMessage, DisconnectReason, ErrorCode, ServerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
@@ -54,23 +54,6 @@ pub(crate) async fn upgrade(
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |socket| session(socket, peer, shared))
-}
-
-/// `GET /`: what this server is.
-pub(crate) async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
-    let demo = if shared.config.demo {
-        "<p>Running on embedded defaults with the <code>demo</code> service; its credentials are in the data dir (<code>demo-service.json</code>) and were printed at start.</p>"
-    } else {
-        ""
-    };
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><title>Switchboard</title>\
-         <h1>Switchboard {}</h1><p>Signaling: <code>ws://HOST{}</code> (protocol v{}). \
-         Health: <a href=/healthz>/healthz</a>.</p>{demo}",
-        env!("CARGO_PKG_VERSION"),
-        switchboard_protocol::SIGNAL_PATH,
-        PROTOCOL_VERSION
-    ))
 }
 
 struct Authed {

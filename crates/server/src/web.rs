@@ -1,7 +1,20 @@
-//! Static files the server hands to browsers: the web SDK.
+//! What the server hands to browsers: the web SDK, the demo page, and demo tokens
+//! (only for the generated demo service of the embedded defaults).
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::config::DEMO_SERVICE_ID;
+use crate::server::{now_ms, Shared};
+
+/// The demo page (`web/index.html`).
+const DEMO_PAGE: &str = include_str!("../../../web/index.html");
 
 /// The browser SDK (`sdk/web/switchboard.js`).
 const SDK_JS: &str = include_str!("../../../sdk/web/switchboard.js");
@@ -16,4 +29,40 @@ pub(crate) async fn sdk_js() -> impl IntoResponse {
 /// `GET /sdk/switchboard.d.ts`.
 pub(crate) async fn sdk_dts() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/typescript; charset=utf-8")], SDK_DTS)
+}
+
+/// `GET /`: the demo page.
+pub(crate) async fn demo_page() -> Html<&'static str> {
+    Html(DEMO_PAGE)
+}
+
+/// `GET /demo/token?user=ID`: a one-hour token for a user of the demo service. Only on
+/// embedded defaults; a configured service's tokens come from its own app server.
+pub(crate) async fn demo_token(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let refuse = |status: StatusCode, message: &str| {
+        (status, Json(json!({ "error": "unavailable", "message": message }))).into_response()
+    };
+    let Some(service) = shared.config.demo.then(|| shared.services.get(DEMO_SERVICE_ID)).flatten() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "This server has no demo service: enter a service ID and an access token from your app server.",
+        );
+    };
+    let user = q.get("user").map(String::as_str).unwrap_or("");
+    if !switchboard_protocol::ids::is_valid_user_id(user) {
+        return refuse(StatusCode::BAD_REQUEST, "A user ID is 1-64 letters, digits, _ or -.");
+    }
+    let now = now_ms() / 1000;
+    let claims = crate::auth::Claims {
+        sub: service.id.clone(),
+        uid: user.into(),
+        iss: service.api_key.clone(),
+        iat: now,
+        exp: now + 3600,
+    };
+    Json(json!({ "service_id": service.id, "user_id": user, "token": crate::auth::mint_token(&service.api_secret, &claims) }))
+        .into_response()
 }

@@ -1,0 +1,87 @@
+// The demo page at / on embedded defaults, used as a person would: two users sign
+// in, one video-calls the other, the other accepts, mutes and hangs up; both read the
+// reason in words. SCREENSHOT=path saves the caller's screen during the call.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-demo-'));
+const closers = [];
+
+after(async () => {
+  for (const c of closers.reverse()) await c();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+async function browser(name, base) {
+  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
+    executablePath: CHROMIUM, headless: true, viewport: { width: 1100, height: 820 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required'],
+  });
+  closers.push(() => ctx.close());
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  await page.goto(base);
+  return page;
+}
+
+test('two people call each other from the demo page', async () => {
+  const port = await freePort();
+  const server = spawn(BIN, ['serve', '--data-dir', path.join(dir, 'data'), '--listen', `127.0.0.1:${port}`],
+    { stdio: 'ignore', env: { ...process.env, RUST_LOG: 'warn' } });
+  closers.push(async () => server.kill('SIGKILL'));
+  const base = `http://127.0.0.1:${port}/`;
+  for (let i = 0; i < 100 && !(await fetch(`${base}healthz`).then((r) => r.ok).catch(() => false)); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  const [alice, bob] = [await browser('alice', base), await browser('bob', base)];
+  for (const [page, user] of [[alice, 'alice'], [bob, 'bob']]) {
+    await page.fill('#user', user);
+    await page.click('#signinBtn');
+    await page.waitForSelector('#dial:not(.hidden)');
+    assert.match(await page.textContent('#me'), new RegExp(`${user} · demo`));
+  }
+  await alice.fill('#peer', 'bob');
+  await alice.click('#videoBtn');
+  await bob.waitForSelector('#incoming:not(.hidden)');
+  assert.equal(await bob.textContent('#inWho'), 'alice is calling');
+  assert.equal(await bob.textContent('#inKind'), 'Video call');
+  await bob.click('#acceptBtn');
+  for (const page of [alice, bob]) {
+    await page.waitForFunction(() => /^\d\d:\d\d$/.test(document.getElementById('state').textContent));
+    await page.waitForFunction(() => document.getElementById('peerVideo').videoWidth > 0);
+  }
+  await bob.click('#muteBtn');
+  await alice.waitForSelector('#peerMuted:not(.hidden)');
+  if (process.env.SCREENSHOT) {
+    await new Promise((r) => setTimeout(r, 1500));
+    await alice.screenshot({ path: process.env.SCREENSHOT });
+  }
+  await bob.click('#hangupBtn');
+  for (const page of [alice, bob]) {
+    await page.waitForSelector('#ended:not(.hidden)');
+    assert.equal(await page.textContent('#why'), 'Call ended');
+    assert.match(await page.textContent('#code'), /NORMAL \(1001\) · by callee/);
+  }
+  // Calling someone who is not online reads as such.
+  await alice.click('#againBtn');
+  await alice.fill('#peer', 'nobody');
+  await alice.click('#voiceBtn');
+  await alice.waitForSelector('#ended:not(.hidden)');
+  assert.equal(await alice.textContent('#why'), 'Not reachable right now');
+});
