@@ -21,7 +21,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 
 # The browser tests drive the server binary that cargo test just built.
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test)

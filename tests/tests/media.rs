@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
 use switchboard_client::{DisconnectReason as R, DisconnectSource as S, MakeCall, MediaEvent};
-use switchboard_tests::tone::{dominant, Decoder, ToneEncoder};
 use switchboard_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -28,18 +28,18 @@ fn send_tone(
     secs: u32,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut enc = ToneEncoder::new(hz);
+        let mut enc = ToneEncoder::new(hz).expect("encoder");
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         for _ in 0..secs * 50 {
             tick.tick().await;
-            media.send_audio(enc.next_frame(), 960);
+            media.send_audio(enc.next_frame().expect("encode"), 960);
         }
     })
 }
 
 /// Decodes received audio until `frames` frames arrived.
 async fn receive_tone(rx: &mut UnboundedReceiver<MediaEvent>, frames: usize) -> Vec<f32> {
-    let mut dec = Decoder::default();
+    let mut dec = Decoder::new().expect("decoder");
     let mut pcm = Vec::new();
     let mut n = 0;
     let wait = async {

@@ -39,6 +39,10 @@ pub struct CallArgs {
     /// Hang up this many seconds after the call connects.
     #[arg(long)]
     hangup_after: Option<f64>,
+    /// Once connected, send a sine tone of this frequency (Opus) through the server's
+    /// media relay and report what arrives (needs the `tone` build feature).
+    #[arg(long)]
+    tone: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +75,10 @@ pub struct AnswerArgs {
     /// Hang up this many seconds after the call connects.
     #[arg(long)]
     hangup_after: Option<f64>,
+    /// Once connected, send a sine tone of this frequency (Opus) through the server's
+    /// media relay and report what arrives (needs the `tone` build feature).
+    #[arg(long)]
+    tone: Option<f64>,
 }
 
 fn print(v: serde_json::Value) {
@@ -107,9 +115,92 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-/// Prints events until the call `sid` ends; hangs up `hangup_after` after connect.
-async fn follow(client: &Client, events: &mut Events, sid: &str, hangup_after: Option<f64>) -> Result<()> {
+/// Media of a connected call: sends the tone, prints a `media` line each second with
+/// what arrived (packets, bytes, the dominant frequency of the decoded audio).
+#[cfg(feature = "tone")]
+async fn tone_media(client: Client, sid: String, hz: f64, video: bool) -> Result<()> {
+    use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
+    use switchboard_client::MediaEvent;
+    let (media, mut rx) = client.start_media(&sid, video).await?;
+    let media = std::sync::Arc::new(media);
+    let sender = {
+        let media = media.clone();
+        let mut enc = ToneEncoder::new(hz).map_err(anyhow::Error::msg)?;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                match enc.next_frame() {
+                    Ok(frame) => media.send_audio(frame, 960),
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    let mut dec = Decoder::new().map_err(anyhow::Error::msg)?;
+    let mut pcm: Vec<f32> = Vec::new();
+    let mut video_frames = 0u64;
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    report.tick().await;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(MediaEvent::Connected) => print(json!({"event": "media_connected", "sid": sid})),
+                Some(MediaEvent::Audio { payload }) => dec.decode(&payload, &mut pcm),
+                Some(MediaEvent::Video { .. }) => video_frames += 1,
+                Some(MediaEvent::Disconnected) | None => break,
+            },
+            _ = report.tick() => {
+                let keep = pcm.len().saturating_sub(48_000);
+                pcm.drain(..keep);
+                let hz = (pcm.len() >= 9_600).then(|| dominant(&pcm));
+                let s = media.stats();
+                print(json!({"event": "media", "sid": sid, "packets_in": s.frames_in, "bytes_in": s.bytes_in,
+                    "packets_out": s.frames_out, "bytes_out": s.bytes_out, "video_frames_in": video_frames, "dominant_hz": hz}));
+            }
+        }
+    }
+    sender.abort();
+    Ok(())
+}
+
+fn start_tone(
+    client: &Client,
+    sid: &str,
+    tone: Option<f64>,
+    video: bool,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let hz = tone?;
+    #[cfg(feature = "tone")]
+    {
+        let (client, sid) = (client.clone(), sid.to_string());
+        Some(tokio::spawn(async move {
+            if let Err(e) = tone_media(client, sid, hz, video).await {
+                print(json!({"event": "error", "message": format!("media: {e:#}")}));
+            }
+        }))
+    }
+    #[cfg(not(feature = "tone"))]
+    {
+        let _ = (client, sid, hz, video);
+        print(
+            json!({"event": "error", "message": "this build has no tone support: build with --features tone"}),
+        );
+        None
+    }
+}
+
+/// Prints events until the call `sid` ends; hangs up `hangup_after` after connect;
+/// with `tone`, runs media once connected.
+async fn follow(
+    client: &Client,
+    events: &mut Events,
+    sid: &str,
+    hangup_after: Option<f64>,
+    tone: Option<(f64, bool)>,
+) -> Result<()> {
     let mut hangup_at: Option<tokio::time::Instant> = None;
+    let mut media: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let sleep = async {
             match hangup_at {
@@ -124,8 +215,14 @@ async fn follow(client: &Client, events: &mut Events, sid: &str, hangup_after: O
                 match &ev {
                     Event::Connected { sid: s, .. } if s == sid => {
                         hangup_at = hangup_after.map(|h| tokio::time::Instant::now() + secs(h));
+                        media = tone.and_then(|(hz, video)| start_tone(client, sid, Some(hz), video));
                     }
-                    Event::Disconnected { sid: s, .. } if s == sid => return Ok(()),
+                    Event::Disconnected { sid: s, .. } if s == sid => {
+                        if let Some(m) = media.take() {
+                            m.abort();
+                        }
+                        return Ok(());
+                    }
                     Event::Closed { .. } => bail!("connection closed before the call ended"),
                     _ => {}
                 }
@@ -150,6 +247,7 @@ pub async fn call(a: CallArgs) -> Result<()> {
             }
         };
     print_session(&client);
+    let p_media_is_video = a.media == "video";
     let p = MakeCall {
         to_user_id: a.to,
         to_service_id: a.to_service,
@@ -165,7 +263,8 @@ pub async fn call(a: CallArgs) -> Result<()> {
         }
     };
     print(json!({"event": "call_created", "sid": sid}));
-    follow(&client, &mut events, &sid, a.hangup_after).await
+    let video = p_media_is_video;
+    follow(&client, &mut events, &sid, a.hangup_after, a.tone.map(|hz| (hz, video))).await
 }
 
 pub async fn answer(a: AnswerArgs) -> Result<()> {
@@ -225,5 +324,6 @@ pub async fn answer(a: AnswerArgs) -> Result<()> {
             print_error(&e);
         }
     }
-    follow(&client, &mut events, &sid, a.hangup_after).await
+    let video = verified.media_type == switchboard_client::MediaType::Video;
+    follow(&client, &mut events, &sid, a.hangup_after, a.tone.map(|hz| (hz, video))).await
 }

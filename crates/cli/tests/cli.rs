@@ -1,77 +1,9 @@
 //! The `switchboard` binary as a newcomer uses it: `serve` on embedded defaults,
 //! `token`, then `answer` and `call` printing JSON lines.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchboard");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Proc { child, lines: rx }
-    }
-
-    /// Lines until one contains `needle` (15 s at most); returns all of them.
-    fn until(&self, needle: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains(needle);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?} within 15 s; saw {seen:#?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
-    lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("run switchboard");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+use common::{json_lines, run, Proc};
 
 #[test]
 fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {

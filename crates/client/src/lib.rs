@@ -25,6 +25,8 @@
 
 mod media;
 mod session;
+#[cfg(feature = "tone")]
+pub mod tone;
 
 pub use media::{Media, MediaEvent, MediaStats};
 pub use session::{Client, Events};
