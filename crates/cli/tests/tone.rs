@@ -34,12 +34,12 @@ fn cli_clients_hear_each_others_tones() {
     let caller = json_lines(&call.until("\"disconnected\""));
     let callee = json_lines(&answer.until("\"disconnected\""));
     let heard = |lines: &[serde_json::Value]| {
-        lines.iter().filter(|l| l["event"] == "media").filter_map(|l| l["dominant_hz"].as_f64()).last()
+        lines.iter().filter(|l| l["event"] == "media").filter_map(|l| l["dominant_hz"].as_f64()).next_back()
     };
     let (by_alice, by_bob) = (heard(&caller), heard(&callee));
     assert!(by_alice.is_some_and(|hz| (hz - 880.0).abs() <= 10.0), "alice heard {by_alice:?}: {caller:#?}");
     assert!(by_bob.is_some_and(|hz| (hz - 440.0).abs() <= 10.0), "bob heard {by_bob:?}: {callee:#?}");
-    let media = caller.iter().filter(|l| l["event"] == "media").last().unwrap();
+    let media = caller.iter().rfind(|l| l["event"] == "media").unwrap();
     assert!(
         media["packets_in"].as_u64().unwrap() > 50 && media["packets_out"].as_u64().unwrap() > 50,
         "{media}"
