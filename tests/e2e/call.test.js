@@ -197,3 +197,50 @@ for (const mediaType of ['audio', 'video']) {
     assert.ok(Number(rec.duration) > 0, `duration ${rec.duration}`);
   });
 }
+
+test('the CLI calls a browser: each receives the other through the server', async () => {
+  const bob = await openPage('bob-cli');
+  await bob.evaluate(async ({ token }) => {
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: 'bob-cli', myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin });
+        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, { token: token('bob-cli') });
+  const cli = spawn(BIN, ['call', '--server', base, '--service', 'web', '--user', 'carol-cli', '--token', token('carol-cli'),
+    '--to', 'bob-cli', '--tone', '440', '--hangup-after', '4'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = [];
+  cli.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
+  const exited = new Promise((r) => cli.on('exit', r));
+
+  await waitEvent(bob, 'evtConnected');
+  await waitFor('inbound audio', async () => (await inbound(bob)).audioBytes > 0);
+  // The browser hears the CLI's tone: the analyser's strongest bin is at 440 Hz.
+  const hz = await waitFor('the 440 Hz tone', () => bob.evaluate(async () => {
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 8192;
+    ctx.createMediaStreamSource(window.call.peerStream).connect(analyser);
+    await new Promise((r) => setTimeout(r, 600));
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    analyser.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    const found = (best * ctx.sampleRate) / analyser.fftSize;
+    await ctx.close();
+    return Math.abs(found - 440) <= 15 ? found : null;
+  }));
+  assert.ok(Math.abs(hz - 440) <= 15, `browser heard ${hz} Hz`);
+
+  await exited;
+  const media = lines.filter((l) => l.event === 'media');
+  assert.ok(media.length > 0 && media.at(-1).packets_in > 50, `the CLI received the browser's audio: ${JSON.stringify(media.at(-1))}`);
+  const end = lines.find((l) => l.event === 'disconnected');
+  assert.deepEqual([end.reason.name, end.source.name], ['NORMAL', 'caller']);
+  const b = (await waitEvent(bob, 'evtDisconnected')).arg;
+  assert.deepEqual([b.reason.strCode, b.source, b.byRemote], ['NORMAL', 'caller', true]);
+});
