@@ -66,9 +66,6 @@ pub enum TokenError {
     /// `exp` is in the past.
     #[error("access token expired")]
     Expired,
-    /// The `sub` names no service on this server.
-    #[error("unknown service {0:?}")]
-    UnknownService(String),
     /// The claims do not match what the client said, or the API key.
     #[error("access token does not match: {0}")]
     Mismatch(&'static str),

@@ -82,7 +82,6 @@ fn check_token(shared: &Shared, token: &str, now: u64) -> Result<(Party, u64), R
             TokenError::Expired | TokenError::Mismatch(_) => {
                 refuse(DisconnectReason::AuthError, e.to_string())
             }
-            TokenError::UnknownService(_) => refuse(DisconnectReason::ServiceInvalidId, e.to_string()),
             TokenError::Invalid(_) => refuse(DisconnectReason::ServiceAccessTokenError, e.to_string()),
         })?;
     if !ids::is_valid_user_id(&claims.uid) {
