@@ -44,7 +44,7 @@ async fn receive_tone(rx: &mut UnboundedReceiver<MediaEvent>, frames: usize) -> 
     let mut n = 0;
     let wait = async {
         while let Some(ev) = rx.recv().await {
-            if let MediaEvent::Audio { payload } = ev {
+            if let MediaEvent::Audio { payload, .. } = ev {
                 dec.decode(&payload, &mut pcm);
                 n += 1;
                 if n >= frames {
@@ -113,4 +113,89 @@ async fn a_party_whose_media_stops_ends_the_call_with_network_unstable() {
     let r = h.app.record_for(&sid).await;
     assert_eq!((r.query["disconnect_reason"].as_str(), r.query["releaser_type"].as_str()), ("1301", "1"));
     ta.abort();
+}
+
+/// A VP8 key frame of `len` bytes whose body counts `n` (so each frame is recognisable).
+fn vp8_frame(n: u8, len: usize) -> Vec<u8> {
+    // Frame tag (key frame, shown), start code, 320x240.
+    let mut f = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+    f.resize(len, n);
+    f
+}
+
+async fn renegotiated(rx: &mut UnboundedReceiver<MediaEvent>) {
+    let wait = async {
+        while let Some(ev) = rx.recv().await {
+            if matches!(ev, MediaEvent::Renegotiated) {
+                return;
+            }
+        }
+        panic!("media ended before renegotiating");
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("renegotiates within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_turned_on_in_an_audio_call_reaches_the_peer_through_a_relay_offered_line() {
+    let h = Harness::start().await;
+    let (alice, mut alice_ev) = h.user("alice").await;
+    let (bob, mut bob_ev) = h.user("bob").await;
+    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
+    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
+    let (am, mut a_rx) = alice.start_media(&sid, false).await.unwrap();
+    let (bm, mut b_rx) = bob.start_media(&sid, false).await.unwrap();
+    media_connected(&mut a_rx).await;
+    media_connected(&mut b_rx).await;
+    let (am, bm) = (std::sync::Arc::new(am), std::sync::Arc::new(bm));
+    let ta = send_tone(am.clone(), 440.0, 6);
+    let tb = send_tone(bm.clone(), 1000.0, 6);
+
+    // Alice turns her camera on: her offer adds a video line; Bob has none, so the
+    // relay offers him one.
+    am.add_video();
+    renegotiated(&mut a_rx).await;
+    renegotiated(&mut b_rx).await;
+    let sender = {
+        let am = am.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(33));
+            for n in 0..60u8 {
+                tick.tick().await;
+                am.send_video(vp8_frame(n, 2500), 3000);
+            }
+        })
+    };
+    let mut frames = Vec::new();
+    let mut audio_mids = std::collections::BTreeSet::new();
+    let wait = async {
+        while let Some(ev) = b_rx.recv().await {
+            match ev {
+                MediaEvent::Video { mid, payload } => {
+                    frames.push((mid, payload));
+                    if frames.len() >= 20 {
+                        break;
+                    }
+                }
+                MediaEvent::Audio { mid, .. } => {
+                    audio_mids.insert(mid);
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("bob receives alice's video");
+    let video_mid = &frames[0].0;
+    assert!(frames.iter().all(|(m, _)| m == video_mid), "one video line");
+    assert!(!audio_mids.contains(video_mid), "video has its own line: {audio_mids:?} vs {video_mid}");
+    for (_, payload) in &frames {
+        assert_eq!(payload.len(), 2500, "frames arrive whole (repacketized across packets)");
+        assert_eq!(&payload[..10], &vp8_frame(0, 10)[..]);
+        assert!(payload[10..].iter().all(|b| *b == payload[10]), "frame body intact");
+    }
+    sender.abort();
+    ta.abort();
+    tb.abort();
+    alice.end_call(&sid, None, None).await.unwrap();
+    let b = disconnected(&mut bob_ev).await;
+    assert_eq!((b.reason, b.source), (R::Normal, S::Caller));
 }

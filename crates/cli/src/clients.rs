@@ -146,8 +146,9 @@ async fn tone_media(client: Client, sid: String, hz: f64, video: bool) -> Result
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(MediaEvent::Connected) => print(json!({"event": "media_connected", "sid": sid})),
-                Some(MediaEvent::Audio { payload }) => dec.decode(&payload, &mut pcm),
+                Some(MediaEvent::Audio { payload, .. }) => dec.decode(&payload, &mut pcm),
                 Some(MediaEvent::Video { .. }) => video_frames += 1,
+                Some(MediaEvent::Renegotiated) => {}
                 Some(MediaEvent::Disconnected) | None => break,
             },
             _ = report.tick() => {

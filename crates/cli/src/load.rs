@@ -547,7 +547,7 @@ async fn media_phase(server: &str, pid: u32, calls: usize, secs: u64) -> Result<
             let mut count = StreamCount::default();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(secs + 2);
             while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                if let MediaEvent::Audio { payload } = ev {
+                if let MediaEvent::Audio { payload, .. } = ev {
                     if payload.len() >= 16 {
                         let mut ts = [0u8; 8];
                         ts.copy_from_slice(&payload[..8]);

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpAnswer;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -21,16 +21,23 @@ use crate::{Client, ClientError};
 pub enum MediaEvent {
     /// ICE and DTLS are up: media can flow.
     Connected,
-    /// An encoded audio frame (Opus) from the peer.
+    /// An encoded audio frame (Opus) from another party.
     Audio {
+        /// The media line (mid) it arrived on: one per sending party and kind.
+        mid: String,
         /// The Opus payload.
         payload: Arc<[u8]>,
     },
-    /// An encoded video frame (VP8 or H.264) from the peer.
+    /// An encoded video frame (VP8 or H.264) from another party.
     Video {
+        /// The media line (mid) it arrived on.
+        mid: String,
         /// The payload (depacketized frame).
         payload: Arc<[u8]>,
     },
+    /// The relay added lines to this connection (renegotiation), e.g. because the peer
+    /// turned video on in an audio call.
+    Renegotiated,
     /// The connection to the relay is gone.
     Disconnected,
 }
@@ -51,6 +58,7 @@ pub struct MediaStats {
 enum Cmd {
     Audio(Vec<u8>, u32),
     Video(Vec<u8>, u32),
+    AddVideo,
     Stop,
 }
 
@@ -69,6 +77,13 @@ impl Media {
     /// Sends one encoded video frame, `ticks` 90 kHz ticks after the previous one.
     pub fn send_video(&self, frame: Vec<u8>, ticks: u32) {
         let _ = self.tx.send(Cmd::Video(frame, ticks));
+    }
+
+    /// Turns video on in an audio-only connection: the relay adds a line to send video
+    /// on (its offer, answered by the SDK, then [`MediaEvent::Renegotiated`]); frames
+    /// given to [`Media::send_video`] before that are dropped.
+    pub fn add_video(&self) {
+        let _ = self.tx.send(Cmd::AddVideo);
     }
 
     /// Counters so far.
@@ -121,16 +136,34 @@ impl Client {
             video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
         let (offer, pending) =
             change.apply().ok_or_else(|| ClientError::Connect("nothing to negotiate".into()))?;
-        let answer = self.media_offer(sid, offer.to_sdp_string()).await?;
+        // Routed from before the offer: the relay may offer lines right after answering.
+        let relay_offers = self.register_media(sid);
+        let answer = match self.media_offer(sid, offer.to_sdp_string()).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.unregister_media(sid);
+                return Err(e);
+            }
+        };
         let answer = SdpAnswer::from_sdp_string(&answer)
             .map_err(|e| ClientError::Connect(format!("bad SDP answer: {e}")))?;
         rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Connect(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(MediaStats::default()));
-        let task =
-            MediaTask { rtc, socket, local, audio, video: video_mid, events: ev_tx, stats: stats.clone() };
-        tokio::spawn(task.run(rx));
+        let task = MediaTask {
+            rtc,
+            socket,
+            local,
+            audio,
+            video: video_mid,
+            events: ev_tx,
+            stats: stats.clone(),
+            client: self.clone(),
+            sid: sid.to_string(),
+            video_asked: false,
+        };
+        tokio::spawn(task.run(rx, relay_offers));
         Ok((Media { tx, stats }, ev_rx))
     }
 }
@@ -143,10 +176,18 @@ struct MediaTask {
     video: Option<Mid>,
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: Arc<Mutex<MediaStats>>,
+    client: Client,
+    sid: String,
+    /// We asked the relay for a video line to send on.
+    video_asked: bool,
 }
 
 impl MediaTask {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Cmd>,
+        mut relay_offers: mpsc::UnboundedReceiver<String>,
+    ) {
         let mut buf = vec![0u8; 2048];
         let (mut audio_ts, mut video_ts) = (0u64, 0u64);
         while let Some(next) = self.drive() {
@@ -170,15 +211,48 @@ impl MediaTask {
                             video_ts += u64::from(ticks);
                         }
                     }
+                    Some(Cmd::AddVideo) => self.add_video(),
                     Some(Cmd::Stop) | None => break,
                 },
+                Some(sdp) = relay_offers.recv() => self.relay_offer(&sdp),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
                 }
             }
         }
         self.rtc.disconnect();
+        self.client.unregister_media(&self.sid);
         let _ = self.events.send(MediaEvent::Disconnected);
+    }
+
+    /// Asks the relay for a video line to send on; it arrives in its next offer.
+    fn add_video(&mut self) {
+        if self.video.is_some() || self.video_asked {
+            return;
+        }
+        self.video_asked = true;
+        self.client.add_media(&self.sid, "video");
+    }
+
+    /// The relay offers lines: ones it sends other parties' media on, and the
+    /// `sendrecv` line we asked for to send video on.
+    fn relay_offer(&mut self, sdp: &str) {
+        let answer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| e.to_string())
+            .and_then(|offer| self.rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string()));
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => return tracing::warn!(sid = %self.sid, error = %e, "relay offer refused"),
+        };
+        if self.video.is_none() && self.video_asked {
+            self.video = sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")).find_map(|mid| {
+                let mid = Mid::from(mid.trim());
+                let m = self.rtc.media(mid)?;
+                (m.kind() == MediaKind::Video && m.direction() == Direction::SendRecv).then_some(mid)
+            });
+        }
+        self.client.media_answer(&self.sid, answer.to_sdp_string());
+        let _ = self.events.send(MediaEvent::Renegotiated);
     }
 
     fn write(&mut self, mid: Mid, codec: Codec, time: MediaTime, data: Vec<u8>) {
@@ -215,10 +289,12 @@ impl MediaTask {
                             s.frames_in += 1;
                             s.bytes_in += d.data.len() as u64;
                         }
-                        let ev = if Some(d.mid) == self.video {
-                            MediaEvent::Video { payload: d.data }
+                        let mid = d.mid.to_string();
+                        let kind = self.rtc.media(d.mid).map(|m| m.kind());
+                        let ev = if kind == Some(MediaKind::Video) {
+                            MediaEvent::Video { mid, payload: d.data }
                         } else {
-                            MediaEvent::Audio { payload: d.data }
+                            MediaEvent::Audio { mid, payload: d.data }
                         };
                         let _ = self.events.send(ev);
                     }

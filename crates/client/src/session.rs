@@ -19,6 +19,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
 
+/// The relay's offers, routed to the media connection of each call.
+type RelayOffers = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<String>>>>;
+
 /// One signaling session. Cheap to clone; the connection closes when every clone
 /// and the [`Events`] are dropped, or on [`Client::close`].
 #[derive(Clone)]
@@ -26,6 +29,7 @@ pub struct Client {
     server_host: String,
     out: mpsc::Sender<Outbound>,
     pending: Pending,
+    relay_offers: RelayOffers,
     next_req: Arc<AtomicU64>,
     session_id: String,
     service_id: String,
@@ -141,11 +145,11 @@ impl Client {
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
+        let relay_offers: RelayOffers = Arc::default();
         tokio::spawn(run(
             ws,
             out_rx,
-            ev_tx,
-            pending.clone(),
+            Routes { events: ev_tx, pending: pending.clone(), relay_offers: relay_offers.clone() },
             Duration::from_secs(u64::from(heartbeat.max(1))),
         ));
         let server_host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_string();
@@ -153,6 +157,7 @@ impl Client {
             server_host,
             out: out_tx,
             pending,
+            relay_offers,
             next_req: Arc::new(AtomicU64::new(1)),
             session_id,
             service_id,
@@ -304,6 +309,33 @@ impl Client {
         }
     }
 
+    /// Sends the answer to the relay's offer for call `sid`.
+    pub(crate) fn media_answer(&self, sid: &str, sdp: String) {
+        let _ = self.out.try_send(Outbound::Msg(ClientMessage::MediaAnswer { sid: sid.to_string(), sdp }));
+    }
+
+    /// Asks the relay for a line to send `kind` on in call `sid`.
+    pub(crate) fn add_media(&self, sid: &str, kind: &str) {
+        let msg = ClientMessage::AddMedia { sid: sid.to_string(), kind: kind.to_string() };
+        let _ = self.out.try_send(Outbound::Msg(msg));
+    }
+
+    /// Routes the relay's offers for call `sid` to the returned receiver.
+    pub(crate) fn register_media(&self, sid: &str) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut m) = self.relay_offers.lock() {
+            m.insert(sid.to_string(), tx);
+        }
+        rx
+    }
+
+    /// Stops routing the relay's offers for call `sid`.
+    pub(crate) fn unregister_media(&self, sid: &str) {
+        if let Ok(mut m) = self.relay_offers.lock() {
+            m.remove(sid);
+        }
+    }
+
     /// Tells the peer my microphone / camera state.
     pub async fn set_media_state(
         &self,
@@ -376,13 +408,15 @@ fn req_of(m: &ServerMessage) -> Option<u64> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn run(
-    mut ws: Ws,
-    mut out: mpsc::Receiver<Outbound>,
+/// Where the connection task delivers what the server sends.
+struct Routes {
     events: mpsc::UnboundedSender<Event>,
     pending: Pending,
-    heartbeat: Duration,
-) {
+    relay_offers: RelayOffers,
+}
+
+async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, heartbeat: Duration) {
+    let Routes { events, pending, relay_offers } = routes;
     let mut ping = tokio::time::interval(heartbeat);
     ping.tick().await;
     let reason = loop {
@@ -393,6 +427,14 @@ async fn run(
                         tracing::warn!(frame = %t, "unreadable frame from server");
                         continue;
                     };
+                    if let ServerMessage::MediaOffer { sid, sdp } = &m {
+                        let media = relay_offers.lock().ok().and_then(|r| r.get(sid).cloned());
+                        match media {
+                            Some(media) => { let _ = media.send(sdp.clone()); }
+                            None => tracing::debug!(%sid, "relay offer for a call without media"),
+                        }
+                        continue;
+                    }
                     if let Some(ev) = to_event(&m) {
                         let _ = events.send(ev);
                     }

@@ -143,6 +143,23 @@ pub enum ClientMessage {
         /// The SDP offer.
         sdp: String,
     },
+    /// Connected call: the client's answer to the relay's `media_offer` (lines the
+    /// relay added to the client's media connection).
+    MediaAnswer {
+        /// The call.
+        sid: String,
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// Connected call: I want to send a kind of media my connection has no line for
+    /// (video turned on in an audio call). The relay adds a `sendrecv` line and sends
+    /// `media_offer`. After the first offer only the relay offers, so offers never cross.
+    AddMedia {
+        /// The call.
+        sid: String,
+        /// `audio` or `video`.
+        kind: String,
+    },
     /// Connected call: my microphone or camera changed; relayed to the peer.
     MediaState {
         /// The call.
@@ -338,6 +355,15 @@ pub enum ServerMessage {
         /// The SDP answer.
         sdp: String,
     },
+    /// The relay renegotiates the client's media connection: it adds `sendonly` lines
+    /// because another party sends more than the client's lines can carry (video turned
+    /// on in an audio call, another member in a room). Answer with `media_answer`.
+    MediaOffer {
+        /// The call.
+        sid: String,
+        /// The SDP offer.
+        sdp: String,
+    },
     /// The peer's microphone or camera changed (`evtPeerMicMuted`,
     /// `evtVideoEnabledByPeer`, …).
     PeerMediaState {
@@ -434,6 +460,7 @@ impl ServerMessage {
             | ServerMessage::Disconnected { sid, .. }
             | ServerMessage::Resumed { sid, .. }
             | ServerMessage::MediaAnswer { sid, .. }
+            | ServerMessage::MediaOffer { sid, .. }
             | ServerMessage::PeerMediaState { sid, .. } => Some(sid),
             _ => None,
         }

@@ -21,7 +21,7 @@ use crate::call::{
 use crate::callbacks::Callbacks;
 use crate::config::{Config, ConfigError, ServiceConfig};
 use crate::limit::KeyedLimiter;
-use crate::media::{MediaCmd, MediaRelay};
+use crate::media::{MediaCmd, MediaRelay, RelayEvent};
 use crate::metrics::Metrics;
 use crate::outbox::runner::{DeliveryCmd, DeliveryRunner};
 use crate::store::{Batch, Journal, Kind, NewCallback, Store, StoreError};
@@ -195,19 +195,29 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         calls_per_user_burst: config.limits.calls_per_user_burst,
     };
     let (core_tx, core_rx) = mpsc::channel(8192);
-    let (lost_tx, mut lost_rx) = mpsc::channel::<(String, switchboard_protocol::DisconnectSource)>(1024);
+    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<RelayEvent>();
     let media = MediaRelay::start(
         config.media_bind,
         config.media_advertise,
         Duration::from_millis(config.media_timeout_ms),
-        lost_tx,
+        relay_tx,
     )
     .await?;
     {
         let core = core_tx.clone();
         tokio::spawn(async move {
-            while let Some((sid, side)) = lost_rx.recv().await {
-                let _ = core.send(CoreCmd::Input(Input::MediaLost { sid, side })).await;
+            while let Some(event) = relay_rx.recv().await {
+                let input = match event {
+                    RelayEvent::Lost { sid, party } => {
+                        let Some(side) = side_of(&party) else { continue };
+                        Input::MediaLost { sid, side }
+                    }
+                    RelayEvent::Offer { sid, party, sdp } => {
+                        let Some(side) = side_of(&party) else { continue };
+                        Input::RelayOffer { sid, side, sdp }
+                    }
+                };
+                let _ = core.send(CoreCmd::Input(input)).await;
             }
         });
     }
@@ -376,7 +386,7 @@ impl CoreRunner {
     ) {
         let Some(tx) = self.sessions.get(&session).cloned() else { return };
         let (reply, answer) = oneshot::channel();
-        self.media.send(MediaCmd::Offer { sid: sid.clone(), side, sdp, reply });
+        self.media.send(MediaCmd::Offer { sid: sid.clone(), party: side.name().to_string(), sdp, reply });
         tokio::spawn(async move {
             let msg = match answer.await {
                 Ok(Ok(sdp)) => ServerMessage::MediaAnswer { req, sid, sdp },
@@ -410,6 +420,17 @@ impl CoreRunner {
                 Output::MediaOffer { sid, side, session, req, sdp } => {
                     self.media_offer(sid, side, session, req, sdp)
                 }
+                Output::MediaAnswer { sid, side, sdp } => {
+                    self.media.send(MediaCmd::Answer { sid, party: side.name().to_string(), sdp })
+                }
+                Output::AddMedia { sid, side, kind } => self.media.send(MediaCmd::AddLine {
+                    sid,
+                    party: side.name().to_string(),
+                    kind: match kind {
+                        switchboard_protocol::MediaType::Audio => str0m::media::MediaKind::Audio,
+                        switchboard_protocol::MediaType::Video => str0m::media::MediaKind::Video,
+                    },
+                }),
                 Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
                 Output::Notify { service_id, record } => batch.callbacks.push(NewCallback {
                     cb_id: format!("notify-{}", record.sid),
@@ -468,4 +489,10 @@ pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// A 1-to-1 call's media parties are named after the sides.
+fn side_of(party: &str) -> Option<switchboard_protocol::DisconnectSource> {
+    use switchboard_protocol::DisconnectSource as S;
+    [S::Caller, S::Callee].into_iter().find(|s| s.name() == party)
 }

@@ -123,6 +123,15 @@ pub enum Input {
         /// Which side: `Caller` or `Callee`.
         side: DisconnectSource,
     },
+    /// The media relay offers lines to a party's connection: pass the offer on.
+    RelayOffer {
+        /// The call.
+        sid: String,
+        /// Which side: `Caller` or `Callee`.
+        side: DisconnectSource,
+        /// The SDP offer.
+        sdp: String,
+    },
     /// The app server force-ends a call (REST): USER_ERROR, source app_server.
     ForceEnd {
         /// The service asking.
@@ -159,6 +168,24 @@ pub enum Output {
         req: Option<u64>,
         /// The SDP offer.
         sdp: String,
+    },
+    /// A party's answer to the relay's offer ([`Input::RelayOffer`]).
+    MediaAnswer {
+        /// The call.
+        sid: String,
+        /// `Caller` or `Callee`.
+        side: DisconnectSource,
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// A party asks the relay for a line to send `kind` on.
+    AddMedia {
+        /// The call.
+        sid: String,
+        /// `Caller` or `Callee`.
+        side: DisconnectSource,
+        /// Audio or video.
+        kind: MediaType,
     },
     /// The call is over: release its media.
     MediaEnd {
@@ -505,6 +532,16 @@ impl Switch {
                     self.finish(now, &sid, DisconnectReason::NetworkUnstable, side, None, None);
                 }
             }
+            Input::RelayOffer { sid, side, sdp } => {
+                let session = self.calls.get(&sid).and_then(|c| match (&c.phase, side) {
+                    (Phase::Ringing, _) => None,
+                    (_, DisconnectSource::Caller) => c.caller_session,
+                    (_, _) => c.devices.first().map(|d| d.session),
+                });
+                if let Some(session) = session {
+                    self.send(session, ServerMessage::MediaOffer { sid, sdp });
+                }
+            }
             Input::ForceEnd { service_id, sid, user_rel_code } => {
                 if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(
@@ -649,6 +686,19 @@ impl Switch {
             }
             ClientMessage::Resume { req, sid } => self.resume(now, session, req, &sid),
             ClientMessage::MediaOffer { req, sid, sdp } => self.media_offer(session, req, sid, sdp),
+            ClientMessage::MediaAnswer { sid, sdp } => match self.connected_side(session, &sid) {
+                Ok((side, _)) => self.out.push_back(Output::MediaAnswer { sid, side, sdp }),
+                Err(code) => self.error(session, None, code, "media answers need a connected call"),
+            },
+            ClientMessage::AddMedia { sid, kind } => {
+                let Some(kind) = MediaType::parse(&kind) else {
+                    return self.error(session, None, ErrorCode::InvalidParam, "kind must be audio or video");
+                };
+                match self.connected_side(session, &sid) {
+                    Ok((side, _)) => self.out.push_back(Output::AddMedia { sid, side, kind }),
+                    Err(code) => self.error(session, None, code, "media needs a connected call"),
+                }
+            }
             ClientMessage::MediaState { sid, mic_muted, video_enabled } => {
                 self.media_state(session, sid, mic_muted, video_enabled)
             }

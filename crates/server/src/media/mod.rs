@@ -1,25 +1,31 @@
 //! The media relay (SFU) on str0m: one UDP socket for every media session,
-//! demultiplexed by ICE (a session claims a packet with `Rtc::accepts`). Each party of
-//! a connected call holds one ICE-lite WebRTC session (DTLS-SRTP, RTP/RTCP mux) with
-//! the relay; what one party sends is written to the others' media lines of the same
-//! kind, keyframe requests travel back to the sender, and a party whose media stops
-//! past `media_timeout_ms` is reported to the call core (NETWORK_UNSTABLE).
+//! demultiplexed by ICE (a connection claims a packet with `Rtc::accepts`). Each party
+//! of a session (both parties of a connected call; the members of a room) holds one
+//! ICE-lite WebRTC connection (DTLS-SRTP, RTP/RTCP mux) with the relay. Every line a
+//! party sends on is a *source*, and each other party receives it on a line of its own
+//! (see [`feeds`]): its own `sendrecv` lines first, then `sendonly` lines the relay adds
+//! and offers to it over signaling ([`RelayEvent::Offer`]). Keyframe requests travel
+//! from a line back to its source, and a party whose media stops past
+//! `media_timeout_ms` is reported ([`RelayEvent::Lost`]).
 //!
 //! The relay runs on its own task and owns every `Rtc`; the call core talks to it only
-//! through [`MediaCmd`].
+//! through [`MediaCmd`] and [`RelayEvent`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use switchboard_protocol::DisconnectSource;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
+
+mod feeds;
+
+use feeds::{Line, Source};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,53 +40,125 @@ pub enum MediaError {
     },
 }
 
+/// A party of a media session: `caller` or `callee` in a 1-to-1 call, a member in a room.
+pub type PartyKey = String;
+
 /// Commands to the relay.
 pub enum MediaCmd {
-    /// A party's SDP offer; the reply is the SDP answer or why not.
+    /// A party's SDP offer; the reply is the SDP answer or why not. An offer with the
+    /// ICE credentials of the party's current connection renegotiates it (a line added
+    /// or changed); other offers replace the party's connection (a reconnect).
     Offer {
-        /// The call.
+        /// The session (call id).
         sid: String,
-        /// `Caller` or `Callee`.
-        side: DisconnectSource,
+        /// The party.
+        party: PartyKey,
         /// The offer.
         sdp: String,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<String, String>>,
     },
-    /// The call is over.
+    /// A party's answer to the relay's offer ([`RelayEvent::Offer`]).
+    Answer {
+        /// The session.
+        sid: String,
+        /// The party.
+        party: PartyKey,
+        /// The answer.
+        sdp: String,
+    },
+    /// A party wants to send `kind` and has no line for it: the relay adds a
+    /// `sendrecv` line and offers it ([`RelayEvent::Offer`]).
+    AddLine {
+        /// The session.
+        sid: String,
+        /// The party.
+        party: PartyKey,
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// A party left a session that goes on.
+    Leave {
+        /// The session.
+        sid: String,
+        /// The party.
+        party: PartyKey,
+    },
+    /// The session is over.
     End {
-        /// The call.
+        /// The session.
         sid: String,
     },
 }
 
-/// The relay reports a party whose media stopped.
-pub type LostTx = mpsc::Sender<(String, DisconnectSource)>;
+/// What the relay tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayEvent {
+    /// A party's media stopped past the media timeout.
+    Lost {
+        /// The session.
+        sid: String,
+        /// The party.
+        party: PartyKey,
+    },
+    /// The relay needs lines added to a party's connection (another party sends more
+    /// than it can receive): send this offer to the party and pass back its answer
+    /// with [`MediaCmd::Answer`].
+    Offer {
+        /// The session.
+        sid: String,
+        /// The party.
+        party: PartyKey,
+        /// The offer.
+        sdp: String,
+    },
+}
 
 struct Party {
     sid: String,
-    side: DisconnectSource,
+    key: PartyKey,
     rtc: Rtc,
-    mids: Vec<(Mid, MediaKind)>,
+    /// `a=ice-ufrag` of the offer that made this connection: the same in a
+    /// renegotiation, new after a reconnect.
+    ufrag: Option<String>,
+    lines: Vec<Line>,
+    /// The relay's own offer awaiting the party's answer, with the lines it adds.
+    pending: Option<(SdpPendingOffer, Vec<Mid>)>,
+    /// Lines the party asked to send on, not yet offered.
+    wants: Vec<MediaKind>,
     last_media: Instant,
     lost: bool,
     wake: Option<Instant>,
 }
 
 impl Party {
-    fn mid_of(&self, kind: MediaKind) -> Option<Mid> {
-        self.mids.iter().find(|(_, k)| *k == kind).map(|(m, _)| *m)
+    fn line(&self, mid: Mid) -> Option<&Line> {
+        self.lines.iter().find(|l| l.mid == mid)
     }
 
-    fn kind_of(&self, mid: Mid) -> Option<MediaKind> {
-        self.mids.iter().find(|(m, _)| *m == mid).map(|(_, k)| *k)
+    /// Reads the lines an offer (just accepted) names from the session.
+    fn sync_lines(&mut self, sdp: &str) {
+        for mid in sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")) {
+            let mid = Mid::from(mid.trim());
+            if let Some(m) = self.rtc.media(mid) {
+                let (kind, dir) = (m.kind(), m.direction());
+                self.set_line(mid, kind, dir);
+            }
+        }
+    }
+
+    fn set_line(&mut self, mid: Mid, kind: MediaKind, dir: Direction) {
+        match self.lines.iter_mut().find(|l| l.mid == mid) {
+            Some(l) => l.dir = dir,
+            None => self.lines.push(Line { mid, kind, dir, feed: None }),
+        }
     }
 }
 
 /// What one party's events ask of the others.
 enum Relay {
-    Media(MediaKind, Box<MediaData>),
-    Keyframe(MediaKind, KeyframeRequestKind),
+    Media(Mid, Box<MediaData>),
+    Keyframe(Mid, KeyframeRequestKind),
 }
 
 /// Handle to the relay task.
@@ -92,12 +170,13 @@ pub struct MediaRelay {
 }
 
 impl MediaRelay {
-    /// Binds `bind`, advertises `advertise` (or the bound address), and starts the task.
+    /// Binds `bind`, advertises `advertise` (or the bound address), and starts the task,
+    /// which reports on `events`.
     pub async fn start(
         bind: SocketAddr,
         advertise: Option<std::net::IpAddr>,
         media_timeout: Duration,
-        lost: LostTx,
+        events: mpsc::UnboundedSender<RelayEvent>,
     ) -> Result<Self, MediaError> {
         static CRYPTO: Once = Once::new();
         CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
@@ -113,9 +192,11 @@ impl MediaRelay {
             parties: HashMap::new(),
             by_addr: HashMap::new(),
             by_call: HashMap::new(),
+            routes: HashMap::new(),
             wake: BTreeSet::new(),
+            dirty: Vec::new(),
             media_timeout,
-            lost,
+            events,
         };
         tokio::spawn(task.run(rx));
         tracing::info!(%local, %advertised, "media relay listening");
@@ -134,14 +215,18 @@ struct RelayTask {
     advertised: SocketAddr,
     next_id: u64,
     parties: HashMap<u64, Party>,
-    /// Which session a remote address belongs to (learnt from `accepts`).
+    /// Which connection a remote address belongs to (learnt from `accepts`).
     by_addr: HashMap<SocketAddr, u64>,
-    /// Sessions of each call.
+    /// Connections of each session.
     by_call: HashMap<String, Vec<u64>>,
-    /// When each session wants `Input::Timeout`.
+    /// Where each source's media goes: (party, line) pairs.
+    routes: HashMap<Source, Vec<(u64, Mid)>>,
+    /// When each connection wants `Input::Timeout`.
     wake: BTreeSet<(Instant, u64)>,
+    /// Sessions whose lines changed: their feeds are reassigned.
+    dirty: Vec<String>,
     media_timeout: Duration,
-    lost: LostTx,
+    events: mpsc::UnboundedSender<RelayEvent>,
 }
 
 impl RelayTask {
@@ -177,24 +262,47 @@ impl RelayTask {
                 }
                 _ = liveness.tick() => self.check_liveness(Instant::now()),
             }
+            self.reassign_dirty();
         }
     }
 
     fn command(&mut self, cmd: MediaCmd) {
         match cmd {
-            MediaCmd::Offer { sid, side, sdp, reply } => {
-                let answer = self.accept(sid, side, &sdp);
+            MediaCmd::Offer { sid, party, sdp, reply } => {
+                let answer = self.accept(sid, party, &sdp);
                 let _ = reply.send(answer.map(|(id, sdp)| {
                     self.drive(id);
                     sdp
                 }));
             }
+            MediaCmd::Answer { sid, party, sdp } => {
+                if let Some(id) = self.find(&sid, &party) {
+                    self.answer(id, &sdp);
+                    self.drive(id);
+                }
+            }
+            MediaCmd::AddLine { sid, party, kind } => {
+                if let Some(p) = self.find(&sid, &party).and_then(|id| self.parties.get_mut(&id)) {
+                    p.wants.push(kind);
+                    self.dirty.push(sid);
+                }
+            }
+            MediaCmd::Leave { sid, party } => {
+                if let Some(id) = self.find(&sid, &party) {
+                    self.remove(id);
+                    self.dirty.push(sid);
+                }
+            }
             MediaCmd::End { sid } => {
-                for id in self.by_call.remove(&sid).unwrap_or_default() {
+                for id in self.by_call.get(&sid).cloned().unwrap_or_default() {
                     self.remove(id);
                 }
             }
         }
+    }
+
+    fn find(&self, sid: &str, party: &str) -> Option<u64> {
+        self.by_call.get(sid)?.iter().copied().find(|id| self.parties.get(id).is_some_and(|p| p.key == party))
     }
 
     fn remove(&mut self, id: u64) {
@@ -203,38 +311,154 @@ impl RelayTask {
             if let Some(w) = p.wake {
                 self.wake.remove(&(w, id));
             }
+            if let Some(ids) = self.by_call.get_mut(&p.sid) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.by_call.remove(&p.sid);
+                }
+            }
+            for line in &p.lines {
+                self.routes.remove(&Source { party: id, mid: line.mid });
+            }
         }
         self.by_addr.retain(|_, v| *v != id);
     }
 
-    fn accept(&mut self, sid: String, side: DisconnectSource, sdp: &str) -> Result<(u64, String), String> {
+    fn accept(&mut self, sid: String, party: PartyKey, sdp: &str) -> Result<(u64, String), String> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
+        let ufrag = ice_ufrag(sdp);
+        // The same connection renegotiating: answer on it (this drops any offer of ours
+        // still pending; its lines are offered again once this settles).
+        if let Some(id) = self.find(&sid, &party) {
+            let p = self
+                .parties
+                .get_mut(&id)
+                .filter(|p| p.rtc.is_alive() && p.ufrag.is_some() && p.ufrag == ufrag);
+            if let Some(p) = p {
+                p.pending = None;
+                let answer =
+                    p.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
+                p.sync_lines(sdp);
+                self.dirty.push(sid);
+                return Ok((id, answer.to_sdp_string()));
+            }
+        }
         let now = Instant::now();
         let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
         let candidate = Candidate::host(self.advertised, "udp").map_err(|e| format!("candidate: {e}"))?;
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
-        // A new offer from the same party replaces its session (e.g. after a reconnect).
-        let old: Vec<u64> = self
-            .by_call
-            .get(&sid)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|id| self.parties.get(id).is_some_and(|p| p.side == side))
-            .collect();
-        for id in old {
-            self.remove(id);
-            if let Some(ids) = self.by_call.get_mut(&sid) {
-                ids.retain(|x| *x != id);
-            }
+        let mut party = Party {
+            sid: sid.clone(),
+            key: party,
+            rtc,
+            ufrag,
+            lines: Vec::new(),
+            pending: None,
+            wants: Vec::new(),
+            last_media: now,
+            lost: false,
+            wake: None,
+        };
+        party.sync_lines(sdp);
+        // A new connection of the same party replaces the old one (a reconnect).
+        if let Some(old) = self.find(&sid, &party.key) {
+            self.remove(old);
         }
         let id = self.next_id;
         self.next_id += 1;
         self.by_call.entry(sid.clone()).or_default().push(id);
-        self.parties
-            .insert(id, Party { sid, side, rtc, mids: Vec::new(), last_media: now, lost: false, wake: None });
+        self.parties.insert(id, party);
+        self.dirty.push(sid);
         Ok((id, answer.to_sdp_string()))
+    }
+
+    /// The party's answer to our offer: the lines it added are now usable.
+    fn answer(&mut self, id: u64, sdp: &str) {
+        let Some(p) = self.parties.get_mut(&id) else { return };
+        let Some((pending, added)) = p.pending.take() else {
+            tracing::debug!(sid = %p.sid, "media answer without an offer of ours");
+            return;
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(sid = %p.sid, error = %e, "bad SDP answer");
+                return;
+            }
+        };
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            // Superseded by the party's own offer (glare): ours is made again.
+            tracing::debug!(sid = %p.sid, error = %e, "media answer not applied");
+        }
+        for mid in added {
+            if let Some(m) = p.rtc.media(mid) {
+                let (kind, dir) = (m.kind(), m.direction());
+                p.set_line(mid, kind, dir);
+            }
+        }
+        self.dirty.push(p.sid.clone());
+    }
+
+    /// Reassigns the feeds of every session whose lines changed, offering new lines to
+    /// parties that lack some.
+    fn reassign_dirty(&mut self) {
+        while let Some(sid) = self.dirty.pop() {
+            self.dirty.retain(|s| *s != sid);
+            let ids = self.by_call.get(&sid).cloned().unwrap_or_default();
+            let mut taken: Vec<(u64, Vec<Line>)> = ids
+                .iter()
+                .filter_map(|id| self.parties.get_mut(id).map(|p| (*id, std::mem::take(&mut p.lines))))
+                .collect();
+            let needs = {
+                let mut refs: Vec<(u64, &mut Vec<Line>)> = taken.iter_mut().map(|(id, l)| (*id, l)).collect();
+                feeds::assign(&mut refs)
+            };
+            for (id, lines) in taken {
+                for line in &lines {
+                    self.routes.remove(&Source { party: id, mid: line.mid });
+                }
+                if let Some(p) = self.parties.get_mut(&id) {
+                    p.lines = lines;
+                }
+            }
+            for id in &ids {
+                let Some(p) = self.parties.get(id) else { continue };
+                for line in &p.lines {
+                    if let Some(source) = line.feed {
+                        self.routes.entry(source).or_default().push((*id, line.mid));
+                    }
+                }
+            }
+            for id in ids {
+                self.offer_lines(id, needs.get(&id).map_or(&[], |k| k.as_slice()));
+            }
+        }
+    }
+
+    /// Adds `sendonly` lines of `kinds` (and the `sendrecv` lines the party asked
+    /// for) to a party's connection and offers them.
+    fn offer_lines(&mut self, id: u64, kinds: &[MediaKind]) {
+        let Some(p) = self.parties.get_mut(&id) else { return };
+        if p.pending.is_some() || !p.rtc.is_alive() || (kinds.is_empty() && p.wants.is_empty()) {
+            return; // Asked again once the pending offer is answered.
+        }
+        let mut change = p.rtc.sdp_api();
+        let wants = std::mem::take(&mut p.wants);
+        let added: Vec<Mid> = kinds
+            .iter()
+            .map(|k| (k, Direction::SendOnly))
+            .chain(wants.iter().map(|k| (k, Direction::SendRecv)))
+            .map(|(k, dir)| change.add_media(*k, dir, None, None, None))
+            .collect();
+        let Some((offer, pending)) = change.apply() else { return };
+        p.pending = Some((pending, added));
+        tracing::debug!(sid = %p.sid, party = %p.key, ?kinds, ?wants, "offering lines");
+        let _ = self.events.send(RelayEvent::Offer {
+            sid: p.sid.clone(),
+            party: p.key.clone(),
+            sdp: offer.to_sdp_string(),
+        });
     }
 
     fn receive(&mut self, data: &[u8], source: SocketAddr) -> Option<u64> {
@@ -264,8 +488,8 @@ impl RelayTask {
         Some(id)
     }
 
-    /// Polls session `id` (and every session its output writes to) until they only
-    /// wait, and schedules their wake-ups.
+    /// Polls connection `id` (and every connection its output writes to) until they
+    /// only wait, and schedules their wake-ups.
     fn drive(&mut self, id: u64) {
         let mut todo = vec![id];
         while let Some(id) = todo.pop() {
@@ -287,18 +511,21 @@ impl RelayTask {
                         let _ = self.socket.try_send_to(&t.contents, t.destination);
                     }
                     Ok(Output::Event(e)) => match e {
-                        Event::MediaAdded(m) => p.mids.push((m.mid, m.kind)),
+                        Event::MediaAdded(m) => {
+                            p.set_line(m.mid, m.kind, m.direction);
+                            self.dirty.push(p.sid.clone());
+                        }
+                        Event::MediaChanged(m) => {
+                            if let Some(kind) = p.line(m.mid).map(|l| l.kind) {
+                                p.set_line(m.mid, kind, m.direction);
+                                self.dirty.push(p.sid.clone());
+                            }
+                        }
                         Event::MediaData(d) => {
                             p.last_media = Instant::now();
-                            if let Some(kind) = p.kind_of(d.mid) {
-                                relays.push(Relay::Media(kind, Box::new(d)));
-                            }
+                            relays.push(Relay::Media(d.mid, Box::new(d)));
                         }
-                        Event::KeyframeRequest(r) => {
-                            if let Some(kind) = p.kind_of(r.mid) {
-                                relays.push(Relay::Keyframe(kind, r.kind));
-                            }
-                        }
+                        Event::KeyframeRequest(r) => relays.push(Relay::Keyframe(r.mid, r.kind)),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             p.rtc.disconnect()
                         }
@@ -310,18 +537,29 @@ impl RelayTask {
                     }
                 }
             }
-            if relays.is_empty() {
-                continue;
-            }
-            let sid = p.sid.clone();
-            let others: Vec<u64> =
-                self.by_call.get(&sid).into_iter().flatten().copied().filter(|o| *o != id).collect();
             for r in relays {
-                for &o in &others {
-                    let Some(q) = self.parties.get_mut(&o) else { continue };
-                    relay_to(q, &r);
-                    if !todo.contains(&o) {
-                        todo.push(o);
+                match r {
+                    Relay::Media(mid, data) => {
+                        let Some(dests) = self.routes.get(&Source { party: id, mid }) else { continue };
+                        for &(o, line) in dests {
+                            let Some(q) = self.parties.get_mut(&o) else { continue };
+                            write_media(q, line, &data);
+                            if !todo.contains(&o) {
+                                todo.push(o);
+                            }
+                        }
+                    }
+                    Relay::Keyframe(mid, kind) => {
+                        // A receiver lost video: ask the line's source for a keyframe.
+                        let source = self.parties.get(&id).and_then(|p| p.line(mid)).and_then(|l| l.feed);
+                        let Some(source) = source else { continue };
+                        let Some(q) = self.parties.get_mut(&source.party) else { continue };
+                        if let Some(mut writer) = q.rtc.writer(source.mid) {
+                            let _ = writer.request_keyframe(None, kind);
+                        }
+                        if !todo.contains(&source.party) {
+                            todo.push(source.party);
+                        }
                     }
                 }
             }
@@ -332,30 +570,23 @@ impl RelayTask {
         for p in self.parties.values_mut() {
             if !p.lost && now.duration_since(p.last_media) > self.media_timeout {
                 p.lost = true;
-                tracing::info!(sid = %p.sid, side = p.side.name(), "media stopped");
-                let _ = self.lost.try_send((p.sid.clone(), p.side));
+                tracing::info!(sid = %p.sid, party = %p.key, "media stopped");
+                let _ = self.events.send(RelayEvent::Lost { sid: p.sid.clone(), party: p.key.clone() });
             }
         }
     }
 }
 
-/// Writes what another party produced into `q`'s media line of the same kind.
-fn relay_to(q: &mut Party, r: &Relay) {
-    match r {
-        Relay::Media(kind, data) => {
-            let Some(mid) = q.mid_of(*kind) else { return };
-            let Some(writer) = q.rtc.writer(mid) else { return };
-            let Some(pt) = writer.match_params(data.params) else { return };
-            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                tracing::debug!(sid = %q.sid, error = %e, "media write failed");
-            }
-        }
-        Relay::Keyframe(kind, req) => {
-            // A receiver lost video: ask the sender for a keyframe.
-            let Some(mid) = q.mid_of(*kind) else { return };
-            if let Some(mut writer) = q.rtc.writer(mid) {
-                let _ = writer.request_keyframe(None, *req);
-            }
-        }
+/// Writes what another party produced into `q`'s line `mid`.
+fn write_media(q: &mut Party, mid: Mid, data: &MediaData) {
+    let Some(writer) = q.rtc.writer(mid) else { return };
+    let Some(pt) = writer.match_params(data.params) else { return };
+    if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+        tracing::debug!(sid = %q.sid, error = %e, "media write failed");
     }
+}
+
+/// The `a=ice-ufrag` of an SDP (session or first media level).
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(|u| u.trim().to_string())
 }
