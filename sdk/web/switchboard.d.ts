@@ -75,6 +75,12 @@ export declare class Call {
   acceptCall(): Promise<void>;
   endCall(reasonCode?: number, userRelCode?: string): Promise<void>;
   muteMyAudio(mute: boolean): Promise<void>;
+  /**
+   * Turns my camera on (the peer gets evtVideoEnabledByPeer). In an audio call this opens
+   * the camera and upgrades the call: the relay adds a line to send video on and one to
+   * the peer's connection. Rejects with `{ reason, code: 1601-1607, strCode }` when the
+   * camera cannot be opened.
+   */
   enableVideo(): Promise<void>;
   disableVideo(): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;

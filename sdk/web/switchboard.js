@@ -26,6 +26,24 @@ const GUM_REASONS = {
   TypeError: [1607, 'WEB_GUM_TYPE_ERROR'],
 };
 
+/** A getUserMedia failure as a rejection: reason plus the web-only code 1601-1607. */
+function gumError(e) {
+  const [code, name] = GUM_REASONS[e?.name] ?? [1607, 'WEB_GUM_TYPE_ERROR'];
+  return { reason: 'internal_initialization_error', code, strCode: name, message: String(e?.message ?? e) };
+}
+
+/** mid → { kind, dir } of each m-section of an SDP. */
+function sdpLines(sdp) {
+  const out = new Map();
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const kind = section.split(' ')[0];
+    const mid = /\na=mid:(\S+)/.exec(section)?.[1];
+    const dir = /\na=(sendrecv|sendonly|recvonly|inactive)/.exec(section)?.[1] ?? 'sendrecv';
+    if (mid != null) out.set(mid, { kind, dir });
+  }
+  return out;
+}
+
 function signalUrl(serverUrl) {
   const u = new URL(serverUrl, globalThis.location?.href);
   u.protocol = u.protocol === 'https:' || u.protocol === 'wss:' ? 'wss:' : 'ws:';
@@ -132,8 +150,7 @@ export class Call {
     try {
       this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: this.mediaType === 'video' });
     } catch (e) {
-      const [code, name] = GUM_REASONS[e?.name] ?? [1607, 'WEB_GUM_TYPE_ERROR'];
-      throw { reason: 'internal_initialization_error', code, strCode: name, message: String(e?.message ?? e) };
+      throw gumError(e);
     }
     const myVideo = this.params.mediaHtmlElement?.my?.video;
     if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
@@ -206,8 +223,29 @@ export class Call {
     this.session?.send({ type: 'media_state', sid: this.sid, mic_muted: !!mute });
   }
 
-  /** Turns my camera on (video calls); the peer gets evtVideoEnabledByPeer. */
-  async enableVideo() { this._video(true); }
+  /**
+   * Turns my camera on; the peer gets evtVideoEnabledByPeer. In an audio call this opens
+   * the camera (rejecting with reasons 1601-1607 if it cannot) and asks the relay for a
+   * line to send video on; the peer's page receives it on a line the relay adds.
+   */
+  async enableVideo() {
+    if (this.localStream && this.localStream.getVideoTracks().length === 0 && this.sid && !this.ended) {
+      let cam;
+      try {
+        cam = await navigator.mediaDevices.getUserMedia({ video: true });
+      } catch (e) {
+        throw gumError(e);
+      }
+      const track = cam.getVideoTracks()[0];
+      this.localStream.addTrack(track);
+      this._videoToSend = track;
+      this.mediaType = 'video';
+      const myVideo = this.params.mediaHtmlElement?.my?.video;
+      if (myVideo) { myVideo.srcObject = this.localStream; myVideo.muted = true; }
+      this.session?.send({ type: 'add_media', sid: this.sid, kind: 'video' });
+    }
+    this._video(true);
+  }
 
   /** Turns my camera off; the peer gets evtVideoDisabledByPeer. */
   async disableVideo() { this._video(false); }
@@ -229,6 +267,7 @@ export class Call {
       case 'wait_connected': call(this.delegate.evtWaitConnected); break;
       case 'connected': this._media().catch((e) => console.error('switchboard media failed', e)); call(this.delegate.evtConnected); break;
       case 'disconnected': if (m.req == null || m.sid === this.sid) this._ended(m); break;
+      case 'media_offer': this._negotiate(() => this._relayOffer(m.sdp)); break;
       case 'peer_media_state':
         if (m.mic_muted === true) call(this.delegate.evtPeerMicMuted);
         if (m.mic_muted === false) call(this.delegate.evtPeerMicUnmuted);
@@ -239,7 +278,34 @@ export class Call {
     }
   }
 
-  async _media() {
+  /** Runs media negotiations one after another (the relay may offer during our first). */
+  _negotiate(step) {
+    this._negotiation = (this._negotiation ?? Promise.resolve()).then(step).catch((e) => console.error('switchboard negotiation failed', e));
+    return this._negotiation;
+  }
+
+  /** The relay adds lines: other parties' media, or the line we asked to send video on. */
+  async _relayOffer(sdp) {
+    const pc = this.pc;
+    if (!pc || this.ended) return;
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    const lines = sdpLines(sdp);
+    for (const t of pc.getTransceivers()) {
+      const line = lines.get(t.mid);
+      if (this._videoToSend && line?.kind === 'video' && line.dir === 'sendrecv' && !t.sender.track) {
+        await t.sender.replaceTrack(this._videoToSend);
+        t.sender.setStreams?.(this.localStream);
+        t.direction = 'sendrecv';
+        this._videoToSend = null;
+      }
+    }
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.session.send({ type: 'media_answer', sid: this.sid, sdp: pc.localDescription.sdp });
+  }
+
+  _media() { return this._negotiate(() => this._firstOffer()); }
+
+  async _firstOffer() {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     this.remoteStream = new MediaStream();
@@ -248,7 +314,7 @@ export class Call {
       this.remoteStream.addTrack(ev.track);
       const peer = this.params.mediaHtmlElement?.peer ?? {};
       const el = ev.track.kind === 'video' ? peer.video : peer.audio;
-      if (el) { el.srcObject = this.remoteStream; el.play?.().catch(() => {}); }
+      if (el) { el.srcObject = null; el.srcObject = this.remoteStream; el.play?.().catch(() => {}); }
     };
     await pc.setLocalDescription(await pc.createOffer());
     // The relay is ICE-lite without trickle: send the offer with every host candidate.

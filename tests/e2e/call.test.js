@@ -53,7 +53,7 @@ api_key = "web-key"
 api_secret = "${SECRET}"
 on_call_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/call_evt"
 `);
-  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
   server.stderr.on('data', (d) => process.stderr.write(d));
   base = `http://127.0.0.1:${port}`;
   await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
@@ -67,19 +67,27 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function openPage(name) {
+// `media`: 'fake' (fake camera and microphone, allowed), 'denied' (the user refuses
+// access), 'none' (a machine without camera or microphone).
+async function openPage(name, media = 'fake') {
+  const mediaArgs = {
+    fake: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+    denied: ['--use-fake-device-for-media-stream', '--deny-permission-prompts'],
+    none: ['--use-fake-ui-for-media-stream'],
+  }[media];
   const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
     executablePath: CHROMIUM,
     headless: true,
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+      '--disable-component-update', '--disable-sync', ...mediaArgs,
+      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
     ],
   });
   browsers.push(ctx);
   const page = ctx.pages()[0] ?? await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
+  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
   await page.goto(`${base}/`);
   await page.evaluate(async () => {
     window.sb = await import('/sdk/switchboard.js');
@@ -176,10 +184,20 @@ for (const mediaType of ['audio', 'video']) {
     await waitEvent(bob, 'evtPeerMicMuted');
     await alice.evaluate(() => window.call.muteMyAudio(false));
     await waitEvent(bob, 'evtPeerMicUnmuted');
-    await bob.evaluate(() => window.call.disableVideo());
-    await waitEvent(alice, 'evtVideoDisabledByPeer');
+    if (mediaType === 'video') {
+      await bob.evaluate(() => window.call.disableVideo());
+      await waitEvent(alice, 'evtVideoDisabledByPeer');
+    }
+    // In an audio call this turns the camera on: the relay adds a line to send it on,
+    // and one to Alice's connection to receive it on.
     await bob.evaluate(() => window.call.enableVideo());
     await waitEvent(alice, 'evtVideoEnabledByPeer');
+    const before = (await inbound(alice)).videoFrames;
+    await waitFor('alice decodes bob\'s video', async () => (await inbound(alice)).videoFrames > before + 5);
+    if (mediaType === 'audio') {
+      const shown = await alice.evaluate(() => window.media.video.srcObject?.getVideoTracks().length ?? 0);
+      assert.equal(shown, 1, 'the peer video element shows the new track');
+    }
 
     // The callee hangs up.
     await new Promise((r) => setTimeout(r, 1100));
@@ -197,6 +215,23 @@ for (const mediaType of ['audio', 'video']) {
     assert.ok(Number(rec.duration) > 0, `duration ${rec.duration}`);
   });
 }
+
+test('getUserMedia failures reject makeCall with the web reasons 1602 and 1603', async () => {
+  for (const [media, code, strCode] of [['denied', 1602, 'WEB_GUM_NOT_ALLOWED_ERROR'], ['none', 1603, 'WEB_GUM_NOT_FOUND_ERROR']]) {
+    const page = await openPage(`gum-${media}`, media);
+    const err = await page.evaluate(async ({ token }) => {
+      const call = new window.sb.Call({ serverUrl: location.origin });
+      try {
+        await call.makeCall({ myId: 'gum-user', myServiceId: 'web', peerId: 'nobody', accessToken: token, mediaType: 'video', delegate: {} });
+        return null;
+      } catch (e) {
+        return e;
+      }
+    }, { token: token('gum-user') });
+    assert.ok(err, `makeCall rejects when ${media}`);
+    assert.deepEqual([err.reason, err.code, err.strCode], ['internal_initialization_error', code, strCode], JSON.stringify(err));
+  }
+});
 
 test('the CLI calls a browser: each receives the other through the server', async () => {
   const bob = await openPage('bob-cli');

@@ -78,6 +78,23 @@ test('two people call each other from the demo page', async () => {
     assert.equal(await page.textContent('#why'), 'Call ended');
     assert.match(await page.textContent('#code'), /NORMAL \(1001\) · by callee/);
   }
+  // A voice call upgraded to video: Bob turns his camera on, Alice sees him.
+  for (const page of [alice, bob]) await page.click('#againBtn');
+  await alice.fill('#peer', 'bob');
+  await alice.click('#voiceBtn');
+  await bob.waitForSelector('#incoming:not(.hidden)');
+  assert.equal(await bob.textContent('#inKind'), 'Voice call');
+  await bob.click('#acceptBtn');
+  await alice.waitForFunction(() => /^\d\d:\d\d$/.test(document.getElementById('state').textContent));
+  assert.ok(await alice.isHidden('#peerVideo'), 'a voice call shows no video');
+  assert.equal(await bob.textContent('#camBtn'), 'Camera on');
+  await bob.click('#camBtn');
+  await bob.waitForSelector('#myVideo:not(.hidden)');
+  await alice.waitForSelector('#peerVideo:not(.hidden)');
+  await alice.waitForFunction(() => document.getElementById('peerVideo').videoWidth > 0);
+  await alice.click('#hangupBtn');
+  await bob.waitForSelector('#ended:not(.hidden)');
+  assert.match(await bob.textContent('#code'), /NORMAL \(1001\) · by caller/);
   // Calling someone who is not online reads as such.
   await alice.click('#againBtn');
   await alice.fill('#peer', 'nobody');

@@ -34,6 +34,15 @@ async fn abuse_on_one_session_leaves_other_calls_alone() {
     assert_eq!((e["error"].as_str(), e["req"].as_u64()), (Some("not_found"), Some(7)));
     m.send(&format!(r#"{{"type":"accept_call","req":8,"sid":"{sid}"}}"#)).await;
     assert_eq!(m.wait_for("error").await["error"], "not_found");
+    // Media messages for someone else's call, and a kind that does not exist.
+    m.send(&format!(r#"{{"type":"media_offer","req":9,"sid":"{sid}","sdp":"v=0"}}"#)).await;
+    assert_eq!(m.wait_for("error").await["error"], "not_found");
+    m.send(&format!(r#"{{"type":"media_answer","sid":"{sid}","sdp":"v=0"}}"#)).await;
+    assert_eq!(m.wait_for("error").await["error"], "not_found");
+    m.send(&format!(r#"{{"type":"add_media","sid":"{sid}","kind":"hologram"}}"#)).await;
+    assert_eq!(m.wait_for("error").await["error"], "invalid_param");
+    m.send(&format!(r#"{{"type":"add_media","sid":"{sid}","kind":"video"}}"#)).await;
+    assert_eq!(m.wait_for("error").await["error"], "not_found");
     assert!(m.send_frame(Message::Binary(vec![1, 2, 3].into())).await);
     assert_eq!(m.wait_for("error").await["error"], "malformed");
     // Wrong state: the caller tries to accept its own call.
