@@ -112,6 +112,49 @@ fn local_ip_towards(server_host: &str) -> std::net::IpAddr {
     probe.map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
+/// How a media connection negotiates with the relay. For a call this is the call's
+/// signaling session ([`Client::start_media`]); a program that hosts the relay itself
+/// (tests, a media gateway) can plug in its own.
+pub trait MediaSignaling: Send + Sync + 'static {
+    /// Sends the connection's first offer; resolves with the relay's answer.
+    fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>>;
+    /// Sends the answer to an offer of the relay.
+    fn answer(&self, sdp: String);
+    /// Asks the relay for a line to send `kind` (`audio` / `video`) on.
+    fn add_media(&self, kind: &str);
+}
+
+/// A boxed future, as [`MediaSignaling::offer`] returns.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A call's signaling session as [`MediaSignaling`]; stops routing the relay's offers
+/// for the call when the media connection ends.
+struct CallSignaling {
+    client: Client,
+    sid: String,
+}
+
+impl MediaSignaling for CallSignaling {
+    fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>> {
+        let (client, sid) = (self.client.clone(), self.sid.clone());
+        Box::pin(async move { client.media_offer(&sid, sdp).await })
+    }
+
+    fn answer(&self, sdp: String) {
+        self.client.media_answer(&self.sid, sdp);
+    }
+
+    fn add_media(&self, kind: &str) {
+        self.client.add_media(&self.sid, kind);
+    }
+}
+
+impl Drop for CallSignaling {
+    fn drop(&mut self) {
+        self.client.unregister_media(&self.sid);
+    }
+}
+
 impl Client {
     /// Starts the media of connected call `sid`: audio, and video when `video`.
     /// Resolves once the relay answered; [`MediaEvent::Connected`] follows when ICE and
@@ -121,51 +164,55 @@ impl Client {
         sid: &str,
         video: bool,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
-        static CRYPTO: Once = Once::new();
-        CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
-        let ip = local_ip_towards(self.server_host());
-        let socket =
-            UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
-        let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;
-        let mut rtc = Rtc::builder().build(Instant::now());
-        let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
-        let mut change = rtc.sdp_api();
-        let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-        let video_mid =
-            video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
-        let (offer, pending) =
-            change.apply().ok_or_else(|| ClientError::Connect("nothing to negotiate".into()))?;
         // Routed from before the offer: the relay may offer lines right after answering.
         let relay_offers = self.register_media(sid);
-        let answer = match self.media_offer(sid, offer.to_sdp_string()).await {
-            Ok(a) => a,
-            Err(e) => {
-                self.unregister_media(sid);
-                return Err(e);
-            }
-        };
-        let answer = SdpAnswer::from_sdp_string(&answer)
-            .map_err(|e| ClientError::Connect(format!("bad SDP answer: {e}")))?;
-        rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Connect(e.to_string()))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(Mutex::new(MediaStats::default()));
-        let task = MediaTask {
-            rtc,
-            socket,
-            local,
-            audio,
-            video: video_mid,
-            events: ev_tx,
-            stats: stats.clone(),
-            client: self.clone(),
-            sid: sid.to_string(),
-            video_asked: false,
-        };
-        tokio::spawn(task.run(rx, relay_offers));
-        Ok((Media { tx, stats }, ev_rx))
+        let signaling = CallSignaling { client: self.clone(), sid: sid.to_string() };
+        let ip = local_ip_towards(self.server_host());
+        connect_media(Box::new(signaling), relay_offers, ip, video).await
     }
+}
+
+/// Opens a media connection from `ip` to a relay reached through `signaling`: audio,
+/// and video when `video`. `relay_offers` carries the relay's offers (SDP) for it.
+pub async fn connect_media(
+    signaling: Box<dyn MediaSignaling>,
+    relay_offers: mpsc::UnboundedReceiver<String>,
+    ip: std::net::IpAddr,
+    video: bool,
+) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
+    static CRYPTO: Once = Once::new();
+    CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+    let socket =
+        UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
+    let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;
+    let mut rtc = Rtc::builder().build(Instant::now());
+    let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
+    rtc.add_local_candidate(candidate);
+    let mut change = rtc.sdp_api();
+    let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let video_mid = video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+    let (offer, pending) =
+        change.apply().ok_or_else(|| ClientError::Connect("nothing to negotiate".into()))?;
+    let answer = signaling.offer(offer.to_sdp_string()).await?;
+    let answer = SdpAnswer::from_sdp_string(&answer)
+        .map_err(|e| ClientError::Connect(format!("bad SDP answer: {e}")))?;
+    rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Connect(e.to_string()))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(Mutex::new(MediaStats::default()));
+    let task = MediaTask {
+        rtc,
+        socket,
+        local,
+        audio,
+        video: video_mid,
+        events: ev_tx,
+        stats: stats.clone(),
+        signaling,
+        video_asked: false,
+    };
+    tokio::spawn(task.run(rx, relay_offers));
+    Ok((Media { tx, stats }, ev_rx))
 }
 
 struct MediaTask {
@@ -176,8 +223,7 @@ struct MediaTask {
     video: Option<Mid>,
     events: mpsc::UnboundedSender<MediaEvent>,
     stats: Arc<Mutex<MediaStats>>,
-    client: Client,
-    sid: String,
+    signaling: Box<dyn MediaSignaling>,
     /// We asked the relay for a video line to send on.
     video_asked: bool,
 }
@@ -221,7 +267,6 @@ impl MediaTask {
             }
         }
         self.rtc.disconnect();
-        self.client.unregister_media(&self.sid);
         let _ = self.events.send(MediaEvent::Disconnected);
     }
 
@@ -231,7 +276,7 @@ impl MediaTask {
             return;
         }
         self.video_asked = true;
-        self.client.add_media(&self.sid, "video");
+        self.signaling.add_media("video");
     }
 
     /// The relay offers lines: ones it sends other parties' media on, and the
@@ -242,7 +287,7 @@ impl MediaTask {
             .and_then(|offer| self.rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string()));
         let answer = match answer {
             Ok(answer) => answer,
-            Err(e) => return tracing::warn!(sid = %self.sid, error = %e, "relay offer refused"),
+            Err(e) => return tracing::warn!(error = %e, "relay offer refused"),
         };
         if self.video.is_none() && self.video_asked {
             self.video = sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")).find_map(|mid| {
@@ -251,7 +296,7 @@ impl MediaTask {
                 (m.kind() == MediaKind::Video && m.direction() == Direction::SendRecv).then_some(mid)
             });
         }
-        self.client.media_answer(&self.sid, answer.to_sdp_string());
+        self.signaling.answer(answer.to_sdp_string());
         let _ = self.events.send(MediaEvent::Renegotiated);
     }
 

@@ -1,0 +1,167 @@
+//! The media relay with more than two parties in one session, as the group-call rooms
+//! will use it: the real relay (its UDP socket on 127.0.0.1) and real SDK media
+//! connections (ICE, DTLS-SRTP), negotiating through the relay's command interface
+//! instead of a call's signaling session.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_client::{connect_media, BoxFuture, ClientError, Media, MediaEvent, MediaSignaling};
+use switchboard_server::media::{MediaCmd, MediaRelay, RelayEvent};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+
+const SID: &str = "room-1";
+
+type OfferRoutes = Arc<Mutex<HashMap<String, UnboundedSender<String>>>>;
+
+/// Negotiates one party's connection straight with the relay.
+struct Direct {
+    relay: MediaRelay,
+    party: String,
+}
+
+impl MediaSignaling for Direct {
+    fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>> {
+        let (reply, answer) = oneshot::channel();
+        self.relay.send(MediaCmd::Offer { sid: SID.into(), party: self.party.clone(), sdp, reply });
+        Box::pin(async move {
+            answer.await.map_err(|_| ClientError::Closed)?.map_err(|e| ClientError::Connect(e.to_string()))
+        })
+    }
+
+    fn answer(&self, sdp: String) {
+        self.relay.send(MediaCmd::Answer { sid: SID.into(), party: self.party.clone(), sdp });
+    }
+
+    fn add_media(&self, _kind: &str) {}
+}
+
+struct Room {
+    relay: MediaRelay,
+    routes: OfferRoutes,
+}
+
+impl Room {
+    async fn start() -> Room {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let bind = "127.0.0.1:0".parse().expect("address");
+        let relay = MediaRelay::start(bind, None, Duration::from_secs(30), tx).await.expect("relay");
+        let routes: OfferRoutes = Arc::default();
+        let r = routes.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let RelayEvent::Offer { party, sdp, .. } = ev {
+                    let to = r.lock().ok().and_then(|m| m.get(&party).cloned());
+                    if let Some(to) = to {
+                        let _ = to.send(sdp);
+                    }
+                }
+            }
+        });
+        Room { relay, routes }
+    }
+
+    /// A member joins: its media connection, its events, and a sender of its name.
+    async fn join(
+        &self,
+        name: &str,
+    ) -> (Arc<Media>, UnboundedReceiver<MediaEvent>, tokio::task::JoinHandle<()>) {
+        let (tx, offers) = mpsc::unbounded_channel();
+        self.routes.lock().expect("routes").insert(name.to_string(), tx);
+        let signaling = Direct { relay: self.relay.clone(), party: name.to_string() };
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let (media, mut rx) = connect_media(Box::new(signaling), offers, ip, false).await.expect("media");
+        let wait = async {
+            while let Some(ev) = rx.recv().await {
+                if matches!(ev, MediaEvent::Connected) {
+                    return;
+                }
+            }
+            panic!("{name}: media ended before connecting");
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait).await.expect("connects");
+        let media = Arc::new(media);
+        let m = media.clone();
+        let tag = name.as_bytes().to_vec();
+        let sender = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for _ in 0..1500 {
+                tick.tick().await;
+                m.send_audio(tag.clone(), 960);
+            }
+        });
+        (media, rx, sender)
+    }
+}
+
+/// Who a member hears, and on which line: sender name → (mid, packets), over `window`.
+async fn heard(
+    rx: &mut UnboundedReceiver<MediaEvent>,
+    window: Duration,
+) -> BTreeMap<String, (String, usize)> {
+    let mut out: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
+        if let MediaEvent::Audio { mid, payload } = ev {
+            let from = String::from_utf8_lossy(&payload).to_string();
+            let e = out.entry(from).or_insert((mid.clone(), 0));
+            assert_eq!(e.0, mid, "one sender, one line");
+            e.1 += 1;
+        }
+    }
+    out
+}
+
+fn senders(h: &BTreeMap<String, (String, usize)>) -> Vec<&str> {
+    h.iter().filter(|(_, (_, n))| *n >= 20).map(|(s, _)| s.as_str()).collect()
+}
+
+/// Listens in 1-second windows (while the relay's offers settle) until a window has
+/// `expected` as its senders, or 15 windows passed; returns the last window.
+async fn hears(
+    rx: &mut UnboundedReceiver<MediaEvent>,
+    expected: &[&str],
+) -> BTreeMap<String, (String, usize)> {
+    let mut last = BTreeMap::new();
+    for _ in 0..15 {
+        last = heard(rx, Duration::from_secs(1)).await;
+        if senders(&last) == expected {
+            break;
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_parties_each_hear_both_others_on_separate_lines_and_a_newcomer_reuses_a_leavers_lines() {
+    let room = Room::start().await;
+    let (_a, mut a_rx, a_send) = room.join("ann").await;
+    let (_b, mut b_rx, b_send) = room.join("ben").await;
+    let (_c, mut c_rx, c_send) = room.join("cat").await;
+    let (ha, hb, hc) = tokio::join!(
+        hears(&mut a_rx, &["ben", "cat"]),
+        hears(&mut b_rx, &["ann", "cat"]),
+        hears(&mut c_rx, &["ann", "ben"])
+    );
+    assert_eq!(senders(&ha), ["ben", "cat"], "{ha:?}");
+    assert_eq!(senders(&hb), ["ann", "cat"], "{hb:?}");
+    assert_eq!(senders(&hc), ["ann", "ben"], "{hc:?}");
+    assert_ne!(ha["ben"].0, ha["cat"].0, "each sender on its own line");
+    assert!(!ha.contains_key("ann") && !hb.contains_key("ben"), "nobody hears themself");
+    let cat_at_ann = ha["cat"].0.clone();
+
+    // Cat leaves; Ann and Ben still hear each other; Dan takes Cat's lines.
+    room.relay.send(MediaCmd::Leave { sid: SID.into(), party: "cat".into() });
+    c_send.abort();
+    let (_d, mut d_rx, d_send) = room.join("dan").await;
+    let (ha, hd) = tokio::join!(hears(&mut a_rx, &["ben", "dan"]), hears(&mut d_rx, &["ann", "ben"]));
+    assert_eq!(senders(&ha), ["ben", "dan"], "{ha:?}");
+    assert_eq!(senders(&hd), ["ann", "ben"], "{hd:?}");
+    assert_eq!(ha["dan"].0, cat_at_ann, "dan reuses the line cat had at ann");
+    for s in [a_send, b_send, d_send] {
+        s.abort();
+    }
+    room.relay.send(MediaCmd::End { sid: SID.into() });
+}
