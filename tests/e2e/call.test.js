@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
+import dgram from 'node:dgram';
 import { chromium } from 'playwright-core';
 
 const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
@@ -31,7 +32,7 @@ const waitFor = async (what, fn, ms = 15000) => {
   }
 };
 
-let server; let appServer; let dir; let base; let token; const records = [];
+const servers = []; let appServer; let config; let dir; let base; let token; const records = [];
 const browsers = [];
 
 before(async () => {
@@ -42,34 +43,42 @@ before(async () => {
     res.end('ok');
   });
   await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
+  ({ base, config } = await startServer('main'));
+  token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
+});
+
+after(async () => {
+  for (const b of browsers) await b.close().catch(() => {});
+  for (const s of servers) s.kill('SIGKILL');
+  appServer?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+// A server with its own data dir and config.
+async function startServer(name, { mediaBind = '127.0.0.1:0', extra = '' } = {}) {
   const port = await freePort();
-  const config = path.join(dir, 'switchboard.toml');
+  const config = path.join(dir, `${name}.toml`);
   fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
-data_dir = "${path.join(dir, 'data')}"
-media_bind = "127.0.0.1:0"
+data_dir = "${path.join(dir, `${name}-data`)}"
+media_bind = "${mediaBind}"
+${extra}
 [[service]]
 id = "web"
 api_key = "web-key"
 api_secret = "${SECRET}"
 on_call_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/call_evt"
 `);
-  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
-  server.stderr.on('data', (d) => process.stderr.write(d));
-  base = `http://127.0.0.1:${port}`;
+  const proc = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
+  proc.stderr.on('data', (d) => process.stderr.write(d));
+  servers.push(proc);
+  const base = `http://127.0.0.1:${port}`;
   await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
-  token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
-});
-
-after(async () => {
-  for (const b of browsers) await b.close().catch(() => {});
-  server?.kill('SIGKILL');
-  appServer?.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+  return { base, config };
+}
 
 // `media`: 'fake' (fake camera and microphone, allowed), 'denied' (the user refuses
-// access), 'none' (a machine without camera or microphone).
-async function openPage(name, media = 'fake') {
+// access), 'none' (a machine without camera or microphone). `at`: the server.
+async function openPage(name, media = 'fake', at = base) {
   const mediaArgs = {
     fake: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
     denied: ['--use-fake-device-for-media-stream', '--deny-permission-prompts'],
@@ -88,7 +97,7 @@ async function openPage(name, media = 'fake') {
   const page = ctx.pages()[0] ?? await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
   page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
-  await page.goto(`${base}/`);
+  await page.goto(`${at}/`);
   await page.evaluate(async () => {
     window.sb = await import('/sdk/switchboard.js');
     window.events = [];
@@ -215,6 +224,104 @@ for (const mediaType of ['audio', 'video']) {
     assert.ok(Number(rec.duration) > 0, `duration ${rec.duration}`);
   });
 }
+
+// A lossy network in front of the relay: a UDP proxy that forwards between each client
+// and the relay (one upstream socket per client, as a NAT would) and drops every
+// `nth` RTP packet each way. STUN, DTLS and RTCP pass.
+async function lossyProxy(relayPort, nth) {
+  const front = dgram.createSocket('udp4');
+  await new Promise((r) => front.bind(0, '127.0.0.1', r));
+  const upstreams = new Map();
+  const counts = { up: 0, down: 0, dropped: 0 };
+  const isRtp = (m) => m.length > 12 && m[0] >= 128 && m[0] <= 191 && !((m[1] & 0x7f) >= 64 && (m[1] & 0x7f) <= 95);
+  const drop = (dir, m) => isRtp(m) && ++counts[dir] % nth === 0 && ++counts.dropped;
+  front.on('message', (msg, from) => {
+    const key = `${from.address}:${from.port}`;
+    let up = upstreams.get(key);
+    if (!up) {
+      up = dgram.createSocket('udp4');
+      up.bind(0, '127.0.0.1');
+      up.on('message', (back) => { if (!drop('down', back)) front.send(back, from.port, from.address); });
+      upstreams.set(key, up);
+    }
+    if (!drop('up', msg)) up.send(msg, relayPort, '127.0.0.1');
+  });
+  return {
+    port: front.address().port,
+    counts,
+    close: () => { front.close(); for (const u of upstreams.values()) u.close(); },
+  };
+}
+
+const freeUdpPort = async () => {
+  const s = dgram.createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+};
+
+// Video statistics of one page: what it received and what it sent.
+const videoStats = (page) => page.evaluate(async () => {
+  const out = { framesDecoded: 0, nackSent: 0, nackReceived: 0, retransmitted: 0, pliReceived: 0 };
+  (await window.call.getStats()).forEach((s) => {
+    if (s.kind !== 'video') return;
+    if (s.type === 'inbound-rtp') { out.framesDecoded += s.framesDecoded ?? 0; out.nackSent += s.nackCount ?? 0; }
+    if (s.type === 'outbound-rtp') {
+      out.nackReceived += s.nackCount ?? 0; out.retransmitted += s.retransmittedPacketsSent ?? 0; out.pliReceived += s.pliCount ?? 0;
+    }
+  });
+  return out;
+});
+
+test('video recovers from packet loss on the way to and from the relay (NACK)', async (t) => {
+  const relayPort = await freeUdpPort();
+  const proxy = await lossyProxy(relayPort, 25); // 4 % of RTP each way
+  const lossy = await startServer('lossy', { mediaBind: `127.0.0.1:${relayPort}`, extra: `media_advertise = "127.0.0.1:${proxy.port}"` });
+  try {
+    const [alice, bob] = [await openPage('alice-loss', 'fake', lossy.base), await openPage('bob-loss', 'fake', lossy.base)];
+    const tokenAt = (user) => execFileSync(BIN, ['token', '--config', lossy.config, '--service', 'web', '--user', user]).toString().trim();
+    await bob.evaluate(async ({ token }) => {
+      await window.sb.listenForCalls({
+        serverUrl: location.origin, myId: 'bob-loss', myServiceId: 'web', accessToken: token,
+        onIncomingCall: async (inc) => {
+          window.call = new window.sb.Call({ serverUrl: location.origin });
+          await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate });
+          await window.call.acceptCall();
+        },
+      });
+    }, { token: tokenAt('bob-loss') });
+    await alice.evaluate(async ({ token }) => {
+      window.call = new window.sb.Call({ serverUrl: location.origin });
+      await window.call.makeCall({
+        myId: 'alice-loss', myServiceId: 'web', peerId: 'bob-loss', accessToken: token, mediaType: 'video',
+        mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate,
+      });
+    }, { token: tokenAt('alice-loss') });
+    await waitEvent(bob, 'evtConnected');
+    for (const page of [alice, bob]) await waitFor('decoded video', async () => (await videoStats(page)).framesDecoded > 10);
+    // Several seconds through the lossy network.
+    await waitFor('NACKs both ways', async () => {
+      const [a, b] = [await videoStats(alice), await videoStats(bob)];
+      return a.nackSent > 0 && b.nackSent > 0 && a.nackReceived > 0 && b.nackReceived > 0;
+    }, 20000);
+    const [a0, b0] = [await videoStats(alice), await videoStats(bob)];
+    await new Promise((r) => setTimeout(r, 2000));
+    const [a1, b1] = [await videoStats(alice), await videoStats(bob)];
+    // Each browser asked the relay to resend what the proxy dropped on the way down, and
+    // resent what the relay asked for on the way up; the picture keeps moving.
+    for (const [who, s0, s1] of [['alice', a0, a1], ['bob', b0, b1]]) {
+      assert.ok(s1.retransmitted > 0, `${who} retransmitted on the relay's NACKs: ${JSON.stringify(s1)}`);
+      assert.ok(s1.framesDecoded - s0.framesDecoded >= 20, `${who} keeps decoding under loss: ${JSON.stringify([s0, s1])}`);
+    }
+    assert.ok(proxy.counts.dropped > 20, `the proxy dropped packets: ${JSON.stringify(proxy.counts)}`);
+    t.diagnostic(JSON.stringify({ alice: a1, bob: b1, proxy: proxy.counts }));
+    await alice.evaluate(() => window.call.endCall());
+    await waitEvent(bob, 'evtDisconnected');
+  } finally {
+    proxy.close();
+  }
+});
 
 test('getUserMedia failures reject makeCall with the web reasons 1602 and 1603', async () => {
   for (const [media, code, strCode] of [['denied', 1602, 'WEB_GUM_NOT_ALLOWED_ERROR'], ['none', 1603, 'WEB_GUM_NOT_FOUND_ERROR']]) {

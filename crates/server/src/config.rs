@@ -162,9 +162,11 @@ pub struct Config {
     /// start; production wants a fixed port opened in the firewall.
     #[serde(default = "default_media_bind")]
     pub media_bind: SocketAddr,
-    /// The address clients reach the media port at (default: the bind address).
+    /// The address clients reach the media port at (default: the bind address):
+    /// `"203.0.113.10"`, or with a port when a NAT or load balancer maps another one
+    /// (`"203.0.113.10:40000"`).
     #[serde(default)]
-    pub media_advertise: Option<std::net::IpAddr>,
+    pub media_advertise: Option<Advertise>,
     /// A connected party whose media stops this long ends the call (NETWORK_UNSTABLE).
     #[serde(default = "default_media_timeout")]
     pub media_timeout_ms: u64,
@@ -426,6 +428,19 @@ mod tests {
     }
 
     #[test]
+    fn media_advertise_takes_an_address_with_or_without_a_port() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let c = Config::from_toml("media_advertise = \"203.0.113.10\"").unwrap();
+        assert_eq!(Advertise::address(c.media_advertise, local), "203.0.113.10:5000".parse().unwrap());
+        let c = Config::from_toml("media_advertise = \"203.0.113.10:40000\"").unwrap();
+        assert_eq!(Advertise::address(c.media_advertise, local), "203.0.113.10:40000".parse().unwrap());
+        let c = Config::from_toml("media_advertise = \"[2001:db8::1]:40000\"").unwrap();
+        assert_eq!(Advertise::address(c.media_advertise, local), "[2001:db8::1]:40000".parse().unwrap());
+        assert_eq!(Advertise::address(None, local), local);
+        assert!(Config::from_toml("media_advertise = \"example.com\"").is_err());
+    }
+
+    #[test]
     fn rejects_bad_values() {
         let text = "[[service]]\nid = \"a_b\"\napi_key = \"k\"\napi_secret = \"short\"\n";
         assert!(Config::from_toml(text).is_err());
@@ -442,5 +457,40 @@ mod tests {
         assert!(a.demo);
         assert_eq!(a.services, b.services);
         std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+/// Where clients reach the media relay: an address, and a port when it differs from
+/// the bound one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct Advertise {
+    /// The address put in the relay's SDP answers.
+    pub ip: std::net::IpAddr,
+    /// The port, if not the bound port.
+    pub port: Option<u16>,
+}
+
+impl TryFrom<String> for Advertise {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Advertise { ip: addr.ip(), port: Some(addr.port()) });
+        }
+        let ip = s.trim_start_matches('[').trim_end_matches(']');
+        ip.parse()
+            .map(|ip| Advertise { ip, port: None })
+            .map_err(|_| format!("media_advertise {s:?}: expected an IP address, optionally with :port"))
+    }
+}
+
+impl Advertise {
+    /// The advertised address of a relay bound at `local`.
+    pub fn address(advertise: Option<Advertise>, local: SocketAddr) -> SocketAddr {
+        match advertise {
+            Some(a) => SocketAddr::new(a.ip, a.port.unwrap_or(local.port())),
+            None => local,
+        }
     }
 }

@@ -174,7 +174,7 @@ impl MediaRelay {
     /// which reports on `events`.
     pub async fn start(
         bind: SocketAddr,
-        advertise: Option<std::net::IpAddr>,
+        advertise: Option<crate::config::Advertise>,
         media_timeout: Duration,
         events: mpsc::UnboundedSender<RelayEvent>,
     ) -> Result<Self, MediaError> {
@@ -182,11 +182,10 @@ impl MediaRelay {
         CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
         let socket = UdpSocket::bind(bind).await.map_err(|source| MediaError::Bind { addr: bind, source })?;
         let local = socket.local_addr().map_err(|source| MediaError::Bind { addr: bind, source })?;
-        let advertised = SocketAddr::new(advertise.unwrap_or(local.ip()), local.port());
+        let advertised = crate::config::Advertise::address(advertise, local);
         let (tx, rx) = mpsc::unbounded_channel();
         let task = RelayTask {
             socket,
-            local,
             advertised,
             next_id: 1,
             parties: HashMap::new(),
@@ -211,7 +210,6 @@ impl MediaRelay {
 
 struct RelayTask {
     socket: UdpSocket,
-    local: SocketAddr,
     advertised: SocketAddr,
     next_id: u64,
     parties: HashMap<u64, Party>,
@@ -463,9 +461,12 @@ impl RelayTask {
 
     fn receive(&mut self, data: &[u8], source: SocketAddr) -> Option<u64> {
         let contents = data.try_into().ok()?;
+        // Packets are addressed to our one candidate, the advertised address: behind a
+        // NAT or port mapping that is not the socket's own address, and ICE must see
+        // the address it announced.
         let input = Input::Receive(
             Instant::now(),
-            Receive { proto: Protocol::Udp, source, destination: self.local, contents },
+            Receive { proto: Protocol::Udp, source, destination: self.advertised, contents },
         );
         let known = self.by_addr.get(&source).copied().filter(|id| self.parties.contains_key(id));
         let id = match known {
