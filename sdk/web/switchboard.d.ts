@@ -66,8 +66,18 @@ export interface StartFailError {
 export declare const START_FAIL_REASON: Readonly<Record<string, string>>;
 export declare const DISCONNECT_SOURCE: Readonly<Record<number, DisconnectSourceName>>;
 
+export interface CallOptions {
+  serverUrl: string;
+  /**
+   * Video codecs to offer, most preferred first (`'VP8'`, `'H264'`, `'VP9'`, `'AV1'`);
+   * others are left out. Default: the browser's own list. The relay forwards a codec
+   * only to parties that offered it too.
+   */
+  videoCodecs?: string[];
+}
+
 export declare class Call {
-  constructor(opts: { serverUrl: string });
+  constructor(opts: CallOptions);
   readonly sid: string | null;
   readonly peerStream: MediaStream | null;
   makeCall(params: MakeCallParams): Promise<void>;

@@ -127,8 +127,9 @@ function call(fn, ...args) {
  * the callee, then acceptCall() / endCall().
  */
 export class Call {
-  constructor({ serverUrl } = {}) {
+  constructor({ serverUrl, videoCodecs } = {}) {
     if (!serverUrl) throw new TypeError('serverUrl is required');
+    this.videoCodecs = videoCodecs;
     if (typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia) {
       this.unsupported = true;
     }
@@ -299,8 +300,25 @@ export class Call {
         this._videoToSend = null;
       }
     }
+    this._preferCodecs();
     await pc.setLocalDescription(await pc.createAnswer());
     this.session.send({ type: 'media_answer', sid: this.sid, sdp: pc.localDescription.sdp });
+  }
+
+  /** Applies `videoCodecs` to the video lines (repair formats rtx/red/fec stay). */
+  _preferCodecs() {
+    if (!this.videoCodecs?.length || !this.pc) return;
+    const caps = RTCRtpReceiver.getCapabilities?.('video')?.codecs ?? [];
+    const name = (c) => c.mimeType.split('/')[1].toUpperCase();
+    const wanted = this.videoCodecs.map((c) => c.toUpperCase());
+    const chosen = wanted.flatMap((w) => caps.filter((c) => name(c) === w));
+    const repair = caps.filter((c) => ['RTX', 'RED', 'ULPFEC'].includes(name(c)));
+    if (!chosen.length) return;
+    for (const t of this.pc.getTransceivers()) {
+      if (t.receiver.track?.kind === 'video' && !t.stopped) {
+        try { t.setCodecPreferences([...chosen, ...repair]); } catch (e) { console.warn('switchboard: codec preferences refused', e); }
+      }
+    }
   }
 
   _media() { return this._negotiate(() => this._firstOffer()); }
@@ -310,6 +328,7 @@ export class Call {
     this.pc = pc;
     this.remoteStream = new MediaStream();
     for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
+    this._preferCodecs();
     pc.ontrack = (ev) => {
       this.remoteStream.addTrack(ev.track);
       const peer = this.params.mediaHtmlElement?.peer ?? {};

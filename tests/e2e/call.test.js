@@ -225,6 +225,46 @@ for (const mediaType of ['audio', 'video']) {
   });
 }
 
+// The video codec each side receives, and frames decoded.
+const videoCodec = (page) => page.evaluate(async () => {
+  const stats = await window.call.getStats();
+  let out = null;
+  stats.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.codecId) {
+      out = { codec: stats.get(s.codecId)?.mimeType, framesDecoded: s.framesDecoded ?? 0 };
+    }
+  });
+  return out;
+});
+
+test('two browsers that both offer only H.264 get H.264 video through the relay', async () => {
+  const [alice, bob] = [await openPage('alice-h264'), await openPage('bob-h264')];
+  await bob.evaluate(async ({ token }) => {
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: 'bob-h264', myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin, videoCodecs: ['H264'] });
+        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, { token: token('bob-h264') });
+  await alice.evaluate(async ({ token }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin, videoCodecs: ['H264'] });
+    await window.call.makeCall({
+      myId: 'alice-h264', myServiceId: 'web', peerId: 'bob-h264', accessToken: token, mediaType: 'video',
+      mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate,
+    });
+  }, { token: token('alice-h264') });
+  await waitEvent(bob, 'evtConnected');
+  for (const page of [alice, bob]) {
+    const v = await waitFor('decoded H.264 frames', async () => { const v = await videoCodec(page); return v?.framesDecoded > 10 && v; });
+    assert.equal(v.codec, 'video/H264');
+  }
+  await alice.evaluate(() => window.call.endCall());
+  await waitEvent(bob, 'evtDisconnected');
+});
+
 // A lossy network in front of the relay: a UDP proxy that forwards between each client
 // and the relay (one upstream socket per client, as a NAT would) and drops every
 // `nth` RTP packet each way. STUN, DTLS and RTCP pass.
