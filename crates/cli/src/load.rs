@@ -44,6 +44,23 @@ pub struct LoadArgs {
     /// Seconds of media measured (after every call's media is up).
     #[arg(long, default_value_t = 10)]
     media_secs: u64,
+    /// Pin the server to CPU 0 and this load generator to CPU 1 (with `taskset`), so
+    /// that the server's figures are not those of a CPU shared with its clients.
+    #[arg(long)]
+    pin: bool,
+}
+
+/// Moves every thread of process `pid` to CPU `cpu`.
+fn pin(pid: u32, cpu: u32) -> Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    if !status.success() {
+        bail!("taskset could not pin {pid} to CPU {cpu}");
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -230,6 +247,11 @@ on_call_evt_cb_url = "{app_url}/call_evt"
     }
     let rss_start = rss_kib(pid)?;
     println!("server pid {pid} on {server}; RSS at start {:.1} MiB", rss_start as f64 / 1024.0);
+    if a.pin {
+        pin(pid, 0)?;
+        pin(std::process::id(), 1)?;
+        println!("pinned: server on CPU 0, load generator on CPU 1");
+    }
     if a.media > 0 {
         let result = media_phase(&server, pid, a.media, a.media_secs).await;
         child.kill().await.ok();
