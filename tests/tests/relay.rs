@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_client::{connect_media, BoxFuture, ClientError, Media, MediaEvent, MediaSignaling};
-use switchboard_server::media::{MediaCmd, MediaRelay, RelayEvent};
+use switchboard_server::media::{MediaCmd, MediaKind, MediaRelay, RelayEvent};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
@@ -35,12 +35,17 @@ impl MediaSignaling for Direct {
         self.relay.send(MediaCmd::Answer { sid: SID.into(), party: self.party.clone(), sdp });
     }
 
-    fn add_media(&self, _kind: &str) {}
+    fn add_media(&self, kind: &str) {
+        let kind = if kind == "video" { MediaKind::Video } else { MediaKind::Audio };
+        self.relay.send(MediaCmd::AddLine { sid: SID.into(), party: self.party.clone(), kind });
+    }
 }
 
 struct Room {
     relay: MediaRelay,
     routes: OfferRoutes,
+    /// Relay offers lost on the way, per party (a signaling connection that dropped).
+    lose: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Room {
@@ -49,10 +54,15 @@ impl Room {
         let bind = "127.0.0.1:0".parse().expect("address");
         let relay = MediaRelay::start(bind, None, Duration::from_secs(30), tx).await.expect("relay");
         let routes: OfferRoutes = Arc::default();
-        let r = routes.clone();
+        let lose: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (r, l) = (routes.clone(), lose.clone());
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 if let RelayEvent::Offer { party, sdp, .. } = ev {
+                    if let Some(n) = l.lock().expect("lose").get_mut(&party).filter(|n| **n > 0) {
+                        *n -= 1;
+                        continue;
+                    }
                     let to = r.lock().ok().and_then(|m| m.get(&party).cloned());
                     if let Some(to) = to {
                         let _ = to.send(sdp);
@@ -60,7 +70,7 @@ impl Room {
                 }
             }
         });
-        Room { relay, routes }
+        Room { relay, routes, lose }
     }
 
     /// A member joins: its media connection, its events, and a sender of its name.
@@ -164,4 +174,39 @@ async fn three_parties_each_hear_both_others_on_separate_lines_and_a_newcomer_re
         s.abort();
     }
     room.relay.send(MediaCmd::End { sid: SID.into() });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_relay_offer_is_sent_again_and_video_turned_on_later_still_arrives() {
+    let room = Room::start().await;
+    let (ann, _a_rx, a_send) = room.join("ann").await;
+    let (_ben, mut b_rx, b_send) = room.join("ben").await;
+    // Ann turns video on. Ben's offer (a line to receive it on) is lost once.
+    room.lose.lock().expect("lose").insert("ben".into(), 1);
+    ann.add_video();
+    let video = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(40));
+        for n in 0..400u32 {
+            tick.tick().await;
+            let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+            frame.extend_from_slice(&n.to_be_bytes());
+            ann.send_video(frame, 3600);
+        }
+    });
+    let wait = async {
+        let mut frames = 0;
+        while let Some(ev) = b_rx.recv().await {
+            if matches!(ev, MediaEvent::Video { .. }) {
+                frames += 1;
+                if frames >= 10 {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait).await.expect("ben gets ann's video after the resend");
+    assert_eq!(room.lose.lock().expect("lose")["ben"], 0, "the first offer was indeed lost");
+    for t in [a_send, b_send, video] {
+        t.abort();
+    }
 }

@@ -17,13 +17,16 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 mod feeds;
+
+/// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).
+pub use str0m::media::MediaKind;
 
 use feeds::{Line, Source};
 
@@ -122,8 +125,8 @@ struct Party {
     /// renegotiation, new after a reconnect.
     ufrag: Option<String>,
     lines: Vec<Line>,
-    /// The relay's own offer awaiting the party's answer, with the lines it adds.
-    pending: Option<(SdpPendingOffer, Vec<Mid>)>,
+    /// The relay's own offer awaiting the party's answer.
+    pending: Option<PendingOffer>,
     /// Lines the party asked to send on, not yet offered.
     wants: Vec<MediaKind>,
     last_media: Instant,
@@ -154,6 +157,21 @@ impl Party {
         }
     }
 }
+
+/// An offer of the relay that the party has not answered yet.
+struct PendingOffer {
+    change: SdpPendingOffer,
+    /// The lines it adds.
+    added: Vec<Mid>,
+    /// The `sendrecv` lines among them that the party asked for.
+    wants: Vec<MediaKind>,
+    sdp: String,
+    sent: Instant,
+}
+
+/// An unanswered offer is sent again this often: it may have been lost with a
+/// signaling connection that dropped. Answering the same offer twice is harmless.
+const OFFER_RESEND: Duration = Duration::from_secs(5);
 
 /// What one party's events ask of the others.
 enum Relay {
@@ -374,7 +392,7 @@ impl RelayTask {
     /// The party's answer to our offer: the lines it added are now usable.
     fn answer(&mut self, id: u64, sdp: &str) {
         let Some(p) = self.parties.get_mut(&id) else { return };
-        let Some((pending, added)) = p.pending.take() else {
+        let Some(PendingOffer { change, added, .. }) = p.pending.take() else {
             tracing::debug!(sid = %p.sid, "media answer without an offer of ours");
             return;
         };
@@ -385,7 +403,7 @@ impl RelayTask {
                 return;
             }
         };
-        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+        if let Err(e) = p.rtc.sdp_api().accept_answer(change, answer) {
             // Superseded by the party's own offer (glare): ours is made again.
             tracing::debug!(sid = %p.sid, error = %e, "media answer not applied");
         }
@@ -449,14 +467,15 @@ impl RelayTask {
             .chain(wants.iter().map(|k| (k, Direction::SendRecv)))
             .map(|(k, dir)| change.add_media(*k, dir, None, None, None))
             .collect();
-        let Some((offer, pending)) = change.apply() else { return };
-        p.pending = Some((pending, added));
+        let Some((offer, change)) = change.apply() else { return };
+        let sdp = offer.to_sdp_string();
         tracing::debug!(sid = %p.sid, party = %p.key, ?kinds, ?wants, "offering lines");
         let _ = self.events.send(RelayEvent::Offer {
             sid: p.sid.clone(),
             party: p.key.clone(),
-            sdp: offer.to_sdp_string(),
+            sdp: sdp.clone(),
         });
+        p.pending = Some(PendingOffer { change, added, wants, sdp, sent: Instant::now() });
     }
 
     fn receive(&mut self, data: &[u8], source: SocketAddr) -> Option<u64> {
@@ -569,6 +588,12 @@ impl RelayTask {
 
     fn check_liveness(&mut self, now: Instant) {
         for p in self.parties.values_mut() {
+            if let Some(pending) = p.pending.as_mut().filter(|o| now.duration_since(o.sent) > OFFER_RESEND) {
+                pending.sent = now;
+                let offer =
+                    RelayEvent::Offer { sid: p.sid.clone(), party: p.key.clone(), sdp: pending.sdp.clone() };
+                let _ = self.events.send(offer);
+            }
             if !p.lost && now.duration_since(p.last_media) > self.media_timeout {
                 p.lost = true;
                 tracing::info!(sid = %p.sid, party = %p.key, "media stopped");
