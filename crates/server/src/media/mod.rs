@@ -351,7 +351,9 @@ impl RelayTask {
                 .get_mut(&id)
                 .filter(|p| p.rtc.is_alive() && p.ufrag.is_some() && p.ufrag == ufrag);
             if let Some(p) = p {
-                p.pending = None;
+                if let Some(old) = p.pending.take() {
+                    p.wants.extend(old.wants);
+                }
                 let answer =
                     p.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
                 p.sync_lines(sdp);
