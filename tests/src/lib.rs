@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
-use switchboard_client::{Client, Credentials, Event, Events};
+use switchboard_client::{Client, Credentials, Event, Events, MediaEvent};
 use switchboard_server::auth::{mint_token, Claims};
 use switchboard_server::config::{Config, LimitsConfig, ServiceConfig};
 use switchboard_server::ServerHandle;
@@ -520,5 +520,26 @@ impl RawSession {
                 other => panic!("waiting for {kind}, got {other:?}"),
             }
         }
+    }
+}
+
+/// Waits (up to 10 s) for the media event `want` names; panics with `what` otherwise.
+pub async fn media_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+    want: fn(&MediaEvent) -> bool,
+    what: &str,
+) {
+    let wait = async {
+        while let Some(ev) = rx.recv().await {
+            if want(&ev) {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+        Ok(true) => {}
+        Ok(false) => panic!("media ended before: {what}"),
+        Err(_) => panic!("no {what} within 10 s"),
     }
 }

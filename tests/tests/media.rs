@@ -10,15 +10,7 @@ use switchboard_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 async fn media_connected(rx: &mut UnboundedReceiver<MediaEvent>) {
-    let wait = async {
-        while let Some(ev) = rx.recv().await {
-            if matches!(ev, MediaEvent::Connected) {
-                return;
-            }
-        }
-        panic!("media ended before connecting");
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("media connects within 10 s");
+    media_event(rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
 }
 
 /// Sends a tone for `secs` seconds, paced in real time.
@@ -124,15 +116,7 @@ fn vp8_frame(n: u8, len: usize) -> Vec<u8> {
 }
 
 async fn renegotiated(rx: &mut UnboundedReceiver<MediaEvent>) {
-    let wait = async {
-        while let Some(ev) = rx.recv().await {
-            if matches!(ev, MediaEvent::Renegotiated) {
-                return;
-            }
-        }
-        panic!("media ended before renegotiating");
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("renegotiates within 10 s");
+    media_event(rx, |e| matches!(e, MediaEvent::Renegotiated), "renegotiation").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

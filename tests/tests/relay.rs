@@ -12,6 +12,8 @@ use switchboard_server::media::{MediaCmd, MediaKind, MediaRelay, RelayEvent};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
+use switchboard_tests::media_event;
+
 const SID: &str = "room-1";
 
 type OfferRoutes = Arc<Mutex<HashMap<String, UnboundedSender<String>>>>;
@@ -83,15 +85,7 @@ impl Room {
         let signaling = Direct { relay: self.relay.clone(), party: name.to_string() };
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
         let (media, mut rx) = connect_media(Box::new(signaling), offers, ip, false).await.expect("media");
-        let wait = async {
-            while let Some(ev) = rx.recv().await {
-                if matches!(ev, MediaEvent::Connected) {
-                    return;
-                }
-            }
-            panic!("{name}: media ended before connecting");
-        };
-        tokio::time::timeout(Duration::from_secs(10), wait).await.expect("connects");
+        media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
         let media = Arc::new(media);
         let m = media.clone();
         let tag = name.as_bytes().to_vec();
