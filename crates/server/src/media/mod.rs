@@ -298,7 +298,14 @@ impl RelayTask {
                 }
             }
             MediaCmd::AddLine { sid, party, kind } => {
-                if let Some(p) = self.find(&sid, &party).and_then(|id| self.parties.get_mut(&id)) {
+                let Some(p) = self.find(&sid, &party).and_then(|id| self.parties.get_mut(&id)) else {
+                    return;
+                };
+                // One line to send each kind on is enough; repeats are ignored.
+                let has = p.lines.iter().any(|l| l.kind == kind && feeds::relay_receives(l.dir))
+                    || p.wants.contains(&kind)
+                    || p.pending.as_ref().is_some_and(|o| o.wants.contains(&kind));
+                if !has {
                     p.wants.push(kind);
                     self.dirty.push(sid);
                 }
@@ -354,10 +361,10 @@ impl RelayTask {
                 if let Some(old) = p.pending.take() {
                     p.wants.extend(old.wants);
                 }
+                self.dirty.push(sid.clone());
                 let answer =
                     p.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
                 p.sync_lines(sdp);
-                self.dirty.push(sid);
                 return Ok((id, answer.to_sdp_string()));
             }
         }
@@ -394,20 +401,22 @@ impl RelayTask {
     /// The party's answer to our offer: the lines it added are now usable.
     fn answer(&mut self, id: u64, sdp: &str) {
         let Some(p) = self.parties.get_mut(&id) else { return };
-        let Some(PendingOffer { change, added, .. }) = p.pending.take() else {
-            tracing::debug!(sid = %p.sid, "media answer without an offer of ours");
-            return;
-        };
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
+                // Keep the offer out: it is sent again, and a readable answer can follow.
                 tracing::debug!(sid = %p.sid, error = %e, "bad SDP answer");
                 return;
             }
         };
+        let Some(PendingOffer { change, added, wants, .. }) = p.pending.take() else {
+            tracing::debug!(sid = %p.sid, "media answer without an offer of ours");
+            return;
+        };
         if let Err(e) = p.rtc.sdp_api().accept_answer(change, answer) {
-            // Superseded by the party's own offer (glare): ours is made again.
+            // Superseded (the party offered meanwhile) or refused: offer again.
             tracing::debug!(sid = %p.sid, error = %e, "media answer not applied");
+            p.wants.extend(wants);
         }
         for mid in added {
             if let Some(m) = p.rtc.media(mid) {
