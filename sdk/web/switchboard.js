@@ -268,7 +268,7 @@ export class Call {
       case 'wait_connected': call(this.delegate.evtWaitConnected); break;
       case 'connected': this._media().catch((e) => console.error('switchboard media failed', e)); call(this.delegate.evtConnected); break;
       case 'disconnected': if (m.req == null || m.sid === this.sid) this._ended(m); break;
-      case 'media_offer': this._negotiate(() => this._relayOffer(m.sdp)); break;
+      case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
       case 'peer_media_state':
         if (m.mic_muted === true) call(this.delegate.evtPeerMicMuted);
         if (m.mic_muted === false) call(this.delegate.evtPeerMicUnmuted);
@@ -286,7 +286,7 @@ export class Call {
   }
 
   /** The relay adds lines: other parties' media, or the line we asked to send video on. */
-  async _relayOffer(sdp) {
+  async _relayOffer(offerId, sdp) {
     const pc = this.pc;
     if (!pc || this.ended) return;
     await pc.setRemoteDescription({ type: 'offer', sdp });
@@ -302,7 +302,7 @@ export class Call {
     }
     this._preferCodecs();
     await pc.setLocalDescription(await pc.createAnswer());
-    this.session.send({ type: 'media_answer', sid: this.sid, sdp: pc.localDescription.sdp });
+    this.session.send({ type: 'media_answer', sid: this.sid, offer_id: offerId, sdp: pc.localDescription.sdp });
   }
 
   /** Applies `videoCodecs` to the video lines (repair formats rtx/red/fec stay). */

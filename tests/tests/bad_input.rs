@@ -37,7 +37,7 @@ async fn abuse_on_one_session_leaves_other_calls_alone() {
     // Media messages for someone else's call, and a kind that does not exist.
     m.send(&format!(r#"{{"type":"media_offer","req":9,"sid":"{sid}","sdp":"v=0"}}"#)).await;
     assert_eq!(m.wait_for("error").await["error"], "not_found");
-    m.send(&format!(r#"{{"type":"media_answer","sid":"{sid}","sdp":"v=0"}}"#)).await;
+    m.send(&format!(r#"{{"type":"media_answer","sid":"{sid}","offer_id":1,"sdp":"v=0"}}"#)).await;
     assert_eq!(m.wait_for("error").await["error"], "not_found");
     m.send(&format!(r#"{{"type":"add_media","sid":"{sid}","kind":"hologram"}}"#)).await;
     assert_eq!(m.wait_for("error").await["error"], "invalid_param");

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_client::{connect_media, BoxFuture, ClientError, Media, MediaEvent, MediaSignaling};
+use switchboard_client::{
+    connect_media, BoxFuture, ClientError, Media, MediaEvent, MediaSignaling, RelayOffer,
+};
 use switchboard_server::media::{MediaCmd, MediaKind, MediaRelay, RelayEvent};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
@@ -16,7 +18,7 @@ use switchboard_tests::media_event;
 
 const SID: &str = "room-1";
 
-type OfferRoutes = Arc<Mutex<HashMap<String, UnboundedSender<String>>>>;
+type OfferRoutes = Arc<Mutex<HashMap<String, UnboundedSender<RelayOffer>>>>;
 
 /// Negotiates one party's connection straight with the relay.
 struct Direct {
@@ -33,8 +35,8 @@ impl MediaSignaling for Direct {
         })
     }
 
-    fn answer(&self, sdp: String) {
-        self.relay.send(MediaCmd::Answer { sid: SID.into(), party: self.party.clone(), sdp });
+    fn answer(&self, offer_id: u64, sdp: String) {
+        self.relay.send(MediaCmd::Answer { sid: SID.into(), party: self.party.clone(), offer_id, sdp });
     }
 
     fn add_media(&self, kind: &str) {
@@ -60,14 +62,14 @@ impl Room {
         let (r, l) = (routes.clone(), lose.clone());
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                if let RelayEvent::Offer { party, sdp, .. } = ev {
+                if let RelayEvent::Offer { party, offer_id, sdp, .. } = ev {
                     if let Some(n) = l.lock().expect("lose").get_mut(&party).filter(|n| **n > 0) {
                         *n -= 1;
                         continue;
                     }
                     let to = r.lock().ok().and_then(|m| m.get(&party).cloned());
                     if let Some(to) = to {
-                        let _ = to.send(sdp);
+                        let _ = to.send(RelayOffer { id: offer_id, sdp });
                     }
                 }
             }

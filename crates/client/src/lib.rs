@@ -28,7 +28,7 @@ mod session;
 #[cfg(feature = "tone")]
 pub mod tone;
 
-pub use media::{connect_media, BoxFuture, Media, MediaEvent, MediaSignaling, MediaStats};
+pub use media::{connect_media, BoxFuture, Media, MediaEvent, MediaSignaling, MediaStats, RelayOffer};
 pub use session::{Client, Events};
 pub use switchboard_protocol::{DisconnectReason, DisconnectSource, ErrorCode, MediaType, StartFailReason};
 

@@ -118,10 +118,19 @@ fn local_ip_towards(server_host: &str) -> std::net::IpAddr {
 pub trait MediaSignaling: Send + Sync + 'static {
     /// Sends the connection's first offer; resolves with the relay's answer.
     fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>>;
-    /// Sends the answer to an offer of the relay.
-    fn answer(&self, sdp: String);
+    /// Sends the answer to the relay's offer `offer_id`.
+    fn answer(&self, offer_id: u64, sdp: String);
     /// Asks the relay for a line to send `kind` (`audio` / `video`) on.
     fn add_media(&self, kind: &str);
+}
+
+/// An offer of the relay (renegotiation) for a media connection.
+#[derive(Debug, Clone)]
+pub struct RelayOffer {
+    /// The relay's id for it, echoed in the answer.
+    pub id: u64,
+    /// The SDP offer.
+    pub sdp: String,
 }
 
 /// A boxed future, as [`MediaSignaling::offer`] returns.
@@ -140,8 +149,8 @@ impl MediaSignaling for CallSignaling {
         Box::pin(async move { client.media_offer(&sid, sdp).await })
     }
 
-    fn answer(&self, sdp: String) {
-        self.client.media_answer(&self.sid, sdp);
+    fn answer(&self, offer_id: u64, sdp: String) {
+        self.client.media_answer(&self.sid, offer_id, sdp);
     }
 
     fn add_media(&self, kind: &str) {
@@ -173,10 +182,10 @@ impl Client {
 }
 
 /// Opens a media connection from `ip` to a relay reached through `signaling`: audio,
-/// and video when `video`. `relay_offers` carries the relay's offers (SDP) for it.
+/// and video when `video`. `relay_offers` carries the relay's offers for it.
 pub async fn connect_media(
     signaling: Box<dyn MediaSignaling>,
-    relay_offers: mpsc::UnboundedReceiver<String>,
+    relay_offers: mpsc::UnboundedReceiver<RelayOffer>,
     ip: std::net::IpAddr,
     video: bool,
 ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
@@ -232,7 +241,7 @@ impl MediaTask {
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Cmd>,
-        mut relay_offers: mpsc::UnboundedReceiver<String>,
+        mut relay_offers: mpsc::UnboundedReceiver<RelayOffer>,
     ) {
         let mut buf = vec![0u8; 2048];
         let (mut audio_ts, mut video_ts) = (0u64, 0u64);
@@ -260,7 +269,7 @@ impl MediaTask {
                     Some(Cmd::AddVideo) => self.add_video(),
                     Some(Cmd::Stop) | None => break,
                 },
-                Some(sdp) = relay_offers.recv() => self.relay_offer(&sdp),
+                Some(offer) = relay_offers.recv() => self.relay_offer(offer),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
                 }
@@ -281,7 +290,8 @@ impl MediaTask {
 
     /// The relay offers lines: ones it sends other parties' media on, and the
     /// `sendrecv` line we asked for to send video on.
-    fn relay_offer(&mut self, sdp: &str) {
+    fn relay_offer(&mut self, RelayOffer { id, sdp }: RelayOffer) {
+        let sdp = sdp.as_str();
         let answer = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| e.to_string())
             .and_then(|offer| self.rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string()));
@@ -296,7 +306,7 @@ impl MediaTask {
                 (m.kind() == MediaKind::Video && m.direction() == Direction::SendRecv).then_some(mid)
             });
         }
-        self.signaling.answer(answer.to_sdp_string());
+        self.signaling.answer(id, answer.to_sdp_string());
         let _ = self.events.send(MediaEvent::Renegotiated);
     }
 

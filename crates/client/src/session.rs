@@ -12,6 +12,7 @@ use switchboard_protocol::{ClientMessage, DisconnectReason, ServerMessage, PROTO
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::media::RelayOffer;
 use crate::{ClientError, Credentials, Event, MakeCall, Verified};
 
 /// How long a request waits for its answer.
@@ -20,7 +21,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
 
 /// The relay's offers, routed to the media connection of each call.
-type RelayOffers = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<String>>>>;
+type RelayOffers = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<RelayOffer>>>>;
 
 /// One signaling session. Cheap to clone; the connection closes when every clone
 /// and the [`Events`] are dropped, or on [`Client::close`].
@@ -310,8 +311,9 @@ impl Client {
     }
 
     /// Sends the answer to the relay's offer for call `sid`.
-    pub(crate) fn media_answer(&self, sid: &str, sdp: String) {
-        let _ = self.out.try_send(Outbound::Msg(ClientMessage::MediaAnswer { sid: sid.to_string(), sdp }));
+    pub(crate) fn media_answer(&self, sid: &str, offer_id: u64, sdp: String) {
+        let msg = ClientMessage::MediaAnswer { sid: sid.to_string(), offer_id, sdp };
+        let _ = self.out.try_send(Outbound::Msg(msg));
     }
 
     /// Asks the relay for a line to send `kind` on in call `sid`.
@@ -321,7 +323,7 @@ impl Client {
     }
 
     /// Routes the relay's offers for call `sid` to the returned receiver.
-    pub(crate) fn register_media(&self, sid: &str) -> mpsc::UnboundedReceiver<String> {
+    pub(crate) fn register_media(&self, sid: &str) -> mpsc::UnboundedReceiver<RelayOffer> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut m) = self.relay_offers.lock() {
             m.insert(sid.to_string(), tx);
@@ -427,10 +429,10 @@ async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, hear
                         tracing::warn!(frame = %t, "unreadable frame from server");
                         continue;
                     };
-                    if let ServerMessage::MediaOffer { sid, sdp } = &m {
+                    if let ServerMessage::MediaOffer { sid, offer_id, sdp } = &m {
                         let media = relay_offers.lock().ok().and_then(|r| r.get(sid).cloned());
                         match media {
-                            Some(media) => { let _ = media.send(sdp.clone()); }
+                            Some(media) => { let _ = media.send(RelayOffer { id: *offer_id, sdp: sdp.clone() }); }
                             None => tracing::debug!(%sid, "relay offer for a call without media"),
                         }
                         continue;

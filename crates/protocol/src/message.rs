@@ -148,6 +148,8 @@ pub enum ClientMessage {
     MediaAnswer {
         /// The call.
         sid: String,
+        /// The `offer_id` of the offer answered.
+        offer_id: u64,
         /// The SDP answer.
         sdp: String,
     },
@@ -361,6 +363,8 @@ pub enum ServerMessage {
     MediaOffer {
         /// The call.
         sid: String,
+        /// Echoed in `media_answer`: an answer to an older offer is ignored.
+        offer_id: u64,
         /// The SDP offer.
         sdp: String,
     },

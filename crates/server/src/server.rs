@@ -212,9 +212,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
                         let Some(side) = side_of(&party) else { continue };
                         Input::MediaLost { sid, side }
                     }
-                    RelayEvent::Offer { sid, party, sdp } => {
+                    RelayEvent::Offer { sid, party, offer_id, sdp } => {
                         let Some(side) = side_of(&party) else { continue };
-                        Input::RelayOffer { sid, side, sdp }
+                        Input::RelayOffer { sid, side, offer_id, sdp }
                     }
                 };
                 let _ = core.send(CoreCmd::Input(input)).await;
@@ -420,8 +420,8 @@ impl CoreRunner {
                 Output::MediaOffer { sid, side, session, req, sdp } => {
                     self.media_offer(sid, side, session, req, sdp)
                 }
-                Output::MediaAnswer { sid, side, sdp } => {
-                    self.media.send(MediaCmd::Answer { sid, party: side.name().to_string(), sdp })
+                Output::MediaAnswer { sid, side, offer_id, sdp } => {
+                    self.media.send(MediaCmd::Answer { sid, party: side.name().to_string(), offer_id, sdp })
                 }
                 Output::AddMedia { sid, side, kind } => self.media.send(MediaCmd::AddLine {
                     sid,

@@ -129,6 +129,8 @@ pub enum Input {
         sid: String,
         /// Which side: `Caller` or `Callee`.
         side: DisconnectSource,
+        /// The relay's id for the offer.
+        offer_id: u64,
         /// The SDP offer.
         sdp: String,
     },
@@ -175,6 +177,8 @@ pub enum Output {
         sid: String,
         /// `Caller` or `Callee`.
         side: DisconnectSource,
+        /// The offer answered.
+        offer_id: u64,
         /// The SDP answer.
         sdp: String,
     },
@@ -532,14 +536,14 @@ impl Switch {
                     self.finish(now, &sid, DisconnectReason::NetworkUnstable, side, None, None);
                 }
             }
-            Input::RelayOffer { sid, side, sdp } => {
+            Input::RelayOffer { sid, side, offer_id, sdp } => {
                 let session = self.calls.get(&sid).and_then(|c| match (&c.phase, side) {
                     (Phase::Ringing, _) => None,
                     (_, DisconnectSource::Caller) => c.caller_session,
                     (_, _) => c.devices.first().map(|d| d.session),
                 });
                 if let Some(session) = session {
-                    self.send(session, ServerMessage::MediaOffer { sid, sdp });
+                    self.send(session, ServerMessage::MediaOffer { sid, offer_id, sdp });
                 }
             }
             Input::ForceEnd { service_id, sid, user_rel_code } => {
@@ -686,8 +690,8 @@ impl Switch {
             }
             ClientMessage::Resume { req, sid } => self.resume(now, session, req, &sid),
             ClientMessage::MediaOffer { req, sid, sdp } => self.media_offer(session, req, sid, sdp),
-            ClientMessage::MediaAnswer { sid, sdp } => match self.connected_side(session, &sid) {
-                Ok((side, _)) => self.out.push_back(Output::MediaAnswer { sid, side, sdp }),
+            ClientMessage::MediaAnswer { sid, offer_id, sdp } => match self.connected_side(session, &sid) {
+                Ok((side, _)) => self.out.push_back(Output::MediaAnswer { sid, side, offer_id, sdp }),
                 Err(code) => self.error(session, None, code, "media answers need a connected call"),
             },
             ClientMessage::AddMedia { sid, kind } => {

@@ -67,6 +67,8 @@ pub enum MediaCmd {
         sid: String,
         /// The party.
         party: PartyKey,
+        /// The offer answered; an answer to an older one is ignored.
+        offer_id: u64,
         /// The answer.
         sdp: String,
     },
@@ -112,6 +114,8 @@ pub enum RelayEvent {
         sid: String,
         /// The party.
         party: PartyKey,
+        /// Identifies this offer; the answer carries it back.
+        offer_id: u64,
         /// The offer.
         sdp: String,
     },
@@ -160,6 +164,7 @@ impl Party {
 
 /// An offer of the relay that the party has not answered yet.
 struct PendingOffer {
+    id: u64,
     change: SdpPendingOffer,
     /// The lines it adds.
     added: Vec<Mid>,
@@ -206,6 +211,7 @@ impl MediaRelay {
             socket,
             advertised,
             next_id: 1,
+            next_offer: 1,
             parties: HashMap::new(),
             by_addr: HashMap::new(),
             by_call: HashMap::new(),
@@ -230,6 +236,7 @@ struct RelayTask {
     socket: UdpSocket,
     advertised: SocketAddr,
     next_id: u64,
+    next_offer: u64,
     parties: HashMap<u64, Party>,
     /// Which connection a remote address belongs to (learnt from `accepts`).
     by_addr: HashMap<SocketAddr, u64>,
@@ -291,9 +298,9 @@ impl RelayTask {
                     sdp
                 }));
             }
-            MediaCmd::Answer { sid, party, sdp } => {
+            MediaCmd::Answer { sid, party, offer_id, sdp } => {
                 if let Some(id) = self.find(&sid, &party) {
-                    self.answer(id, &sdp);
+                    self.answer(id, offer_id, &sdp);
                     self.drive(id);
                 }
             }
@@ -399,8 +406,13 @@ impl RelayTask {
     }
 
     /// The party's answer to our offer: the lines it added are now usable.
-    fn answer(&mut self, id: u64, sdp: &str) {
+    fn answer(&mut self, id: u64, offer_id: u64, sdp: &str) {
         let Some(p) = self.parties.get_mut(&id) else { return };
+        if p.pending.as_ref().is_none_or(|o| o.id != offer_id) {
+            // A repeated answer, or one to an offer already superseded.
+            tracing::debug!(sid = %p.sid, offer_id, "media answer to no pending offer");
+            return;
+        }
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
@@ -409,10 +421,7 @@ impl RelayTask {
                 return;
             }
         };
-        let Some(PendingOffer { change, added, wants, .. }) = p.pending.take() else {
-            tracing::debug!(sid = %p.sid, "media answer without an offer of ours");
-            return;
-        };
+        let Some(PendingOffer { change, added, wants, .. }) = p.pending.take() else { return };
         if let Err(e) = p.rtc.sdp_api().accept_answer(change, answer) {
             // Superseded (the party offered meanwhile) or refused: offer again.
             tracing::debug!(sid = %p.sid, error = %e, "media answer not applied");
@@ -480,13 +489,12 @@ impl RelayTask {
             .collect();
         let Some((offer, change)) = change.apply() else { return };
         let sdp = offer.to_sdp_string();
-        tracing::debug!(sid = %p.sid, party = %p.key, ?kinds, ?wants, "offering lines");
-        let _ = self.events.send(RelayEvent::Offer {
-            sid: p.sid.clone(),
-            party: p.key.clone(),
-            sdp: sdp.clone(),
-        });
-        p.pending = Some(PendingOffer { change, added, wants, sdp, sent: Instant::now() });
+        let id = self.next_offer;
+        self.next_offer += 1;
+        tracing::debug!(sid = %p.sid, party = %p.key, offer_id = id, ?kinds, ?wants, "offering lines");
+        let (sid, party) = (p.sid.clone(), p.key.clone());
+        let _ = self.events.send(RelayEvent::Offer { sid, party, offer_id: id, sdp: sdp.clone() });
+        p.pending = Some(PendingOffer { id, change, added, wants, sdp, sent: Instant::now() });
     }
 
     fn receive(&mut self, data: &[u8], source: SocketAddr) -> Option<u64> {
@@ -601,8 +609,12 @@ impl RelayTask {
         for p in self.parties.values_mut() {
             if let Some(pending) = p.pending.as_mut().filter(|o| now.duration_since(o.sent) > OFFER_RESEND) {
                 pending.sent = now;
-                let offer =
-                    RelayEvent::Offer { sid: p.sid.clone(), party: p.key.clone(), sdp: pending.sdp.clone() };
+                let offer = RelayEvent::Offer {
+                    sid: p.sid.clone(),
+                    party: p.key.clone(),
+                    offer_id: pending.id,
+                    sdp: pending.sdp.clone(),
+                };
                 let _ = self.events.send(offer);
             }
             if !p.lost && now.duration_since(p.last_media) > self.media_timeout {
