@@ -13,6 +13,32 @@ async fn media_connected(rx: &mut UnboundedReceiver<MediaEvent>) {
     media_event(rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
 }
 
+/// An audio call between Alice and Bob with both media connections up.
+struct MediaCall {
+    sid: String,
+    alice: switchboard_client::Client,
+    alice_ev: switchboard_client::Events,
+    bob: switchboard_client::Client,
+    bob_ev: switchboard_client::Events,
+    am: std::sync::Arc<switchboard_client::Media>,
+    a_rx: UnboundedReceiver<MediaEvent>,
+    bm: std::sync::Arc<switchboard_client::Media>,
+    b_rx: UnboundedReceiver<MediaEvent>,
+}
+
+async fn media_call(h: &Harness) -> MediaCall {
+    let (alice, mut alice_ev) = h.user("alice").await;
+    let (bob, mut bob_ev) = h.user("bob").await;
+    let sid = alice.make_call(MakeCall::audio("bob")).await.expect("call");
+    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
+    let (am, mut a_rx) = alice.start_media(&sid, false).await.expect("alice media");
+    let (bm, mut b_rx) = bob.start_media(&sid, false).await.expect("bob media");
+    media_connected(&mut a_rx).await;
+    media_connected(&mut b_rx).await;
+    let (am, bm) = (std::sync::Arc::new(am), std::sync::Arc::new(bm));
+    MediaCall { sid, alice, alice_ev, bob, bob_ev, am, a_rx, bm, b_rx }
+}
+
 /// Sends a tone for `secs` seconds, paced in real time.
 fn send_tone(
     media: std::sync::Arc<switchboard_client::Media>,
@@ -52,16 +78,8 @@ async fn receive_tone(rx: &mut UnboundedReceiver<MediaEvent>, frames: usize) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_party_hears_the_others_tone_through_the_relay() {
     let h = Harness::start().await;
-    let (alice, mut alice_ev) = h.user("alice").await;
-    let (bob, mut bob_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
-
-    let (am, mut a_rx) = alice.start_media(&sid, false).await.expect("alice media");
-    let (bm, mut b_rx) = bob.start_media(&sid, false).await.expect("bob media");
-    media_connected(&mut a_rx).await;
-    media_connected(&mut b_rx).await;
-    let (am, bm) = (std::sync::Arc::new(am), std::sync::Arc::new(bm));
+    let MediaCall { sid, alice: _alice, mut alice_ev, bob, bob_ev: _bob_ev, am, mut a_rx, bm, mut b_rx } =
+        media_call(&h).await;
     let ta = send_tone(am.clone(), 440.0, 3);
     let tb = send_tone(bm.clone(), 1000.0, 3);
     let (heard_by_alice, heard_by_bob) =
@@ -84,18 +102,19 @@ async fn each_party_hears_the_others_tone_through_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_party_whose_media_stops_ends_the_call_with_network_unstable() {
     let h = Harness::start_with(|c| c.media_timeout_ms = 1500).await;
-    let (alice, mut alice_ev) = h.user("alice").await;
-    let (bob, mut bob_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
-    let (am, mut a_rx) = alice.start_media(&sid, false).await.unwrap();
-    let (bm, mut b_rx) = bob.start_media(&sid, false).await.unwrap();
-    media_connected(&mut a_rx).await;
-    media_connected(&mut b_rx).await;
-    let am = std::sync::Arc::new(am);
+    let MediaCall {
+        sid,
+        alice: _alice,
+        mut alice_ev,
+        bob: _bob,
+        mut bob_ev,
+        am,
+        a_rx: _a_rx,
+        bm,
+        b_rx: _b_rx,
+    } = media_call(&h).await;
     let ta = send_tone(am.clone(), 440.0, 10);
     // Bob's media dies (his signaling stays up).
-    let bm = std::sync::Arc::new(bm);
     send_tone(bm.clone(), 1000.0, 1).await.unwrap();
     bm.stop();
     let a = disconnected(&mut alice_ev).await;
@@ -122,15 +141,8 @@ async fn renegotiated(rx: &mut UnboundedReceiver<MediaEvent>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_turned_on_in_an_audio_call_reaches_the_peer_through_a_relay_offered_line() {
     let h = Harness::start().await;
-    let (alice, mut alice_ev) = h.user("alice").await;
-    let (bob, mut bob_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
-    let (am, mut a_rx) = alice.start_media(&sid, false).await.unwrap();
-    let (bm, mut b_rx) = bob.start_media(&sid, false).await.unwrap();
-    media_connected(&mut a_rx).await;
-    media_connected(&mut b_rx).await;
-    let (am, bm) = (std::sync::Arc::new(am), std::sync::Arc::new(bm));
+    let MediaCall { sid, alice, alice_ev: _alice_ev, bob: _bob, mut bob_ev, am, mut a_rx, bm, mut b_rx } =
+        media_call(&h).await;
     let ta = send_tone(am.clone(), 440.0, 6);
     let tb = send_tone(bm.clone(), 1000.0, 6);
 
