@@ -231,21 +231,27 @@ export class Call {
    */
   async enableVideo() {
     if (this.localStream && this.localStream.getVideoTracks().length === 0 && this.sid && !this.ended) {
-      let cam;
-      try {
-        cam = await navigator.mediaDevices.getUserMedia({ video: true });
-      } catch (e) {
-        throw gumError(e);
-      }
-      const track = cam.getVideoTracks()[0];
-      this.localStream.addTrack(track);
-      this._videoToSend = track;
-      this.mediaType = 'video';
-      const myVideo = this.params.mediaHtmlElement?.my?.video;
-      if (myVideo) { myVideo.srcObject = this.localStream; myVideo.muted = true; }
-      this.session?.send({ type: 'add_media', sid: this.sid, kind: 'video' });
+      // One camera even if called again while the first call waits for it.
+      this._camera ??= this._openCamera().finally(() => { this._camera = null; });
+      await this._camera;
     }
     this._video(true);
+  }
+
+  async _openCamera() {
+    let cam;
+    try {
+      cam = await navigator.mediaDevices.getUserMedia({ video: true });
+    } catch (e) {
+      throw gumError(e);
+    }
+    const track = cam.getVideoTracks()[0];
+    this.localStream.addTrack(track);
+    this._videoToSend = track;
+    this.mediaType = 'video';
+    const myVideo = this.params.mediaHtmlElement?.my?.video;
+    if (myVideo) { myVideo.srcObject = this.localStream; myVideo.muted = true; }
+    this.session?.send({ type: 'add_media', sid: this.sid, kind: 'video' });
   }
 
   /** Turns my camera off; the peer gets evtVideoDisabledByPeer. */

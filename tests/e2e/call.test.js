@@ -199,7 +199,9 @@ for (const mediaType of ['audio', 'video']) {
     }
     // In an audio call this turns the camera on: the relay adds a line to send it on,
     // and one to Alice's connection to receive it on.
-    await bob.evaluate(() => window.call.enableVideo());
+    // Called twice at once: one camera, one line.
+    await bob.evaluate(() => Promise.all([window.call.enableVideo(), window.call.enableVideo()]));
+    assert.equal(await bob.evaluate(() => window.call.localStream.getVideoTracks().length), 1);
     await waitEvent(alice, 'evtVideoEnabledByPeer');
     const before = (await inbound(alice)).videoFrames;
     await waitFor('alice decodes bob\'s video', async () => (await inbound(alice)).videoFrames > before + 5);
