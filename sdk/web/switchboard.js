@@ -251,7 +251,8 @@ export class Call {
     this.mediaType = 'video';
     const myVideo = this.params.mediaHtmlElement?.my?.video;
     if (myVideo) { myVideo.srcObject = this.localStream; myVideo.muted = true; }
-    this.session?.send({ type: 'add_media', sid: this.sid, kind: 'video' });
+    // After our first offer: the relay knows this connection only once it answered it.
+    this._negotiate(() => this.session?.send({ type: 'add_media', sid: this.sid, kind: 'video' }));
   }
 
   /** Turns my camera off; the peer gets evtVideoDisabledByPeer. */

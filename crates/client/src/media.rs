@@ -141,6 +141,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 struct CallSignaling {
     client: Client,
     sid: String,
+    token: u64,
 }
 
 impl MediaSignaling for CallSignaling {
@@ -160,7 +161,7 @@ impl MediaSignaling for CallSignaling {
 
 impl Drop for CallSignaling {
     fn drop(&mut self) {
-        self.client.unregister_media(&self.sid);
+        self.client.unregister_media(&self.sid, self.token);
     }
 }
 
@@ -174,8 +175,8 @@ impl Client {
         video: bool,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
         // Routed from before the offer: the relay may offer lines right after answering.
-        let relay_offers = self.register_media(sid);
-        let signaling = CallSignaling { client: self.clone(), sid: sid.to_string() };
+        let (token, relay_offers) = self.register_media(sid);
+        let signaling = CallSignaling { client: self.clone(), sid: sid.to_string(), token };
         let ip = local_ip_towards(self.server_host());
         connect_media(Box::new(signaling), relay_offers, ip, video).await
     }

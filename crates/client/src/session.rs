@@ -21,7 +21,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
 
 /// The relay's offers, routed to the media connection of each call.
-type RelayOffers = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<RelayOffer>>>>;
+/// Each route carries the registration's number, so that an old media connection
+/// going away does not remove a newer one's route.
+type RelayOffers = Arc<Mutex<HashMap<String, (u64, mpsc::UnboundedSender<RelayOffer>)>>>;
 
 /// One signaling session. Cheap to clone; the connection closes when every clone
 /// and the [`Events`] are dropped, or on [`Client::close`].
@@ -323,18 +325,21 @@ impl Client {
     }
 
     /// Routes the relay's offers for call `sid` to the returned receiver.
-    pub(crate) fn register_media(&self, sid: &str) -> mpsc::UnboundedReceiver<RelayOffer> {
+    pub(crate) fn register_media(&self, sid: &str) -> (u64, mpsc::UnboundedReceiver<RelayOffer>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let token = self.next_req.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.relay_offers.lock() {
-            m.insert(sid.to_string(), tx);
+            m.insert(sid.to_string(), (token, tx));
         }
-        rx
+        (token, rx)
     }
 
     /// Stops routing the relay's offers for call `sid`.
-    pub(crate) fn unregister_media(&self, sid: &str) {
+    pub(crate) fn unregister_media(&self, sid: &str, token: u64) {
         if let Ok(mut m) = self.relay_offers.lock() {
-            m.remove(sid);
+            if m.get(sid).is_some_and(|(t, _)| *t == token) {
+                m.remove(sid);
+            }
         }
     }
 
@@ -430,7 +435,7 @@ async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, hear
                         continue;
                     };
                     if let ServerMessage::MediaOffer { sid, offer_id, sdp } = &m {
-                        let media = relay_offers.lock().ok().and_then(|r| r.get(sid).cloned());
+                        let media = relay_offers.lock().ok().and_then(|r| r.get(sid).map(|(_, tx)| tx.clone()));
                         match media {
                             Some(media) => { let _ = media.send(RelayOffer { id: *offer_id, sdp: sdp.clone() }); }
                             None => tracing::debug!(%sid, "relay offer for a call without media"),

@@ -506,7 +506,12 @@ impl RelayTask {
             Instant::now(),
             Receive { proto: Protocol::Udp, source, destination: self.advertised, contents },
         );
-        let known = self.by_addr.get(&source).copied().filter(|id| self.parties.contains_key(id));
+        // A dead connection's address may come back as a new one's: ask `accepts` again.
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|id| self.parties.get(id).is_some_and(|p| p.rtc.is_alive()));
         let id = match known {
             Some(id) => id,
             // A new address: whose ICE credentials does it carry?
@@ -607,7 +612,8 @@ impl RelayTask {
 
     fn check_liveness(&mut self, now: Instant) {
         for p in self.parties.values_mut() {
-            if let Some(pending) = p.pending.as_mut().filter(|o| now.duration_since(o.sent) > OFFER_RESEND) {
+            let due = |o: &&mut PendingOffer| now.duration_since(o.sent) > OFFER_RESEND;
+            if let Some(pending) = p.pending.as_mut().filter(due).filter(|_| p.rtc.is_alive()) {
                 pending.sent = now;
                 let offer = RelayEvent::Offer {
                     sid: p.sid.clone(),
