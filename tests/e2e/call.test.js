@@ -227,6 +227,27 @@ for (const mediaType of ['audio', 'video']) {
   });
 }
 
+// Bob answers whatever rings; Alice makes a video call to him. `options` go to `new Call`.
+async function videoCall(alice, bob, { caller, callee, tokenOf = token, options = {} }) {
+  await bob.evaluate(async ({ token, callee, options }) => {
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: callee, myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin, ...options });
+        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, { token: tokenOf(callee), callee, options });
+  await alice.evaluate(async ({ token, caller, callee, options }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin, ...options });
+    await window.call.makeCall({
+      myId: caller, myServiceId: 'web', peerId: callee, accessToken: token, mediaType: 'video',
+      mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate,
+    });
+  }, { token: tokenOf(caller), caller, callee, options });
+}
+
 // The video codec each side receives, and frames decoded.
 const videoCodec = (page) => page.evaluate(async () => {
   const stats = await window.call.getStats();
@@ -241,23 +262,7 @@ const videoCodec = (page) => page.evaluate(async () => {
 
 test('two browsers that both offer only H.264 get H.264 video through the relay', async () => {
   const [alice, bob] = [await openPage('alice-h264'), await openPage('bob-h264')];
-  await bob.evaluate(async ({ token }) => {
-    await window.sb.listenForCalls({
-      serverUrl: location.origin, myId: 'bob-h264', myServiceId: 'web', accessToken: token,
-      onIncomingCall: async (inc) => {
-        window.call = new window.sb.Call({ serverUrl: location.origin, videoCodecs: ['H264'] });
-        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate });
-        await window.call.acceptCall();
-      },
-    });
-  }, { token: token('bob-h264') });
-  await alice.evaluate(async ({ token }) => {
-    window.call = new window.sb.Call({ serverUrl: location.origin, videoCodecs: ['H264'] });
-    await window.call.makeCall({
-      myId: 'alice-h264', myServiceId: 'web', peerId: 'bob-h264', accessToken: token, mediaType: 'video',
-      mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate,
-    });
-  }, { token: token('alice-h264') });
+  await videoCall(alice, bob, { caller: 'alice-h264', callee: 'bob-h264', options: { videoCodecs: ['H264'] } });
   await waitEvent(bob, 'evtConnected');
   for (const page of [alice, bob]) {
     const v = await waitFor('decoded H.264 frames', async () => { const v = await videoCodec(page); return v?.framesDecoded > 10 && v; });
@@ -322,24 +327,8 @@ test('video recovers from packet loss on the way to and from the relay (NACK)', 
   const lossy = await startServer('lossy', { mediaBind: `127.0.0.1:${relayPort}`, extra: `media_advertise = "127.0.0.1:${proxy.port}"` });
   try {
     const [alice, bob] = [await openPage('alice-loss', 'fake', lossy.base), await openPage('bob-loss', 'fake', lossy.base)];
-    const tokenAt = (user) => execFileSync(BIN, ['token', '--config', lossy.config, '--service', 'web', '--user', user]).toString().trim();
-    await bob.evaluate(async ({ token }) => {
-      await window.sb.listenForCalls({
-        serverUrl: location.origin, myId: 'bob-loss', myServiceId: 'web', accessToken: token,
-        onIncomingCall: async (inc) => {
-          window.call = new window.sb.Call({ serverUrl: location.origin });
-          await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate });
-          await window.call.acceptCall();
-        },
-      });
-    }, { token: tokenAt('bob-loss') });
-    await alice.evaluate(async ({ token }) => {
-      window.call = new window.sb.Call({ serverUrl: location.origin });
-      await window.call.makeCall({
-        myId: 'alice-loss', myServiceId: 'web', peerId: 'bob-loss', accessToken: token, mediaType: 'video',
-        mediaHtmlElement: { peer: { video: window.media.video } }, delegate: window.delegate,
-      });
-    }, { token: tokenAt('alice-loss') });
+    const tokenOf = (user) => execFileSync(BIN, ['token', '--config', lossy.config, '--service', 'web', '--user', user]).toString().trim();
+    await videoCall(alice, bob, { caller: 'alice-loss', callee: 'bob-loss', tokenOf });
     await waitEvent(bob, 'evtConnected');
     for (const page of [alice, bob]) await waitFor('decoded video', async () => (await videoStats(page)).framesDecoded > 10);
     // Several seconds through the lossy network.
