@@ -330,11 +330,9 @@ impl Harness {
         let s = self.config.service(service).expect("known service");
         let now = switchboard_server::server::now_ms() / 1000;
         let claims = Claims {
-            sub: s.id.clone(),
-            uid: user.into(),
-            iss: s.api_key.clone(),
             iat: now.saturating_sub(10),
             exp: (now as i64 + ttl).max(0) as u64,
+            ..Claims::new(&s.id, user, &s.api_key, now, 0)
         };
         mint_token(&s.api_secret, &claims)
     }

@@ -87,7 +87,8 @@ async fn app_record(State(app): State<Arc<AppServer>>) -> &'static str {
     "ok"
 }
 
-fn raise_fd_limit() {
+/// Raises the soft open-file limit to the hard one (many sockets, one process).
+pub(crate) fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -109,10 +110,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
 
 fn token(user: &str) -> String {
     let now = switchboard_server::server::now_ms() / 1000;
-    mint_token(
-        SECRET,
-        &Claims { sub: "load".into(), uid: user.into(), iss: "load-key".into(), iat: now, exp: now + 7200 },
-    )
+    mint_token(SECRET, &Claims::new("load", user, "load-key", now, 7200))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -203,6 +201,7 @@ data_dir = "{data}"
 [limits]
 connects_per_ip_per_sec = 1000000.0
 connects_per_ip_burst = 1000000.0
+pending_per_ip = 100000
 messages_per_session_per_sec = 10000.0
 messages_per_session_burst = 10000.0
 calls_per_user_per_sec = 10000.0

@@ -121,11 +121,20 @@ fn main() -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let config = load_config(args.config.as_ref(), args.data_dir, args.listen)?;
+    // Every connection is a file descriptor: the common soft limit of 1,024 is far
+    // below what one server serves.
+    load::raise_fd_limit();
     if config.demo {
         let demo = &config.services[0];
         eprintln!("Switchboard is running on embedded defaults.");
         eprintln!("  data dir:     {}", config.data_dir.display());
-        eprintln!("  demo service: id={} api_key={} api_secret={}", demo.id, demo.api_key, demo.api_secret);
+        // The secret stays in its owner-only file: the log is no place for it.
+        eprintln!(
+            "  demo service: id={} api_key={} (api_secret in {})",
+            demo.id,
+            demo.api_key,
+            config.data_dir.join("demo-service.json").display()
+        );
         eprintln!("  a token:      switchboard token --data-dir {} --user alice", config.data_dir.display());
     }
     let server = switchboard_server::start(config).await?;
@@ -163,13 +172,8 @@ fn token(args: TokenArgs) -> Result<()> {
         bail!("user ID {:?} must match [A-Za-z0-9_-]{{1,64}}", args.user);
     }
     let now = switchboard_server::server::now_ms() / 1000;
-    let claims = switchboard_server::auth::Claims {
-        sub: service.id.clone(),
-        uid: args.user,
-        iss: service.api_key.clone(),
-        iat: now,
-        exp: now + args.ttl,
-    };
+    let claims =
+        switchboard_server::auth::Claims::new(&service.id, &args.user, &service.api_key, now, args.ttl);
     println!("{}", switchboard_server::auth::mint_token(&service.api_secret, &claims));
     Ok(())
 }

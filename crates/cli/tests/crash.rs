@@ -37,13 +37,7 @@ async fn wait_listening(port: u16) {
 
 fn token(user: &str) -> String {
     let now = switchboard_server::server::now_ms() / 1000;
-    let claims = switchboard_server::auth::Claims {
-        sub: "acme".into(),
-        uid: user.into(),
-        iss: "acme-key".into(),
-        iat: now,
-        exp: now + 3600,
-    };
+    let claims = switchboard_server::auth::Claims::new("acme", user, "acme-key", now, 3600);
     switchboard_server::auth::mint_token(ACME_SECRET, &claims)
 }
 

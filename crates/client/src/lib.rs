@@ -147,6 +147,9 @@ pub enum Event {
         sid: String,
         /// Epoch seconds.
         start_time: u64,
+        /// Answered from a cc_param session: connect with this as the cc_param
+        /// ([`Credentials::CcParam`]) to `resume` the call after a reconnect.
+        resume_param: Option<String>,
     },
     /// The call ended (`evtDisconnected`).
     Disconnected {

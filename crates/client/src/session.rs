@@ -385,7 +385,9 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
         ServerMessage::Verified { sid, from_service_id, from_user_id, media_type, app_data, .. } => {
             Event::Verified(Verified { sid, from_service_id, from_user_id, media_type, app_data })
         }
-        ServerMessage::Connected { sid, start_time, .. } => Event::Connected { sid, start_time },
+        ServerMessage::Connected { sid, start_time, resume_param, .. } => {
+            Event::Connected { sid, start_time, resume_param }
+        }
         ServerMessage::Disconnected { sid, reason, source, by_remote, user_rel_code, .. } => {
             Event::Disconnected { sid, reason, source, by_remote, user_rel_code }
         }

@@ -314,6 +314,11 @@ pub enum ServerMessage {
         sid: String,
         /// Epoch seconds of the answer.
         start_time: u64,
+        /// Only to a callee that answered from a cc_param session: the credential its
+        /// device reconnects with (`hello.cc_param`) to `resume` the call. The pushed
+        /// `cc_param` cannot resume an answered call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_param: Option<String>,
     },
     /// The call ended for this session (`evtDisconnected`).
     Disconnected {

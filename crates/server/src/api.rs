@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -109,6 +109,10 @@ impl FromRequestParts<Arc<Shared>> for Authed {
             .values()
             .find(|s| s.api_key == key && constant_time_eq(s.api_secret.as_bytes(), secret.as_bytes()))
             .ok_or(ApiError::Unauthorized)?;
+        // Valid credentials: the connection no longer counts as unauthenticated.
+        if let Some(pending) = parts.extensions.get::<crate::listener::Pending>() {
+            pending.release();
+        }
         let allowed = shared.api_limiter.lock().map(|mut l| l.allow(&service.id, now_ms())).unwrap_or(true);
         if !allowed {
             return Err(ApiError::TooManyRequests);
@@ -187,6 +191,36 @@ async fn get_call(
     }
 }
 
+/// The query parameters of a request, each given at most once.
+pub(crate) struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            // `?user_id=a&user_id=b` is ambiguous: proxies and frameworks disagree on
+            // which one wins, so neither does.
+            if map.insert(k.to_string(), v.into_owned()).is_some() {
+                return Err(ApiError::BadRequest(format!("parameter {k:?} is given more than once")));
+            }
+        }
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    /// Refuses any parameter not in `known`.
+    fn only(self, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(ApiError::BadRequest(format!("unknown parameter {unknown:?}"))),
+            None => Ok(self.0),
+        }
+    }
+}
+
 fn parse_u64(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     q.get(name)
         .map(|v| {
@@ -207,13 +241,9 @@ fn parse_cursor(c: &str) -> Result<(u64, String), ApiError> {
 async fn list_calls(
     State(shared): State<Arc<Shared>>,
     Authed(service): Authed,
-    Query(q): Query<HashMap<String, String>>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(unknown) =
-        q.keys().find(|k| !["user_id", "from", "to", "limit", "cursor"].contains(&k.as_str()))
-    {
-        return Err(ApiError::BadRequest(format!("unknown parameter {unknown:?}")));
-    }
+    let q = params.only(&["user_id", "from", "to", "limit", "cursor"])?;
     let user_id = q.get("user_id").cloned();
     if user_id.as_ref().is_some_and(|u| !switchboard_protocol::ids::is_valid_user_id(u)) {
         return Err(ApiError::BadRequest("user_id must match [A-Za-z0-9_-]{1,64}".into()));
@@ -242,8 +272,9 @@ async fn end_call(
     State(shared): State<Arc<Shared>>,
     Authed(service): Authed,
     Path(sid): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
+    let q = params.only(&["user_rel_code"])?;
     valid_sid(&sid)?;
     let code = q.get("user_rel_code").cloned();
     if code.as_ref().is_some_and(|c| c.is_empty() || c.len() > MAX_USER_REL_CODE_BYTES) {
@@ -269,8 +300,9 @@ async fn end_call(
 async fn list_callbacks(
     State(shared): State<Arc<Shared>>,
     Authed(service): Authed,
-    Query(q): Query<HashMap<String, String>>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
+    let q = params.only(&["state", "limit"])?;
     let state = q.get("state").map(String::as_str).unwrap_or("pending");
     if !["pending", "failed", "delivered", "dropped"].contains(&state) {
         return Err(ApiError::BadRequest("state must be pending, failed, delivered or dropped".into()));

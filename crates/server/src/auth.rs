@@ -55,6 +55,24 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, epoch seconds.
     pub exp: u64,
+    /// Not valid before, epoch seconds (optional, RFC 7519 §4.1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+}
+
+impl Claims {
+    /// The claims of a token for `user_id` of a service, issued at `now` (epoch
+    /// seconds) and valid for `ttl_secs`.
+    pub fn new(service_id: &str, user_id: &str, api_key: &str, now: u64, ttl_secs: u64) -> Self {
+        Claims {
+            sub: service_id.to_string(),
+            uid: user_id.to_string(),
+            iss: api_key.to_string(),
+            iat: now,
+            exp: now.saturating_add(ttl_secs),
+            nbf: None,
+        }
+    }
 }
 
 /// Why a token was refused.
@@ -129,6 +147,9 @@ pub fn verify_token(token: &str, secret: &str, api_key: &str, now: u64) -> Resul
     if claims.iat > now + CLOCK_SKEW_SECS {
         return Err(TokenError::Invalid("issued in the future"));
     }
+    if claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS) {
+        return Err(TokenError::Invalid("not valid yet (nbf is in the future)"));
+    }
     Ok(claims)
 }
 
@@ -143,6 +164,9 @@ pub struct CcClaims {
     pub user_id: String,
     /// Useless after this (epoch seconds).
     pub exp: u64,
+    /// Set only on the `resume_param` of the device that answered: the answering
+    /// session, so that only this device can take the call back after a reconnect.
+    pub device: Option<u64>,
 }
 
 const CC_VERSION: u8 = 1;
@@ -167,7 +191,10 @@ impl CcKey {
 
     /// Encodes claims as the opaque, signed, base64 `cc_param`.
     pub fn sign(&self, c: &CcClaims) -> String {
-        let payload = format!("{}\n{}\n{}\n{}", c.sid, c.service_id, c.user_id, c.exp);
+        let mut payload = format!("{}\n{}\n{}\n{}", c.sid, c.service_id, c.user_id, c.exp);
+        if let Some(device) = c.device {
+            payload.push_str(&format!("\n{device}"));
+        }
         let mut bytes = Vec::with_capacity(1 + 32 + payload.len());
         bytes.push(CC_VERSION);
         bytes.extend_from_slice(&hmac_sha256(&self.key, payload.as_bytes()));
@@ -196,6 +223,10 @@ impl CcKey {
             service_id: it.next()?.to_string(),
             user_id: it.next()?.to_string(),
             exp: it.next()?.parse().ok()?,
+            device: match it.next() {
+                None => None,
+                Some(d) => Some(d.parse().ok()?),
+            },
         };
         it.next().is_none().then_some(c)
     }
@@ -206,7 +237,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims { sub: "svc".into(), uid: "alice".into(), iss: "key".into(), iat: 1000, exp }
+        Claims { exp, ..Claims::new("svc", "alice", "key", 1000, 0) }
     }
 
     #[test]
@@ -233,11 +264,30 @@ mod tests {
     }
 
     #[test]
+    fn token_not_valid_before_nbf() {
+        let early = mint_token("secret", &Claims { nbf: Some(1600), ..claims(2000) });
+        assert_eq!(
+            verify_token(&early, "secret", "key", 1500),
+            Err(TokenError::Invalid("not valid yet (nbf is in the future)"))
+        );
+        assert!(verify_token(&early, "secret", "key", 1580).is_ok(), "within the clock skew");
+        assert!(verify_token(&early, "secret", "key", 1700).is_ok());
+    }
+
+    #[test]
     fn cc_param_round_trip_and_forgery() {
         let k = CcKey::new(b"0123456789abcdef0123456789abcdef".to_vec());
-        let c = CcClaims { sid: "sid-1".into(), service_id: "svc".into(), user_id: "bob".into(), exp: 99 };
+        let c = CcClaims {
+            sid: "sid-1".into(),
+            service_id: "svc".into(),
+            user_id: "bob".into(),
+            exp: 99,
+            device: None,
+        };
         let p = k.sign(&c);
         assert_eq!(k.open(&p), Some(c.clone()));
+        let bound = CcClaims { device: Some(7), ..c.clone() };
+        assert_eq!(k.open(&k.sign(&bound)), Some(bound));
         assert_eq!(CcKey::new(b"other".to_vec()).open(&p), None);
         let mut raw = STANDARD.decode(&p).unwrap();
         let last = raw.len() - 1;

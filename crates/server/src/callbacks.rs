@@ -8,12 +8,36 @@ use std::time::Duration;
 /// Why a callback was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackError {
-    /// The request failed (refused, timed out, bad URL, TLS…).
+    /// The request failed (refused, timed out, bad URL, TLS…). The text never holds
+    /// the URL: its query carries the call's `cc_param`.
     #[error("request failed: {0}")]
-    Request(#[from] reqwest::Error),
+    Request(String),
     /// The app server answered with a status other than 2xx.
     #[error("app server answered {0}")]
     Status(u16),
+}
+
+impl From<reqwest::Error> for CallbackError {
+    fn from(e: reqwest::Error) -> Self {
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else if e.is_builder() {
+            "the callback URL is not usable"
+        } else {
+            "no valid HTTP answer"
+        };
+        // The innermost cause (an OS error, a TLS alert) names no URL.
+        let detail = std::error::Error::source(&e).map(|first| {
+            let mut cause = first;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            format!(" ({cause})")
+        });
+        CallbackError::Request(format!("{what}{}", detail.unwrap_or_default()))
+    }
 }
 
 /// An HTTP client for callbacks, pooled per host.

@@ -90,6 +90,13 @@ pub struct LimitsConfig {
     pub api_per_service_per_sec: f64,
     /// Burst of REST API requests per service.
     pub api_per_service_burst: f64,
+    /// A connection must send a complete HTTP request head within this many ms
+    /// (idle keep-alive connections too), or it is closed.
+    pub header_timeout_ms: u64,
+    /// Connections from one address (an IPv6 /64) that have not authenticated yet
+    /// (no `hello` accepted, no REST request with valid credentials); more are closed
+    /// at once.
+    pub pending_per_ip: u32,
 }
 
 impl Default for LimitsConfig {
@@ -103,6 +110,8 @@ impl Default for LimitsConfig {
             calls_per_user_burst: 10.0,
             api_per_service_per_sec: 100.0,
             api_per_service_burst: 100.0,
+            header_timeout_ms: 5_000,
+            pending_per_ip: 64,
         }
     }
 }
@@ -318,6 +327,9 @@ impl Config {
         if self.heartbeat_secs == 0 || self.session_timeout_secs <= self.heartbeat_secs {
             return bad("session_timeout_secs must exceed heartbeat_secs > 0".into());
         }
+        if self.limits.header_timeout_ms == 0 || self.limits.pending_per_ip == 0 {
+            return bad("limits: header_timeout_ms and pending_per_ip must be > 0".into());
+        }
         Ok(())
     }
 
@@ -343,7 +355,7 @@ struct DemoCredentials {
 pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
     let dir = config.data_dir.clone();
     let io = |source| ConfigError::DataDir { path: dir.clone(), source };
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    secure_data_dir(&dir, &[]).map_err(io)?;
     if !config.services.is_empty() {
         return Ok(());
     }
@@ -388,6 +400,34 @@ pub fn server_secret(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
             Ok(s.into_bytes())
         }
     }
+}
+
+/// Creates the data dir (owner-only, when this creates it) and makes the database
+/// files owner-only: they hold live `cc_param`s and call records. SQLite gives its
+/// `-wal` and `-shm` files the mode of the database file, so that one is created
+/// 0600 before SQLite opens it; files left by an older version are tightened.
+pub fn secure_data_dir(dir: &Path, db_files: &[PathBuf]) -> std::io::Result<()> {
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)?;
+    }
+    #[cfg(unix)]
+    for (i, path) in db_files.iter().enumerate() {
+        use std::os::unix::fs::PermissionsExt;
+        if i == 0 && !path.exists() {
+            write_private(path, b"")?;
+        }
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

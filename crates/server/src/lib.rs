@@ -6,6 +6,7 @@ pub mod call;
 pub mod callbacks;
 pub mod config;
 pub mod limit;
+mod listener;
 pub mod media;
 pub mod metrics;
 pub mod outbox;

@@ -30,6 +30,8 @@ pub struct Metrics {
     calls_ended: [AtomicU64; DisconnectReason::ALL.len()],
     /// Open signaling sessions.
     pub sessions: AtomicI64,
+    /// Connections closed at accept: their address had too many unauthenticated ones.
+    pub connections_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -46,6 +48,7 @@ impl Default for Metrics {
             calls_started: AtomicU64::new(0),
             calls_ended: std::array::from_fn(|_| AtomicU64::new(0)),
             sessions: AtomicI64::new(0),
+            connections_refused: AtomicU64::new(0),
         }
     }
 }
@@ -123,6 +126,15 @@ impl Metrics {
             "# HELP switchboard_sessions Open signaling sessions.\n# TYPE switchboard_sessions gauge"
         );
         let _ = writeln!(s, "switchboard_sessions {}", self.sessions.load(Ordering::Relaxed));
+        let _ = writeln!(
+            s,
+            "# HELP switchboard_connections_refused_total Connections closed at accept: too many unauthenticated ones from their address.\n# TYPE switchboard_connections_refused_total counter"
+        );
+        let _ = writeln!(
+            s,
+            "switchboard_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
         let name = "switchboard_callback_delivery_seconds";
         let _ = writeln!(
             s,

@@ -155,10 +155,12 @@ impl ServerHandle {
 /// is put right after any crash: live calls are closed and recorded, and every
 /// callback still pending is queued again.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
-    std::fs::create_dir_all(&config.data_dir)
+    let db_path = config.data_dir.join("switchboard.db");
+    let db_files: Vec<_> =
+        ["", "-wal", "-shm"].iter().map(|x| config.data_dir.join(format!("switchboard.db{x}"))).collect();
+    crate::config::secure_data_dir(&config.data_dir, &db_files)
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let cc_key = CcKey::new(crate::config::server_secret(&config.data_dir)?);
-    let db_path = config.data_dir.join("switchboard.db");
     let wants_record = |id: &str| config.service(id).is_some_and(|s| s.on_call_evt_cb_url.is_some());
     let recovery = crate::store::recover(&db_path, now_ms(), wants_record)?;
     if !recovery.closed_calls.is_empty() || !recovery.pending.is_empty() {
@@ -272,20 +274,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let app = router(shared.clone());
-    // Signaling frames are small and latency-bound: no Nagle delay.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
+    let settings = crate::listener::ListenerSettings {
+        header_timeout: Duration::from_millis(config.limits.header_timeout_ms),
+        pending_per_ip: config.limits.pending_per_ip,
+    };
+    let join = tokio::spawn(crate::listener::serve(listener, app, settings, shared.metrics.clone(), stop_rx));
     tracing::info!(%addr, services = shared.services.len(), "switchboard listening");
     Ok(ServerHandle { addr, shared, shutdown: Some(stop_tx), join })
 }

@@ -11,6 +11,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use switchboard_protocol::{
     ids, ClientMessage, DisconnectReason, ErrorCode, ServerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use crate::auth::{self, TokenError};
 use crate::call::{Input, Party, SessionAuth};
 use crate::limit::Bucket;
+use crate::listener::Pending;
 use crate::server::{now_ms, CoreCmd, Shared};
 
 /// How long a new connection has to send `hello`.
@@ -32,12 +34,17 @@ const MAX_REFUSED_IN_A_ROW: u32 = 200;
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code for authentication failures and floods (RFC 6455 "policy violation").
 const CLOSE_POLICY: u16 = 1008;
+/// Close code for a text frame that is not UTF-8 (RFC 6455 "invalid frame payload data").
+const CLOSE_NOT_UTF8: u16 = 1007;
+/// Close code for a broken WebSocket framing (RFC 6455 "protocol error").
+const CLOSE_PROTOCOL: u16 = 1002;
 
 /// `GET /v1/signal`: upgrades to a signaling session after the per-IP rate check.
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(shared): State<Arc<Shared>>,
+    pending: Option<Extension<Pending>>,
 ) -> Response {
     let allowed = shared.ip_limiter.lock().map(|mut l| l.allow(&peer.ip(), now_ms())).unwrap_or(true);
     if !allowed {
@@ -53,7 +60,7 @@ pub(crate) async fn upgrade(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |socket| session(socket, peer, shared))
+        .on_upgrade(move |socket| session(socket, peer, shared, pending.map(|Extension(p)| p)))
 }
 
 struct Authed {
@@ -114,9 +121,12 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
             if !shared.services.contains_key(&claims.service_id) {
                 return Err(refuse(DisconnectReason::ServiceInvalidId, "cc_param names no service here"));
             }
+            if claims.exp < now {
+                return Err(refuse(DisconnectReason::ReleasedCall, "cc_param has expired"));
+            }
             Authed {
                 party: Party::new(claims.service_id, claims.user_id),
-                auth: SessionAuth::CallParam { sid: claims.sid },
+                auth: SessionAuth::CallParam { sid: claims.sid, device: claims.device },
                 token_exp: None,
             }
         }
@@ -140,9 +150,25 @@ async fn send_msg(ws: &mut WebSocket, msg: &ServerMessage) -> bool {
     ws.send(Message::Text(msg.to_json().into())).await.is_ok()
 }
 
+/// How long a closing session waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Closes with `code`, then waits (briefly) for the client's close frame, discarding
+/// what it sent meanwhile (RFC 6455 §7.1.1): a socket closed with unread data is
+/// reset by the kernel, and the client would lose our close frame with it.
 async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.to_string().into() };
-    let _ = ws.send(Message::Close(Some(frame))).await;
+    if ws.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = ws.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn error_msg(
@@ -154,12 +180,18 @@ fn error_msg(
     ServerMessage::Error { req, error, reason, message }
 }
 
-/// Whether a websocket error is a frame over the size limit.
-fn is_too_big(e: axum::Error) -> bool {
-    matches!(
-        e.into_inner().downcast::<tokio_tungstenite::tungstenite::Error>().map(|b| *b),
-        Ok(tokio_tungstenite::tungstenite::Error::Capacity(_))
-    )
+/// What a failed read means for the connection.
+fn read_error(e: axum::Error) -> Read {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e.into_inner().downcast::<WsError>().map(|b| *b) {
+        Ok(WsError::Capacity(_)) => Read::TooBig,
+        Ok(WsError::Utf8(_)) => Read::Broken(CLOSE_NOT_UTF8, "text frame is not valid UTF-8"),
+        Ok(WsError::Protocol(p)) => {
+            tracing::debug!(error = %p, "websocket protocol error");
+            Read::Broken(CLOSE_PROTOCOL, "websocket protocol error")
+        }
+        _ => Read::Lost,
+    }
 }
 
 enum Read {
@@ -167,7 +199,12 @@ enum Read {
     Binary,
     Skip,
     TooBig,
-    Gone,
+    /// The client closed the WebSocket (its close code, if it sent one).
+    Closed(Option<u16>),
+    /// The connection broke without a close frame.
+    Lost,
+    /// The client broke the WebSocket protocol: close with this code and reason.
+    Broken(u16, &'static str),
 }
 
 async fn read(ws: &mut WebSocket) -> Read {
@@ -175,31 +212,50 @@ async fn read(ws: &mut WebSocket) -> Read {
         Some(Ok(Message::Text(t))) => Read::Text(t.to_string()),
         Some(Ok(Message::Binary(_))) => Read::Binary,
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Read::Skip,
-        Some(Ok(Message::Close(_))) | None => Read::Gone,
-        Some(Err(e)) => {
-            if is_too_big(e) {
-                Read::TooBig
-            } else {
-                Read::Gone
-            }
-        }
+        Some(Ok(Message::Close(frame))) => Read::Closed(frame.map(|f| f.code)),
+        None => Read::Lost,
+        Some(Err(e)) => read_error(e),
     }
 }
 
-async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
+/// Ends the WebSocket after a read that was not a frame: answers the client's close,
+/// or closes with the code the failure calls for. Every end is logged.
+async fn end_after(ws: &mut WebSocket, read: Read, session_id: Option<u64>, peer: SocketAddr) {
+    match read {
+        Read::Closed(code) => {
+            tracing::debug!(?session_id, %peer, ?code, "client closed the session");
+            // Flushes the reply to the client's close frame (queued by the WebSocket).
+            let _ = ws.send(Message::Close(None)).await;
+        }
+        Read::Lost => tracing::debug!(?session_id, %peer, "connection lost without a close frame"),
+        Read::Broken(code, why) => {
+            tracing::info!(?session_id, %peer, code, why, "closing session: bad frame");
+            close(ws, code, why).await;
+        }
+        Read::TooBig => {
+            tracing::info!(?session_id, %peer, "closing session: frame over 64 KiB");
+            let m = error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
+            send_msg(ws, &m).await;
+            close(ws, CLOSE_TOO_BIG, "frame too large").await;
+        }
+        Read::Text(_) | Read::Binary | Read::Skip => {}
+    }
+}
+
+async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pending: Option<Pending>) {
     let hello_by = Instant::now() + HELLO_TIMEOUT;
     let first = loop {
         match tokio::time::timeout_at(hello_by, read(&mut ws)).await {
             Ok(Read::Text(t)) => break t,
             // WebSocket pings before hello are fine (axum answers them).
             Ok(Read::Skip) => continue,
-            Ok(Read::TooBig) => {
-                let m =
-                    error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
-                send_msg(&mut ws, &m).await;
-                return close(&mut ws, CLOSE_TOO_BIG, "frame too large").await;
+            Ok(end @ (Read::TooBig | Read::Closed(_) | Read::Lost | Read::Broken(..))) => {
+                return end_after(&mut ws, end, None, peer).await;
             }
-            _ => return close(&mut ws, CLOSE_POLICY, "hello expected").await,
+            Ok(Read::Binary) | Err(_) => {
+                tracing::info!(%peer, "closing connection: no hello");
+                return close(&mut ws, CLOSE_POLICY, "hello expected").await;
+            }
         }
     };
     let authed = match ClientMessage::parse(&first) {
@@ -208,7 +264,13 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
         Err(e) => Err(refuse(DisconnectReason::AuthError, e.message)),
     };
     let mut authed = match authed {
-        Ok(a) => a,
+        Ok(a) => {
+            // Authenticated: no longer counts against the address's pending cap.
+            if let Some(p) = &pending {
+                p.release();
+            }
+            a
+        }
         Err(r) => {
             tracing::info!(%peer, reason = %r.reason, message = %r.message, "session refused");
             send_msg(&mut ws, &error_msg(None, ErrorCode::Auth, Some(r.reason), r.message)).await;
@@ -234,7 +296,8 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
         welcome,
     };
     if shared.core.send(open).await.is_err() {
-        return close(&mut ws, 1011, "server stopping").await;
+        tracing::info!(session_id, "closing session: the server is stopping");
+        return close(&mut ws, 1001, "server stopping").await;
     }
     tracing::debug!(session_id, service = %authed.party.service_id, user = %authed.party.user_id, %peer, "session open");
     shared.metrics.sessions.fetch_add(1, Ordering::Relaxed);
@@ -259,18 +322,16 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
                     Read::Text(t) => Some(t),
                     Read::Binary => None,
                     Read::Skip => { deadline = Instant::now() + silence; continue }
-                    Read::TooBig => {
-                        let m = error_msg(None, ErrorCode::FrameTooLarge, None, "frames are limited to 64 KiB".into());
-                        send_msg(&mut ws, &m).await;
-                        close(&mut ws, CLOSE_TOO_BIG, "frame too large").await;
+                    end => {
+                        end_after(&mut ws, end, Some(session_id), peer).await;
                         break;
                     }
-                    Read::Gone => break,
                 };
                 deadline = Instant::now() + silence;
                 if !bucket.take(limits.messages_per_session_per_sec, limits.messages_per_session_burst, now_ms()) {
                     refused_in_a_row += 1;
                     if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                        tracing::info!(session_id, %peer, "closing session: flooding past the message rate");
                         close(&mut ws, CLOSE_POLICY, "SERVICE_TOO_MANY_REQUESTS").await;
                         break;
                     }
@@ -300,8 +361,16 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
                 }
             }
             out = rx.recv() => {
-                let Some(text) = out else { break };
-                if ws.send(Message::Text(text.into())).await.is_err() { break; }
+                let Some(text) = out else {
+                    // The core let go of this session: it did not read what it was sent.
+                    tracing::warn!(session_id, %peer, "closing session: frames unread past the outbox limit");
+                    close(&mut ws, CLOSE_POLICY, "too many unread frames").await;
+                    break;
+                };
+                if ws.send(Message::Text(text.into())).await.is_err() {
+                    tracing::debug!(session_id, %peer, "connection lost while sending");
+                    break;
+                }
                 welcomed = true;
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -318,6 +387,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>) {
         }
     }
     shared.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(session_id, "session ended");
     let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: session_id })).await;
 }
 

@@ -56,13 +56,7 @@ pub(crate) async fn demo_token(
         return refuse(StatusCode::BAD_REQUEST, "A user ID is 1-64 letters, digits, _ or -.");
     }
     let now = now_ms() / 1000;
-    let claims = crate::auth::Claims {
-        sub: service.id.clone(),
-        uid: user.into(),
-        iss: service.api_key.clone(),
-        iat: now,
-        exp: now + 3600,
-    };
+    let claims = crate::auth::Claims::new(&service.id, user, &service.api_key, now, 3600);
     Json(json!({ "service_id": service.id, "user_id": user, "token": crate::auth::mint_token(&service.api_secret, &claims) }))
         .into_response()
 }

@@ -30,6 +30,10 @@ pub type SessionId = u64;
 /// Longest `user_rel_code` accepted, in bytes.
 pub const MAX_USER_REL_CODE_BYTES: usize = 128;
 
+/// A `resume_param` is good for at least this long (or the service's maximum call
+/// time, when longer), plus the reconnect grace.
+const RESUME_PARAM_MIN_SECS: u64 = 86_400;
+
 /// A user: `(service_id, user_id)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Party {
@@ -79,6 +83,9 @@ pub enum SessionAuth {
     CallParam {
         /// The call it may verify.
         sid: String,
+        /// With a `resume_param`: the answering device it proves to be; only such a
+        /// session may `resume` the call.
+        device: Option<u64>,
     },
 }
 
@@ -330,6 +337,9 @@ struct Call {
     caller_ip: String,
     /// Callee devices: every ringing one while ringing; the answering one after.
     devices: Vec<Device>,
+    /// The answering device, when it answered from a cc_param session: the `device`
+    /// its `resume_param` names.
+    callee_device: Option<u64>,
     callee_ip: String,
     push_failed: bool,
     ring_deadline: Option<Millis>,
@@ -817,6 +827,7 @@ impl Switch {
             caller_session: Some(session),
             caller_ip,
             devices: Vec::new(),
+            callee_device: None,
             callee_ip: String::new(),
             // Without a notify_cb URL no push will ever reach the callee.
             push_failed: !rules.has_notify,
@@ -882,6 +893,23 @@ impl Switch {
             service_id: call.callee.service_id.clone(),
             user_id: call.callee.user_id.clone(),
             exp,
+            device: None,
+        }))
+    }
+
+    /// Signs the `resume_param` of the device that answered `sid` from a cc_param
+    /// session. It outlives the ring time (it is good as long as the call is live and
+    /// this device is still the one that answered it).
+    fn resume_param(&self, now: Millis, sid: &str, device: SessionId) -> Option<String> {
+        let call = self.calls.get(sid)?;
+        let max_call_secs = self.services.get(&call.caller.service_id).map_or(0, |r| r.max_call_ms / 1000);
+        let lifetime = max_call_secs.max(RESUME_PARAM_MIN_SECS) + self.settings.reconnect_grace_ms / 1000;
+        Some(self.cc_key.sign(&CcClaims {
+            sid: sid.to_string(),
+            service_id: call.callee.service_id.clone(),
+            user_id: call.callee.user_id.clone(),
+            exp: now / 1000 + lifetime,
+            device: Some(device),
         }))
     }
 
@@ -951,7 +979,7 @@ impl Switch {
             return;
         };
         match &s.auth {
-            SessionAuth::CallParam { sid } if *sid != claims.sid => {
+            SessionAuth::CallParam { sid, .. } if *sid != claims.sid => {
                 return self.start_failed(
                     session,
                     req,
@@ -1049,6 +1077,9 @@ impl Switch {
             return self.error(session, req, ErrorCode::WrongState, "verify_call first");
         }
         call.phase = Phase::Connected { start_ms: now };
+        let from_cc_param =
+            self.sessions.get(&session).is_some_and(|s| matches!(s.auth, SessionAuth::CallParam { .. }));
+        call.callee_device = from_cc_param.then_some(session);
         if call.caller_lost.is_some() {
             call.lost_since = Some(now);
         }
@@ -1065,11 +1096,17 @@ impl Switch {
         for other in others {
             self.drop_device(other, sid, DisconnectReason::MultidevAnswer);
         }
-        let connected = |req| ServerMessage::Connected { req, sid: sid.to_string(), start_time: now / 1000 };
+        let resume_param = if from_cc_param { self.resume_param(now, sid, session) } else { None };
+        let connected = |req, resume_param| ServerMessage::Connected {
+            req,
+            sid: sid.to_string(),
+            start_time: now / 1000,
+            resume_param,
+        };
         if let Some(c) = caller_session {
-            self.send(c, connected(None));
+            self.send(c, connected(None, None));
         }
-        self.send(session, connected(req));
+        self.send(session, connected(req, resume_param));
         self.changed(sid);
         if max_call_ms > 0 {
             self.timer(now + max_call_ms, TimerKind::MaxTime, sid);
@@ -1168,9 +1205,14 @@ impl Switch {
                 },
             );
         };
+        // A cc_param was pushed to every device of the callee (and may have leaked):
+        // it verifies and answers a ringing call, but only the device that answered,
+        // proving it with its resume_param, may take an answered call back.
         let may = match &auth {
             SessionAuth::Token => true,
-            SessionAuth::CallParam { sid: bound } => bound == sid,
+            SessionAuth::CallParam { sid: bound, device } => {
+                bound == sid && device.is_some() && *device == call.callee_device
+            }
         };
         let state = match call.phase {
             Phase::Ringing => "ringing",
@@ -1183,6 +1225,11 @@ impl Switch {
         } else if may && party == call.callee && matches!(call.phase, Phase::Connected { .. }) {
             call.callee_lost = None;
             call.callee_ip = ip.clone();
+            if auth == SessionAuth::Token {
+                // The user took the call over on a device of its own: the cc_param
+                // device that answered can no longer take it back.
+                call.callee_device = None;
+            }
             let old = call.devices.first().map(|d| d.session);
             call.devices = vec![Device { session, verified: true, ip }];
             old

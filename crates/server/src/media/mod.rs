@@ -355,7 +355,10 @@ impl RelayTask {
     }
 
     fn accept(&mut self, sid: String, party: PartyKey, sdp: &str) -> Result<(u64, String), String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
+            tracing::debug!(%sid, error = %e, "unreadable SDP offer");
+            sdp_problem(&e).to_string()
+        })?;
         let ufrag = ice_ufrag(sdp);
         // The same connection renegotiating: answer on it (this drops any offer of ours
         // still pending; its lines are offered again once this settles).
@@ -369,17 +372,19 @@ impl RelayTask {
                     p.wants.extend(old.wants);
                 }
                 self.dirty.push(sid.clone());
-                let answer =
-                    p.rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
+                let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(&sid, &e))?;
                 p.sync_lines(sdp);
                 return Ok((id, answer.to_sdp_string()));
             }
         }
         let now = Instant::now();
         let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
-        let candidate = Candidate::host(self.advertised, "udp").map_err(|e| format!("candidate: {e}"))?;
+        let candidate = Candidate::host(self.advertised, "udp").map_err(|e| {
+            tracing::error!(error = %e, advertised = %self.advertised, "relay candidate refused");
+            "the relay could not take the offer (internal error)".to_string()
+        })?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| format!("offer refused: {e}"))?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(&sid, &e))?;
         let mut party = Party {
             sid: sid.clone(),
             key: party,
@@ -644,4 +649,33 @@ fn write_media(q: &mut Party, mid: Mid, data: &MediaData) {
 /// The `a=ice-ufrag` of an SDP (session or first media level).
 fn ice_ufrag(sdp: &str) -> Option<String> {
     sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(|u| u.trim().to_string())
+}
+
+/// What was wrong with an SDP offer, in our words: a client is never shown a parser's
+/// internals (they can carry memory addresses).
+fn sdp_problem(e: &str0m::error::SdpError) -> &'static str {
+    match e {
+        str0m::error::SdpError::ParseError(_) => "the SDP offer could not be parsed",
+        str0m::error::SdpError::Inconsistent(_) => "the SDP offer contradicts itself",
+    }
+}
+
+/// Why the relay refused an offer it could parse, in our words (the details are logged).
+fn refused_offer(sid: &str, e: &str0m::RtcError) -> String {
+    tracing::debug!(%sid, error = %e, "SDP offer refused");
+    let why = match e {
+        str0m::RtcError::Sdp(sdp) => sdp_problem(sdp),
+        str0m::RtcError::RemoteSdp(m) if m.contains("m-lines") => "the SDP offer has no media lines",
+        str0m::RtcError::RemoteSdp(m) if m.contains("ice-ufrag") => {
+            "the SDP offer lacks ICE credentials (a=ice-ufrag, a=ice-pwd)"
+        }
+        str0m::RtcError::RemoteSdp(m) if m.contains("fingerprint") => {
+            "the SDP offer lacks a DTLS fingerprint (a=fingerprint)"
+        }
+        str0m::RtcError::RemoteSdp(m) if m.contains("ICE-Lite") => {
+            "the SDP offer is ICE-lite; the relay is ICE-lite too, so the client must do full ICE"
+        }
+        _ => "the relay cannot answer this SDP offer",
+    };
+    why.to_string()
 }

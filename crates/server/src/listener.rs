@@ -1,0 +1,266 @@
+//! The HTTP listener: accepts TCP connections and serves HTTP/1.1 (and WebSocket
+//! upgrades) on them, with two guards that `axum::serve` lacks:
+//! - a **header timeout**: a connection must send a complete request head within
+//!   `header_timeout_ms`, or it is closed (idle keep-alive connections too);
+//! - a **per-address cap on pending connections**: connections that have not
+//!   authenticated yet (plain HTTP requests, WebSockets before `hello`) count against
+//!   their client's address (an IPv6 /64 counts as one address); past
+//!   `pending_per_ip`, new ones are closed at once, so one client cannot take every
+//!   file descriptor of the server.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+
+use crate::metrics::Metrics;
+
+/// How an address is counted: IPv4 addresses one by one, IPv6 by /64 (one host
+/// usually holds a whole /64).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Pending (not yet authenticated) connections per address.
+#[derive(Debug)]
+pub(crate) struct PendingCounts {
+    cap: u32,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl PendingCounts {
+    pub(crate) fn new(cap: u32) -> Arc<Self> {
+        Arc::new(PendingCounts { cap, counts: Mutex::new(HashMap::new()) })
+    }
+
+    /// Counts a new connection from `ip`, or refuses it when its address is at the cap.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Pending> {
+        let key = address_key(ip);
+        let mut counts = self.counts.lock().ok()?;
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Pending(Arc::new(PendingInner { counts: self.clone(), key, released: AtomicBool::new(false) })))
+    }
+
+    fn release(&self, key: IpAddr) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(n) = counts.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Pending connections of `ip`'s address now.
+    #[cfg(test)]
+    fn count(&self, ip: IpAddr) -> u32 {
+        self.counts.lock().map(|c| c.get(&address_key(ip)).copied().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+/// One pending connection's place in its address's count. It is given back when the
+/// connection authenticates ([`Pending::release`]) or ends, whichever comes first.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending(Arc<PendingInner>);
+
+#[derive(Debug)]
+struct PendingInner {
+    counts: Arc<PendingCounts>,
+    key: IpAddr,
+    released: AtomicBool,
+}
+
+impl Pending {
+    /// The connection proved who it is: it no longer counts as pending.
+    pub(crate) fn release(&self) {
+        if !self.0.released.swap(true, Ordering::AcqRel) {
+            self.0.counts.release(self.0.key);
+        }
+    }
+}
+
+impl Drop for PendingInner {
+    fn drop(&mut self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.counts.release(self.key);
+        }
+    }
+}
+
+/// Settings of the listener.
+pub(crate) struct ListenerSettings {
+    pub header_timeout: Duration,
+    pub pending_per_ip: u32,
+}
+
+/// Serves `app` on `listener` until `stop` fires; then stops accepting, lets every
+/// connection finish its request in flight, and returns once they are closed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: ListenerSettings,
+    metrics: Arc<Metrics>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let pending = PendingCounts::new(settings.pending_per_ip);
+    // Every connection task holds a receiver: `closed()` resolves when all are gone.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut refusals = LogLimiter::default();
+    let mut accept_errors = LogLimiter::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait for some to be freed
+                // rather than spin.
+                if accept_errors.allow() {
+                    tracing::error!(error = %e, "cannot accept connections");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(guard) = pending.admit(peer.ip()) else {
+            metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+            if refusals.allow() {
+                tracing::warn!(
+                    peer = %peer.ip(),
+                    cap = settings.pending_per_ip,
+                    "refusing connections: too many unauthenticated connections from this address"
+                );
+            }
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(tcp, peer, app.clone(), guard, settings.header_timeout, shutdown_rx.clone()));
+    }
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    drop(shutdown_rx);
+    shutdown_tx.closed().await;
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    guard: Pending,
+    header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let request_guard = guard.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(request_guard.clone());
+        let mut app = app.clone();
+        async move {
+            use tower_service::Service as _;
+            let res: Result<axum::response::Response, Infallible> =
+                app.call(req.map(axum::body::Body::new)).await;
+            res
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopping(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        if e.is_timeout() {
+            tracing::debug!(%peer, "closed a connection that sent no complete request in time");
+        } else {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+    drop(guard);
+}
+
+/// Resolves when the listener is told to stop.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// At most one log line per second for a repeating condition.
+#[derive(Default)]
+struct LogLimiter {
+    last: Option<std::time::Instant>,
+}
+
+impl LogLimiter {
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_cap_counts_addresses_and_frees_on_release_or_drop() {
+        let counts = PendingCounts::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = counts.admit(a).unwrap();
+        let second = counts.admit(a).unwrap();
+        assert!(counts.admit(a).is_none(), "third connection from one address is refused");
+        assert!(counts.admit(b).is_some(), "another address has its own count");
+        first.release();
+        first.release();
+        assert_eq!(counts.count(a), 1, "release counts once");
+        drop(first);
+        assert_eq!(counts.count(a), 1, "dropping a released guard changes nothing");
+        let copy = second.clone();
+        drop(second);
+        assert_eq!(counts.count(a), 1, "a clone still holds the place");
+        drop(copy);
+        assert_eq!(counts.count(a), 0);
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64() {
+        let counts = PendingCounts::new(1);
+        let _one = counts.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(counts.admit("2001:db8::2".parse().unwrap()).is_none());
+        assert!(counts.admit("2001:db8:0:1::1".parse().unwrap()).is_some());
+    }
+}
