@@ -55,8 +55,13 @@ struct Room {
 impl Room {
     async fn start() -> Room {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let bind = "127.0.0.1:0".parse().expect("address");
-        let relay = MediaRelay::start(bind, None, Duration::from_secs(30), tx).await.expect("relay");
+        let socket = switchboard_server::media::SocketSettings {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            advertise: None,
+            buffer_bytes: 0,
+        };
+        let relay =
+            MediaRelay::start(socket, Duration::from_secs(30), tx, Arc::default()).await.expect("relay");
         let routes: OfferRoutes = Arc::default();
         let lose: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let (r, l) = (routes.clone(), lose.clone());

@@ -179,6 +179,11 @@ pub struct Config {
     /// A connected party whose media stops this long ends the call (NETWORK_UNSTABLE).
     #[serde(default = "default_media_timeout")]
     pub media_timeout_ms: u64,
+    /// `SO_RCVBUF` and `SO_SNDBUF` of the media socket, bytes: room for bursts while
+    /// the relay is busy (capped by the kernel's `net.core.rmem_max`/`wmem_max`
+    /// unless the server runs as root).
+    #[serde(default = "default_media_socket_buffer")]
+    pub media_socket_buffer_bytes: usize,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -199,6 +204,10 @@ fn default_listen() -> SocketAddr {
 fn default_media_bind() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
+fn default_media_socket_buffer() -> usize {
+    4 * 1024 * 1024
+}
+
 fn default_media_timeout() -> u64 {
     15_000
 }
@@ -234,6 +243,7 @@ impl Default for Config {
             media_bind: default_media_bind(),
             media_advertise: None,
             media_timeout_ms: default_media_timeout(),
+            media_socket_buffer_bytes: default_media_socket_buffer(),
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),

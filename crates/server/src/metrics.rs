@@ -32,6 +32,8 @@ pub struct Metrics {
     pub sessions: AtomicI64,
     /// Connections closed at accept: their address had too many unauthenticated ones.
     pub connections_refused: AtomicU64,
+    /// The media relay's figures.
+    pub media: std::sync::Arc<crate::media::MediaMetrics>,
 }
 
 impl Default for Metrics {
@@ -49,6 +51,7 @@ impl Default for Metrics {
             calls_ended: std::array::from_fn(|_| AtomicU64::new(0)),
             sessions: AtomicI64::new(0),
             connections_refused: AtomicU64::new(0),
+            media: std::sync::Arc::default(),
         }
     }
 }
@@ -147,6 +150,7 @@ impl Metrics {
         let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(s, "{name}_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(s, "{name}_count {count}");
+        self.media.render(&mut s);
         s
     }
 }

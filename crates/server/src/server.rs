@@ -199,10 +199,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let (core_tx, core_rx) = mpsc::channel(8192);
     let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<RelayEvent>();
     let media = MediaRelay::start(
-        config.media_bind,
-        config.media_advertise,
+        crate::media::SocketSettings {
+            bind: config.media_bind,
+            advertise: config.media_advertise,
+            buffer_bytes: config.media_socket_buffer_bytes,
+        },
         Duration::from_millis(config.media_timeout_ms),
         relay_tx,
+        metrics.media.clone(),
     )
     .await?;
     {

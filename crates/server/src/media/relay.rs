@@ -1,0 +1,777 @@
+//! The relay's decision-making core, sans IO: datagrams, commands and time go in
+//! (`handle_datagram`, `offer`, `answer`, …, `handle_timeout`), datagrams to send and
+//! events come out (`poll_transmit`, `poll_event`), and `poll_timeout` says when it
+//! wants time next. No socket, no clock: the UDP shell in [`super`] and the tests on
+//! simulated time drive it the same way.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use super::feeds::{self, Line, Source};
+use super::{PartyKey, RelayEvent};
+
+/// An unanswered offer is sent again this often: it may have been lost with a
+/// signaling connection that dropped. Answering the same offer twice is harmless.
+const OFFER_RESEND: Duration = Duration::from_secs(5);
+/// After a refused answer the next offer waits this long, doubling up to
+/// [`OFFER_BACKOFF_MAX`]: a client that always refuses cannot make the relay offer at
+/// round-trip rate.
+const OFFER_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const OFFER_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Liveness (media timeout) and offer resends are checked this often.
+const LIVENESS_EVERY: Duration = Duration::from_millis(250);
+/// A source is asked for a keyframe for a new receiver at most this often.
+const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+
+/// Counters of what the relay did, for `/metrics`. Monotonic except `connections`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Media packets received from parties, audio / video.
+    pub packets_in: [u64; 2],
+    /// Media packets written to parties, audio / video.
+    pub packets_out: [u64; 2],
+    /// Payload bytes received, audio / video.
+    pub bytes_in: [u64; 2],
+    /// Payload bytes written, audio / video.
+    pub bytes_out: [u64; 2],
+    /// Datagrams from an address no connection claims.
+    pub dropped_unknown_source: u64,
+    /// Datagrams a connection could not take (SRTP failure, malformed, …).
+    pub dropped_bad_input: u64,
+    /// Media a receiver line could not take (no matching codec, write failed).
+    pub dropped_no_route: u64,
+    /// Keyframe requests (PLI/FIR) passed from receivers to sources.
+    pub keyframe_requests: u64,
+    /// Keyframes asked of a source because a receiver started getting it.
+    pub keyframes_for_new_receivers: u64,
+    /// Offers the relay sent (resends not counted).
+    pub offers: u64,
+    /// Answers to the relay's offers that it could not apply.
+    pub answers_refused: u64,
+    /// Connections (parties) now.
+    pub connections: u64,
+}
+
+fn kind_index(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}
+
+struct Party {
+    sid: String,
+    key: PartyKey,
+    rtc: Rtc,
+    /// `a=ice-ufrag` of the offer that made this connection: the same in a
+    /// renegotiation, new after a reconnect.
+    ufrag: Option<String>,
+    lines: Vec<Line>,
+    /// The relay's own offer awaiting the party's answer.
+    pending: Option<PendingOffer>,
+    /// Lines the party asked to send on, not yet offered.
+    wants: Vec<MediaKind>,
+    /// Lines it lacks (kinds), waiting for the back-off to offer them.
+    needs: Vec<MediaKind>,
+    /// No offer before this (after refused answers).
+    offer_not_before: Option<Instant>,
+    refused_answers: u32,
+    last_media: Instant,
+    lost: bool,
+    wake: Option<Instant>,
+}
+
+impl Party {
+    fn line(&self, mid: Mid) -> Option<&Line> {
+        self.lines.iter().find(|l| l.mid == mid)
+    }
+
+    /// Reads the lines an offer (just accepted) names from the session.
+    fn sync_lines(&mut self, sdp: &str) {
+        for mid in sdp.lines().filter_map(|l| l.trim().strip_prefix("a=mid:")) {
+            let mid = Mid::from(mid.trim());
+            if let Some(m) = self.rtc.media(mid) {
+                let (kind, dir) = (m.kind(), m.direction());
+                self.set_line(mid, kind, dir);
+            }
+        }
+    }
+
+    fn set_line(&mut self, mid: Mid, kind: MediaKind, dir: Direction) {
+        match self.lines.iter_mut().find(|l| l.mid == mid) {
+            Some(l) => l.dir = dir,
+            None => self.lines.push(Line { mid, kind, dir, feed: None }),
+        }
+    }
+}
+
+/// An offer of the relay that the party has not answered yet.
+struct PendingOffer {
+    id: u64,
+    change: SdpPendingOffer,
+    /// The lines it adds.
+    added: Vec<Mid>,
+    /// The `sendrecv` lines among them that the party asked for.
+    wants: Vec<MediaKind>,
+    sdp: String,
+    sent: Instant,
+}
+
+/// What one party's events ask of the others.
+enum Relayed {
+    Media(Mid, Box<MediaData>),
+    Keyframe(Mid, KeyframeRequestKind),
+}
+
+/// The SFU: every party's WebRTC connection, the feeds between them, and what to send.
+pub struct Relay {
+    advertised: SocketAddr,
+    cert: Option<DtlsCert>,
+    media_timeout: Duration,
+    next_id: u64,
+    next_offer: u64,
+    parties: HashMap<u64, Party>,
+    /// Which connection a remote address belongs to (learnt from `accepts`).
+    by_addr: HashMap<SocketAddr, u64>,
+    /// Connections of each session.
+    by_call: HashMap<String, Vec<u64>>,
+    /// Where each source's media goes: (party, line) pairs.
+    routes: HashMap<Source, Vec<(u64, Mid)>>,
+    /// When each connection wants `Input::Timeout`.
+    wake: BTreeSet<(Instant, u64)>,
+    /// Sessions whose lines changed: their feeds are reassigned.
+    dirty: Vec<String>,
+    /// When a source was last asked for a keyframe for a new receiver.
+    keyframe_asked: HashMap<Source, Instant>,
+    /// Parties that lack lines or asked for some: an offer may be due.
+    offer_due: Vec<u64>,
+    /// Parties whose offer waits for the back-off after refused answers.
+    deferred: Vec<u64>,
+    next_liveness: Option<Instant>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<RelayEvent>,
+    stats: RelayStats,
+}
+
+impl Relay {
+    /// A relay whose one candidate is `advertised`. Every connection uses `cert` for
+    /// DTLS (generating a certificate per connection costs milliseconds of CPU);
+    /// `None` lets each generate its own.
+    pub fn new(advertised: SocketAddr, cert: Option<DtlsCert>, media_timeout: Duration) -> Self {
+        Relay {
+            advertised,
+            cert,
+            media_timeout,
+            next_id: 1,
+            next_offer: 1,
+            parties: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_call: HashMap::new(),
+            routes: HashMap::new(),
+            wake: BTreeSet::new(),
+            dirty: Vec::new(),
+            keyframe_asked: HashMap::new(),
+            offer_due: Vec::new(),
+            deferred: Vec::new(),
+            next_liveness: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: RelayStats::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats { connections: self.parties.len() as u64, ..self.stats.clone() }
+    }
+
+    /// A datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// An event for the relay's owner.
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Relay::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conn = self.wake.first().map(|(t, _)| *t);
+        match (conn, self.next_liveness) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Time passes: connections that are due run their timers; liveness and offer
+    /// resends are checked.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.wake.first() {
+            if t > now {
+                break;
+            }
+            self.wake.pop_first();
+            if let Some(p) = self.parties.get_mut(&id) {
+                p.wake = None;
+                let _ = p.rtc.handle_input(Input::Timeout(now));
+                self.drive(now, id);
+            }
+        }
+        if self.next_liveness.is_some_and(|t| t <= now) {
+            self.check_liveness(now);
+        }
+        self.settle(now);
+    }
+
+    /// A datagram arrived at the relay's socket from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        if let Some(id) = self.receive(now, data, source) {
+            self.drive(now, id);
+        }
+        self.settle(now);
+    }
+
+    /// A party's SDP offer: the answer, or what was wrong with the offer in our words.
+    /// An offer with the ICE credentials of the party's current connection
+    /// renegotiates it (a line added or changed); other offers replace the party's
+    /// connection (a reconnect).
+    pub fn offer(&mut self, now: Instant, sid: &str, party: &str, sdp: &str) -> Result<String, String> {
+        let answer = self.accept(now, sid, party, sdp);
+        if let Ok((id, _)) = &answer {
+            self.drive(now, *id);
+        }
+        self.settle(now);
+        answer.map(|(_, sdp)| sdp)
+    }
+
+    /// A party's answer to the relay's offer `offer_id` ([`RelayEvent::Offer`]).
+    pub fn answer(&mut self, now: Instant, sid: &str, party: &str, offer_id: u64, sdp: &str) {
+        if let Some(id) = self.find(sid, party) {
+            self.apply_answer(now, id, offer_id, sdp);
+            self.drive(now, id);
+        }
+        self.settle(now);
+    }
+
+    /// A party wants to send `kind` and has no line for it: the relay adds a
+    /// `sendrecv` line and offers it. Repeats are ignored.
+    pub fn add_line(&mut self, now: Instant, sid: &str, party: &str, kind: MediaKind) {
+        let Some(p) = self.find(sid, party).and_then(|id| self.parties.get_mut(&id)) else {
+            return;
+        };
+        let has = p.lines.iter().any(|l| l.kind == kind && feeds::relay_receives(l.dir))
+            || p.wants.contains(&kind)
+            || p.pending.as_ref().is_some_and(|o| o.wants.contains(&kind));
+        if !has {
+            p.wants.push(kind);
+            self.dirty.push(sid.to_string());
+        }
+        self.settle(now);
+    }
+
+    /// A party left a session that goes on.
+    pub fn leave(&mut self, now: Instant, sid: &str, party: &str) {
+        if let Some(id) = self.find(sid, party) {
+            self.remove(id);
+            self.dirty.push(sid.to_string());
+        }
+        self.settle(now);
+    }
+
+    /// The session is over.
+    pub fn end(&mut self, sid: &str) {
+        for id in self.by_call.get(sid).cloned().unwrap_or_default() {
+            self.remove(id);
+        }
+    }
+
+    fn find(&self, sid: &str, party: &str) -> Option<u64> {
+        self.by_call.get(sid)?.iter().copied().find(|id| self.parties.get(id).is_some_and(|p| p.key == party))
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(mut p) = self.parties.remove(&id) {
+            p.rtc.disconnect();
+            if let Some(w) = p.wake {
+                self.wake.remove(&(w, id));
+            }
+            if let Some(ids) = self.by_call.get_mut(&p.sid) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.by_call.remove(&p.sid);
+                }
+            }
+            for line in &p.lines {
+                let source = Source { party: id, mid: line.mid };
+                self.routes.remove(&source);
+                self.keyframe_asked.remove(&source);
+            }
+        }
+        self.by_addr.retain(|_, v| *v != id);
+    }
+
+    fn accept(&mut self, now: Instant, sid: &str, party: &str, sdp: &str) -> Result<(u64, String), String> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
+            tracing::debug!(%sid, error = %e, "unreadable SDP offer");
+            sdp_problem(&e).to_string()
+        })?;
+        let ufrag = ice_ufrag(sdp);
+        // The same connection renegotiating: answer on it (this drops any offer of ours
+        // still pending; its lines are offered again once this settles).
+        if let Some(id) = self.find(sid, party) {
+            let p = self
+                .parties
+                .get_mut(&id)
+                .filter(|p| p.rtc.is_alive() && p.ufrag.is_some() && p.ufrag == ufrag);
+            if let Some(p) = p {
+                if let Some(old) = p.pending.take() {
+                    p.wants.extend(old.wants);
+                }
+                self.dirty.push(sid.to_string());
+                let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(sid, &e))?;
+                p.sync_lines(sdp);
+                return Ok((id, browser_answer(&answer.to_sdp_string())));
+            }
+        }
+        let mut builder = Rtc::builder().set_ice_lite(true);
+        if let Some(cert) = &self.cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = builder.build(now);
+        let candidate = Candidate::host(self.advertised, "udp").map_err(|e| {
+            tracing::error!(error = %e, advertised = %self.advertised, "relay candidate refused");
+            "the relay could not take the offer (internal error)".to_string()
+        })?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(sid, &e))?;
+        let mut party = Party {
+            sid: sid.to_string(),
+            key: party.to_string(),
+            rtc,
+            ufrag,
+            lines: Vec::new(),
+            pending: None,
+            wants: Vec::new(),
+            needs: Vec::new(),
+            offer_not_before: None,
+            refused_answers: 0,
+            last_media: now,
+            lost: false,
+            wake: None,
+        };
+        party.sync_lines(sdp);
+        if !party.lines.iter().any(|l| party.rtc.media(l.mid).is_some_and(|m| !m.remote_pts().is_empty())) {
+            return Err(
+                "the SDP offer has no audio or video codec the relay can forward (Opus, VP8, VP9, H.264, AV1)"
+                    .into(),
+            );
+        }
+        // A new connection of the same party replaces the old one (a reconnect).
+        if let Some(old) = self.find(sid, &party.key) {
+            self.remove(old);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_call.entry(sid.to_string()).or_default().push(id);
+        self.parties.insert(id, party);
+        self.dirty.push(sid.to_string());
+        self.next_liveness.get_or_insert(now + LIVENESS_EVERY);
+        Ok((id, browser_answer(&answer.to_sdp_string())))
+    }
+
+    /// The party's answer to our offer: the lines it added are now usable.
+    fn apply_answer(&mut self, now: Instant, id: u64, offer_id: u64, sdp: &str) {
+        let Some(p) = self.parties.get_mut(&id) else { return };
+        if p.pending.as_ref().is_none_or(|o| o.id != offer_id) {
+            // A repeated answer, or one to an offer already superseded.
+            tracing::debug!(sid = %p.sid, offer_id, "media answer to no pending offer");
+            return;
+        }
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                // Keep the offer out: it is sent again, and a readable answer can follow.
+                tracing::debug!(sid = %p.sid, error = %e, "bad SDP answer");
+                return;
+            }
+        };
+        let Some(PendingOffer { change, added, wants, .. }) = p.pending.take() else { return };
+        if let Err(e) = p.rtc.sdp_api().accept_answer(change, answer) {
+            // Superseded (the party offered meanwhile) or refused: offer again, later
+            // each time.
+            tracing::debug!(sid = %p.sid, error = %e, "media answer not applied");
+            self.stats.answers_refused += 1;
+            p.wants.extend(wants);
+            let backoff =
+                OFFER_BACKOFF_FIRST.saturating_mul(1 << p.refused_answers.min(6)).min(OFFER_BACKOFF_MAX);
+            p.refused_answers += 1;
+            p.offer_not_before = Some(now + backoff);
+        } else {
+            p.refused_answers = 0;
+        }
+        for mid in added {
+            if let Some(m) = p.rtc.media(mid) {
+                let (kind, dir) = (m.kind(), m.direction());
+                p.set_line(mid, kind, dir);
+            }
+        }
+        self.dirty.push(p.sid.clone());
+    }
+
+    /// Runs what inputs left to do: reassigns the feeds of sessions whose lines
+    /// changed and offers lines to parties that lack some.
+    fn settle(&mut self, now: Instant) {
+        self.reassign_dirty(now);
+        while let Some(id) = self.offer_due.pop() {
+            let Some(p) = self.parties.get(&id) else { continue };
+            if p.offer_not_before.is_some_and(|t| t > now) {
+                if !self.deferred.contains(&id) {
+                    self.deferred.push(id);
+                }
+                continue;
+            }
+            // A party with an offer out is asked again once it answers.
+            self.offer_lines(now, id);
+        }
+    }
+
+    fn reassign_dirty(&mut self, now: Instant) {
+        while let Some(sid) = self.dirty.pop() {
+            self.dirty.retain(|s| *s != sid);
+            let ids = self.by_call.get(&sid).cloned().unwrap_or_default();
+            let before: Vec<(Source, (u64, Mid))> = ids
+                .iter()
+                .filter_map(|id| self.parties.get(id).map(|p| (*id, p)))
+                .flat_map(|(id, p)| p.lines.iter().filter_map(move |l| l.feed.map(|f| (f, (id, l.mid)))))
+                .collect();
+            let mut taken: Vec<(u64, Vec<Line>)> = ids
+                .iter()
+                .filter_map(|id| self.parties.get_mut(id).map(|p| (*id, std::mem::take(&mut p.lines))))
+                .collect();
+            let needs = {
+                let mut refs: Vec<(u64, &mut Vec<Line>)> = taken.iter_mut().map(|(id, l)| (*id, l)).collect();
+                feeds::assign(&mut refs)
+            };
+            for (id, lines) in taken {
+                for line in &lines {
+                    self.routes.remove(&Source { party: id, mid: line.mid });
+                }
+                if let Some(p) = self.parties.get_mut(&id) {
+                    p.lines = lines;
+                    p.needs = needs.get(&id).cloned().unwrap_or_default();
+                    if (!p.needs.is_empty() || !p.wants.is_empty()) && !self.offer_due.contains(&id) {
+                        self.offer_due.push(id);
+                    }
+                }
+            }
+            let mut new_video_sources = Vec::new();
+            for id in &ids {
+                let Some(p) = self.parties.get(id) else { continue };
+                for line in &p.lines {
+                    if let Some(source) = line.feed {
+                        self.routes.entry(source).or_default().push((*id, line.mid));
+                        let fresh = !before.contains(&(source, (*id, line.mid)));
+                        if fresh && line.kind == MediaKind::Video {
+                            new_video_sources.push(source);
+                        }
+                    }
+                }
+            }
+            // A receiver that starts getting a video source must not wait for the next
+            // periodic keyframe to decode it.
+            for source in new_video_sources {
+                self.ask_keyframe(now, source);
+            }
+        }
+    }
+
+    fn ask_keyframe(&mut self, now: Instant, source: Source) {
+        if self.keyframe_asked.get(&source).is_some_and(|t| now.duration_since(*t) < KEYFRAME_THROTTLE) {
+            return;
+        }
+        let Some(q) = self.parties.get_mut(&source.party) else { return };
+        let Some(mut writer) = q.rtc.writer(source.mid) else { return };
+        if writer.request_keyframe(None, KeyframeRequestKind::Pli).is_ok() {
+            self.keyframe_asked.insert(source, now);
+            self.stats.keyframes_for_new_receivers += 1;
+            self.drive(now, source.party);
+        }
+    }
+
+    /// Adds `sendonly` lines for what the party lacks (and the `sendrecv` lines it
+    /// asked for) to its connection and offers them.
+    fn offer_lines(&mut self, now: Instant, id: u64) {
+        let Some(p) = self.parties.get_mut(&id) else { return };
+        if p.pending.is_some() || !p.rtc.is_alive() || (p.needs.is_empty() && p.wants.is_empty()) {
+            return; // Asked again once the pending offer is answered.
+        }
+        let mut change = p.rtc.sdp_api();
+        let wants = std::mem::take(&mut p.wants);
+        let kinds = std::mem::take(&mut p.needs);
+        let added: Vec<Mid> = kinds
+            .iter()
+            .map(|k| (k, Direction::SendOnly))
+            .chain(wants.iter().map(|k| (k, Direction::SendRecv)))
+            .map(|(k, dir)| change.add_media(*k, dir, None, None, None))
+            .collect();
+        let Some((offer, change)) = change.apply() else { return };
+        let sdp = browser_offer(&offer.to_sdp_string());
+        let offer_id = self.next_offer;
+        self.next_offer += 1;
+        self.stats.offers += 1;
+        tracing::debug!(sid = %p.sid, party = %p.key, offer_id, ?kinds, ?wants, "offering lines");
+        let (sid, party) = (p.sid.clone(), p.key.clone());
+        self.events.push_back(RelayEvent::Offer { sid, party, offer_id, sdp: sdp.clone() });
+        p.pending = Some(PendingOffer { id: offer_id, change, added, wants, sdp, sent: now });
+    }
+
+    fn receive(&mut self, now: Instant, data: &[u8], source: SocketAddr) -> Option<u64> {
+        let Ok(contents) = data.try_into() else {
+            self.stats.dropped_bad_input += 1;
+            return None;
+        };
+        // Packets are addressed to our one candidate, the advertised address: behind a
+        // NAT or port mapping that is not the socket's own address, and ICE must see
+        // the address it announced.
+        let input = Input::Receive(
+            now,
+            Receive { proto: Protocol::Udp, source, destination: self.advertised, contents },
+        );
+        // A dead connection's address may come back as a new one's: ask `accepts` again.
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|id| self.parties.get(id).is_some_and(|p| p.rtc.is_alive()));
+        let id = match known {
+            Some(id) => id,
+            // A new address: whose ICE credentials does it carry?
+            None => {
+                let found = self
+                    .parties
+                    .iter()
+                    .find(|(_, p)| p.rtc.is_alive() && p.rtc.accepts(&input))
+                    .map(|(id, _)| *id);
+                let Some(id) = found else {
+                    self.stats.dropped_unknown_source += 1;
+                    return None;
+                };
+                self.by_addr.insert(source, id);
+                id
+            }
+        };
+        let p = self.parties.get_mut(&id)?;
+        if let Err(e) = p.rtc.handle_input(input) {
+            self.stats.dropped_bad_input += 1;
+            tracing::debug!(sid = %p.sid, error = %e, "media input failed");
+        }
+        Some(id)
+    }
+
+    /// Polls connection `id` (and every connection its output writes to) until they
+    /// only wait, and schedules their wake-ups.
+    fn drive(&mut self, now: Instant, id: u64) {
+        let mut todo = vec![id];
+        while let Some(id) = todo.pop() {
+            let mut relays = Vec::new();
+            let Some(p) = self.parties.get_mut(&id) else { continue };
+            while p.rtc.is_alive() {
+                match p.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => {
+                        if p.wake != Some(t) {
+                            if let Some(old) = p.wake.replace(t) {
+                                self.wake.remove(&(old, id));
+                            }
+                            self.wake.insert((t, id));
+                        }
+                        break;
+                    }
+                    Ok(Output::Transmit(t)) => self.transmits.push_back(t),
+                    Ok(Output::Event(e)) => match e {
+                        Event::MediaAdded(m) => {
+                            p.set_line(m.mid, m.kind, m.direction);
+                            self.dirty.push(p.sid.clone());
+                        }
+                        Event::MediaChanged(m) => {
+                            if let Some(kind) = p.line(m.mid).map(|l| l.kind) {
+                                p.set_line(m.mid, kind, m.direction);
+                                self.dirty.push(p.sid.clone());
+                            }
+                        }
+                        Event::MediaData(d) => {
+                            p.last_media = now;
+                            let k = kind_index(p.line(d.mid).map_or(MediaKind::Audio, |l| l.kind));
+                            self.stats.packets_in[k] += 1;
+                            self.stats.bytes_in[k] += d.data.len() as u64;
+                            relays.push(Relayed::Media(d.mid, Box::new(d)));
+                        }
+                        Event::KeyframeRequest(r) => relays.push(Relayed::Keyframe(r.mid, r.kind)),
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            p.rtc.disconnect()
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        tracing::debug!(sid = %p.sid, error = %e, "media session failed");
+                        p.rtc.disconnect();
+                    }
+                }
+            }
+            for r in relays {
+                match r {
+                    Relayed::Media(mid, data) => {
+                        let Some(dests) = self.routes.get(&Source { party: id, mid }) else { continue };
+                        for &(o, line) in dests {
+                            let Some(q) = self.parties.get_mut(&o) else { continue };
+                            let k = kind_index(q.line(line).map_or(MediaKind::Audio, |l| l.kind));
+                            if write_media(q, line, &data) {
+                                self.stats.packets_out[k] += 1;
+                                self.stats.bytes_out[k] += data.data.len() as u64;
+                            } else {
+                                self.stats.dropped_no_route += 1;
+                            }
+                            if !todo.contains(&o) {
+                                todo.push(o);
+                            }
+                        }
+                    }
+                    Relayed::Keyframe(mid, kind) => {
+                        // A receiver lost video: ask the line's source for a keyframe.
+                        let source = self.parties.get(&id).and_then(|p| p.line(mid)).and_then(|l| l.feed);
+                        let Some(source) = source else { continue };
+                        let Some(q) = self.parties.get_mut(&source.party) else { continue };
+                        if let Some(mut writer) = q.rtc.writer(source.mid) {
+                            if writer.request_keyframe(None, kind).is_ok() {
+                                self.stats.keyframe_requests += 1;
+                            }
+                        }
+                        if !todo.contains(&source.party) {
+                            todo.push(source.party);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_liveness(&mut self, now: Instant) {
+        self.next_liveness = (!self.parties.is_empty()).then_some(now + LIVENESS_EVERY);
+        self.offer_due.append(&mut self.deferred);
+        for p in self.parties.values_mut() {
+            let due = |o: &&mut PendingOffer| now.duration_since(o.sent) > OFFER_RESEND;
+            if let Some(pending) = p.pending.as_mut().filter(due).filter(|_| p.rtc.is_alive()) {
+                pending.sent = now;
+                let offer = RelayEvent::Offer {
+                    sid: p.sid.clone(),
+                    party: p.key.clone(),
+                    offer_id: pending.id,
+                    sdp: pending.sdp.clone(),
+                };
+                self.events.push_back(offer);
+            }
+            if !p.lost && now.duration_since(p.last_media) > self.media_timeout {
+                p.lost = true;
+                tracing::info!(sid = %p.sid, party = %p.key, "media stopped");
+                self.events.push_back(RelayEvent::Lost { sid: p.sid.clone(), party: p.key.clone() });
+            }
+        }
+    }
+}
+
+/// Writes what another party produced into `q`'s line `mid`; false if it could not.
+fn write_media(q: &mut Party, mid: Mid, data: &MediaData) -> bool {
+    let Some(writer) = q.rtc.writer(mid) else { return false };
+    let Some(pt) = writer.match_params(data.params) else { return false };
+    match writer.write(pt, data.network_time, data.time, data.data.clone()) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(sid = %q.sid, error = %e, "media write failed");
+            false
+        }
+    }
+}
+
+/// The `a=ice-ufrag` of an SDP (session or first media level).
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(|u| u.trim().to_string())
+}
+
+/// The relay's SDP as browsers expect from a peer that gathers nothing more: it never
+/// trickles (its one host candidate is in the SDP), so it does not advertise trickle
+/// and ends every media section's candidates with `a=end-of-candidates` (RFC 8840).
+fn browser_answer(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 128);
+    let mut in_media = false;
+    let mut ended = false;
+    let push_end = |out: &mut String, in_media: bool, ended: &mut bool| {
+        if in_media && !*ended {
+            out.push_str("a=end-of-candidates\r\n");
+        }
+        *ended = false;
+    };
+    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("a=ice-options:") {
+            let options: Vec<&str> = rest.split(' ').filter(|o| *o != "trickle" && !o.is_empty()).collect();
+            if !options.is_empty() {
+                out.push_str(&format!("a=ice-options:{}\r\n", options.join(" ")));
+            }
+            continue;
+        }
+        if line.starts_with("m=") {
+            push_end(&mut out, in_media, &mut ended);
+            in_media = true;
+        }
+        if line == "a=end-of-candidates" {
+            ended = true;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    push_end(&mut out, in_media, &mut ended);
+    out
+}
+
+/// The relay's own offers follow the same rule as its answers.
+fn browser_offer(sdp: &str) -> String {
+    browser_answer(sdp)
+}
+
+/// What was wrong with an SDP offer, in our words: a client is never shown a parser's
+/// internals (they can carry memory addresses).
+fn sdp_problem(e: &str0m::error::SdpError) -> &'static str {
+    match e {
+        str0m::error::SdpError::ParseError(_) => "the SDP offer could not be parsed",
+        str0m::error::SdpError::Inconsistent(_) => "the SDP offer contradicts itself",
+    }
+}
+
+/// Why the relay refused an offer it could parse, in our words (the details are logged).
+fn refused_offer(sid: &str, e: &str0m::RtcError) -> String {
+    tracing::debug!(%sid, error = %e, "SDP offer refused");
+    let why = match e {
+        str0m::RtcError::Sdp(sdp) => sdp_problem(sdp),
+        str0m::RtcError::RemoteSdp(m) if m.contains("m-lines") => "the SDP offer has no media lines",
+        str0m::RtcError::RemoteSdp(m) if m.contains("ice-ufrag") => {
+            "the SDP offer lacks ICE credentials (a=ice-ufrag, a=ice-pwd)"
+        }
+        str0m::RtcError::RemoteSdp(m) if m.contains("fingerprint") => {
+            "the SDP offer lacks a DTLS fingerprint (a=fingerprint)"
+        }
+        str0m::RtcError::RemoteSdp(m) if m.contains("ICE-Lite") => {
+            "the SDP offer is ICE-lite; the relay is ICE-lite too, so the client must do full ICE"
+        }
+        _ => "the relay cannot answer this SDP offer",
+    };
+    why.to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+//! The relay core with real str0m clients on simulated time: every datagram goes
+//! through a simulated network (with loss where a test wants it), no sockets, no sleeps.
+
+use std::collections::VecDeque;
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaTime};
+
+use super::*;
+
+const RELAY: &str = "10.9.0.1:3478";
+const SID: &str = "call";
+
+struct Client {
+    name: String,
+    addr: SocketAddr,
+    rtc: Rtc,
+    /// Lines the client sends on, by kind.
+    send: Vec<(MediaKind, Mid)>,
+    /// Media received per line (frames, bytes).
+    got: HashMap<Mid, (u64, u64)>,
+    keyframe_requests: u64,
+    offers_seen: u64,
+    /// Answer every relay offer with garbage (a client that refuses).
+    refuses: bool,
+    ts: u64,
+}
+
+struct Net {
+    now: Instant,
+    relay: Relay,
+    clients: Vec<Client>,
+    /// In flight: (deliver at, from, to, bytes).
+    wire: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Drop every n-th datagram sent from the relay to a client (0: none).
+    drop_every: u64,
+    sent_by_relay: u64,
+    dropped: u64,
+    offers: u64,
+}
+
+const LATENCY: Duration = Duration::from_millis(5);
+
+impl Net {
+    fn new() -> Net {
+        let now = Instant::now();
+        let cert = str0m::crypto::from_feature_flags().dtls_provider.generate_certificate();
+        Net {
+            now,
+            relay: Relay::new(RELAY.parse().unwrap(), cert, Duration::from_secs(10)),
+            clients: Vec::new(),
+            wire: VecDeque::new(),
+            drop_every: 0,
+            sent_by_relay: 0,
+            dropped: 0,
+            offers: 0,
+        }
+    }
+
+    /// A client joins with lines of `kinds` (sendrecv) and offers them to the relay.
+    fn join(&mut self, name: &str, kinds: &[MediaKind]) -> usize {
+        let addr: SocketAddr = format!("10.9.1.{}:5000", self.clients.len() + 1).parse().unwrap();
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        let send: Vec<(MediaKind, Mid)> =
+            kinds.iter().map(|k| (*k, change.add_media(*k, Direction::SendRecv, None, None, None))).collect();
+        let (offer, pending) = change.apply().unwrap();
+        let answer = self.relay.offer(self.now, SID, name, &offer.to_sdp_string()).expect("relay answers");
+        assert!(answer.contains("a=end-of-candidates"), "{answer}");
+        assert!(!answer.contains("trickle"), "{answer}");
+        rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+        self.clients.push(Client {
+            name: name.into(),
+            addr,
+            rtc,
+            send,
+            got: HashMap::new(),
+            keyframe_requests: 0,
+            offers_seen: 0,
+            refuses: false,
+            ts: 0,
+        });
+        self.clients.len() - 1
+    }
+
+    fn client(&self, name: &str) -> usize {
+        self.clients.iter().position(|c| c.name == name).unwrap()
+    }
+
+    /// Runs the network for `d` of simulated time; every client sends audio every
+    /// 20 ms and video every 33 ms on the lines it sends on.
+    fn run(&mut self, d: Duration, media: bool) {
+        let end = self.now + d;
+        let mut next_audio = self.now;
+        let mut next_video = self.now;
+        while self.now < end {
+            if media && self.now >= next_audio {
+                next_audio += Duration::from_millis(20);
+                for c in &mut self.clients {
+                    c.ts += 960;
+                    let ts = c.ts;
+                    for (_, mid) in c.send.iter().filter(|(k, _)| *k == MediaKind::Audio) {
+                        write(
+                            &mut c.rtc,
+                            *mid,
+                            Codec::Opus,
+                            MediaTime::new(ts, Frequency::FORTY_EIGHT_KHZ),
+                            self.now,
+                            vec![7u8; 80],
+                        );
+                    }
+                }
+            }
+            if media && self.now >= next_video {
+                next_video += Duration::from_millis(33);
+                for c in &mut self.clients {
+                    let ts = c.ts * 90 / 48;
+                    for (_, mid) in c.send.iter().filter(|(k, _)| *k == MediaKind::Video) {
+                        // A VP8 frame: keyframe bit clear (P bit 0) on every one is fine
+                        // for forwarding; 2,500 bytes span two packets.
+                        let mut frame = vec![0u8; 2500];
+                        frame[..3].copy_from_slice(&[0x10, 0x02, 0x00]);
+                        write(
+                            &mut c.rtc,
+                            *mid,
+                            Codec::Vp8,
+                            MediaTime::new(ts, Frequency::NINETY_KHZ),
+                            self.now,
+                            frame,
+                        );
+                    }
+                }
+            }
+            self.step();
+            let mut next = self.now + Duration::from_millis(5);
+            if let Some(t) = self.relay.poll_timeout() {
+                next = next.min(t.max(self.now));
+            }
+            if let Some((t, ..)) = self.wire.front() {
+                next = next.min(*t);
+            }
+            next = next.min(next_audio.max(self.now)).min(end);
+            self.now = next.max(self.now + Duration::from_micros(100));
+        }
+    }
+
+    /// Polls everything at `now` and moves due datagrams.
+    fn step(&mut self) {
+        let now = self.now;
+        self.relay.handle_timeout(now);
+        let relay_addr: SocketAddr = RELAY.parse().unwrap();
+        for i in 0..self.clients.len() {
+            let c = &mut self.clients[i];
+            let _ = c.rtc.handle_input(Input::Timeout(now));
+            loop {
+                match c.rtc.poll_output() {
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                    Ok(Output::Transmit(t)) => {
+                        self.wire.push_back((now + LATENCY, c.addr, t.destination, t.contents.to_vec()))
+                    }
+                    Ok(Output::Event(Event::MediaData(d))) => {
+                        let e = c.got.entry(d.mid).or_default();
+                        e.0 += 1;
+                        e.1 += d.data.len() as u64;
+                    }
+                    Ok(Output::Event(Event::KeyframeRequest(_))) => c.keyframe_requests += 1,
+                    Ok(Output::Event(_)) => {}
+                }
+            }
+        }
+        while let Some(t) = self.relay.poll_transmit() {
+            self.sent_by_relay += 1;
+            if self.drop_every > 0 && self.sent_by_relay.is_multiple_of(self.drop_every) {
+                self.dropped += 1;
+                continue;
+            }
+            self.wire.push_back((now + LATENCY, relay_addr, t.destination, t.contents.to_vec()));
+        }
+        while let Some(ev) = self.relay.poll_event() {
+            if let RelayEvent::Offer { party, offer_id, sdp, .. } = ev {
+                self.offers += 1;
+                let i = self.client(&party);
+                let c = &mut self.clients[i];
+                c.offers_seen += 1;
+                let answer = if c.refuses {
+                    // Parseable, but not an answer to this offer.
+                    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".to_string()
+                } else {
+                    let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
+                    c.rtc.sdp_api().accept_offer(offer).unwrap().to_sdp_string()
+                };
+                self.relay.answer(now, SID, &party, offer_id, &answer);
+            }
+        }
+        let mut keep = VecDeque::new();
+        while let Some((at, from, to, bytes)) = self.wire.pop_front() {
+            if at > now {
+                keep.push_back((at, from, to, bytes));
+                continue;
+            }
+            if to == relay_addr {
+                self.relay.handle_datagram(now, from, &bytes);
+            } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: from,
+                        destination: to,
+                        contents: bytes.as_slice().try_into().unwrap(),
+                    },
+                );
+                let _ = c.rtc.handle_input(input);
+            }
+        }
+        self.wire = keep;
+    }
+
+    /// Frames `name` received on its lines, most first.
+    fn frames(&self, name: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = self.clients[self.client(name)].got.values().map(|(f, _)| *f).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v
+    }
+}
+
+fn write(rtc: &mut Rtc, mid: Mid, codec: Codec, time: MediaTime, now: Instant, data: Vec<u8>) {
+    let Some(writer) = rtc.writer(mid) else { return };
+    let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else { return };
+    let _ = writer.write(pt, now, time, data);
+}
+
+#[test]
+fn three_parties_each_hear_both_others_on_separate_lines() {
+    let mut net = Net::new();
+    for name in ["a", "b", "c"] {
+        net.join(name, &[MediaKind::Audio]);
+        net.run(Duration::from_millis(200), false);
+    }
+    net.run(Duration::from_secs(3), false);
+    net.run(Duration::from_secs(5), true);
+    for name in ["a", "b", "c"] {
+        let f = net.frames(name);
+        assert_eq!(f.len(), 2, "{name} receives on two lines: {f:?}");
+        // 5 s of 50 packets/s from each other party; the first few may precede the
+        // relay's lines being answered.
+        assert!(f.iter().all(|n| *n >= 200), "{name}: {f:?}");
+    }
+    let stats = net.relay.stats();
+    assert_eq!(stats.connections, 3);
+    assert!(stats.packets_out[0] >= 2 * stats.packets_in[0] - 60, "{stats:?}");
+    assert_eq!(stats.answers_refused, 0);
+}
+
+#[test]
+fn a_late_video_joiner_gets_a_keyframe_at_once_and_a_leaver_frees_its_lines() {
+    let mut net = Net::new();
+    net.join("a", &[MediaKind::Audio, MediaKind::Video]);
+    net.join("b", &[MediaKind::Audio, MediaKind::Video]);
+    net.run(Duration::from_secs(2), false);
+    net.run(Duration::from_secs(2), true);
+    let a = net.client("a");
+    let before = net.clients[a].keyframe_requests;
+    // c joins late: the relay asks a (and b) for a keyframe for it straight away,
+    // without waiting for c to ask or for a periodic keyframe.
+    net.join("c", &[MediaKind::Audio, MediaKind::Video]);
+    net.run(Duration::from_millis(800), true);
+    assert!(net.clients[a].keyframe_requests > before, "a was asked for a keyframe for c");
+    assert!(net.relay.stats().keyframes_for_new_receivers >= 2, "{:?}", net.relay.stats());
+    net.run(Duration::from_secs(2), true);
+    let c_lines = net.frames("c");
+    assert_eq!(c_lines.len(), 4, "c gets audio and video of a and b: {c_lines:?}");
+    assert!(c_lines.iter().all(|n| *n > 20), "{c_lines:?}");
+    // b leaves; d joins and reuses b's lines at a and c (no new lines for them).
+    net.relay.leave(net.now, SID, "b");
+    let offers_before = net.offers;
+    net.join("d", &[MediaKind::Audio, MediaKind::Video]);
+    net.run(Duration::from_secs(3), true);
+    let d_lines = net.frames("d");
+    assert_eq!(d_lines.len(), 4, "d gets a and c: {d_lines:?}");
+    // a and c were not offered new lines: b's are reused. Only d gets offers.
+    let a_offers = net.clients[a].offers_seen;
+    assert_eq!(net.clients[net.client("c")].offers_seen, 1, "c got one offer (for b), none for d");
+    assert_eq!(a_offers, 1, "a got one offer (for c), none for d");
+    assert!(net.offers > offers_before);
+}
+
+#[test]
+fn a_client_that_refuses_every_offer_causes_no_offer_storm() {
+    let mut net = Net::new();
+    net.join("a", &[MediaKind::Audio]);
+    net.join("b", &[MediaKind::Audio]);
+    net.run(Duration::from_secs(1), false);
+    // c refuses everything the relay offers it (it needs a line for b's audio).
+    let c = net.join("c", &[MediaKind::Audio]);
+    net.clients[c].refuses = true;
+    net.run(Duration::from_secs(30), false);
+    let offers = net.clients[c].offers_seen;
+    // Back-off 0.5, 1, 2, 4, 8, 16 s: a handful of offers in 30 s, not one per round trip.
+    assert!((3..=8).contains(&offers), "c was offered {offers} times in 30 s");
+    assert!(net.relay.stats().answers_refused >= 3);
+    // The others are unaffected: a and b still hear each other.
+    net.run(Duration::from_secs(2), true);
+    assert!(net.frames("a")[0] > 50 && net.frames("b")[0] > 50);
+}
+
+#[test]
+fn video_survives_loss_by_nack() {
+    let mut net = Net::new();
+    net.join("a", &[MediaKind::Video]);
+    net.join("b", &[MediaKind::Video]);
+    net.run(Duration::from_secs(2), false);
+    // One datagram in 25 from the relay to the clients is lost (4 %).
+    net.drop_every = 25;
+    net.run(Duration::from_secs(10), true);
+    net.drop_every = 0;
+    net.run(Duration::from_secs(1), false);
+    assert!(net.dropped > 40, "loss was simulated: {}", net.dropped);
+    // 10 s at 30 frames/s; without retransmission about 8 % of two-packet frames
+    // would be lost for good.
+    for name in ["a", "b"] {
+        let f = net.frames(name);
+        assert!(f[0] >= 290, "{name} got {f:?} of ~300 frames despite {} dropped datagrams", net.dropped);
+    }
+}
+
+#[test]
+fn offers_without_a_forwardable_codec_are_refused_in_our_words() {
+    let mut net = Net::new();
+    let mut rtc = Rtc::builder().build(net.now);
+    rtc.add_local_candidate(Candidate::host("10.9.1.9:5000".parse().unwrap(), "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    change.add_channel("chat".into());
+    let (offer, _) = change.apply().unwrap();
+    let e = net.relay.offer(net.now, SID, "x", &offer.to_sdp_string()).unwrap_err();
+    assert!(e.starts_with("the SDP offer"), "{e}");
+    assert_eq!(net.relay.stats().connections, 0);
+}
