@@ -41,8 +41,8 @@ pub struct LoadArgs {
     /// each side sending 50 packets/s.
     #[arg(long, default_value_t = 0)]
     media: usize,
-    /// Seconds of media measured (after every call's media is up).
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of media measured (after every call's media is up), reported per 10 s.
+    #[arg(long, default_value_t = 60)]
     media_secs: u64,
     /// Pin the server to CPU 0 and this load generator to CPU 1 (with `taskset`), so
     /// that the server's figures are not those of a CPU shared with its clients.
@@ -108,7 +108,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| anyhow!("no VmRSS"))
 }
 
-fn token(user: &str) -> String {
+pub(crate) fn token(user: &str) -> String {
     let now = switchboard_server::server::now_ms() / 1000;
     mint_token(SECRET, &Claims::new("load", user, "load-key", now, 7200))
 }
@@ -125,7 +125,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn wait_for<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> Result<T> {
+pub(crate) async fn wait_for<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> Result<T> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let ev = tokio::time::timeout_at(deadline, events.next())
@@ -252,7 +252,7 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         println!("pinned: server on CPU 0, load generator on CPU 1");
     }
     if a.media > 0 {
-        let result = media_phase(&server, pid, a.media, a.media_secs).await;
+        let result = crate::load_media::media_phase(&server, pid, a.media, a.media_secs).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;
@@ -485,140 +485,11 @@ on_call_evt_cb_url = "{app_url}/call_evt"
 }
 
 /// CPU time (user + system) of a process, from /proc, in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc stat")?;
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
     Ok(f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-}
-
-/// Micros since the benchmark's epoch, stamped into every payload.
-fn stamp(base: Instant) -> u64 {
-    base.elapsed().as_micros() as u64
-}
-
-#[derive(Default)]
-struct StreamCount {
-    received: u64,
-    delays_us: Vec<u64>,
-}
-
-/// N audio calls through the relay; each side sends 50 packets/s of an 80-byte payload
-/// carrying its send time, and counts and times what arrives from the other side.
-async fn media_phase(server: &str, pid: u32, calls: usize, secs: u64) -> Result<()> {
-    use switchboard_client::MediaEvent;
-    let base = Instant::now();
-    println!("setting up {calls} audio calls with media ...");
-    let mut sessions = Vec::with_capacity(calls * 2);
-    for i in 0..calls {
-        let (a_id, b_id) = (format!("ma{i}"), format!("mb{i}"));
-        let (a, mut a_ev) = Client::connect(server, Credentials::token("load", &a_id, token(&a_id))).await?;
-        let (b, mut b_ev) = Client::connect(server, Credentials::token("load", &b_id, token(&b_id))).await?;
-        let sid = a.make_call(MakeCall::audio(&b_id)).await?;
-        let cc = wait_for(&mut b_ev, |e| match e {
-            Event::IncomingCall { cc_param, .. } => Some(cc_param.clone()),
-            _ => None,
-        })
-        .await?;
-        b.verify_call(&cc).await?;
-        b.accept_call(&sid).await?;
-        wait_for(&mut a_ev, |e| matches!(e, Event::Connected { .. }).then_some(())).await?;
-        for (client, events) in [(a, a_ev), (b, b_ev)] {
-            let (media, rx) = client.start_media(&sid, false).await?;
-            sessions.push((client, events, media, rx));
-        }
-    }
-    // Wait for every media connection.
-    for (_, _, _, rx) in sessions.iter_mut() {
-        let up = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(ev) = rx.recv().await {
-                if matches!(ev, MediaEvent::Connected) {
-                    return true;
-                }
-            }
-            false
-        });
-        if !up.await.unwrap_or(false) {
-            bail!("a media connection did not come up");
-        }
-    }
-    println!("{} media sessions up; measuring {secs} s ...", sessions.len());
-    let packets = secs * 50;
-    let cpu_before = cpu_ticks(pid)?;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (client, events, media, mut rx) in sessions {
-        let media = Arc::new(media);
-        let sender = {
-            let media = media.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(20));
-                for seq in 0..packets {
-                    tick.tick().await;
-                    let mut payload = vec![0u8; 80];
-                    payload[..8].copy_from_slice(&stamp(base).to_be_bytes());
-                    payload[8..16].copy_from_slice(&seq.to_be_bytes());
-                    media.send_audio(payload, 960);
-                }
-            })
-        };
-        let receiver = tokio::spawn(async move {
-            let mut count = StreamCount::default();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs + 2);
-            while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                if let MediaEvent::Audio { payload, .. } = ev {
-                    if payload.len() >= 16 {
-                        let mut ts = [0u8; 8];
-                        ts.copy_from_slice(&payload[..8]);
-                        count.received += 1;
-                        count.delays_us.push(stamp(base).saturating_sub(u64::from_be_bytes(ts)));
-                    }
-                }
-            }
-            drop((client, events));
-            count
-        });
-        tasks.push((sender, receiver, media));
-    }
-    let mut total = StreamCount::default();
-    let mut sent = 0u64;
-    for (sender, receiver, media) in tasks {
-        sender.await.ok();
-        let c = receiver.await.map_err(|e| anyhow!("receiver: {e}"))?;
-        total.received += c.received;
-        total.delays_us.extend(c.delays_us);
-        sent += media.stats().frames_out;
-    }
-    let window = started.elapsed().as_secs_f64().min(secs as f64 + 2.0);
-    let cpu = cpu_ticks(pid)?.saturating_sub(cpu_before) as f64 * 10.0; // ms
-    total.delays_us.sort_unstable();
-    let pct = |p: f64| {
-        total
-            .delays_us
-            .get(((total.delays_us.len() as f64 - 1.0) * p) as usize)
-            .map_or(0.0, |d| *d as f64 / 1000.0)
-    };
-    let loss =
-        if sent > 0 { 100.0 * (sent.saturating_sub(total.received)) as f64 / sent as f64 } else { 0.0 };
-    println!("media calls:            {calls} ({} sessions), {secs} s of 50 packets/s each way", calls * 2);
-    println!(
-        "forwarded:              {} of {sent} packets = {:.0} packets/s in and out; loss {loss:.2} %",
-        total.received,
-        total.received as f64 / (secs as f64).max(1.0)
-    );
-    println!(
-        "one-way delay client -> relay -> client: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
-    );
-    println!(
-        "server CPU:             {:.0} ms over {window:.1} s = {:.1} ms per 1,000 forwarded packets ({:.0} % of one core)",
-        cpu,
-        cpu / (total.received as f64 / 1000.0).max(1e-9),
-        100.0 * cpu / 1000.0 / window
-    );
-    Ok(())
 }

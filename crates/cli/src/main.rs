@@ -2,6 +2,7 @@
 
 mod clients;
 mod load;
+mod load_media;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

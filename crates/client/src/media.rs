@@ -182,6 +182,15 @@ impl Client {
     }
 }
 
+/// One DTLS certificate for every media connection of this process, made on first
+/// use (as browsers keep one per origin): generating one per connection costs
+/// milliseconds of CPU on every call setup. Its fingerprint is in each offer, so peers
+/// still authenticate each connection's DTLS.
+fn process_certificate() -> Option<str0m::config::DtlsCert> {
+    static CERT: std::sync::OnceLock<Option<str0m::config::DtlsCert>> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| str0m::crypto::from_feature_flags().dtls_provider.generate_certificate()).clone()
+}
+
 /// Opens a media connection from `ip` to a relay reached through `signaling`: audio,
 /// and video when `video`. `relay_offers` carries the relay's offers for it.
 pub async fn connect_media(
@@ -195,7 +204,11 @@ pub async fn connect_media(
     let socket =
         UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
     let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;
-    let mut rtc = Rtc::builder().build(Instant::now());
+    let mut builder = Rtc::builder();
+    if let Some(cert) = process_certificate() {
+        builder = builder.set_dtls_cert(cert);
+    }
+    let mut rtc = builder.build(Instant::now());
     let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
     rtc.add_local_candidate(candidate);
     let mut change = rtc.sdp_api();
