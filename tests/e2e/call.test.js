@@ -324,7 +324,7 @@ const videoStats = (page) => page.evaluate(async () => {
 test('video recovers from packet loss on the way to and from the relay (NACK)', async (t) => {
   const relayPort = await freeUdpPort();
   const proxy = await lossyProxy(relayPort, 25); // 4 % of RTP each way
-  const lossy = await startServer('lossy', { mediaBind: `127.0.0.1:${relayPort}`, extra: `media_advertise = "127.0.0.1:${proxy.port}"` });
+  const lossy = await startServer('lossy', { mediaBind: `127.0.0.1:${relayPort}`, extra: `media_advertise = "127.0.0.1:${proxy.port}"\nmedia_shards = 1` });
   try {
     const [alice, bob] = [await openPage('alice-loss', 'fake', lossy.base), await openPage('bob-loss', 'fake', lossy.base)];
     const tokenOf = (user) => execFileSync(BIN, ['token', '--config', lossy.config, '--service', 'web', '--user', user]).toString().trim();

@@ -59,6 +59,7 @@ impl Room {
             bind: "127.0.0.1:0".parse().expect("address"),
             advertise: None,
             buffer_bytes: 0,
+            shards: 1,
         };
         let relay =
             MediaRelay::start(socket, Duration::from_secs(30), tx, Arc::default()).await.expect("relay");

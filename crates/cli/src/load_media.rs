@@ -155,6 +155,7 @@ async fn run_party(
 /// N audio calls through the relay, measured as the module doc says.
 pub(crate) async fn media_phase(server: &str, pid: u32, calls: usize, secs: u64) -> Result<()> {
     let base = Instant::now();
+    let cpu_at_start = (cpu_ticks(pid).unwrap_or(0), cpu_ticks(std::process::id()).unwrap_or(0));
     println!("setting up {calls} audio calls with media, all at once ...");
     let setups: Vec<_> = (0..calls).map(|i| tokio::spawn(setup(server.to_string(), i))).collect();
     let window: Arc<OnceLock<(Instant, Instant)>> = Arc::default();
@@ -176,6 +177,12 @@ pub(crate) async fn media_phase(server: &str, pid: u32, calls: usize, secs: u64)
         bail!("not every media connection came up within 60 s");
     }
     let setup_secs = base.elapsed().as_secs_f64();
+    let setup_cpu = |pid: u32, before: u64| cpu_ticks(pid).unwrap_or(0).saturating_sub(before) * 10;
+    println!(
+        "setup CPU:              server {} ms, load generator {} ms (in {setup_secs:.2} s)",
+        setup_cpu(pid, cpu_at_start.0),
+        setup_cpu(std::process::id(), cpu_at_start.1)
+    );
     // Let the last connections settle before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let start = Instant::now();
@@ -270,21 +277,18 @@ fn report(
     );
     let window = after.at.duration_since(before.at).as_secs_f64();
     let cpu_ms = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 * 10.0;
-    let forwarded = after.metric("switchboard_media_packets_out_total{kind=\"audio\"}")
-        - before.metric("switchboard_media_packets_out_total{kind=\"audio\"}");
+    let delta = |name: &str, labels: &[&str]| after.metric(name, labels) - before.metric(name, labels);
+    let forwarded = delta("switchboard_media_packets_out_total", &["kind=\"audio\""]);
     println!(
         "server CPU:             {cpu_ms:.0} ms over {window:.1} s = {:.1} µs per forwarded packet ({:.0} % of one core)",
         cpu_ms * 1000.0 / forwarded.max(1.0),
         100.0 * cpu_ms / 1000.0 / window.max(1e-9)
     );
-    let overflow = after.metric("switchboard_media_dropped_total{reason=\"socket_overflow\"}")
-        - before.metric("switchboard_media_dropped_total{reason=\"socket_overflow\"}");
-    let turns = |s: &Scrape, le: &str| {
-        s.metric(&format!("switchboard_media_loop_busy_seconds_bucket{{le=\"{le}\"}}"))
-    };
-    let all_turns = turns(after, "+Inf") - turns(before, "+Inf");
-    let over_10ms = all_turns - (turns(after, "0.01") - turns(before, "0.01"));
-    let over_2ms = all_turns - (turns(after, "0.002") - turns(before, "0.002"));
+    let overflow = delta("switchboard_media_dropped_total", &["reason=\"socket_overflow\""]);
+    let turns = |le: &str| delta("switchboard_media_loop_busy_seconds_bucket", &[&format!("le=\"{le}\"")]);
+    let all_turns = turns("+Inf");
+    let over_10ms = all_turns - turns("0.01");
+    let over_2ms = all_turns - turns("0.002");
     println!(
         "relay over the window:  {forwarded:.0} packets forwarded, {overflow:.0} dropped by the kernel (socket full); {all_turns:.0} loop turns, {over_2ms:.0} over 2 ms, {over_10ms:.0} over 10 ms"
     );
@@ -314,11 +318,15 @@ impl Scrape {
         Scrape { at, cpu_ticks, text }
     }
 
-    fn metric(&self, name: &str) -> f64 {
+    /// The sum over shards of metric `name` with every label in `labels`.
+    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         self.text
             .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+            .filter_map(|l| l.split_once("} "))
+            .filter(|(l, _)| labels.iter().all(|want| l.split(',').any(|have| have == *want)))
+            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+            .sum()
     }
 }
 

@@ -184,6 +184,11 @@ pub struct Config {
     /// unless the server runs as root).
     #[serde(default = "default_media_socket_buffer")]
     pub media_socket_buffer_bytes: usize,
+    /// Relay shards: threads, each with a UDP port of its own (`media_bind`'s port +
+    /// shard number when that port is set) and the sessions placed on it. 0: one per
+    /// core.
+    #[serde(default)]
+    pub media_shards: usize,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -244,6 +249,7 @@ impl Default for Config {
             media_advertise: None,
             media_timeout_ms: default_media_timeout(),
             media_socket_buffer_bytes: default_media_socket_buffer(),
+            media_shards: 0,
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),

@@ -203,6 +203,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             bind: config.media_bind,
             advertise: config.media_advertise,
             buffer_bytes: config.media_socket_buffer_bytes,
+            shards: config.media_shards,
         },
         Duration::from_millis(config.media_timeout_ms),
         relay_tx,

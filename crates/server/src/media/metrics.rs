@@ -1,30 +1,42 @@
-//! Media relay metrics for `/metrics`: the relay core's counters (published by the
-//! relay task), its loop lag, and the kernel's drop count of the relay's UDP socket.
+//! Media relay metrics for `/metrics`, per shard: the relay core's counters (published
+//! by each shard's thread), its loop's busy time, and the kernel's drop count of its
+//! UDP socket.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::relay::RelayStats;
 
-/// Upper bounds (seconds) of the loop-lag histogram.
+/// A metric family of both media kinds: name, help, and how to read it.
+type ByKind = (&'static str, &'static str, fn(&RelayStats) -> [u64; 2]);
+/// A metric family of one value: name, type, help, and how to read it.
+type Single = (&'static str, &'static str, &'static str, fn(&RelayStats) -> u64);
+
+/// Upper bounds (seconds) of the loop busy-time histogram.
 const LAG_BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 
-/// What the relay task publishes.
+/// The relay's figures: one [`ShardMetrics`] per shard, once the relay has started.
 #[derive(Default)]
 pub struct MediaMetrics {
+    shards: OnceLock<Vec<Arc<ShardMetrics>>>,
+}
+
+/// What one relay shard publishes.
+#[derive(Default)]
+pub struct ShardMetrics {
     stats: Mutex<RelayStats>,
     lag_buckets: [AtomicU64; LAG_BUCKETS.len()],
     lag_count: AtomicU64,
     lag_sum_ns: AtomicU64,
-    /// Datagrams the relay could not send (its socket's send buffer was full).
+    /// Datagrams the shard could not send (its socket's send buffer was full).
     pub send_dropped: AtomicU64,
-    /// Local UDP port of the relay socket (for the kernel's drop counter).
+    /// Local UDP port of the shard's socket (for the kernel's drop counter).
     pub port: AtomicU64,
 }
 
-impl MediaMetrics {
+impl ShardMetrics {
     /// Publishes the relay core's counters.
     pub fn publish(&self, stats: RelayStats) {
         if let Ok(mut s) = self.stats.lock() {
@@ -32,7 +44,7 @@ impl MediaMetrics {
         }
     }
 
-    /// One turn of the relay loop took `busy`: nothing was forwarded meanwhile.
+    /// One turn of the shard's loop took `busy`: nothing was forwarded meanwhile.
     pub fn lag(&self, busy: Duration) {
         let secs = busy.as_secs_f64();
         for (i, b) in LAG_BUCKETS.iter().enumerate() {
@@ -43,69 +55,109 @@ impl MediaMetrics {
         self.lag_count.fetch_add(1, Ordering::Relaxed);
         self.lag_sum_ns.fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
     }
+}
+
+impl MediaMetrics {
+    /// Makes the metrics of `n` shards (once; later calls get the same ones).
+    pub fn init_shards(&self, n: usize) -> Vec<Arc<ShardMetrics>> {
+        self.shards.get_or_init(|| (0..n).map(|_| Arc::default()).collect()).clone()
+    }
 
     /// The Prometheus text of every media metric.
     pub fn render(&self, s: &mut String) {
-        let st = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
-        let by_kind = [
-            ("switchboard_media_packets_in_total", "Media packets received from parties.", st.packets_in),
-            ("switchboard_media_packets_out_total", "Media packets forwarded to parties.", st.packets_out),
-            ("switchboard_media_bytes_in_total", "Media payload bytes received.", st.bytes_in),
-            ("switchboard_media_bytes_out_total", "Media payload bytes forwarded.", st.bytes_out),
+        let Some(shards) = self.shards.get() else { return };
+        let stats: Vec<RelayStats> =
+            shards.iter().map(|m| m.stats.lock().map(|s| s.clone()).unwrap_or_default()).collect();
+        let family = |s: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let by_kind: [ByKind; 4] = [
+            ("switchboard_media_packets_in_total", "Media packets received from parties.", |st| {
+                st.packets_in
+            }),
+            ("switchboard_media_packets_out_total", "Media packets forwarded to parties.", |st| {
+                st.packets_out
+            }),
+            ("switchboard_media_bytes_in_total", "Media payload bytes received.", |st| st.bytes_in),
+            ("switchboard_media_bytes_out_total", "Media payload bytes forwarded.", |st| st.bytes_out),
         ];
-        for (name, help, v) in by_kind {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(s, "{name}{{kind=\"audio\"}} {}", v[0]);
-            let _ = writeln!(s, "{name}{{kind=\"video\"}} {}", v[1]);
+        for (name, help, get) in by_kind {
+            family(s, name, "counter", help);
+            for (i, st) in stats.iter().enumerate() {
+                let v = get(st);
+                let _ = writeln!(s, "{name}{{shard=\"{i}\",kind=\"audio\"}} {}", v[0]);
+                let _ = writeln!(s, "{name}{{shard=\"{i}\",kind=\"video\"}} {}", v[1]);
+            }
         }
         let name = "switchboard_media_dropped_total";
-        let _ =
-            writeln!(s, "# HELP {name} Datagrams or media the relay dropped, by why.\n# TYPE {name} counter");
-        for (why, v) in [
-            ("unknown_source", st.dropped_unknown_source),
-            ("bad_input", st.dropped_bad_input),
-            ("no_route", st.dropped_no_route),
-            ("send_buffer_full", self.send_dropped.load(Ordering::Relaxed)),
-            ("socket_overflow", udp_drops(self.port.load(Ordering::Relaxed) as u16)),
-        ] {
-            let _ = writeln!(s, "{name}{{reason=\"{why}\"}} {v}");
+        family(s, name, "counter", "Datagrams or media the relay dropped, by why.");
+        for (i, (st, m)) in stats.iter().zip(shards.iter()).enumerate() {
+            for (why, v) in [
+                ("unknown_source", st.dropped_unknown_source),
+                ("bad_input", st.dropped_bad_input),
+                ("no_route", st.dropped_no_route),
+                ("send_buffer_full", m.send_dropped.load(Ordering::Relaxed)),
+                ("socket_overflow", udp_drops(m.port.load(Ordering::Relaxed) as u16)),
+            ] {
+                let _ = writeln!(s, "{name}{{shard=\"{i}\",reason=\"{why}\"}} {v}");
+            }
         }
-        for (name, help, v) in [
+        let singles: [Single; 5] = [
             (
                 "switchboard_media_keyframe_requests_total",
+                "counter",
                 "Keyframe requests (PLI/FIR) passed from receivers to sources.",
-                st.keyframe_requests,
+                |st| st.keyframe_requests,
             ),
             (
                 "switchboard_media_keyframes_for_new_receivers_total",
+                "counter",
                 "Keyframes asked of a source because a receiver started getting it.",
-                st.keyframes_for_new_receivers,
+                |st| st.keyframes_for_new_receivers,
             ),
-            ("switchboard_media_offers_total", "Offers the relay sent to parties.", st.offers),
+            ("switchboard_media_offers_total", "counter", "Offers the relay sent to parties.", |st| {
+                st.offers
+            }),
             (
                 "switchboard_media_answers_refused_total",
+                "counter",
                 "Answers to relay offers that could not be applied.",
-                st.answers_refused,
+                |st| st.answers_refused,
             ),
-        ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            ("switchboard_media_connections", "gauge", "Media connections (parties) on the relay.", |st| {
+                st.connections
+            }),
+        ];
+        for (name, kind, help, get) in singles {
+            family(s, name, kind, help);
+            for (i, st) in stats.iter().enumerate() {
+                let _ = writeln!(s, "{name}{{shard=\"{i}\"}} {}", get(st));
+            }
         }
-        let name = "switchboard_media_connections";
-        let _ = writeln!(s, "# HELP {name} Media connections (parties) on the relay.\n# TYPE {name} gauge");
-        let _ = writeln!(s, "{name} {}", st.connections);
         let name = "switchboard_media_loop_busy_seconds";
-        let _ = writeln!(
+        family(
             s,
-            "# HELP {name} Time of one turn of the relay loop (forwarding waits meanwhile).\n# TYPE {name} histogram"
+            name,
+            "histogram",
+            "Time of one turn of a relay shard's loop (its forwarding waits meanwhile).",
         );
-        for (i, b) in LAG_BUCKETS.iter().enumerate() {
-            let _ =
-                writeln!(s, "{name}_bucket{{le=\"{b}\"}} {}", self.lag_buckets[i].load(Ordering::Relaxed));
+        for (i, m) in shards.iter().enumerate() {
+            for (b, bucket) in LAG_BUCKETS.iter().zip(m.lag_buckets.iter()) {
+                let _ = writeln!(
+                    s,
+                    "{name}_bucket{{shard=\"{i}\",le=\"{b}\"}} {}",
+                    bucket.load(Ordering::Relaxed)
+                );
+            }
+            let count = m.lag_count.load(Ordering::Relaxed);
+            let _ = writeln!(s, "{name}_bucket{{shard=\"{i}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                s,
+                "{name}_sum{{shard=\"{i}\"}} {}",
+                m.lag_sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+            );
+            let _ = writeln!(s, "{name}_count{{shard=\"{i}\"}} {count}");
         }
-        let count = self.lag_count.load(Ordering::Relaxed);
-        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "{name}_sum {}", self.lag_sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
-        let _ = writeln!(s, "{name}_count {count}");
     }
 }
 
@@ -137,18 +189,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_media_counters_and_lag() {
+    fn renders_media_counters_and_lag_per_shard() {
         let m = MediaMetrics::default();
-        m.publish(RelayStats { packets_in: [5, 1], connections: 2, ..RelayStats::default() });
-        m.lag(Duration::from_micros(300));
-        m.lag(Duration::from_millis(30));
+        let shards = m.init_shards(2);
+        shards[1].publish(RelayStats { packets_in: [5, 1], connections: 2, ..RelayStats::default() });
+        shards[1].lag(Duration::from_micros(300));
+        shards[1].lag(Duration::from_millis(30));
         let mut s = String::new();
         m.render(&mut s);
-        assert!(s.contains("switchboard_media_packets_in_total{kind=\"audio\"} 5\n"), "{s}");
-        assert!(s.contains("switchboard_media_connections 2\n"));
-        assert!(s.contains("switchboard_media_loop_busy_seconds_bucket{le=\"0.0005\"} 1\n"));
-        assert!(s.contains("switchboard_media_loop_busy_seconds_bucket{le=\"0.05\"} 2\n"));
-        assert!(s.contains("switchboard_media_loop_busy_seconds_count 2\n"));
+        assert!(s.contains("switchboard_media_packets_in_total{shard=\"1\",kind=\"audio\"} 5\n"), "{s}");
+        assert!(s.contains("switchboard_media_packets_in_total{shard=\"0\",kind=\"audio\"} 0\n"), "{s}");
+        assert!(s.contains("switchboard_media_connections{shard=\"1\"} 2\n"));
+        assert!(s.contains("switchboard_media_loop_busy_seconds_bucket{shard=\"1\",le=\"0.0005\"} 1\n"));
+        assert!(s.contains("switchboard_media_loop_busy_seconds_bucket{shard=\"1\",le=\"0.05\"} 2\n"));
+        assert!(s.contains("switchboard_media_loop_busy_seconds_count{shard=\"1\"} 2\n"));
+        assert_eq!(s.matches("# TYPE switchboard_media_connections gauge").count(), 1);
     }
 
     #[test]

@@ -10,8 +10,12 @@
 //! `media_timeout_ms` is reported ([`RelayEvent::Lost`]).
 //!
 //! The decisions are made by the sans-IO [`relay::Relay`]; this module is its UDP
-//! shell: one task owns the socket and the core, and the call core talks to it only
-//! through [`MediaCmd`] and [`RelayEvent`].
+//! shell. The relay runs as shards, one thread per core by default (as mediasoup runs a
+//! worker per core): each shard owns a UDP socket on a port of its own and the
+//! sessions placed on it, so forwarding never crosses threads and needs no lock. A
+//! session is placed when its first offer arrives, on the shard with the fewest
+//! sessions; every party of it is answered with that shard's address. The call core
+//! talks to the shards only through [`MediaCmd`] and [`RelayEvent`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,7 +32,7 @@ pub mod relay;
 /// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).
 pub use str0m::media::MediaKind;
 
-pub use metrics::MediaMetrics;
+pub use metrics::{MediaMetrics, ShardMetrics};
 pub use relay::{Relay, RelayStats};
 
 /// Why the relay could not start.
@@ -122,23 +126,40 @@ pub enum RelayEvent {
     },
 }
 
-/// How the relay's UDP socket is set up.
+/// How the relay's UDP sockets are set up.
 #[derive(Debug, Clone)]
 pub struct SocketSettings {
-    /// Where it binds.
+    /// Where shard 0 binds; shard `i` binds port + `i` (or an ephemeral port when the
+    /// port is 0).
     pub bind: SocketAddr,
-    /// What clients are told to send to (default: the bound address).
+    /// What clients are told to send to (default: the bound address); with a port,
+    /// shard `i` advertises port + `i`.
     pub advertise: Option<crate::config::Advertise>,
     /// Wanted `SO_RCVBUF` and `SO_SNDBUF`, bytes.
     pub buffer_bytes: usize,
+    /// Relay shards (threads, each with its own socket and sessions); 0: one per core.
+    pub shards: usize,
 }
 
-/// Handle to the relay task.
+/// One relay shard: a thread owning a socket and the sessions placed on it.
+struct Shard {
+    tx: mpsc::UnboundedSender<MediaCmd>,
+    /// Sessions placed on it.
+    sessions: usize,
+}
+
+/// Handle to the relay shards. A session's parties all live on one shard (forwarding
+/// never crosses threads); a new session goes to the shard with the fewest sessions.
 #[derive(Clone)]
 pub struct MediaRelay {
-    tx: mpsc::UnboundedSender<MediaCmd>,
-    /// The UDP address the relay advertises in its answers.
-    pub advertised: SocketAddr,
+    shards: Arc<std::sync::Mutex<Placement>>,
+    /// The UDP address of each shard, as advertised in its answers.
+    pub advertised: Vec<SocketAddr>,
+}
+
+struct Placement {
+    shards: Vec<Shard>,
+    by_sid: std::collections::HashMap<String, usize>,
 }
 
 /// Datagrams taken from the socket per wake-up before the relay's timers and
@@ -146,8 +167,9 @@ pub struct MediaRelay {
 const RECV_BATCH: usize = 64;
 
 impl MediaRelay {
-    /// Binds the socket, advertises `advertise` (or the bound address), and starts the
-    /// task, which reports on `events` and publishes its figures to `metrics`.
+    /// Binds one socket per shard, advertises `advertise` (or the bound addresses), and
+    /// starts one thread per shard, each reporting on `events` and publishing its
+    /// figures to `metrics`.
     pub async fn start(
         socket: SocketSettings,
         media_timeout: Duration,
@@ -156,45 +178,107 @@ impl MediaRelay {
     ) -> Result<Self, MediaError> {
         static CRYPTO: Once = Once::new();
         CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
-        let bind = socket.bind;
-        let udp = bind_socket(&socket).map_err(|source| MediaError::Bind { addr: bind, source })?;
-        let local = udp.local_addr().map_err(|source| MediaError::Bind { addr: bind, source })?;
-        metrics.port.store(u64::from(local.port()), Ordering::Relaxed);
-        let advertised = crate::config::Advertise::address(socket.advertise, local);
+        let count = match socket.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         // One DTLS certificate for every connection: generating one costs milliseconds,
         // which every new connection would otherwise take out of forwarding.
         let cert = str0m::crypto::from_feature_flags().dtls_provider.generate_certificate();
         if cert.is_none() {
             tracing::warn!("could not generate the relay's DTLS certificate; each connection makes its own");
         }
-        let relay = Relay::new(advertised, cert, media_timeout);
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(udp, relay, rx, events, metrics));
-        tracing::info!(%local, %advertised, "media relay listening");
-        Ok(Self { tx, advertised })
+        let shard_metrics = metrics.init_shards(count);
+        let mut shards = Vec::with_capacity(count);
+        let mut advertised = Vec::with_capacity(count);
+        for (i, m) in shard_metrics.into_iter().enumerate() {
+            let offset = u16::try_from(i).unwrap_or(u16::MAX);
+            let mut bind = socket.bind;
+            if bind.port() != 0 {
+                bind.set_port(bind.port().saturating_add(offset));
+            }
+            let udp = bind_socket(bind, socket.buffer_bytes)
+                .map_err(|source| MediaError::Bind { addr: bind, source })?;
+            let local = udp.local_addr().map_err(|source| MediaError::Bind { addr: bind, source })?;
+            m.port.store(u64::from(local.port()), Ordering::Relaxed);
+            let advertise = socket.advertise.map(|mut a| {
+                a.port = a.port.map(|p| p.saturating_add(offset));
+                a
+            });
+            let addr = crate::config::Advertise::address(advertise, local);
+            let relay = Relay::new(addr, cert.clone(), media_timeout);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name(format!("relay-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(rt) => rt,
+                        Err(e) => return tracing::error!(error = %e, shard = i, "relay shard cannot start"),
+                    };
+                    rt.block_on(async move {
+                        match UdpSocket::from_std(udp) {
+                            Ok(udp) => run(udp, relay, rx, events, m).await,
+                            Err(e) => {
+                                tracing::error!(error = %e, shard = i, "relay shard cannot use its socket")
+                            }
+                        }
+                    });
+                })
+                .map_err(|source| MediaError::Bind { addr: bind, source })?;
+            tracing::info!(shard = i, %local, advertised = %addr, "media relay shard listening");
+            shards.push(Shard { tx, sessions: 0 });
+            advertised.push(addr);
+        }
+        let placement = Placement { shards, by_sid: std::collections::HashMap::new() };
+        Ok(Self { shards: Arc::new(std::sync::Mutex::new(placement)), advertised })
     }
 
-    /// Sends a command to the relay.
+    /// Sends a command to the shard of its session; a session's first offer places it
+    /// on the least loaded shard.
     pub fn send(&self, cmd: MediaCmd) {
-        let _ = self.tx.send(cmd);
+        let Ok(mut p) = self.shards.lock() else { return };
+        let sid = match &cmd {
+            MediaCmd::Offer { sid, .. }
+            | MediaCmd::Answer { sid, .. }
+            | MediaCmd::AddLine { sid, .. }
+            | MediaCmd::Leave { sid, .. }
+            | MediaCmd::End { sid } => sid.clone(),
+        };
+        let shard = match p.by_sid.get(&sid) {
+            Some(i) => *i,
+            None if matches!(cmd, MediaCmd::Offer { .. }) => {
+                let i = (0..p.shards.len()).min_by_key(|i| p.shards[*i].sessions).unwrap_or(0);
+                p.shards[i].sessions += 1;
+                p.by_sid.insert(sid.clone(), i);
+                i
+            }
+            // Nothing of this session is on any shard.
+            None => return,
+        };
+        if matches!(cmd, MediaCmd::End { .. }) {
+            p.by_sid.remove(&sid);
+            p.shards[shard].sessions = p.shards[shard].sessions.saturating_sub(1);
+        }
+        let _ = p.shards[shard].tx.send(cmd);
     }
 }
 
 /// Binds the UDP socket with the buffer sizes asked for. The kernel caps them at
 /// `net.core.rmem_max` / `wmem_max`; as root the cap is lifted (`SO_RCVBUFFORCE`).
-fn bind_socket(s: &SocketSettings) -> std::io::Result<UdpSocket> {
+fn bind_socket(bind: SocketAddr, buffer_bytes: usize) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(s.bind), Type::DGRAM, Some(Protocol::UDP))?;
-    if s.buffer_bytes > 0 {
-        let _ = socket.set_recv_buffer_size(s.buffer_bytes);
-        let _ = socket.set_send_buffer_size(s.buffer_bytes);
-        force_buffers(&socket, s.buffer_bytes);
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    if buffer_bytes > 0 {
+        let _ = socket.set_recv_buffer_size(buffer_bytes);
+        let _ = socket.set_send_buffer_size(buffer_bytes);
+        force_buffers(&socket, buffer_bytes);
         // Linux reports twice the usable size (it counts its own bookkeeping).
         let got_rcv = socket.recv_buffer_size().unwrap_or(0) / 2;
         let got_snd = socket.send_buffer_size().unwrap_or(0) / 2;
-        if got_rcv < s.buffer_bytes || got_snd < s.buffer_bytes {
+        if got_rcv < buffer_bytes || got_snd < buffer_bytes {
             tracing::warn!(
-                wanted = s.buffer_bytes,
+                wanted = buffer_bytes,
                 receive = got_rcv,
                 send = got_snd,
                 "media socket buffers are smaller than configured: raise net.core.rmem_max and wmem_max"
@@ -204,8 +288,8 @@ fn bind_socket(s: &SocketSettings) -> std::io::Result<UdpSocket> {
         }
     }
     socket.set_nonblocking(true)?;
-    socket.bind(&s.bind.into())?;
-    UdpSocket::from_std(socket.into())
+    socket.bind(&bind.into())?;
+    Ok(socket.into())
 }
 
 #[cfg(target_os = "linux")]
@@ -237,7 +321,7 @@ async fn run(
     mut relay: Relay,
     mut rx: mpsc::UnboundedReceiver<MediaCmd>,
     events: mpsc::UnboundedSender<RelayEvent>,
-    metrics: Arc<MediaMetrics>,
+    metrics: Arc<ShardMetrics>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut published = Instant::now();
@@ -297,7 +381,7 @@ fn command(relay: &mut Relay, cmd: MediaCmd) {
 
 /// Sends what the core has to send. UDP: a full send buffer drops the datagram, as the
 /// network might; it is counted.
-fn flush(socket: &UdpSocket, relay: &mut Relay, metrics: &MediaMetrics) {
+fn flush(socket: &UdpSocket, relay: &mut Relay, metrics: &ShardMetrics) {
     while let Some(t) = relay.poll_transmit() {
         if socket.try_send_to(&t.contents, t.destination).is_err() {
             metrics.send_dropped.fetch_add(1, Ordering::Relaxed);
