@@ -26,6 +26,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 mod feeds;
+mod forward;
 pub mod metrics;
 pub mod relay;
 

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::Ssrc;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::feeds::{self, Line, Source};
+use super::forward::{self, Packet};
 use super::{PartyKey, RelayEvent};
 
 /// An unanswered offer is sent again this often: it may have been lost with a
@@ -86,9 +88,35 @@ struct Party {
     last_media: Instant,
     lost: bool,
     wake: Option<Instant>,
+    /// Which line each incoming SSRC belongs to (learnt from str0m's streams).
+    rx_lines: HashMap<Ssrc, (Mid, MediaKind)>,
+    /// The numbering of the lines the relay sends on.
+    tx_lines: forward::Lines,
 }
 
 impl Party {
+    /// The line an incoming SSRC belongs to.
+    fn rx_line(&mut self, ssrc: Ssrc) -> Option<(Mid, MediaKind)> {
+        if let Some(l) = self.rx_lines.get(&ssrc) {
+            return Some(*l);
+        }
+        let mid = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid())?;
+        let kind = self.line(mid)?.kind;
+        self.rx_lines.insert(ssrc, (mid, kind));
+        Some((mid, kind))
+    }
+
+    /// Asks the party's sender on line `mid` for a keyframe.
+    fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind) -> bool {
+        match self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            Some(rx) => {
+                rx.request_keyframe(kind);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn line(&self, mid: Mid) -> Option<&Line> {
         self.lines.iter().find(|l| l.mid == mid)
     }
@@ -126,7 +154,7 @@ struct PendingOffer {
 
 /// What one party's events ask of the others.
 enum Relayed {
-    Media(Mid, Box<MediaData>),
+    Rtp(Mid, Box<Packet>),
     Keyframe(Mid, KeyframeRequestKind),
 }
 
@@ -341,7 +369,9 @@ impl Relay {
                 return Ok((id, browser_answer(&answer.to_sdp_string())));
             }
         }
-        let mut builder = Rtc::builder().set_ice_lite(true);
+        // RTP mode: packets are forwarded as they came, not reassembled into frames and
+        // cut up again.
+        let mut builder = Rtc::builder().set_ice_lite(true).set_rtp_mode(true);
         if let Some(cert) = &self.cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -366,6 +396,8 @@ impl Relay {
             last_media: now,
             lost: false,
             wake: None,
+            rx_lines: HashMap::new(),
+            tx_lines: forward::Lines::default(),
         };
         party.sync_lines(sdp);
         if !party.lines.iter().any(|l| party.rtc.media(l.mid).is_some_and(|m| !m.remote_pts().is_empty())) {
@@ -498,8 +530,7 @@ impl Relay {
             return;
         }
         let Some(q) = self.parties.get_mut(&source.party) else { return };
-        let Some(mut writer) = q.rtc.writer(source.mid) else { return };
-        if writer.request_keyframe(None, KeyframeRequestKind::Pli).is_ok() {
+        if q.request_keyframe(source.mid, KeyframeRequestKind::Pli) {
             self.keyframe_asked.insert(source, now);
             self.stats.keyframes_for_new_receivers += 1;
             self.drive(now, source.party);
@@ -606,12 +637,17 @@ impl Relay {
                                 self.dirty.push(p.sid.clone());
                             }
                         }
-                        Event::MediaData(d) => {
+                        Event::RtpPacket(pkt) => {
                             p.last_media = now;
-                            let k = kind_index(p.line(d.mid).map_or(MediaKind::Audio, |l| l.kind));
+                            let Some((mid, kind)) = p.rx_line(pkt.header.ssrc) else {
+                                self.stats.dropped_no_route += 1;
+                                continue;
+                            };
+                            let Some(packet) = Packet::from_rtp(&p.rtc, pkt, kind) else { continue };
+                            let k = kind_index(kind);
                             self.stats.packets_in[k] += 1;
-                            self.stats.bytes_in[k] += d.data.len() as u64;
-                            relays.push(Relayed::Media(d.mid, Box::new(d)));
+                            self.stats.bytes_in[k] += packet.payload.len() as u64;
+                            relays.push(Relayed::Rtp(mid, Box::new(packet)));
                         }
                         Event::KeyframeRequest(r) => relays.push(Relayed::Keyframe(r.mid, r.kind)),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -627,14 +663,17 @@ impl Relay {
             }
             for r in relays {
                 match r {
-                    Relayed::Media(mid, data) => {
+                    Relayed::Rtp(mid, packet) => {
                         let Some(dests) = self.routes.get(&Source { party: id, mid }) else { continue };
                         for &(o, line) in dests {
                             let Some(q) = self.parties.get_mut(&o) else { continue };
-                            let k = kind_index(q.line(line).map_or(MediaKind::Audio, |l| l.kind));
-                            if write_media(q, line, &data) {
+                            if !q.rtc.is_alive() {
+                                continue;
+                            }
+                            let k = kind_index(packet.kind);
+                            if q.tx_lines.write(&mut q.rtc, line, &packet) {
                                 self.stats.packets_out[k] += 1;
-                                self.stats.bytes_out[k] += data.data.len() as u64;
+                                self.stats.bytes_out[k] += packet.payload.len() as u64;
                             } else {
                                 self.stats.dropped_no_route += 1;
                             }
@@ -648,10 +687,8 @@ impl Relay {
                         let source = self.parties.get(&id).and_then(|p| p.line(mid)).and_then(|l| l.feed);
                         let Some(source) = source else { continue };
                         let Some(q) = self.parties.get_mut(&source.party) else { continue };
-                        if let Some(mut writer) = q.rtc.writer(source.mid) {
-                            if writer.request_keyframe(None, kind).is_ok() {
-                                self.stats.keyframe_requests += 1;
-                            }
+                        if q.request_keyframe(source.mid, kind) {
+                            self.stats.keyframe_requests += 1;
                         }
                         if !todo.contains(&source.party) {
                             todo.push(source.party);
@@ -682,19 +719,6 @@ impl Relay {
                 tracing::info!(sid = %p.sid, party = %p.key, "media stopped");
                 self.events.push_back(RelayEvent::Lost { sid: p.sid.clone(), party: p.key.clone() });
             }
-        }
-    }
-}
-
-/// Writes what another party produced into `q`'s line `mid`; false if it could not.
-fn write_media(q: &mut Party, mid: Mid, data: &MediaData) -> bool {
-    let Some(writer) = q.rtc.writer(mid) else { return false };
-    let Some(pt) = writer.match_params(data.params) else { return false };
-    match writer.write(pt, data.network_time, data.time, data.data.clone()) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(sid = %q.sid, error = %e, "media write failed");
-            false
         }
     }
 }

@@ -1,0 +1,192 @@
+//! Forwarding RTP as it came (str0m's RTP mode): no depacketizing, no repacketizing.
+//! Each receiving line keeps its own sequence numbers and timestamps: while one source
+//! feeds it, packets keep the source's numbering shifted by a fixed offset; when
+//! another source takes the line over (a party left and another reuses its line), the
+//! offsets are chosen so that numbering continues where it stopped, as a receiver's
+//! jitter buffer and SRTP rollover counter require.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::format::PayloadParams;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::Rtc;
+
+/// One received RTP packet, as the relay forwards it.
+pub(crate) struct Packet {
+    pub ssrc: Ssrc,
+    pub params: PayloadParams,
+    pub seq: u64,
+    pub time: u32,
+    /// Clock rate of `time`, ticks per second.
+    pub clock: u32,
+    pub marker: bool,
+    pub ext: ExtensionValues,
+    pub payload: Arc<[u8]>,
+    pub arrived: Instant,
+    pub kind: MediaKind,
+}
+
+impl Packet {
+    /// Takes what forwarding needs from a received packet; `None` for padding (no
+    /// payload) and for payload types the connection did not negotiate.
+    pub fn from_rtp(rtc: &Rtc, pkt: RtpPacket, kind: MediaKind) -> Option<Packet> {
+        if pkt.payload.is_empty() {
+            return None;
+        }
+        let pt = pkt.header.payload_type;
+        let params = *rtc.codec_config().find(|p| p.pt() == pt)?;
+        let mut ext = pkt.header.ext_vals;
+        // These name the source's line and stream; the receiving stream sets its own.
+        ext.mid = None;
+        ext.rid = None;
+        ext.rid_repair = None;
+        ext.transport_cc = None;
+        Some(Packet {
+            ssrc: pkt.header.ssrc,
+            params,
+            seq: *pkt.seq_no,
+            time: pkt.header.timestamp,
+            clock: pkt.time.frequency().get(),
+            marker: pkt.header.marker,
+            ext,
+            payload: pkt.payload,
+            arrived: pkt.timestamp,
+            kind,
+        })
+    }
+}
+
+/// The numbering of one receiving line.
+#[derive(Default)]
+pub(crate) struct Renumber {
+    /// The source SSRC now feeding the line.
+    ssrc: Option<Ssrc>,
+    seq_offset: i64,
+    time_offset: u32,
+    last_seq: Option<u64>,
+    last_time: u32,
+    last_at: Option<Instant>,
+    /// Source payload type → this connection's payload type for the same codec.
+    pts: Vec<(Pt, Option<Pt>)>,
+}
+
+impl Renumber {
+    /// The sequence number and timestamp `p` gets on this line.
+    fn map(&mut self, p: &Packet) -> (u64, u32) {
+        if self.ssrc != Some(p.ssrc) {
+            match self.last_seq {
+                // A new source on a line that carried another: continue its numbering,
+                // with the time that passed since its last packet.
+                Some(last) => {
+                    let elapsed =
+                        self.last_at.map_or(0.0, |t| p.arrived.saturating_duration_since(t).as_secs_f64());
+                    let gap = ((elapsed * f64::from(p.clock)) as u32).max(1);
+                    self.seq_offset = (last + 1) as i64 - p.seq as i64;
+                    self.time_offset = self.last_time.wrapping_add(gap).wrapping_sub(p.time);
+                }
+                None => {
+                    self.seq_offset = 0;
+                    self.time_offset = 0;
+                }
+            }
+            self.ssrc = Some(p.ssrc);
+        }
+        let seq = (p.seq as i64 + self.seq_offset).max(0) as u64;
+        let time = p.time.wrapping_add(self.time_offset);
+        if self.last_seq.is_none_or(|l| seq > l) {
+            self.last_seq = Some(seq);
+            self.last_time = time;
+            self.last_at = Some(p.arrived);
+        }
+        (seq, time)
+    }
+
+    fn pt(&mut self, rtc: &Rtc, p: &Packet) -> Option<Pt> {
+        let src = p.params.pt();
+        if let Some((_, out)) = self.pts.iter().find(|(s, _)| *s == src) {
+            return *out;
+        }
+        let out = rtc.codec_config().match_params(p.params).map(|m| m.pt());
+        self.pts.push((src, out));
+        out
+    }
+}
+
+/// Per receiving connection: the numbering of each of its lines.
+#[derive(Default)]
+pub(crate) struct Lines {
+    lines: HashMap<Mid, Renumber>,
+}
+
+impl Lines {
+    /// Writes `p` onto line `mid` of `rtc`; false if the line cannot take it (no such
+    /// sending stream yet, or no matching codec).
+    pub fn write(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet) -> bool {
+        let r = self.lines.entry(mid).or_default();
+        let Some(pt) = r.pt(rtc, p) else { return false };
+        let (seq, time) = r.map(p);
+        let mut api = rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
+        let write = RtpWrite::new(pt, SeqNo::from(seq), time, p.arrived, p.payload.clone())
+            .marker(p.marker)
+            .ext_vals(p.ext.clone())
+            // Video is resent on NACK from the relay's own send buffer; late audio is
+            // worse than lost audio.
+            .nackable(p.kind == MediaKind::Video);
+        tx.write_rtp(write);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn packet(ssrc: u32, seq: u64, time: u32, at: Instant) -> Packet {
+        let params = str0m::format::CodecConfig::new_with_defaults().params()[0];
+        Packet {
+            ssrc: ssrc.into(),
+            params,
+            seq,
+            time,
+            clock: 48_000,
+            marker: false,
+            ext: ExtensionValues::default(),
+            payload: Arc::from(vec![1u8; 10]),
+            arrived: at,
+            kind: MediaKind::Audio,
+        }
+    }
+
+    #[test]
+    fn a_new_source_continues_the_line_numbering() {
+        let t0 = Instant::now();
+        let mut r = Renumber::default();
+        assert_eq!(r.map(&packet(1, 100, 5000, t0)), (100, 5000));
+        assert_eq!(r.map(&packet(1, 101, 5960, t0 + Duration::from_millis(20))), (101, 5960));
+        // Source 2 takes over 100 ms later, with numbering of its own.
+        let (seq, time) = r.map(&packet(2, 40_000, 1_000_000, t0 + Duration::from_millis(120)));
+        assert_eq!(seq, 102);
+        assert_eq!(time, 5960 + 4800);
+        assert_eq!(
+            r.map(&packet(2, 40_001, 1_000_960, t0 + Duration::from_millis(140))),
+            (103, 5960 + 4800 + 960)
+        );
+        // A late packet of the new source keeps its place; the last one stays the last.
+        assert_eq!(r.map(&packet(2, 40_000, 1_000_000, t0 + Duration::from_millis(141))).0, 102);
+        assert_eq!(r.last_seq, Some(103));
+    }
+
+    #[test]
+    fn timestamps_wrap() {
+        let t0 = Instant::now();
+        let mut r = Renumber::default();
+        r.map(&packet(1, 1, u32::MAX - 100, t0));
+        let (_, time) = r.map(&packet(2, 9, 7, t0 + Duration::from_millis(10)));
+        assert_eq!(time, (u32::MAX - 100).wrapping_add(480));
+    }
+}
