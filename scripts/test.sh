@@ -23,5 +23,8 @@ fi
 cargo fmt --all -- --check
 cargo test --workspace --all-features --locked
 
+# Fuzz smoke: every cargo fuzz target for 10 s (skipped, and said so, without nightly).
+bash scripts/fuzz.sh smoke
+
 # The browser tests drive the server binary that cargo test just built.
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test)

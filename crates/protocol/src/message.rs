@@ -407,8 +407,20 @@ pub struct ParseError {
 }
 
 /// Message types a client may send, in the order of [`ClientMessage`].
-pub const CLIENT_TYPES: &[&str] =
-    &["hello", "ping", "make_call", "verify_call", "accept_call", "end_call", "resume", "refresh_token"];
+pub const CLIENT_TYPES: &[&str] = &[
+    "hello",
+    "ping",
+    "make_call",
+    "verify_call",
+    "accept_call",
+    "end_call",
+    "resume",
+    "refresh_token",
+    "media_offer",
+    "media_answer",
+    "add_media",
+    "media_state",
+];
 
 impl ClientMessage {
     /// Reads one client frame, telling a malformed frame from an unknown type.
@@ -436,11 +448,7 @@ impl ClientMessage {
                             message: format!("unknown message type {:?}", truncate(&t, 64)),
                         })
                     }
-                    _ => Err(ParseError {
-                        code: ErrorCode::Malformed,
-                        req,
-                        message: format!("malformed message: {e}"),
-                    }),
+                    _ => Err(ParseError { code: ErrorCode::Malformed, req, message: malformed(&e) }),
                 }
             }
         }
@@ -472,6 +480,33 @@ impl ServerMessage {
             | ServerMessage::MediaOffer { sid, .. }
             | ServerMessage::PeerMediaState { sid, .. } => Some(sid),
             _ => None,
+        }
+    }
+}
+
+/// What was wrong with a frame, in our words: serde's messages quote the client's
+/// values (unbounded, and not ours to echo), so only the position and, for a missing
+/// field, the field's name (from our own schema) are kept.
+fn malformed(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("line {}, column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("malformed message: not valid JSON ({at})")
+        }
+        Category::Data => {
+            let text = e.to_string();
+            let missing = text
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split_once('`'))
+                .map(|(name, _)| name)
+                .filter(|name| name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            match missing {
+                Some(name) => format!("malformed message: missing field {name}"),
+                None => format!(
+                    "malformed message: a field is missing or has the wrong type or value, or the type is not a message type ({at})"
+                ),
+            }
         }
     }
 }
@@ -521,6 +556,22 @@ mod tests {
         );
         let back: ServerMessage = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn malformed_errors_never_echo_the_frame() {
+        let long = "x".repeat(5000);
+        for frame in [
+            format!(r#"{{"type":"make_call","to_user_id":{long}}}"#),
+            format!(r#"{{"type":"make_call","to_user_id":"bob","ring_timeout_secs":"{long}"}}"#),
+            format!(r#"["{long}"]"#),
+            format!(r#"{{"type":"end_call","sid":7,"x":"{long}"}}"#),
+        ] {
+            let e = ClientMessage::parse(&frame).unwrap_err();
+            assert!(e.message.len() < 200 && !e.message.contains("xxx"), "{}", e.message);
+        }
+        let e = ClientMessage::parse(r#"{"type":"accept_call"}"#).unwrap_err();
+        assert_eq!(e.message, "malformed message: missing field sid");
     }
 
     #[test]

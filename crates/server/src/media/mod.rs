@@ -177,8 +177,7 @@ impl MediaRelay {
         events: mpsc::UnboundedSender<RelayEvent>,
         metrics: Arc<MediaMetrics>,
     ) -> Result<Self, MediaError> {
-        static CRYPTO: Once = Once::new();
-        CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+        init_crypto();
         let count = match socket.shards {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -263,6 +262,13 @@ impl MediaRelay {
         }
         let _ = p.shards[shard].tx.send(cmd);
     }
+}
+
+/// Installs the process's default crypto provider for WebRTC (once); every relay
+/// connection uses it.
+pub fn init_crypto() {
+    static CRYPTO: Once = Once::new();
+    CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
 }
 
 /// Binds the UDP socket with the buffer sizes asked for. The kernel caps them at

@@ -730,17 +730,12 @@ fn ice_ufrag(sdp: &str) -> Option<String> {
 
 /// The relay's SDP as browsers expect from a peer that gathers nothing more: it never
 /// trickles (its one host candidate is in the SDP), so it does not advertise trickle
-/// and ends every media section's candidates with `a=end-of-candidates` (RFC 8840).
+/// and ends the candidates of each section that has some with `a=end-of-candidates`
+/// (RFC 8840; with BUNDLE that is the bundle-tag section).
 fn browser_answer(sdp: &str) -> String {
-    let mut out = String::with_capacity(sdp.len() + 128);
-    let mut in_media = false;
-    let mut ended = false;
-    let push_end = |out: &mut String, in_media: bool, ended: &mut bool| {
-        if in_media && !*ended {
-            out.push_str("a=end-of-candidates\r\n");
-        }
-        *ended = false;
-    };
+    let mut out = String::with_capacity(sdp.len() + 64);
+    // Whether the current section listed candidates and has not been ended yet.
+    let mut open = false;
     for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
         if let Some(rest) = line.strip_prefix("a=ice-options:") {
             let options: Vec<&str> = rest.split(' ').filter(|o| *o != "trickle" && !o.is_empty()).collect();
@@ -749,17 +744,22 @@ fn browser_answer(sdp: &str) -> String {
             }
             continue;
         }
-        if line.starts_with("m=") {
-            push_end(&mut out, in_media, &mut ended);
-            in_media = true;
+        if line.starts_with("m=") && open {
+            out.push_str("a=end-of-candidates\r\n");
+            open = false;
+        }
+        if line.starts_with("a=candidate:") {
+            open = true;
         }
         if line == "a=end-of-candidates" {
-            ended = true;
+            open = false;
         }
         out.push_str(line);
         out.push_str("\r\n");
     }
-    push_end(&mut out, in_media, &mut ended);
+    if open {
+        out.push_str("a=end-of-candidates\r\n");
+    }
     out
 }
 

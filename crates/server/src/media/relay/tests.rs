@@ -338,3 +338,21 @@ fn offers_without_a_forwardable_codec_are_refused_in_our_words() {
     assert!(e.starts_with("the SDP offer"), "{e}");
     assert_eq!(net.relay.stats().connections, 0);
 }
+
+#[test]
+fn a_plain_browser_offer_is_answered_as_browsers_expect() {
+    // Shaped like Chromium's: BUNDLE, one host candidate, trickle advertised, RED,
+    // telephone-event, VP8 and H.264 with RTX (also the relay_sdp fuzz seed).
+    let offer = include_str!("../../../../../fuzz/seeds/relay_sdp/browser-offer.sdp");
+    let mut net = Net::new();
+    let answer = net.relay.offer(net.now, SID, "browser", offer).expect("answered");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(!answer.contains("trickle"), "the relay does not trickle: {answer}");
+    // One host candidate, in the bundle-tag section, ended there.
+    assert_eq!(answer.matches("a=candidate:").count(), 1, "{answer}");
+    assert_eq!(answer.matches("a=end-of-candidates").count(), 1, "{answer}");
+    let first_section = answer.split("m=").nth(1).unwrap_or_default();
+    assert!(first_section.contains("a=candidate:") && first_section.contains("a=end-of-candidates"));
+    assert!(answer.contains("opus/48000/2") && answer.contains("VP8/90000"), "{answer}");
+    SdpAnswer::from_sdp_string(&answer).expect("the answer is valid SDP");
+}

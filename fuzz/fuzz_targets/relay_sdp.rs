@@ -1,0 +1,24 @@
+//! The relay's SDP path: any offer is answered with SDP or refused in our words,
+//! never a panic, and the relay stays usable.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_server::media::Relay;
+
+fuzz_target!(|data: &[u8]| {
+    switchboard_server::media::init_crypto();
+    let Ok(sdp) = std::str::from_utf8(data) else { return };
+    let mut relay = Relay::new("127.0.0.1:3478".parse().unwrap(), None, Duration::from_secs(10));
+    let now = Instant::now();
+    match relay.offer(now, "sid", "caller", sdp) {
+        Ok(answer) => assert!(answer.starts_with("v=0"), "{answer}"),
+        Err(why) => assert!(why.starts_with("the "), "not our words: {why}"),
+    }
+    // The same party offering again (a renegotiation or a reconnect) is handled too.
+    let _ = relay.offer(now, "sid", "caller", sdp);
+    relay.handle_timeout(now + Duration::from_secs(1));
+    while relay.poll_transmit().is_some() {}
+    while relay.poll_event().is_some() {}
+});
