@@ -292,6 +292,18 @@ fn report(
     println!(
         "relay over the window:  {forwarded:.0} packets forwarded, {overflow:.0} dropped by the kernel (socket full); {all_turns:.0} loop turns, {over_2ms:.0} over 2 ms, {over_10ms:.0} over 10 ms"
     );
+    // From the server's start: the setup burst (every offer, every DTLS handshake) too.
+    let busy =
+        |le: &str| after.metric("switchboard_media_loop_busy_seconds_bucket", &[&format!("le=\"{le}\"")]);
+    let total = busy("+Inf");
+    let longest = ["0.0001", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.5"]
+        .iter()
+        .find(|le| busy(le) >= total)
+        .map_or("over 0.5".to_string(), |le| format!("at most {le}"));
+    println!(
+        "relay since its start:  {total:.0} loop turns (setup included), {:.0} over 10 ms; longest turn {longest} s",
+        total - busy("0.01")
+    );
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
