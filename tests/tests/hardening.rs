@@ -408,3 +408,29 @@ async fn tokens_not_yet_valid_and_repeated_parameters_are_refused() {
     let body: serde_json::Value = twice.json().await.unwrap();
     assert!(body["message"].as_str().unwrap_or_default().contains("more than once"), "{body}");
 }
+
+/// Noted by earlier sessions: an expired token did not close an open session. Now the
+/// session ends 30 s (the clock skew) past `exp` unless the token was refreshed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_its_token_expires_unless_refreshed() {
+    capture_logs();
+    let h = Harness::start().await;
+    // Expired 27 s ago: still inside the 30 s skew, so hello is accepted.
+    let token = format!(r#"{{"type":"hello","v":1,"token":"{}"}}"#, h.token_with("acme", "mallory", -27));
+    let mut raw = RawSession::open(&h).await;
+    raw.send(&token).await;
+    raw.wait_for("welcome").await;
+    let started = std::time::Instant::now();
+    let e = raw.wait_for("error").await;
+    assert_eq!((e["error"].as_str(), e["reason"]["code"].as_u64()), (Some("auth"), Some(1303)), "{e}");
+    assert_eq!(raw.next().await, RawFrame::Close(Some(1008)));
+    assert!(started.elapsed() < Duration::from_secs(8), "closed {:?} after welcome", started.elapsed());
+    // A refreshed session stays.
+    let (alice, _a) =
+        Client::connect(&h.url(), Credentials::token("acme", "alice", h.token_with("acme", "alice", -27)))
+            .await
+            .expect("alice connects");
+    alice.refresh_token(&h.token("acme", "alice")).await.expect("refreshed");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    alice.make_call(MakeCall::audio("bob")).await.expect("the refreshed session is open");
+}

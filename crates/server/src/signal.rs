@@ -315,6 +315,12 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
             .filter(|_| !warned)
             .map(|exp| exp.saturating_sub(TOKEN_WARNING_SECS).saturating_sub(now_ms() / 1000))
             .map(|secs| Instant::now() + Duration::from_secs(secs));
+        // A session lives no longer than its token (with the same clock skew `hello`
+        // allows): past that without `refresh_token`, it is closed.
+        let expire_at = authed
+            .token_exp
+            .map(|exp| (exp + auth::CLOCK_SKEW_SECS).saturating_mul(1000).saturating_sub(now_ms()))
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
         tokio::select! {
             // Until the core has sent `welcome`, this task says nothing of its own.
             frame = read(&mut ws), if welcomed => {
@@ -376,6 +382,13 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::info!(session_id, "session silent past the heartbeat timeout; closing");
                 close(&mut ws, 1001, "heartbeat timeout").await;
+                break;
+            }
+            _ = sleep_opt(expire_at), if welcomed => {
+                tracing::info!(session_id, %peer, "closing session: its access token expired without refresh_token");
+                let m = error_msg(None, ErrorCode::Auth, Some(DisconnectReason::AuthError), "access token expired; connect again with a fresh token".into());
+                send_msg(&mut ws, &m).await;
+                close(&mut ws, CLOSE_POLICY, DisconnectReason::AuthError.name()).await;
                 break;
             }
             _ = sleep_opt(warn_at), if welcomed => {
