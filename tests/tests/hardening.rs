@@ -51,6 +51,15 @@ fn cc_key(h: &Harness) -> CcKey {
     CcKey::new(switchboard_server::config::server_secret(&h.config.data_dir).expect("server secret"))
 }
 
+/// alice calls bob and bob answers on his token device.
+async fn answered_call(h: &Harness) -> (Client, switchboard_client::Events, Client, String) {
+    let (alice, mut a_ev) = h.user("alice").await;
+    let (bob, mut b_ev) = h.user("bob").await;
+    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
+    assert_eq!(pick_up(&bob, &mut b_ev, &mut a_ev).await, sid);
+    (alice, a_ev, bob, sid)
+}
+
 fn now_secs() -> u64 {
     switchboard_server::server::now_ms() / 1000
 }
@@ -61,11 +70,8 @@ fn now_secs() -> u64 {
 async fn pushed_cc_param_cannot_take_over_an_answered_call() {
     capture_logs();
     let h = Harness::start().await;
-    let (alice, mut a_ev) = h.user("alice").await;
-    let (bob, mut b_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
+    let (_alice, mut a_ev, bob, sid) = answered_call(&h).await;
     let param = h.app.notify_for("bob").await.query["param"].clone();
-    assert_eq!(pick_up(&bob, &mut b_ev, &mut a_ev).await, sid);
 
     let (intruder, _i_ev) = h.callee_by_cc_param(&param).await;
     match intruder.verify_call(&param).await {
@@ -124,10 +130,7 @@ async fn cc_param_device_resumes_with_its_resume_param() {
 async fn expired_cc_param_is_refused_at_hello() {
     capture_logs();
     let h = Harness::start().await;
-    let (alice, mut a_ev) = h.user("alice").await;
-    let (bob, mut b_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    pick_up(&bob, &mut b_ev, &mut a_ev).await;
+    let (_alice, mut a_ev, bob, sid) = answered_call(&h).await;
     // A cc_param of this very call, signed by this server, whose time is up (as the
     // pushed one is, a minute after the ring deadline).
     let expired = cc_key(&h).sign(&CcClaims {
@@ -192,10 +195,7 @@ async fn silent_connections_time_out_and_are_capped_per_address() {
     let mut over = connect_from("127.0.0.2", addr).await;
     assert!(closed_by_server(&mut over, Duration::from_millis(500)).await, "over the cap: closed at once");
     // Users from elsewhere are not locked out meanwhile.
-    let (alice, mut a_ev) = h.user("alice").await;
-    let (bob, mut b_ev) = h.user("bob").await;
-    alice.make_call(MakeCall::audio("bob")).await.expect("call while attacked");
-    pick_up(&bob, &mut b_ev, &mut a_ev).await;
+    answered_call(&h).await;
     let health = reqwest::get(format!("{}/healthz", h.url())).await.expect("healthz while attacked");
     assert!(health.status().is_success());
     // Every held connection is closed once the header timeout passes.
@@ -311,10 +311,7 @@ async fn invalid_utf8_is_closed_with_1007() {
 async fn a_burst_of_frames_gets_answers_or_a_close_code() {
     capture_logs();
     let h = Harness::start().await;
-    let (alice, mut a_ev) = h.user("alice").await;
-    let (bob, mut b_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();
-    pick_up(&bob, &mut b_ev, &mut a_ev).await;
+    let (_alice, mut a_ev, bob, sid) = answered_call(&h).await;
 
     // Mallory writes 450 frames in one go, then reads.
     let url = format!("ws://{}{}", h.server.addr, switchboard_protocol::SIGNAL_PATH);

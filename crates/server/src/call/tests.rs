@@ -647,9 +647,9 @@ fn pushed_cc_param_cannot_take_over_a_call_answered_on_a_token_device() {
     assert_eq!((rec.disconnect_reason, rec.releaser_type), (R::Normal.code(), S::Callee.code()));
 }
 
-#[test]
-fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
-    let mut h = H::new(rules(60, 0, true));
+/// alice (session 1) calls bob; bob answers from cc_param session 2. Returns the sid,
+/// the pushed cc_param, the outputs of the answer and the device's resume_param.
+fn answered_by_param(h: &mut H) -> (String, String, Vec<Output>, String) {
     h.open(1, "alice");
     let (sid, param) = h.make();
     h.open_by_param(2, &param);
@@ -663,6 +663,13 @@ fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
             _ => None,
         })
         .expect("the cc_param device gets a resume_param");
+    (sid, param, out, resume_param)
+}
+
+#[test]
+fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
+    let mut h = H::new(rules(60, 0, true));
+    let (sid, param, out, resume_param) = answered_by_param(&mut h);
     assert!(
         sent(&out, 1).iter().all(|m| matches!(m, ServerMessage::Connected { resume_param: None, .. })),
         "the caller gets none"
@@ -691,18 +698,7 @@ fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
 #[test]
 fn a_token_takeover_retires_the_cc_param_device() {
     let mut h = H::new(rules(60, 0, true));
-    h.open(1, "alice");
-    let (sid, param) = h.make();
-    h.open_by_param(2, &param);
-    h.verify(2, &param);
-    h.msg(2, &format!(r#"{{"type":"accept_call","req":3,"sid":"{sid}"}}"#));
-    let resume_param = sent(&h.drain(), 2)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMessage::Connected { resume_param, .. } => resume_param,
-            _ => None,
-        })
-        .expect("resume_param");
+    let (sid, _, _, resume_param) = answered_by_param(&mut h);
     // bob moves the call to a device signed in with his token.
     h.open(5, "bob");
     assert!(matches!(&sent(&h.resume(5, &sid), 5)[..], [ServerMessage::Resumed { .. }]));
