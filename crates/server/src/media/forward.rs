@@ -127,9 +127,11 @@ impl Lines {
     pub fn write(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet) -> bool {
         let r = self.lines.entry(mid).or_default();
         let Some(pt) = r.pt(rtc, p) else { return false };
-        let (seq, time) = r.map(p);
         let mut api = rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
+        // Numbered only once it is certain to be sent: a skipped number would look
+        // like a lost packet to the receiver.
+        let (seq, time) = r.map(p);
         let write = RtpWrite::new(pt, SeqNo::from(seq), time, p.arrived, p.payload.clone())
             .marker(p.marker)
             .ext_vals(p.ext.clone())
