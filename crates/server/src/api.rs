@@ -171,7 +171,9 @@ async fn get_call(
     State(shared): State<Arc<Shared>>,
     Authed(service): Authed,
     Path(sid): Path<String>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
     valid_sid(&sid)?;
     let live = ask_core(&shared, |reply| CoreCmd::GetCall {
         service_id: service.id.clone(),
@@ -319,7 +321,9 @@ async fn retry_callback(
     State(shared): State<Arc<Shared>>,
     Authed(service): Authed,
     Path(id): Path<String>,
+    params: Params,
 ) -> Result<Response, ApiError> {
+    params.only(&[])?;
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest("callback id must be an integer".into()))?;
     let Some(row) = shared.store.retrigger(&service.id, id, now_ms()).await? else {
         return Err(ApiError::NotFound(format!("no failed callback {id}")));

@@ -141,13 +141,13 @@ pub fn verify_token(token: &str, secret: &str, api_key: &str, now: u64) -> Resul
     if claims.iss != api_key {
         return Err(TokenError::Mismatch("iss is not the service's API key"));
     }
-    if claims.exp + CLOCK_SKEW_SECS <= now {
+    if claims.exp.saturating_add(CLOCK_SKEW_SECS) <= now {
         return Err(TokenError::Expired);
     }
-    if claims.iat > now + CLOCK_SKEW_SECS {
+    if claims.iat > now.saturating_add(CLOCK_SKEW_SECS) {
         return Err(TokenError::Invalid("issued in the future"));
     }
-    if claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS) {
+    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(CLOCK_SKEW_SECS)) {
         return Err(TokenError::Invalid("not valid yet (nbf is in the future)"));
     }
     Ok(claims)

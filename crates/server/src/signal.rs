@@ -38,6 +38,8 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_NOT_UTF8: u16 = 1007;
 /// Close code for a broken WebSocket framing (RFC 6455 "protocol error").
 const CLOSE_PROTOCOL: u16 = 1002;
+/// Timers further out than this (a token valid for centuries) wait this long instead.
+const MAX_TIMER_SECS: u64 = 10 * 365 * 86_400;
 
 /// `GET /v1/signal`: upgrades to a signaling session after the per-IP rate check.
 pub(crate) async fn upgrade(
@@ -146,8 +148,23 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
     Ok(authed)
 }
 
+/// A client that does not take a frame within this long (its TCP window stays shut)
+/// loses its session: the session's timers and the call core must not wait on it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one frame; false if the connection is gone or the client does not read.
+async fn send_frame(ws: &mut WebSocket, m: Message) -> bool {
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(m)).await {
+        Ok(r) => r.is_ok(),
+        Err(_) => {
+            tracing::info!("dropping a connection whose client has read nothing for 10 s");
+            false
+        }
+    }
+}
+
 async fn send_msg(ws: &mut WebSocket, msg: &ServerMessage) -> bool {
-    ws.send(Message::Text(msg.to_json().into())).await.is_ok()
+    send_frame(ws, Message::Text(msg.to_json().into())).await
 }
 
 /// How long a closing session waits for the client's close frame.
@@ -158,13 +175,24 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// reset by the kernel, and the client would lose our close frame with it.
 async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.to_string().into() };
-    if ws.send(Message::Close(Some(frame))).await.is_err() {
-        return;
-    }
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = ws.recv().await {
-            if matches!(m, Message::Close(_)) {
-                break;
+        if !send_frame(ws, Message::Close(Some(frame))).await {
+            return;
+        }
+        let mut reads = 0;
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => reads += 1,
+                // After a read error the stream yields nothing more, though the rest of
+                // the bad frame may still sit unread in the socket: give the client a
+                // moment to read our close frame before the reset that dropping causes.
+                Some(Err(_)) | None => {
+                    if reads == 0 {
+                        tokio::time::sleep(CLOSE_WAIT).await;
+                    }
+                    break;
+                }
             }
         }
     })
@@ -186,6 +214,10 @@ fn read_error(e: axum::Error) -> Read {
     match e.into_inner().downcast::<WsError>().map(|b| *b) {
         Ok(WsError::Capacity(_)) => Read::TooBig,
         Ok(WsError::Utf8(_)) => Read::Broken(CLOSE_NOT_UTF8, "text frame is not valid UTF-8"),
+        // The TCP connection ended without a close frame: an app killed, a network gone.
+        Ok(WsError::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => Read::Lost,
         Ok(WsError::Protocol(p)) => {
             tracing::debug!(error = %p, "websocket protocol error");
             Read::Broken(CLOSE_PROTOCOL, "websocket protocol error")
@@ -225,7 +257,7 @@ async fn end_after(ws: &mut WebSocket, read: Read, session_id: Option<u64>, peer
         Read::Closed(code) => {
             tracing::debug!(?session_id, %peer, ?code, "client closed the session");
             // Flushes the reply to the client's close frame (queued by the WebSocket).
-            let _ = ws.send(Message::Close(None)).await;
+            send_frame(ws, Message::Close(None)).await;
         }
         Read::Lost => tracing::debug!(?session_id, %peer, "connection lost without a close frame"),
         Read::Broken(code, why) => {
@@ -314,13 +346,15 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
             .token_exp
             .filter(|_| !warned)
             .map(|exp| exp.saturating_sub(TOKEN_WARNING_SECS).saturating_sub(now_ms() / 1000))
-            .map(|secs| Instant::now() + Duration::from_secs(secs));
+            .map(|secs| Instant::now() + Duration::from_secs(secs.min(MAX_TIMER_SECS)));
         // A session lives no longer than its token (with the same clock skew `hello`
         // allows): past that without `refresh_token`, it is closed.
         let expire_at = authed
             .token_exp
-            .map(|exp| (exp + auth::CLOCK_SKEW_SECS).saturating_mul(1000).saturating_sub(now_ms()))
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+            .map(|exp| {
+                exp.saturating_add(auth::CLOCK_SKEW_SECS).saturating_mul(1000).saturating_sub(now_ms())
+            })
+            .map(|ms| Instant::now() + Duration::from_millis(ms.min(MAX_TIMER_SECS * 1000)));
         tokio::select! {
             // Until the core has sent `welcome`, this task says nothing of its own.
             frame = read(&mut ws), if welcomed => {
@@ -373,7 +407,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
                     close(&mut ws, CLOSE_POLICY, "too many unread frames").await;
                     break;
                 };
-                if ws.send(Message::Text(text.into())).await.is_err() {
+                if !send_frame(&mut ws, Message::Text(text.into())).await {
                     tracing::debug!(session_id, %peer, "connection lost while sending");
                     break;
                 }

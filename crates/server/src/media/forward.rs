@@ -66,42 +66,57 @@ pub(crate) struct Renumber {
     ssrc: Option<Ssrc>,
     seq_offset: i64,
     time_offset: u32,
+    /// The first number of the current source: anything that maps below it (a late
+    /// packet from before the switch) is dropped rather than reuse a number.
+    floor: u64,
     last_seq: Option<u64>,
     last_time: u32,
     last_at: Option<Instant>,
-    /// Source payload type → this connection's payload type for the same codec.
+    /// Source payload type → this connection's payload type for the same codec (of
+    /// the current source: cleared when the source changes).
     pts: Vec<(Pt, Option<Pt>)>,
 }
 
 impl Renumber {
-    /// The sequence number and timestamp `p` gets on this line.
-    fn map(&mut self, p: &Packet) -> (u64, u32) {
+    /// The sequence number and timestamp `p` gets on this line; `None` for a late
+    /// packet that would fall before the current source's first number.
+    fn map(&mut self, p: &Packet) -> Option<(u64, u32)> {
         if self.ssrc != Some(p.ssrc) {
-            match self.last_seq {
+            let start = match self.last_seq {
                 // A new source on a line that carried another: continue its numbering,
                 // with the time that passed since its last packet.
                 Some(last) => {
                     let elapsed =
                         self.last_at.map_or(0.0, |t| p.arrived.saturating_duration_since(t).as_secs_f64());
                     let gap = ((elapsed * f64::from(p.clock)) as u32).max(1);
-                    self.seq_offset = (last + 1) as i64 - p.seq as i64;
                     self.time_offset = self.last_time.wrapping_add(gap).wrapping_sub(p.time);
+                    last + 1
                 }
+                // The line's first source: keep its 16-bit numbering but start the
+                // rollover counter at 0, as the receiver's SRTP assumes (the source may
+                // have wrapped already: str0m's numbers are extended).
                 None => {
-                    self.seq_offset = 0;
                     self.time_offset = 0;
+                    p.seq & 0xFFFF
                 }
-            }
+            };
+            self.seq_offset = start as i64 - p.seq as i64;
+            self.floor = start;
             self.ssrc = Some(p.ssrc);
+            self.pts.clear();
         }
-        let seq = (p.seq as i64 + self.seq_offset).max(0) as u64;
+        let seq = p.seq as i64 + self.seq_offset;
+        if seq < self.floor as i64 {
+            return None;
+        }
+        let seq = seq as u64;
         let time = p.time.wrapping_add(self.time_offset);
         if self.last_seq.is_none_or(|l| seq > l) {
             self.last_seq = Some(seq);
             self.last_time = time;
             self.last_at = Some(p.arrived);
         }
-        (seq, time)
+        Some((seq, time))
     }
 
     fn pt(&mut self, rtc: &Rtc, p: &Packet) -> Option<Pt> {
@@ -131,7 +146,7 @@ impl Lines {
         let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
         // Numbered only once it is certain to be sent: a skipped number would look
         // like a lost packet to the receiver.
-        let (seq, time) = r.map(p);
+        let Some((seq, time)) = r.map(p) else { return false };
         let write = RtpWrite::new(pt, SeqNo::from(seq), time, p.arrived, p.payload.clone())
             .marker(p.marker)
             .ext_vals(p.ext.clone())
@@ -168,19 +183,36 @@ mod tests {
     fn a_new_source_continues_the_line_numbering() {
         let t0 = Instant::now();
         let mut r = Renumber::default();
-        assert_eq!(r.map(&packet(1, 100, 5000, t0)), (100, 5000));
-        assert_eq!(r.map(&packet(1, 101, 5960, t0 + Duration::from_millis(20))), (101, 5960));
+        assert_eq!(r.map(&packet(1, 100, 5000, t0)), Some((100, 5000)));
+        assert_eq!(r.map(&packet(1, 101, 5960, t0 + Duration::from_millis(20))), Some((101, 5960)));
         // Source 2 takes over 100 ms later, with numbering of its own.
-        let (seq, time) = r.map(&packet(2, 40_000, 1_000_000, t0 + Duration::from_millis(120)));
+        let (seq, time) = r.map(&packet(2, 40_000, 1_000_000, t0 + Duration::from_millis(120))).unwrap();
         assert_eq!(seq, 102);
         assert_eq!(time, 5960 + 4800);
         assert_eq!(
             r.map(&packet(2, 40_001, 1_000_960, t0 + Duration::from_millis(140))),
-            (103, 5960 + 4800 + 960)
+            Some((103, 5960 + 4800 + 960))
         );
         // A late packet of the new source keeps its place; the last one stays the last.
-        assert_eq!(r.map(&packet(2, 40_000, 1_000_000, t0 + Duration::from_millis(141))).0, 102);
+        assert_eq!(
+            r.map(&packet(2, 40_000, 1_000_000, t0 + Duration::from_millis(141))).map(|m| m.0),
+            Some(102)
+        );
         assert_eq!(r.last_seq, Some(103));
+        // One from before the switch would reuse source 1's numbers: dropped.
+        assert_eq!(r.map(&packet(2, 39_999, 999_040, t0 + Duration::from_millis(142))), None);
+    }
+
+    #[test]
+    fn a_wrapped_source_starts_a_line_at_rollover_zero() {
+        let t0 = Instant::now();
+        let mut r = Renumber::default();
+        // The source has sent 3 * 65,536 + 7 packets: a new receiver's SRTP expects
+        // rollover counter 0.
+        let first = 3 * 65_536 + 7;
+        assert_eq!(r.map(&packet(1, first, 10, t0)).map(|m| m.0), Some(7));
+        assert_eq!(r.map(&packet(1, first + 1, 970, t0)).map(|m| m.0), Some(8));
+        assert_eq!(r.map(&packet(1, first - 10, 0, t0)), None, "from before the line's first packet");
     }
 
     #[test]
@@ -188,7 +220,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Renumber::default();
         r.map(&packet(1, 1, u32::MAX - 100, t0));
-        let (_, time) = r.map(&packet(2, 9, 7, t0 + Duration::from_millis(10)));
+        let (_, time) = r.map(&packet(2, 9, 7, t0 + Duration::from_millis(10))).unwrap();
         assert_eq!(time, (u32::MAX - 100).wrapping_add(480));
     }
 }

@@ -248,7 +248,14 @@ impl MediaRelay {
         let shard = match p.by_sid.get(&sid) {
             Some(i) => *i,
             None if matches!(cmd, MediaCmd::Offer { .. }) => {
-                let i = (0..p.shards.len()).min_by_key(|i| p.shards[*i].sessions).unwrap_or(0);
+                // A shard whose thread is gone (it panicked) takes no new sessions.
+                let Some(i) = (0..p.shards.len())
+                    .filter(|i| !p.shards[*i].tx.is_closed())
+                    .min_by_key(|i| p.shards[*i].sessions)
+                else {
+                    tracing::error!("every media relay shard has stopped; media cannot start");
+                    return;
+                };
                 p.shards[i].sessions += 1;
                 p.by_sid.insert(sid.clone(), i);
                 i
@@ -260,7 +267,9 @@ impl MediaRelay {
             p.by_sid.remove(&sid);
             p.shards[shard].sessions = p.shards[shard].sessions.saturating_sub(1);
         }
-        let _ = p.shards[shard].tx.send(cmd);
+        if p.shards[shard].tx.send(cmd).is_err() {
+            tracing::error!(shard, %sid, "media relay shard has stopped; this session's media is lost");
+        }
     }
 }
 
