@@ -166,6 +166,8 @@ struct Placement {
 /// Datagrams taken from the socket per wake-up before the relay's timers and
 /// commands get a turn.
 const RECV_BATCH: usize = 64;
+/// ... and no longer than this.
+const BATCH_TIME: Duration = Duration::from_millis(2);
 
 impl MediaRelay {
     /// Binds one socket per shard, advertises `advertise` (or the bound addresses), and
@@ -350,6 +352,11 @@ async fn run(
                 }
                 let started = Instant::now();
                 for _ in 0..RECV_BATCH {
+                    // Bounded in time too: a batch of DTLS handshakes must not hold up
+                    // the timers and commands waiting behind it.
+                    if started.elapsed() > BATCH_TIME {
+                        break;
+                    }
                     match socket.try_recv_from(&mut buf) {
                         Ok((n, from)) => relay.handle_datagram(Instant::now(), from, &buf[..n]),
                         Err(_) => break,
