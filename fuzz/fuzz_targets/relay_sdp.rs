@@ -9,6 +9,11 @@ use switchboard_server::media::Relay;
 
 fuzz_target!(|data: &[u8]| {
     switchboard_server::media::init_crypto();
+    // The relay catches panics of the WebRTC stack on hostile SDP (and refuses the
+    // offer); libFuzzer's hook would abort on those too. With the default hook back, a
+    // panic that escapes the relay still aborts the run (libfuzzer-sys catches it).
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| drop(std::panic::take_hook()));
     let Ok(sdp) = std::str::from_utf8(data) else { return };
     let mut relay = Relay::new("127.0.0.1:3478".parse().unwrap(), None, Duration::from_secs(10));
     let now = Instant::now();

@@ -272,7 +272,23 @@ impl Relay {
     /// renegotiates it (a line added or changed); other offers replace the party's
     /// connection (a reconnect).
     pub fn offer(&mut self, now: Instant, sid: &str, party: &str, sdp: &str) -> Result<String, String> {
-        let answer = self.accept(now, sid, party, sdp);
+        // str0m can panic on a hostile offer (fuzzing found one: a payload type
+        // declared differently in two sections). A client's SDP must never take the
+        // shard, and every session on it, down with it.
+        let accepted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.accept(now, sid, party, sdp)));
+        let answer = match accepted {
+            Ok(a) => a,
+            Err(_) => {
+                tracing::warn!(%sid, party, "an SDP offer made the WebRTC stack fail; refused");
+                // A renegotiation may have left the party's connection half changed.
+                if let Some(id) = self.find(sid, party) {
+                    self.remove(id);
+                    self.dirty.push(sid.to_string());
+                }
+                Err("the relay cannot answer this SDP offer".to_string())
+            }
+        };
         if let Ok((id, _)) = &answer {
             self.drive(now, *id);
         }
@@ -436,7 +452,16 @@ impl Relay {
             }
         };
         let Some(PendingOffer { change, added, wants, .. }) = p.pending.take() else { return };
-        if let Err(e) = p.rtc.sdp_api().accept_answer(change, answer) {
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.rtc.sdp_api().accept_answer(change, answer).map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|_| {
+            // As with offers: a hostile answer must not take the shard down. The
+            // connection may be half changed: end it (the party reconnects).
+            p.rtc.disconnect();
+            Err("the WebRTC stack failed on this answer".to_string())
+        });
+        if let Err(e) = applied {
             // Superseded (the party offered meanwhile) or refused: offer again, later
             // each time.
             tracing::debug!(sid = %p.sid, error = %e, "media answer not applied");

@@ -356,3 +356,19 @@ fn a_plain_browser_offer_is_answered_as_browsers_expect() {
     assert!(answer.contains("opus/48000/2") && answer.contains("VP8/90000"), "{answer}");
     SdpAnswer::from_sdp_string(&answer).expect("the answer is valid SDP");
 }
+
+#[test]
+fn an_offer_that_makes_str0m_panic_is_refused_and_the_relay_goes_on() {
+    // Found by the relay_sdp fuzz target: payload type 102 declared in both sections
+    // with different parameters made str0m panic ("Pt locked multiple times").
+    let offer = include_str!("../../../../../fuzz/seeds/relay_sdp/pt-in-two-sections.sdp");
+    let mut net = Net::new();
+    let e = net.relay.offer(net.now, SID, "mallory", offer).unwrap_err();
+    assert!(e.starts_with("the "), "{e}");
+    // The relay still serves.
+    net.join("a", &[MediaKind::Audio]);
+    net.join("b", &[MediaKind::Audio]);
+    net.run(Duration::from_secs(2), false);
+    net.run(Duration::from_secs(2), true);
+    assert!(net.frames("a")[0] > 50 && net.frames("b")[0] > 50);
+}
