@@ -18,9 +18,10 @@ use tokio::sync::oneshot;
 
 use crate::call::LiveCall;
 use crate::call::MAX_USER_REL_CODE_BYTES;
+use crate::clock::now_ms;
 use crate::config::ServiceConfig;
 use crate::outbox::runner::DeliveryCmd;
-use crate::server::{now_ms, CoreCmd, Shared};
+use crate::server::{CoreCmd, Shared};
 use crate::store::RecordQuery;
 
 /// The OpenAPI 3 document of this API.

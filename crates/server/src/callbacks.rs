@@ -71,7 +71,7 @@ impl Callbacks {
         // Sign the whole query string as the app server receives it, including any
         // query the configured URL carries itself.
         let sent_query = full.split_once('?').map_or(query, |(_, q)| q);
-        let now = crate::server::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let resp = self
             .client
             .get(&full)

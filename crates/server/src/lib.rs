@@ -4,6 +4,7 @@ mod api;
 pub mod auth;
 pub mod call;
 pub mod callbacks;
+pub mod clock;
 pub mod config;
 pub mod limit;
 mod listener;

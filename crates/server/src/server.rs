@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -51,10 +51,8 @@ pub enum ServerError {
     Media(#[from] crate::media::MediaError),
 }
 
-/// Wall-clock epoch milliseconds: the core's clock.
-pub fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
-}
+pub use crate::clock::now_ms;
+use crate::clock::sleep_until;
 
 /// Outbound frames of one session, already serialized.
 pub type SessionTx = mpsc::Sender<String>;
@@ -480,13 +478,6 @@ impl CoreRunner {
                 }
             }),
         );
-    }
-}
-
-pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

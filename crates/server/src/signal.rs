@@ -20,9 +20,10 @@ use tokio::time::Instant;
 
 use crate::auth::{self, TokenError};
 use crate::call::{Input, Party, SessionAuth};
+use crate::clock::{now_ms, sleep_until};
 use crate::limit::Bucket;
 use crate::listener::Pending;
-use crate::server::{now_ms, CoreCmd, Shared};
+use crate::server::{CoreCmd, Shared};
 
 /// How long a new connection has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -418,14 +419,14 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
                 close(&mut ws, 1001, "heartbeat timeout").await;
                 break;
             }
-            _ = sleep_opt(expire_at), if welcomed => {
+            _ = sleep_until(expire_at), if welcomed => {
                 tracing::info!(session_id, %peer, "closing session: its access token expired without refresh_token");
                 let m = error_msg(None, ErrorCode::Auth, Some(DisconnectReason::AuthError), "access token expired; connect again with a fresh token".into());
                 send_msg(&mut ws, &m).await;
                 close(&mut ws, CLOSE_POLICY, DisconnectReason::AuthError.name()).await;
                 break;
             }
-            _ = sleep_opt(warn_at), if welcomed => {
+            _ = sleep_until(warn_at), if welcomed => {
                 warned = true;
                 if let Some(expires_at) = authed.token_exp {
                     if !send_msg(&mut ws, &ServerMessage::TokenExpiring { expires_at }).await { break; }
@@ -466,12 +467,5 @@ fn refresh(
             "the new token is for another user".into(),
         ),
         Err(r) => error_msg(req, ErrorCode::Auth, Some(r.reason), r.message),
-    }
-}
-
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

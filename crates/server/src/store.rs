@@ -330,7 +330,7 @@ impl Journal {
                             Err(_) => break,
                         }
                     }
-                    let now = crate::server::now_ms();
+                    let now = crate::clock::now_ms();
                     let results = if steps.iter().all(|(b, _)| b.is_empty()) {
                         Ok(vec![Vec::new(); steps.len()])
                     } else {
@@ -555,7 +555,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
                 Err(_) => break,
             }
         }
-        let now = crate::server::now_ms();
+        let now = crate::clock::now_ms();
         if let Err(e) = apply(&mut conn, batch, now) {
             tracing::error!(error = %e, "store write failed");
         }

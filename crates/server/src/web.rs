@@ -10,8 +10,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::clock::now_ms;
 use crate::config::DEMO_SERVICE_ID;
-use crate::server::{now_ms, Shared};
+use crate::server::Shared;
 
 /// The demo page (`web/index.html`).
 const DEMO_PAGE: &str = include_str!("../../../web/index.html");

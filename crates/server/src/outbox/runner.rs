@@ -11,9 +11,10 @@ use tokio::sync::{mpsc, Semaphore};
 use super::{Action, Dispatcher, Failure, RetryPolicy};
 use crate::call::Input;
 use crate::callbacks::Callbacks;
+use crate::clock::now_ms;
 use crate::config::{Config, ServiceConfig};
 use crate::metrics::Metrics;
-use crate::server::{now_ms, CoreCmd};
+use crate::server::CoreCmd;
 use crate::store::{CallbackRow, Kind, Store};
 
 /// Commands to the delivery task.
@@ -96,7 +97,7 @@ impl DeliveryRunner {
                         self.apply(cmd);
                     }
                 }
-                _ = crate::server::sleep_until(wake), if wake.is_some() => {
+                _ = crate::clock::sleep_until(wake), if wake.is_some() => {
                     self.dispatcher.handle_timeout(now_ms());
                 }
             }
