@@ -259,6 +259,8 @@ pub fn service(id: &str, secret: &str, app: &AppServer) -> ServiceConfig {
         ring_timeout_secs: 60,
         max_call_secs: 0,
         rc_idc: "JP".into(),
+        max_room_participants: 50,
+        alone_kick_out_secs: 300,
     }
 }
 

@@ -81,7 +81,7 @@ pub struct AnswerArgs {
     tone: Option<f64>,
 }
 
-fn print(v: serde_json::Value) {
+pub(crate) fn print(v: serde_json::Value) {
     println!("{v}");
 }
 
@@ -89,7 +89,7 @@ fn print_event(e: &Event) {
     print(serde_json::to_value(e).unwrap_or_else(|_| json!({"event": "unprintable"})));
 }
 
-fn print_error(e: &ClientError) {
+pub(crate) fn print_error(e: &ClientError) {
     let v = match e {
         ClientError::StartFailed { reason, message } => {
             json!({"event": "start_failed", "reason": reason.as_str(), "code": reason.native_code(), "message": message})
@@ -105,7 +105,7 @@ fn print_error(e: &ClientError) {
     print(v);
 }
 
-fn print_session(c: &Client) {
+pub(crate) fn print_session(c: &Client) {
     print(
         json!({"event": "session_open", "session_id": c.session_id(), "service_id": c.service_id(), "user_id": c.user_id()}),
     );

@@ -1,6 +1,7 @@
 //! `switchboard`: the server, token minting, CLI call clients and the load generator.
 
 mod clients;
+mod join;
 mod load;
 mod load_media;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Answer a call (wait for one with a token, or take one with a cc_param) and
     /// print every event as a JSON line; exits when the call ends.
     Answer(clients::AnswerArgs),
+    /// Join a room and print every event as a JSON line; exits when this participant
+    /// leaves (Ctrl-C leaves properly) or the room ends.
+    Join(join::JoinArgs),
     /// Signaling benchmark: concurrent 1-to-1 calls against a spawned server and a
     /// local app server; prints setup latency, calls/s and RSS per idle client.
     Load(load::LoadArgs),
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
             Command::Token(a) => token(a),
             Command::Call(a) => clients::call(a).await,
             Command::Answer(a) => clients::answer(a).await,
+            Command::Join(a) => join::join(a).await,
             Command::Load(a) => load::run(a).await,
             Command::LoadCallbacks(a) => load::run_backlog(a).await,
         }

@@ -30,7 +30,9 @@ pub mod tone;
 
 pub use media::{connect_media, BoxFuture, Media, MediaEvent, MediaSignaling, MediaStats, RelayOffer};
 pub use session::{Client, Events};
-pub use switchboard_protocol::{DisconnectReason, DisconnectSource, ErrorCode, MediaType, StartFailReason};
+pub use switchboard_protocol::{
+    DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, StartFailReason,
+};
 
 /// How a client proves who it is.
 #[derive(Debug, Clone)]
@@ -97,6 +99,70 @@ impl MakeCall {
         self.app_data = Some(data.into());
         self
     }
+}
+
+/// Parameters of [`Client::join_conference`].
+#[derive(Debug, Clone)]
+pub struct JoinConference {
+    /// The room.
+    pub room_id: String,
+    /// The room's service (default: mine).
+    pub room_service_id: Option<String>,
+    /// `audio` or `video`.
+    pub media_type: String,
+    /// Shown to the others.
+    pub display_name: Option<String>,
+    /// App server data (≤ 4,096 bytes), in on_gcall_evt_cb.
+    pub app_data: Option<String>,
+    /// Join with the microphone on (default true).
+    pub mic_on: bool,
+    /// Join with the camera on (video rooms; default true).
+    pub camera_on: bool,
+}
+
+impl JoinConference {
+    /// An audio room.
+    pub fn audio(room_id: impl Into<String>) -> Self {
+        Self {
+            room_id: room_id.into(),
+            room_service_id: None,
+            media_type: "audio".into(),
+            display_name: None,
+            app_data: None,
+            mic_on: true,
+            camera_on: true,
+        }
+    }
+
+    /// A video room.
+    pub fn video(room_id: impl Into<String>) -> Self {
+        Self { media_type: "video".into(), ..Self::audio(room_id) }
+    }
+
+    /// With a display name.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = Some(name.into());
+        self
+    }
+}
+
+/// What [`Client::join_conference`] resolves with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomJoined {
+    /// The room session (32 hex chars): media and leaving use it.
+    pub sid: String,
+    /// The room.
+    pub room_id: String,
+    /// The room's service.
+    pub room_service_id: String,
+    /// The room's media type.
+    pub media_type: MediaType,
+    /// The first joiner.
+    pub host_id: String,
+    /// Room created, epoch seconds.
+    pub setup_time: u64,
+    /// Everyone else in the room.
+    pub peers: Vec<RoomPeer>,
 }
 
 /// What `verify_call` learned about the call.
@@ -167,12 +233,50 @@ pub enum Event {
     /// The peer's microphone or camera changed (`evtPeerMicMuted` / `evtPeerMicUnmuted`,
     /// `evtVideoEnabledByPeer` / `evtVideoDisabledByPeer`).
     PeerMediaState {
-        /// The call.
+        /// The call or room.
         sid: String,
+        /// In a room: whose state changed.
+        user_id: Option<String>,
         /// Peer's microphone muted.
         mic_muted: Option<bool>,
         /// Peer's camera sending.
         video_enabled: Option<bool>,
+    },
+    /// Participants joined or left a room (`evtPeerListUpdated`).
+    PeerListUpdated {
+        /// The room session.
+        sid: String,
+        /// Who joined.
+        added: Vec<RoomPeer>,
+        /// Who left.
+        removed: Vec<String>,
+        /// How many others are in the room now.
+        total: u32,
+    },
+    /// Which media line of this session's room connection carries whose media.
+    MediaLines {
+        /// The room session.
+        sid: String,
+        /// The lines.
+        lines: Vec<MediaLine>,
+    },
+    /// Short data from another participant (`evtShortDataReceived`).
+    ShortData {
+        /// The room session.
+        sid: String,
+        /// The sender.
+        from_user_id: String,
+        /// Its type.
+        data_type: String,
+        /// The data.
+        data: String,
+    },
+    /// A message from the app server (`evtAppControlMessageReceived`).
+    AppControlMessage {
+        /// The room session.
+        sid: String,
+        /// The data.
+        data: String,
     },
     /// The access token expires soon (`onUserSigExpired`): call [`Client::refresh_token`].
     TokenExpiring {

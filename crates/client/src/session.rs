@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::media::RelayOffer;
-use crate::{ClientError, Credentials, Event, MakeCall, Verified};
+use crate::{ClientError, Credentials, Event, JoinConference, MakeCall, RoomJoined, Verified};
 
 /// How long a request waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -286,6 +286,68 @@ impl Client {
         }
     }
 
+    /// Joins (or creates) a room; resolves once this session is in it (`evtConnected`).
+    /// A room that refuses the join (ROOM_IS_FULL, …) rejects with
+    /// [`ClientError::Disconnected`]; bad parameters with [`ClientError::StartFailed`].
+    /// Media then starts with [`Client::start_media`] on the room's `sid`.
+    pub async fn join_conference(&self, p: JoinConference) -> Result<RoomJoined, ClientError> {
+        let answer = self
+            .request(|req| ClientMessage::JoinRoom {
+                req,
+                room_id: p.room_id,
+                room_service_id: p.room_service_id,
+                media_type: p.media_type,
+                display_name: p.display_name,
+                app_data: p.app_data,
+                mic_muted: Some(!p.mic_on),
+                video_enabled: Some(p.camera_on),
+            })
+            .await?;
+        match answer {
+            ServerMessage::RoomJoined {
+                sid,
+                room_id,
+                room_service_id,
+                media_type,
+                host_id,
+                setup_time,
+                peers,
+                ..
+            } => Ok(RoomJoined { sid, room_id, room_service_id, media_type, host_id, setup_time, peers }),
+            ServerMessage::Disconnected { reason, source, .. } => {
+                Err(ClientError::Disconnected { reason, by: source })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves a room; resolves once the server took this session out.
+    pub async fn leave_conference(&self, sid: &str) -> Result<(), ClientError> {
+        match self.request(|req| ClientMessage::LeaveRoom { req, sid: sid.to_string() }).await? {
+            ServerMessage::Disconnected { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends short data (`data_type` ≤ 100 bytes, `data` ≤ 800 bytes) to the other
+    /// participants of room `sid`, or only to `targets`.
+    pub async fn send_short_data(
+        &self,
+        sid: &str,
+        data_type: &str,
+        data: &str,
+        targets: Option<Vec<String>>,
+    ) -> Result<(), ClientError> {
+        let msg = ClientMessage::ShortData {
+            req: None,
+            sid: sid.to_string(),
+            data_type: data_type.to_string(),
+            data: data.to_string(),
+            targets,
+        };
+        self.out.send(Outbound::Msg(msg)).await.map_err(|_| ClientError::Closed)
+    }
+
     /// Hands a fresh access token without dropping the session; resolves with its expiry.
     pub async fn refresh_token(&self, token: &str) -> Result<u64, ClientError> {
         match self.request(|req| ClientMessage::RefreshToken { req, token: token.to_string() }).await? {
@@ -392,9 +454,17 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
             Event::Disconnected { sid, reason, source, by_remote, user_rel_code }
         }
         ServerMessage::TokenExpiring { expires_at } => Event::TokenExpiring { expires_at },
-        ServerMessage::PeerMediaState { sid, mic_muted, video_enabled } => {
-            Event::PeerMediaState { sid, mic_muted, video_enabled }
+        ServerMessage::PeerMediaState { sid, user_id, mic_muted, video_enabled } => {
+            Event::PeerMediaState { sid, user_id, mic_muted, video_enabled }
         }
+        ServerMessage::PeerList { sid, added, removed, total } => {
+            Event::PeerListUpdated { sid, added, removed, total }
+        }
+        ServerMessage::MediaLines { sid, lines } => Event::MediaLines { sid, lines },
+        ServerMessage::ShortData { sid, from_user_id, data_type, data } => {
+            Event::ShortData { sid, from_user_id, data_type, data }
+        }
+        ServerMessage::AppControlMessage { sid, data } => Event::AppControlMessage { sid, data },
         ServerMessage::Error { req: None, error, reason, message } => Event::Error { error, reason, message },
         _ => return None,
     })
@@ -410,7 +480,8 @@ fn req_of(m: &ServerMessage) -> Option<u64> {
         | ServerMessage::Disconnected { req, .. }
         | ServerMessage::Resumed { req, .. }
         | ServerMessage::MediaAnswer { req, .. }
-        | ServerMessage::TokenRefreshed { req, .. } => *req,
+        | ServerMessage::TokenRefreshed { req, .. }
+        | ServerMessage::RoomJoined { req, .. } => *req,
         _ => None,
     }
 }

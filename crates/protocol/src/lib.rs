@@ -10,7 +10,7 @@ pub mod message;
 pub mod reason;
 pub mod record;
 
-pub use message::{ClientMessage, ErrorCode, MediaType, ParseError, ServerMessage};
+pub use message::{ClientMessage, ErrorCode, MediaLine, MediaType, ParseError, RoomPeer, ServerMessage};
 pub use reason::{DisconnectReason, DisconnectSource, RelCode, StartFailReason};
 
 /// Signaling protocol version spoken by this crate. A client announcing an older
@@ -25,3 +25,15 @@ pub const MAX_APP_DATA_BYTES: usize = 4096;
 
 /// Path of the signaling WebSocket endpoint on the server.
 pub const SIGNAL_PATH: &str = "/v1/signal";
+
+/// Longest `display_name` of a room participant, in bytes.
+pub const MAX_DISPLAY_NAME_BYTES: usize = 128;
+
+/// Longest `data_type` of short data, in bytes.
+pub const MAX_SHORT_DATA_TYPE_BYTES: usize = 100;
+
+/// Longest `data` of short data, in bytes.
+pub const MAX_SHORT_DATA_BYTES: usize = 800;
+
+/// Longest app control message the app server may send to a room, in bytes.
+pub const MAX_APP_CONTROL_BYTES: usize = 3072;

@@ -173,6 +173,57 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         video_enabled: Option<bool>,
     },
+    /// Join (or create) the room `(room_service_id, room_id)`. Answered with
+    /// `room_joined`, or `start_failed` (nothing created) or `disconnected` (the room
+    /// refused the join: ROOM_IS_FULL, …). Media then goes as in a call, with the
+    /// room's `sid`: `media_offer`, `media_answer`, `add_media`, `media_state`.
+    JoinRoom {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The room (`[A-Za-z0-9_-]{1,64}`; not the joiner's own user ID).
+        room_id: String,
+        /// The room's service; defaults to the joiner's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_service_id: Option<String>,
+        /// `audio` or `video`; the first join sets the room's.
+        media_type: String,
+        /// Shown to the others (≤ 128 bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
+        /// Opaque app server data (≤ 4,096 bytes), echoed in on_gcall_evt_cb.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_data: Option<String>,
+        /// Joining with the microphone muted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mic_muted: Option<bool>,
+        /// Joining with the camera on (video rooms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_enabled: Option<bool>,
+    },
+    /// Leave the room; answered with `disconnected` (NORMAL, source participant).
+    LeaveRoom {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The room session.
+        sid: String,
+    },
+    /// A small message to the other participants (all, or `targets`).
+    ShortData {
+        /// Request number echoed in an error.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The room session.
+        sid: String,
+        /// What kind of data, app-defined (≤ 100 bytes).
+        data_type: String,
+        /// The data (≤ 800 bytes).
+        data: String,
+        /// User IDs to send to; all the others when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        targets: Option<Vec<String>>,
+    },
     /// Hand a fresh access token without dropping the session.
     RefreshToken {
         /// Request number echoed in the answer.
@@ -376,14 +427,74 @@ pub enum ServerMessage {
     /// The peer's microphone or camera changed (`evtPeerMicMuted`,
     /// `evtVideoEnabledByPeer`, …).
     PeerMediaState {
-        /// The call.
+        /// The call or room session.
         sid: String,
+        /// In a room: whose state changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
         /// Peer's microphone muted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mic_muted: Option<bool>,
         /// Peer's camera sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         video_enabled: Option<bool>,
+    },
+    /// Answer to `join_room`: this session is in the room (`evtConnected`).
+    RoomJoined {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The room session's ID (32 hex chars), used for media and leaving.
+        sid: String,
+        /// The room.
+        room_id: String,
+        /// The room's service.
+        room_service_id: String,
+        /// The room's media type.
+        media_type: MediaType,
+        /// The first joiner.
+        host_id: String,
+        /// When the room was created, epoch seconds.
+        setup_time: u64,
+        /// Everyone else in the room.
+        peers: Vec<RoomPeer>,
+    },
+    /// Participants joined or left (`evtPeerListUpdated`).
+    PeerList {
+        /// The room session.
+        sid: String,
+        /// Who joined.
+        added: Vec<RoomPeer>,
+        /// Who left (user IDs).
+        removed: Vec<String>,
+        /// How many others are in the room now.
+        total: u32,
+    },
+    /// Which media line of this session's connection carries whose media: sent when
+    /// the relay (re)assigns lines in a room.
+    MediaLines {
+        /// The room session.
+        sid: String,
+        /// Every line that carries someone's media now.
+        lines: Vec<MediaLine>,
+    },
+    /// Another participant's short data (`evtShortDataReceived`).
+    ShortData {
+        /// The room session.
+        sid: String,
+        /// The sender.
+        from_user_id: String,
+        /// Its type.
+        data_type: String,
+        /// The data.
+        data: String,
+    },
+    /// A message from the app server (`evtAppControlMessageReceived`).
+    AppControlMessage {
+        /// The room session.
+        sid: String,
+        /// The data.
+        data: String,
     },
     /// Answer to `refresh_token`.
     TokenRefreshed {
@@ -393,6 +504,37 @@ pub enum ServerMessage {
         /// The new expiry, epoch seconds.
         expires_at: u64,
     },
+}
+
+/// A participant of a room, as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomPeer {
+    /// The user.
+    pub user_id: String,
+    /// The user's service.
+    pub service_id: String,
+    /// Display name, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Kind of device (`BROWSER`, …).
+    pub ue_type: String,
+    /// Microphone muted.
+    pub mic_muted: bool,
+    /// Camera sending.
+    pub video_enabled: bool,
+    /// When the participant joined, epoch milliseconds.
+    pub joined_ms: u64,
+}
+
+/// One media line of a room connection and whose media it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaLine {
+    /// The line's `a=mid`.
+    pub mid: String,
+    /// Whose media.
+    pub user_id: String,
+    /// `audio` or `video`.
+    pub kind: MediaType,
 }
 
 /// Why a client frame could not be read.
@@ -420,6 +562,9 @@ pub const CLIENT_TYPES: &[&str] = &[
     "media_answer",
     "add_media",
     "media_state",
+    "join_room",
+    "leave_room",
+    "short_data",
 ];
 
 impl ClientMessage {
@@ -478,7 +623,12 @@ impl ServerMessage {
             | ServerMessage::Resumed { sid, .. }
             | ServerMessage::MediaAnswer { sid, .. }
             | ServerMessage::MediaOffer { sid, .. }
-            | ServerMessage::PeerMediaState { sid, .. } => Some(sid),
+            | ServerMessage::PeerMediaState { sid, .. }
+            | ServerMessage::RoomJoined { sid, .. }
+            | ServerMessage::PeerList { sid, .. }
+            | ServerMessage::MediaLines { sid, .. }
+            | ServerMessage::ShortData { sid, .. }
+            | ServerMessage::AppControlMessage { sid, .. } => Some(sid),
             _ => None,
         }
     }
@@ -572,6 +722,93 @@ mod tests {
         }
         let e = ClientMessage::parse(r#"{"type":"accept_call"}"#).unwrap_err();
         assert_eq!(e.message, "malformed message: missing field sid");
+    }
+
+    /// One message of every client type. The match is exhaustive: a new variant does
+    /// not compile until it is added here, and then the test checks `CLIENT_TYPES`.
+    fn one_of_each() -> Vec<ClientMessage> {
+        let all = vec![
+            ClientMessage::Hello {
+                v: 1,
+                token: None,
+                service_id: None,
+                user_id: None,
+                cc_param: None,
+                ue_type: None,
+            },
+            ClientMessage::Ping {},
+            ClientMessage::MakeCall {
+                req: None,
+                to_user_id: "b".into(),
+                to_service_id: None,
+                media_type: "audio".into(),
+                app_data: None,
+                ring_timeout_secs: None,
+            },
+            ClientMessage::VerifyCall { req: None, cc_param: "p".into() },
+            ClientMessage::AcceptCall { req: None, sid: "s".into() },
+            ClientMessage::EndCall { req: None, sid: "s".into(), reason: None, user_rel_code: None },
+            ClientMessage::Resume { req: None, sid: "s".into() },
+            ClientMessage::MediaOffer { req: None, sid: "s".into(), sdp: "v=0".into() },
+            ClientMessage::MediaAnswer { sid: "s".into(), offer_id: 1, sdp: "v=0".into() },
+            ClientMessage::AddMedia { sid: "s".into(), kind: "video".into() },
+            ClientMessage::MediaState { sid: "s".into(), mic_muted: None, video_enabled: None },
+            ClientMessage::JoinRoom {
+                req: None,
+                room_id: "r".into(),
+                room_service_id: None,
+                media_type: "audio".into(),
+                display_name: None,
+                app_data: None,
+                mic_muted: None,
+                video_enabled: None,
+            },
+            ClientMessage::LeaveRoom { req: None, sid: "s".into() },
+            ClientMessage::ShortData {
+                req: None,
+                sid: "s".into(),
+                data_type: "t".into(),
+                data: "d".into(),
+                targets: None,
+            },
+            ClientMessage::RefreshToken { req: None, token: "t".into() },
+        ];
+        for m in &all {
+            match m {
+                ClientMessage::Hello { .. }
+                | ClientMessage::Ping {}
+                | ClientMessage::MakeCall { .. }
+                | ClientMessage::VerifyCall { .. }
+                | ClientMessage::AcceptCall { .. }
+                | ClientMessage::EndCall { .. }
+                | ClientMessage::Resume { .. }
+                | ClientMessage::MediaOffer { .. }
+                | ClientMessage::MediaAnswer { .. }
+                | ClientMessage::AddMedia { .. }
+                | ClientMessage::MediaState { .. }
+                | ClientMessage::JoinRoom { .. }
+                | ClientMessage::LeaveRoom { .. }
+                | ClientMessage::ShortData { .. }
+                | ClientMessage::RefreshToken { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn client_types_list_every_message() {
+        let all = one_of_each();
+        assert_eq!(all.len(), CLIENT_TYPES.len());
+        for m in all {
+            let json: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+            let t = json["type"].as_str().unwrap().to_string();
+            assert!(CLIENT_TYPES.contains(&t.as_str()), "{t} is not in CLIENT_TYPES");
+            // A malformed frame of this type is malformed, not unknown.
+            let e = ClientMessage::parse(&format!(r#"{{"type":"{t}","v":"x","sid":7,"req":1}}"#));
+            if let Err(e) = e {
+                assert_eq!(e.code, ErrorCode::Malformed, "{t}");
+            }
+        }
     }
 
     #[test]

@@ -162,6 +162,92 @@ impl CallRecord {
     }
 }
 
+/// on_gcall_evt_cb: one participant change of a room (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcallRecord {
+    /// The room session (32 hex chars).
+    pub sid: String,
+    /// The room's service.
+    pub svc_id: String,
+    /// The room ID.
+    pub id: String,
+    /// The participant's service.
+    pub user_svc_id: String,
+    /// The participant.
+    pub user_id: String,
+    /// The host's (first joiner's) service.
+    pub host_svc_id: String,
+    /// The host.
+    pub host_id: String,
+    /// `S` started, `C` changed, `E` ended.
+    pub sc: char,
+    /// Room created, epoch seconds.
+    pub setup_time: u64,
+    /// The participant joined, epoch seconds.
+    pub start_time: u64,
+    /// The participant left (or the room ended), epoch seconds; 0 while in the room.
+    pub end_time: u64,
+    /// Participants in the room after the change.
+    pub online: u32,
+    /// `A` or `V`.
+    pub media_type: String,
+    /// `C` connected, `D` disconnected, `T` timed out, `M` media changed.
+    pub msc: char,
+    /// When the change happened, epoch milliseconds.
+    pub ts: u64,
+    /// Debug release code (0 while connected).
+    pub rel_code: u16,
+    /// Its name (empty while connected).
+    pub rel_code_str: String,
+    /// The participant's device kind.
+    pub ue_type: String,
+    /// The participant's display name.
+    pub display_name: Option<String>,
+    /// Why the participant left (0 while connected).
+    pub disconnect_reason: u16,
+    /// Who ended it (0 while connected).
+    pub releaser_type: u16,
+    /// The participant's app data (sent as both `stid` and `app_svr_data`).
+    pub app_svr_data: Option<String>,
+}
+
+impl GcallRecord {
+    /// Field names and values, in the order of SPEC §4.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let data = self.app_svr_data.clone().unwrap_or_default();
+        vec![
+            ("sid", self.sid.clone()),
+            ("svc_id", self.svc_id.clone()),
+            ("id", self.id.clone()),
+            ("user_svc_id", self.user_svc_id.clone()),
+            ("user_id", self.user_id.clone()),
+            ("host_svc_id", self.host_svc_id.clone()),
+            ("host_id", self.host_id.clone()),
+            ("sc", self.sc.to_string()),
+            ("setup_time", self.setup_time.to_string()),
+            ("start_time", self.start_time.to_string()),
+            ("end_time", self.end_time.to_string()),
+            ("online", self.online.to_string()),
+            ("media_type", self.media_type.clone()),
+            ("msc", self.msc.to_string()),
+            ("stid", data.clone()),
+            ("ts", self.ts.to_string()),
+            ("rel_code", self.rel_code.to_string()),
+            ("rel_code_str", self.rel_code_str.clone()),
+            ("ue_type", self.ue_type.clone()),
+            ("display_name", self.display_name.clone().unwrap_or_default()),
+            ("disconnect_reason", self.disconnect_reason.to_string()),
+            ("releaser_type", self.releaser_type.to_string()),
+            ("app_svr_data", data),
+        ]
+    }
+
+    /// The URL-encoded query string.
+    pub fn to_query(&self) -> String {
+        encode_query(&self.to_pairs())
+    }
+}
+
 /// Encodes `name=value` pairs joined by `&`, percent-encoding everything but the
 /// RFC 3986 unreserved characters (so a space is `%20` and `+` is `%2B`).
 pub fn encode_query(pairs: &[(&str, String)]) -> String {
@@ -198,6 +284,42 @@ mod tests {
     fn encodes_reserved_characters() {
         let q = encode_query(&[("a b", "x+y/z=é&".into()), ("k", String::new())]);
         assert_eq!(q, "a%20b=x%2By%2Fz%3D%C3%A9%26&k=");
+    }
+
+    #[test]
+    fn gcall_record_has_every_spec_field_in_order() {
+        let r = GcallRecord {
+            sid: "0123456789abcdef0123456789abcdef".into(),
+            svc_id: "svc".into(),
+            id: "room-1".into(),
+            user_svc_id: "svc".into(),
+            user_id: "bob".into(),
+            host_svc_id: "svc".into(),
+            host_id: "alice".into(),
+            sc: 'C',
+            setup_time: 1,
+            start_time: 2,
+            end_time: 0,
+            online: 2,
+            media_type: "V".into(),
+            msc: 'C',
+            ts: 2500,
+            rel_code: 0,
+            rel_code_str: String::new(),
+            ue_type: "BROWSER".into(),
+            display_name: Some("Bob B".into()),
+            disconnect_reason: 0,
+            releaser_type: 0,
+            app_svr_data: None,
+        };
+        let names: Vec<_> = r.to_pairs().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            names.join(","),
+            "sid,svc_id,id,user_svc_id,user_id,host_svc_id,host_id,sc,setup_time,start_time,end_time,\
+             online,media_type,msc,stid,ts,rel_code,rel_code_str,ue_type,display_name,disconnect_reason,\
+             releaser_type,app_svr_data"
+        );
+        assert!(r.to_query().contains("&display_name=Bob%20B&"));
     }
 
     #[test]

@@ -61,6 +61,19 @@ pub struct ServiceConfig {
     /// Region code written to call records (`rc_idc`).
     #[serde(default = "default_rc_idc")]
     pub rc_idc: String,
+    /// Most participants in one room; one more is refused with ROOM_IS_FULL.
+    #[serde(default = "default_max_room_participants")]
+    pub max_room_participants: u32,
+    /// Seconds a participant may stay alone in a room before ALONE_KICK_OUT; 0 = no limit.
+    #[serde(default = "default_alone_kick_out")]
+    pub alone_kick_out_secs: u32,
+}
+
+fn default_max_room_participants() -> u32 {
+    50
+}
+fn default_alone_kick_out() -> u32 {
+    300
 }
 
 fn default_ring_timeout() -> u32 {
@@ -396,6 +409,8 @@ pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
         ring_timeout_secs: default_ring_timeout(),
         max_call_secs: 0,
         rc_idc: default_rc_idc(),
+        max_room_participants: default_max_room_participants(),
+        alone_kick_out_secs: default_alone_kick_out(),
     });
     config.demo = true;
     config.validate()

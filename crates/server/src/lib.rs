@@ -11,6 +11,7 @@ mod listener;
 pub mod media;
 pub mod metrics;
 pub mod outbox;
+pub mod room;
 pub mod server;
 mod signal;
 pub mod store;

@@ -66,6 +66,7 @@ pub(crate) enum CoreCmd {
         party: crate::call::Party,
         auth: SessionAuth,
         ip: String,
+        ue_type: String,
         tx: SessionTx,
         welcome: ServerMessage,
     },
@@ -189,6 +190,20 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             )
         })
         .collect();
+    let room_rules = services
+        .iter()
+        .map(|(id, s)| {
+            (
+                id.clone(),
+                crate::room::RoomRules {
+                    max_participants: s.max_room_participants,
+                    alone_kick_out_ms: u64::from(s.alone_kick_out_secs) * 1000,
+                    max_call_ms: u64::from(s.max_call_secs) * 1000,
+                    has_gcall_cb: s.on_gcall_evt_cb_url.is_some(),
+                },
+            )
+        })
+        .collect();
     let settings = Settings {
         reconnect_grace_ms: config.reconnect_grace_ms,
         calls_per_user_per_sec: config.limits.calls_per_user_per_sec,
@@ -213,14 +228,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         tokio::spawn(async move {
             while let Some(event) = relay_rx.recv().await {
                 let input = match event {
-                    RelayEvent::Lost { sid, party } => {
-                        let Some(side) = side_of(&party) else { continue };
-                        Input::MediaLost { sid, side }
-                    }
+                    RelayEvent::Lost { sid, party } => Input::MediaLost { sid, party },
                     RelayEvent::Offer { sid, party, offer_id, sdp } => {
-                        let Some(side) = side_of(&party) else { continue };
-                        Input::RelayOffer { sid, side, offer_id, sdp }
+                        Input::RelayOffer { sid, party, offer_id, sdp }
                     }
+                    RelayEvent::Lines { sid, party, lines } => Input::RelayLines { sid, party, lines },
                 };
                 let _ = core.send(CoreCmd::Input(input)).await;
             }
@@ -240,7 +252,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         let _ = delivery_tx.send(DeliveryCmd::Enqueue(recovery.pending));
     }
     let runner = CoreRunner {
-        switch: Switch::new(settings, rules, cc_key.clone()),
+        switch: Switch::with_rooms(settings, rules, room_rules, cc_key.clone()),
         sessions: HashMap::new(),
         services: services.clone(),
         journal,
@@ -343,10 +355,10 @@ impl CoreRunner {
 
     fn apply(&mut self, now: Millis, cmd: CoreCmd) {
         match cmd {
-            CoreCmd::Open { session, party, auth, ip, tx, welcome } => {
+            CoreCmd::Open { session, party, auth, ip, ue_type, tx, welcome } => {
                 self.sessions.insert(session, tx);
                 self.greetings.push((session, welcome));
-                self.switch.handle(now, Input::Open { session, party, auth, ip });
+                self.switch.handle(now, Input::Open { session, party, auth, ip, ue_type });
             }
             CoreCmd::Input(input) => {
                 if let Input::Closed { session } = &input {
@@ -373,17 +385,10 @@ impl CoreRunner {
         }
     }
 
-    fn media_offer(
-        &self,
-        sid: String,
-        side: switchboard_protocol::DisconnectSource,
-        session: SessionId,
-        req: Option<u64>,
-        sdp: String,
-    ) {
+    fn media_offer(&self, sid: String, party: String, session: SessionId, req: Option<u64>, sdp: String) {
         let Some(tx) = self.sessions.get(&session).cloned() else { return };
         let (reply, answer) = oneshot::channel();
-        self.media.send(MediaCmd::Offer { sid: sid.clone(), party: side.name().to_string(), sdp, reply });
+        self.media.send(MediaCmd::Offer { sid: sid.clone(), party, sdp, reply });
         tokio::spawn(async move {
             let msg = match answer.await {
                 Ok(Ok(sdp)) => ServerMessage::MediaAnswer { req, sid, sdp },
@@ -414,21 +419,34 @@ impl CoreRunner {
                     sends.push((session, msg));
                 }
                 Output::Live(live) => batch.live.push((live.from_service_id.clone(), live)),
-                Output::MediaOffer { sid, side, session, req, sdp } => {
-                    self.media_offer(sid, side, session, req, sdp)
+                Output::MediaOffer { sid, party, session, req, sdp } => {
+                    self.media_offer(sid, party, session, req, sdp)
                 }
-                Output::MediaAnswer { sid, side, offer_id, sdp } => {
-                    self.media.send(MediaCmd::Answer { sid, party: side.name().to_string(), offer_id, sdp })
+                Output::MediaAnswer { sid, party, offer_id, sdp } => {
+                    self.media.send(MediaCmd::Answer { sid, party, offer_id, sdp })
                 }
-                Output::AddMedia { sid, side, kind } => self.media.send(MediaCmd::AddLine {
+                Output::AddMedia { sid, party, kind } => self.media.send(MediaCmd::AddLine {
                     sid,
-                    party: side.name().to_string(),
+                    party,
                     kind: match kind {
                         switchboard_protocol::MediaType::Audio => str0m::media::MediaKind::Audio,
                         switchboard_protocol::MediaType::Video => str0m::media::MediaKind::Video,
                     },
                 }),
                 Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
+                Output::MediaLeave { sid, party } => self.media.send(MediaCmd::Leave { sid, party }),
+                Output::Gcall { service_id, seq, record } => {
+                    if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {
+                        batch.callbacks.push(NewCallback {
+                            cb_id: format!("gcall-{}-{seq}", record.sid),
+                            key: record.sid.clone(),
+                            kind: Kind::Gcall,
+                            query: record.to_query(),
+                            deadline_ms: None,
+                            service_id,
+                        });
+                    }
+                }
                 Output::Notify { service_id, record } => batch.callbacks.push(NewCallback {
                     cb_id: format!("notify-{}", record.sid),
                     key: record.sid.clone(),
@@ -479,10 +497,4 @@ impl CoreRunner {
             }),
         );
     }
-}
-
-/// A 1-to-1 call's media parties are named after the sides.
-fn side_of(party: &str) -> Option<switchboard_protocol::DisconnectSource> {
-    use switchboard_protocol::DisconnectSource as S;
-    [S::Caller, S::Callee].into_iter().find(|s| s.name() == party)
 }

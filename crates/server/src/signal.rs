@@ -70,7 +70,12 @@ struct Authed {
     party: Party,
     auth: SessionAuth,
     token_exp: Option<u64>,
+    ue_type: String,
 }
+
+/// Device kinds of on_gcall_evt_cb's `ue_type`; anything else is undefined.
+const UE_TYPES: &[&str] =
+    &["UE_TYPE_UNDEFINED", "ANDROID", "IOS", "DESKTOPMAC", "DESKTOPWIN", "BROWSER", "SIP_TERMINAL"];
 
 struct Refused {
     reason: DisconnectReason,
@@ -101,7 +106,7 @@ fn check_token(shared: &Shared, token: &str, now: u64) -> Result<(Party, u64), R
 }
 
 fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused> {
-    let ClientMessage::Hello { v, token, service_id, user_id, cc_param, .. } = hello else {
+    let ClientMessage::Hello { v, token, service_id, user_id, cc_param, ue_type } = hello else {
         return Err(refuse(DisconnectReason::AuthError, "the first message must be hello"));
     };
     if v < PROTOCOL_VERSION {
@@ -114,7 +119,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
     let authed = match (token, cc_param) {
         (Some(token), _) => {
             let (party, exp) = check_token(shared, &token, now)?;
-            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp) }
+            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp), ue_type: String::new() }
         }
         (None, Some(param)) => {
             let claims = shared
@@ -131,6 +136,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
                 party: Party::new(claims.service_id, claims.user_id),
                 auth: SessionAuth::CallParam { sid: claims.sid, device: claims.device },
                 token_exp: None,
+                ue_type: String::new(),
             }
         }
         (None, None) => {
@@ -146,7 +152,8 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
     if let Some(u) = user_id.filter(|u| *u != authed.party.user_id) {
         return Err(refuse(DisconnectReason::AuthError, format!("credential is not for user {u:?}")));
     }
-    Ok(authed)
+    let ue_type = ue_type.filter(|u| UE_TYPES.contains(&u.as_str())).unwrap_or_else(|| UE_TYPES[0].into());
+    Ok(Authed { ue_type, ..authed })
 }
 
 /// A client that does not take a frame within this long (its TCP window stays shut)
@@ -325,6 +332,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         party: authed.party.clone(),
         auth: authed.auth.clone(),
         ip: peer.ip().to_string(),
+        ue_type: authed.ue_type.clone(),
         tx,
         welcome,
     };

@@ -10,14 +10,15 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use switchboard_protocol::record::{CallRecord, NotifyRecord};
+use switchboard_protocol::record::{CallRecord, GcallRecord, NotifyRecord};
 use switchboard_protocol::{
-    ids, ClientMessage, DisconnectReason, DisconnectSource, ErrorCode, MediaType, ServerMessage,
+    ids, ClientMessage, DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, ServerMessage,
     StartFailReason, MAX_APP_DATA_BYTES,
 };
 
 use crate::auth::{CcClaims, CcKey};
 use crate::limit::KeyedLimiter;
+use crate::room::{RoomCensus, RoomRules, Rooms};
 
 #[cfg(test)]
 mod tests;
@@ -102,6 +103,8 @@ pub enum Input {
         auth: SessionAuth,
         /// Its remote IP address.
         ip: String,
+        /// Its device kind (`BROWSER`, …; `UE_TYPE_UNDEFINED` when not said).
+        ue_type: String,
     },
     /// A session's connection is gone (closed, or silent past the heartbeat timeout).
     Closed {
@@ -125,21 +128,30 @@ pub enum Input {
     },
     /// A party's media stopped (no RTP past the media timeout).
     MediaLost {
-        /// The call.
+        /// The call or room.
         sid: String,
-        /// Which side: `Caller` or `Callee`.
-        side: DisconnectSource,
+        /// The relay's party: `caller` / `callee` in a call, the user ID in a room.
+        party: String,
     },
     /// The media relay offers lines to a party's connection: pass the offer on.
     RelayOffer {
-        /// The call.
+        /// The call or room.
         sid: String,
-        /// Which side: `Caller` or `Callee`.
-        side: DisconnectSource,
+        /// The relay's party.
+        party: String,
         /// The relay's id for the offer.
         offer_id: u64,
         /// The SDP offer.
         sdp: String,
+    },
+    /// The relay assigned a room participant's lines to sources.
+    RelayLines {
+        /// The room.
+        sid: String,
+        /// The relay's party (the user ID).
+        party: String,
+        /// Whose media each line carries.
+        lines: Vec<MediaLine>,
     },
     /// The app server force-ends a call (REST): USER_ERROR, source app_server.
     ForceEnd {
@@ -167,10 +179,10 @@ pub enum Output {
     /// Hand a party's SDP offer to the media relay; answer the session with
     /// `media_answer` (or an error) echoing `req`.
     MediaOffer {
-        /// The call.
+        /// The call or room.
         sid: String,
-        /// `Caller` or `Callee`.
-        side: DisconnectSource,
+        /// The relay's party: `caller` / `callee` in a call, the user ID in a room.
+        party: String,
         /// The party's session.
         session: SessionId,
         /// Its request number.
@@ -180,10 +192,10 @@ pub enum Output {
     },
     /// A party's answer to the relay's offer ([`Input::RelayOffer`]).
     MediaAnswer {
-        /// The call.
+        /// The call or room.
         sid: String,
-        /// `Caller` or `Callee`.
-        side: DisconnectSource,
+        /// The relay's party.
+        party: String,
         /// The offer answered.
         offer_id: u64,
         /// The SDP answer.
@@ -191,17 +203,33 @@ pub enum Output {
     },
     /// A party asks the relay for a line to send `kind` on.
     AddMedia {
-        /// The call.
+        /// The call or room.
         sid: String,
-        /// `Caller` or `Callee`.
-        side: DisconnectSource,
+        /// The relay's party.
+        party: String,
         /// Audio or video.
         kind: MediaType,
     },
-    /// The call is over: release its media.
-    MediaEnd {
-        /// The call.
+    /// A party left a room that goes on: release its media.
+    MediaLeave {
+        /// The room.
         sid: String,
+        /// The relay's party (the user ID).
+        party: String,
+    },
+    /// The call or room is over: release its media.
+    MediaEnd {
+        /// The call or room.
+        sid: String,
+    },
+    /// A room changed: deliver to on_gcall_evt_cb, in `seq` order per room.
+    Gcall {
+        /// The room's service.
+        service_id: String,
+        /// The room's callback number (1, 2, …).
+        seq: u64,
+        /// The record.
+        record: GcallRecord,
     },
     /// A live call changed (created, verified, answered, resumed): keep its
     /// snapshot so that it can be read back and closed after a crash.
@@ -386,6 +414,7 @@ struct Session {
     party: Party,
     auth: SessionAuth,
     ip: String,
+    ue_type: String,
     calls: Vec<String>,
 }
 
@@ -416,6 +445,7 @@ pub struct Switch {
     timers: BinaryHeap<Reverse<(Millis, TimerKind, String)>>,
     out: VecDeque<Output>,
     call_limiter: KeyedLimiter<Party>,
+    rooms: Rooms,
 }
 
 /// Counts of live state, for metrics and benchmarks.
@@ -427,13 +457,39 @@ pub struct Census {
     pub calls: usize,
     /// Of which connected.
     pub connected: usize,
+    /// Live rooms and their participants.
+    pub rooms: RoomCensus,
 }
 
 impl Switch {
     /// A core with these settings, services and `cc_param` key.
     pub fn new(settings: Settings, services: HashMap<String, ServiceRules>, cc_key: CcKey) -> Self {
+        let room_rules = services
+            .iter()
+            .map(|(id, r)| {
+                let rules = RoomRules {
+                    max_participants: 50,
+                    alone_kick_out_ms: 300_000,
+                    max_call_ms: r.max_call_ms,
+                    has_gcall_cb: false,
+                };
+                (id.clone(), rules)
+            })
+            .collect();
+        Self::with_rooms(settings, services, room_rules, cc_key)
+    }
+
+    /// A core with room rules per service too.
+    pub fn with_rooms(
+        settings: Settings,
+        services: HashMap<String, ServiceRules>,
+        room_rules: HashMap<String, RoomRules>,
+        cc_key: CcKey,
+    ) -> Self {
         let call_limiter = KeyedLimiter::new(settings.calls_per_user_per_sec, settings.calls_per_user_burst);
+        let rooms = Rooms::new(settings.reconnect_grace_ms, room_rules);
         Self {
+            rooms,
             settings,
             services,
             cc_key,
@@ -452,6 +508,7 @@ impl Switch {
             sessions: self.sessions.len(),
             calls: self.calls.len(),
             connected: self.calls.values().filter(|c| matches!(c.phase, Phase::Connected { .. })).count(),
+            rooms: self.rooms.census(),
         }
     }
 
@@ -473,11 +530,55 @@ impl Switch {
 
     /// When [`Switch::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let calls = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        match (calls, self.rooms.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The rooms (read-only: listing them for the REST API).
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
+    /// The app server ends a room; whether it was found.
+    pub fn close_room(
+        &mut self,
+        now: Millis,
+        service_id: &str,
+        room_id: &str,
+        user_rel_code: Option<String>,
+    ) -> bool {
+        self.rooms.force_close(now, service_id, room_id, user_rel_code, &mut self.out)
+    }
+
+    /// The app server kicks users out of a room; the users found, or `None` for no room.
+    pub fn kick(
+        &mut self,
+        now: Millis,
+        service_id: &str,
+        room_id: &str,
+        user_ids: &[String],
+        user_rel_code: Option<String>,
+    ) -> Option<Vec<String>> {
+        self.rooms.kick(now, service_id, room_id, user_ids, user_rel_code, &mut self.out)
+    }
+
+    /// The app server messages a room; the sessions reached, or `None` for no room.
+    pub fn app_message(
+        &mut self,
+        service_id: &str,
+        room_id: &str,
+        user_ids: Option<&[String]>,
+        data: &str,
+    ) -> Option<usize> {
+        self.rooms.app_message(service_id, room_id, user_ids, data, &mut self.out)
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.rooms.handle_timeout(now, &mut self.out);
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -537,24 +638,35 @@ impl Switch {
     /// Feeds one input at `now`.
     pub fn handle(&mut self, now: Millis, input: Input) {
         match input {
-            Input::Open { session, party, auth, ip } => self.open(session, party, auth, ip),
+            Input::Open { session, party, auth, ip, ue_type } => self.open(session, party, auth, ip, ue_type),
             Input::Closed { session } => self.closed(now, session),
             Input::Message { session, msg } => self.message(now, session, msg),
             Input::PushResult { sid, ok } => self.push_result(now, &sid, ok),
-            Input::MediaLost { sid, side } => {
+            Input::MediaLost { sid, party } => {
+                if self.rooms.is_room(&sid) {
+                    return self.rooms.media_lost(now, &sid, &party, &mut self.out);
+                }
+                let Some(side) = side_of(&party) else { return };
                 if self.calls.get(&sid).is_some_and(|c| matches!(c.phase, Phase::Connected { .. })) {
                     self.finish(now, &sid, DisconnectReason::NetworkUnstable, side, None, None);
                 }
             }
-            Input::RelayOffer { sid, side, offer_id, sdp } => {
-                let session = self.calls.get(&sid).and_then(|c| match (&c.phase, side) {
-                    (Phase::Ringing, _) => None,
-                    (_, DisconnectSource::Caller) => c.caller_session,
-                    (_, _) => c.devices.first().map(|d| d.session),
-                });
+            Input::RelayOffer { sid, party, offer_id, sdp } => {
+                let session = if self.rooms.is_room(&sid) {
+                    self.rooms.session_of(&sid, &party)
+                } else {
+                    self.calls.get(&sid).and_then(|c| match (&c.phase, side_of(&party)) {
+                        (Phase::Ringing, _) | (_, None) => None,
+                        (_, Some(DisconnectSource::Caller)) => c.caller_session,
+                        (_, Some(_)) => c.devices.first().map(|d| d.session),
+                    })
+                };
                 if let Some(session) = session {
                     self.send(session, ServerMessage::MediaOffer { sid, offer_id, sdp });
                 }
+            }
+            Input::RelayLines { sid, party, lines } => {
+                self.rooms.media_lines(&sid, &party, lines, &mut self.out)
             }
             Input::ForceEnd { service_id, sid, user_rel_code } => {
                 if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
@@ -596,7 +708,7 @@ impl Switch {
         self.timers.push(Reverse((at, kind, sid.to_string())));
     }
 
-    fn open(&mut self, session: SessionId, party: Party, auth: SessionAuth, ip: String) {
+    fn open(&mut self, session: SessionId, party: Party, auth: SessionAuth, ip: String, ue_type: String) {
         let user = self.users.entry(party.clone()).or_default();
         if auth == SessionAuth::Token {
             user.sessions.push(session);
@@ -610,7 +722,7 @@ impl Switch {
             })
             .cloned()
             .collect();
-        self.sessions.insert(session, Session { party, auth: auth.clone(), ip, calls: Vec::new() });
+        self.sessions.insert(session, Session { party, auth: auth.clone(), ip, ue_type, calls: Vec::new() });
         if auth == SessionAuth::Token {
             for sid in ringing {
                 self.offer(session, &sid);
@@ -622,6 +734,7 @@ impl Switch {
         let Some(s) = self.sessions.remove(&session) else {
             return;
         };
+        self.rooms.session_closed(now, session);
         if let Some(user) = self.users.get_mut(&s.party) {
             user.sessions.retain(|x| *x != session);
         }
@@ -675,6 +788,10 @@ impl Switch {
         if !self.sessions.contains_key(&session) {
             return;
         }
+        let msg = match self.room_message(now, session, msg) {
+            Some(msg) => msg,
+            None => return,
+        };
         match msg {
             ClientMessage::MakeCall {
                 req,
@@ -701,7 +818,9 @@ impl Switch {
             ClientMessage::Resume { req, sid } => self.resume(now, session, req, &sid),
             ClientMessage::MediaOffer { req, sid, sdp } => self.media_offer(session, req, sid, sdp),
             ClientMessage::MediaAnswer { sid, offer_id, sdp } => match self.connected_side(session, &sid) {
-                Ok((side, _)) => self.out.push_back(Output::MediaAnswer { sid, side, offer_id, sdp }),
+                Ok((side, _)) => {
+                    self.out.push_back(Output::MediaAnswer { sid, party: side.name().into(), offer_id, sdp })
+                }
                 Err(code) => self.error(session, None, code, "media answers need a connected call"),
             },
             ClientMessage::AddMedia { sid, kind } => {
@@ -709,16 +828,124 @@ impl Switch {
                     return self.error(session, None, ErrorCode::InvalidParam, "kind must be audio or video");
                 };
                 match self.connected_side(session, &sid) {
-                    Ok((side, _)) => self.out.push_back(Output::AddMedia { sid, side, kind }),
+                    Ok((side, _)) => {
+                        self.out.push_back(Output::AddMedia { sid, party: side.name().into(), kind })
+                    }
                     Err(code) => self.error(session, None, code, "media needs a connected call"),
                 }
             }
             ClientMessage::MediaState { sid, mic_muted, video_enabled } => {
                 self.media_state(session, sid, mic_muted, video_enabled)
             }
+            ClientMessage::JoinRoom { req, .. }
+            | ClientMessage::LeaveRoom { req, .. }
+            | ClientMessage::ShortData { req, .. } => {
+                self.error(session, req, ErrorCode::NotFound, "no such room for this session")
+            }
             ClientMessage::Hello { .. } | ClientMessage::Ping {} | ClientMessage::RefreshToken { .. } => {
                 self.error(session, None, ErrorCode::WrongState, "handled by the session, not the call core")
             }
+        }
+    }
+
+    /// Room messages, and messages naming a room's sid, go to the rooms; anything
+    /// else comes back for the call core.
+    fn room_message(&mut self, now: Millis, session: SessionId, msg: ClientMessage) -> Option<ClientMessage> {
+        let s = self.sessions.get(&session)?;
+        let token = s.auth == SessionAuth::Token;
+        let who = crate::room::Sender {
+            session,
+            party: s.party.clone(),
+            ip: s.ip.clone(),
+            ue_type: s.ue_type.clone(),
+        };
+        let member = |rooms: &Rooms, sid: &str| rooms.media_party(session, sid);
+        match msg {
+            ClientMessage::JoinRoom {
+                req,
+                room_id,
+                room_service_id,
+                media_type,
+                display_name,
+                app_data,
+                mic_muted,
+                video_enabled,
+            } => {
+                if !token {
+                    self.error(
+                        session,
+                        req,
+                        ErrorCode::WrongState,
+                        "a cc_param session can only verify its call",
+                    );
+                    return None;
+                }
+                if !self.rate_ok(now, session, req) {
+                    return None;
+                }
+                let join = crate::room::Join {
+                    req,
+                    room_id,
+                    room_service_id,
+                    media_type,
+                    display_name,
+                    app_data,
+                    mic_muted: mic_muted.unwrap_or(false),
+                    video_enabled: video_enabled.unwrap_or(true),
+                };
+                self.rooms.join(now, who, join, &mut self.out);
+                None
+            }
+            ClientMessage::LeaveRoom { req, sid } => {
+                self.rooms.leave(now, session, req, &sid, None, None, &mut self.out);
+                None
+            }
+            ClientMessage::EndCall { req, sid, reason, user_rel_code } if self.rooms.is_room(&sid) => {
+                let reason =
+                    reason.and_then(DisconnectReason::from_code).filter(|r| r.is_client_reportable());
+                self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.out);
+                None
+            }
+            ClientMessage::ShortData { req, sid, data_type, data, targets } => {
+                self.rooms.short_data(session, req, &sid, data_type, data, targets, &mut self.out);
+                None
+            }
+            // Room sids are 32 hex digits, call sids UUIDs with dashes: a room that
+            // ended is told apart from a call that ended.
+            ClientMessage::Resume { req, sid } if token && crate::room::is_room_sid(&sid) => {
+                self.rooms.resume(&who, req, &sid, &mut self.out);
+                None
+            }
+            ClientMessage::MediaOffer { req, sid, sdp } if self.rooms.is_room(&sid) => {
+                match member(&self.rooms, &sid) {
+                    Some(party) => self.out.push_back(Output::MediaOffer { sid, party, session, req, sdp }),
+                    None => self.error(session, req, ErrorCode::NotFound, "this session is not in that room"),
+                }
+                None
+            }
+            ClientMessage::MediaAnswer { sid, offer_id, sdp } if self.rooms.is_room(&sid) => {
+                if let Some(party) = member(&self.rooms, &sid) {
+                    self.out.push_back(Output::MediaAnswer { sid, party, offer_id, sdp });
+                }
+                None
+            }
+            ClientMessage::AddMedia { sid, kind } if self.rooms.is_room(&sid) => {
+                match (member(&self.rooms, &sid), MediaType::parse(&kind)) {
+                    (Some(party), Some(kind)) => self.out.push_back(Output::AddMedia { sid, party, kind }),
+                    (None, _) => {
+                        self.error(session, None, ErrorCode::NotFound, "this session is not in that room")
+                    }
+                    (_, None) => {
+                        self.error(session, None, ErrorCode::InvalidParam, "kind must be audio or video")
+                    }
+                }
+                None
+            }
+            ClientMessage::MediaState { sid, mic_muted, video_enabled } if self.rooms.is_room(&sid) => {
+                self.rooms.media_state(now, session, &sid, mic_muted, video_enabled, &mut self.out);
+                None
+            }
+            other => Some(other),
         }
     }
 
@@ -814,7 +1041,9 @@ impl Switch {
             caller_calls.iter().any(|c| c.caller == caller || matches!(c.phase, Phase::Connected { .. }));
         let caller_has_incoming =
             caller_calls.iter().any(|c| c.callee == caller && c.phase == Phase::Ringing);
-        let callee_busy = self.party_calls(&callee).next().is_some();
+        // A user in a room is busy for 1-to-1 calls, as in another call.
+        let caller_in_use = caller_in_use || self.rooms.in_room(&caller);
+        let callee_busy = self.party_calls(&callee).next().is_some() || self.rooms.in_room(&callee);
 
         let call = Call {
             sid: sid.clone(),
@@ -1269,7 +1498,9 @@ impl Switch {
 
     fn media_offer(&mut self, session: SessionId, req: Option<u64>, sid: String, sdp: String) {
         match self.connected_side(session, &sid) {
-            Ok((side, _)) => self.out.push_back(Output::MediaOffer { sid, side, session, req, sdp }),
+            Ok((side, _)) => {
+                self.out.push_back(Output::MediaOffer { sid, party: side.name().into(), session, req, sdp })
+            }
             Err(code) => self.error(session, req, code, "media starts once this session's call is connected"),
         }
     }
@@ -1287,7 +1518,7 @@ impl Switch {
             Err(code) => return self.error(session, None, code, "media state needs a connected call"),
         };
         if let Some(peer) = peer {
-            self.send(peer, ServerMessage::PeerMediaState { sid, mic_muted, video_enabled });
+            self.send(peer, ServerMessage::PeerMediaState { sid, user_id: None, mic_muted, video_enabled });
         }
     }
 
@@ -1356,4 +1587,9 @@ impl Switch {
         let record = call.snapshot().record(now, reason, source, user_rel_code);
         self.out.push_back(Output::Record { service_id: call.caller.service_id.clone(), record });
     }
+}
+
+/// A 1-to-1 call's media parties are named after the sides.
+fn side_of(party: &str) -> Option<DisconnectSource> {
+    [DisconnectSource::Caller, DisconnectSource::Callee].into_iter().find(|s| s.name() == party)
 }

@@ -35,7 +35,13 @@ impl H {
         let ip = format!("10.0.0.{session}");
         self.sw.handle(
             self.now,
-            Input::Open { session, party: Party::new("svc", user), auth: SessionAuth::Token, ip },
+            Input::Open {
+                session,
+                party: Party::new("svc", user),
+                auth: SessionAuth::Token,
+                ip,
+                ue_type: "ANDROID".into(),
+            },
         );
     }
 
@@ -180,7 +186,7 @@ fn normal_call_and_its_record() {
     assert_eq!((r.disconnect_reason, r.releaser_type), (1001, 1));
     assert_eq!((r.srcip.as_str(), r.dstip.as_str(), r.rc_idc.as_str()), ("10.0.0.1", "10.0.0.2", "JP"));
     assert_eq!(r.app_svr_data.as_deref(), Some("hello"));
-    assert_eq!(h.sw.census(), Census { sessions: 2, calls: 0, connected: 0 });
+    assert_eq!(h.sw.census(), Census { sessions: 2, calls: 0, connected: 0, ..Census::default() });
 }
 
 #[test]
@@ -615,7 +621,9 @@ impl H {
         let claims = self.sw.cc_key.open(param).expect("a cc_param this core signed");
         let auth = SessionAuth::CallParam { sid: claims.sid, device: claims.device };
         let party = Party::new(claims.service_id, claims.user_id);
-        self.sw.handle(self.now, Input::Open { session, party, auth, ip: format!("10.0.1.{session}") });
+        let ue_type = "IOS".to_string();
+        self.sw
+            .handle(self.now, Input::Open { session, party, auth, ip: format!("10.0.1.{session}"), ue_type });
     }
 
     fn resume(&mut self, session: SessionId, sid: &str) -> Vec<Output> {

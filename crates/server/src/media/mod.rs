@@ -125,6 +125,16 @@ pub enum RelayEvent {
         /// The offer.
         sdp: String,
     },
+    /// Which of a party's lines carry which other party's media changed (a room
+    /// participant's client learns whose media each line is).
+    Lines {
+        /// The session.
+        sid: String,
+        /// The party.
+        party: PartyKey,
+        /// Every line that carries a source now, with the source's party.
+        lines: Vec<switchboard_protocol::MediaLine>,
+    },
 }
 
 /// How the relay's UDP sockets are set up.

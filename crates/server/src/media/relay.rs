@@ -532,6 +532,33 @@ impl Relay {
             let mut new_video_sources = Vec::new();
             for id in &ids {
                 let Some(p) = self.parties.get(id) else { continue };
+                let was: Vec<&(Source, (u64, Mid))> = before.iter().filter(|(_, (o, _))| o == id).collect();
+                let now_fed: Vec<(Source, Mid)> =
+                    p.lines.iter().filter_map(|l| l.feed.map(|f| (f, l.mid))).collect();
+                let same = was.len() == now_fed.len()
+                    && now_fed.iter().all(|(f, mid)| was.iter().any(|(g, (_, m))| g == f && m == mid));
+                if !same {
+                    let lines = p
+                        .lines
+                        .iter()
+                        .filter_map(|l| {
+                            let source = self.parties.get(&l.feed?.party)?;
+                            Some(switchboard_protocol::MediaLine {
+                                mid: l.mid.to_string(),
+                                user_id: source.key.clone(),
+                                kind: match l.kind {
+                                    MediaKind::Audio => switchboard_protocol::MediaType::Audio,
+                                    MediaKind::Video => switchboard_protocol::MediaType::Video,
+                                },
+                            })
+                        })
+                        .collect();
+                    self.events.push_back(RelayEvent::Lines {
+                        sid: sid.clone(),
+                        party: p.key.clone(),
+                        lines,
+                    });
+                }
                 for line in &p.lines {
                     if let Some(source) = line.feed {
                         self.routes.entry(source).or_default().push((*id, line.mid));
