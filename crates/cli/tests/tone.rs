@@ -47,3 +47,70 @@ fn cli_clients_hear_each_others_tones() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The CLI check for rooms: three `switchboard join` processes with different
+/// tones; each reports the other two frequencies, under the other two users' names.
+#[test]
+fn three_cli_participants_hear_the_other_two() {
+    let (server, url, data) = serve_defaults("join");
+    let users = [("ann", "440"), ("ben", "660"), ("cid", "880")];
+    let procs: Vec<Proc> = users
+        .iter()
+        .map(|(user, hz)| {
+            let (_, token) = run(&["token", "--data-dir", &data, "--user", user]);
+            let p = Proc::spawn(&[
+                "join",
+                "--server",
+                &url,
+                "--user",
+                user,
+                "--token",
+                &token,
+                "--room",
+                "band",
+                "--tone",
+                hz,
+                "--leave-after",
+                "12",
+                "--display-name",
+                user,
+            ]);
+            p.until("\"connected\"");
+            p
+        })
+        .collect();
+    for (i, p) in procs.iter().enumerate() {
+        let (me, _) = users[i];
+        // Reports come every second; once media settled, the others' tones are heard.
+        let mut last = serde_json::Value::Null;
+        for _ in 0..10 {
+            let lines = json_lines(&p.until("\"media\""));
+            last = lines.into_iter().rev().find(|l| l["event"] == "media").unwrap_or_default();
+            let hears_both = users.iter().filter(|(u, _)| *u != me).all(|(u, hz)| {
+                let want: f64 = hz.parse().unwrap_or_default();
+                last["peers"][u]["dominant_hz"].as_f64().is_some_and(|got| (got - want).abs() <= 10.0)
+            });
+            if hears_both {
+                break;
+            }
+        }
+        for (u, hz) in users.iter().filter(|(u, _)| *u != me) {
+            let got = last["peers"][u]["dominant_hz"].as_f64();
+            let want: f64 = hz.parse().unwrap_or_default();
+            assert!(
+                got.is_some_and(|g| (g - want).abs() <= 10.0),
+                "{me} hears {u} at {got:?}, want {want}: {last}"
+            );
+            assert!(last["peers"][u]["packets_in"].as_u64().unwrap_or(0) >= 25, "{last}");
+        }
+    }
+    // Leaving: each prints its own disconnected (NORMAL, participant) and exits.
+    for p in &procs {
+        let lines = json_lines(&p.until("\"disconnected\""));
+        let end = lines.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
+        assert_eq!(end["reason"]["name"], "NORMAL", "{end}");
+        assert_eq!(end["source"]["name"], "participant", "{end}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -1,0 +1,287 @@
+//! Rooms (group calls) as users and app servers see them: the real server, real SDK
+//! clients with real WebRTC media through the relay, and a real HTTP app server
+//! receiving on_gcall_evt_cb.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
+use switchboard_client::{
+    Client, ClientError, DisconnectReason as R, DisconnectSource as S, Event, Events, JoinConference,
+    MakeCall, Media, MediaEvent,
+};
+use switchboard_tests::*;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+async fn join(h: &Harness, user: &str, room: &str) -> (Client, Events, String) {
+    let (c, ev) = h.user(user).await;
+    let joined = c.join_conference(JoinConference::audio(room).display_name(format!("{user} N"))).await;
+    let joined = joined.unwrap_or_else(|e| panic!("{user} joins: {e}"));
+    (c, ev, joined.sid)
+}
+
+fn gcall_summary(h: &Harness, sid: &str) -> Vec<String> {
+    h.app
+        .hits_on("/gcall_evt")
+        .into_iter()
+        .filter(|x| x.status == 200 && x.query.get("sid").map(String::as_str) == Some(sid))
+        .map(|x| format!("{}{} {} {}", x.query["sc"], x.query["msc"], x.query["user_id"], x.query["online"]))
+        .collect()
+}
+
+async fn wait_gcalls(h: &Harness, sid: &str, n: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let s = gcall_summary(h, sid);
+        if s.len() >= n {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} on_gcall_evt_cb for {sid}: {:?}", gcall_summary(h, sid));
+}
+
+/// A participant's media: sends `hz`, decodes each incoming line on its own.
+struct Party {
+    media: Arc<Media>,
+    rx: UnboundedReceiver<MediaEvent>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+async fn start_tone(c: &Client, sid: &str, hz: f64) -> Party {
+    let (media, mut rx) = c.start_media(sid, false).await.expect("media starts");
+    media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
+    let media = Arc::new(media);
+    let m = media.clone();
+    let sender = tokio::spawn(async move {
+        let mut enc = ToneEncoder::new(hz).expect("encoder");
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..50 * 30 {
+            tick.tick().await;
+            m.send_audio(enc.next_frame().expect("encode"), 960);
+        }
+    });
+    Party { media, rx, sender }
+}
+
+/// Decodes what arrives for `secs` seconds; the dominant frequency per line (mid).
+async fn listen(p: &mut Party, secs: u64) -> HashMap<String, f64> {
+    let mut lines: HashMap<String, (Decoder, Vec<f32>)> = HashMap::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(end, p.rx.recv()).await {
+        if let MediaEvent::Audio { mid, payload } = ev {
+            let (dec, pcm) =
+                lines.entry(mid).or_insert_with(|| (Decoder::new().expect("decoder"), Vec::new()));
+            dec.decode(&payload, pcm);
+        }
+    }
+    lines
+        .into_iter()
+        .filter(|(_, (_, pcm))| pcm.len() >= 48_000)
+        .map(|(mid, (_, pcm))| (mid, dominant(&pcm[pcm.len() - 48_000..])))
+        .collect()
+}
+
+/// Reads the session's pending events: the line owners the server told it (mid → user).
+async fn owners(ev: &mut Events, sid: &str, known: &mut HashMap<String, String>) {
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(20), ev.next()).await {
+        if let Event::MediaLines { sid: s, lines } = e {
+            if s == sid {
+                known.extend(lines.into_iter().map(|l| (l.mid, l.user_id)));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_hear_each_other_and_the_app_server_sees_every_change() {
+    let h = Harness::start().await;
+    let (a, mut a_ev, sid) = join(&h, "alice", "standup").await;
+    let (b, mut b_ev, sid_b) = join(&h, "bob", "standup").await;
+    let (c, mut c_ev, sid_c) = join(&h, "carol", "standup").await;
+    assert_eq!((sid_b.as_str(), sid_c.as_str()), (sid.as_str(), sid.as_str()));
+    let added = wait_event(&mut a_ev, |e| match e {
+        Event::PeerListUpdated { added, total, .. } if added.iter().any(|p| p.user_id == "carol") => {
+            Some((added.clone(), *total))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(added.1, 2);
+    assert_eq!(added.0[0].display_name.as_deref(), Some("carol N"));
+
+    let tones = [("alice", 440.0), ("bob", 660.0), ("carol", 880.0)];
+    let mut pa = start_tone(&a, &sid, 440.0).await;
+    let mut pb = start_tone(&b, &sid, 660.0).await;
+    let mut pc = start_tone(&c, &sid, 880.0).await;
+    // Let every renegotiation (a line per other participant) settle, then listen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let heard = [listen(&mut pa, 3).await, listen(&mut pb, 3).await, listen(&mut pc, 3).await];
+    for (i, (ev, heard)) in [&mut a_ev, &mut b_ev, &mut c_ev].into_iter().zip(heard.iter()).enumerate() {
+        let me = tones[i].0;
+        let mut who = HashMap::new();
+        owners(ev, &sid, &mut who).await;
+        let mut got: Vec<(String, f64)> = heard
+            .iter()
+            .map(|(mid, hz)| (who.get(mid).cloned().unwrap_or_else(|| format!("?{mid}")), *hz))
+            .collect();
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let want: Vec<(String, f64)> =
+            tones.iter().filter(|(u, _)| *u != me).map(|(u, hz)| (u.to_string(), *hz)).collect();
+        assert_eq!(got.len(), 2, "{me} hears two lines: {got:?}");
+        for ((gu, ghz), (wu, whz)) in got.iter().zip(want.iter()) {
+            assert_eq!(gu, wu, "{me}: line owners {got:?}");
+            assert!((ghz - whz).abs() <= 10.0, "{me} hears {gu} at {ghz} Hz, want {whz}: {got:?}");
+        }
+    }
+
+    // Mute reaches the others, and the app server as a media change.
+    b.set_media_state(&sid, Some(true), None).await.expect("mute");
+    let muted = wait_event(&mut a_ev, |e| match e {
+        Event::PeerMediaState { user_id: Some(u), mic_muted: Some(true), .. } => Some(u.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(muted, "bob");
+
+    c.leave_conference(&sid).await.expect("carol leaves");
+    let removed = wait_event(&mut a_ev, |e| match e {
+        Event::PeerListUpdated { removed, total, .. } if !removed.is_empty() => {
+            Some((removed.clone(), *total))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(removed, (vec!["carol".to_string()], 1));
+    b.leave_conference(&sid).await.expect("bob leaves");
+    a.leave_conference(&sid).await.expect("alice leaves");
+    for p in [pa, pb, pc] {
+        p.sender.abort();
+        p.media.stop();
+    }
+
+    let seq = wait_gcalls(&h, &sid, 7).await;
+    assert_eq!(
+        seq,
+        ["SC alice 1", "CC bob 2", "CC carol 3", "CM bob 3", "CD carol 2", "CD bob 1", "ED alice 0"]
+    );
+    // Every field, signed like the other callbacks.
+    let hits: Vec<Hit> = h.app.hits_on("/gcall_evt").into_iter().filter(|x| x.status == 200).collect();
+    let names = "sid,svc_id,id,user_svc_id,user_id,host_svc_id,host_id,sc,setup_time,start_time,end_time,online,\
+                 media_type,msc,stid,ts,rel_code,rel_code_str,ue_type,display_name,disconnect_reason,releaser_type,\
+                 app_svr_data";
+    let now = switchboard_server::server::now_ms() / 1000;
+    for hit in &hits {
+        assert_eq!(hit.names.join(","), names);
+        assert!(verify_as_documented(ACME_SECRET, &hit.signature, &hit.raw_query, now, 300), "{hit:?}");
+        assert_eq!((hit.query["svc_id"].as_str(), hit.query["id"].as_str()), ("acme", "standup"));
+        assert_eq!((hit.query["host_id"].as_str(), hit.query["media_type"].as_str()), ("alice", "A"));
+    }
+    let last = hits.last().expect("E");
+    assert_eq!(
+        (last.query["disconnect_reason"].as_str(), last.query["releaser_type"].as_str()),
+        ("1001", "3")
+    );
+    assert_eq!(last.query["display_name"], "alice N");
+    assert_eq!(last.query["ue_type"], "UE_TYPE_UNDEFINED");
+    assert!(
+        last.query["end_time"].parse::<u64>().expect("end_time")
+            >= last.query["start_time"].parse().expect("start")
+    );
+    assert_eq!(h.server.census().await.rooms.rooms, 0);
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_and_creates_nothing() {
+    let h = Harness::start_with(|c| {
+        for s in &mut c.services {
+            s.max_room_participants = 2;
+        }
+    })
+    .await;
+    let (_a, _ae, sid) = join(&h, "a", "small").await;
+    let (_b, _be, _) = join(&h, "b", "small").await;
+    let (c, _ce) = h.user("c").await;
+    let err = c.join_conference(JoinConference::audio("small")).await.expect_err("full");
+    assert_eq!(err, ClientError::Disconnected { reason: R::RoomIsFull, by: S::CloudServer });
+    let seq = wait_gcalls(&h, &sid, 2).await;
+    assert_eq!(seq, ["SC a 1", "CC b 2"]);
+    // Bad room IDs are start failures.
+    for (room, reason) in [("no spaces", "invalid_room_id"), ("c", "id_conflict")] {
+        match c.join_conference(JoinConference::audio(room)).await {
+            Err(ClientError::StartFailed { reason: r, .. }) => assert_eq!(r.as_str(), reason),
+            other => panic!("{room}: {other:?}"),
+        }
+    }
+    assert_eq!(h.server.census().await.rooms.rooms, 1);
+}
+
+#[tokio::test]
+async fn alone_too_long_is_kicked_out() {
+    let h = Harness::start_with(|c| {
+        for s in &mut c.services {
+            s.alone_kick_out_secs = 1;
+        }
+    })
+    .await;
+    let (_a, mut a_ev, sid) = join(&h, "a", "lonely").await;
+    let end = disconnected(&mut a_ev).await;
+    assert_eq!((end.sid.as_str(), end.reason, end.source), (sid.as_str(), R::AloneKickOut, S::CloudServer));
+    assert_eq!(wait_gcalls(&h, &sid, 2).await, ["SC a 1", "ED a 0"]);
+    let hit = h.app.hits_on("/gcall_evt").pop().expect("E");
+    assert_eq!(hit.query["disconnect_reason"], "1402");
+}
+
+#[tokio::test]
+async fn another_instance_replaces_the_old_and_a_gone_room_is_not_found() {
+    let h = Harness::start().await;
+    let (a, _a_ev, sid) = join(&h, "a", "r").await;
+    let (b1, mut b1_ev, _) = join(&h, "b", "r").await;
+    let (b2, _b2_ev, sid2) = join(&h, "b", "r").await;
+    assert_eq!(sid2, sid);
+    let end = disconnected(&mut b1_ev).await;
+    assert_eq!((end.reason, end.source), (R::AnotherInstanceTryToJoin, S::CloudServer));
+    let seq = wait_gcalls(&h, &sid, 4).await;
+    assert_eq!(seq, ["SC a 1", "CC b 2", "CD b 1", "CC b 2"]);
+    // Everyone leaves; b's first device tries to come back: the room is gone.
+    drop(b1);
+    let (x, _xe) = h.user("b").await;
+    a.leave_conference(&sid).await.expect("a leaves");
+    b2.leave_conference(&sid).await.expect("b leaves");
+    let err = x.resume(&sid).await.expect_err("room gone");
+    assert_eq!(err, ClientError::Disconnected { reason: R::RoomNotFound, by: S::CloudServer });
+}
+
+#[tokio::test]
+async fn a_user_in_a_room_is_busy_for_calls() {
+    let h = Harness::start().await;
+    let (_bob, _be, _) = join(&h, "bob", "meeting").await;
+    let (alice, mut alice_ev) = h.user("alice").await;
+    let sid = alice.make_call(MakeCall::audio("bob")).await.expect("created");
+    let end = disconnected(&mut alice_ev).await;
+    assert_eq!((end.sid, end.reason, end.source), (sid.clone(), R::Busy, S::Callee));
+    let record = h.app.record_for(&sid).await;
+    assert_eq!(record.query["disconnect_reason"], "1202");
+}
+
+#[tokio::test]
+async fn short_data_reaches_the_others_or_the_targets() {
+    let h = Harness::start().await;
+    let (a, _ae, sid) = join(&h, "a", "chat").await;
+    let (_b, mut b_ev, _) = join(&h, "b", "chat").await;
+    let (_c, mut c_ev, _) = join(&h, "c", "chat").await;
+    a.send_short_data(&sid, "chat", "hello all", None).await.expect("sent");
+    a.send_short_data(&sid, "chat", "just c", Some(vec!["c".into()])).await.expect("sent");
+    let pick = |e: &Event| match e {
+        Event::ShortData { from_user_id, data_type, data, .. } => {
+            Some((from_user_id.clone(), data_type.clone(), data.clone()))
+        }
+        _ => None,
+    };
+    assert_eq!(wait_event(&mut b_ev, pick).await, ("a".into(), "chat".into(), "hello all".into()));
+    assert_eq!(wait_event(&mut c_ev, pick).await.2, "hello all");
+    assert_eq!(wait_event(&mut c_ev, pick).await.2, "just c");
+    // b got nothing more: its next short data would be a third message, and there is none.
+    let more = tokio::time::timeout(Duration::from_millis(300), wait_event(&mut b_ev, pick)).await;
+    assert!(more.is_err(), "b got a message meant for c");
+}
