@@ -190,7 +190,16 @@ async fn credentials_rate_limit_openapi_and_metrics() {
     let doc: Value =
         reqwest::get(format!("{}/v1/openapi.json", h.url())).await.unwrap().json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
-    for p in ["/v1/calls", "/v1/calls/{sid}", "/v1/callbacks", "/v1/callbacks/{id}/retry"] {
+    for p in [
+        "/v1/calls",
+        "/v1/calls/{sid}",
+        "/v1/callbacks",
+        "/v1/callbacks/{id}/retry",
+        "/v1/rooms",
+        "/v1/rooms/{room_id}",
+        "/v1/rooms/{room_id}/kick",
+        "/v1/rooms/{room_id}/messages",
+    ] {
         assert!(doc["paths"][p].is_object(), "{p}");
     }
 

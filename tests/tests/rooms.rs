@@ -285,3 +285,103 @@ async fn short_data_reaches_the_others_or_the_targets() {
     let more = tokio::time::timeout(Duration::from_millis(300), wait_event(&mut b_ev, pick)).await;
     assert!(more.is_err(), "b got a message meant for c");
 }
+
+/// The app server's room control over REST.
+async fn rest(
+    h: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    secret: &str,
+    key: &str,
+) -> (u16, serde_json::Value) {
+    let mut req =
+        reqwest::Client::new().request(method, format!("{}{path}", h.url())).basic_auth(key, Some(secret));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_server_lists_messages_kicks_and_closes_rooms() {
+    use reqwest::Method as M;
+    use serde_json::json;
+    let h = Harness::start().await;
+    let acme = |m, p: &'static str, b| rest(&h, m, p, b, ACME_SECRET, "acme-key");
+    let (_a, mut a_ev, sid) = join(&h, "a", "ops").await;
+    let (_b, mut b_ev, _) = join(&h, "b", "ops").await;
+    let (_c, mut c_ev, _) = join(&h, "c", "ops").await;
+
+    let (st, v) = acme(M::GET, "/v1/rooms", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["rooms"][0]["room_id"], "ops");
+    assert_eq!(
+        (v["rooms"][0]["sid"].as_str(), v["rooms"][0]["online"].as_u64()),
+        (Some(sid.as_str()), Some(3))
+    );
+    assert_eq!(
+        (v["rooms"][0]["host_id"].as_str(), v["rooms"][0]["media_type"].as_str()),
+        (Some("a"), Some("A"))
+    );
+    let (st, v) = acme(M::GET, "/v1/rooms/ops", None).await;
+    assert_eq!(st, 200);
+    let users: Vec<&str> =
+        v["participants"].as_array().expect("list").iter().filter_map(|p| p["user_id"].as_str()).collect();
+    assert_eq!(users, ["a", "b", "c"]);
+    assert_eq!(v["participants"][1]["display_name"], "b N");
+    assert_eq!(v["participants"][1]["video_state"], "disabled");
+    // Another service sees none of it.
+    let (st, v) = rest(&h, M::GET, "/v1/rooms", None, OTHER_SECRET, "other-key").await;
+    assert_eq!((st, v["rooms"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(rest(&h, M::GET, "/v1/rooms/ops", None, OTHER_SECRET, "other-key").await.0, 404);
+
+    // App control messages: to listed users, then to everyone.
+    let (st, v) =
+        acme(M::POST, "/v1/rooms/ops/messages", Some(json!({"user_ids": ["b"], "data": "only b"}))).await;
+    assert_eq!((st, v["delivered"].as_u64()), (200, Some(1)));
+    let (st, _) = acme(M::POST, "/v1/rooms/ops/messages", Some(json!({"data": "all"}))).await;
+    assert_eq!(st, 200);
+    let pick = |e: &Event| match e {
+        Event::AppControlMessage { data, .. } => Some(data.clone()),
+        _ => None,
+    };
+    assert_eq!(wait_event(&mut b_ev, pick).await, "only b");
+    assert_eq!(wait_event(&mut b_ev, pick).await, "all");
+    assert_eq!(wait_event(&mut a_ev, pick).await, "all");
+    let big = "x".repeat(3073);
+    assert_eq!(acme(M::POST, "/v1/rooms/ops/messages", Some(json!({ "data": big }))).await.0, 400);
+    assert_eq!(acme(M::POST, "/v1/rooms/ops/messages", Some(json!({"data": "x", "bogus": 1}))).await.0, 400);
+    assert_eq!(acme(M::POST, "/v1/rooms/nope/messages", Some(json!({"data": "x"}))).await.0, 404);
+
+    // Kick-out: USER_ERROR from the app server, with the code.
+    let (st, v) =
+        acme(M::POST, "/v1/rooms/ops/kick", Some(json!({"user_ids": ["c", "zed"], "user_rel_code": "spam"})))
+            .await;
+    assert_eq!((st, v["kicked"].clone()), (200, json!(["c"])));
+    let end = disconnected(&mut c_ev).await;
+    assert_eq!(
+        (end.reason, end.source, end.user_rel_code.as_deref()),
+        (R::UserError, S::AppServer, Some("spam"))
+    );
+    assert_eq!(acme(M::POST, "/v1/rooms/ops/kick", Some(json!({"user_ids": []}))).await.0, 400);
+
+    // Force-close: everyone ends, the room is gone, the app server hears E.
+    let (st, v) = acme(M::DELETE, "/v1/rooms/ops?user_rel_code=closing", None).await;
+    assert_eq!((st, v["ended"].as_bool()), (200, Some(true)));
+    for ev in [&mut a_ev, &mut b_ev] {
+        let end = disconnected(ev).await;
+        assert_eq!((end.reason, end.source), (R::UserError, S::AppServer));
+    }
+    assert_eq!(acme(M::DELETE, "/v1/rooms/ops", None).await.0, 404);
+    let seq = wait_gcalls(&h, &sid, 6).await;
+    assert_eq!(seq, ["SC a 1", "CC b 2", "CC c 3", "CD c 2", "CD a 1", "ED b 0"]);
+    let hits = h.app.hits_on("/gcall_evt");
+    let kicked = hits.iter().find(|x| x.query["user_id"] == "c" && x.query["msc"] == "D").expect("c's D");
+    assert_eq!(
+        (kicked.query["disconnect_reason"].as_str(), kicked.query["releaser_type"].as_str()),
+        ("1110", "5")
+    );
+}

@@ -21,7 +21,8 @@ use crate::call::MAX_USER_REL_CODE_BYTES;
 use crate::clock::now_ms;
 use crate::config::ServiceConfig;
 use crate::outbox::runner::DeliveryCmd;
-use crate::server::{CoreCmd, Shared};
+use crate::room::RoomInfo;
+use crate::server::{CoreCmd, RoomRequest, Shared};
 use crate::store::RecordQuery;
 
 /// The OpenAPI 3 document of this API.
@@ -33,6 +34,10 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/v1/calls", get(list_calls))
         .route("/v1/calls/{sid}", get(get_call).delete(end_call))
+        .route("/v1/rooms", get(list_rooms))
+        .route("/v1/rooms/{room_id}", get(get_room).delete(close_room))
+        .route("/v1/rooms/{room_id}/kick", post(kick))
+        .route("/v1/rooms/{room_id}/messages", post(room_message))
         .route("/v1/callbacks", get(list_callbacks))
         .route("/v1/callbacks/{id}/retry", post(retry_callback))
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -332,4 +337,184 @@ async fn retry_callback(
     let body = json!({ "callback": row });
     let _ = shared.delivery.send(DeliveryCmd::Enqueue(vec![row]));
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn valid_room_id(room_id: &str) -> Result<(), ApiError> {
+    if switchboard_protocol::ids::is_valid_room_id(room_id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest("room_id must match [A-Za-z0-9_-]{1,64}".into()))
+    }
+}
+
+fn valid_rel_code(code: &Option<String>) -> Result<(), ApiError> {
+    if code.as_ref().is_some_and(|c| c.is_empty() || c.len() > MAX_USER_REL_CODE_BYTES) {
+        return Err(ApiError::BadRequest(format!(
+            "user_rel_code must be 1..={MAX_USER_REL_CODE_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn room_json(room: &RoomInfo, with_participants: bool) -> Value {
+    let mut v = json!({
+        "room_id": room.room_id,
+        "sid": room.sid,
+        "media_type": room.media_type.letter(),
+        "online": room.online,
+        "host_id": room.host_id,
+        "setup_time": room.setup_time,
+    });
+    if with_participants {
+        v["participants"] = room
+            .participants
+            .iter()
+            .map(|p| {
+                json!({
+                    "user_id": p.user_id,
+                    "display_name": p.display_name,
+                    "ue_type": p.ue_type,
+                    "mic_muted": p.mic_muted,
+                    "video_state": if p.video_enabled { "enabled" } else { "disabled" },
+                    "joined_ms": p.joined_ms,
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+/// A JSON request body read in our words: a body that does not parse is a 400 with
+/// what was wrong, never the parser's text (which quotes the body).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "a field is missing or has the wrong type",
+            _ => "the body is not valid JSON",
+        };
+        ApiError::BadRequest(format!("{what} (line {}, column {})", e.line(), e.column()))
+    })
+}
+
+async fn list_rooms(
+    State(shared): State<Arc<Shared>>,
+    Authed(service): Authed,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    let service_id = service.id.clone();
+    let rooms = ask_core(&shared, |reply| CoreCmd::Room(RoomRequest::List { service_id, reply })).await?;
+    Ok(Json(json!({ "rooms": rooms.iter().map(|r| room_json(r, false)).collect::<Vec<_>>() })))
+}
+
+async fn get_room(
+    State(shared): State<Arc<Shared>>,
+    Authed(service): Authed,
+    Path(room_id): Path<String>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    valid_room_id(&room_id)?;
+    let (service_id, id) = (service.id.clone(), room_id.clone());
+    let room =
+        ask_core(&shared, |reply| CoreCmd::Room(RoomRequest::Get { service_id, room_id: id, reply })).await?;
+    match room {
+        Some(room) => Ok(Json(room_json(&room, true))),
+        None => Err(ApiError::NotFound(format!("no live room {room_id}"))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickBody {
+    user_ids: Vec<String>,
+    #[serde(default)]
+    user_rel_code: Option<String>,
+}
+
+async fn kick(
+    State(shared): State<Arc<Shared>>,
+    Authed(service): Authed,
+    Path(room_id): Path<String>,
+    params: Params,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    valid_room_id(&room_id)?;
+    let KickBody { user_ids, user_rel_code } = json_body(&body)?;
+    if user_ids.is_empty() || user_ids.len() > 500 {
+        return Err(ApiError::BadRequest("user_ids must list 1 to 500 users".into()));
+    }
+    if user_ids.iter().any(|u| !switchboard_protocol::ids::is_valid_user_id(u)) {
+        return Err(ApiError::BadRequest("every user ID must match [A-Za-z0-9_-]{1,64}".into()));
+    }
+    valid_rel_code(&user_rel_code)?;
+    let (service_id, id, code) = (service.id.clone(), room_id.clone(), user_rel_code.clone());
+    let kicked = ask_core(&shared, |reply| {
+        CoreCmd::Room(RoomRequest::Kick { service_id, room_id: id, user_ids, user_rel_code: code, reply })
+    })
+    .await?;
+    match kicked {
+        Some(kicked) => Ok(Json(json!({
+            "room_id": room_id, "kicked": kicked, "disconnect_reason": 1110, "releaser_type": 5,
+            "user_rel_code": user_rel_code,
+        }))),
+        None => Err(ApiError::NotFound(format!("no live room {room_id}"))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    #[serde(default)]
+    user_ids: Option<Vec<String>>,
+    data: String,
+}
+
+async fn room_message(
+    State(shared): State<Arc<Shared>>,
+    Authed(service): Authed,
+    Path(room_id): Path<String>,
+    params: Params,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    valid_room_id(&room_id)?;
+    let MessageBody { user_ids, data } = json_body(&body)?;
+    let max = switchboard_protocol::MAX_APP_CONTROL_BYTES;
+    if data.is_empty() || data.len() > max {
+        return Err(ApiError::BadRequest(format!("data must be 1..={max} bytes")));
+    }
+    let (service_id, id) = (service.id.clone(), room_id.clone());
+    let reached = ask_core(&shared, |reply| {
+        CoreCmd::Room(RoomRequest::Message { service_id, room_id: id, user_ids, data, reply })
+    })
+    .await?;
+    match reached {
+        Some(n) => Ok(Json(json!({ "room_id": room_id, "delivered": n }))),
+        None => Err(ApiError::NotFound(format!("no live room {room_id}"))),
+    }
+}
+
+async fn close_room(
+    State(shared): State<Arc<Shared>>,
+    Authed(service): Authed,
+    Path(room_id): Path<String>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    let q = params.only(&["user_rel_code"])?;
+    valid_room_id(&room_id)?;
+    let code = q.get("user_rel_code").cloned();
+    valid_rel_code(&code)?;
+    let (service_id, id, user_rel_code) = (service.id.clone(), room_id.clone(), code.clone());
+    let found = ask_core(&shared, |reply| {
+        CoreCmd::Room(RoomRequest::Close { service_id, room_id: id, user_rel_code, reply })
+    })
+    .await?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no live room {room_id}")));
+    }
+    Ok(Json(json!({
+        "room_id": room_id, "ended": true, "disconnect_reason": 1110, "releaser_type": 5, "user_rel_code": code,
+    })))
 }

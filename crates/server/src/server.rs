@@ -85,6 +85,34 @@ pub(crate) enum CoreCmd {
     },
     /// A session's outbox overflowed: forget its sender so its connection closes.
     DropSession(SessionId),
+    /// The app server reads or controls rooms (REST).
+    Room(RoomRequest),
+}
+
+/// What the REST API asks of the rooms; each answers on its `reply`.
+pub(crate) enum RoomRequest {
+    /// The service's live rooms.
+    List { service_id: String, reply: oneshot::Sender<Vec<crate::room::RoomInfo>> },
+    /// One live room.
+    Get { service_id: String, room_id: String, reply: oneshot::Sender<Option<crate::room::RoomInfo>> },
+    /// Kick users out (USER_ERROR, app_server); the users found, `None`: no room.
+    Kick {
+        service_id: String,
+        room_id: String,
+        user_ids: Vec<String>,
+        user_rel_code: Option<String>,
+        reply: oneshot::Sender<Option<Vec<String>>>,
+    },
+    /// An app control message to `user_ids` (or all); sessions reached, `None`: no room.
+    Message {
+        service_id: String,
+        room_id: String,
+        user_ids: Option<Vec<String>>,
+        data: String,
+        reply: oneshot::Sender<Option<usize>>,
+    },
+    /// End the room for everyone; whether it was live.
+    Close { service_id: String, room_id: String, user_rel_code: Option<String>, reply: oneshot::Sender<bool> },
 }
 
 /// State every connection and request shares (read-mostly).
@@ -375,12 +403,34 @@ impl CoreRunner {
             CoreCmd::DropSession(session) => {
                 self.sessions.remove(&session);
             }
+            CoreCmd::Room(request) => self.room_request(now, request),
             CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
                 let found = self.switch.live_call(&service_id, &sid).is_some();
                 if found {
                     self.switch.handle(now, Input::ForceEnd { service_id, sid, user_rel_code });
                 }
                 let _ = reply.send(found);
+            }
+        }
+    }
+
+    fn room_request(&mut self, now: Millis, request: RoomRequest) {
+        match request {
+            RoomRequest::List { service_id, reply } => {
+                let _ = reply.send(self.switch.rooms().list(&service_id));
+            }
+            RoomRequest::Get { service_id, room_id, reply } => {
+                let _ = reply.send(self.switch.rooms().get(&service_id, &room_id));
+            }
+            RoomRequest::Kick { service_id, room_id, user_ids, user_rel_code, reply } => {
+                let _ = reply.send(self.switch.kick(now, &service_id, &room_id, &user_ids, user_rel_code));
+            }
+            RoomRequest::Message { service_id, room_id, user_ids, data, reply } => {
+                let _ =
+                    reply.send(self.switch.app_message(&service_id, &room_id, user_ids.as_deref(), &data));
+            }
+            RoomRequest::Close { service_id, room_id, user_rel_code, reply } => {
+                let _ = reply.send(self.switch.close_room(now, &service_id, &room_id, user_rel_code));
             }
         }
     }
