@@ -384,4 +384,14 @@ async fn the_app_server_lists_messages_kicks_and_closes_rooms() {
         (kicked.query["disconnect_reason"].as_str(), kicked.query["releaser_type"].as_str()),
         ("1110", "5")
     );
+    let metrics =
+        reqwest::get(format!("{}/metrics", h.url())).await.expect("metrics").text().await.expect("text");
+    for line in [
+        "switchboard_room_joins_total 3",
+        "switchboard_room_leaves_total{reason=\"USER_ERROR\",code=\"1110\"} 3",
+        "switchboard_rooms 0",
+        "switchboard_room_participants 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+    }
 }

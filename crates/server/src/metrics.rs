@@ -30,6 +30,13 @@ pub struct Metrics {
     calls_ended: [AtomicU64; DisconnectReason::ALL.len()],
     /// Open signaling sessions.
     pub sessions: AtomicI64,
+    /// Live rooms.
+    pub rooms: AtomicI64,
+    /// Participants in live rooms.
+    pub room_participants: AtomicI64,
+    /// Room joins accepted.
+    pub room_joins: AtomicU64,
+    room_leaves: [AtomicU64; DisconnectReason::ALL.len()],
     /// Connections closed at accept: their address had too many unauthenticated ones.
     pub connections_refused: AtomicU64,
     /// The media relay's figures.
@@ -50,6 +57,10 @@ impl Default for Metrics {
             calls_started: AtomicU64::new(0),
             calls_ended: std::array::from_fn(|_| AtomicU64::new(0)),
             sessions: AtomicI64::new(0),
+            rooms: AtomicI64::new(0),
+            room_participants: AtomicI64::new(0),
+            room_joins: AtomicU64::new(0),
+            room_leaves: std::array::from_fn(|_| AtomicU64::new(0)),
             connections_refused: AtomicU64::new(0),
             media: std::sync::Arc::default(),
         }
@@ -81,6 +92,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a participant leaving a room.
+    pub fn room_left(&self, reason: DisconnectReason) {
+        self.room_leaves[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
@@ -108,6 +124,7 @@ impl Metrics {
                 get(&self.callbacks_dropped),
             ),
             ("switchboard_calls_started_total", "1-to-1 calls created.", get(&self.calls_started)),
+            ("switchboard_room_joins_total", "Room joins accepted.", get(&self.room_joins)),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
@@ -123,6 +140,32 @@ impl Metrics {
                     r.code()
                 );
             }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP switchboard_room_leaves_total Participants that left rooms, by disconnect reason."
+        );
+        let _ = writeln!(s, "# TYPE switchboard_room_leaves_total counter");
+        for (i, r) in DisconnectReason::ALL.iter().enumerate() {
+            let v = get(&self.room_leaves[i]);
+            if v > 0 {
+                let _ = writeln!(
+                    s,
+                    "switchboard_room_leaves_total{{reason=\"{}\",code=\"{}\"}} {v}",
+                    r.name(),
+                    r.code()
+                );
+            }
+        }
+        for (name, help, v) in [
+            ("switchboard_rooms", "Live rooms.", &self.rooms),
+            ("switchboard_room_participants", "Participants in live rooms.", &self.room_participants),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             s,

@@ -463,8 +463,14 @@ impl CoreRunner {
         while let Some(out) = self.switch.poll_output() {
             match out {
                 Output::Send(session, msg) => {
-                    if matches!(msg, ServerMessage::CallCreated { .. }) {
-                        self.metrics.calls_started.fetch_add(1, Ordering::Relaxed);
+                    match &msg {
+                        ServerMessage::CallCreated { .. } => {
+                            self.metrics.calls_started.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ServerMessage::RoomJoined { .. } => {
+                            self.metrics.room_joins.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
                     }
                     sends.push((session, msg));
                 }
@@ -485,6 +491,7 @@ impl CoreRunner {
                 }),
                 Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
                 Output::MediaLeave { sid, party } => self.media.send(MediaCmd::Leave { sid, party }),
+                Output::RoomLeft { reason } => self.metrics.room_left(reason),
                 Output::Gcall { service_id, seq, record } => {
                     if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {
                         batch.callbacks.push(NewCallback {
@@ -513,6 +520,9 @@ impl CoreRunner {
                 }
             }
         }
+        let rooms = self.switch.rooms().census();
+        self.metrics.rooms.store(rooms.rooms as i64, Ordering::Relaxed);
+        self.metrics.room_participants.store(rooms.participants as i64, Ordering::Relaxed);
         // Frames go out only after the step is on disk (the journal runs this once
         // its group commit is done), in step order.
         let frames: Vec<(SessionId, SessionTx, String)> = sends

@@ -217,6 +217,11 @@ pub enum Output {
         /// The relay's party (the user ID).
         party: String,
     },
+    /// A participant left a room, for the metrics (the room may go on).
+    RoomLeft {
+        /// Why.
+        reason: DisconnectReason,
+    },
     /// The call or room is over: release its media.
     MediaEnd {
         /// The call or room.

@@ -207,6 +207,8 @@ pub struct Rooms {
     /// Which rooms each user is in.
     by_party: HashMap<Party, Vec<String>>,
     timers: BinaryHeap<Reverse<(Millis, TimerKind, String)>>,
+    /// Participants in all rooms (kept, not counted: metrics read it often).
+    participants: usize,
 }
 
 impl Rooms {
@@ -219,6 +221,7 @@ impl Rooms {
             rooms: HashMap::new(),
             by_party: HashMap::new(),
             timers: BinaryHeap::new(),
+            participants: 0,
         }
     }
 
@@ -234,10 +237,7 @@ impl Rooms {
 
     /// Live counts.
     pub fn census(&self) -> RoomCensus {
-        RoomCensus {
-            rooms: self.rooms.len(),
-            participants: self.rooms.values().map(|r| r.participants.len()).sum(),
-        }
+        RoomCensus { rooms: self.rooms.len(), participants: self.participants }
     }
 
     /// The live rooms of a service.
@@ -452,6 +452,7 @@ impl Rooms {
         let others: Vec<SessionId> = room.participants.iter().filter_map(|p| p.session).collect();
         let added = participant.peer();
         room.participants.push(participant);
+        self.participants += 1;
         let total = room.participants.len() as u32;
         out.push_back(Output::Send(
             session,
@@ -564,6 +565,7 @@ impl Rooms {
         let Some(room) = self.rooms.get_mut(sid) else { return };
         let Some(i) = room.index_of(party) else { return };
         let p = room.participants.remove(i);
+        self.participants -= 1;
         let total = room.participants.len() as u32;
         let others: Vec<SessionId> = room.participants.iter().filter_map(|q| q.session).collect();
         let service_id = room.service_id.clone();
@@ -598,6 +600,7 @@ impl Rooms {
             }
         }
         out.push_back(Output::MediaLeave { sid: sid.to_string(), party: p.party.user_id.clone() });
+        out.push_back(Output::RoomLeft { reason });
         let ended = total == 0;
         let record = Gone { p, reason, source };
         self.callback(now, sid, party, if ended { 'E' } else { 'C' }, change, Some(&record), out);
