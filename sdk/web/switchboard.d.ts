@@ -113,3 +113,88 @@ export declare function listenForCalls(opts: {
   onIncomingCall(call: IncomingCall): void;
   onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
 }): Promise<{ close(): void }>;
+
+/** A room participant other than me. */
+export interface PeerInfo {
+  userId: string;
+  serviceId: string;
+  displayName: string | null;
+  ueType: 'UE_TYPE_UNDEFINED' | 'ANDROID' | 'IOS' | 'DESKTOPMAC' | 'DESKTOPWIN' | 'BROWSER' | 'SIP_TERMINAL';
+  micMuted: boolean;
+  videoEnabled: boolean;
+  /** When the peer joined, epoch milliseconds. */
+  joinedAt: number;
+}
+
+/** How a room ended for me (WebPlanetKit's shape). */
+export interface ConferenceDisconnectedParam {
+  source: DisconnectSourceName;
+  /** e.g. `{ code: 1402, strCode: 'PLANETKIT_DISCONNECT_REASON_ALONE_KICK_OUT' }` */
+  reason: { code: number; strCode: string };
+  /** The app server's code with USER_ERROR (kick-out). */
+  userRelCode: string | null;
+}
+
+export interface ConferenceDelegate {
+  evtConnected?(room: { roomId: string; roomServiceId: string; hostId: string; mediaType: MediaType; setupTime: number }): void;
+  evtDisconnected?(p: ConferenceDisconnectedParam): void;
+  evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
+  evtPeersMicMuted?(peers: PeerInfo[]): void;
+  evtPeersMicUnmuted?(peers: PeerInfo[]): void;
+  /** A peer turned its camera on or off (`videoEnabled`). */
+  evtPeersVideoUpdated?(peers: PeerInfo[]): void;
+  evtShortDataReceived?(p: { peerId: string; type: string; data: string }): void;
+  evtAppControlMessageReceived?(p: { data: string }): void;
+}
+
+export type VideoResolution = 'qvga' | 'vga' | 'hd';
+
+export interface JoinConferenceParams {
+  myId: string;
+  myServiceId: string;
+  roomId: string;
+  /** Default: myServiceId (it must be mine). */
+  roomServiceId?: string;
+  mediaType: MediaType;
+  accessToken: string;
+  displayName?: string;
+  /** In on_gcall_evt_cb (≤ 4,096 bytes). */
+  appServerData?: string;
+  mediaHtmlElement?: {
+    /** My camera. */
+    myVideo?: HTMLVideoElement;
+    /** One element that plays the whole room's audio. */
+    roomAudio?: HTMLAudioElement;
+  };
+  /** Join with the microphone on (default true). */
+  micOn?: boolean;
+  /** Join with the camera on (video rooms; default true). */
+  cameraOn?: boolean;
+  delegate?: ConferenceDelegate;
+}
+
+/** How joinConference rejects: an Error with the reason. */
+export interface ConferenceError extends Error {
+  /** A START_FAIL_REASON string, or the disconnect reason's name (`ROOM_IS_FULL`). */
+  reason: string;
+  /** The disconnect reason's code (1401) or a web-only code (1601-1612). */
+  code?: number;
+  strCode?: string;
+}
+
+export declare class Conference {
+  constructor(opts: { serverUrl: string });
+  readonly sid: string | null;
+  joinConference(params: JoinConferenceParams): Promise<void>;
+  leaveConference(): Promise<void>;
+  muteMyAudio(mute: boolean): Promise<void>;
+  enableVideo(): Promise<void>;
+  disableVideo(): Promise<void>;
+  /** Receive `userId`'s video in `videoViewElement` (nobody's video comes unasked). */
+  requestPeerVideo(p: { userId: string; resolution?: VideoResolution; videoViewElement: HTMLVideoElement }): Promise<void>;
+  removePeerVideo(p: { userId: string }): Promise<void>;
+  getPeersInfo(): PeerInfo[];
+  /** `type` ≤ 100 bytes, `data` ≤ 800 bytes; all others, or `targets`. */
+  sendShortData(p: { type: string; data: string; targets?: string[] }): Promise<void>;
+  getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
+}

@@ -118,6 +118,15 @@ class Session {
   }
 }
 
+/** The relay is ICE-lite without trickle: an offer goes out with every host candidate. */
+async function gathered(pc) {
+  if (pc.iceGatheringState === 'complete') return;
+  await new Promise((resolve) => {
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') resolve(); });
+    setTimeout(resolve, 3000);
+  });
+}
+
 function call(fn, ...args) {
   try { fn?.(...args); } catch (e) { console.error('switchboard delegate threw', e); }
 }
@@ -343,14 +352,7 @@ export class Call {
       if (el) { el.srcObject = null; el.srcObject = this.remoteStream; el.play?.().catch(() => {}); }
     };
     await pc.setLocalDescription(await pc.createOffer());
-    // The relay is ICE-lite without trickle: send the offer with every host candidate.
-    if (pc.iceGatheringState !== 'complete') {
-      await new Promise((resolve) => {
-        const done = () => { if (pc.iceGatheringState === 'complete') resolve(); };
-        pc.addEventListener('icegatheringstatechange', done);
-        setTimeout(resolve, 3000);
-      });
-    }
+    await gathered(pc);
     const m = await this.session.request({ type: 'media_offer', sid: this.sid, sdp: pc.localDescription.sdp });
     if (m.type !== 'media_answer') throw new Error(m.message ?? 'media refused');
     await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
@@ -395,4 +397,280 @@ export async function listenForCalls({ serverUrl, myId, myServiceId, accessToken
   }, () => {});
   await session.open();
   return { close: () => session.close() };
+}
+
+/** A room participant as the delegate events give it. */
+function peerInfo(p) {
+  return {
+    userId: p.user_id, serviceId: p.service_id, displayName: p.display_name ?? null, ueType: p.ue_type,
+    micMuted: p.mic_muted, videoEnabled: p.video_enabled, joinedAt: p.joined_ms,
+  };
+}
+
+/** A disconnect as WebPlanetKit reports it. */
+function disconnectOf(m) {
+  return {
+    source: m.source.name,
+    reason: { code: m.reason.code, strCode: `PLANETKIT_DISCONNECT_REASON_${m.reason.name}` },
+    userRelCode: m.user_rel_code ?? null,
+  };
+}
+
+/** A rejection of joinConference: an Error with `reason`, `code` and `strCode`. */
+function joinError(reason, message, code) {
+  const e = new Error(message ?? reason);
+  e.reason = reason;
+  if (code != null) e.code = code;
+  return e;
+}
+
+/**
+ * A group call (room), in WebPlanetKit's conference shape: `joinConference`, then
+ * `leaveConference`. Everyone's audio plays through the one `roomAudio` element; a
+ * peer's video arrives only after `requestPeerVideo`.
+ */
+export class Conference {
+  constructor({ serverUrl } = {}) {
+    if (!serverUrl) throw new TypeError('serverUrl is required');
+    this.serverUrl = serverUrl;
+    this.unsupported = typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia;
+    this.sid = null;
+    this.ended = false;
+    /** user ID → peer info */
+    this.peers = new Map();
+    /** mid → user ID, from the server's media_lines */
+    this.lineOwners = new Map();
+    /** user ID → the <video> a requestPeerVideo named */
+    this.videoViews = new Map();
+  }
+
+  /**
+   * Joins (or creates) the room `roomId` of `roomServiceId` (default: mine). Resolves
+   * once in the room (evtConnected fires first); rejects with an Error carrying
+   * `reason` (a start-fail reason, or the disconnect reason's name, e.g. ROOM_IS_FULL)
+   * and `code`.
+   */
+  async joinConference(params) {
+    if (this.unsupported) throw joinError('browser_not_supported', 'WebRTC is not available', 1612);
+    if (this.session) throw joinError('invalid_param', 'this Conference object is already in use');
+    this.params = params;
+    this.delegate = params.delegate ?? {};
+    this.mediaType = params.mediaType ?? 'audio';
+    if (!['audio', 'video'].includes(this.mediaType)) throw joinError('invalid_media_type', 'mediaType must be audio or video');
+    const micOn = params.micOn ?? true;
+    const cameraOn = params.cameraOn ?? true;
+    try {
+      this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: this.mediaType === 'video' });
+    } catch (e) {
+      const g = gumError(e);
+      throw Object.assign(joinError(g.reason, g.message, g.code), { strCode: g.strCode });
+    }
+    for (const t of this.localStream.getAudioTracks()) t.enabled = micOn;
+    for (const t of this.localStream.getVideoTracks()) t.enabled = cameraOn;
+    const myVideo = params.mediaHtmlElement?.myVideo;
+    if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
+    this.session = new Session(this.serverUrl, { token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' },
+      (m) => this._onMessage(m), () => this._lost());
+    try {
+      await this.session.open();
+    } catch (e) {
+      this._teardown();
+      throw joinError(e.reason ?? 'internal_initialization_error', e.message, e.code);
+    }
+    const m = await this.session.request({
+      type: 'join_room', room_id: params.roomId, room_service_id: params.roomServiceId ?? params.myServiceId,
+      media_type: this.mediaType, display_name: params.displayName, app_data: params.appServerData,
+      mic_muted: !micOn, video_enabled: this.mediaType === 'video' && cameraOn,
+    });
+    if (m.type !== 'room_joined') {
+      this._teardown();
+      if (m.type === 'disconnected') throw Object.assign(joinError(m.reason.name, m.reason.name, m.reason.code), { strCode: `PLANETKIT_DISCONNECT_REASON_${m.reason.name}` });
+      throw joinError(m.reason ?? 'internal_initialization_error', m.message, m.code);
+    }
+    this.sid = m.sid;
+    this.roomInfo = { roomId: m.room_id, roomServiceId: m.room_service_id, hostId: m.host_id, mediaType: m.media_type, setupTime: m.setup_time };
+    for (const p of m.peers) this.peers.set(p.user_id, peerInfo(p));
+    this._negotiate(() => this._firstOffer());
+    call(this.delegate.evtConnected, this.roomInfo);
+    if (m.peers.length) {
+      call(this.delegate.evtPeerListUpdated, { addedPeers: [...this.peers.values()], removedPeers: [], totalPeersCount: this.peers.size });
+    }
+  }
+
+  /** Leaves the room; evtDisconnected follows (NORMAL, source participant). */
+  async leaveConference() {
+    if (!this.sid || this.ended) return;
+    const m = await this.session.request({ type: 'leave_room', sid: this.sid });
+    if (m.type === 'disconnected') this._ended(m);
+  }
+
+  /** Mutes or unmutes my microphone; the others get evtPeersMicMuted / evtPeersMicUnmuted. */
+  async muteMyAudio(mute) {
+    for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !mute;
+    this.session?.send({ type: 'media_state', sid: this.sid, mic_muted: !!mute });
+  }
+
+  /** Turns my camera (back) on in a video room; the others get evtPeersVideoUpdated. */
+  async enableVideo() { this._video(true); }
+
+  /** Turns my camera off; the others get evtPeersVideoUpdated. */
+  async disableVideo() { this._video(false); }
+
+  _video(on) {
+    for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = on;
+    this.session?.send({ type: 'media_state', sid: this.sid, video_enabled: on });
+  }
+
+  /**
+   * Starts receiving `userId`'s video into `videoViewElement`. The relay forwards it only
+   * from now on and asks the sender for a keyframe, so it shows at once. `resolution`:
+   * `qvga`, `vga` or `hd`.
+   */
+  async requestPeerVideo({ userId, resolution, videoViewElement }) {
+    if (!this.sid || this.ended) throw joinError('invalid_param', 'not in a room');
+    if (videoViewElement) this.videoViews.set(userId, videoViewElement);
+    const m = await this.session.request({ type: 'request_peer_video', sid: this.sid, user_id: userId, resolution });
+    if (m.type !== 'peer_video') { this.videoViews.delete(userId); throw joinError('invalid_param', m.message); }
+    this._attachViews();
+  }
+
+  /** Stops receiving `userId`'s video. */
+  async removePeerVideo({ userId }) {
+    const el = this.videoViews.get(userId);
+    this.videoViews.delete(userId);
+    if (el) el.srcObject = null;
+    if (this.sid && !this.ended) await this.session.request({ type: 'remove_peer_video', sid: this.sid, user_id: userId });
+  }
+
+  /** Everyone else in the room. */
+  getPeersInfo() { return [...this.peers.values()]; }
+
+  /** Short data to the others (or `targets`): `type` ≤ 100 bytes, `data` ≤ 800 bytes. */
+  async sendShortData({ type, data, targets }) {
+    if (!this.sid || this.ended) throw joinError('invalid_param', 'not in a room');
+    this.session.send({ type: 'short_data', sid: this.sid, data_type: type, data, targets });
+  }
+
+  /** WebRTC statistics of the connection to the server's relay. */
+  async getStats() { return this.pc ? this.pc.getStats() : new Map(); }
+
+  _onMessage(m) {
+    if (m.sid && this.sid && m.sid !== this.sid) return;
+    switch (m.type) {
+      case 'peer_list': {
+        const added = m.added.map(peerInfo);
+        for (const p of added) this.peers.set(p.userId, p);
+        const removed = m.removed.map((u) => this.peers.get(u) ?? { userId: u });
+        for (const u of m.removed) {
+          this.peers.delete(u);
+          const el = this.videoViews.get(u);
+          if (el) el.srcObject = null;
+          this.videoViews.delete(u);
+        }
+        call(this.delegate.evtPeerListUpdated, { addedPeers: added, removedPeers: removed, totalPeersCount: m.total });
+        break;
+      }
+      case 'peer_media_state': {
+        const p = this.peers.get(m.user_id);
+        if (!p) break;
+        if (m.mic_muted != null) {
+          p.micMuted = m.mic_muted;
+          call(m.mic_muted ? this.delegate.evtPeersMicMuted : this.delegate.evtPeersMicUnmuted, [p]);
+        }
+        if (m.video_enabled != null) {
+          p.videoEnabled = m.video_enabled;
+          call(this.delegate.evtPeersVideoUpdated, [p]);
+        }
+        break;
+      }
+      case 'media_lines':
+        for (const l of m.lines) this.lineOwners.set(l.mid, l.user_id);
+        this._attachViews();
+        break;
+      case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
+      case 'short_data': call(this.delegate.evtShortDataReceived, { peerId: m.from_user_id, type: m.data_type, data: m.data }); break;
+      case 'app_control_message': call(this.delegate.evtAppControlMessageReceived, { data: m.data }); break;
+      case 'disconnected': if (m.req == null) this._ended(m); break;
+      default: break;
+    }
+  }
+
+  /** Shows each requested peer's video in its element, once its line is known. */
+  _attachViews() {
+    if (!this.pc) return;
+    for (const t of this.pc.getTransceivers()) {
+      const user = this.lineOwners.get(t.mid);
+      const el = user && this.videoViews.get(user);
+      if (!el || t.receiver.track.kind !== 'video') continue;
+      if (el.srcObject?.getVideoTracks()[0] === t.receiver.track) continue;
+      el.srcObject = new MediaStream([t.receiver.track]);
+      el.play?.().catch(() => {});
+    }
+  }
+
+  /** Plays every peer's audio through the one roomAudio element (mixed in WebAudio). */
+  _roomAudio(track) {
+    if (!this.mix) {
+      const ctx = new AudioContext();
+      this.mix = { ctx, dest: ctx.createMediaStreamDestination(), keep: [] };
+      ctx.resume?.().catch(() => {});
+      const el = this.params.mediaHtmlElement?.roomAudio;
+      if (el) { el.srcObject = this.mix.dest.stream; el.play?.().catch(() => {}); }
+    }
+    const stream = new MediaStream([track]);
+    // Chromium feeds a remote track to WebAudio only while a media element plays it.
+    const sink = new Audio();
+    sink.muted = true;
+    sink.srcObject = stream;
+    sink.play?.().catch(() => {});
+    this.mix.keep.push(sink);
+    this.mix.ctx.createMediaStreamSource(stream).connect(this.mix.dest);
+  }
+
+  _negotiate(step) {
+    this._negotiation = (this._negotiation ?? Promise.resolve()).then(step).catch((e) => console.error('switchboard negotiation failed', e));
+    return this._negotiation;
+  }
+
+  async _firstOffer() {
+    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = pc;
+    for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
+    pc.ontrack = (ev) => {
+      if (ev.track.kind === 'audio') this._roomAudio(ev.track);
+      else this._attachViews();
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const m = await this.session.request({ type: 'media_offer', sid: this.sid, sdp: pc.localDescription.sdp });
+    if (m.type !== 'media_answer') throw new Error(m.message ?? 'media refused');
+    await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+  }
+
+  async _relayOffer(offerId, sdp) {
+    const pc = this.pc;
+    if (!pc || this.ended) return;
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.session.send({ type: 'media_answer', sid: this.sid, offer_id: offerId, sdp: pc.localDescription.sdp });
+    this._attachViews();
+  }
+
+  _ended(m) {
+    if (this.ended) return;
+    this.ended = true;
+    this._teardown();
+    call(this.delegate.evtDisconnected, disconnectOf(m));
+  }
+
+  _lost() {
+    this._ended({ reason: { code: 1611, name: 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED' }, source: { name: 'participant' } });
+  }
+
+  _teardown() {
+    try { this.pc?.close(); } catch { /* closed */ }
+    for (const t of this.localStream?.getTracks() ?? []) t.stop();
+    this.mix?.ctx.close().catch(() => {});
+    this.session?.close();
+  }
 }

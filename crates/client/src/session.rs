@@ -329,6 +329,44 @@ impl Client {
         }
     }
 
+    /// Starts receiving `user_id`'s video in room `sid` (`requestPeerVideo`): the relay
+    /// forwards nobody's video until asked, and asks the sender for a keyframe so that
+    /// it decodes at once. `resolution` is `qvga`, `vga` or `hd`.
+    pub async fn request_peer_video(
+        &self,
+        sid: &str,
+        user_id: &str,
+        resolution: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let answer = self
+            .request(|req| ClientMessage::RequestPeerVideo {
+                req,
+                sid: sid.to_string(),
+                user_id: user_id.to_string(),
+                resolution: resolution.map(str::to_string),
+            })
+            .await?;
+        match answer {
+            ServerMessage::PeerVideo { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stops receiving `user_id`'s video in room `sid` (`removePeerVideo`).
+    pub async fn remove_peer_video(&self, sid: &str, user_id: &str) -> Result<(), ClientError> {
+        let answer = self
+            .request(|req| ClientMessage::RemovePeerVideo {
+                req,
+                sid: sid.to_string(),
+                user_id: user_id.to_string(),
+            })
+            .await?;
+        match answer {
+            ServerMessage::PeerVideo { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Sends short data (`data_type` ≤ 100 bytes, `data` ≤ 800 bytes) to the other
     /// participants of room `sid`, or only to `targets`.
     pub async fn send_short_data(
@@ -481,7 +519,8 @@ fn req_of(m: &ServerMessage) -> Option<u64> {
         | ServerMessage::Resumed { req, .. }
         | ServerMessage::MediaAnswer { req, .. }
         | ServerMessage::TokenRefreshed { req, .. }
-        | ServerMessage::RoomJoined { req, .. } => *req,
+        | ServerMessage::RoomJoined { req, .. }
+        | ServerMessage::PeerVideo { req, .. } => *req,
         _ => None,
     }
 }

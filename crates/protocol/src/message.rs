@@ -224,6 +224,31 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         targets: Option<Vec<String>>,
     },
+    /// In a room: start receiving a participant's video (`requestPeerVideo`). Nobody's
+    /// video is forwarded to a participant before it asks. Answered `peer_video`.
+    RequestPeerVideo {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The room session.
+        sid: String,
+        /// Whose video.
+        user_id: String,
+        /// `qvga`, `vga` or `hd` (the layer wanted when the sender offers several).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolution: Option<String>,
+    },
+    /// In a room: stop receiving a participant's video (`removePeerVideo`). Answered
+    /// `peer_video`.
+    RemovePeerVideo {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The room session.
+        sid: String,
+        /// Whose video.
+        user_id: String,
+    },
     /// Hand a fresh access token without dropping the session.
     RefreshToken {
         /// Request number echoed in the answer.
@@ -478,6 +503,18 @@ pub enum ServerMessage {
         /// Every line that carries someone's media now.
         lines: Vec<MediaLine>,
     },
+    /// Answer to `request_peer_video` / `remove_peer_video`.
+    PeerVideo {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        /// The room session.
+        sid: String,
+        /// Whose video.
+        user_id: String,
+        /// Whether it is now forwarded to this session.
+        requested: bool,
+    },
     /// Another participant's short data (`evtShortDataReceived`).
     ShortData {
         /// The room session.
@@ -565,6 +602,8 @@ pub const CLIENT_TYPES: &[&str] = &[
     "join_room",
     "leave_room",
     "short_data",
+    "request_peer_video",
+    "remove_peer_video",
 ];
 
 impl ClientMessage {
@@ -628,6 +667,7 @@ impl ServerMessage {
             | ServerMessage::PeerList { sid, .. }
             | ServerMessage::MediaLines { sid, .. }
             | ServerMessage::ShortData { sid, .. }
+            | ServerMessage::PeerVideo { sid, .. }
             | ServerMessage::AppControlMessage { sid, .. } => Some(sid),
             _ => None,
         }
@@ -771,6 +811,13 @@ mod tests {
                 data: "d".into(),
                 targets: None,
             },
+            ClientMessage::RequestPeerVideo {
+                req: None,
+                sid: "s".into(),
+                user_id: "u".into(),
+                resolution: None,
+            },
+            ClientMessage::RemovePeerVideo { req: None, sid: "s".into(), user_id: "u".into() },
             ClientMessage::RefreshToken { req: None, token: "t".into() },
         ];
         for m in &all {
@@ -789,6 +836,8 @@ mod tests {
                 | ClientMessage::JoinRoom { .. }
                 | ClientMessage::LeaveRoom { .. }
                 | ClientMessage::ShortData { .. }
+                | ClientMessage::RequestPeerVideo { .. }
+                | ClientMessage::RemovePeerVideo { .. }
                 | ClientMessage::RefreshToken { .. } => {}
             }
         }

@@ -492,6 +492,9 @@ impl CoreRunner {
                 Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
                 Output::MediaLeave { sid, party } => self.media.send(MediaCmd::Leave { sid, party }),
                 Output::RoomLeft { reason } => self.metrics.room_left(reason),
+                Output::VideoFrom { sid, party, from } => {
+                    self.media.send(MediaCmd::VideoFrom { sid, party, from })
+                }
                 Output::Gcall { service_id, seq, record } => {
                     if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {
                         batch.callbacks.push(NewCallback {

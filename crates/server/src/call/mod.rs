@@ -217,6 +217,15 @@ pub enum Output {
         /// The relay's party (the user ID).
         party: String,
     },
+    /// A room participant receives video only from these participants.
+    VideoFrom {
+        /// The room.
+        sid: String,
+        /// The receiving participant (its user ID).
+        party: String,
+        /// Whose video it asked for.
+        from: Vec<String>,
+    },
     /// A participant left a room, for the metrics (the room may go on).
     RoomLeft {
         /// Why.
@@ -844,7 +853,9 @@ impl Switch {
             }
             ClientMessage::JoinRoom { req, .. }
             | ClientMessage::LeaveRoom { req, .. }
-            | ClientMessage::ShortData { req, .. } => {
+            | ClientMessage::ShortData { req, .. }
+            | ClientMessage::RequestPeerVideo { req, .. }
+            | ClientMessage::RemovePeerVideo { req, .. } => {
                 self.error(session, req, ErrorCode::NotFound, "no such room for this session")
             }
             ClientMessage::Hello { .. } | ClientMessage::Ping {} | ClientMessage::RefreshToken { .. } => {
@@ -909,6 +920,14 @@ impl Switch {
                 let reason =
                     reason.and_then(DisconnectReason::from_code).filter(|r| r.is_client_reportable());
                 self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.out);
+                None
+            }
+            ClientMessage::RequestPeerVideo { req, sid, user_id, .. } => {
+                self.rooms.peer_video(session, req, &sid, &user_id, true, &mut self.out);
+                None
+            }
+            ClientMessage::RemovePeerVideo { req, sid, user_id } => {
+                self.rooms.peer_video(session, req, &sid, &user_id, false, &mut self.out);
                 None
             }
             ClientMessage::ShortData { req, sid, data_type, data, targets } => {

@@ -41,9 +41,20 @@ pub(crate) fn relay_receives(dir: Direction) -> bool {
     matches!(dir, Direction::RecvOnly | Direction::SendRecv)
 }
 
-/// Assigns every source of every party to a line of each other party. Returns, per
-/// party, the kinds of the lines it still lacks (to be added and offered to it).
-pub(crate) fn assign(parties: &mut [(u64, &mut Vec<Line>)]) -> HashMap<u64, Vec<MediaKind>> {
+/// Whether a receiver wants a source: `(receiver, source party, kind)`. In a call every
+/// party gets everything; in a room video goes only to those who asked for it.
+pub(crate) type Wants<'a> = &'a dyn Fn(u64, u64, MediaKind) -> bool;
+
+/// Everyone wants everything.
+#[cfg(test)]
+pub(crate) fn everything(_: u64, _: u64, _: MediaKind) -> bool {
+    true
+}
+
+/// Assigns every source of every party to a line of each other party that wants it.
+/// Returns, per party, the kinds of the lines it still lacks (to be added and offered
+/// to it).
+pub(crate) fn assign(parties: &mut [(u64, &mut Vec<Line>)], wants: Wants) -> HashMap<u64, Vec<MediaKind>> {
     let sources: Vec<(Source, MediaKind)> = parties
         .iter()
         .flat_map(|(party, lines)| {
@@ -58,11 +69,13 @@ pub(crate) fn assign(parties: &mut [(u64, &mut Vec<Line>)]) -> HashMap<u64, Vec<
     for (party, lines) in parties.iter_mut() {
         for line in lines.iter_mut() {
             let gone = line.feed.is_some_and(|f| !sources.iter().any(|(s, _)| *s == f));
-            if gone || !relay_sends(line.dir) {
+            let unwanted = line.feed.is_some_and(|f| !wants(*party, f.party, line.kind));
+            if gone || unwanted || !relay_sends(line.dir) {
                 line.feed = None;
             }
         }
-        for (source, kind) in sources.iter().filter(|(s, _)| s.party != *party) {
+        let wanted = sources.iter().filter(|(s, kind)| s.party != *party && wants(*party, s.party, *kind));
+        for (source, kind) in wanted {
             if lines.iter().any(|l| l.feed == Some(*source)) {
                 continue;
             }
@@ -97,7 +110,7 @@ mod tests {
             line("0", MediaKind::Audio, Direction::SendRecv),
             line("1", MediaKind::Video, Direction::SendRecv),
         ];
-        let needs = assign(&mut [(1, &mut a), (2, &mut b)]);
+        let needs = assign(&mut [(1, &mut a), (2, &mut b)], &everything);
         assert!(needs.is_empty());
         assert_eq!(a[0].feed, src(2, "0"));
         assert_eq!(a[1].feed, src(2, "1"));
@@ -110,21 +123,21 @@ mod tests {
         let mut a = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
         let mut b = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
         let mut c = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
-        let needs = assign(&mut [(1, &mut a), (2, &mut b), (3, &mut c)]);
+        let needs = assign(&mut [(1, &mut a), (2, &mut b), (3, &mut c)], &everything);
         assert_eq!(needs.len(), 3);
         assert!(needs.values().all(|k| k == &[MediaKind::Audio]));
         // The relay added a sendonly line to each; now everyone hears both others.
         for l in [&mut a, &mut b, &mut c] {
             l.push(line("s1", MediaKind::Audio, Direction::SendOnly));
         }
-        assert!(assign(&mut [(1, &mut a), (2, &mut b), (3, &mut c)]).is_empty());
+        assert!(assign(&mut [(1, &mut a), (2, &mut b), (3, &mut c)], &everything).is_empty());
         let fed = |l: &Vec<Line>| l.iter().filter_map(|x| x.feed.map(|f| f.party)).collect::<Vec<_>>();
         assert_eq!(fed(&a).len(), 2);
         assert!(fed(&a).contains(&2) && fed(&a).contains(&3));
         // C leaves: its feeds are freed; a newcomer D reuses them without renegotiation.
         let mut d = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
         d.push(line("s1", MediaKind::Audio, Direction::SendOnly));
-        assert!(assign(&mut [(1, &mut a), (2, &mut b), (4, &mut d)]).is_empty());
+        assert!(assign(&mut [(1, &mut a), (2, &mut b), (4, &mut d)], &everything).is_empty());
         assert!(fed(&a).contains(&4) && !fed(&a).contains(&3));
     }
 
@@ -135,7 +148,7 @@ mod tests {
             line("1", MediaKind::Video, Direction::SendRecv),
         ];
         let mut b = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
-        let needs = assign(&mut [(1, &mut a), (2, &mut b)]);
+        let needs = assign(&mut [(1, &mut a), (2, &mut b)], &everything);
         assert_eq!(needs.get(&2), Some(&vec![MediaKind::Video]));
         assert_eq!(needs.get(&1), None);
         // Receive-only and inactive lines are not sources, and are not fed when inactive.
@@ -143,7 +156,7 @@ mod tests {
             line("0", MediaKind::Audio, Direction::SendOnly),
             line("1", MediaKind::Audio, Direction::Inactive),
         ];
-        let needs = assign(&mut [(1, &mut a), (3, &mut c)]);
+        let needs = assign(&mut [(1, &mut a), (3, &mut c)], &everything);
         assert_eq!(c[0].feed, src(1, "0"));
         assert_eq!(c[1].feed, None);
         assert_eq!(a[0].feed, None, "c sends nothing");

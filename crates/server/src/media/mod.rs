@@ -88,6 +88,16 @@ pub enum MediaCmd {
         /// Audio or video.
         kind: MediaKind,
     },
+    /// `party` receives video only from the parties in `from` (a room participant's
+    /// requested peers). May come before the party's first offer.
+    VideoFrom {
+        /// The session.
+        sid: String,
+        /// The receiving party.
+        party: PartyKey,
+        /// The parties whose video it wants.
+        from: Vec<PartyKey>,
+    },
     /// A party left a session that goes on.
     Leave {
         /// The session.
@@ -255,11 +265,14 @@ impl MediaRelay {
             | MediaCmd::Answer { sid, .. }
             | MediaCmd::AddLine { sid, .. }
             | MediaCmd::Leave { sid, .. }
+            | MediaCmd::VideoFrom { sid, .. }
             | MediaCmd::End { sid } => sid.clone(),
         };
         let shard = match p.by_sid.get(&sid) {
             Some(i) => *i,
-            None if matches!(cmd, MediaCmd::Offer { .. }) => {
+            // A room's video subscriptions are set at the join, before any offer: they
+            // place the session too.
+            None if matches!(cmd, MediaCmd::Offer { .. } | MediaCmd::VideoFrom { .. }) => {
                 // A shard whose thread is gone (it panicked) takes no new sessions.
                 let Some(i) = (0..p.shards.len())
                     .filter(|i| !p.shards[*i].tx.is_closed())
@@ -408,6 +421,7 @@ fn command(relay: &mut Relay, cmd: MediaCmd) {
         MediaCmd::Answer { sid, party, offer_id, sdp } => relay.answer(now, &sid, &party, offer_id, &sdp),
         MediaCmd::AddLine { sid, party, kind } => relay.add_line(now, &sid, &party, kind),
         MediaCmd::Leave { sid, party } => relay.leave(now, &sid, &party),
+        MediaCmd::VideoFrom { sid, party, from } => relay.set_video_from(now, &sid, &party, from),
         MediaCmd::End { sid } => relay.end(&sid),
     }
 }

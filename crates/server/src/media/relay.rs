@@ -4,7 +4,7 @@
 //! wants time next. No socket, no clock: the UDP shell in [`super`] and the tests on
 //! simulated time drive it the same way.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -178,6 +178,9 @@ pub struct Relay {
     dirty: Vec<String>,
     /// When a source was last asked for a keyframe for a new receiver.
     keyframe_asked: HashMap<Source, Instant>,
+    /// Per session, the parties that receive video on demand, and whose video each
+    /// asked for (rooms); a party not listed receives everyone's (calls).
+    video_from: HashMap<String, HashMap<PartyKey, HashSet<PartyKey>>>,
     /// Parties that lack lines or asked for some: an offer may be due.
     offer_due: Vec<u64>,
     /// Parties whose offer waits for the back-off after refused answers.
@@ -206,6 +209,7 @@ impl Relay {
             wake: BTreeSet::new(),
             dirty: Vec::new(),
             keyframe_asked: HashMap::new(),
+            video_from: HashMap::new(),
             offer_due: Vec::new(),
             deferred: Vec::new(),
             next_liveness: None,
@@ -330,8 +334,21 @@ impl Relay {
         self.settle(now);
     }
 
+    /// From now on `party` receives video only from the parties in `from` (a room
+    /// participant's `requestPeerVideo` set). It may come before the party's first offer.
+    pub fn set_video_from(&mut self, now: Instant, sid: &str, party: &str, from: Vec<PartyKey>) {
+        let set: HashSet<PartyKey> = from.into_iter().collect();
+        let parties = self.video_from.entry(sid.to_string()).or_default();
+        if parties.get(party) != Some(&set) {
+            parties.insert(party.to_string(), set);
+            self.dirty.push(sid.to_string());
+        }
+        self.settle(now);
+    }
+
     /// The session is over.
     pub fn end(&mut self, sid: &str) {
+        self.video_from.remove(sid);
         for id in self.by_call.get(sid).cloned().unwrap_or_default() {
             self.remove(id);
         }
@@ -514,8 +531,18 @@ impl Relay {
                 .filter_map(|id| self.parties.get_mut(id).map(|p| (*id, std::mem::take(&mut p.lines))))
                 .collect();
             let needs = {
+                let keys: HashMap<u64, &str> =
+                    ids.iter().filter_map(|id| self.parties.get(id).map(|p| (*id, p.key.as_str()))).collect();
+                let on_demand = self.video_from.get(&sid);
+                let wants = |receiver: u64, source: u64, kind: MediaKind| {
+                    if kind != MediaKind::Video {
+                        return true;
+                    }
+                    let (Some(r), Some(s)) = (keys.get(&receiver), keys.get(&source)) else { return false };
+                    on_demand.and_then(|m| m.get(*r)).is_none_or(|from| from.contains(*s))
+                };
                 let mut refs: Vec<(u64, &mut Vec<Line>)> = taken.iter_mut().map(|(id, l)| (*id, l)).collect();
-                feeds::assign(&mut refs)
+                feeds::assign(&mut refs, &wants)
             };
             for (id, lines) in taken {
                 for line in &lines {

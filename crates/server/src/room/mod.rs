@@ -111,6 +111,8 @@ struct Participant {
     joined_ms: Millis,
     /// When the reconnect grace runs out, while its session is gone.
     lost_deadline: Option<Millis>,
+    /// Whose video it asked for (`request_peer_video`).
+    video_from: std::collections::BTreeSet<String>,
 }
 
 impl Participant {
@@ -446,6 +448,7 @@ impl Rooms {
             video_enabled: j.video_enabled && media == MediaType::Video,
             joined_ms: now,
             lost_deadline: None,
+            video_from: Default::default(),
         };
         let Some(room) = self.rooms.get_mut(&sid) else { return };
         let peers: Vec<RoomPeer> = room.participants.iter().map(Participant::peer).collect();
@@ -479,6 +482,12 @@ impl Rooms {
             ));
         }
         self.by_party.entry(who.party.clone()).or_default().push(sid.clone());
+        // Video on demand: nobody's until asked for.
+        out.push_back(Output::VideoFrom {
+            sid: sid.clone(),
+            party: who.party.user_id.clone(),
+            from: Vec::new(),
+        });
         let first = total == 1;
         self.callback(now, &sid, &who.party, if first { 'S' } else { 'C' }, Change::Connected, None, out);
         self.check_alone(now, &sid, rules.alone_kick_out_ms);
@@ -581,6 +590,17 @@ impl Rooms {
                     user_rel_code: user_rel_code.clone(),
                 },
             ));
+        }
+        // Those who watched it stop: a later instance of the same user is asked for anew.
+        for q in room.participants.iter_mut() {
+            if !q.video_from.remove(&p.party.user_id) {
+                continue;
+            }
+            out.push_back(Output::VideoFrom {
+                sid: sid.to_string(),
+                party: q.party.user_id.clone(),
+                from: q.video_from.iter().cloned().collect(),
+            });
         }
         for other in others {
             out.push_back(Output::Send(
@@ -788,6 +808,55 @@ impl Rooms {
                 },
             ));
         }
+    }
+
+    /// `request_peer_video` (`on`) / `remove_peer_video`.
+    pub fn peer_video(
+        &mut self,
+        session: SessionId,
+        req: Option<u64>,
+        sid: &str,
+        user_id: &str,
+        on: bool,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(room) = self.rooms.get_mut(sid) else {
+            return Self::not_member(out, session, req);
+        };
+        let Some(i) = room.by_session(session) else {
+            return Self::not_member(out, session, req);
+        };
+        let present = room.participants.iter().any(|p| p.party.user_id == user_id);
+        let me = &mut room.participants[i];
+        if on && (!present || me.party.user_id == user_id) {
+            return out.push_back(Output::Send(
+                session,
+                ServerMessage::Error {
+                    req,
+                    error: ErrorCode::NotFound,
+                    reason: None,
+                    message: "no such other participant in the room".into(),
+                },
+            ));
+        }
+        let changed =
+            if on { me.video_from.insert(user_id.to_string()) } else { me.video_from.remove(user_id) };
+        if changed {
+            out.push_back(Output::VideoFrom {
+                sid: sid.to_string(),
+                party: me.party.user_id.clone(),
+                from: me.video_from.iter().cloned().collect(),
+            });
+        }
+        out.push_back(Output::Send(
+            session,
+            ServerMessage::PeerVideo {
+                req,
+                sid: sid.to_string(),
+                user_id: user_id.to_string(),
+                requested: on,
+            },
+        ));
     }
 
     /// `media_state` in a room: tell the others and the app server.

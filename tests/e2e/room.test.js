@@ -1,0 +1,217 @@
+// A video room with three Chromium pages through the real server, using only the
+// public SDK served by it: each hears the room through its one roomAudio element and
+// decodes the other two's video after requestPeerVideo; mute, camera off and leave reach
+// the others as events; a real HTTP app server receives on_gcall_evt_cb S, C, …, E.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SECRET = 'c3'.repeat(32);
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+const waitFor = async (what, fn, ms = 20000) => {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+let dir; let server; let appServer; let base; let config; const gcalls = []; const closers = [];
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-room-'));
+  appServer = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    if (u.pathname === '/gcall_evt') gcalls.push({ names: [...u.searchParams.keys()], q: Object.fromEntries(u.searchParams) });
+    res.end('ok');
+  });
+  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
+  const port = await freePort();
+  config = path.join(dir, 'room.toml');
+  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
+data_dir = "${path.join(dir, 'data')}"
+media_bind = "127.0.0.1:0"
+[[service]]
+id = "web"
+api_key = "web-key"
+api_secret = "${SECRET}"
+on_gcall_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/gcall_evt"
+`);
+  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
+  server.stderr.on('data', (d) => process.stderr.write(d));
+  base = `http://127.0.0.1:${port}`;
+  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
+});
+
+after(async () => {
+  for (const c of closers.reverse()) await c().catch(() => {});
+  server?.kill('SIGKILL');
+  appServer?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
+
+async function openPage(name) {
+  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  closers.push(() => ctx.close());
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
+  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
+  await page.goto(`${base}/`);
+  await page.evaluate(async () => {
+    window.sb = await import('/sdk/switchboard.js');
+    window.events = [];
+    window.roomAudio = document.createElement('audio');
+    window.roomAudio.autoplay = true;
+    document.body.appendChild(window.roomAudio);
+    window.views = {};
+    window.delegate = new Proxy({}, { get: (_, evt) => (arg) => window.events.push({ evt, arg: JSON.parse(JSON.stringify(arg ?? null)) }) });
+  });
+  return page;
+}
+
+const eventsOf = (page) => page.evaluate(() => window.events);
+const waitEvent = (page, evt, pred = () => true) =>
+  waitFor(evt, async () => (await eventsOf(page)).find((e) => e.evt === evt && pred(e.arg)));
+
+// The loudest RMS level a WebAudio analyser sees on the roomAudio element's stream.
+const roomLevel = (page) => page.evaluate(async () => {
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const src = ctx.createMediaStreamSource(window.roomAudio.srcObject);
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 2048;
+  src.connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  let peak = 0;
+  for (let i = 0; i < 30; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    peak = Math.max(peak, Math.sqrt(sum / buf.length));
+  }
+  await ctx.close();
+  return peak;
+});
+
+// Frames each requested peer's <video> has shown.
+const shown = (page) => page.evaluate(() => Object.fromEntries(Object.entries(window.views)
+  .map(([u, el]) => [u, el.getVideoPlaybackQuality?.().totalVideoFrames ?? 0])));
+
+test('three browsers in a video room hear and see each other; the app server sees every change', async () => {
+  const names = ['ann', 'ben', 'cat'];
+  const pages = {};
+  for (const name of names) {
+    const page = await openPage(name);
+    pages[name] = page;
+    await page.evaluate(async ({ name, token }) => {
+      window.conf = new window.sb.Conference({ serverUrl: location.origin });
+      await window.conf.joinConference({
+        myId: name, myServiceId: 'web', roomId: 'weekly', mediaType: 'video', accessToken: token,
+        displayName: `${name} (web)`, appServerData: `data-${name}`,
+        mediaHtmlElement: { roomAudio: window.roomAudio }, delegate: window.delegate,
+      });
+    }, { name, token: token(name) });
+    await waitEvent(page, 'evtConnected');
+  }
+  await waitEvent(pages.ann, 'evtPeerListUpdated', (a) => a.totalPeersCount === 2);
+  const annPeers = await pages.ann.evaluate(() => window.conf.getPeersInfo().map((p) => p.displayName).sort());
+  assert.deepEqual(annPeers, ['ben (web)', 'cat (web)']);
+
+  // Everyone hears the room (the fake devices' beeps) through the one roomAudio element.
+  for (const name of names) {
+    const level = await waitFor(`${name} hears the room`, async () => { const l = await roomLevel(pages[name]); return l > 0.01 && l; });
+    assert.ok(level > 0.01, `${name} hears the room (RMS ${level})`);
+  }
+
+  // No video arrives unasked; after requestPeerVideo each decodes the other two.
+  for (const name of names) {
+    const videoBytes = await pages[name].evaluate(async () => {
+      let n = 0;
+      (await window.conf.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.bytesReceived ?? 0; });
+      return n;
+    });
+    assert.equal(videoBytes, 0, `${name} received video nobody asked for`);
+  }
+  for (const name of names) {
+    for (const other of names.filter((n) => n !== name)) {
+      await pages[name].evaluate(async (other) => {
+        const el = document.createElement('video');
+        el.autoplay = true; el.muted = true;
+        document.body.appendChild(el);
+        window.views[other] = el;
+        await window.conf.requestPeerVideo({ userId: other, resolution: 'vga', videoViewElement: el });
+      }, other);
+    }
+  }
+  for (const name of names) {
+    await waitFor(`${name} decodes both peers' video`, async () => {
+      const s = await shown(pages[name]);
+      return Object.keys(s).length === 2 && Object.values(s).every((n) => n > 5);
+    });
+  }
+
+  // Mute, camera off and leave reach the others.
+  await pages.ben.evaluate(() => window.conf.muteMyAudio(true));
+  await waitEvent(pages.ann, 'evtPeersMicMuted', (peers) => peers[0].userId === 'ben');
+  await waitEvent(pages.cat, 'evtPeersMicMuted', (peers) => peers[0].userId === 'ben');
+  await pages.cat.evaluate(() => window.conf.disableVideo());
+  await waitEvent(pages.ann, 'evtPeersVideoUpdated', (peers) => peers[0].userId === 'cat' && peers[0].videoEnabled === false);
+  await pages.cat.evaluate(() => window.conf.leaveConference());
+  await waitEvent(pages.cat, 'evtDisconnected', (d) => d.reason.strCode === 'PLANETKIT_DISCONNECT_REASON_NORMAL' && d.source === 'participant');
+  const left = await waitEvent(pages.ann, 'evtPeerListUpdated', (a) => a.removedPeers.length === 1);
+  assert.equal(left.arg.removedPeers[0].userId, 'cat');
+  assert.equal(left.arg.totalPeersCount, 1);
+  await pages.ben.evaluate(() => window.conf.leaveConference());
+  await pages.ann.evaluate(() => window.conf.leaveConference());
+  await waitEvent(pages.ann, 'evtDisconnected');
+
+  // The app server: S, C, C, then media changes and leaves, E last, with every field.
+  const seq = await waitFor('on_gcall_evt_cb E', () => gcalls.some((g) => g.q.sc === 'E') && gcalls);
+  const summary = seq.map((g) => `${g.q.sc}${g.q.msc} ${g.q.user_id} ${g.q.online}`);
+  assert.deepEqual(summary, [
+    'SC ann 1', 'CC ben 2', 'CC cat 3', 'CM ben 3', 'CM cat 3', 'CD cat 2', 'CD ben 1', 'ED ann 0',
+  ]);
+  const fields = 'sid,svc_id,id,user_svc_id,user_id,host_svc_id,host_id,sc,setup_time,start_time,end_time,online,media_type,msc,stid,ts,rel_code,rel_code_str,ue_type,display_name,disconnect_reason,releaser_type,app_svr_data';
+  for (const g of seq) {
+    assert.equal(g.names.join(','), fields);
+    assert.match(g.q.sid, /^[0-9a-f]{32}$/);
+    assert.equal(g.q.svc_id, 'web');
+    assert.equal(g.q.id, 'weekly');
+    assert.equal(g.q.host_id, 'ann');
+    assert.equal(g.q.media_type, 'V');
+    assert.equal(g.q.ue_type, 'BROWSER');
+    assert.equal(g.q.app_svr_data, `data-${g.q.user_id}`);
+    assert.equal(g.q.display_name, `${g.q.user_id} (web)`);
+  }
+  const last = seq.at(-1).q;
+  assert.equal(last.disconnect_reason, '1001');
+  assert.equal(last.releaser_type, '3');
+  assert.ok(Number(last.end_time) >= Number(last.start_time));
+});
