@@ -143,6 +143,10 @@ export interface ConferenceDelegate {
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
   /** A peer turned its camera on or off (`videoEnabled`). */
   evtPeersVideoUpdated?(peers: PeerInfo[]): void;
+  /** Who started and stopped talking (user IDs; the first one lists everyone talking). */
+  evtPeersTalkingStatusUpdated?(p: { active: string[]; inactive: string[] }): void;
+  /** Each peer's audio level, 0-100, twice a second. */
+  evtPeersAudioLevel?(levels: Record<string, number>): void;
   evtShortDataReceived?(p: { peerId: string; type: string; data: string }): void;
   evtAppControlMessageReceived?(p: { data: string }): void;
 }

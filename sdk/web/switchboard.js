@@ -588,6 +588,13 @@ export class Conference {
         this._attachViews();
         break;
       case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
+      case 'peer_audio_levels': {
+        const levels = { ...m.levels };
+        delete levels[this.params.myId];
+        call(this.delegate.evtPeersAudioLevel, levels);
+        break;
+      }
+      case 'peers_talking': call(this.delegate.evtPeersTalkingStatusUpdated, { active: m.active, inactive: m.inactive }); break;
       case 'short_data': call(this.delegate.evtShortDataReceived, { peerId: m.from_user_id, type: m.data_type, data: m.data }); break;
       case 'app_control_message': call(this.delegate.evtAppControlMessageReceived, { data: m.data }); break;
       case 'disconnected': if (m.req == null) this._ended(m); break;

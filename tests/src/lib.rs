@@ -260,6 +260,7 @@ pub fn service(id: &str, secret: &str, app: &AppServer) -> ServiceConfig {
         max_call_secs: 0,
         rc_idc: "JP".into(),
         max_room_participants: 50,
+        max_room_speakers: 6,
         alone_kick_out_secs: 300,
     }
 }

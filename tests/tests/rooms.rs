@@ -395,3 +395,89 @@ async fn the_app_server_lists_messages_kicks_and_closes_rooms() {
         assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
     }
 }
+
+/// Ten speakers at different levels and one listener: the listener receives only the
+/// loudest six (the relay chooses by the RTP audio level each sender puts in its
+/// packets), and everyone gets the levels and who is talking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_receives_only_the_six_loudest_of_ten_speakers() {
+    let h = Harness::start().await;
+    let mut speakers = Vec::new();
+    for i in 0..10u8 {
+        let user = format!("s{i}");
+        let (c, ev, sid) = join(&h, &user, "town-hall").await;
+        let (media, mut rx) = c.start_media(&sid, false).await.expect("media");
+        media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
+        let media = Arc::new(media);
+        let m = media.clone();
+        // s0 is the loudest (-10 dBov), each next one 5 dB quieter.
+        let sender = tokio::spawn(async move {
+            let mut enc = ToneEncoder::with_level(300.0 + 100.0 * f64::from(i), 10 + 5 * i).expect("encoder");
+            let level = enc.level_dbov();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for _ in 0..50 * 30 {
+                tick.tick().await;
+                m.send_audio_with_level(enc.next_frame().expect("encode"), 960, level);
+            }
+        });
+        speakers.push((c, ev, media, rx, sender));
+    }
+    let (_l, mut l_ev, sid) = join(&h, "listener", "town-hall").await;
+    let (lm, mut l_rx) = _l.start_media(&sid, false).await.expect("listener media");
+    media_event(&mut l_rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
+    // Let the selection and the listener's lines settle, then count what arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while l_rx.try_recv().is_ok() {}
+    let mut packets: HashMap<String, u64> = HashMap::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(end, l_rx.recv()).await {
+        if let MediaEvent::Audio { mid, .. } = ev {
+            *packets.entry(mid).or_default() += 1;
+        }
+    }
+    // What the listener was told meanwhile: line owners, and who talks.
+    let mut who = HashMap::new();
+    let mut talking: Option<Vec<String>> = None;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(20), l_ev.next()).await {
+        match e {
+            Event::MediaLines { lines, .. } => who.extend(lines.into_iter().map(|l| (l.mid, l.user_id))),
+            Event::Talking { active, .. } if talking.is_none() && !active.is_empty() => {
+                talking = Some(active)
+            }
+            _ => {}
+        }
+    }
+    let mut heard: Vec<String> = packets
+        .iter()
+        .filter(|(_, n)| **n > 50)
+        .map(|(mid, _)| who.get(mid).cloned().unwrap_or_else(|| format!("?{mid}")))
+        .collect();
+    heard.sort();
+    assert_eq!(heard, ["s0", "s1", "s2", "s3", "s4", "s5"], "lines and packets: {packets:?}, owners {who:?}");
+    assert!(packets.len() <= 6, "at most six audio lines carry media: {packets:?}");
+    // Levels and talking reach the participants.
+    let ev0 = &mut speakers[9].1;
+    let levels = wait_event(ev0, |e| match e {
+        Event::AudioLevels { levels, .. } if levels.len() >= 10 => Some(levels.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(levels["s0"] > levels["s9"], "{levels:?}");
+    // The listener is told who talks (the loud ones, not the quietest) once it is in.
+    let talking = match talking {
+        Some(t) => t,
+        None => {
+            wait_event(&mut l_ev, |e| match e {
+                Event::Talking { active, .. } if !active.is_empty() => Some(active.clone()),
+                _ => None,
+            })
+            .await
+        }
+    };
+    assert!(talking.contains(&"s0".to_string()) && !talking.contains(&"s9".to_string()), "{talking:?}");
+    lm.stop();
+    for (_, _, m, _, s) in speakers {
+        s.abort();
+        m.stop();
+    }
+}

@@ -71,6 +71,7 @@ fn print_room_event(ev: &Event) {
             }
         }
         Event::MediaLines { .. } => return,
+        Event::AudioLevels { sid, levels } => json!({"event": "audio_level", "sid": sid, "levels": levels}),
         other => serde_json::to_value(other).unwrap_or_else(|_| json!({"event": "unprintable"})),
     };
     print(line);
@@ -204,12 +205,13 @@ async fn tone_media(client: Client, sid: String, hz: f64, video: bool, owners: L
     let sender = {
         let media = media.clone();
         let mut enc = ToneEncoder::new(hz).map_err(anyhow::Error::msg)?;
+        let level = enc.level_dbov();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
                 match enc.next_frame() {
-                    Ok(frame) => media.send_audio(frame, 960),
+                    Ok(frame) => media.send_audio_with_level(frame, 960, level),
                     Err(_) => break,
                 }
             }

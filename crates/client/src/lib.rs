@@ -260,6 +260,22 @@ pub enum Event {
         /// The lines.
         lines: Vec<MediaLine>,
     },
+    /// Every participant's audio level, 0-100, twice a second (`evtPeersAudioLevel`).
+    AudioLevels {
+        /// The room session.
+        sid: String,
+        /// User ID → level.
+        levels: std::collections::BTreeMap<String, u8>,
+    },
+    /// Who started and stopped talking (`evtPeersTalkingStatusUpdated`).
+    Talking {
+        /// The room session.
+        sid: String,
+        /// Started.
+        active: Vec<String>,
+        /// Stopped.
+        inactive: Vec<String>,
+    },
     /// Short data from another participant (`evtShortDataReceived`).
     ShortData {
         /// The room session.

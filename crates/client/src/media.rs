@@ -56,7 +56,8 @@ pub struct MediaStats {
 }
 
 enum Cmd {
-    Audio(Vec<u8>, u32),
+    /// Opus, samples, the level in -dBov (RFC 6464) if known.
+    Audio(Vec<u8>, u32, Option<u8>),
     Video(Vec<u8>, u32),
     AddVideo,
     Stop,
@@ -71,7 +72,14 @@ pub struct Media {
 impl Media {
     /// Sends one encoded Opus frame of `samples` samples at 48 kHz (960 for 20 ms).
     pub fn send_audio(&self, opus: Vec<u8>, samples: u32) {
-        let _ = self.tx.send(Cmd::Audio(opus, samples));
+        let _ = self.tx.send(Cmd::Audio(opus, samples, None));
+    }
+
+    /// Like [`Media::send_audio`], with the frame's level in -dBov (0 loudest, 127
+    /// silence) in the RTP audio level extension (RFC 6464), as browsers send it: in a
+    /// room the server forwards the loudest speakers by it.
+    pub fn send_audio_with_level(&self, opus: Vec<u8>, samples: u32, level_dbov: u8) {
+        let _ = self.tx.send(Cmd::Audio(opus, samples, Some(level_dbov.min(127))));
     }
 
     /// Sends one encoded video frame, `ticks` 90 kHz ticks after the previous one.
@@ -233,6 +241,7 @@ pub async fn connect_media(
         stats: stats.clone(),
         signaling,
         video_asked: false,
+        level: None,
     };
     tokio::spawn(task.run(rx, relay_offers));
     Ok((Media { tx, stats }, ev_rx))
@@ -249,6 +258,8 @@ struct MediaTask {
     signaling: Box<dyn MediaSignaling>,
     /// We asked the relay for a video line to send on.
     video_asked: bool,
+    /// The level (-dBov) of the audio frame being written.
+    level: Option<u8>,
 }
 
 impl MediaTask {
@@ -270,8 +281,10 @@ impl MediaTask {
                     }
                 }
                 cmd = rx.recv() => match cmd {
-                    Some(Cmd::Audio(data, samples)) => {
+                    Some(Cmd::Audio(data, samples, level)) => {
+                        self.level = level;
                         self.write(self.audio, Codec::Opus, MediaTime::new(audio_ts, str0m::media::Frequency::FORTY_EIGHT_KHZ), data);
+                        self.level = None;
                         audio_ts += u64::from(samples);
                     }
                     Some(Cmd::Video(data, ticks)) => {
@@ -329,6 +342,11 @@ impl MediaTask {
         let Some(writer) = self.rtc.writer(mid) else { return };
         let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
             return;
+        };
+        // Voice activity as browsers judge it: louder than about -50 dBov.
+        let writer = match self.level {
+            Some(l) => writer.audio_level(-(l as i8), l < 50),
+            None => writer,
         };
         if writer.write(pt, Instant::now(), time, data).is_ok() {
             if let Ok(mut s) = self.stats.lock() {

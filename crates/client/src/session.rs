@@ -499,6 +499,8 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
             Event::PeerListUpdated { sid, added, removed, total }
         }
         ServerMessage::MediaLines { sid, lines } => Event::MediaLines { sid, lines },
+        ServerMessage::PeerAudioLevels { sid, levels } => Event::AudioLevels { sid, levels },
+        ServerMessage::PeersTalking { sid, active, inactive } => Event::Talking { sid, active, inactive },
         ServerMessage::ShortData { sid, from_user_id, data_type, data } => {
             Event::ShortData { sid, from_user_id, data_type, data }
         }

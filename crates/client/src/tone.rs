@@ -11,6 +11,7 @@ pub const FRAME: usize = 960;
 pub struct ToneEncoder {
     enc: opus::Encoder,
     hz: f64,
+    amplitude: f64,
     n: u64,
 }
 
@@ -19,7 +20,19 @@ impl ToneEncoder {
     pub fn new(hz: f64) -> Result<Self, ToneError> {
         let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
             .map_err(|e| e.to_string())?;
-        Ok(Self { enc, hz, n: 0 })
+        Ok(Self { enc, hz, amplitude: 12_000.0, n: 0 })
+    }
+
+    /// A `hz` tone at `dbov` below full scale (RMS; 0 is the loudest).
+    pub fn with_level(hz: f64, dbov: u8) -> Result<Self, ToneError> {
+        let rms = 32_767.0 * 10f64.powf(-f64::from(dbov) / 20.0);
+        Ok(Self { amplitude: (rms * std::f64::consts::SQRT_2).min(32_767.0), ..Self::new(hz)? })
+    }
+
+    /// The tone's level in -dBov (RMS against full scale), for the RTP audio level.
+    pub fn level_dbov(&self) -> u8 {
+        let rms = self.amplitude / std::f64::consts::SQRT_2;
+        (-20.0 * (rms / 32_767.0).log10()).round().clamp(0.0, 127.0) as u8
     }
 
     /// The next 20 ms, encoded.
@@ -27,7 +40,7 @@ impl ToneEncoder {
         let pcm: Vec<i16> = (0..FRAME as u64)
             .map(|i| {
                 let t = (self.n + i) as f64 / 48_000.0;
-                ((2.0 * std::f64::consts::PI * self.hz * t).sin() * 12_000.0) as i16
+                ((2.0 * std::f64::consts::PI * self.hz * t).sin() * self.amplitude) as i16
             })
             .collect();
         self.n += FRAME as u64;

@@ -503,6 +503,22 @@ pub enum ServerMessage {
         /// Every line that carries someone's media now.
         lines: Vec<MediaLine>,
     },
+    /// Every participant's audio level (0-100), twice a second (`evtPeersAudioLevel`).
+    PeerAudioLevels {
+        /// The room session.
+        sid: String,
+        /// User ID → level.
+        levels: std::collections::BTreeMap<String, u8>,
+    },
+    /// Who started and who stopped talking (`evtPeersTalkingStatusUpdated`).
+    PeersTalking {
+        /// The room session.
+        sid: String,
+        /// Started talking.
+        active: Vec<String>,
+        /// Stopped talking.
+        inactive: Vec<String>,
+    },
     /// Answer to `request_peer_video` / `remove_peer_video`.
     PeerVideo {
         /// The request's number.
@@ -668,6 +684,8 @@ impl ServerMessage {
             | ServerMessage::MediaLines { sid, .. }
             | ServerMessage::ShortData { sid, .. }
             | ServerMessage::PeerVideo { sid, .. }
+            | ServerMessage::PeerAudioLevels { sid, .. }
+            | ServerMessage::PeersTalking { sid, .. }
             | ServerMessage::AppControlMessage { sid, .. } => Some(sid),
             _ => None,
         }

@@ -64,6 +64,10 @@ pub struct ServiceConfig {
     /// Most participants in one room; one more is refused with ROOM_IS_FULL.
     #[serde(default = "default_max_room_participants")]
     pub max_room_participants: u32,
+    /// Most speakers heard at once in a room: above it only the loudest are forwarded
+    /// (by the RTP audio level they send).
+    #[serde(default = "default_max_room_speakers")]
+    pub max_room_speakers: u32,
     /// Seconds a participant may stay alone in a room before ALONE_KICK_OUT; 0 = no limit.
     #[serde(default = "default_alone_kick_out")]
     pub alone_kick_out_secs: u32,
@@ -71,6 +75,9 @@ pub struct ServiceConfig {
 
 fn default_max_room_participants() -> u32 {
     50
+}
+fn default_max_room_speakers() -> u32 {
+    6
 }
 fn default_alone_kick_out() -> u32 {
     300
@@ -410,6 +417,7 @@ pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
         max_call_secs: 0,
         rc_idc: default_rc_idc(),
         max_room_participants: default_max_room_participants(),
+        max_room_speakers: default_max_room_speakers(),
         alone_kick_out_secs: default_alone_kick_out(),
     });
     config.demo = true;

@@ -225,6 +225,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
                 id.clone(),
                 crate::room::RoomRules {
                     max_participants: s.max_room_participants,
+                    max_speakers: s.max_room_speakers as usize,
                     alone_kick_out_ms: u64::from(s.alone_kick_out_secs) * 1000,
                     max_call_ms: u64::from(s.max_call_secs) * 1000,
                     has_gcall_cb: s.on_gcall_evt_cb_url.is_some(),
@@ -261,6 +262,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
                         Input::RelayOffer { sid, party, offer_id, sdp }
                     }
                     RelayEvent::Lines { sid, party, lines } => Input::RelayLines { sid, party, lines },
+                    RelayEvent::Levels { sid, levels } => Input::RelayLevels { sid, levels },
                 };
                 let _ = core.send(CoreCmd::Input(input)).await;
             }
@@ -494,6 +496,9 @@ impl CoreRunner {
                 Output::RoomLeft { reason } => self.metrics.room_left(reason),
                 Output::VideoFrom { sid, party, from } => {
                     self.media.send(MediaCmd::VideoFrom { sid, party, from })
+                }
+                Output::RoomMedia { sid, speakers } => {
+                    self.media.send(MediaCmd::Speakers { sid, limit: speakers })
                 }
                 Output::Gcall { service_id, seq, record } => {
                     if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {

@@ -144,6 +144,13 @@ pub enum Input {
         /// The SDP offer.
         sdp: String,
     },
+    /// The relay measured the room's audio levels (0-100 per participant).
+    RelayLevels {
+        /// The room.
+        sid: String,
+        /// User ID and level.
+        levels: Vec<(String, u8)>,
+    },
     /// The relay assigned a room participant's lines to sources.
     RelayLines {
         /// The room.
@@ -216,6 +223,13 @@ pub enum Output {
         sid: String,
         /// The relay's party (the user ID).
         party: String,
+    },
+    /// A room was created: its media forwards at most `speakers` loudest speakers.
+    RoomMedia {
+        /// The room.
+        sid: String,
+        /// Most speakers heard at once.
+        speakers: usize,
     },
     /// A room participant receives video only from these participants.
     VideoFrom {
@@ -482,6 +496,7 @@ impl Switch {
             .iter()
             .map(|(id, r)| {
                 let rules = RoomRules {
+                    max_speakers: 6,
                     max_participants: 50,
                     alone_kick_out_ms: 300_000,
                     max_call_ms: r.max_call_ms,
@@ -682,6 +697,7 @@ impl Switch {
             Input::RelayLines { sid, party, lines } => {
                 self.rooms.media_lines(&sid, &party, lines, &mut self.out)
             }
+            Input::RelayLevels { sid, levels } => self.rooms.levels(&sid, levels, &mut self.out),
             Input::ForceEnd { service_id, sid, user_rel_code } => {
                 if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(

@@ -29,6 +29,7 @@ mod feeds;
 mod forward;
 pub mod metrics;
 pub mod relay;
+mod speakers;
 
 /// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).
 pub use str0m::media::MediaKind;
@@ -98,6 +99,14 @@ pub enum MediaCmd {
         /// The parties whose video it wants.
         from: Vec<PartyKey>,
     },
+    /// A room: forward only the `limit` loudest speakers and report audio levels.
+    /// Comes before any offer (it places the session).
+    Speakers {
+        /// The session.
+        sid: String,
+        /// Most speakers forwarded at once.
+        limit: usize,
+    },
     /// A party left a session that goes on.
     Leave {
         /// The session.
@@ -134,6 +143,13 @@ pub enum RelayEvent {
         offer_id: u64,
         /// The offer.
         sdp: String,
+    },
+    /// Every party's audio level in a room (0-100), every 500 ms.
+    Levels {
+        /// The session.
+        sid: String,
+        /// Party and level.
+        levels: Vec<(PartyKey, u8)>,
     },
     /// Which of a party's lines carry which other party's media changed (a room
     /// participant's client learns whose media each line is).
@@ -266,13 +282,18 @@ impl MediaRelay {
             | MediaCmd::AddLine { sid, .. }
             | MediaCmd::Leave { sid, .. }
             | MediaCmd::VideoFrom { sid, .. }
+            | MediaCmd::Speakers { sid, .. }
             | MediaCmd::End { sid } => sid.clone(),
         };
         let shard = match p.by_sid.get(&sid) {
             Some(i) => *i,
             // A room's video subscriptions are set at the join, before any offer: they
             // place the session too.
-            None if matches!(cmd, MediaCmd::Offer { .. } | MediaCmd::VideoFrom { .. }) => {
+            None if matches!(
+                cmd,
+                MediaCmd::Offer { .. } | MediaCmd::VideoFrom { .. } | MediaCmd::Speakers { .. }
+            ) =>
+            {
                 // A shard whose thread is gone (it panicked) takes no new sessions.
                 let Some(i) = (0..p.shards.len())
                     .filter(|i| !p.shards[*i].tx.is_closed())
@@ -422,6 +443,7 @@ fn command(relay: &mut Relay, cmd: MediaCmd) {
         MediaCmd::AddLine { sid, party, kind } => relay.add_line(now, &sid, &party, kind),
         MediaCmd::Leave { sid, party } => relay.leave(now, &sid, &party),
         MediaCmd::VideoFrom { sid, party, from } => relay.set_video_from(now, &sid, &party, from),
+        MediaCmd::Speakers { sid, limit } => relay.set_speakers(now, &sid, limit),
         MediaCmd::End { sid } => relay.end(&sid),
     }
 }

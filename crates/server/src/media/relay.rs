@@ -17,6 +17,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::feeds::{self, Line, Source};
 use super::forward::{self, Packet};
+use super::speakers::Speakers;
 use super::{PartyKey, RelayEvent};
 
 /// An unanswered offer is sent again this often: it may have been lost with a
@@ -181,6 +182,10 @@ pub struct Relay {
     /// Per session, the parties that receive video on demand, and whose video each
     /// asked for (rooms); a party not listed receives everyone's (calls).
     video_from: HashMap<String, HashMap<PartyKey, HashSet<PartyKey>>>,
+    /// Per room session, the loudest-speaker selection (calls have none: both are heard).
+    speakers: HashMap<String, Speakers>,
+    /// Liveness ticks so far (audio levels are reported every other one).
+    ticks: u64,
     /// Parties that lack lines or asked for some: an offer may be due.
     offer_due: Vec<u64>,
     /// Parties whose offer waits for the back-off after refused answers.
@@ -210,6 +215,8 @@ impl Relay {
             dirty: Vec::new(),
             keyframe_asked: HashMap::new(),
             video_from: HashMap::new(),
+            speakers: HashMap::new(),
+            ticks: 0,
             offer_due: Vec::new(),
             deferred: Vec::new(),
             next_liveness: None,
@@ -346,9 +353,18 @@ impl Relay {
         self.settle(now);
     }
 
+    /// In session `sid` only the `limit` loudest senders of audio are forwarded (by the
+    /// RTP audio level they send), and every party's level is reported
+    /// ([`RelayEvent::Levels`]).
+    pub fn set_speakers(&mut self, now: Instant, sid: &str, limit: usize) {
+        self.speakers.entry(sid.to_string()).or_insert_with(|| Speakers::new(limit));
+        self.next_liveness.get_or_insert(now + LIVENESS_EVERY);
+    }
+
     /// The session is over.
     pub fn end(&mut self, sid: &str) {
         self.video_from.remove(sid);
+        self.speakers.remove(sid);
         for id in self.by_call.get(sid).cloned().unwrap_or_default() {
             self.remove(id);
         }
@@ -374,6 +390,9 @@ impl Relay {
                 let source = Source { party: id, mid: line.mid };
                 self.routes.remove(&source);
                 self.keyframe_asked.remove(&source);
+            }
+            if let Some(s) = self.speakers.get_mut(&p.sid) {
+                s.forget(id);
             }
         }
         self.by_addr.retain(|_, v| *v != id);
@@ -534,9 +553,10 @@ impl Relay {
                 let keys: HashMap<u64, &str> =
                     ids.iter().filter_map(|id| self.parties.get(id).map(|p| (*id, p.key.as_str()))).collect();
                 let on_demand = self.video_from.get(&sid);
+                let speakers = self.speakers.get(&sid);
                 let wants = |receiver: u64, source: u64, kind: MediaKind| {
-                    if kind != MediaKind::Video {
-                        return true;
+                    if kind == MediaKind::Audio {
+                        return speakers.is_none_or(|s| s.is_chosen(source));
                     }
                     let (Some(r), Some(s)) = (keys.get(&receiver), keys.get(&source)) else { return false };
                     on_demand.and_then(|m| m.get(*r)).is_none_or(|from| from.contains(*s))
@@ -723,6 +743,11 @@ impl Relay {
                                 continue;
                             };
                             let Some(packet) = Packet::from_rtp(&p.rtc, pkt, kind) else { continue };
+                            if kind == MediaKind::Audio {
+                                if let Some(s) = self.speakers.get_mut(&p.sid) {
+                                    s.heard(now, id, packet.ext.audio_level);
+                                }
+                            }
                             let k = kind_index(kind);
                             self.stats.packets_in[k] += 1;
                             self.stats.bytes_in[k] += packet.payload.len() as u64;
@@ -780,6 +805,23 @@ impl Relay {
 
     fn check_liveness(&mut self, now: Instant) {
         self.next_liveness = (!self.parties.is_empty()).then_some(now + LIVENESS_EVERY);
+        self.ticks += 1;
+        let report = self.ticks.is_multiple_of(2);
+        for (sid, s) in &mut self.speakers {
+            if s.choose(now) {
+                self.dirty.push(sid.clone());
+            }
+            if report {
+                let levels: Vec<(PartyKey, u8)> = s
+                    .levels(now)
+                    .into_iter()
+                    .filter_map(|(id, l)| self.parties.get(&id).map(|p| (p.key.clone(), l)))
+                    .collect();
+                if !levels.is_empty() {
+                    self.events.push_back(RelayEvent::Levels { sid: sid.clone(), levels });
+                }
+            }
+        }
         self.offer_due.append(&mut self.deferred);
         for p in self.parties.values_mut() {
             let due = |o: &&mut PendingOffer| now.duration_since(o.sent) > OFFER_RESEND;

@@ -28,6 +28,8 @@ mod tests;
 pub struct RoomRules {
     /// Most participants in one room (ROOM_IS_FULL past it).
     pub max_participants: u32,
+    /// Most speakers heard at once: above it only the loudest are forwarded.
+    pub max_speakers: usize,
     /// How long one may stay alone in a room (ALONE_KICK_OUT); 0 = for ever.
     pub alone_kick_out_ms: Millis,
     /// Longest life of a room (MAX_CALL_TIME_EXCEEDED); 0 = none.
@@ -113,6 +115,8 @@ struct Participant {
     lost_deadline: Option<Millis>,
     /// Whose video it asked for (`request_peer_video`).
     video_from: std::collections::BTreeSet<String>,
+    /// It was told who is talking (later it hears only the changes).
+    told_talking: bool,
 }
 
 impl Participant {
@@ -143,6 +147,8 @@ struct Room {
     max_deadline: Option<Millis>,
     /// Callbacks sent for this room (their order and ids).
     callbacks: u64,
+    /// Who is talking now (by the relay's levels).
+    talking: std::collections::BTreeSet<String>,
 }
 
 impl Room {
@@ -166,6 +172,10 @@ impl Room {
         }
     }
 }
+
+/// A participant whose level (0-100) is at least this is talking: about -45 dBov, above
+/// background noise and below speech.
+const TALKING_LEVEL: u8 = 65;
 
 /// Whether `sid` has the shape of a room session's ID (32 lowercase hex digits).
 pub fn is_room_sid(sid: &str) -> bool {
@@ -429,9 +439,11 @@ impl Rooms {
                         alone_deadline: None,
                         max_deadline,
                         callbacks: 0,
+                        talking: Default::default(),
                     },
                 );
                 self.by_key.insert(key, sid.clone());
+                out.push_back(Output::RoomMedia { sid: sid.clone(), speakers: rules.max_speakers });
                 if let Some(at) = max_deadline {
                     self.timer(at, TimerKind::MaxTime, &sid);
                 }
@@ -449,6 +461,7 @@ impl Rooms {
             joined_ms: now,
             lost_deadline: None,
             video_from: Default::default(),
+            told_talking: false,
         };
         let Some(room) = self.rooms.get_mut(&sid) else { return };
         let peers: Vec<RoomPeer> = room.participants.iter().map(Participant::peer).collect();
@@ -916,6 +929,37 @@ impl Rooms {
     pub fn media_lines(&self, sid: &str, party: &str, lines: Vec<MediaLine>, out: &mut VecDeque<Output>) {
         if let Some(session) = self.session_of(sid, party) {
             out.push_back(Output::Send(session, ServerMessage::MediaLines { sid: sid.to_string(), lines }));
+        }
+    }
+
+    /// The relay's audio levels: tell everyone, and who started or stopped talking.
+    pub fn levels(&mut self, sid: &str, levels: Vec<(String, u8)>, out: &mut VecDeque<Output>) {
+        let Some(room) = self.rooms.get_mut(sid) else { return };
+        let talking: std::collections::BTreeSet<String> =
+            levels.iter().filter(|(_, l)| *l >= TALKING_LEVEL).map(|(u, _)| u.clone()).collect();
+        let active: Vec<String> = talking.difference(&room.talking).cloned().collect();
+        let inactive: Vec<String> = room.talking.difference(&talking).cloned().collect();
+        room.talking = talking;
+        let levels: std::collections::BTreeMap<String, u8> = levels.into_iter().collect();
+        for p in room.participants.iter_mut() {
+            let Some(session) = p.session else { continue };
+            out.push_back(Output::Send(
+                session,
+                ServerMessage::PeerAudioLevels { sid: sid.to_string(), levels: levels.clone() },
+            ));
+            // A newcomer learns who talks now; the others only what changed.
+            let (active, inactive) = if p.told_talking {
+                (active.clone(), inactive.clone())
+            } else {
+                (room.talking.iter().cloned().collect(), Vec::new())
+            };
+            p.told_talking = true;
+            if !active.is_empty() || !inactive.is_empty() {
+                out.push_back(Output::Send(
+                    session,
+                    ServerMessage::PeersTalking { sid: sid.to_string(), active, inactive },
+                ));
+            }
         }
     }
 

@@ -32,6 +32,7 @@ impl H {
             "svc".to_string(),
             RoomRules {
                 max_participants,
+                max_speakers: 6,
                 alone_kick_out_ms: alone_s * 1000,
                 max_call_ms: max_s * 1000,
                 has_gcall_cb: true,

@@ -1,0 +1,147 @@
+//! Who is heard in a room: the loudest speakers, chosen from the RTP audio level each
+//! sender puts in its packets (RFC 6464, `ssrc-audio-level`), so that a listener in a
+//! room of 100 gets no more audio lines, and no more downlink, than in a room of 6.
+//!
+//! Pure: levels and time go in, the chosen parties and the levels to report come out.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// A sender not heard from for this long counts as silent.
+const SILENT_AFTER: Duration = Duration::from_millis(1000);
+/// Weight of a new packet's level in the running level (packets come every 20 ms: a
+/// time constant of about 200 ms, quick enough to follow turns in a conversation).
+const ALPHA: f32 = 0.1;
+/// A chosen speaker keeps its place unless another is this much louder (of 127), so
+/// that two speakers of about the same level do not swap every evaluation.
+const HYSTERESIS: f32 = 6.0;
+
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    /// 0 (silence, -127 dBov) to 127 (0 dBov).
+    smoothed: f32,
+    last: Instant,
+}
+
+/// The speaker selection of one room.
+#[derive(Debug)]
+pub(crate) struct Speakers {
+    limit: usize,
+    levels: HashMap<u64, Level>,
+    chosen: HashSet<u64>,
+}
+
+impl Speakers {
+    /// At most `limit` speakers are forwarded.
+    pub fn new(limit: usize) -> Self {
+        Self { limit: limit.max(1), levels: HashMap::new(), chosen: HashSet::new() }
+    }
+
+    /// A packet of `party` with its audio level in -dBov (`None` without the extension).
+    pub fn heard(&mut self, now: Instant, party: u64, audio_level: Option<i8>) {
+        // Without the extension a sender counts as speaking at a middling level: it
+        // is heard while the room is small, and gives way to those that say how loud.
+        let v = audio_level.map_or(64.0, |l| 127.0 - f32::from(l.unsigned_abs().min(127)));
+        let e = self.levels.entry(party).or_insert(Level { smoothed: v, last: now });
+        e.smoothed += ALPHA * (v - e.smoothed);
+        e.last = now;
+    }
+
+    /// A party left.
+    pub fn forget(&mut self, party: u64) {
+        self.levels.remove(&party);
+        self.chosen.remove(&party);
+    }
+
+    /// Whether `party`'s audio is forwarded (a party not heard yet is, so that nobody's
+    /// first words are cut while the room is small).
+    pub fn is_chosen(&self, party: u64) -> bool {
+        self.chosen.contains(&party) || (!self.levels.contains_key(&party) && self.chosen.len() < self.limit)
+    }
+
+    fn level(&self, now: Instant, party: u64) -> f32 {
+        match self.levels.get(&party) {
+            Some(l) if now.duration_since(l.last) < SILENT_AFTER => l.smoothed,
+            _ => 0.0,
+        }
+    }
+
+    /// Chooses again; whether the chosen set changed.
+    pub fn choose(&mut self, now: Instant) -> bool {
+        let mut ranked: Vec<(u64, f32)> = self.levels.keys().map(|p| (*p, self.level(now, *p))).collect();
+        // The chosen ones get the hysteresis bonus; ties go to the lower id (stable).
+        let bonus = |p: u64, v: f32| if self.chosen.contains(&p) { v + HYSTERESIS } else { v };
+        ranked.sort_by(|a, b| bonus(b.0, b.1).total_cmp(&bonus(a.0, a.1)).then(a.0.cmp(&b.0)));
+        let chosen: HashSet<u64> = ranked.iter().take(self.limit).map(|(p, _)| *p).collect();
+        let changed = chosen != self.chosen;
+        self.chosen = chosen;
+        changed
+    }
+
+    /// Every party's level now, 0-100.
+    pub fn levels(&self, now: Instant) -> Vec<(u64, u8)> {
+        let mut out: Vec<(u64, u8)> =
+            self.levels.keys().map(|p| (*p, (self.level(now, *p) * 100.0 / 127.0).round() as u8)).collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loudest_are_chosen_and_near_ties_do_not_flap() {
+        let t0 = Instant::now();
+        let mut s = Speakers::new(2);
+        // Four speakers at -10, -20, -30 and -40 dBov for a second.
+        for i in 0..50u64 {
+            let now = t0 + Duration::from_millis(20 * i);
+            for (party, level) in [(1, -40), (2, -30), (3, -20), (4, -10)] {
+                s.heard(now, party, Some(level));
+            }
+        }
+        let now = t0 + Duration::from_secs(1);
+        assert!(s.choose(now));
+        assert!(s.is_chosen(4) && s.is_chosen(3) && !s.is_chosen(2) && !s.is_chosen(1));
+        // 2 gets a little louder than 3 (-18 vs -20): not enough to take its place.
+        for i in 0..50u64 {
+            let now = now + Duration::from_millis(20 * i);
+            s.heard(now, 2, Some(-18));
+            s.heard(now, 3, Some(-20));
+            s.heard(now, 4, Some(-10));
+        }
+        let now = now + Duration::from_secs(1);
+        assert!(!s.choose(now));
+        // 2 gets much louder and 3 goes quiet: they swap.
+        for i in 0..50u64 {
+            let now = now + Duration::from_millis(20 * i);
+            s.heard(now, 2, Some(-5));
+            s.heard(now, 3, Some(-90));
+            s.heard(now, 4, Some(-10));
+        }
+        let now = now + Duration::from_secs(1);
+        assert!(s.choose(now));
+        assert!(s.is_chosen(2) && s.is_chosen(4) && !s.is_chosen(3));
+        // A speaker that stops sending is silent after a second.
+        let later = now + Duration::from_secs(2);
+        s.heard(later, 3, Some(-40));
+        s.choose(later);
+        assert!(s.is_chosen(3), "the only one still sending");
+        let levels = s.levels(later);
+        assert_eq!(levels.iter().find(|(p, _)| *p == 2).map(|(_, l)| *l), Some(0));
+    }
+
+    #[test]
+    fn a_small_room_forwards_everyone_from_the_first_packet() {
+        let now = Instant::now();
+        let mut s = Speakers::new(6);
+        assert!(s.is_chosen(7), "not heard yet, room not full: forwarded");
+        s.heard(now, 7, None);
+        s.choose(now);
+        assert!(s.is_chosen(7));
+        s.forget(7);
+        assert!(s.levels(now).is_empty());
+    }
+}
