@@ -145,6 +145,8 @@ export interface ConferenceDelegate {
   evtPeersVideoUpdated?(peers: PeerInfo[]): void;
   /** Who started and stopped talking (user IDs; the first one lists everyone talking). */
   evtPeersTalkingStatusUpdated?(p: { active: string[]; inactive: string[] }): void;
+  /** Each peer's network quality every 2 s: 0 unknown, 1 excellent, 2 good, 3 poor, 4 bad, 5 very bad, 6 down. */
+  evtPeersNetworkQuality?(quality: Record<string, number>): void;
   /** Each peer's audio level, 0-100, twice a second. */
   evtPeersAudioLevel?(levels: Record<string, number>): void;
   evtShortDataReceived?(p: { peerId: string; type: string; data: string }): void;

@@ -594,6 +594,12 @@ export class Conference {
         call(this.delegate.evtPeersAudioLevel, levels);
         break;
       }
+      case 'peers_network_quality': {
+        const quality = { ...m.quality };
+        delete quality[this.params.myId];
+        call(this.delegate.evtPeersNetworkQuality, quality);
+        break;
+      }
       case 'peers_talking': call(this.delegate.evtPeersTalkingStatusUpdated, { active: m.active, inactive: m.inactive }); break;
       case 'short_data': call(this.delegate.evtShortDataReceived, { peerId: m.from_user_id, type: m.data_type, data: m.data }); break;
       case 'app_control_message': call(this.delegate.evtAppControlMessageReceived, { data: m.data }); break;

@@ -481,3 +481,50 @@ async fn a_listener_receives_only_the_six_loudest_of_ten_speakers() {
         m.stop();
     }
 }
+
+/// Network quality as the relay sees it: a participant whose uplink loses every
+/// fourth packet is graded bad or worse, one on a clean loopback excellent or good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_quality_shows_who_loses_packets() {
+    use switchboard_client::MediaOptions;
+    let h = Harness::start().await;
+    let mut parties = Vec::new();
+    for (user, drop_every) in [("clean", 0u32), ("lossy", 4)] {
+        let (c, ev, sid) = join(&h, user, "q").await;
+        let options = MediaOptions { video: false, drop_every };
+        let (media, mut rx) = c.start_media_with(&sid, options).await.expect("media");
+        media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
+        let media = Arc::new(media);
+        let m = media.clone();
+        let sender = tokio::spawn(async move {
+            let mut enc = ToneEncoder::new(500.0).expect("encoder");
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for _ in 0..50 * 30 {
+                tick.tick().await;
+                m.send_audio(enc.next_frame().expect("encode"), 960);
+            }
+        });
+        parties.push((c, ev, media, rx, sender));
+    }
+    // Grades come every 2 s; wait for one that has seen a few seconds of media.
+    let ev = &mut parties[0].1;
+    let mut last = std::collections::BTreeMap::new();
+    for _ in 0..6 {
+        last = wait_event(ev, |e| match e {
+            Event::NetworkQuality { quality, .. } => Some(quality.clone()),
+            _ => None,
+        })
+        .await;
+        if last.get("lossy").is_some_and(|q| *q >= 4)
+            && last.get("clean").is_some_and(|q| (1..=2).contains(q))
+        {
+            break;
+        }
+    }
+    assert!(last.get("lossy").is_some_and(|q| *q >= 4), "{last:?}");
+    assert!(last.get("clean").is_some_and(|q| (1..=2).contains(q)), "{last:?}");
+    for (_, _, m, _, s) in parties {
+        s.abort();
+        m.stop();
+    }
+}

@@ -28,7 +28,10 @@ mod session;
 #[cfg(feature = "tone")]
 pub mod tone;
 
-pub use media::{connect_media, BoxFuture, Media, MediaEvent, MediaSignaling, MediaStats, RelayOffer};
+pub use media::{
+    connect_media, connect_media_with, BoxFuture, Media, MediaEvent, MediaOptions, MediaSignaling,
+    MediaStats, RelayOffer,
+};
 pub use session::{Client, Events};
 pub use switchboard_protocol::{
     DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, StartFailReason,
@@ -266,6 +269,14 @@ pub enum Event {
         sid: String,
         /// User ID → level.
         levels: std::collections::BTreeMap<String, u8>,
+    },
+    /// Every participant's network quality, every 2 s (`evtPeersNetworkQuality`):
+    /// 0 unknown, 1 excellent, 2 good, 3 poor, 4 bad, 5 very bad, 6 down.
+    NetworkQuality {
+        /// The room session.
+        sid: String,
+        /// User ID → grade.
+        quality: std::collections::BTreeMap<String, u8>,
     },
     /// Who started and stopped talking (`evtPeersTalkingStatusUpdated`).
     Talking {

@@ -55,6 +55,16 @@ pub struct MediaStats {
     pub bytes_out: u64,
 }
 
+/// How a media connection is opened ([`Client::start_media_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MediaOptions {
+    /// Send video too (a line for it in the first offer).
+    pub video: bool,
+    /// Drop every n-th datagram this connection sends once connected (0: none): a
+    /// lossy uplink, to see how the platform reports and copes with a bad network.
+    pub drop_every: u32,
+}
+
 enum Cmd {
     /// Opus, samples, the level in -dBov (RFC 6464) if known.
     Audio(Vec<u8>, u32, Option<u8>),
@@ -182,11 +192,20 @@ impl Client {
         sid: &str,
         video: bool,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
+        self.start_media_with(sid, MediaOptions { video, ..MediaOptions::default() }).await
+    }
+
+    /// [`Client::start_media`] with options.
+    pub async fn start_media_with(
+        &self,
+        sid: &str,
+        options: MediaOptions,
+    ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
         // Routed from before the offer: the relay may offer lines right after answering.
         let (token, relay_offers) = self.register_media(sid);
         let signaling = CallSignaling { client: self.clone(), sid: sid.to_string(), token };
         let ip = local_ip_towards(self.server_host());
-        connect_media(Box::new(signaling), relay_offers, ip, video).await
+        connect_media_with(Box::new(signaling), relay_offers, ip, options).await
     }
 }
 
@@ -207,6 +226,17 @@ pub async fn connect_media(
     ip: std::net::IpAddr,
     video: bool,
 ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
+    connect_media_with(signaling, relay_offers, ip, MediaOptions { video, ..MediaOptions::default() }).await
+}
+
+/// [`connect_media`] with options.
+pub async fn connect_media_with(
+    signaling: Box<dyn MediaSignaling>,
+    relay_offers: mpsc::UnboundedReceiver<RelayOffer>,
+    ip: std::net::IpAddr,
+    options: MediaOptions,
+) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
+    let video = options.video;
     static CRYPTO: Once = Once::new();
     CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
     let socket =
@@ -242,6 +272,9 @@ pub async fn connect_media(
         signaling,
         video_asked: false,
         level: None,
+        drop_every: options.drop_every,
+        sent: 0,
+        connected: false,
     };
     tokio::spawn(task.run(rx, relay_offers));
     Ok((Media { tx, stats }, ev_rx))
@@ -260,6 +293,11 @@ struct MediaTask {
     video_asked: bool,
     /// The level (-dBov) of the audio frame being written.
     level: Option<u8>,
+    /// Drop every n-th datagram sent once connected (0: none).
+    drop_every: u32,
+    /// Datagrams sent since connected.
+    sent: u64,
+    connected: bool,
 }
 
 impl MediaTask {
@@ -365,10 +403,17 @@ impl MediaTask {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t.min(Instant::now() + Duration::from_millis(100))),
                 Ok(Output::Transmit(t)) => {
+                    if self.connected && self.drop_every > 0 {
+                        self.sent += 1;
+                        if self.sent.is_multiple_of(u64::from(self.drop_every)) {
+                            continue;
+                        }
+                    }
                     let _ = self.socket.try_send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
+                        self.connected = true;
                         let _ = self.events.send(MediaEvent::Connected);
                     }
                     Event::MediaData(d) => {

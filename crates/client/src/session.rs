@@ -501,6 +501,7 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
         ServerMessage::MediaLines { sid, lines } => Event::MediaLines { sid, lines },
         ServerMessage::PeerAudioLevels { sid, levels } => Event::AudioLevels { sid, levels },
         ServerMessage::PeersTalking { sid, active, inactive } => Event::Talking { sid, active, inactive },
+        ServerMessage::PeersNetworkQuality { sid, quality } => Event::NetworkQuality { sid, quality },
         ServerMessage::ShortData { sid, from_user_id, data_type, data } => {
             Event::ShortData { sid, from_user_id, data_type, data }
         }

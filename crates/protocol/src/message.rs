@@ -510,6 +510,15 @@ pub enum ServerMessage {
         /// User ID → level.
         levels: std::collections::BTreeMap<String, u8>,
     },
+    /// Every participant's network quality as the relay sees it, every 2 s
+    /// (`evtPeersNetworkQuality`): 0 unknown, 1 excellent, 2 good, 3 poor, 4 bad,
+    /// 5 very bad, 6 down.
+    PeersNetworkQuality {
+        /// The room session.
+        sid: String,
+        /// User ID → grade.
+        quality: std::collections::BTreeMap<String, u8>,
+    },
     /// Who started and who stopped talking (`evtPeersTalkingStatusUpdated`).
     PeersTalking {
         /// The room session.
@@ -686,6 +695,7 @@ impl ServerMessage {
             | ServerMessage::PeerVideo { sid, .. }
             | ServerMessage::PeerAudioLevels { sid, .. }
             | ServerMessage::PeersTalking { sid, .. }
+            | ServerMessage::PeersNetworkQuality { sid, .. }
             | ServerMessage::AppControlMessage { sid, .. } => Some(sid),
             _ => None,
         }

@@ -263,6 +263,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
                     }
                     RelayEvent::Lines { sid, party, lines } => Input::RelayLines { sid, party, lines },
                     RelayEvent::Levels { sid, levels } => Input::RelayLevels { sid, levels },
+                    RelayEvent::Quality { sid, quality } => Input::RelayQuality { sid, quality },
                 };
                 let _ = core.send(CoreCmd::Input(input)).await;
             }

@@ -144,6 +144,13 @@ pub enum Input {
         /// The SDP offer.
         sdp: String,
     },
+    /// The relay graded each room participant's network (SPEC §6, 0-6).
+    RelayQuality {
+        /// The room.
+        sid: String,
+        /// User ID and grade.
+        quality: Vec<(String, u8)>,
+    },
     /// The relay measured the room's audio levels (0-100 per participant).
     RelayLevels {
         /// The room.
@@ -698,6 +705,7 @@ impl Switch {
                 self.rooms.media_lines(&sid, &party, lines, &mut self.out)
             }
             Input::RelayLevels { sid, levels } => self.rooms.levels(&sid, levels, &mut self.out),
+            Input::RelayQuality { sid, quality } => self.rooms.quality(&sid, quality, &mut self.out),
             Input::ForceEnd { service_id, sid, user_rel_code } => {
                 if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(

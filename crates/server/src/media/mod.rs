@@ -144,6 +144,13 @@ pub enum RelayEvent {
         /// The offer.
         sdp: String,
     },
+    /// Every party's network quality in a room (SPEC §6: 0 unknown … 6 down), every 2 s.
+    Quality {
+        /// The session.
+        sid: String,
+        /// Party and grade.
+        quality: Vec<(PartyKey, u8)>,
+    },
     /// Every party's audio level in a room (0-100), every 500 ms.
     Levels {
         /// The session.

@@ -87,6 +87,8 @@ struct Party {
     offer_not_before: Option<Instant>,
     refused_answers: u32,
     last_media: Instant,
+    /// The network as this connection's RTCP shows it since the last report.
+    net: NetSeen,
     lost: bool,
     wake: Option<Instant>,
     /// Which line each incoming SSRC belongs to (learnt from str0m's streams).
@@ -424,6 +426,10 @@ impl Relay {
         // RTP mode: packets are forwarded as they came, not reassembled into frames and
         // cut up again.
         let mut builder = Rtc::builder().set_ice_lite(true).set_rtp_mode(true);
+        // In a room every participant's network quality is reported: it needs stats.
+        if self.speakers.contains_key(sid) {
+            builder = builder.set_stats_interval(Some(STATS_EVERY));
+        }
         if let Some(cert) = &self.cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -446,6 +452,7 @@ impl Relay {
             offer_not_before: None,
             refused_answers: 0,
             last_media: now,
+            net: NetSeen::default(),
             lost: false,
             wake: None,
             rx_lines: HashMap::new(),
@@ -754,6 +761,8 @@ impl Relay {
                             relays.push(Relayed::Rtp(mid, Box::new(packet)));
                         }
                         Event::KeyframeRequest(r) => relays.push(Relayed::Keyframe(r.mid, r.kind)),
+                        Event::MediaIngressStats(s) => p.net.seen(s.loss, s.rtt),
+                        Event::MediaEgressStats(s) => p.net.seen(s.loss, s.rtt),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             p.rtc.disconnect()
                         }
@@ -807,6 +816,7 @@ impl Relay {
         self.next_liveness = (!self.parties.is_empty()).then_some(now + LIVENESS_EVERY);
         self.ticks += 1;
         let report = self.ticks.is_multiple_of(2);
+        let report_quality = self.ticks.is_multiple_of(QUALITY_EVERY_TICKS);
         for (sid, s) in &mut self.speakers {
             if s.choose(now) {
                 self.dirty.push(sid.clone());
@@ -819,6 +829,19 @@ impl Relay {
                     .collect();
                 if !levels.is_empty() {
                     self.events.push_back(RelayEvent::Levels { sid: sid.clone(), levels });
+                }
+            }
+            if report_quality {
+                let fresh = self.media_timeout.min(STALE);
+                let mut quality: Vec<(PartyKey, u8)> = Vec::new();
+                for id in self.by_call.get(sid).into_iter().flatten() {
+                    if let Some(p) = self.parties.get_mut(id) {
+                        let alive = p.rtc.is_alive() && now.duration_since(p.last_media) < fresh;
+                        quality.push((p.key.clone(), p.net.take_grade(alive)));
+                    }
+                }
+                if !quality.is_empty() {
+                    self.events.push_back(RelayEvent::Quality { sid: sid.clone(), quality });
                 }
             }
         }
@@ -841,6 +864,59 @@ impl Relay {
                 self.events.push_back(RelayEvent::Lost { sid: p.sid.clone(), party: p.key.clone() });
             }
         }
+    }
+}
+
+/// How often a room connection's stats are taken.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Network quality is reported every this many liveness ticks (2 s).
+const QUALITY_EVERY_TICKS: u64 = 8;
+/// A participant that sent nothing for this long has a network that is down.
+const STALE: Duration = Duration::from_secs(3);
+
+/// Loss and round-trip time one connection's RTCP showed since the last report: the
+/// worst of what the relay received from it and what it says it received.
+#[derive(Debug, Default, Clone, Copy)]
+struct NetSeen {
+    loss: Option<f32>,
+    rtt: Option<Duration>,
+}
+
+impl NetSeen {
+    fn seen(&mut self, loss: Option<f32>, rtt: Option<Duration>) {
+        if let Some(l) = loss {
+            self.loss = Some(self.loss.map_or(l, |m| m.max(l)));
+        }
+        if let Some(r) = rtt {
+            self.rtt = Some(self.rtt.map_or(r, |m| m.max(r)));
+        }
+    }
+
+    /// The grade since the last report, and a fresh start.
+    fn take_grade(&mut self, alive: bool) -> u8 {
+        let g = grade(alive, self.loss, self.rtt);
+        *self = NetSeen::default();
+        g
+    }
+}
+
+/// Network quality as the call-engine face grades it (SPEC §6): Unknown 0, Excellent
+/// 1, Good 2, Poor 3, Bad 4, Very bad 5, Down 6, from packet loss and round-trip time.
+pub(crate) fn grade(alive: bool, loss: Option<f32>, rtt: Option<Duration>) -> u8 {
+    if !alive {
+        return 6;
+    }
+    let Some(loss) = loss else {
+        return if rtt.is_some() { 1 } else { 0 };
+    };
+    let rtt = rtt.map_or(0, |r| r.as_millis());
+    match (loss, rtt) {
+        (l, r) if l < 0.01 && r < 150 => 1,
+        (l, r) if l < 0.03 && r < 300 => 2,
+        (l, r) if l < 0.08 && r < 500 => 3,
+        (l, _) if l < 0.15 => 4,
+        (l, _) if l < 0.30 => 5,
+        _ => 6,
     }
 }
 

@@ -963,6 +963,18 @@ impl Rooms {
         }
     }
 
+    /// The relay's network grades: tell everyone.
+    pub fn quality(&mut self, sid: &str, quality: Vec<(String, u8)>, out: &mut VecDeque<Output>) {
+        let Some(room) = self.rooms.get(sid) else { return };
+        let quality: std::collections::BTreeMap<String, u8> = quality.into_iter().collect();
+        for session in room.participants.iter().filter_map(|p| p.session) {
+            out.push_back(Output::Send(
+                session,
+                ServerMessage::PeersNetworkQuality { sid: sid.to_string(), quality: quality.clone() },
+            ));
+        }
+    }
+
     /// A participant's media stopped past the media timeout.
     pub fn media_lost(&mut self, now: Millis, sid: &str, party: &str, out: &mut VecDeque<Output>) {
         let Some(room) = self.rooms.get(sid) else { return };
