@@ -395,6 +395,11 @@ impl CoreRunner {
                 if let Input::Closed { session } = &input {
                     self.sessions.remove(session);
                 }
+                if let Input::Message { session, msg } = &input {
+                    if !self.journal.healthy() && self.refuse_while_store_fails(*session, msg) {
+                        return;
+                    }
+                }
                 self.switch.handle(now, input);
             }
             CoreCmd::Census(reply) => {
@@ -415,6 +420,27 @@ impl CoreRunner {
                 let _ = reply.send(found);
             }
         }
+    }
+
+    /// While the database cannot be written, nothing new starts: a call or room whose
+    /// record could not be kept is refused with SERVICE_BUSY (1504) instead. Calls
+    /// already live go on; their steps wait for the disk.
+    fn refuse_while_store_fails(&self, session: SessionId, msg: &switchboard_protocol::ClientMessage) -> bool {
+        use switchboard_protocol::ClientMessage as M;
+        let req = match msg {
+            M::MakeCall { req, .. } | M::JoinRoom { req, .. } => *req,
+            _ => return false,
+        };
+        if let Some(tx) = self.sessions.get(&session) {
+            let refusal = ServerMessage::Error {
+                req,
+                error: switchboard_protocol::ErrorCode::Internal,
+                reason: Some(switchboard_protocol::DisconnectReason::ServiceBusy),
+                message: "the server cannot store calls right now; try again shortly".into(),
+            };
+            let _ = tx.try_send(refusal.to_json());
+        }
+        true
     }
 
     fn room_request(&mut self, now: Millis, request: RoomRequest) {

@@ -8,7 +8,8 @@
 //! writes in a crash only means a callback is delivered again (at least once).
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -311,12 +312,44 @@ pub type AfterCommit = Box<dyn FnOnce(Vec<CallbackRow>) + Send>;
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<(Batch, AfterCommit)>,
+    healthy: Arc<AtomicBool>,
 }
+
+/// A write that failed for a reason that may pass (a full disk, an IO error, a lock):
+/// worth trying again rather than giving the step up.
+fn may_pass(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, C::DiskFull | C::SystemIoFailure | C::DatabaseBusy | C::DatabaseLocked
+                | C::CannotOpen | C::ReadOnly | C::OutOfMemory)
+    )
+}
+
+/// Retries of a failing write wait this long at first, doubling up to the maximum.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Journal {
     /// Opens the database at `path` and starts the journal thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut db = CoreDb::open(path)?;
+        Self::start(CoreDb::open(path)?)
+    }
+
+    /// Whether the last write succeeded. While it is false, writes are being retried
+    /// and the steps behind them (and their frames) wait.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Starts the journal thread on `db`. A step's frames are released only once the
+    /// step is on disk: a write that fails for a reason that may pass (disk full, IO
+    /// error) is retried, with back-off, until it succeeds; meanwhile [`Journal::healthy`]
+    /// is false (the server refuses new calls with SERVICE_BUSY) and later steps wait.
+    pub fn start(mut db: CoreDb) -> Result<Self, StoreError> {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = healthy.clone();
         let (tx, rx) = mpsc::channel::<(Batch, AfterCommit)>();
         std::thread::Builder::new()
             .name("switchboard-journal".into())
@@ -330,17 +363,33 @@ impl Journal {
                             Err(_) => break,
                         }
                     }
-                    let now = crate::clock::now_ms();
-                    let results = if steps.iter().all(|(b, _)| b.is_empty()) {
-                        Ok(vec![Vec::new(); steps.len()])
-                    } else {
-                        db.commit_steps(steps.iter().map(|(b, _)| b), now)
-                    };
-                    let results = match results {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, steps = steps.len(), "database write failed; these steps' records and callbacks are lost");
-                            vec![Vec::new(); steps.len()]
+                    let mut wait = RETRY_FIRST;
+                    let results = loop {
+                        let now = crate::clock::now_ms();
+                        let results = if steps.iter().all(|(b, _)| b.is_empty()) {
+                            Ok(vec![Vec::new(); steps.len()])
+                        } else {
+                            db.commit_steps(steps.iter().map(|(b, _)| b), now)
+                        };
+                        match results {
+                            Ok(r) => {
+                                if !flag.swap(true, Ordering::Relaxed) {
+                                    tracing::warn!("database writes work again; held steps released");
+                                }
+                                break r;
+                            }
+                            Err(e) if may_pass(&e) => {
+                                if flag.swap(false, Ordering::Relaxed) {
+                                    tracing::error!(error = %e, steps = steps.len(), "database write failed; retrying, new calls are refused until it works");
+                                }
+                                std::thread::sleep(wait);
+                                wait = (wait * 2).min(RETRY_MAX);
+                            }
+                            Err(e) => {
+                                // Not the disk but the data: retrying cannot help.
+                                tracing::error!(error = %e, steps = steps.len(), "database write refused; these steps' records and callbacks are lost");
+                                break vec![Vec::new(); steps.len()];
+                            }
                         }
                     };
                     for ((_, then), rows) in steps.drain(..).zip(results) {
@@ -349,7 +398,7 @@ impl Journal {
                 }
             })
             .map_err(|_| StoreError::Closed)?;
-        Ok(Self { tx })
+        Ok(Self { tx, healthy })
     }
 
     /// Queues a step: `batch` is written, then `then` runs with its callbacks.
@@ -674,4 +723,47 @@ fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
         Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk (SQLite's SQLITE_FULL, made here with `max_page_count`): the step is
+    /// held, with its frames, and written once there is room again; nothing is lost.
+    #[test]
+    fn a_full_disk_holds_the_step_until_it_can_be_written() {
+        let dir = std::env::temp_dir().join(format!("switchboard-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("switchboard.db");
+        let db = CoreDb::open(&path).expect("db");
+        db.conn.execute_batch("CREATE TABLE filler (x BLOB)").expect("filler");
+        for _ in 0..64 {
+            db.conn.execute("INSERT INTO filler VALUES (zeroblob(32768))", []).expect("fill");
+        }
+        let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+        db.conn.pragma_update(None, "max_page_count", pages).expect("cap");
+        let journal = Journal::start(db).expect("journal");
+        let (tx, rx) = mpsc::channel();
+        let mut batch = Batch::default();
+        batch.callbacks.push(NewCallback {
+            cb_id: "gcall-x-1".into(),
+            service_id: "svc".into(),
+            kind: Kind::Gcall,
+            key: "x".into(),
+            query: "q".repeat(300_000),
+            deadline_ms: None,
+        });
+        journal.submit(batch, Box::new(move |rows| drop(tx.send(rows.len()))));
+        assert!(rx.recv_timeout(Duration::from_millis(700)).is_err(), "released before it was written");
+        assert!(!journal.healthy());
+        // Room again: another connection frees pages, as an operator frees disk space.
+        let other = Connection::open(&path).expect("second connection");
+        other.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        other.execute("DELETE FROM filler", []).expect("free pages");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(15)).expect("written and released"), 1);
+        assert!(journal.healthy());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
