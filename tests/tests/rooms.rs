@@ -528,3 +528,25 @@ async fn network_quality_shows_who_loses_packets() {
         m.stop();
     }
 }
+
+/// `ServerHandle::shutdown` stops everything the server started: its TCP port and
+/// every relay shard's UDP port are free again afterwards (the core, the shards and
+/// the delivery task have ended), even with a room live at the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_core_the_relay_and_delivery() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+    let port = udp.local_addr().expect("addr").port();
+    drop(udp);
+    let h = Harness::start_with(|c| {
+        c.media_bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        c.media_shards = 1;
+    })
+    .await;
+    let (a, _ae, sid) = join(&h, "a", "closing").await;
+    let (_m, mut rx) = a.start_media(&sid, false).await.expect("media");
+    media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
+    let tcp = h.server.addr;
+    tokio::time::timeout(Duration::from_secs(10), h.server.shutdown()).await.expect("shutdown ends");
+    std::net::UdpSocket::bind(("127.0.0.1", port)).expect("the relay's UDP port is free");
+    std::net::TcpListener::bind(tcp).expect("the HTTP port is free");
+}

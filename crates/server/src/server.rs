@@ -136,6 +136,10 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     join: JoinHandle<()>,
+    /// Tells the core and the delivery task to stop.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The core task (it owns the relay shards and the journal) and the delivery task.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -163,12 +167,19 @@ impl ServerHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting, closes connections and waits for the HTTP task.
+    /// Stops everything it started: stops accepting and closes connections, then
+    /// stops the call core (which ends the relay shards and, once the steps before it
+    /// are written, the journal) and the callback delivery, and waits for them.
+    /// Callbacks not delivered yet stay in the outbox for the next start.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.join).await;
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
     }
 
     /// Waits until the server stops (it runs until shut down).
@@ -278,7 +289,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         delivery_tx.clone(),
         metrics.clone(),
     );
-    tokio::spawn(delivery.run(delivery_rx));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let delivery_task = tokio::spawn(delivery.run(delivery_rx, stop_rx.clone()));
     if !recovery.pending.is_empty() {
         let _ = delivery_tx.send(DeliveryCmd::Enqueue(recovery.pending));
     }
@@ -294,7 +306,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         metrics: metrics.clone(),
         notify_timeout_ms: config.notify_timeout_ms,
     };
-    tokio::spawn(runner.run(core_rx));
+    let core_task = tokio::spawn(runner.run(core_rx, stop_rx));
 
     let shared = Arc::new(Shared {
         ip_limiter: Mutex::new(KeyedLimiter::new(
@@ -327,7 +339,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     };
     let join = tokio::spawn(crate::listener::serve(listener, app, settings, shared.metrics.clone(), stop_rx));
     tracing::info!(%addr, services = shared.services.len(), "switchboard listening");
-    Ok(ServerHandle { addr, shared, shutdown: Some(stop_tx), join })
+    Ok(ServerHandle {
+        addr,
+        shared,
+        shutdown: Some(stop_tx),
+        join,
+        stop,
+        tasks: vec![core_task, delivery_task],
+    })
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -359,7 +378,7 @@ struct CoreRunner {
 }
 
 impl CoreRunner {
-    async fn run(mut self, mut rx: mpsc::Receiver<CoreCmd>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<CoreCmd>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut batch = Vec::with_capacity(256);
         loop {
             let sleep = self.switch.poll_timeout().map(|at| {
@@ -379,9 +398,11 @@ impl CoreRunner {
                 _ = sleep_until(sleep), if sleep.is_some() => {
                     self.switch.handle_timeout(now_ms());
                 }
+                _ = stop.wait_for(|s| *s) => break,
             }
             self.drain();
         }
+        self.media.shutdown().await;
     }
 
     fn apply(&mut self, now: Millis, cmd: CoreCmd) {
@@ -425,7 +446,11 @@ impl CoreRunner {
     /// While the database cannot be written, nothing new starts: a call or room whose
     /// record could not be kept is refused with SERVICE_BUSY (1504) instead. Calls
     /// already live go on; their steps wait for the disk.
-    fn refuse_while_store_fails(&self, session: SessionId, msg: &switchboard_protocol::ClientMessage) -> bool {
+    fn refuse_while_store_fails(
+        &self,
+        session: SessionId,
+        msg: &switchboard_protocol::ClientMessage,
+    ) -> bool {
         use switchboard_protocol::ClientMessage as M;
         let req = match msg {
             M::MakeCall { req, .. } | M::JoinRoom { req, .. } => *req,

@@ -755,7 +755,12 @@ mod tests {
             query: "q".repeat(300_000),
             deadline_ms: None,
         });
-        journal.submit(batch, Box::new(move |rows| drop(tx.send(rows.len()))));
+        journal.submit(
+            batch,
+            Box::new(move |rows| {
+                let _ = tx.send(rows.len());
+            }),
+        );
         assert!(rx.recv_timeout(Duration::from_millis(700)).is_err(), "released before it was written");
         assert!(!journal.healthy());
         // Room again: another connection frees pages, as an operator frees disk space.

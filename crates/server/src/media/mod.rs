@@ -190,6 +190,8 @@ struct Shard {
     tx: mpsc::UnboundedSender<MediaCmd>,
     /// Sessions placed on it.
     sessions: usize,
+    /// Its thread, joined at shutdown.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Handle to the relay shards. A session's parties all live on one shard (forwarding
@@ -254,7 +256,7 @@ impl MediaRelay {
             let relay = Relay::new(addr, cert.clone(), media_timeout);
             let (tx, rx) = mpsc::unbounded_channel();
             let events = events.clone();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
                 .spawn(move || {
                     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -272,11 +274,35 @@ impl MediaRelay {
                 })
                 .map_err(|source| MediaError::Bind { addr: bind, source })?;
             tracing::info!(shard = i, %local, advertised = %addr, "media relay shard listening");
-            shards.push(Shard { tx, sessions: 0 });
+            shards.push(Shard { tx, sessions: 0, thread: Some(thread) });
             advertised.push(addr);
         }
         let placement = Placement { shards, by_sid: std::collections::HashMap::new() };
         Ok(Self { shards: Arc::new(std::sync::Mutex::new(placement)), advertised })
+    }
+
+    /// Stops every shard (their sessions end, their sockets close) and waits for their
+    /// threads.
+    pub async fn shutdown(&self) {
+        let threads: Vec<std::thread::JoinHandle<()>> = match self.shards.lock() {
+            Ok(mut p) => p
+                .shards
+                .iter_mut()
+                .filter_map(|s| {
+                    // A closed channel ends the shard's loop.
+                    let (closed, _) = mpsc::unbounded_channel();
+                    s.tx = closed;
+                    s.thread.take()
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 
     /// Sends a command to the shard of its session; a session's first offer places it

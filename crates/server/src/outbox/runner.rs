@@ -81,7 +81,13 @@ impl DeliveryRunner {
         }
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<DeliveryCmd>) {
+    /// Delivers until `stop` turns true (the server shuts down); what is not delivered
+    /// by then stays in the outbox for the next start.
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<DeliveryCmd>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut batch = Vec::with_capacity(256);
         loop {
             let wake = self
@@ -100,6 +106,7 @@ impl DeliveryRunner {
                 _ = crate::clock::sleep_until(wake), if wake.is_some() => {
                     self.dispatcher.handle_timeout(now_ms());
                 }
+                _ = stop.wait_for(|s| *s) => break,
             }
             self.drain();
         }
