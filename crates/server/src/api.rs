@@ -20,9 +20,8 @@ use crate::call::LiveCall;
 use crate::call::MAX_USER_REL_CODE_BYTES;
 use crate::clock::now_ms;
 use crate::config::ServiceConfig;
-use crate::outbox::runner::DeliveryCmd;
+use crate::handles::{CoreCmd, DeliveryCmd, RoomRequest, Shared};
 use crate::room::RoomInfo;
-use crate::server::{CoreCmd, RoomRequest, Shared};
 use crate::store::RecordQuery;
 
 /// The OpenAPI 3 document of this API.
@@ -95,9 +94,6 @@ impl From<crate::store::StoreError> for ApiError {
 /// The authenticated service of a request.
 pub(crate) struct Authed(ServiceConfig);
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 impl FromRequestParts<Arc<Shared>> for Authed {
     type Rejection = ApiError;
@@ -113,7 +109,7 @@ impl FromRequestParts<Arc<Shared>> for Authed {
         let service = shared
             .services
             .values()
-            .find(|s| s.api_key == key && constant_time_eq(s.api_secret.as_bytes(), secret.as_bytes()))
+            .find(|s| s.api_key == key && crate::auth::constant_time_eq(s.api_secret.as_bytes(), secret.as_bytes()))
             .ok_or(ApiError::Unauthorized)?;
         // Valid credentials: the connection no longer counts as unauthenticated.
         if let Some(pending) = parts.extensions.get::<crate::listener::Pending>() {
@@ -168,9 +164,7 @@ async fn ask_core<T>(
     shared: &Shared,
     make: impl FnOnce(oneshot::Sender<T>) -> CoreCmd,
 ) -> Result<T, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    shared.core.send(make(tx)).await.map_err(|_| ApiError::Internal("server is stopping".into()))?;
-    rx.await.map_err(|_| ApiError::Internal("server is stopping".into()))
+    shared.core.ask(make).await.map_err(|_| ApiError::Internal("server is stopping".into()))
 }
 
 async fn get_call(

@@ -89,6 +89,12 @@ pub enum TokenError {
     Mismatch(&'static str),
 }
 
+/// Whether two secrets (or MACs) are equal, in time that does not depend on where they
+/// differ (only on their length).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Mints an HS256 access token.
 pub fn mint_token(secret: &str, claims: &Claims) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);

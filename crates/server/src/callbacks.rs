@@ -120,9 +120,8 @@ pub fn verify_signature(secret: &str, header: &str, query: &str, now: u64, toler
         return false;
     }
     let want = signature(secret, t, query);
-    // Constant-time comparison of the hex MACs.
     let got = format!("t={t},v1={v1}");
-    want.len() == got.len() && want.bytes().zip(got.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    crate::auth::constant_time_eq(want.as_bytes(), got.as_bytes())
 }
 
 /// `url` with `query` appended after `?` (or `&` when the URL already has a query).

@@ -3,7 +3,7 @@
 //! outputs into frames, database writes and callbacks.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,15 +15,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::auth::CcKey;
-use crate::call::{
-    Census, Input, LiveCall, Millis, Output, ServiceRules, SessionAuth, SessionId, Settings, Switch,
-};
+use crate::call::{Census, Input, Millis, Output, ServiceRules, SessionId, Settings, Switch};
 use crate::callbacks::Callbacks;
 use crate::config::{Config, ConfigError, ServiceConfig};
 use crate::limit::KeyedLimiter;
 use crate::media::{MediaCmd, MediaRelay, RelayEvent};
 use crate::metrics::Metrics;
-use crate::outbox::runner::{DeliveryCmd, DeliveryRunner};
+use crate::outbox::runner::DeliveryRunner;
 use crate::store::{Batch, Journal, Kind, NewCallback, Store, StoreError};
 
 /// Why the server could not start.
@@ -53,81 +51,8 @@ pub enum ServerError {
 
 pub use crate::clock::now_ms;
 use crate::clock::sleep_until;
-
-/// Outbound frames of one session, already serialized.
-pub type SessionTx = mpsc::Sender<String>;
-
-/// Commands to the core task.
-pub(crate) enum CoreCmd {
-    /// A session authenticated; `welcome` is its first frame, sent once the core knows
-    /// the session (so nothing offered to it right after can be missed).
-    Open {
-        session: SessionId,
-        party: crate::call::Party,
-        auth: SessionAuth,
-        ip: String,
-        ue_type: String,
-        tx: SessionTx,
-        welcome: ServerMessage,
-    },
-    Input(Input),
-    Census(oneshot::Sender<Census>),
-    GetCall {
-        service_id: String,
-        sid: String,
-        reply: oneshot::Sender<Option<LiveCall>>,
-    },
-    ForceEnd {
-        service_id: String,
-        sid: String,
-        user_rel_code: Option<String>,
-        reply: oneshot::Sender<bool>,
-    },
-    /// A session's outbox overflowed: forget its sender so its connection closes.
-    DropSession(SessionId),
-    /// The app server reads or controls rooms (REST).
-    Room(RoomRequest),
-}
-
-/// What the REST API asks of the rooms; each answers on its `reply`.
-pub(crate) enum RoomRequest {
-    /// The service's live rooms.
-    List { service_id: String, reply: oneshot::Sender<Vec<crate::room::RoomInfo>> },
-    /// One live room.
-    Get { service_id: String, room_id: String, reply: oneshot::Sender<Option<crate::room::RoomInfo>> },
-    /// Kick users out (USER_ERROR, app_server); the users found, `None`: no room.
-    Kick {
-        service_id: String,
-        room_id: String,
-        user_ids: Vec<String>,
-        user_rel_code: Option<String>,
-        reply: oneshot::Sender<Option<Vec<String>>>,
-    },
-    /// An app control message to `user_ids` (or all); sessions reached, `None`: no room.
-    Message {
-        service_id: String,
-        room_id: String,
-        user_ids: Option<Vec<String>>,
-        data: String,
-        reply: oneshot::Sender<Option<usize>>,
-    },
-    /// End the room for everyone; whether it was live.
-    Close { service_id: String, room_id: String, user_rel_code: Option<String>, reply: oneshot::Sender<bool> },
-}
-
-/// State every connection and request shares (read-mostly).
-pub(crate) struct Shared {
-    pub config: Config,
-    pub services: HashMap<String, ServiceConfig>,
-    pub cc_key: CcKey,
-    pub core: mpsc::Sender<CoreCmd>,
-    pub delivery: mpsc::UnboundedSender<DeliveryCmd>,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub next_session: AtomicU64,
-    pub ip_limiter: Mutex<KeyedLimiter<IpAddr>>,
-    pub api_limiter: Mutex<KeyedLimiter<String>>,
-}
+pub use crate::handles::SessionTx;
+use crate::handles::{CoreCmd, CoreHandle, DeliveryCmd, DeliveryHandle, RoomRequest, Shared};
 
 /// A running server.
 pub struct ServerHandle {
@@ -145,11 +70,7 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Live counts of sessions and calls.
     pub async fn census(&self) -> Census {
-        let (tx, rx) = oneshot::channel();
-        if self.shared.core.send(CoreCmd::Census(tx)).await.is_err() {
-            return Census::default();
-        }
-        rx.await.unwrap_or_default()
+        self.shared.core.census().await
     }
 
     /// The database.
@@ -250,6 +171,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         calls_per_user_burst: config.limits.calls_per_user_burst,
     };
     let (core_tx, core_rx) = mpsc::channel(8192);
+    let core = CoreHandle::new(core_tx);
     let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<RelayEvent>();
     let media = MediaRelay::start(
         crate::media::SocketSettings {
@@ -264,7 +186,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     )
     .await?;
     {
-        let core = core_tx.clone();
+        let core = core.clone();
         tokio::spawn(async move {
             while let Some(event) = relay_rx.recv().await {
                 let input = match event {
@@ -281,18 +203,19 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         });
     }
     let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
+    let delivery_handle = DeliveryHandle::new(delivery_tx);
     let delivery = DeliveryRunner::new(
         &config,
         callbacks,
         store.clone(),
-        core_tx.clone(),
-        delivery_tx.clone(),
+        core.clone(),
+        delivery_handle.clone(),
         metrics.clone(),
     );
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let delivery_task = tokio::spawn(delivery.run(delivery_rx, stop_rx.clone()));
     if !recovery.pending.is_empty() {
-        let _ = delivery_tx.send(DeliveryCmd::Enqueue(recovery.pending));
+        delivery_handle.send(DeliveryCmd::Enqueue(recovery.pending));
     }
     let runner = CoreRunner {
         switch: Switch::with_rooms(settings, rules, room_rules, cc_key.clone()),
@@ -301,8 +224,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         journal,
         media,
         greetings: Vec::new(),
-        core_tx: core_tx.clone(),
-        delivery: delivery_tx.clone(),
+        core: core.clone(),
+        delivery: delivery_handle.clone(),
         metrics: metrics.clone(),
         notify_timeout_ms: config.notify_timeout_ms,
     };
@@ -319,8 +242,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         )),
         services,
         cc_key,
-        core: core_tx,
-        delivery: delivery_tx,
+        core,
+        delivery: delivery_handle,
         store,
         metrics,
         next_session: AtomicU64::new(1),
@@ -371,8 +294,8 @@ struct CoreRunner {
     journal: Journal,
     media: MediaRelay,
     greetings: Vec<(SessionId, ServerMessage)>,
-    core_tx: mpsc::Sender<CoreCmd>,
-    delivery: mpsc::UnboundedSender<DeliveryCmd>,
+    core: CoreHandle,
+    delivery: DeliveryHandle,
     metrics: Arc<Metrics>,
     notify_timeout_ms: u64,
 }
@@ -596,13 +519,13 @@ impl CoreRunner {
         }
         let delivery = self.delivery.clone();
         let metrics = self.metrics.clone();
-        let core = self.core_tx.clone();
+        let core = self.core.clone();
         self.journal.submit(
             batch,
             Box::new(move |rows| {
                 if !rows.is_empty() {
                     metrics.callbacks_queued.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    let _ = delivery.send(DeliveryCmd::Enqueue(rows));
+                    delivery.send(DeliveryCmd::Enqueue(rows));
                 }
                 for (session, tx, text) in frames {
                     if let Err(e) = tx.try_send(text) {
@@ -610,11 +533,40 @@ impl CoreRunner {
                             // A client that does not read its frames loses its session
                             // rather than slowing everyone else down.
                             tracing::warn!(session, "session outbox full; dropping session");
-                            let _ = core.try_send(CoreCmd::DropSession(session));
+                            core.try_send(CoreCmd::DropSession(session));
                         }
                     }
                 }
             }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shell only wires: no module of the server imports it (the edges reach the
+    /// core through `handles`), so there is no import circle through it.
+    #[test]
+    fn no_module_imports_the_shell() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![src.clone()];
+        let mut offenders = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("server.rs")
+                    && !path.ends_with("lib.rs")
+                {
+                    let text = std::fs::read_to_string(&path).expect("source");
+                    if text.contains("crate::server") {
+                        offenders.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "these import server.rs: {offenders:?}");
     }
 }

@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use crate::auth::{self, TokenError};
 use crate::call::{Input, Party, SessionAuth};
 use crate::clock::{now_ms, sleep_until};
+use crate::handles::{CoreCmd, Shared};
 use crate::limit::Bucket;
 use crate::listener::Pending;
-use crate::server::{CoreCmd, Shared};
 
 /// How long a new connection has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::config::DEMO_SERVICE_ID;
-use crate::server::Shared;
+use crate::handles::Shared;
 
 /// The demo page (`web/index.html`).
 const DEMO_PAGE: &str = include_str!("../../../web/index.html");

@@ -18,15 +18,12 @@ use switchboard_protocol::{
 
 use crate::auth::{CcClaims, CcKey};
 use crate::limit::KeyedLimiter;
-use crate::room::{RoomCensus, RoomRules, Rooms};
+use crate::room::{RoomCensus, RoomOutput, RoomRules, Rooms};
 
 #[cfg(test)]
 mod tests;
 
-/// Epoch milliseconds.
-pub type Millis = u64;
-/// A signaling session (one connection of one device), numbered by the shell.
-pub type SessionId = u64;
+pub use crate::party::{Millis, Party, SessionId};
 
 /// Longest `user_rel_code` accepted, in bytes.
 pub const MAX_USER_REL_CODE_BYTES: usize = 128;
@@ -34,22 +31,6 @@ pub const MAX_USER_REL_CODE_BYTES: usize = 128;
 /// A `resume_param` is good for at least this long (or the service's maximum call
 /// time, when longer), plus the reconnect grace.
 const RESUME_PARAM_MIN_SECS: u64 = 86_400;
-
-/// A user: `(service_id, user_id)`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Party {
-    /// The service.
-    pub service_id: String,
-    /// The user.
-    pub user_id: String,
-}
-
-impl Party {
-    /// A party from its two IDs.
-    pub fn new(service_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self { service_id: service_id.into(), user_id: user_id.into() }
-    }
-}
 
 /// Per-service rules the core needs.
 #[derive(Debug, Clone)]
@@ -279,6 +260,20 @@ pub enum Output {
     },
 }
 
+impl From<RoomOutput> for Output {
+    fn from(o: RoomOutput) -> Output {
+        match o {
+            RoomOutput::Send(session, msg) => Output::Send(session, msg),
+            RoomOutput::MediaLeave { sid, party } => Output::MediaLeave { sid, party },
+            RoomOutput::MediaEnd { sid } => Output::MediaEnd { sid },
+            RoomOutput::RoomLeft { reason } => Output::RoomLeft { reason },
+            RoomOutput::Gcall { service_id, seq, record } => Output::Gcall { service_id, seq, record },
+            RoomOutput::RoomMedia { sid, speakers } => Output::RoomMedia { sid, speakers },
+            RoomOutput::VideoFrom { sid, party, from } => Output::VideoFrom { sid, party, from },
+        }
+    }
+}
+
 /// What is known of a live call: enough to answer `GET /v1/calls/{sid}` and to
 /// write its record if the server dies under it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -481,6 +476,8 @@ pub struct Switch {
     out: VecDeque<Output>,
     call_limiter: KeyedLimiter<Party>,
     rooms: Rooms,
+    /// What the rooms decided, passed on in [`Switch::poll_output`].
+    room_out: VecDeque<RoomOutput>,
 }
 
 /// Counts of live state, for metrics and benchmarks.
@@ -526,6 +523,7 @@ impl Switch {
         let rooms = Rooms::new(settings.reconnect_grace_ms, room_rules);
         Self {
             rooms,
+            room_out: VecDeque::new(),
             settings,
             services,
             cc_key,
@@ -561,7 +559,7 @@ impl Switch {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.out.pop_front().or_else(|| self.room_out.pop_front().map(Output::from))
     }
 
     /// When [`Switch::handle_timeout`] must be called next.
@@ -586,7 +584,7 @@ impl Switch {
         room_id: &str,
         user_rel_code: Option<String>,
     ) -> bool {
-        self.rooms.force_close(now, service_id, room_id, user_rel_code, &mut self.out)
+        self.rooms.force_close(now, service_id, room_id, user_rel_code, &mut self.room_out)
     }
 
     /// The app server kicks users out of a room; the users found, or `None` for no room.
@@ -598,7 +596,7 @@ impl Switch {
         user_ids: &[String],
         user_rel_code: Option<String>,
     ) -> Option<Vec<String>> {
-        self.rooms.kick(now, service_id, room_id, user_ids, user_rel_code, &mut self.out)
+        self.rooms.kick(now, service_id, room_id, user_ids, user_rel_code, &mut self.room_out)
     }
 
     /// The app server messages a room; the sessions reached, or `None` for no room.
@@ -609,12 +607,12 @@ impl Switch {
         user_ids: Option<&[String]>,
         data: &str,
     ) -> Option<usize> {
-        self.rooms.app_message(service_id, room_id, user_ids, data, &mut self.out)
+        self.rooms.app_message(service_id, room_id, user_ids, data, &mut self.room_out)
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
-        self.rooms.handle_timeout(now, &mut self.out);
+        self.rooms.handle_timeout(now, &mut self.room_out);
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -680,7 +678,7 @@ impl Switch {
             Input::PushResult { sid, ok } => self.push_result(now, &sid, ok),
             Input::MediaLost { sid, party } => {
                 if self.rooms.is_room(&sid) {
-                    return self.rooms.media_lost(now, &sid, &party, &mut self.out);
+                    return self.rooms.media_lost(now, &sid, &party, &mut self.room_out);
                 }
                 let Some(side) = side_of(&party) else { return };
                 if self.calls.get(&sid).is_some_and(|c| matches!(c.phase, Phase::Connected { .. })) {
@@ -702,10 +700,10 @@ impl Switch {
                 }
             }
             Input::RelayLines { sid, party, lines } => {
-                self.rooms.media_lines(&sid, &party, lines, &mut self.out)
+                self.rooms.media_lines(&sid, &party, lines, &mut self.room_out)
             }
-            Input::RelayLevels { sid, levels } => self.rooms.levels(&sid, levels, &mut self.out),
-            Input::RelayQuality { sid, quality } => self.rooms.quality(&sid, quality, &mut self.out),
+            Input::RelayLevels { sid, levels } => self.rooms.levels(&sid, levels, &mut self.room_out),
+            Input::RelayQuality { sid, quality } => self.rooms.quality(&sid, quality, &mut self.room_out),
             Input::ForceEnd { service_id, sid, user_rel_code } => {
                 if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(
@@ -933,35 +931,35 @@ impl Switch {
                     mic_muted: mic_muted.unwrap_or(false),
                     video_enabled: video_enabled.unwrap_or(true),
                 };
-                self.rooms.join(now, who, join, &mut self.out);
+                self.rooms.join(now, who, join, &mut self.room_out);
                 None
             }
             ClientMessage::LeaveRoom { req, sid } => {
-                self.rooms.leave(now, session, req, &sid, None, None, &mut self.out);
+                self.rooms.leave(now, session, req, &sid, None, None, &mut self.room_out);
                 None
             }
             ClientMessage::EndCall { req, sid, reason, user_rel_code } if self.rooms.is_room(&sid) => {
                 let reason =
                     reason.and_then(DisconnectReason::from_code).filter(|r| r.is_client_reportable());
-                self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.out);
+                self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.room_out);
                 None
             }
             ClientMessage::RequestPeerVideo { req, sid, user_id, .. } => {
-                self.rooms.peer_video(session, req, &sid, &user_id, true, &mut self.out);
+                self.rooms.peer_video(session, req, &sid, &user_id, true, &mut self.room_out);
                 None
             }
             ClientMessage::RemovePeerVideo { req, sid, user_id } => {
-                self.rooms.peer_video(session, req, &sid, &user_id, false, &mut self.out);
+                self.rooms.peer_video(session, req, &sid, &user_id, false, &mut self.room_out);
                 None
             }
             ClientMessage::ShortData { req, sid, data_type, data, targets } => {
-                self.rooms.short_data(session, req, &sid, data_type, data, targets, &mut self.out);
+                self.rooms.short_data(session, req, &sid, data_type, data, targets, &mut self.room_out);
                 None
             }
             // Room sids are 32 hex digits, call sids UUIDs with dashes: a room that
             // ended is told apart from a call that ended.
             ClientMessage::Resume { req, sid } if token && crate::room::is_room_sid(&sid) => {
-                self.rooms.resume(&who, req, &sid, &mut self.out);
+                self.rooms.resume(&who, req, &sid, &mut self.room_out);
                 None
             }
             ClientMessage::MediaOffer { req, sid, sdp } if self.rooms.is_room(&sid) => {
@@ -990,7 +988,7 @@ impl Switch {
                 None
             }
             ClientMessage::MediaState { sid, mic_muted, video_enabled } if self.rooms.is_room(&sid) => {
-                self.rooms.media_state(now, session, &sid, mic_muted, video_enabled, &mut self.out);
+                self.rooms.media_state(now, session, &sid, mic_muted, video_enabled, &mut self.room_out);
                 None
             }
             other => Some(other),

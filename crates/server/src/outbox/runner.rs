@@ -13,17 +13,10 @@ use crate::call::Input;
 use crate::callbacks::Callbacks;
 use crate::clock::now_ms;
 use crate::config::{Config, ServiceConfig};
+pub(crate) use crate::handles::DeliveryCmd;
+use crate::handles::{CoreHandle, DeliveryHandle};
 use crate::metrics::Metrics;
-use crate::server::CoreCmd;
 use crate::store::{CallbackRow, Kind, Store};
-
-/// Commands to the delivery task.
-pub(crate) enum DeliveryCmd {
-    /// Stored callbacks to deliver.
-    Enqueue(Vec<CallbackRow>),
-    /// An attempt finished.
-    Done { service_id: String, key: String, id: i64, result: Result<(), Failure> },
-}
 
 struct ServiceLane {
     config: ServiceConfig,
@@ -35,8 +28,8 @@ pub(crate) struct DeliveryRunner {
     lanes: HashMap<String, ServiceLane>,
     callbacks: Callbacks,
     store: Store,
-    core: mpsc::Sender<CoreCmd>,
-    me: mpsc::UnboundedSender<DeliveryCmd>,
+    core: CoreHandle,
+    me: DeliveryHandle,
     metrics: Arc<Metrics>,
     timeout: Duration,
 }
@@ -46,8 +39,8 @@ impl DeliveryRunner {
         config: &Config,
         callbacks: Callbacks,
         store: Store,
-        core: mpsc::Sender<CoreCmd>,
-        me: mpsc::UnboundedSender<DeliveryCmd>,
+        core: CoreHandle,
+        me: DeliveryHandle,
         metrics: Arc<Metrics>,
     ) -> Self {
         let cb = &config.callbacks;
@@ -152,7 +145,7 @@ impl DeliveryRunner {
                 Action::Push { sid, ok } => {
                     let core = self.core.clone();
                     tokio::spawn(async move {
-                        let _ = core.send(CoreCmd::Input(Input::PushResult { sid, ok })).await;
+                        let _ = core.input(Input::PushResult { sid, ok }).await;
                     });
                 }
             }

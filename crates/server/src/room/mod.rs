@@ -18,10 +18,59 @@ use switchboard_protocol::{
     MAX_SHORT_DATA_TYPE_BYTES,
 };
 
-use crate::call::{Millis, Output, Party, SessionId};
+use crate::party::{Millis, Party, SessionId};
 
 #[cfg(test)]
 mod tests;
+
+/// What the room core wants done (the session core passes it on as its own output).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomOutput {
+    /// Send a message to a session.
+    Send(SessionId, ServerMessage),
+    /// A participant left a room that goes on: release its media.
+    MediaLeave {
+        /// The room.
+        sid: String,
+        /// The relay's party (the user ID).
+        party: String,
+    },
+    /// The room is over: release its media.
+    MediaEnd {
+        /// The room.
+        sid: String,
+    },
+    /// A participant left (for the metrics).
+    RoomLeft {
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Deliver to on_gcall_evt_cb, in `seq` order per room.
+    Gcall {
+        /// The room's service.
+        service_id: String,
+        /// The room's callback number (1, 2, …).
+        seq: u64,
+        /// The record.
+        record: GcallRecord,
+    },
+    /// A room was created: its media forwards at most `speakers` loudest speakers.
+    RoomMedia {
+        /// The room.
+        sid: String,
+        /// Most speakers heard at once.
+        speakers: usize,
+    },
+    /// A participant receives video only from these participants.
+    VideoFrom {
+        /// The room.
+        sid: String,
+        /// The receiving participant (its user ID).
+        party: String,
+        /// Whose video it asked for.
+        from: Vec<String>,
+    },
+}
 
 /// Per-service room rules.
 #[derive(Debug, Clone)]
@@ -272,7 +321,7 @@ impl Rooms {
     }
 
     /// Fires every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<Output>) {
+    pub fn handle_timeout(&mut self, now: Millis, out: &mut VecDeque<RoomOutput>) {
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -335,11 +384,11 @@ impl Rooms {
     }
 
     /// `join_room`.
-    pub fn join(&mut self, now: Millis, who: Sender, j: Join, out: &mut VecDeque<Output>) {
+    pub fn join(&mut self, now: Millis, who: Sender, j: Join, out: &mut VecDeque<RoomOutput>) {
         use StartFailReason as F;
         let session = who.session;
-        let fail = |out: &mut VecDeque<Output>, reason: StartFailReason, message: &str| {
-            out.push_back(Output::Send(
+        let fail = |out: &mut VecDeque<RoomOutput>, reason: StartFailReason, message: &str| {
+            out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::StartFailed {
                     req: j.req,
@@ -378,7 +427,7 @@ impl Rooms {
             if let Some(room) = self.rooms.get(sid) {
                 if let Some(i) = room.index_of(&who.party) {
                     if room.participants[i].session == Some(session) {
-                        out.push_back(Output::Send(
+                        out.push_back(RoomOutput::Send(
                             session,
                             ServerMessage::Error {
                                 req: j.req,
@@ -407,7 +456,7 @@ impl Rooms {
         let existing = self.by_key.get(&key).cloned();
         if let Some(room) = existing.as_ref().and_then(|sid| self.rooms.get(sid)) {
             if room.participants.len() as u32 >= rules.max_participants {
-                out.push_back(Output::Send(
+                out.push_back(RoomOutput::Send(
                     session,
                     ServerMessage::Disconnected {
                         req: j.req,
@@ -443,7 +492,7 @@ impl Rooms {
                     },
                 );
                 self.by_key.insert(key, sid.clone());
-                out.push_back(Output::RoomMedia { sid: sid.clone(), speakers: rules.max_speakers });
+                out.push_back(RoomOutput::RoomMedia { sid: sid.clone(), speakers: rules.max_speakers });
                 if let Some(at) = max_deadline {
                     self.timer(at, TimerKind::MaxTime, &sid);
                 }
@@ -470,7 +519,7 @@ impl Rooms {
         room.participants.push(participant);
         self.participants += 1;
         let total = room.participants.len() as u32;
-        out.push_back(Output::Send(
+        out.push_back(RoomOutput::Send(
             session,
             ServerMessage::RoomJoined {
                 req: j.req,
@@ -484,7 +533,7 @@ impl Rooms {
             },
         ));
         for other in others {
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerList {
                     sid: sid.clone(),
@@ -496,7 +545,7 @@ impl Rooms {
         }
         self.by_party.entry(who.party.clone()).or_default().push(sid.clone());
         // Video on demand: nobody's until asked for.
-        out.push_back(Output::VideoFrom {
+        out.push_back(RoomOutput::VideoFrom {
             sid: sid.clone(),
             party: who.party.user_id.clone(),
             from: Vec::new(),
@@ -526,8 +575,8 @@ impl Rooms {
         room.by_session(session).map(|i| (room, i))
     }
 
-    fn not_member(out: &mut VecDeque<Output>, session: SessionId, req: Option<u64>) {
-        out.push_back(Output::Send(
+    fn not_member(out: &mut VecDeque<RoomOutput>, session: SessionId, req: Option<u64>) {
+        out.push_back(RoomOutput::Send(
             session,
             ServerMessage::Error {
                 req,
@@ -548,7 +597,7 @@ impl Rooms {
         sid: &str,
         reason: Option<DisconnectReason>,
         user_rel_code: Option<String>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let Some((room, i)) = self.member(session, sid) else {
             return Self::not_member(out, session, req);
@@ -582,7 +631,7 @@ impl Rooms {
         change: Change,
         user_rel_code: Option<String>,
         req: Option<u64>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let Some(room) = self.rooms.get_mut(sid) else { return };
         let Some(i) = room.index_of(party) else { return };
@@ -592,7 +641,7 @@ impl Rooms {
         let others: Vec<SessionId> = room.participants.iter().filter_map(|q| q.session).collect();
         let service_id = room.service_id.clone();
         if let Some(session) = p.session {
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::Disconnected {
                     req,
@@ -609,14 +658,14 @@ impl Rooms {
             if !q.video_from.remove(&p.party.user_id) {
                 continue;
             }
-            out.push_back(Output::VideoFrom {
+            out.push_back(RoomOutput::VideoFrom {
                 sid: sid.to_string(),
                 party: q.party.user_id.clone(),
                 from: q.video_from.iter().cloned().collect(),
             });
         }
         for other in others {
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerList {
                     sid: sid.to_string(),
@@ -632,8 +681,8 @@ impl Rooms {
                 self.by_party.remove(party);
             }
         }
-        out.push_back(Output::MediaLeave { sid: sid.to_string(), party: p.party.user_id.clone() });
-        out.push_back(Output::RoomLeft { reason });
+        out.push_back(RoomOutput::MediaLeave { sid: sid.to_string(), party: p.party.user_id.clone() });
+        out.push_back(RoomOutput::RoomLeft { reason });
         let ended = total == 0;
         let record = Gone { p, reason, source };
         self.callback(now, sid, party, if ended { 'E' } else { 'C' }, change, Some(&record), out);
@@ -641,7 +690,7 @@ impl Rooms {
             if let Some(room) = self.rooms.remove(sid) {
                 self.by_key.remove(&(room.service_id, room.room_id));
             }
-            out.push_back(Output::MediaEnd { sid: sid.to_string() });
+            out.push_back(RoomOutput::MediaEnd { sid: sid.to_string() });
         } else {
             let alone_ms = self.rules.get(&service_id).map_or(0, |r| r.alone_kick_out_ms);
             self.check_alone(now, sid, alone_ms);
@@ -656,7 +705,7 @@ impl Rooms {
         reason: DisconnectReason,
         source: DisconnectSource,
         user_rel_code: Option<String>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let parties: Vec<Party> = self
             .rooms
@@ -686,7 +735,7 @@ impl Rooms {
         service_id: &str,
         room_id: &str,
         user_rel_code: Option<String>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) -> bool {
         let Some(sid) = self.by_key.get(&(service_id.to_string(), room_id.to_string())).cloned() else {
             return false;
@@ -704,7 +753,7 @@ impl Rooms {
         room_id: &str,
         user_ids: &[String],
         user_rel_code: Option<String>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) -> Option<Vec<String>> {
         let sid = self.by_key.get(&(service_id.to_string(), room_id.to_string())).cloned()?;
         let mut kicked = Vec::new();
@@ -736,7 +785,7 @@ impl Rooms {
         room_id: &str,
         user_ids: Option<&[String]>,
         data: &str,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) -> Option<usize> {
         if data.len() > MAX_APP_CONTROL_BYTES {
             return Some(0);
@@ -749,7 +798,7 @@ impl Rooms {
                 continue;
             }
             if let Some(session) = p.session {
-                out.push_back(Output::Send(
+                out.push_back(RoomOutput::Send(
                     session,
                     ServerMessage::AppControlMessage { sid: sid.clone(), data: data.to_string() },
                 ));
@@ -769,13 +818,13 @@ impl Rooms {
         data_type: String,
         data: String,
         targets: Option<Vec<String>>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let Some((room, i)) = self.member(session, sid) else {
             return Self::not_member(out, session, req);
         };
-        let invalid = |out: &mut VecDeque<Output>, message: &str| {
-            out.push_back(Output::Send(
+        let invalid = |out: &mut VecDeque<RoomOutput>, message: &str| {
+            out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::Error {
                     req,
@@ -800,7 +849,7 @@ impl Rooms {
             .filter_map(|p| p.session)
             .collect();
         if to.is_empty() && targets.is_some() {
-            return out.push_back(Output::Send(
+            return out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::Error {
                     req,
@@ -811,7 +860,7 @@ impl Rooms {
             ));
         }
         for s in to {
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 s,
                 ServerMessage::ShortData {
                     sid: sid.to_string(),
@@ -831,7 +880,7 @@ impl Rooms {
         sid: &str,
         user_id: &str,
         on: bool,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let Some(room) = self.rooms.get_mut(sid) else {
             return Self::not_member(out, session, req);
@@ -842,7 +891,7 @@ impl Rooms {
         let present = room.participants.iter().any(|p| p.party.user_id == user_id);
         let me = &mut room.participants[i];
         if on && (!present || me.party.user_id == user_id) {
-            return out.push_back(Output::Send(
+            return out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::Error {
                     req,
@@ -855,13 +904,13 @@ impl Rooms {
         let changed =
             if on { me.video_from.insert(user_id.to_string()) } else { me.video_from.remove(user_id) };
         if changed {
-            out.push_back(Output::VideoFrom {
+            out.push_back(RoomOutput::VideoFrom {
                 sid: sid.to_string(),
                 party: me.party.user_id.clone(),
                 from: me.video_from.iter().cloned().collect(),
             });
         }
-        out.push_back(Output::Send(
+        out.push_back(RoomOutput::Send(
             session,
             ServerMessage::PeerVideo {
                 req,
@@ -880,7 +929,7 @@ impl Rooms {
         sid: &str,
         mic_muted: Option<bool>,
         video_enabled: Option<bool>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let Some(room) = self.rooms.get_mut(sid) else {
             return Self::not_member(out, session, None);
@@ -899,7 +948,7 @@ impl Rooms {
         }
         let party = p.party.clone();
         for other in room.participants.iter().filter(|q| q.party != party).filter_map(|q| q.session) {
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerMediaState {
                     sid: sid.to_string(),
@@ -926,14 +975,17 @@ impl Rooms {
     }
 
     /// The relay (re)assigned a participant's lines: tell it whose media each carries.
-    pub fn media_lines(&self, sid: &str, party: &str, lines: Vec<MediaLine>, out: &mut VecDeque<Output>) {
+    pub fn media_lines(&self, sid: &str, party: &str, lines: Vec<MediaLine>, out: &mut VecDeque<RoomOutput>) {
         if let Some(session) = self.session_of(sid, party) {
-            out.push_back(Output::Send(session, ServerMessage::MediaLines { sid: sid.to_string(), lines }));
+            out.push_back(RoomOutput::Send(
+                session,
+                ServerMessage::MediaLines { sid: sid.to_string(), lines },
+            ));
         }
     }
 
     /// The relay's audio levels: tell everyone, and who started or stopped talking.
-    pub fn levels(&mut self, sid: &str, levels: Vec<(String, u8)>, out: &mut VecDeque<Output>) {
+    pub fn levels(&mut self, sid: &str, levels: Vec<(String, u8)>, out: &mut VecDeque<RoomOutput>) {
         let Some(room) = self.rooms.get_mut(sid) else { return };
         let talking: std::collections::BTreeSet<String> =
             levels.iter().filter(|(_, l)| *l >= TALKING_LEVEL).map(|(u, _)| u.clone()).collect();
@@ -943,7 +995,7 @@ impl Rooms {
         let levels: std::collections::BTreeMap<String, u8> = levels.into_iter().collect();
         for p in room.participants.iter_mut() {
             let Some(session) = p.session else { continue };
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::PeerAudioLevels { sid: sid.to_string(), levels: levels.clone() },
             ));
@@ -955,7 +1007,7 @@ impl Rooms {
             };
             p.told_talking = true;
             if !active.is_empty() || !inactive.is_empty() {
-                out.push_back(Output::Send(
+                out.push_back(RoomOutput::Send(
                     session,
                     ServerMessage::PeersTalking { sid: sid.to_string(), active, inactive },
                 ));
@@ -964,11 +1016,11 @@ impl Rooms {
     }
 
     /// The relay's network grades: tell everyone.
-    pub fn quality(&mut self, sid: &str, quality: Vec<(String, u8)>, out: &mut VecDeque<Output>) {
+    pub fn quality(&mut self, sid: &str, quality: Vec<(String, u8)>, out: &mut VecDeque<RoomOutput>) {
         let Some(room) = self.rooms.get(sid) else { return };
         let quality: std::collections::BTreeMap<String, u8> = quality.into_iter().collect();
         for session in room.participants.iter().filter_map(|p| p.session) {
-            out.push_back(Output::Send(
+            out.push_back(RoomOutput::Send(
                 session,
                 ServerMessage::PeersNetworkQuality { sid: sid.to_string(), quality: quality.clone() },
             ));
@@ -976,7 +1028,7 @@ impl Rooms {
     }
 
     /// A participant's media stopped past the media timeout.
-    pub fn media_lost(&mut self, now: Millis, sid: &str, party: &str, out: &mut VecDeque<Output>) {
+    pub fn media_lost(&mut self, now: Millis, sid: &str, party: &str, out: &mut VecDeque<RoomOutput>) {
         let Some(room) = self.rooms.get(sid) else { return };
         let Some(p) = room.participants.iter().find(|p| p.party.user_id == party) else { return };
         let party = p.party.clone();
@@ -1010,9 +1062,9 @@ impl Rooms {
     }
 
     /// `resume` of a room: the user's new session takes its place back.
-    pub fn resume(&mut self, who: &Sender, req: Option<u64>, sid: &str, out: &mut VecDeque<Output>) {
+    pub fn resume(&mut self, who: &Sender, req: Option<u64>, sid: &str, out: &mut VecDeque<RoomOutput>) {
         let Some(room) = self.rooms.get_mut(sid) else {
-            return out.push_back(Output::Send(
+            return out.push_back(RoomOutput::Send(
                 who.session,
                 ServerMessage::Disconnected {
                     req,
@@ -1029,7 +1081,7 @@ impl Rooms {
         };
         p.session = Some(who.session);
         p.lost_deadline = None;
-        out.push_back(Output::Send(
+        out.push_back(RoomOutput::Send(
             who.session,
             ServerMessage::Resumed { req, sid: sid.to_string(), state: "connected".into() },
         ));
@@ -1045,7 +1097,7 @@ impl Rooms {
         sc: char,
         change: Change,
         gone: Option<&Gone>,
-        out: &mut VecDeque<Output>,
+        out: &mut VecDeque<RoomOutput>,
     ) {
         let Some(room) = self.rooms.get_mut(sid) else { return };
         if !self.rules.get(&room.service_id).is_some_and(|r| r.has_gcall_cb) {
@@ -1087,7 +1139,7 @@ impl Rooms {
             releaser_type: u16::from(source),
             app_svr_data: p.app_data.clone(),
         };
-        out.push_back(Output::Gcall { service_id: room.service_id.clone(), seq: room.callbacks, record });
+        out.push_back(RoomOutput::Gcall { service_id: room.service_id.clone(), seq: room.callbacks, record });
     }
 }
 
