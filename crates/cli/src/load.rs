@@ -41,6 +41,16 @@ pub struct LoadArgs {
     /// each side sending 50 packets/s.
     #[arg(long, default_value_t = 0)]
     media: usize,
+    /// Rooms benchmark instead: this many rooms of `--room-size` with audio and video,
+    /// plus one room of `--big-room` audio participants (5 of them speaking).
+    #[arg(long, default_value_t = 0)]
+    rooms: usize,
+    /// Participants of each small room.
+    #[arg(long, default_value_t = 4)]
+    room_size: usize,
+    /// Participants of the big audio room (0: none).
+    #[arg(long, default_value_t = 50)]
+    big_room: usize,
     /// Seconds of media measured (after every call's media is up), reported per 10 s.
     #[arg(long, default_value_t = 60)]
     media_secs: u64,
@@ -250,6 +260,14 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         pin(pid, 0)?;
         pin(std::process::id(), 1)?;
         println!("pinned: server on CPU 0, load generator on CPU 1");
+    }
+    if a.rooms > 0 {
+        let result =
+            crate::load_rooms::rooms_phase(&server, pid, a.rooms, a.room_size, a.big_room, a.media_secs)
+                .await;
+        child.kill().await.ok();
+        std::fs::remove_dir_all(&dir).ok();
+        return result;
     }
     if a.media > 0 {
         let result = crate::load_media::media_phase(&server, pid, a.media, a.media_secs).await;

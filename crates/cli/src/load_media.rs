@@ -306,7 +306,7 @@ fn report(
     );
 }
 
-fn pct(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted.get(((sorted.len() as f64 - 1.0) * p) as usize).map_or(0.0, |d| *d as f64 / 1000.0)
 }
 
@@ -316,14 +316,14 @@ fn stamp(base: Instant) -> u64 {
 }
 
 /// The server's `/metrics` and CPU time at one moment.
-struct Scrape {
-    at: Instant,
-    cpu_ticks: u64,
+pub(crate) struct Scrape {
+    pub(crate) at: Instant,
+    pub(crate) cpu_ticks: u64,
     text: String,
 }
 
 impl Scrape {
-    async fn take(server: &str, pid: u32) -> Scrape {
+    pub(crate) async fn take(server: &str, pid: u32) -> Scrape {
         let at = Instant::now();
         let cpu_ticks = cpu_ticks(pid).unwrap_or(0);
         let text = get_metrics(server).await.unwrap_or_default();
@@ -331,7 +331,7 @@ impl Scrape {
     }
 
     /// The sum over shards of metric `name` with every label in `labels`.
-    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+    pub(crate) fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         self.text
             .lines()
             .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))

@@ -4,6 +4,7 @@ mod clients;
 mod join;
 mod load;
 mod load_media;
+mod load_rooms;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

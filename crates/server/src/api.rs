@@ -94,7 +94,6 @@ impl From<crate::store::StoreError> for ApiError {
 /// The authenticated service of a request.
 pub(crate) struct Authed(ServiceConfig);
 
-
 impl FromRequestParts<Arc<Shared>> for Authed {
     type Rejection = ApiError;
 
@@ -109,7 +108,9 @@ impl FromRequestParts<Arc<Shared>> for Authed {
         let service = shared
             .services
             .values()
-            .find(|s| s.api_key == key && crate::auth::constant_time_eq(s.api_secret.as_bytes(), secret.as_bytes()))
+            .find(|s| {
+                s.api_key == key && crate::auth::constant_time_eq(s.api_secret.as_bytes(), secret.as_bytes())
+            })
             .ok_or(ApiError::Unauthorized)?;
         // Valid credentials: the connection no longer counts as unauthenticated.
         if let Some(pending) = parts.extensions.get::<crate::listener::Pending>() {
