@@ -141,6 +141,10 @@ export interface ConferenceDelegate {
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
+  /** A peer paused its video (`pauseMyVideo`). */
+  evtPeersVideoPaused?(peers: PeerInfo[]): void;
+  /** A peer resumed its paused video. */
+  evtPeersVideoResumed?(peers: PeerInfo[]): void;
   /** A peer turned its camera on or off (`videoEnabled`). */
   evtPeersVideoUpdated?(peers: PeerInfo[]): void;
   /** Who started and stopped talking (user IDs; the first one lists everyone talking). */
@@ -196,6 +200,9 @@ export declare class Conference {
   muteMyAudio(mute: boolean): Promise<void>;
   enableVideo(): Promise<void>;
   disableVideo(): Promise<void>;
+  /** Pause my video for a moment (the others get evtPeersVideoPaused). */
+  pauseMyVideo(): Promise<void>;
+  resumeMyVideo(): Promise<void>;
   /** Receive `userId`'s video in `videoViewElement` (nobody's video comes unasked). */
   requestPeerVideo(p: { userId: string; resolution?: VideoResolution; videoViewElement: HTMLVideoElement }): Promise<void>;
   removePeerVideo(p: { userId: string }): Promise<void>;

@@ -516,6 +516,17 @@ export class Conference {
   /** Turns my camera off; the others get evtPeersVideoUpdated. */
   async disableVideo() { this._video(false); }
 
+  /** Pauses my video for a moment (the line stays); the others get evtPeersVideoPaused. */
+  async pauseMyVideo() { this._pause(true); }
+
+  /** Resumes my paused video; the others get evtPeersVideoResumed. */
+  async resumeMyVideo() { this._pause(false); }
+
+  _pause(paused) {
+    for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = !paused;
+    this.session?.send({ type: 'media_state', sid: this.sid, video_paused: paused });
+  }
+
   _video(on) {
     for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = on;
     this.session?.send({ type: 'media_state', sid: this.sid, video_enabled: on });
@@ -580,6 +591,10 @@ export class Conference {
         if (m.video_enabled != null) {
           p.videoEnabled = m.video_enabled;
           call(this.delegate.evtPeersVideoUpdated, [p]);
+        }
+        if (m.video_paused != null) {
+          p.videoPaused = m.video_paused;
+          call(m.video_paused ? this.delegate.evtPeersVideoPaused : this.delegate.evtPeersVideoResumed, [p]);
         }
         break;
       }

@@ -101,4 +101,27 @@ test('two people call each other from the demo page', async () => {
   await alice.click('#voiceBtn');
   await alice.waitForSelector('#ended:not(.hidden)');
   assert.equal(await alice.textContent('#why'), 'Not reachable right now');
+
+  // The room tab: both join a video room, see each other's tile with video, a talking
+  // ring and network bars; one mutes, one leaves.
+  await alice.click('#againBtn');
+  for (const page of [alice, bob]) {
+    await page.fill('#roomName', 'standup');
+    await page.click('#joinVideoBtn');
+    await page.waitForSelector('#room:not(.hidden)');
+  }
+  for (const [page, other] of [[alice, 'bob'], [bob, 'alice']]) {
+    await page.waitForFunction(() => document.querySelectorAll('#tiles .tile').length === 2);
+    await page.waitForFunction((o) => document.querySelector(`#tile-${o} video`)?.videoWidth > 0, other);
+    await page.waitForFunction((o) => document.querySelector(`#tile-${o} .bars i.on`) != null, other, { timeout: 15000 });
+    await page.waitForFunction(() => document.querySelector('#tiles .tile.talking') != null, null, { timeout: 15000 });
+    assert.equal(await page.textContent('#roomCount'), '2 in the room');
+  }
+  if (process.env.SCREENSHOT_ROOM) await alice.screenshot({ path: process.env.SCREENSHOT_ROOM });
+  await bob.click('#roomMuteBtn');
+  await alice.waitForSelector('#tile-bob .mic:not(.hidden)');
+  await bob.click('#leaveBtn');
+  await bob.waitForSelector('#roomEnded:not(.hidden)');
+  assert.equal(await bob.textContent('#roomWhy'), 'You left the room');
+  await alice.waitForFunction(() => document.querySelectorAll('#tiles .tile').length === 1);
 });

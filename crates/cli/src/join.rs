@@ -57,7 +57,7 @@ fn print_room_event(ev: &Event) {
         Event::PeerListUpdated { sid, added, removed, total } => json!({
             "event": "peer_list_updated", "sid": sid, "added": added, "removed": removed, "total": total,
         }),
-        Event::PeerMediaState { sid, user_id, mic_muted, video_enabled } => {
+        Event::PeerMediaState { sid, user_id, mic_muted, video_enabled, .. } => {
             let user = user_id.clone().unwrap_or_default();
             if let Some(m) = mic_muted {
                 let name = if *m { "peers_mic_muted" } else { "peers_mic_unmuted" };

@@ -244,6 +244,8 @@ pub enum Event {
         mic_muted: Option<bool>,
         /// Peer's camera sending.
         video_enabled: Option<bool>,
+        /// Peer's camera paused.
+        video_paused: Option<bool>,
     },
     /// Participants joined or left a room (`evtPeerListUpdated`).
     PeerListUpdated {

@@ -451,7 +451,12 @@ impl Client {
         video_enabled: Option<bool>,
     ) -> Result<(), ClientError> {
         self.out
-            .send(Outbound::Msg(ClientMessage::MediaState { sid: sid.to_string(), mic_muted, video_enabled }))
+            .send(Outbound::Msg(ClientMessage::MediaState {
+                sid: sid.to_string(),
+                mic_muted,
+                video_enabled,
+                video_paused: None,
+            }))
             .await
             .map_err(|_| ClientError::Closed)
     }
@@ -492,8 +497,8 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
             Event::Disconnected { sid, reason, source, by_remote, user_rel_code }
         }
         ServerMessage::TokenExpiring { expires_at } => Event::TokenExpiring { expires_at },
-        ServerMessage::PeerMediaState { sid, user_id, mic_muted, video_enabled } => {
-            Event::PeerMediaState { sid, user_id, mic_muted, video_enabled }
+        ServerMessage::PeerMediaState { sid, user_id, mic_muted, video_enabled, video_paused } => {
+            Event::PeerMediaState { sid, user_id, mic_muted, video_enabled, video_paused }
         }
         ServerMessage::PeerList { sid, added, removed, total } => {
             Event::PeerListUpdated { sid, added, removed, total }

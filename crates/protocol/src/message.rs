@@ -172,6 +172,10 @@ pub enum ClientMessage {
         /// Camera sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         video_enabled: Option<bool>,
+        /// Camera paused for a moment (`pauseMyVideo`): the video line stays, nothing
+        /// is sent on it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_paused: Option<bool>,
     },
     /// Join (or create) the room `(room_service_id, room_id)`. Answered with
     /// `room_joined`, or `start_failed` (nothing created) or `disconnected` (the room
@@ -463,6 +467,9 @@ pub enum ServerMessage {
         /// Peer's camera sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         video_enabled: Option<bool>,
+        /// Peer's camera paused (`evtPeersVideoPaused` / `evtPeersVideoResumed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_paused: Option<bool>,
     },
     /// Answer to `join_room`: this session is in the room (`evtConnected`).
     RoomJoined {
@@ -820,7 +827,12 @@ mod tests {
             ClientMessage::MediaOffer { req: None, sid: "s".into(), sdp: "v=0".into() },
             ClientMessage::MediaAnswer { sid: "s".into(), offer_id: 1, sdp: "v=0".into() },
             ClientMessage::AddMedia { sid: "s".into(), kind: "video".into() },
-            ClientMessage::MediaState { sid: "s".into(), mic_muted: None, video_enabled: None },
+            ClientMessage::MediaState {
+                sid: "s".into(),
+                mic_muted: None,
+                video_enabled: None,
+                video_paused: None,
+            },
             ClientMessage::JoinRoom {
                 req: None,
                 room_id: "r".into(),

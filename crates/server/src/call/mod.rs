@@ -132,12 +132,12 @@ pub enum Input {
         /// User ID and grade.
         quality: Vec<(String, u8)>,
     },
-    /// The relay measured the room's audio levels (0-100 per participant).
+    /// The relay measured the room's audio levels (0-100 per participant) and who talks.
     RelayLevels {
         /// The room.
         sid: String,
-        /// User ID and level.
-        levels: Vec<(String, u8)>,
+        /// User ID, level, talking.
+        levels: Vec<(String, u8, bool)>,
     },
     /// The relay assigned a room participant's lines to sources.
     RelayLines {
@@ -870,9 +870,11 @@ impl Switch {
                     Err(code) => self.error(session, None, code, "media needs a connected call"),
                 }
             }
-            ClientMessage::MediaState { sid, mic_muted, video_enabled } => {
-                self.media_state(session, sid, mic_muted, video_enabled)
-            }
+            ClientMessage::MediaState { sid, mic_muted, video_enabled, video_paused } => self.media_state(
+                session,
+                sid,
+                crate::room::MediaState { mic_muted, video_enabled, video_paused },
+            ),
             ClientMessage::JoinRoom { req, .. }
             | ClientMessage::LeaveRoom { req, .. }
             | ClientMessage::ShortData { req, .. }
@@ -987,8 +989,11 @@ impl Switch {
                 }
                 None
             }
-            ClientMessage::MediaState { sid, mic_muted, video_enabled } if self.rooms.is_room(&sid) => {
-                self.rooms.media_state(now, session, &sid, mic_muted, video_enabled, &mut self.room_out);
+            ClientMessage::MediaState { sid, mic_muted, video_enabled, video_paused }
+                if self.rooms.is_room(&sid) =>
+            {
+                let state = crate::room::MediaState { mic_muted, video_enabled, video_paused };
+                self.rooms.media_state(now, session, &sid, state, &mut self.room_out);
                 None
             }
             other => Some(other),
@@ -1551,20 +1556,18 @@ impl Switch {
         }
     }
 
-    fn media_state(
-        &mut self,
-        session: SessionId,
-        sid: String,
-        mic_muted: Option<bool>,
-        video_enabled: Option<bool>,
-    ) {
+    fn media_state(&mut self, session: SessionId, sid: String, state: crate::room::MediaState) {
+        let crate::room::MediaState { mic_muted, video_enabled, video_paused } = state;
         let peer = match self.connected_side(session, &sid) {
             Ok((DisconnectSource::Caller, call)) => call.devices.first().map(|d| d.session),
             Ok((_, call)) => call.caller_session,
             Err(code) => return self.error(session, None, code, "media state needs a connected call"),
         };
         if let Some(peer) = peer {
-            self.send(peer, ServerMessage::PeerMediaState { sid, user_id: None, mic_muted, video_enabled });
+            self.send(
+                peer,
+                ServerMessage::PeerMediaState { sid, user_id: None, mic_muted, video_enabled, video_paused },
+            );
         }
     }
 

@@ -151,12 +151,12 @@ pub enum RelayEvent {
         /// Party and grade.
         quality: Vec<(PartyKey, u8)>,
     },
-    /// Every party's audio level in a room (0-100), every 500 ms.
+    /// Every party's audio level in a room (0-100) and whether it talks, every 500 ms.
     Levels {
         /// The session.
         sid: String,
-        /// Party and level.
-        levels: Vec<(PartyKey, u8)>,
+        /// Party, level, talking.
+        levels: Vec<(PartyKey, u8, bool)>,
     },
     /// Which of a party's lines carry which other party's media changed (a room
     /// participant's client learns whose media each line is).

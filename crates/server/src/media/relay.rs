@@ -822,10 +822,10 @@ impl Relay {
                 self.dirty.push(sid.clone());
             }
             if report {
-                let levels: Vec<(PartyKey, u8)> = s
+                let levels: Vec<(PartyKey, u8, bool)> = s
                     .levels(now)
                     .into_iter()
-                    .filter_map(|(id, l)| self.parties.get(&id).map(|p| (p.key.clone(), l)))
+                    .filter_map(|(id, l, talking)| self.parties.get(&id).map(|p| (p.key.clone(), l, talking)))
                     .collect();
                 if !levels.is_empty() {
                     self.events.push_back(RelayEvent::Levels { sid: sid.clone(), levels });

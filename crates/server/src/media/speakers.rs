@@ -15,11 +15,19 @@ const ALPHA: f32 = 0.1;
 /// A chosen speaker keeps its place unless another is this much louder (of 127), so
 /// that two speakers of about the same level do not swap every evaluation.
 const HYSTERESIS: f32 = 6.0;
+/// A packet at least this loud (of 127: -50 dBov) carries voice, as browsers judge
+/// voice activity.
+const VOICE: f32 = 77.0;
+/// A party whose recent packets carry voice at least this often is talking (speech
+/// has pauses; a level average would miss a talker who pauses between words).
+const TALKING: f32 = 0.3;
 
 #[derive(Debug, Clone, Copy)]
 struct Level {
     /// 0 (silence, -127 dBov) to 127 (0 dBov).
     smoothed: f32,
+    /// The share of recent packets that carry voice, 0 to 1.
+    voice: f32,
     last: Instant,
 }
 
@@ -42,8 +50,10 @@ impl Speakers {
         // Without the extension a sender counts as speaking at a middling level: it
         // is heard while the room is small, and gives way to those that say how loud.
         let v = audio_level.map_or(64.0, |l| 127.0 - f32::from(l.unsigned_abs().min(127)));
-        let e = self.levels.entry(party).or_insert(Level { smoothed: v, last: now });
+        let voice = if v >= VOICE { 1.0 } else { 0.0 };
+        let e = self.levels.entry(party).or_insert(Level { smoothed: v, voice, last: now });
         e.smoothed += ALPHA * (v - e.smoothed);
+        e.voice += ALPHA * (voice - e.voice);
         e.last = now;
     }
 
@@ -78,10 +88,16 @@ impl Speakers {
         changed
     }
 
-    /// Every party's level now, 0-100.
-    pub fn levels(&self, now: Instant) -> Vec<(u64, u8)> {
-        let mut out: Vec<(u64, u8)> =
-            self.levels.keys().map(|p| (*p, (self.level(now, *p) * 100.0 / 127.0).round() as u8)).collect();
+    /// Every party's level now, 0-100, and whether it is talking.
+    pub fn levels(&self, now: Instant) -> Vec<(u64, u8, bool)> {
+        let mut out: Vec<(u64, u8, bool)> = self
+            .levels
+            .iter()
+            .map(|(p, l)| {
+                let level = self.level(now, *p);
+                (*p, (level * 100.0 / 127.0).round() as u8, level > 0.0 && l.voice >= TALKING)
+            })
+            .collect();
         out.sort_unstable();
         out
     }
@@ -130,7 +146,11 @@ mod tests {
         s.choose(later);
         assert!(s.is_chosen(3), "the only one still sending");
         let levels = s.levels(later);
-        assert_eq!(levels.iter().find(|(p, _)| *p == 2).map(|(_, l)| *l), Some(0));
+        assert_eq!(
+            levels.iter().find(|(p, ..)| *p == 2).map(|(_, l, talking)| (*l, *talking)),
+            Some((0, false))
+        );
+        assert!(levels.iter().any(|(p, _, talking)| *p == 3 && !talking), "one packet is not talking yet");
     }
 
     #[test]

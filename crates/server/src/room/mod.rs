@@ -121,6 +121,17 @@ pub struct Join {
     pub video_enabled: bool,
 }
 
+/// A participant's microphone and camera, as `media_state` says (absent: unchanged).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MediaState {
+    /// Microphone muted.
+    pub mic_muted: Option<bool>,
+    /// Camera on.
+    pub video_enabled: Option<bool>,
+    /// Camera paused.
+    pub video_paused: Option<bool>,
+}
+
 /// Live counts of rooms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoomCensus {
@@ -159,6 +170,7 @@ struct Participant {
     app_data: Option<String>,
     mic_muted: bool,
     video_enabled: bool,
+    video_paused: bool,
     joined_ms: Millis,
     /// When the reconnect grace runs out, while its session is gone.
     lost_deadline: Option<Millis>,
@@ -221,10 +233,6 @@ impl Room {
         }
     }
 }
-
-/// A participant whose level (0-100) is at least this is talking: about -45 dBov, above
-/// background noise and below speech.
-const TALKING_LEVEL: u8 = 65;
 
 /// Whether `sid` has the shape of a room session's ID (32 lowercase hex digits).
 pub fn is_room_sid(sid: &str) -> bool {
@@ -507,6 +515,7 @@ impl Rooms {
             app_data: j.app_data.clone(),
             mic_muted: j.mic_muted,
             video_enabled: j.video_enabled && media == MediaType::Video,
+            video_paused: false,
             joined_ms: now,
             lost_deadline: None,
             video_from: Default::default(),
@@ -927,10 +936,10 @@ impl Rooms {
         now: Millis,
         session: SessionId,
         sid: &str,
-        mic_muted: Option<bool>,
-        video_enabled: Option<bool>,
+        state: MediaState,
         out: &mut VecDeque<RoomOutput>,
     ) {
+        let MediaState { mic_muted, video_enabled, video_paused } = state;
         let Some(room) = self.rooms.get_mut(sid) else {
             return Self::not_member(out, session, None);
         };
@@ -939,12 +948,16 @@ impl Rooms {
         };
         let p = &mut room.participants[i];
         let changed = mic_muted.is_some_and(|m| m != p.mic_muted)
-            || video_enabled.is_some_and(|v| v != p.video_enabled);
+            || video_enabled.is_some_and(|v| v != p.video_enabled)
+            || video_paused.is_some_and(|v| v != p.video_paused);
         if let Some(m) = mic_muted {
             p.mic_muted = m;
         }
         if let Some(v) = video_enabled {
             p.video_enabled = v;
+        }
+        if let Some(v) = video_paused {
+            p.video_paused = v;
         }
         let party = p.party.clone();
         for other in room.participants.iter().filter(|q| q.party != party).filter_map(|q| q.session) {
@@ -955,6 +968,7 @@ impl Rooms {
                     user_id: Some(party.user_id.clone()),
                     mic_muted,
                     video_enabled,
+                    video_paused,
                 },
             ));
         }
@@ -985,14 +999,15 @@ impl Rooms {
     }
 
     /// The relay's audio levels: tell everyone, and who started or stopped talking.
-    pub fn levels(&mut self, sid: &str, levels: Vec<(String, u8)>, out: &mut VecDeque<RoomOutput>) {
+    pub fn levels(&mut self, sid: &str, levels: Vec<(String, u8, bool)>, out: &mut VecDeque<RoomOutput>) {
         let Some(room) = self.rooms.get_mut(sid) else { return };
         let talking: std::collections::BTreeSet<String> =
-            levels.iter().filter(|(_, l)| *l >= TALKING_LEVEL).map(|(u, _)| u.clone()).collect();
+            levels.iter().filter(|(.., t)| *t).map(|(u, ..)| u.clone()).collect();
         let active: Vec<String> = talking.difference(&room.talking).cloned().collect();
         let inactive: Vec<String> = room.talking.difference(&talking).cloned().collect();
         room.talking = talking;
-        let levels: std::collections::BTreeMap<String, u8> = levels.into_iter().collect();
+        let levels: std::collections::BTreeMap<String, u8> =
+            levels.into_iter().map(|(u, l, _)| (u, l)).collect();
         for p in room.participants.iter_mut() {
             let Some(session) = p.session else { continue };
             out.push_back(RoomOutput::Send(

@@ -367,3 +367,16 @@ fn media_goes_to_the_relay_under_the_users_name() {
     assert_eq!(disconnect(&out, 2), Some((R::NetworkUnstable, S::Participant)));
     assert_eq!(summary(&gcalls(&out)), ["CT b 1"]);
 }
+
+#[test]
+fn pausing_video_reaches_the_others_and_the_app_server() {
+    let mut h = H::new(50, 300, 0);
+    let sid = h.join(1, "a");
+    h.join(2, "b");
+    let out = h.msg(1, &format!(r#"{{"type":"media_state","sid":"{sid}","video_paused":true}}"#));
+    assert!(matches!(&sent(&out, 2)[..], [ServerMessage::PeerMediaState { video_paused: Some(true), .. }]));
+    assert_eq!(summary(&gcalls(&out)), ["CM a 2"]);
+    // The same state again changes nothing for the app server.
+    let out = h.msg(1, &format!(r#"{{"type":"media_state","sid":"{sid}","video_paused":true}}"#));
+    assert!(gcalls(&out).is_empty());
+}
