@@ -1,11 +1,11 @@
 //! A server killed with SIGKILL delivers, after a restart on the same data dir,
-//! every callback queued before the kill, and closes the calls that were live with
-//! SERVER_INTERNAL_ERROR (source cloud_server).
+//! every callback queued before the kill, and closes the calls and rooms that were live
+//! with SERVER_INTERNAL_ERROR (source cloud_server).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use switchboard_client::{Client, Credentials, MakeCall};
+use switchboard_client::{Client, Credentials, JoinConference, MakeCall};
 use switchboard_tests::{incoming, pick_up, AppServer, ACME_SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -68,6 +68,7 @@ api_key = "acme-key"
 api_secret = "{ACME_SECRET}"
 notify_cb_url = "http://127.0.0.1:{app_port}/notify"
 on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
+on_gcall_evt_cb_url = "http://127.0.0.1:{app_port}/gcall_evt"
 "#,
             data = dir.join("data").display()
         ),
@@ -94,6 +95,11 @@ on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
     let (_frank, mut frank_ev) = user(&url, "frank").await;
     let ringing = erin.make_call(MakeCall::audio("frank")).await.unwrap();
     incoming(&mut frank_ev).await;
+    // 4. A room of two, live at the kill.
+    let (gina, _gina_ev) = user(&url, "gina").await;
+    let (hank, _hank_ev) = user(&url, "hank").await;
+    let room = gina.join_conference(JoinConference::audio("crash-room")).await.expect("gina joins").sid;
+    hank.join_conference(JoinConference::audio("crash-room")).await.expect("hank joins");
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     server.kill().expect("SIGKILL");
@@ -116,6 +122,35 @@ on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
     let r = app.record_for(&ringing).await;
     assert_eq!((r.query["disconnect_reason"].as_str(), r.query["releaser_type"].as_str()), ("1305", "4"));
     assert_eq!((r.query["terminate"].as_str(), r.query["duration"].as_str()), ("127", "0"));
+
+    // The room: its two joins (queued before the kill), then its end, in order.
+    let mut gcalls = Vec::new();
+    for _ in 0..200 {
+        gcalls = app
+            .successes()
+            .into_iter()
+            .filter(|h| h.path == "/gcall_evt" && h.query.get("sid") == Some(&room))
+            .collect::<Vec<_>>();
+        if gcalls.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seq: Vec<String> = gcalls
+        .iter()
+        .map(|h| {
+            format!(
+                "{}{} {} {} {}",
+                h.query["sc"],
+                h.query["msc"],
+                h.query["user_id"],
+                h.query["online"],
+                h.query["disconnect_reason"]
+            )
+        })
+        .collect();
+    assert_eq!(seq, ["SC gina 1 0", "CC hank 2 0", "CD gina 1 1305", "ED hank 0 1305"]);
+    assert_eq!(gcalls[3].id, format!("gcall-{room}-4"));
 
     // Nothing twice, and no push for calls that no longer exist.
     tokio::time::sleep(Duration::from_millis(800)).await;

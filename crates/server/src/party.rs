@@ -7,7 +7,7 @@ pub type Millis = u64;
 pub type SessionId = u64;
 
 /// A user: `(service_id, user_id)`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Party {
     /// The service.
     pub service_id: String,

@@ -121,10 +121,13 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let cc_key = CcKey::new(crate::config::server_secret(&config.data_dir)?);
     let wants_record = |id: &str| config.service(id).is_some_and(|s| s.on_call_evt_cb_url.is_some());
-    let recovery = crate::store::recover(&db_path, now_ms(), wants_record)?;
-    if !recovery.closed_calls.is_empty() || !recovery.pending.is_empty() {
+    let wants_gcall = |id: &str| config.service(id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some());
+    let recovery = crate::store::recover(&db_path, now_ms(), wants_record, wants_gcall)?;
+    if !recovery.closed_calls.is_empty() || !recovery.closed_rooms.is_empty() || !recovery.pending.is_empty()
+    {
         tracing::warn!(
             closed_calls = recovery.closed_calls.len(),
+            closed_rooms = recovery.closed_rooms.len(),
             pending_callbacks = recovery.pending.len(),
             dropped_notifies = recovery.dropped_notifies,
             "recovered from an unclean stop"
@@ -469,6 +472,8 @@ impl CoreRunner {
                 Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
                 Output::MediaLeave { sid, party } => self.media.send(MediaCmd::Leave { sid, party }),
                 Output::RoomLeft { reason } => self.metrics.room_left(reason),
+                Output::LiveRoom(room) => batch.live_rooms.push(room),
+                Output::RoomGone { sid } => batch.rooms_gone.push(sid),
                 Output::VideoFrom { sid, party, from } => {
                     self.media.send(MediaCmd::VideoFrom { sid, party, from })
                 }

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS call_records (
     record_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_records_by_time ON call_records (service_id, setup_time, sid);
+CREATE TABLE IF NOT EXISTS live_rooms (
+    sid TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    snapshot TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS live_calls (
     sid TEXT PRIMARY KEY,
     service_id TEXT NOT NULL,
@@ -180,6 +185,10 @@ pub struct Batch {
     pub records: Vec<(String, CallRecord)>,
     /// Callbacks to queue.
     pub callbacks: Vec<NewCallback>,
+    /// Live-room snapshots to keep (written before `rooms_gone`).
+    pub live_rooms: Vec<crate::room::LiveRoom>,
+    /// Rooms that ended: their snapshots go.
+    pub rooms_gone: Vec<String>,
 }
 
 impl Batch {
@@ -200,7 +209,11 @@ impl Batch {
 
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty() && self.records.is_empty() && self.callbacks.is_empty()
+        self.live.is_empty()
+            && self.records.is_empty()
+            && self.callbacks.is_empty()
+            && self.live_rooms.is_empty()
+            && self.rooms_gone.is_empty()
     }
 }
 
@@ -245,11 +258,22 @@ impl CoreDb {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
+            let mut room = txn.prepare_cached(
+                "INSERT OR REPLACE INTO live_rooms (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut room_gone = txn.prepare_cached("DELETE FROM live_rooms WHERE sid = ?1")?;
             let mut cb = txn.prepare_cached(
                 "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms, deadline_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
             )?;
             for batch in batches {
+                for r in &batch.live_rooms {
+                    let json = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    room.execute(params![r.sid, r.service_id, json])?;
+                }
+                for sid in &batch.rooms_gone {
+                    room_gone.execute(params![sid])?;
+                }
                 let mut rows = Vec::with_capacity(batch.callbacks.len());
                 for (service_id, snap) in &batch.live {
                     let json = serde_json::to_string(snap).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -415,6 +439,9 @@ impl Journal {
 pub struct Recovery {
     /// Calls that were live when the server died, now closed with SERVER_INTERNAL_ERROR.
     pub closed_calls: Vec<String>,
+    /// Rooms that were live, now closed (every participant out with
+    /// SERVER_INTERNAL_ERROR).
+    pub closed_rooms: Vec<String>,
     /// Pending callbacks to deliver, in queue order.
     pub pending: Vec<CallbackRow>,
     /// notify_cb requests dropped because their calls are gone.
@@ -429,6 +456,7 @@ pub fn recover(
     path: &Path,
     now_ms: u64,
     wants_record: impl Fn(&str) -> bool,
+    wants_gcall: impl Fn(&str) -> bool,
 ) -> Result<Recovery, StoreError> {
     let mut db = CoreDb::open(path)?;
     let alive_ms: Option<i64> =
@@ -450,6 +478,33 @@ pub fn recover(
         }
     }
     let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
+    // Rooms live at the crash end there and then, for everyone in them.
+    let mut closed_rooms = Vec::new();
+    {
+        let mut stmt = db.conn.prepare("SELECT snapshot FROM live_rooms")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for json in rows {
+            let room: crate::room::LiveRoom =
+                serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if wants_gcall(&room.service_id) {
+                let end = end_ms.max(room.setup_ms);
+                for (seq, record) in
+                    room.closing(end, DisconnectReason::ServerInternalError, DisconnectSource::CloudServer)
+                {
+                    batch.callbacks.push(NewCallback {
+                        cb_id: format!("gcall-{}-{seq}", room.sid),
+                        service_id: room.service_id.clone(),
+                        kind: Kind::Gcall,
+                        key: room.sid.clone(),
+                        query: record.to_query(),
+                        deadline_ms: None,
+                    });
+                }
+            }
+            batch.rooms_gone.push(room.sid.clone());
+            closed_rooms.push(room.sid);
+        }
+    }
     let dropped_notifies = db.conn.execute(
         "UPDATE outbox SET state = 'dropped', last_error = 'server restarted; the call is gone'
          WHERE state = 'pending' AND kind = 'notify'",
@@ -461,7 +516,7 @@ pub fn recover(
         let rows = stmt.query_map([], row_to_callback)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    Ok(Recovery { closed_calls, pending, dropped_notifies })
+    Ok(Recovery { closed_calls, closed_rooms, pending, dropped_notifies })
 }
 
 /// Filters of a call-record listing.

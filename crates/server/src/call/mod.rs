@@ -228,6 +228,13 @@ pub enum Output {
         /// Whose video it asked for.
         from: Vec<String>,
     },
+    /// A room changed: keep its snapshot (see [`crate::room::LiveRoom`]).
+    LiveRoom(crate::room::LiveRoom),
+    /// A room ended: its snapshot goes.
+    RoomGone {
+        /// The room.
+        sid: String,
+    },
     /// A participant left a room, for the metrics (the room may go on).
     RoomLeft {
         /// Why.
@@ -270,6 +277,8 @@ impl From<RoomOutput> for Output {
             RoomOutput::Gcall { service_id, seq, record } => Output::Gcall { service_id, seq, record },
             RoomOutput::RoomMedia { sid, speakers } => Output::RoomMedia { sid, speakers },
             RoomOutput::VideoFrom { sid, party, from } => Output::VideoFrom { sid, party, from },
+            RoomOutput::Live(room) => Output::LiveRoom(room),
+            RoomOutput::Gone { sid } => Output::RoomGone { sid },
         }
     }
 }

@@ -61,6 +61,14 @@ pub enum RoomOutput {
         /// Most speakers heard at once.
         speakers: usize,
     },
+    /// A room changed: keep its snapshot, so that its end can be told to the app
+    /// server if the server dies under it.
+    Live(LiveRoom),
+    /// The room ended: its snapshot goes.
+    Gone {
+        /// The room.
+        sid: String,
+    },
     /// A participant receives video only from these participants.
     VideoFrom {
         /// The room.
@@ -70,6 +78,90 @@ pub enum RoomOutput {
         /// Whose video it asked for.
         from: Vec<String>,
     },
+}
+
+/// What is kept of a live room (with an on_gcall_evt_cb to serve): enough to tell the
+/// app server that it ended, participant by participant, after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveRoom {
+    /// The room session.
+    pub sid: String,
+    /// The room's service.
+    pub service_id: String,
+    /// The room ID.
+    pub room_id: String,
+    /// `A` or `V`.
+    pub media_type: String,
+    /// The host (first joiner).
+    pub host: Party,
+    /// Created, epoch ms.
+    pub setup_ms: Millis,
+    /// Callbacks sent so far (the next is number `callbacks + 1`).
+    pub callbacks: u64,
+    /// Who is in it.
+    pub participants: Vec<LiveParticipant>,
+}
+
+/// A participant of a [`LiveRoom`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveParticipant {
+    /// Who.
+    pub party: Party,
+    /// Joined, epoch ms.
+    pub joined_ms: Millis,
+    /// Device kind.
+    pub ue_type: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// App server data.
+    pub app_data: Option<String>,
+}
+
+impl LiveRoom {
+    /// The callbacks that close the room at `end_ms` for `reason`: a `C`/`D` for each
+    /// participant but the last, an `E`/`D` for the last one, numbered after the
+    /// room's last callback.
+    pub fn closing(
+        &self,
+        end_ms: Millis,
+        reason: DisconnectReason,
+        source: DisconnectSource,
+    ) -> Vec<(u64, GcallRecord)> {
+        let rel = reason.rel_code();
+        let n = self.participants.len();
+        self.participants
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let online = (n - i - 1) as u32;
+                let record = GcallRecord {
+                    sid: self.sid.clone(),
+                    svc_id: self.service_id.clone(),
+                    id: self.room_id.clone(),
+                    user_svc_id: p.party.service_id.clone(),
+                    user_id: p.party.user_id.clone(),
+                    host_svc_id: self.host.service_id.clone(),
+                    host_id: self.host.user_id.clone(),
+                    sc: if online == 0 { 'E' } else { 'C' },
+                    setup_time: self.setup_ms / 1000,
+                    start_time: p.joined_ms / 1000,
+                    end_time: end_ms.max(p.joined_ms) / 1000,
+                    online,
+                    media_type: self.media_type.clone(),
+                    msc: 'D',
+                    ts: end_ms,
+                    rel_code: rel.code,
+                    rel_code_str: rel.name.into(),
+                    ue_type: p.ue_type.clone(),
+                    display_name: p.display_name.clone(),
+                    disconnect_reason: reason.code(),
+                    releaser_type: u16::from(source.code()),
+                    app_svr_data: p.app_data.clone(),
+                };
+                (self.callbacks + 1 + i as u64, record)
+            })
+            .collect()
+    }
 }
 
 /// Per-service room rules.
@@ -219,6 +311,29 @@ impl Room {
 
     fn by_session(&self, session: SessionId) -> Option<usize> {
         self.participants.iter().position(|p| p.session == Some(session))
+    }
+
+    fn snapshot(&self) -> LiveRoom {
+        LiveRoom {
+            sid: self.sid.clone(),
+            service_id: self.service_id.clone(),
+            room_id: self.room_id.clone(),
+            media_type: self.media.letter().into(),
+            host: self.host.clone(),
+            setup_ms: self.setup_ms,
+            callbacks: self.callbacks,
+            participants: self
+                .participants
+                .iter()
+                .map(|p| LiveParticipant {
+                    party: p.party.clone(),
+                    joined_ms: p.joined_ms,
+                    ue_type: p.ue_type.clone(),
+                    display_name: p.display_name.clone(),
+                    app_data: p.app_data.clone(),
+                })
+                .collect(),
+        }
     }
 
     fn info(&self) -> RoomInfo {
@@ -1155,6 +1270,13 @@ impl Rooms {
             app_svr_data: p.app_data.clone(),
         };
         out.push_back(RoomOutput::Gcall { service_id: room.service_id.clone(), seq: room.callbacks, record });
+        // The snapshot follows every callback: after a crash, the room's end is told
+        // with the numbers that come next. A room that just ended has none.
+        if sc == 'E' {
+            out.push_back(RoomOutput::Gone { sid: sid.to_string() });
+        } else {
+            out.push_back(RoomOutput::Live(room.snapshot()));
+        }
     }
 }
 
