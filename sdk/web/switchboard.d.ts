@@ -31,11 +31,13 @@ export interface MediaHtmlElement {
 }
 
 export interface MakeCallParams {
-  myId: string;
-  myServiceId: string;
+  /** With a shared engine, the engine's. */
+  myId?: string;
+  myServiceId?: string;
   peerId: string;
   peerServiceId?: string;
-  accessToken: string;
+  /** Not needed on a shared engine. */
+  accessToken?: string;
   mediaType: MediaType;
   appServerData?: string;
   mediaHtmlElement?: MediaHtmlElement;
@@ -67,7 +69,10 @@ export declare const START_FAIL_REASON: Readonly<Record<string, string>>;
 export declare const DISCONNECT_SOURCE: Readonly<Record<number, DisconnectSourceName>>;
 
 export interface CallOptions {
-  serverUrl: string;
+  /** Where to open a private session (without `engine`). */
+  serverUrl?: string;
+  /** Run the call on this shared session (then no token is needed per call). */
+  engine?: Engine;
   /**
    * Video codecs to offer, most preferred first (`'VP8'`, `'H264'`, `'VP9'`, `'AV1'`);
    * others are left out. Default: the browser's own list. The relay forwards a codec
@@ -112,7 +117,7 @@ export declare function listenForCalls(opts: {
   accessToken: string;
   onIncomingCall(call: IncomingCall): void;
   onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
-}): Promise<{ close(): void }>;
+}): Promise<{ close(): void; engine: Engine }>;
 
 /** A room participant other than me. */
 export interface PeerInfo {
@@ -160,13 +165,15 @@ export interface ConferenceDelegate {
 export type VideoResolution = 'qvga' | 'vga' | 'hd';
 
 export interface JoinConferenceParams {
-  myId: string;
-  myServiceId: string;
+  /** With a shared engine, the engine's. */
+  myId?: string;
+  myServiceId?: string;
   roomId: string;
   /** Default: myServiceId (it must be mine). */
   roomServiceId?: string;
   mediaType: MediaType;
-  accessToken: string;
+  /** Not needed on a shared engine. */
+  accessToken?: string;
   displayName?: string;
   /** In on_gcall_evt_cb (≤ 4,096 bytes). */
   appServerData?: string;
@@ -193,7 +200,8 @@ export interface ConferenceError extends Error {
 }
 
 export declare class Conference {
-  constructor(opts: { serverUrl: string });
+  /** `serverUrl` for a private session, or `engine` to run on a shared one. */
+  constructor(opts: { serverUrl?: string; engine?: Engine });
   readonly sid: string | null;
   joinConference(params: JoinConferenceParams): Promise<void>;
   leaveConference(): Promise<void>;
@@ -210,4 +218,25 @@ export declare class Conference {
   /** `type` ≤ 100 bytes, `data` ≤ 800 bytes; all others, or `targets`. */
   sendShortData(p: { type: string; data: string; targets?: string[] }): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
+}
+
+/**
+ * One signaling session (the page's WebSocket), shared by any number of Calls and
+ * Conferences, on which calls offered to this user arrive.
+ */
+export declare class Engine {
+  static connect(opts: {
+    serverUrl: string;
+    myId: string;
+    myServiceId: string;
+    accessToken: string;
+    onIncomingCall?(call: IncomingCall): void;
+    onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
+    /** The WebSocket closed: every Call and Conference on it has ended. */
+    onClosed?(): void;
+  }): Promise<Engine>;
+  readonly userId: string | undefined;
+  readonly serviceId: string | undefined;
+  /** Closes the WebSocket; every Call and Conference on it ends. */
+  close(): void;
 }

@@ -127,6 +127,68 @@ async function gathered(pc) {
   });
 }
 
+/**
+ * One signaling session, shared: the page's WebSocket to the server, on which any
+ * number of `Call`s and `Conference`s run at once (each by its `sid`), and on which
+ * calls offered to this user arrive (`onIncomingCall`). A `Call` or `Conference`
+ * created without an engine opens a private one for itself.
+ */
+export class Engine {
+  /**
+   * Connects and signs in. `onIncomingCall({ ccParam, sid, peerId, peerServiceId,
+   * mediaType, appServerData })` runs for each call offered to this user; answer it with
+   * `new Call({ engine }).verifyCall({ ccParam, … })` on this same engine.
+   */
+  static async connect({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded, onClosed }) {
+    const engine = new Engine(serverUrl, { token: accessToken, service_id: myServiceId, user_id: myId, ue_type: 'BROWSER' });
+    engine.onIncomingCall = onIncomingCall;
+    engine.onCallEnded = onCallEnded;
+    engine.onClosed = onClosed;
+    await engine.open();
+    return engine;
+  }
+
+  constructor(serverUrl, hello) {
+    this.serverUrl = serverUrl;
+    /** sid → the Call or Conference it belongs to */
+    this.routes = new Map();
+    /** Gets what no sid claims (a private engine's one owner). */
+    this.fallback = null;
+    this.session = new Session(serverUrl, hello, (m) => this._route(m), () => this._closed());
+  }
+
+  async open() { this.welcome = await this.session.open(); return this.welcome; }
+
+  /** My user ID and service, as the server authenticated them. */
+  get userId() { return this.welcome?.user_id; }
+  get serviceId() { return this.welcome?.service_id; }
+
+  request(msg) { return this.session.request(msg); }
+  send(msg) { this.session.send(msg); }
+
+  attach(sid, owner) { this.routes.set(sid, owner); }
+  detach(owner) { for (const [sid, o] of this.routes) if (o === owner) this.routes.delete(sid); }
+
+  _route(m) {
+    const owner = (m.sid && this.routes.get(m.sid)) ?? this.fallback;
+    if (owner) { owner._onMessage(m); return; }
+    if (m.type === 'incoming_call') {
+      call(this.onIncomingCall, { ccParam: m.cc_param, sid: m.sid, peerId: m.from_user_id, peerServiceId: m.from_service_id, mediaType: m.media_type, appServerData: m.app_data });
+    } else if (m.type === 'disconnected' && m.req == null) {
+      call(this.onCallEnded, { sid: m.sid, reason: { code: m.reason.code, strCode: m.reason.name }, source: m.source.name });
+    }
+  }
+
+  _closed() {
+    for (const owner of new Set([...this.routes.values(), this.fallback].filter(Boolean))) owner._lost();
+    this.routes.clear();
+    call(this.onClosed);
+  }
+
+  /** Closes the WebSocket: every Call and Conference on it ends (1611 to the app). */
+  close() { this.session.close(); }
+}
+
 function call(fn, ...args) {
   try { fn?.(...args); } catch (e) { console.error('switchboard delegate threw', e); }
 }
@@ -136,13 +198,14 @@ function call(fn, ...args) {
  * the callee, then acceptCall() / endCall().
  */
 export class Call {
-  constructor({ serverUrl, videoCodecs } = {}) {
-    if (!serverUrl) throw new TypeError('serverUrl is required');
+  constructor({ serverUrl, videoCodecs, engine } = {}) {
+    if (!serverUrl && !engine) throw new TypeError('serverUrl or engine is required');
+    this.engine = engine ?? null;
     this.videoCodecs = videoCodecs;
     if (typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia) {
       this.unsupported = true;
     }
-    this.serverUrl = serverUrl;
+    this.serverUrl = serverUrl ?? engine.serverUrl;
     this.sid = null;
     this.ended = false;
   }
@@ -166,8 +229,12 @@ export class Call {
     if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
   }
 
+  /** On the shared engine, or on a private one opened with `hello`. */
   async _connect(hello) {
-    this.session = new Session(this.serverUrl, hello, (m) => this._onMessage(m), () => this._lost());
+    if (this.engine) { this.session = this.engine; return; }
+    this.session = new Engine(this.serverUrl, hello);
+    this.session.fallback = this;
+    this.ownEngine = true;
     await this.session.open();
   }
 
@@ -183,7 +250,7 @@ export class Call {
       type: 'make_call', to_user_id: params.peerId, to_service_id: params.peerServiceId ?? params.myServiceId,
       media_type: this.mediaType, app_data: params.appServerData,
     });
-    if (m.type === 'call_created') { this.sid = m.sid; return; }
+    if (m.type === 'call_created') { this.sid = m.sid; this.session.attach(m.sid, this); return; }
     this._teardown();
     throw { reason: m.reason ?? 'internal_initialization_error', message: m.message };
   }
@@ -204,6 +271,7 @@ export class Call {
     const m = await this.session.request({ type: 'verify_call', cc_param: params.ccParam });
     if (m.type === 'verified') {
       this.sid = m.sid;
+      this.session.attach(m.sid, this);
       this.mediaType = m.media_type;
       call(this.delegate.evtVerified, { peerId: m.from_user_id, peerServiceId: m.from_service_id, mediaType: m.media_type, appServerData: m.app_data });
       return;
@@ -377,7 +445,7 @@ export class Call {
   _teardown() {
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
-    this.session?.close();
+    if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
   }
 }
 
@@ -388,15 +456,8 @@ export class Call {
  * ... })`. Resolves to an object with `close()`.
  */
 export async function listenForCalls({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded }) {
-  const session = new Session(serverUrl, { token: accessToken, service_id: myServiceId, user_id: myId, ue_type: 'BROWSER' }, (m) => {
-    if (m.type === 'incoming_call') {
-      call(onIncomingCall, { ccParam: m.cc_param, sid: m.sid, peerId: m.from_user_id, peerServiceId: m.from_service_id, mediaType: m.media_type, appServerData: m.app_data });
-    } else if (m.type === 'disconnected') {
-      call(onCallEnded, { sid: m.sid, reason: { code: m.reason.code, strCode: m.reason.name }, source: m.source.name });
-    }
-  }, () => {});
-  await session.open();
-  return { close: () => session.close() };
+  const engine = await Engine.connect({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded });
+  return { close: () => engine.close(), engine };
 }
 
 /** A room participant as the delegate events give it. */
@@ -430,9 +491,10 @@ function joinError(reason, message, code) {
  * peer's video arrives only after `requestPeerVideo`.
  */
 export class Conference {
-  constructor({ serverUrl } = {}) {
-    if (!serverUrl) throw new TypeError('serverUrl is required');
-    this.serverUrl = serverUrl;
+  constructor({ serverUrl, engine } = {}) {
+    if (!serverUrl && !engine) throw new TypeError('serverUrl or engine is required');
+    this.engine = engine ?? null;
+    this.serverUrl = serverUrl ?? engine.serverUrl;
     this.unsupported = typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia;
     this.sid = null;
     this.ended = false;
@@ -469,13 +531,18 @@ export class Conference {
     for (const t of this.localStream.getVideoTracks()) t.enabled = cameraOn;
     const myVideo = params.mediaHtmlElement?.myVideo;
     if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
-    this.session = new Session(this.serverUrl, { token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' },
-      (m) => this._onMessage(m), () => this._lost());
-    try {
-      await this.session.open();
-    } catch (e) {
-      this._teardown();
-      throw joinError(e.reason ?? 'internal_initialization_error', e.message, e.code);
+    if (this.engine) {
+      this.session = this.engine;
+    } else {
+      this.session = new Engine(this.serverUrl, { token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' });
+      this.session.fallback = this;
+      this.ownEngine = true;
+      try {
+        await this.session.open();
+      } catch (e) {
+        this._teardown();
+        throw joinError(e.reason ?? 'internal_initialization_error', e.message, e.code);
+      }
     }
     const m = await this.session.request({
       type: 'join_room', room_id: params.roomId, room_service_id: params.roomServiceId ?? params.myServiceId,
@@ -488,6 +555,7 @@ export class Conference {
       throw joinError(m.reason ?? 'internal_initialization_error', m.message, m.code);
     }
     this.sid = m.sid;
+    this.session.attach(m.sid, this);
     this.roomInfo = { roomId: m.room_id, roomServiceId: m.room_service_id, hostId: m.host_id, mediaType: m.media_type, setupTime: m.setup_time };
     for (const p of m.peers) this.peers.set(p.user_id, peerInfo(p));
     this._negotiate(() => this._firstOffer());
@@ -605,13 +673,13 @@ export class Conference {
       case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
       case 'peer_audio_levels': {
         const levels = { ...m.levels };
-        delete levels[this.params.myId];
+        delete levels[this.params.myId ?? this.session.userId];
         call(this.delegate.evtPeersAudioLevel, levels);
         break;
       }
       case 'peers_network_quality': {
         const quality = { ...m.quality };
-        delete quality[this.params.myId];
+        delete quality[this.params.myId ?? this.session.userId];
         call(this.delegate.evtPeersNetworkQuality, quality);
         break;
       }
@@ -699,6 +767,6 @@ export class Conference {
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     this.mix?.ctx.close().catch(() => {});
-    this.session?.close();
+    if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
   }
 }

@@ -215,3 +215,47 @@ test('three browsers in a video room hear and see each other; the app server see
   assert.equal(last.releaser_type, '3');
   assert.ok(Number(last.end_time) >= Number(last.start_time));
 });
+
+test('one engine per page: a call answered and a room joined on the same WebSocket', async () => {
+  const dan = await openPage('dan');
+  const eve = await openPage('eve');
+  // Count the page's WebSockets: the engine must be the only one.
+  await dan.evaluate(async (token) => {
+    const Native = window.WebSocket;
+    window.sockets = 0;
+    window.WebSocket = class extends Native { constructor(...a) { super(...a); window.sockets += 1; } };
+    window.engine = await window.sb.Engine.connect({
+      serverUrl: location.origin, myId: 'dan', myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.events.push({ evt: 'incoming', arg: inc.peerId });
+        window.call = new window.sb.Call({ engine: window.engine });
+        await window.call.verifyCall({ ccParam: inc.ccParam, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, token('dan'));
+  await eve.evaluate(async (token) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin });
+    await window.call.makeCall({ myId: 'eve', myServiceId: 'web', peerId: 'dan', accessToken: token, mediaType: 'audio', delegate: window.delegate });
+  }, token('eve'));
+  await waitEvent(dan, 'evtConnected');
+  await waitEvent(eve, 'evtConnected');
+  await eve.evaluate(() => window.call.endCall());
+  await waitEvent(dan, 'evtDisconnected', (d) => d.reason.code === 1001 && d.source === 'caller');
+  // The same engine, now in a room with eve.
+  await dan.evaluate(async () => {
+    window.conf = new window.sb.Conference({ engine: window.engine });
+    await window.conf.joinConference({ roomId: 'after', mediaType: 'audio', mediaHtmlElement: { roomAudio: window.roomAudio }, delegate: window.delegate });
+  });
+  await eve.evaluate(async (token) => {
+    window.conf = new window.sb.Conference({ serverUrl: location.origin });
+    await window.conf.joinConference({ myId: 'eve', myServiceId: 'web', roomId: 'after', mediaType: 'audio', accessToken: token, mediaHtmlElement: { roomAudio: window.roomAudio }, delegate: window.delegate });
+  }, token('eve'));
+  await waitEvent(dan, 'evtPeerListUpdated', (a) => a.addedPeers.some((p) => p.userId === 'eve'));
+  await waitFor('room audio playing', () => dan.evaluate(() => window.roomAudio.srcObject != null));
+  const level = await waitFor('dan hears the room', async () => { const l = await roomLevel(dan); return l > 0.01 && l; });
+  assert.ok(level > 0.01);
+  await dan.evaluate(() => window.conf.leaveConference());
+  await waitEvent(eve, 'evtPeerListUpdated', (a) => a.removedPeers.some((p) => p.userId === 'dan'));
+  assert.equal(await dan.evaluate(() => window.sockets), 1, 'one WebSocket for the call and the room');
+});
