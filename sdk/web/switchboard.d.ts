@@ -187,6 +187,12 @@ export interface JoinConferenceParams {
   micOn?: boolean;
   /** Join with the camera on (video rooms; default true). */
   cameraOn?: boolean;
+  /**
+   * Send my video as two layers (half and full size); each receiver gets the one that
+   * fits the `resolution` it asked for (`qvga` the small one, `vga`/`hd` the full one
+   * when it flows). Default false.
+   */
+  simulcast?: boolean;
   delegate?: ConferenceDelegate;
 }
 

@@ -731,7 +731,15 @@ export class Conference {
   async _firstOffer() {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
-    for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
+    for (const t of this.localStream.getTracks()) {
+      const init = { direction: 'sendrecv', streams: [this.localStream] };
+      // Simulcast: a small and a full-size layer; the server forwards each receiver the
+      // one that fits the size it asked for.
+      if (t.kind === 'video' && this.params.simulcast) {
+        init.sendEncodings = [{ rid: 'q', scaleResolutionDownBy: 2, maxBitrate: 200_000 }, { rid: 'f', maxBitrate: 1_200_000 }];
+      }
+      pc.addTransceiver(t, init);
+    }
     pc.ontrack = (ev) => {
       if (ev.track.kind === 'audio') this._roomAudio(ev.track);
       else this._attachViews();

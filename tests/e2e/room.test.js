@@ -259,3 +259,38 @@ test('one engine per page: a call answered and a room joined on the same WebSock
   await waitEvent(eve, 'evtPeerListUpdated', (a) => a.removedPeers.some((p) => p.userId === 'dan'));
   assert.equal(await dan.evaluate(() => window.sockets), 1, 'one WebSocket for the call and the room');
 });
+
+test('simulcast: a receiver that asks for qvga gets the small layer, one that asks for hd the full one', async () => {
+  const sim = await openPage('sim');
+  const lo = await openPage('lo');
+  const hi = await openPage('hi');
+  const join = (page, name, simulcast) => page.evaluate(async ({ name, token, simulcast }) => {
+    window.conf = new window.sb.Conference({ serverUrl: location.origin });
+    await window.conf.joinConference({
+      myId: name, myServiceId: 'web', roomId: 'layers', mediaType: 'video', accessToken: token, simulcast,
+      mediaHtmlElement: { roomAudio: window.roomAudio }, delegate: window.delegate,
+    });
+  }, { name, token: token(name), simulcast });
+  await join(sim, 'sim', true);
+  await join(lo, 'lo', false);
+  await join(hi, 'hi', false);
+  const watch = (page, resolution) => page.evaluate(async (resolution) => {
+    const el = document.createElement('video');
+    el.autoplay = true; el.muted = true;
+    document.body.appendChild(el);
+    window.views.sim = el;
+    await window.conf.requestPeerVideo({ userId: 'sim', resolution, videoViewElement: el });
+  }, resolution);
+  await watch(lo, 'qvga');
+  await watch(hi, 'hd');
+  const width = (page) => page.evaluate(() => window.views.sim.videoWidth);
+  await waitFor('both decode sim', async () => (await width(lo)) > 0 && (await width(hi)) > 0);
+  // The full layer needs the sender's bandwidth estimate to grow: give it time.
+  const seen = await waitFor('hd wider than qvga', async () => {
+    const [l, h] = [await width(lo), await width(hi)];
+    return h > l && { l, h };
+  }, 30000);
+  console.log('simulcast widths', JSON.stringify(seen));
+  assert.ok(seen.l <= 320, `qvga receiver gets the small layer (${seen.l} px wide)`);
+  assert.ok(seen.h >= 2 * seen.l, `hd receiver gets the full layer (${seen.h} vs ${seen.l} px)`);
+});

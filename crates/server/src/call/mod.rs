@@ -225,8 +225,8 @@ pub enum Output {
         sid: String,
         /// The receiving participant (its user ID).
         party: String,
-        /// Whose video it asked for.
-        from: Vec<String>,
+        /// Whose video it asked for, and the size (`qvga`, `vga`, `hd`).
+        from: Vec<(String, Option<String>)>,
     },
     /// A room changed: keep its snapshot (see [`crate::room::LiveRoom`]).
     LiveRoom(crate::room::LiveRoom),
@@ -955,12 +955,12 @@ impl Switch {
                 self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.room_out);
                 None
             }
-            ClientMessage::RequestPeerVideo { req, sid, user_id, .. } => {
-                self.rooms.peer_video(session, req, &sid, &user_id, true, &mut self.room_out);
+            ClientMessage::RequestPeerVideo { req, sid, user_id, resolution } => {
+                self.rooms.peer_video(session, req, &sid, &user_id, Some(resolution), &mut self.room_out);
                 None
             }
             ClientMessage::RemovePeerVideo { req, sid, user_id } => {
-                self.rooms.peer_video(session, req, &sid, &user_id, false, &mut self.room_out);
+                self.rooms.peer_video(session, req, &sid, &user_id, None, &mut self.room_out);
                 None
             }
             ClientMessage::ShortData { req, sid, data_type, data, targets } => {

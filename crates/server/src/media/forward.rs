@@ -23,6 +23,8 @@ pub(crate) struct Packet {
     /// Clock rate of `time`, ticks per second.
     pub clock: u32,
     pub marker: bool,
+    /// The simulcast layer it belongs to, if the sender sends several.
+    pub rid: Option<str0m::media::Rid>,
     pub ext: ExtensionValues,
     pub payload: Arc<[u8]>,
     pub arrived: Instant,
@@ -39,6 +41,7 @@ impl Packet {
         let pt = pkt.header.payload_type;
         let params = *rtc.codec_config().find(|p| p.pt() == pt)?;
         let mut ext = pkt.header.ext_vals;
+        let rid = ext.rid;
         // These name the source's line and stream; the receiving stream sets its own.
         ext.mid = None;
         ext.rid = None;
@@ -51,6 +54,7 @@ impl Packet {
             time: pkt.header.timestamp,
             clock: pkt.time.frequency().get(),
             marker: pkt.header.marker,
+            rid,
             ext,
             payload: pkt.payload,
             arrived: pkt.timestamp,
@@ -172,6 +176,7 @@ mod tests {
             time,
             clock: 48_000,
             marker: false,
+            rid: None,
             ext: ExtensionValues::default(),
             payload: Arc::from(vec![1u8; 10]),
             arrived: at,

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod feeds;
 mod forward;
+mod layers;
 pub mod metrics;
 pub mod relay;
 mod speakers;
@@ -96,8 +97,9 @@ pub enum MediaCmd {
         sid: String,
         /// The receiving party.
         party: PartyKey,
-        /// The parties whose video it wants.
-        from: Vec<PartyKey>,
+        /// The parties whose video it wants, with the size asked for (`qvga`, `vga`,
+        /// `hd`): the simulcast layer it gets when the sender sends several.
+        from: Vec<(PartyKey, Option<String>)>,
     },
     /// A room: forward only the `limit` loudest speakers and report audio levels.
     /// Comes before any offer (it places the session).

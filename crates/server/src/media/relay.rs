@@ -4,19 +4,20 @@
 //! wants time next. No socket, no clock: the UDP shell in [`super`] and the tests on
 //! simulated time drive it the same way.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::feeds::{self, Line, Source};
 use super::forward::{self, Packet};
+use super::layers::{Layers, Want};
 use super::speakers::Speakers;
 use super::{PartyKey, RelayEvent};
 
@@ -92,32 +93,38 @@ struct Party {
     lost: bool,
     wake: Option<Instant>,
     /// Which line each incoming SSRC belongs to (learnt from str0m's streams).
-    rx_lines: HashMap<Ssrc, (Mid, MediaKind)>,
+    /// With the simulcast layer (RID) of the stream: senders name it in the first
+    /// packets only (browsers stop once the stream is acknowledged).
+    rx_lines: HashMap<Ssrc, (Mid, MediaKind, Option<Rid>)>,
     /// The numbering of the lines the relay sends on.
     tx_lines: forward::Lines,
 }
 
 impl Party {
     /// The line an incoming SSRC belongs to.
-    fn rx_line(&mut self, ssrc: Ssrc) -> Option<(Mid, MediaKind)> {
+    fn rx_line(&mut self, ssrc: Ssrc) -> Option<(Mid, MediaKind, Option<Rid>)> {
         if let Some(l) = self.rx_lines.get(&ssrc) {
             return Some(*l);
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid())?;
+        let (mid, rid) = self.rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid()))?;
         let kind = self.line(mid)?.kind;
-        self.rx_lines.insert(ssrc, (mid, kind));
-        Some((mid, kind))
+        self.rx_lines.insert(ssrc, (mid, kind, rid));
+        Some((mid, kind, rid))
     }
 
-    /// Asks the party's sender on line `mid` for a keyframe.
-    fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind) -> bool {
-        match self.rtc.direct_api().stream_rx_by_mid(mid, None) {
-            Some(rx) => {
+    /// Asks the party's sender on line `mid` for a keyframe: on each of the simulcast
+    /// layers `rids`, or on the line's one stream when none is named.
+    fn request_keyframe(&mut self, mid: Mid, rids: &[Rid], kind: KeyframeRequestKind) -> bool {
+        let rids: Vec<Option<Rid>> =
+            if rids.is_empty() { vec![None] } else { rids.iter().map(|r| Some(*r)).collect() };
+        let mut asked = false;
+        for rid in rids {
+            if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
                 rx.request_keyframe(kind);
-                true
+                asked = true;
             }
-            None => false,
         }
+        asked
     }
 
     fn line(&self, mid: Mid) -> Option<&Line> {
@@ -183,7 +190,11 @@ pub struct Relay {
     keyframe_asked: HashMap<Source, Instant>,
     /// Per session, the parties that receive video on demand, and whose video each
     /// asked for (rooms); a party not listed receives everyone's (calls).
-    video_from: HashMap<String, HashMap<PartyKey, HashSet<PartyKey>>>,
+    video_from: HashMap<String, HashMap<PartyKey, HashMap<PartyKey, Want>>>,
+    /// The simulcast layers each source sends.
+    layers: Layers,
+    /// The layer of each simulcast source each receiver gets now.
+    chosen: HashMap<(u64, Source), Rid>,
     /// Per room session, the loudest-speaker selection (calls have none: both are heard).
     speakers: HashMap<String, Speakers>,
     /// Liveness ticks so far (audio levels are reported every other one).
@@ -217,6 +228,8 @@ impl Relay {
             dirty: Vec::new(),
             keyframe_asked: HashMap::new(),
             video_from: HashMap::new(),
+            layers: Layers::default(),
+            chosen: HashMap::new(),
             speakers: HashMap::new(),
             ticks: 0,
             offer_due: Vec::new(),
@@ -345,14 +358,55 @@ impl Relay {
 
     /// From now on `party` receives video only from the parties in `from` (a room
     /// participant's `requestPeerVideo` set). It may come before the party's first offer.
-    pub fn set_video_from(&mut self, now: Instant, sid: &str, party: &str, from: Vec<PartyKey>) {
-        let set: HashSet<PartyKey> = from.into_iter().collect();
+    pub fn set_video_from(
+        &mut self,
+        now: Instant,
+        sid: &str,
+        party: &str,
+        from: Vec<(PartyKey, Option<String>)>,
+    ) {
+        let set: HashMap<PartyKey, Want> =
+            from.into_iter().map(|(p, r)| (p, Want::from_resolution(r.as_deref()))).collect();
         let parties = self.video_from.entry(sid.to_string()).or_default();
         if parties.get(party) != Some(&set) {
             parties.insert(party.to_string(), set);
             self.dirty.push(sid.to_string());
         }
         self.settle(now);
+    }
+
+    /// The size `receiver` wants of `source`'s video.
+    fn want(&self, receiver: u64, source: u64) -> Want {
+        let (Some(r), Some(s)) = (self.parties.get(&receiver), self.parties.get(&source)) else {
+            return Want::High;
+        };
+        self.video_from
+            .get(&r.sid)
+            .and_then(|m| m.get(&r.key))
+            .and_then(|w| w.get(&s.key))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Picks again, for every receiver of a simulcast source, the layer it gets; asks
+    /// the source for a keyframe on a layer a receiver switches to.
+    fn choose_layers(&mut self, now: Instant) {
+        let pairs: Vec<(u64, Source)> = self
+            .routes
+            .iter()
+            .filter(|(s, _)| self.layers.is_simulcast(s))
+            .flat_map(|(s, dests)| dests.iter().map(move |(o, _)| (*o, *s)))
+            .collect();
+        for (o, source) in pairs {
+            let Some(rid) = self.layers.pick(now, &source, self.want(o, source.party)) else { continue };
+            if self.chosen.insert((o, source), rid).is_some_and(|old| old != rid) {
+                if let Some(q) = self.parties.get_mut(&source.party) {
+                    q.request_keyframe(source.mid, &[rid], KeyframeRequestKind::Pli);
+                    self.stats.keyframe_requests += 1;
+                }
+                self.drive(now, source.party);
+            }
+        }
     }
 
     /// In session `sid` only the `limit` loudest senders of audio are forwarded (by the
@@ -396,6 +450,8 @@ impl Relay {
             if let Some(s) = self.speakers.get_mut(&p.sid) {
                 s.forget(id);
             }
+            self.layers.forget(id);
+            self.chosen.retain(|(o, s), _| *o != id && s.party != id);
         }
         self.by_addr.retain(|_, v| *v != id);
     }
@@ -566,7 +622,7 @@ impl Relay {
                         return speakers.is_none_or(|s| s.is_chosen(source));
                     }
                     let (Some(r), Some(s)) = (keys.get(&receiver), keys.get(&source)) else { return false };
-                    on_demand.and_then(|m| m.get(*r)).is_none_or(|from| from.contains(*s))
+                    on_demand.and_then(|m| m.get(*r)).is_none_or(|from| from.contains_key(*s))
                 };
                 let mut refs: Vec<(u64, &mut Vec<Line>)> = taken.iter_mut().map(|(id, l)| (*id, l)).collect();
                 feeds::assign(&mut refs, &wants)
@@ -635,8 +691,9 @@ impl Relay {
         if self.keyframe_asked.get(&source).is_some_and(|t| now.duration_since(*t) < KEYFRAME_THROTTLE) {
             return;
         }
+        let rids = self.layers.rids(&source);
         let Some(q) = self.parties.get_mut(&source.party) else { return };
-        if q.request_keyframe(source.mid, KeyframeRequestKind::Pli) {
+        if q.request_keyframe(source.mid, &rids, KeyframeRequestKind::Pli) {
             self.keyframe_asked.insert(source, now);
             self.stats.keyframes_for_new_receivers += 1;
             self.drive(now, source.party);
@@ -745,15 +802,18 @@ impl Relay {
                         }
                         Event::RtpPacket(pkt) => {
                             p.last_media = now;
-                            let Some((mid, kind)) = p.rx_line(pkt.header.ssrc) else {
+                            let Some((mid, kind, rid)) = p.rx_line(pkt.header.ssrc) else {
                                 self.stats.dropped_no_route += 1;
                                 continue;
                             };
-                            let Some(packet) = Packet::from_rtp(&p.rtc, pkt, kind) else { continue };
+                            let Some(mut packet) = Packet::from_rtp(&p.rtc, pkt, kind) else { continue };
+                            packet.rid = packet.rid.or(rid);
                             if kind == MediaKind::Audio {
                                 if let Some(s) = self.speakers.get_mut(&p.sid) {
                                     s.heard(now, id, packet.ext.audio_level);
                                 }
+                            } else if let Some(rid) = packet.rid {
+                                self.layers.packet(now, Source { party: id, mid }, rid, packet.payload.len());
                             }
                             let k = kind_index(kind);
                             self.stats.packets_in[k] += 1;
@@ -777,8 +837,25 @@ impl Relay {
             for r in relays {
                 match r {
                     Relayed::Rtp(mid, packet) => {
-                        let Some(dests) = self.routes.get(&Source { party: id, mid }) else { continue };
+                        let source = Source { party: id, mid };
+                        let Some(dests) = self.routes.get(&source) else { continue };
                         for &(o, line) in dests {
+                            // A simulcast source: each receiver gets one layer.
+                            if let Some(rid) = packet.rid {
+                                let chosen = match self.chosen.get(&(o, source)) {
+                                    Some(c) => Some(*c),
+                                    None => {
+                                        let pick = self.layers.pick(now, &source, self.want(o, id));
+                                        if let Some(p) = pick {
+                                            self.chosen.insert((o, source), p);
+                                        }
+                                        pick
+                                    }
+                                };
+                                if chosen.is_some_and(|c| c != rid) {
+                                    continue;
+                                }
+                            }
                             let Some(q) = self.parties.get_mut(&o) else { continue };
                             if !q.rtc.is_alive() {
                                 continue;
@@ -799,8 +876,12 @@ impl Relay {
                         // A receiver lost video: ask the line's source for a keyframe.
                         let source = self.parties.get(&id).and_then(|p| p.line(mid)).and_then(|l| l.feed);
                         let Some(source) = source else { continue };
+                        let rids = match self.chosen.get(&(id, source)) {
+                            Some(r) => vec![*r],
+                            None => self.layers.rids(&source),
+                        };
                         let Some(q) = self.parties.get_mut(&source.party) else { continue };
-                        if q.request_keyframe(source.mid, kind) {
+                        if q.request_keyframe(source.mid, &rids, kind) {
                             self.stats.keyframe_requests += 1;
                         }
                         if !todo.contains(&source.party) {
@@ -814,6 +895,7 @@ impl Relay {
 
     fn check_liveness(&mut self, now: Instant) {
         self.next_liveness = (!self.parties.is_empty()).then_some(now + LIVENESS_EVERY);
+        self.choose_layers(now);
         self.ticks += 1;
         let report = self.ticks.is_multiple_of(2);
         let report_quality = self.ticks.is_multiple_of(QUALITY_EVERY_TICKS);

@@ -75,8 +75,8 @@ pub enum RoomOutput {
         sid: String,
         /// The receiving participant (its user ID).
         party: String,
-        /// Whose video it asked for.
-        from: Vec<String>,
+        /// Whose video it asked for, and the size (`qvga`, `vga`, `hd`).
+        from: Vec<(String, Option<String>)>,
     },
 }
 
@@ -266,8 +266,8 @@ struct Participant {
     joined_ms: Millis,
     /// When the reconnect grace runs out, while its session is gone.
     lost_deadline: Option<Millis>,
-    /// Whose video it asked for (`request_peer_video`).
-    video_from: std::collections::BTreeSet<String>,
+    /// Whose video it asked for (`request_peer_video`), at what size.
+    video_from: std::collections::BTreeMap<String, Option<String>>,
     /// It was told who is talking (later it hears only the changes).
     told_talking: bool,
 }
@@ -779,13 +779,13 @@ impl Rooms {
         }
         // Those who watched it stop: a later instance of the same user is asked for anew.
         for q in room.participants.iter_mut() {
-            if !q.video_from.remove(&p.party.user_id) {
+            if q.video_from.remove(&p.party.user_id).is_none() {
                 continue;
             }
             out.push_back(RoomOutput::VideoFrom {
                 sid: sid.to_string(),
                 party: q.party.user_id.clone(),
-                from: q.video_from.iter().cloned().collect(),
+                from: q.video_from.clone().into_iter().collect(),
             });
         }
         for other in others {
@@ -996,16 +996,18 @@ impl Rooms {
         }
     }
 
-    /// `request_peer_video` (`on`) / `remove_peer_video`.
+    /// `request_peer_video` (`request` is `Some(resolution)`) / `remove_peer_video`
+    /// (`None`).
     pub fn peer_video(
         &mut self,
         session: SessionId,
         req: Option<u64>,
         sid: &str,
         user_id: &str,
-        on: bool,
+        request: Option<Option<String>>,
         out: &mut VecDeque<RoomOutput>,
     ) {
+        let on = request.is_some();
         let Some(room) = self.rooms.get_mut(sid) else {
             return Self::not_member(out, session, req);
         };
@@ -1025,13 +1027,16 @@ impl Rooms {
                 },
             ));
         }
-        let changed =
-            if on { me.video_from.insert(user_id.to_string()) } else { me.video_from.remove(user_id) };
-        if changed {
+        let before = me.video_from.get(user_id).cloned();
+        match request {
+            Some(resolution) => me.video_from.insert(user_id.to_string(), resolution),
+            None => me.video_from.remove(user_id),
+        };
+        if me.video_from.get(user_id).cloned() != before {
             out.push_back(RoomOutput::VideoFrom {
                 sid: sid.to_string(),
                 party: me.party.user_id.clone(),
-                from: me.video_from.iter().cloned().collect(),
+                from: me.video_from.clone().into_iter().collect(),
             });
         }
         out.push_back(RoomOutput::Send(

@@ -411,7 +411,7 @@ fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     // a asks for b's video: b is asked for a keyframe at once; c's video stays away.
     let b = net.client("b");
     let before = net.clients[b].keyframe_requests;
-    net.relay.set_video_from(net.now, SID, "a", vec!["b".into()]);
+    net.relay.set_video_from(net.now, SID, "a", vec![("b".into(), None)]);
     net.run(Duration::from_millis(500), true);
     assert!(net.clients[b].keyframe_requests > before, "b asked for a keyframe for a");
     net.run(Duration::from_secs(2), true);
@@ -421,7 +421,7 @@ fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     // a switches to c: b's video stops reaching a, c's starts (on the same line).
     let c = net.client("c");
     let (b_before, c_kf) = (got.get("b").copied().unwrap_or(0), net.clients[c].keyframe_requests);
-    net.relay.set_video_from(net.now, SID, "a", vec!["c".into()]);
+    net.relay.set_video_from(net.now, SID, "a", vec![("c".into(), None)]);
     net.run(Duration::from_secs(2), true);
     assert!(net.clients[c].keyframe_requests > c_kf, "c asked for a keyframe for a");
     let got = net.video_from("a");
