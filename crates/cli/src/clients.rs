@@ -202,6 +202,7 @@ async fn follow(
 ) -> Result<()> {
     let mut hangup_at: Option<tokio::time::Instant> = None;
     let mut media: Option<tokio::task::JoinHandle<()>> = None;
+    let mut interrupted = false;
     loop {
         let sleep = async {
             match hangup_at {
@@ -229,6 +230,15 @@ async fn follow(
                 }
             }
             _ = sleep => {
+                hangup_at = None;
+                if let Err(e) = client.end_call(sid, None, None).await {
+                    print_error(&e);
+                }
+            }
+            // Ctrl-C ends the call as the user means it: a ringing call is cancelled
+            // (caller) or declined (callee), a connected one hung up; the record says so.
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
                 hangup_at = None;
                 if let Err(e) = client.end_call(sid, None, None).await {
                     print_error(&e);
@@ -320,8 +330,30 @@ pub async fn answer(a: AnswerArgs) -> Result<()> {
             print_error(&e);
         }
     } else {
-        tokio::time::sleep(secs(a.accept_after)).await;
-        if let Err(e) = client.accept_call(&sid).await {
+        // While it rings here: the caller may cancel, and Ctrl-C declines rather than
+        // leave it ringing.
+        let accept_at = tokio::time::Instant::now() + secs(a.accept_after);
+        let interrupted = loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(accept_at) => break false,
+                _ = tokio::signal::ctrl_c() => break true,
+                ev = events.next() => {
+                    let Some(ev) = ev else { bail!("event stream closed") };
+                    print_event(&ev);
+                    match &ev {
+                        Event::Disconnected { sid: s, .. } if *s == sid => return Ok(()),
+                        Event::Closed { .. } => bail!("connection closed before the call ended"),
+                        _ => {}
+                    }
+                }
+            }
+        };
+        let done = if interrupted {
+            client.end_call(&sid, None, None).await
+        } else {
+            client.accept_call(&sid).await
+        };
+        if let Err(e) = done {
             print_error(&e);
         }
     }

@@ -84,3 +84,59 @@ fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C on a ringing `call` cancels it (the callee hears CANCEL, not NOANSWER later);
+/// Ctrl-C on `answer` while it rings there declines it.
+#[test]
+fn ctrl_c_cancels_or_declines_a_ringing_call() {
+    let (server, url, data) = common::serve_defaults("ctrlc");
+    let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
+    let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
+    let wait_bob = |accept_after: &str| {
+        let p = Proc::spawn(&[
+            "answer",
+            "--server",
+            &url,
+            "--service",
+            "demo",
+            "--user",
+            "bob",
+            "--token",
+            &bob,
+            "--wait",
+            "--accept-after",
+            accept_after,
+        ]);
+        p.until("session_open");
+        p
+    };
+    let callee = wait_bob("60");
+    let caller =
+        Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
+    caller.until("wait_connected");
+    callee.until("verified");
+    caller.interrupt();
+    let end = json_lines(&caller.until("\"disconnected\""));
+    let end = end.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
+    assert_eq!(
+        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
+        (Some("CANCEL"), Some("caller"))
+    );
+    let end = json_lines(&callee.until("\"disconnected\""));
+    assert!(end.iter().any(|l| l["reason"]["name"] == "CANCEL"), "{end:?}");
+
+    // Now bob interrupts while it rings at his end: DECLINE.
+    let callee = wait_bob("60");
+    let caller =
+        Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
+    callee.until("verified");
+    callee.interrupt();
+    let end = json_lines(&caller.until("\"disconnected\""));
+    let end = end.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
+    assert_eq!(
+        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
+        (Some("DECLINE"), Some("callee"))
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
