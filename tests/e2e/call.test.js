@@ -12,6 +12,7 @@ import path from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { chromium } from 'playwright-core';
+import { audioLevel } from './level.js';
 
 const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -128,25 +129,7 @@ const inbound = (page) => page.evaluate(async () => {
 });
 
 // The loudest level a WebAudio analyser sees on the peer's audio over ~1.5 s.
-const peerLevel = (page) => page.evaluate(async () => {
-  const ctx = new AudioContext();
-  await ctx.resume();
-  const src = ctx.createMediaStreamSource(window.call.peerStream);
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 2048;
-  src.connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
-  let peak = 0;
-  for (let i = 0; i < 30; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    analyser.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const x of buf) sum += x * x;
-    peak = Math.max(peak, Math.sqrt(sum / buf.length));
-  }
-  await ctx.close();
-  return peak;
-});
+const peerLevel = (page) => audioLevel(page, 'peer');
 
 for (const mediaType of ['audio', 'video']) {
   test(`two browsers make a ${mediaType} call through the server`, async () => {

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
+import { audioLevel } from './level.js';
 
 const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -100,25 +101,7 @@ const waitEvent = (page, evt, pred = () => true) =>
   waitFor(evt, async () => (await eventsOf(page)).find((e) => e.evt === evt && pred(e.arg)));
 
 // The loudest RMS level a WebAudio analyser sees on the roomAudio element's stream.
-const roomLevel = (page) => page.evaluate(async () => {
-  const ctx = new AudioContext();
-  await ctx.resume();
-  const src = ctx.createMediaStreamSource(window.roomAudio.srcObject);
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 2048;
-  src.connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
-  let peak = 0;
-  for (let i = 0; i < 30; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    analyser.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const x of buf) sum += x * x;
-    peak = Math.max(peak, Math.sqrt(sum / buf.length));
-  }
-  await ctx.close();
-  return peak;
-});
+const roomLevel = (page) => audioLevel(page, 'room');
 
 // Frames each requested peer's <video> has shown.
 const shown = (page) => page.evaluate(() => Object.fromEntries(Object.entries(window.views)

@@ -111,6 +111,46 @@ pub(crate) fn print_session(c: &Client) {
     );
 }
 
+/// Connects with an access token and prints `session_open`; a refusal is printed as
+/// one JSON line and returned as the error.
+pub(crate) async fn connect_with_token(
+    server: &str,
+    service: &str,
+    user: &str,
+    token: &str,
+) -> Result<(Client, Events)> {
+    match Client::connect(server, Credentials::token(service, user, token)).await {
+        Ok((client, events)) => {
+            print_session(&client);
+            Ok((client, events))
+        }
+        Err(e) => {
+            print_error(&e);
+            bail!("could not connect: {e}");
+        }
+    }
+}
+
+/// Sends an Opus tone of `hz` every 20 ms until aborted, with its RTP audio level.
+#[cfg(feature = "tone")]
+pub(crate) fn spawn_tone(
+    media: std::sync::Arc<switchboard_client::Media>,
+    hz: f64,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let mut enc = switchboard_client::tone::ToneEncoder::new(hz).map_err(anyhow::Error::msg)?;
+    let level = enc.level_dbov();
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            match enc.next_frame() {
+                Ok(frame) => media.send_audio_with_level(frame, 960, level),
+                Err(_) => break,
+            }
+        }
+    }))
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -119,24 +159,11 @@ fn secs(s: f64) -> Duration {
 /// what arrived (packets, bytes, the dominant frequency of the decoded audio).
 #[cfg(feature = "tone")]
 async fn tone_media(client: Client, sid: String, hz: f64, video: bool) -> Result<()> {
-    use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
+    use switchboard_client::tone::{dominant, Decoder};
     use switchboard_client::MediaEvent;
     let (media, mut rx) = client.start_media(&sid, video).await?;
     let media = std::sync::Arc::new(media);
-    let sender = {
-        let media = media.clone();
-        let mut enc = ToneEncoder::new(hz).map_err(anyhow::Error::msg)?;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                tick.tick().await;
-                match enc.next_frame() {
-                    Ok(frame) => media.send_audio(frame, 960),
-                    Err(_) => break,
-                }
-            }
-        })
-    };
+    let sender = spawn_tone(media.clone(), hz)?;
     let mut dec = Decoder::new().map_err(anyhow::Error::msg)?;
     let mut pcm: Vec<f32> = Vec::new();
     let mut video_frames = 0u64;
@@ -249,15 +276,7 @@ async fn follow(
 }
 
 pub async fn call(a: CallArgs) -> Result<()> {
-    let (client, mut events) =
-        match Client::connect(&a.server, Credentials::token(&a.service, &a.user, &a.token)).await {
-            Ok(c) => c,
-            Err(e) => {
-                print_error(&e);
-                bail!("could not connect: {e}");
-            }
-        };
-    print_session(&client);
+    let (client, mut events) = connect_with_token(&a.server, &a.service, &a.user, &a.token).await?;
     let p_media_is_video = a.media == "video";
     let p = MakeCall {
         to_user_id: a.to,

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use switchboard_client::{Client, ClientError, Credentials, Event, JoinConference};
+use switchboard_client::{Client, ClientError, Event, JoinConference};
 
-use crate::clients::{print, print_error, print_session};
+use crate::clients::{print, print_error};
 
 #[derive(clap::Args)]
 pub struct JoinArgs {
@@ -79,14 +79,7 @@ fn print_room_event(ev: &Event) {
 
 pub async fn join(a: JoinArgs) -> Result<()> {
     let (client, mut events) =
-        match Client::connect(&a.server, Credentials::token(&a.service, &a.user, &a.token)).await {
-            Ok(c) => c,
-            Err(e) => {
-                print_error(&e);
-                bail!("could not connect: {e}");
-            }
-        };
-    print_session(&client);
+        crate::clients::connect_with_token(&a.server, &a.service, &a.user, &a.token).await?;
     let video = a.media == "video";
     let p = JoinConference {
         room_id: a.room,
@@ -192,7 +185,7 @@ fn start_tone(
 /// audio comes on a line of its own, decoded on its own.
 #[cfg(feature = "tone")]
 async fn tone_media(client: Client, sid: String, hz: f64, video: bool, owners: LineOwners) -> Result<()> {
-    use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
+    use switchboard_client::tone::{dominant, Decoder};
     use switchboard_client::MediaEvent;
 
     struct Line {
@@ -202,21 +195,7 @@ async fn tone_media(client: Client, sid: String, hz: f64, video: bool, owners: L
     }
     let (media, mut rx) = client.start_media(&sid, video).await?;
     let media = Arc::new(media);
-    let sender = {
-        let media = media.clone();
-        let mut enc = ToneEncoder::new(hz).map_err(anyhow::Error::msg)?;
-        let level = enc.level_dbov();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                tick.tick().await;
-                match enc.next_frame() {
-                    Ok(frame) => media.send_audio_with_level(frame, 960, level),
-                    Err(_) => break,
-                }
-            }
-        })
-    };
+    let sender = crate::clients::spawn_tone(media.clone(), hz)?;
     let mut lines: HashMap<String, Line> = HashMap::new();
     let mut report = tokio::time::interval(Duration::from_secs(1));
     report.tick().await;

@@ -21,7 +21,7 @@ use crate::limit::KeyedLimiter;
 use crate::room::{RoomCensus, RoomOutput, RoomRules, Rooms};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use crate::party::{Millis, Party, SessionId};
 

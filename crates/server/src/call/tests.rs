@@ -95,7 +95,8 @@ impl H {
     }
 }
 
-fn sent(out: &[Output], session: SessionId) -> Vec<ServerMessage> {
+/// What `session` was sent in `out` (the room core's tests use it too).
+pub(crate) fn sent(out: &[Output], session: SessionId) -> Vec<ServerMessage> {
     out.iter()
         .filter_map(|o| match o {
             Output::Send(s, m) if *s == session => Some(m.clone()),

@@ -8,6 +8,7 @@ use switchboard_protocol::{ClientMessage, DisconnectReason as R, DisconnectSourc
 
 use super::RoomRules;
 use crate::auth::CcKey;
+use crate::call::tests::sent;
 use crate::call::{Input, Millis, Output, Party, ServiceRules, SessionAuth, SessionId, Settings, Switch};
 
 const T0: Millis = 1_700_000_000_000;
@@ -88,15 +89,6 @@ impl H {
             })
             .unwrap_or_else(|| panic!("{user} did not join: {out:?}"))
     }
-}
-
-fn sent(out: &[Output], session: SessionId) -> Vec<ServerMessage> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send(s, m) if *s == session => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn disconnect(out: &[Output], session: SessionId) -> Option<(R, S)> {
