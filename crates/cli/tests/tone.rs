@@ -24,8 +24,9 @@ fn cli_clients_hear_each_others_tones() {
         "--wait",
         "--tone",
         "880",
+        // Long enough for a report or two after media is up on a busy machine.
         "--hangup-after",
-        "3",
+        "6",
     ]);
     answer.until("session_open");
     let call = Proc::spawn(&[
