@@ -689,19 +689,19 @@ impl Switch {
                 if self.rooms.is_room(&sid) {
                     return self.rooms.media_lost(now, &sid, &party, &mut self.room_out);
                 }
-                let Some(side) = side_of(&party) else { return };
+                let Some(side) = Side::from_party(&party) else { return };
                 if self.calls.get(&sid).is_some_and(|c| matches!(c.phase, Phase::Connected { .. })) {
-                    self.finish(now, &sid, DisconnectReason::NetworkUnstable, side, None, None);
+                    self.finish(now, &sid, DisconnectReason::NetworkUnstable, side.source(), None, None);
                 }
             }
             Input::RelayOffer { sid, party, offer_id, sdp } => {
                 let session = if self.rooms.is_room(&sid) {
                     self.rooms.session_of(&sid, &party)
                 } else {
-                    self.calls.get(&sid).and_then(|c| match (&c.phase, side_of(&party)) {
+                    self.calls.get(&sid).and_then(|c| match (&c.phase, Side::from_party(&party)) {
                         (Phase::Ringing, _) | (_, None) => None,
-                        (_, Some(DisconnectSource::Caller)) => c.caller_session,
-                        (_, Some(_)) => c.devices.first().map(|d| d.session),
+                        (_, Some(Side::Caller)) => c.caller_session,
+                        (_, Some(Side::Callee)) => c.devices.first().map(|d| d.session),
                     })
                 };
                 if let Some(session) = session {
@@ -864,7 +864,7 @@ impl Switch {
             ClientMessage::MediaOffer { req, sid, sdp } => self.media_offer(session, req, sid, sdp),
             ClientMessage::MediaAnswer { sid, offer_id, sdp } => match self.connected_side(session, &sid) {
                 Ok((side, _)) => {
-                    self.out.push_back(Output::MediaAnswer { sid, party: side.name().into(), offer_id, sdp })
+                    self.out.push_back(Output::MediaAnswer { sid, party: side.party().into(), offer_id, sdp })
                 }
                 Err(code) => self.error(session, None, code, "media answers need a connected call"),
             },
@@ -874,7 +874,7 @@ impl Switch {
                 };
                 match self.connected_side(session, &sid) {
                     Ok((side, _)) => {
-                        self.out.push_back(Output::AddMedia { sid, party: side.name().into(), kind })
+                        self.out.push_back(Output::AddMedia { sid, party: side.party().into(), kind })
                     }
                     Err(code) => self.error(session, None, code, "media needs a connected call"),
                 }
@@ -1541,12 +1541,12 @@ impl Switch {
     }
 
     /// The side `session` plays in the connected call `sid`, if any.
-    fn connected_side(&self, session: SessionId, sid: &str) -> Result<(DisconnectSource, &Call), ErrorCode> {
+    fn connected_side(&self, session: SessionId, sid: &str) -> Result<(Side, &Call), ErrorCode> {
         let call = self.calls.get(sid).ok_or(ErrorCode::NotFound)?;
         let side = if call.caller_session == Some(session) {
-            DisconnectSource::Caller
+            Side::Caller
         } else if call.devices.iter().any(|d| d.session == session) {
-            DisconnectSource::Callee
+            Side::Callee
         } else {
             return Err(ErrorCode::NotFound);
         };
@@ -1559,7 +1559,7 @@ impl Switch {
     fn media_offer(&mut self, session: SessionId, req: Option<u64>, sid: String, sdp: String) {
         match self.connected_side(session, &sid) {
             Ok((side, _)) => {
-                self.out.push_back(Output::MediaOffer { sid, party: side.name().into(), session, req, sdp })
+                self.out.push_back(Output::MediaOffer { sid, party: side.party().into(), session, req, sdp })
             }
             Err(code) => self.error(session, req, code, "media starts once this session's call is connected"),
         }
@@ -1568,8 +1568,8 @@ impl Switch {
     fn media_state(&mut self, session: SessionId, sid: String, state: crate::room::MediaState) {
         let crate::room::MediaState { mic_muted, video_enabled, video_paused } = state;
         let peer = match self.connected_side(session, &sid) {
-            Ok((DisconnectSource::Caller, call)) => call.devices.first().map(|d| d.session),
-            Ok((_, call)) => call.caller_session,
+            Ok((Side::Caller, call)) => call.devices.first().map(|d| d.session),
+            Ok((Side::Callee, call)) => call.caller_session,
             Err(code) => return self.error(session, None, code, "media state needs a connected call"),
         };
         if let Some(peer) = peer {
@@ -1606,15 +1606,15 @@ impl Switch {
         let Some(call) = self.calls.remove(sid) else {
             return;
         };
-        let recipients: Vec<(SessionId, DisconnectSource)> = call
+        let recipients: Vec<(SessionId, Side)> = call
             .caller_session
-            .map(|s| (s, DisconnectSource::Caller))
+            .map(|s| (s, Side::Caller))
             .into_iter()
-            .chain(call.devices.iter().map(|d| (d.session, DisconnectSource::Callee)))
+            .chain(call.devices.iter().map(|d| (d.session, Side::Callee)))
             .collect();
         for (session, side) in recipients {
-            let by_remote =
-                matches!(source, DisconnectSource::Caller | DisconnectSource::Callee) && side != source;
+            // Ended by the other side of the call (not by the server or the app server).
+            let by_remote = Side::of_source(source).is_some_and(|s| s != side);
             let req = ender.filter(|(s, _)| *s == session).and_then(|(_, r)| r);
             self.send(
                 session,
@@ -1647,7 +1647,41 @@ impl Switch {
     }
 }
 
-/// A 1-to-1 call's media parties are named after the sides.
-fn side_of(party: &str) -> Option<DisconnectSource> {
-    [DisconnectSource::Caller, DisconnectSource::Callee].into_iter().find(|s| s.name() == party)
+/// One end of a 1-to-1 call. Not a disconnect source (those include the server and
+/// the app server), though each side is one when it ends the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Who called.
+    Caller,
+    /// Who was called.
+    Callee,
+}
+
+impl Side {
+    /// The disconnect source of this side ending the call.
+    pub fn source(self) -> DisconnectSource {
+        match self {
+            Side::Caller => DisconnectSource::Caller,
+            Side::Callee => DisconnectSource::Callee,
+        }
+    }
+
+    /// The side a disconnect source is, if it is one.
+    pub fn of_source(source: DisconnectSource) -> Option<Side> {
+        match source {
+            DisconnectSource::Caller => Some(Side::Caller),
+            DisconnectSource::Callee => Some(Side::Callee),
+            _ => None,
+        }
+    }
+
+    /// The relay's name for this side's media party.
+    pub fn party(self) -> &'static str {
+        self.source().name()
+    }
+
+    /// The side the relay's media party `party` is.
+    pub fn from_party(party: &str) -> Option<Side> {
+        [Side::Caller, Side::Callee].into_iter().find(|s| s.party() == party)
+    }
 }
