@@ -550,3 +550,34 @@ async fn shutdown_stops_the_core_the_relay_and_delivery() {
     std::net::UdpSocket::bind(("127.0.0.1", port)).expect("the relay's UDP port is free");
     std::net::TcpListener::bind(tcp).expect("the HTTP port is free");
 }
+
+/// A participant whose device vanishes without closing its connection (no FIN, no
+/// heartbeats) is taken out once its session times out and the reconnect grace has
+/// passed: the others see it leave, the app server gets a T with NETWORK_UNSTABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_vanishes_without_a_word_times_out() {
+    let h = Harness::start_with(|c| {
+        c.heartbeat_secs = 1;
+        c.session_timeout_secs = 2;
+        c.reconnect_grace_ms = 300;
+    })
+    .await;
+    let (_a, mut a_ev, sid) = join(&h, "a", "quiet").await;
+    let mut ghost = RawSession::connect(&h, "ghost").await;
+    ghost.send(r#"{"type":"join_room","req":1,"room_id":"quiet","media_type":"audio"}"#).await;
+    ghost.wait_for("room_joined").await;
+    let started = std::time::Instant::now();
+    // The ghost now says nothing at all, and never closes.
+    let removed = wait_event(&mut a_ev, |e| match e {
+        Event::PeerListUpdated { removed, .. } if !removed.is_empty() => Some(removed.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(removed, ["ghost"]);
+    assert!(started.elapsed() >= Duration::from_secs(2), "not before the session timeout");
+    let seq = wait_gcalls(&h, &sid, 3).await;
+    assert_eq!(seq, ["SC a 1", "CC ghost 2", "CT ghost 1"]);
+    let hit = h.app.hits_on("/gcall_evt").into_iter().find(|x| x.query["msc"] == "T").expect("T");
+    assert_eq!((hit.query["disconnect_reason"].as_str(), hit.query["releaser_type"].as_str()), ("1301", "3"));
+    drop(ghost);
+}
