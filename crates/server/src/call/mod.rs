@@ -950,9 +950,12 @@ impl Switch {
                 None
             }
             ClientMessage::EndCall { req, sid, reason, user_rel_code } if self.rooms.is_room(&sid) => {
-                let reason =
-                    reason.and_then(DisconnectReason::from_code).filter(|r| r.is_client_reportable());
-                self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.room_out);
+                match client_end(reason, user_rel_code.as_deref()) {
+                    Ok(reason) => {
+                        self.rooms.leave(now, session, req, &sid, reason, user_rel_code, &mut self.room_out)
+                    }
+                    Err(message) => self.error(session, req, ErrorCode::InvalidParam, message),
+                }
                 None
             }
             ClientMessage::RequestPeerVideo { req, sid, user_id, resolution } => {
@@ -1429,21 +1432,10 @@ impl Switch {
         reason: Option<u16>,
         user_rel_code: Option<String>,
     ) {
-        let client_reason = match reason.map(|c| (c, DisconnectReason::from_code(c))) {
-            None => None,
-            Some((_, Some(r))) if r.is_client_reportable() => Some(r),
-            Some((c, _)) => {
-                return self.error(
-                    session,
-                    req,
-                    ErrorCode::InvalidParam,
-                    format!("reason {c} is not one a client may report"),
-                )
-            }
+        let client_reason = match client_end(reason, user_rel_code.as_deref()) {
+            Ok(r) => r,
+            Err(message) => return self.error(session, req, ErrorCode::InvalidParam, message),
         };
-        if user_rel_code.as_ref().is_some_and(|c| c.len() > MAX_USER_REL_CODE_BYTES) {
-            return self.error(session, req, ErrorCode::InvalidParam, "user_rel_code is over 128 bytes");
-        }
         let Some(call) = self.calls.get_mut(sid) else {
             return self.error(session, req, ErrorCode::NotFound, "no such call for this session");
         };
@@ -1645,6 +1637,20 @@ impl Switch {
         let record = call.snapshot().record(now, reason, source, user_rel_code);
         self.out.push_back(Output::Record { service_id: call.caller.service_id.clone(), record });
     }
+}
+
+/// Checks what a client says when it ends a call or leaves a room: the reason must be
+/// one a client may report, the release code at most 128 bytes.
+fn client_end(reason: Option<u16>, user_rel_code: Option<&str>) -> Result<Option<DisconnectReason>, String> {
+    let reason = match reason.map(|c| (c, DisconnectReason::from_code(c))) {
+        None => None,
+        Some((_, Some(r))) if r.is_client_reportable() => Some(r),
+        Some((c, _)) => return Err(format!("reason {c} is not one a client may report")),
+    };
+    if user_rel_code.is_some_and(|c| c.len() > MAX_USER_REL_CODE_BYTES) {
+        return Err("user_rel_code is over 128 bytes".into());
+    }
+    Ok(reason)
 }
 
 /// One end of a 1-to-1 call. Not a disconnect source (those include the server and

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use switchboard_protocol::record::GcallRecord;
-use switchboard_protocol::{ClientMessage, DisconnectReason as R, DisconnectSource as S, ServerMessage};
+use switchboard_protocol::{
+    ClientMessage, DisconnectReason as R, DisconnectSource as S, ErrorCode, ServerMessage,
+};
 
 use super::RoomRules;
 use crate::auth::CcKey;
@@ -371,4 +373,26 @@ fn pausing_video_reaches_the_others_and_the_app_server() {
     // The same state again changes nothing for the app server.
     let out = h.msg(1, &format!(r#"{{"type":"media_state","sid":"{sid}","video_paused":true}}"#));
     assert!(gcalls(&out).is_empty());
+}
+
+#[test]
+fn leaving_with_a_reason_no_client_may_report_is_refused_and_changes_nothing() {
+    let mut h = H::new(50, 300, 0);
+    let sid = h.join(1, "a");
+    h.join(2, "b");
+    // 1401 ROOM_IS_FULL is the server's to say, not a client's.
+    let out = h.msg(1, &format!(r#"{{"type":"end_call","req":3,"sid":"{sid}","reason":1401}}"#));
+    assert!(matches!(
+        &sent(&out, 1)[..],
+        [ServerMessage::Error { req: Some(3), error: ErrorCode::InvalidParam, .. }]
+    ));
+    assert!(gcalls(&out).is_empty());
+    let long = "x".repeat(129);
+    let out = h.msg(1, &format!(r#"{{"type":"end_call","req":4,"sid":"{sid}","user_rel_code":"{long}"}}"#));
+    assert!(matches!(&sent(&out, 1)[..], [ServerMessage::Error { req: Some(4), .. }]));
+    assert_eq!(h.sw.census().rooms.participants, 2);
+    // A reason a client may give is kept: 1003 CELL_CALL.
+    let out = h.msg(1, &format!(r#"{{"type":"end_call","req":5,"sid":"{sid}","reason":1003}}"#));
+    assert_eq!(disconnect(&out, 1), Some((R::CellCall, S::Participant)));
+    assert_eq!(gcalls(&out)[0].disconnect_reason, 1003);
 }
