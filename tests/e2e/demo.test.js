@@ -8,22 +8,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { chromium } from 'playwright-core';
+import { BIN, CHROMIUM, freePort } from './harness.js';
 
-const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-demo-'));
 const closers = [];
 
 after(async () => {
   for (const c of closers.reverse()) await c();
   fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
 
 async function browser(name, base) {

@@ -10,28 +10,12 @@ import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { chromium } from 'playwright-core';
-import { audioLevel } from './level.js';
+import { BIN, CHROMIUM, freePort, waitFor as waitForAtMost, audioLevel } from './harness.js';
 
-const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SECRET = 'c3'.repeat(32);
 
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-
-const waitFor = async (what, fn, ms = 20000) => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
+const waitFor = (what, fn, ms = 20000) => waitForAtMost(what, fn, ms);
 
 let dir; let server; let appServer; let base; let config; const gcalls = []; const closers = [];
 

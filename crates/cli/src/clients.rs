@@ -7,20 +7,27 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use switchboard_client::{Client, ClientError, Credentials, Event, Events, MakeCall};
 
+/// Who signs in, and where: the arguments `call` and `join` share.
 #[derive(clap::Args)]
-pub struct CallArgs {
+pub struct Login {
     /// Server base URL, e.g. http://127.0.0.1:7880 (ws:// works too).
     #[arg(long)]
-    server: String,
+    pub server: String,
     /// My service ID.
     #[arg(long, default_value = "demo")]
-    service: String,
+    pub service: String,
     /// My user ID.
     #[arg(long)]
-    user: String,
+    pub user: String,
     /// My access token.
     #[arg(long, env = "SWITCHBOARD_TOKEN")]
-    token: String,
+    pub token: String,
+}
+
+#[derive(clap::Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    login: Login,
     /// The callee's user ID.
     #[arg(long)]
     to: String,
@@ -113,13 +120,9 @@ pub(crate) fn print_session(c: &Client) {
 
 /// Connects with an access token and prints `session_open`; a refusal is printed as
 /// one JSON line and returned as the error.
-pub(crate) async fn connect_with_token(
-    server: &str,
-    service: &str,
-    user: &str,
-    token: &str,
-) -> Result<(Client, Events)> {
-    match Client::connect(server, Credentials::token(service, user, token)).await {
+pub(crate) async fn connect_with_token(login: &Login) -> Result<(Client, Events)> {
+    let creds = Credentials::token(&login.service, &login.user, &login.token);
+    match Client::connect(&login.server, creds).await {
         Ok((client, events)) => {
             print_session(&client);
             Ok((client, events))
@@ -276,7 +279,7 @@ async fn follow(
 }
 
 pub async fn call(a: CallArgs) -> Result<()> {
-    let (client, mut events) = connect_with_token(&a.server, &a.service, &a.user, &a.token).await?;
+    let (client, mut events) = connect_with_token(&a.login).await?;
     let p_media_is_video = a.media == "video";
     let p = MakeCall {
         to_user_id: a.to,

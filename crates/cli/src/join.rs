@@ -12,18 +12,8 @@ use crate::clients::{print, print_error};
 
 #[derive(clap::Args)]
 pub struct JoinArgs {
-    /// Server base URL, e.g. http://127.0.0.1:7880 (ws:// works too).
-    #[arg(long)]
-    server: String,
-    /// My service ID.
-    #[arg(long, default_value = "demo")]
-    service: String,
-    /// My user ID.
-    #[arg(long)]
-    user: String,
-    /// My access token.
-    #[arg(long, env = "SWITCHBOARD_TOKEN")]
-    token: String,
+    #[command(flatten)]
+    login: crate::clients::Login,
     /// The room ID.
     #[arg(long)]
     room: String,
@@ -78,8 +68,7 @@ fn print_room_event(ev: &Event) {
 }
 
 pub async fn join(a: JoinArgs) -> Result<()> {
-    let (client, mut events) =
-        crate::clients::connect_with_token(&a.server, &a.service, &a.user, &a.token).await?;
+    let (client, mut events) = crate::clients::connect_with_token(&a.login).await?;
     let video = a.media == "video";
     let p = JoinConference {
         room_id: a.room,

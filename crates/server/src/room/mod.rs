@@ -484,17 +484,7 @@ impl Rooms {
                         .map(|p| p.party.clone())
                         .collect();
                     for party in gone {
-                        self.remove(
-                            now,
-                            &sid,
-                            &party,
-                            DisconnectReason::NetworkUnstable,
-                            DisconnectSource::Participant,
-                            Change::TimedOut,
-                            None,
-                            None,
-                            out,
-                        );
+                        self.time_out(now, &sid, &party, out);
                     }
                 }
                 _ => {}
@@ -1167,10 +1157,16 @@ impl Rooms {
         let Some(room) = self.rooms.get(sid) else { return };
         let Some(p) = room.participants.iter().find(|p| p.party.user_id == party) else { return };
         let party = p.party.clone();
+        self.time_out(now, sid, &party, out);
+    }
+
+    /// A participant's network gave out (its session or its media, past the grace):
+    /// NETWORK_UNSTABLE, source participant, `msc` T.
+    fn time_out(&mut self, now: Millis, sid: &str, party: &Party, out: &mut VecDeque<RoomOutput>) {
         self.remove(
             now,
             sid,
-            &party,
+            party,
             DisconnectReason::NetworkUnstable,
             DisconnectSource::Participant,
             Change::TimedOut,
