@@ -21,6 +21,10 @@ const VOICE: f32 = 77.0;
 /// A party whose recent packets carry voice at least this often is talking (speech
 /// has pauses; a level average would miss a talker who pauses between words).
 const TALKING: f32 = 0.3;
+/// Weight of each packet in the share of voice: a time constant of about 0.7 s, so
+/// that a talker is not dropped and taken back at every pause between words (levels
+/// are reported every 500 ms and would flicker with a shorter one).
+const VOICE_ALPHA: f32 = 0.03;
 
 #[derive(Debug, Clone, Copy)]
 struct Level {
@@ -53,7 +57,7 @@ impl Speakers {
         let voice = if v >= VOICE { 1.0 } else { 0.0 };
         let e = self.levels.entry(party).or_insert(Level { smoothed: v, voice, last: now });
         e.smoothed += ALPHA * (v - e.smoothed);
-        e.voice += ALPHA * (voice - e.voice);
+        e.voice += VOICE_ALPHA * (voice - e.voice);
         e.last = now;
     }
 
