@@ -91,9 +91,6 @@ struct Party {
     /// The network as this connection's RTCP shows it since the last report.
     net: NetSeen,
     lost: bool,
-    /// Part of a room (speaker selection, levels, line owners): decided once, so that
-    /// the forwarding path of a call never looks the session up.
-    room: bool,
     wake: Option<Instant>,
     /// Which line each incoming SSRC belongs to (learnt from str0m's streams).
     /// With the simulcast layer (RID) of the stream: senders name it in the first
@@ -417,11 +414,6 @@ impl Relay {
     /// ([`RelayEvent::Levels`]).
     pub fn set_speakers(&mut self, now: Instant, sid: &str, limit: usize) {
         self.speakers.entry(sid.to_string()).or_insert_with(|| Speakers::new(limit));
-        for id in self.by_call.get(sid).into_iter().flatten() {
-            if let Some(p) = self.parties.get_mut(id) {
-                p.room = true;
-            }
-        }
         self.next_liveness.get_or_insert(now + LIVENESS_EVERY);
     }
 
@@ -491,8 +483,7 @@ impl Relay {
         // cut up again.
         let mut builder = Rtc::builder().set_ice_lite(true).set_rtp_mode(true);
         // In a room every participant's network quality is reported: it needs stats.
-        let room = self.speakers.contains_key(sid);
-        if room {
+        if self.speakers.contains_key(sid) {
             builder = builder.set_stats_interval(Some(STATS_EVERY));
         }
         if let Some(cert) = &self.cert {
@@ -519,7 +510,6 @@ impl Relay {
             last_media: now,
             net: NetSeen::default(),
             lost: false,
-            room,
             wake: None,
             rx_lines: HashMap::new(),
             tx_lines: forward::Lines::default(),
@@ -657,8 +647,7 @@ impl Relay {
                     p.lines.iter().filter_map(|l| l.feed.map(|f| (f, l.mid))).collect();
                 let same = was.len() == now_fed.len()
                     && now_fed.iter().all(|(f, mid)| was.iter().any(|(g, (_, m))| g == f && m == mid));
-                // Only a room's clients need to know whose media each line carries.
-                if !same && p.room {
+                if !same {
                     let lines = p
                         .lines
                         .iter()
@@ -820,8 +809,7 @@ impl Relay {
                             let Some(mut packet) = Packet::from_rtp(&p.rtc, pkt, kind) else { continue };
                             packet.rid = packet.rid.or(rid);
                             if kind == MediaKind::Audio {
-                                let speakers = if p.room { self.speakers.get_mut(&p.sid) } else { None };
-                                if let Some(s) = speakers {
+                                if let Some(s) = self.speakers.get_mut(&p.sid) {
                                     s.heard(now, id, packet.ext.audio_level);
                                 }
                             } else if let Some(rid) = packet.rid {

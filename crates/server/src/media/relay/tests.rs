@@ -398,7 +398,6 @@ impl Net {
 #[test]
 fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     let mut net = Net::new();
-    net.relay.set_speakers(net.now, SID, 6);
     for name in ["a", "b", "c"] {
         net.relay.set_video_from(net.now, SID, name, Vec::new());
         net.join(name, &[MediaKind::Audio, MediaKind::Video]);
