@@ -189,7 +189,7 @@ async fn credentials_rate_limit_openapi_and_metrics() {
 
     let doc: Value =
         reqwest::get(format!("{}/v1/openapi.json", h.url())).await.unwrap().json().await.unwrap();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     for p in [
         "/v1/calls",
         "/v1/calls/{sid}",
@@ -331,4 +331,53 @@ async fn every_documented_operation_is_served_and_every_route_documented() {
     // And a route that is not there is a 404, so the 401s above mean something.
     let status = http.get(format!("{}/v1/nothing", h.url())).send().await.unwrap().status().as_u16();
     assert_eq!(status, 404);
+
+    // Every reference in the document resolves.
+    let text = doc.to_string();
+    for piece in text.split("\"$ref\":\"#/").skip(1) {
+        let pointer = format!("/{}", &piece[..piece.find('"').expect("ref end")]);
+        assert!(doc.pointer(&pointer).is_some(), "dangling $ref {pointer}");
+    }
+    // Every operation documents the answers every operation can give.
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            for status in ["200", "401", "429"] {
+                let status = if path.ends_with("/retry") && status == "200" { "202" } else { status };
+                assert!(op["responses"][status].is_object(), "{method} {path} lacks {status}");
+            }
+        }
+    }
+    // The query parameters agree too: each documented one is taken (never refused as
+    // unknown), and one the document does not name is refused.
+    let api = Api::new(&h);
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            let concrete = path
+                .replace("{sid}", "6364e8b3-bdac-436e-9631-0bce2498ce0c")
+                .replace("{room_id}", "r1")
+                .replace("{id}", "1");
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for p in params.iter().filter(|p| p["in"] == "query") {
+                let name = p["name"].as_str().expect("name");
+                let sample = match p["schema"]["type"].as_str().or(p["schema"]["type"][0].as_str()) {
+                    Some("integer") => "1".to_string(),
+                    _ if p["schema"]["enum"].is_array() => {
+                        p["schema"]["enum"][0].as_str().expect("enum").into()
+                    }
+                    _ => "x".to_string(),
+                };
+                let (status, body) = api.call(m.clone(), &format!("{concrete}?{name}={sample}"), ACME).await;
+                let words = body["message"].as_str().unwrap_or_default();
+                assert!(
+                    !words.contains("unknown parameter"),
+                    "{method} {path} refused {name}: {status} {body}"
+                );
+                assert!(!words.contains("wrong type"), "{method} {path} refused {name}={sample}: {body}");
+            }
+            let (status, body) = api.call(m.clone(), &format!("{concrete}?undocumented=1"), ACME).await;
+            assert_eq!(status, 400, "{method} {path} took an undocumented parameter");
+            assert!(body["message"].as_str().unwrap_or_default().contains("unknown parameter"), "{body}");
+        }
+    }
 }
