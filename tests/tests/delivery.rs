@@ -50,7 +50,7 @@ async fn records_survive_503_then_refused_connections_and_arrive_in_order() {
     let failures_before = h.app.hits().len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(h.app.hits().len(), failures_before, "nothing can arrive while it is down");
-    let pending = h.server.metrics().callbacks_retried.load(std::sync::atomic::Ordering::Relaxed);
+    let pending = h.server.metrics().callbacks_retried.get();
     assert!(pending > 0, "failed attempts were retried");
 
     // Phase 3: it comes back.
@@ -81,7 +81,7 @@ async fn records_survive_503_then_refused_connections_and_arrive_in_order() {
             "stale push for {sid}"
         );
     }
-    assert_eq!(h.server.metrics().callbacks_failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(h.server.metrics().callbacks_failed.get(), 0);
     let _ = disconnected(&mut live.a_ev).await;
 }
 
@@ -119,7 +119,7 @@ async fn a_dead_app_server_of_one_service_does_not_delay_another() {
     p.a.end_call(&sid, None, None).await.unwrap();
     let r = h.app.record_for(&sid).await;
     assert_eq!(r.query["from_service_id"], "acme");
-    let queued = h.server.metrics().callbacks_queued.load(std::sync::atomic::Ordering::Relaxed);
-    let delivered = h.server.metrics().callbacks_delivered.load(std::sync::atomic::Ordering::Relaxed);
+    let queued = h.server.metrics().callbacks_queued.get();
+    let delivered = h.server.metrics().callbacks_delivered.get();
     assert!(delivered < queued, "other's callbacks are still stuck ({delivered}/{queued})");
 }

@@ -148,7 +148,7 @@ pub(crate) async fn serve(
             }
         };
         let Some(guard) = pending.admit(peer.ip()) else {
-            metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+            metrics.connections_refused.inc();
             if refusals.allow() {
                 tracing::warn!(
                     peer = %peer.ip(),

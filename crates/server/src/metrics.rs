@@ -1,199 +1,173 @@
-//! Counters for `/metrics` (Prometheus text format). Updated with relaxed atomics by
-//! the tasks that own the events; read only when scraped.
+//! `/metrics`: every figure the server exports, through `prometheus-client` (Prometheus
+//! text format 0.0.4). The tasks that own the events update the metrics (atomics inside);
+//! the media relay's figures are read from its shards at scrape time.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use switchboard_protocol::DisconnectReason;
 
 /// Upper bounds (seconds) of the delivery-latency histogram.
 const BUCKETS: [f64; 14] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0];
 
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// A disconnect reason as labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+    code: u16,
+}
+
+impl ReasonLabels {
+    fn of(r: DisconnectReason) -> Self {
+        ReasonLabels { reason: r.name(), code: r.code() }
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     /// Callbacks written to the outbox.
-    pub callbacks_queued: AtomicU64,
+    pub callbacks_queued: Counter,
     /// Callbacks delivered (2xx).
-    pub callbacks_delivered: AtomicU64,
+    pub callbacks_delivered: Counter,
     /// Failed attempts that will be retried.
-    pub callbacks_retried: AtomicU64,
+    pub callbacks_retried: Counter,
     /// Callbacks that gave up.
-    pub callbacks_failed: AtomicU64,
+    pub callbacks_failed: Counter,
     /// Callbacks no longer wanted (a push for a call that is over).
-    pub callbacks_dropped: AtomicU64,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    pub callbacks_dropped: Counter,
+    delivery_seconds: Histogram,
     /// Calls created.
-    pub calls_started: AtomicU64,
-    calls_ended: [AtomicU64; DisconnectReason::ALL.len()],
+    pub calls_started: Counter,
+    calls_ended: Family<ReasonLabels, Counter>,
     /// Open signaling sessions.
-    pub sessions: AtomicI64,
+    pub sessions: Gauge,
     /// Live rooms.
-    pub rooms: AtomicI64,
+    pub rooms: Gauge,
     /// Participants in live rooms.
-    pub room_participants: AtomicI64,
+    pub room_participants: Gauge,
     /// Room joins accepted.
-    pub room_joins: AtomicU64,
-    room_leaves: [AtomicU64; DisconnectReason::ALL.len()],
+    pub room_joins: Counter,
+    room_leaves: Family<ReasonLabels, Counter>,
     /// Connections closed at accept: their address had too many unauthenticated ones.
-    pub connections_refused: AtomicU64,
+    pub connections_refused: Counter,
     /// The media relay's figures.
-    pub media: std::sync::Arc<crate::media::MediaMetrics>,
+    pub media: Arc<crate::media::MediaMetrics>,
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            callbacks_queued: AtomicU64::new(0),
-            callbacks_delivered: AtomicU64::new(0),
-            callbacks_retried: AtomicU64::new(0),
-            callbacks_failed: AtomicU64::new(0),
-            callbacks_dropped: AtomicU64::new(0),
-            latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency_count: AtomicU64::new(0),
-            latency_sum_us: AtomicU64::new(0),
-            calls_started: AtomicU64::new(0),
-            calls_ended: std::array::from_fn(|_| AtomicU64::new(0)),
-            sessions: AtomicI64::new(0),
-            rooms: AtomicI64::new(0),
-            room_participants: AtomicI64::new(0),
-            room_joins: AtomicU64::new(0),
-            room_leaves: std::array::from_fn(|_| AtomicU64::new(0)),
-            connections_refused: AtomicU64::new(0),
-            media: std::sync::Arc::default(),
-        }
+        let mut m = Metrics {
+            callbacks_queued: Counter::default(),
+            callbacks_delivered: Counter::default(),
+            callbacks_retried: Counter::default(),
+            callbacks_failed: Counter::default(),
+            callbacks_dropped: Counter::default(),
+            delivery_seconds: Histogram::new(BUCKETS),
+            calls_started: Counter::default(),
+            calls_ended: Family::default(),
+            sessions: Gauge::default(),
+            rooms: Gauge::default(),
+            room_participants: Gauge::default(),
+            room_joins: Counter::default(),
+            room_leaves: Family::default(),
+            connections_refused: Counter::default(),
+            media: Arc::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut m.registry;
+        let p = "switchboard_";
+        r.register(
+            format!("{p}callbacks_queued"),
+            "Callbacks written to the outbox",
+            m.callbacks_queued.clone(),
+        );
+        r.register(
+            format!("{p}callbacks_delivered"),
+            "Callbacks delivered (2xx)",
+            m.callbacks_delivered.clone(),
+        );
+        r.register(
+            format!("{p}callbacks_retried"),
+            "Failed callback attempts that will be retried",
+            m.callbacks_retried.clone(),
+        );
+        r.register(format!("{p}callbacks_failed"), "Callbacks that gave up", m.callbacks_failed.clone());
+        r.register(
+            format!("{p}callbacks_dropped"),
+            "Callbacks no longer wanted (a push for a call that ended)",
+            m.callbacks_dropped.clone(),
+        );
+        r.register_with_unit(
+            format!("{p}callback_delivery"),
+            "Time from queueing a callback to its delivery",
+            Unit::Seconds,
+            m.delivery_seconds.clone(),
+        );
+        r.register(format!("{p}calls_started"), "1-to-1 calls created", m.calls_started.clone());
+        r.register(
+            format!("{p}calls_ended"),
+            "1-to-1 calls ended, by disconnect reason",
+            m.calls_ended.clone(),
+        );
+        r.register(format!("{p}sessions"), "Open signaling sessions", m.sessions.clone());
+        r.register(format!("{p}rooms"), "Live rooms", m.rooms.clone());
+        r.register(
+            format!("{p}room_participants"),
+            "Participants in live rooms",
+            m.room_participants.clone(),
+        );
+        r.register(format!("{p}room_joins"), "Room joins accepted", m.room_joins.clone());
+        r.register(
+            format!("{p}room_leaves"),
+            "Participants that left rooms, by disconnect reason",
+            m.room_leaves.clone(),
+        );
+        r.register(
+            format!("{p}connections_refused"),
+            "Connections closed at accept: too many unauthenticated ones from their address",
+            m.connections_refused.clone(),
+        );
+        r.register_collector(Box::new(m.media.clone()));
+        m
     }
-}
-
-fn reason_index(r: DisconnectReason) -> usize {
-    DisconnectReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }
 
 impl Metrics {
     /// Counts a delivery and its latency from queueing.
     pub fn delivered(&self, latency_ms: u64) {
-        self.callbacks_delivered.fetch_add(1, Ordering::Relaxed);
-        let secs = latency_ms as f64 / 1000.0;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(latency_ms * 1000, Ordering::Relaxed);
+        self.callbacks_delivered.inc();
+        self.delivery_seconds.observe(latency_ms as f64 / 1000.0);
     }
 
     /// Counts an ended call.
     pub fn call_ended(&self, reason_code: u16) {
         if let Some(r) = DisconnectReason::from_code(reason_code) {
-            self.calls_ended[reason_index(r)].fetch_add(1, Ordering::Relaxed);
+            self.calls_ended.get_or_create(&ReasonLabels::of(r)).inc();
         }
     }
 
     /// Counts a participant leaving a room.
     pub fn room_left(&self, reason: DisconnectReason) {
-        self.room_leaves[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+        self.room_leaves.get_or_create(&ReasonLabels::of(reason)).inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(4096);
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, help, v) in [
-            (
-                "switchboard_callbacks_queued_total",
-                "Callbacks written to the outbox.",
-                get(&self.callbacks_queued),
-            ),
-            (
-                "switchboard_callbacks_delivered_total",
-                "Callbacks delivered (2xx).",
-                get(&self.callbacks_delivered),
-            ),
-            (
-                "switchboard_callbacks_retried_total",
-                "Failed callback attempts that will be retried.",
-                get(&self.callbacks_retried),
-            ),
-            ("switchboard_callbacks_failed_total", "Callbacks that gave up.", get(&self.callbacks_failed)),
-            (
-                "switchboard_callbacks_dropped_total",
-                "Callbacks no longer wanted (a push for a call that ended).",
-                get(&self.callbacks_dropped),
-            ),
-            ("switchboard_calls_started_total", "1-to-1 calls created.", get(&self.calls_started)),
-            ("switchboard_room_joins_total", "Room joins accepted.", get(&self.room_joins)),
-        ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let mut s = String::with_capacity(8192);
+        // Writing to a String cannot fail; an encoder error would only cut the text short.
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut s, &self.registry) {
+            tracing::warn!(error = %e, "metrics text cut short");
         }
-        let _ = writeln!(s, "# HELP switchboard_calls_ended_total 1-to-1 calls ended, by disconnect reason.");
-        let _ = writeln!(s, "# TYPE switchboard_calls_ended_total counter");
-        for (i, r) in DisconnectReason::ALL.iter().enumerate() {
-            let v = get(&self.calls_ended[i]);
-            if v > 0 {
-                let _ = writeln!(
-                    s,
-                    "switchboard_calls_ended_total{{reason=\"{}\",code=\"{}\"}} {v}",
-                    r.name(),
-                    r.code()
-                );
-            }
-        }
-        let _ = writeln!(
-            s,
-            "# HELP switchboard_room_leaves_total Participants that left rooms, by disconnect reason."
-        );
-        let _ = writeln!(s, "# TYPE switchboard_room_leaves_total counter");
-        for (i, r) in DisconnectReason::ALL.iter().enumerate() {
-            let v = get(&self.room_leaves[i]);
-            if v > 0 {
-                let _ = writeln!(
-                    s,
-                    "switchboard_room_leaves_total{{reason=\"{}\",code=\"{}\"}} {v}",
-                    r.name(),
-                    r.code()
-                );
-            }
-        }
-        for (name, help, v) in [
-            ("switchboard_rooms", "Live rooms.", &self.rooms),
-            ("switchboard_room_participants", "Participants in live rooms.", &self.room_participants),
-        ] {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP switchboard_sessions Open signaling sessions.\n# TYPE switchboard_sessions gauge"
-        );
-        let _ = writeln!(s, "switchboard_sessions {}", self.sessions.load(Ordering::Relaxed));
-        let _ = writeln!(
-            s,
-            "# HELP switchboard_connections_refused_total Connections closed at accept: too many unauthenticated ones from their address.\n# TYPE switchboard_connections_refused_total counter"
-        );
-        let _ = writeln!(
-            s,
-            "switchboard_connections_refused_total {}",
-            self.connections_refused.load(Ordering::Relaxed)
-        );
-        let name = "switchboard_callback_delivery_seconds";
-        let _ = writeln!(
-            s,
-            "# HELP {name} Time from queueing a callback to its delivery.\n# TYPE {name} histogram"
-        );
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {}", get(&self.latency_buckets[i]));
-        }
-        let count = get(&self.latency_count);
-        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "{name}_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
-        let _ = writeln!(s, "{name}_count {count}");
-        self.media.render(&mut s);
         s
     }
 }
@@ -208,12 +182,16 @@ mod tests {
         m.delivered(7);
         m.delivered(2000);
         m.call_ended(1001);
-        m.sessions.fetch_add(3, Ordering::Relaxed);
+        m.sessions.inc_by(3);
         let text = m.render();
-        assert!(text.contains("switchboard_callbacks_delivered_total 2\n"));
-        assert!(text.contains("switchboard_callback_delivery_seconds_bucket{le=\"0.01\"} 1\n"));
-        assert!(text.contains("switchboard_callback_delivery_seconds_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("switchboard_calls_ended_total{reason=\"NORMAL\",code=\"1001\"} 1\n"));
-        assert!(text.contains("switchboard_sessions 3\n"));
+        assert!(text.contains("switchboard_callbacks_delivered_total 2\n"), "{text}");
+        assert!(text.contains("switchboard_callback_delivery_seconds_bucket{le=\"0.01\"} 1\n"), "{text}");
+        assert!(text.contains("switchboard_callback_delivery_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
+        assert!(
+            text.contains("switchboard_calls_ended_total{reason=\"NORMAL\",code=\"1001\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("switchboard_sessions 3\n"), "{text}");
+        assert!(text.contains("# TYPE switchboard_callbacks_delivered_total counter\n"), "{text}");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -445,10 +445,10 @@ impl CoreRunner {
                 Output::Send(session, msg) => {
                     match &msg {
                         ServerMessage::CallCreated { .. } => {
-                            self.metrics.calls_started.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.calls_started.inc();
                         }
                         ServerMessage::RoomJoined { .. } => {
-                            self.metrics.room_joins.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.room_joins.inc();
                         }
                         _ => {}
                     }
@@ -509,8 +509,8 @@ impl CoreRunner {
             }
         }
         let rooms = self.switch.rooms().census();
-        self.metrics.rooms.store(rooms.rooms as i64, Ordering::Relaxed);
-        self.metrics.room_participants.store(rooms.participants as i64, Ordering::Relaxed);
+        self.metrics.rooms.set(rooms.rooms as i64);
+        self.metrics.room_participants.set(rooms.participants as i64);
         // Frames go out only after the step is on disk (the journal runs this once
         // its group commit is done), in step order.
         let frames: Vec<(SessionId, SessionTx, String)> = sends
@@ -529,7 +529,7 @@ impl CoreRunner {
             batch,
             Box::new(move |rows| {
                 if !rows.is_empty() {
-                    metrics.callbacks_queued.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    metrics.callbacks_queued.inc_by(rows.len() as u64);
                     delivery.send(DeliveryCmd::Enqueue(rows));
                 }
                 for (session, tx, text) in frames {

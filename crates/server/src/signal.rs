@@ -341,7 +341,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         return close(&mut ws, 1001, "server stopping").await;
     }
     tracing::debug!(session_id, service = %authed.party.service_id, user = %authed.party.user_id, %peer, "session open");
-    shared.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.sessions.inc();
 
     let limits = &shared.config.limits;
     let mut bucket = Bucket::new(limits.messages_per_session_burst, now_ms());
@@ -442,7 +442,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
             }
         }
     }
-    shared.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    shared.metrics.sessions.dec();
     tracing::debug!(session_id, "session ended");
     let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: session_id })).await;
 }

@@ -128,7 +128,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], shared.metrics.render()).into_response()
 }
 
 /// An API error: status, stable code and words.

@@ -120,7 +120,6 @@ impl DeliveryRunner {
     }
 
     fn drain(&mut self) {
-        use std::sync::atomic::Ordering::Relaxed;
         while let Some(action) = self.dispatcher.poll_action() {
             match action {
                 Action::Attempt(row) => self.attempt(row),
@@ -129,15 +128,15 @@ impl DeliveryRunner {
                     self.store.delivered(row.id, now_ms(), row.attempts);
                 }
                 Action::Retry { id, attempts, next_ms, error } => {
-                    self.metrics.callbacks_retried.fetch_add(1, Relaxed);
+                    self.metrics.callbacks_retried.inc();
                     tracing::debug!(id, attempts, %error, "callback failed; will retry");
                     self.store.retry(id, attempts, next_ms, error);
                 }
                 Action::GaveUp { row, error, dropped } => {
                     if dropped {
-                        self.metrics.callbacks_dropped.fetch_add(1, Relaxed);
+                        self.metrics.callbacks_dropped.inc();
                     } else {
-                        self.metrics.callbacks_failed.fetch_add(1, Relaxed);
+                        self.metrics.callbacks_failed.inc();
                         tracing::warn!(id = row.id, cb_id = %row.cb_id, service = %row.service_id, %error, "callback gave up");
                     }
                     self.store.gave_up(row.id, row.attempts, error, dropped);
