@@ -13,6 +13,7 @@ pub mod media;
 pub mod metrics;
 pub mod outbox;
 pub mod party;
+pub mod presence;
 pub mod room;
 pub mod server;
 mod signal;

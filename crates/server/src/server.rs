@@ -537,7 +537,7 @@ impl CoreRunner {
                         if matches!(e, mpsc::error::TrySendError::Full(_)) {
                             // A client that does not read its frames loses its session
                             // rather than slowing everyone else down.
-                            tracing::warn!(session, "session outbox full; dropping session");
+                            tracing::warn!(%session, "session outbox full; dropping session");
                             core.try_send(CoreCmd::DropSession(session));
                         }
                     }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::{self, TokenError};
-use crate::call::{Input, Party, SessionAuth};
+use crate::call::{Input, Party, SessionAuth, SessionId};
 use crate::clock::{now_ms, sleep_until};
 use crate::handles::{CoreCmd, Shared};
 use crate::limit::Bucket;
@@ -328,7 +328,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
     };
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let open = CoreCmd::Open {
-        session: session_id,
+        session: SessionId(session_id),
         party: authed.party.clone(),
         auth: authed.auth.clone(),
         ip: peer.ip().to_string(),
@@ -400,7 +400,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
                     Ok(ClientMessage::Hello { .. }) => Some(error_msg(None, ErrorCode::WrongState, None, "already said hello".into())),
                     Ok(ClientMessage::RefreshToken { req, token }) => Some(refresh(&shared, &mut authed, req, &token, &mut warned)),
                     Ok(msg) => {
-                        let input = CoreCmd::Input(Input::Message { session: session_id, msg });
+                        let input = CoreCmd::Input(Input::Message { session: SessionId(session_id), msg });
                         if shared.core.send(input).await.is_err() { break; }
                         None
                     }
@@ -444,7 +444,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
     }
     shared.metrics.sessions.dec();
     tracing::debug!(session_id, "session ended");
-    let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: session_id })).await;
+    let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: SessionId(session_id) })).await;
 }
 
 fn refresh(

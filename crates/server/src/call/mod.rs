@@ -20,10 +20,15 @@ use crate::auth::{CcClaims, CcKey};
 use crate::limit::KeyedLimiter;
 use crate::room::{RoomCensus, RoomOutput, RoomRules, Rooms};
 
+mod record;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use crate::party::{Millis, Party, SessionId};
+pub use record::LiveCall;
+
+pub use crate::party::{Millis, Party, RoomId, SessionId, Sid};
+use crate::presence::Presence;
+pub use crate::presence::SessionAuth;
 
 /// Longest `user_rel_code` accepted, in bytes.
 pub const MAX_USER_REL_CODE_BYTES: usize = 128;
@@ -54,21 +59,6 @@ pub struct Settings {
     pub calls_per_user_per_sec: f64,
     /// Burst of the above.
     pub calls_per_user_burst: f64,
-}
-
-/// How a session proved who it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionAuth {
-    /// With an access token: a full user session.
-    Token,
-    /// With a `cc_param` only: may verify and answer that one call.
-    CallParam {
-        /// The call it may verify.
-        sid: String,
-        /// With a `resume_param`: the answering device it proves to be; only such a
-        /// session may `resume` the call.
-        device: Option<u64>,
-    },
 }
 
 /// What happens to the core.
@@ -283,101 +273,6 @@ impl From<RoomOutput> for Output {
     }
 }
 
-/// What is known of a live call: enough to answer `GET /v1/calls/{sid}` and to
-/// write its record if the server dies under it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LiveCall {
-    /// The call.
-    pub sid: String,
-    /// Caller's service.
-    pub from_service_id: String,
-    /// Caller.
-    pub from_user_id: String,
-    /// Callee's service.
-    pub to_service_id: String,
-    /// Callee.
-    pub to_user_id: String,
-    /// `A` or `V`.
-    pub media_type: String,
-    /// App server data.
-    pub app_data: Option<String>,
-    /// Created, epoch ms.
-    pub setup_ms: Millis,
-    /// Answered, epoch ms.
-    pub start_ms: Option<Millis>,
-    /// Caller's address.
-    pub srcip: String,
-    /// Callee's address, once known.
-    pub dstip: String,
-    /// Region code.
-    pub rc_idc: String,
-    /// Connected time during which a party had no session (not billed).
-    #[serde(default)]
-    pub interrupted_ms: Millis,
-    /// Since when a party has been without a session, if one is now.
-    #[serde(default)]
-    pub lost_since_ms: Option<Millis>,
-}
-
-impl LiveCall {
-    /// `ringing` or `connected`.
-    pub fn state(&self) -> &'static str {
-        if self.start_ms.is_some() {
-            "connected"
-        } else {
-            "ringing"
-        }
-    }
-
-    /// The call record if the call ended at `end_ms` for this reason.
-    pub fn record(
-        &self,
-        end_ms: Millis,
-        reason: DisconnectReason,
-        source: DisconnectSource,
-        user_rel_code: Option<String>,
-    ) -> CallRecord {
-        let (start_time, duration, terminate, billing_sec) = match self.start_ms {
-            Some(start_ms) => {
-                let start_time = start_ms / 1000;
-                let duration = (end_ms / 1000).saturating_sub(start_time);
-                // Billable: connected time without the stretches a party was gone.
-                let lost_now = self.lost_since_ms.map_or(0, |t| end_ms.saturating_sub(t));
-                let billable_ms = end_ms
-                    .saturating_sub(start_ms)
-                    .saturating_sub(self.interrupted_ms)
-                    .saturating_sub(lost_now);
-                (start_time, duration, 16, billable_ms.div_ceil(1000).min(duration))
-            }
-            None => (0, 0, reason.q850_unconnected(), 0),
-        };
-        let rel = reason.rel_code();
-        CallRecord {
-            sid: self.sid.clone(),
-            from_service_id: self.from_service_id.clone(),
-            from_user_id: self.from_user_id.clone(),
-            to_service_id: self.to_service_id.clone(),
-            to_user_id: self.to_user_id.clone(),
-            media_type: self.media_type.clone(),
-            setup_time: self.setup_ms / 1000,
-            start_time,
-            end_time: end_ms / 1000,
-            duration,
-            srcip: self.srcip.clone(),
-            dstip: self.dstip.clone(),
-            terminate,
-            rel_code: rel.code,
-            rel_code_str: rel.name.into(),
-            user_rel_code,
-            billing_sec,
-            rc_idc: self.rc_idc.clone(),
-            disconnect_reason: reason.code(),
-            releaser_type: source.code(),
-            app_svr_data: self.app_data.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Ringing,
@@ -393,7 +288,7 @@ struct Device {
 
 #[derive(Debug)]
 struct Call {
-    sid: String,
+    sid: Sid,
     caller: Party,
     callee: Party,
     media: MediaType,
@@ -423,7 +318,7 @@ struct Call {
 impl Call {
     fn snapshot(&self) -> LiveCall {
         LiveCall {
-            sid: self.sid.clone(),
+            sid: self.sid.to_string(),
             from_service_id: self.caller.service_id.clone(),
             from_user_id: self.caller.user_id.clone(),
             to_service_id: self.callee.service_id.clone(),
@@ -448,23 +343,6 @@ impl Call {
     }
 }
 
-#[derive(Debug)]
-struct Session {
-    party: Party,
-    auth: SessionAuth,
-    ip: String,
-    ue_type: String,
-    calls: Vec<String>,
-}
-
-#[derive(Debug, Default)]
-struct User {
-    /// Token sessions (devices that can be rung directly).
-    sessions: Vec<SessionId>,
-    /// Live calls this user is a party of.
-    calls: Vec<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     Ring,
@@ -478,10 +356,9 @@ pub struct Switch {
     settings: Settings,
     services: HashMap<String, ServiceRules>,
     cc_key: CcKey,
-    sessions: HashMap<SessionId, Session>,
-    users: HashMap<Party, User>,
-    calls: HashMap<String, Call>,
-    timers: BinaryHeap<Reverse<(Millis, TimerKind, String)>>,
+    presence: Presence,
+    calls: HashMap<Sid, Call>,
+    timers: BinaryHeap<Reverse<(Millis, TimerKind, Sid)>>,
     out: VecDeque<Output>,
     call_limiter: KeyedLimiter<Party>,
     rooms: Rooms,
@@ -536,8 +413,7 @@ impl Switch {
             settings,
             services,
             cc_key,
-            sessions: HashMap::new(),
-            users: HashMap::new(),
+            presence: Presence::default(),
             calls: HashMap::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
@@ -548,7 +424,7 @@ impl Switch {
     /// Live counts.
     pub fn census(&self) -> Census {
         Census {
-            sessions: self.sessions.len(),
+            sessions: self.presence.len(),
             calls: self.calls.len(),
             connected: self.calls.values().filter(|c| matches!(c.phase, Phase::Connected { .. })).count(),
             rooms: self.rooms.census(),
@@ -690,7 +566,7 @@ impl Switch {
                     return self.rooms.media_lost(now, &sid, &party, &mut self.room_out);
                 }
                 let Some(side) = Side::from_party(&party) else { return };
-                if self.calls.get(&sid).is_some_and(|c| matches!(c.phase, Phase::Connected { .. })) {
+                if self.calls.get(sid.as_str()).is_some_and(|c| matches!(c.phase, Phase::Connected { .. })) {
                     self.finish(now, &sid, DisconnectReason::NetworkUnstable, side.source(), None, None);
                 }
             }
@@ -698,7 +574,7 @@ impl Switch {
                 let session = if self.rooms.is_room(&sid) {
                     self.rooms.session_of(&sid, &party)
                 } else {
-                    self.calls.get(&sid).and_then(|c| match (&c.phase, Side::from_party(&party)) {
+                    self.calls.get(sid.as_str()).and_then(|c| match (&c.phase, Side::from_party(&party)) {
                         (Phase::Ringing, _) | (_, None) => None,
                         (_, Some(Side::Caller)) => c.caller_session,
                         (_, Some(Side::Callee)) => c.devices.first().map(|d| d.session),
@@ -714,7 +590,7 @@ impl Switch {
             Input::RelayLevels { sid, levels } => self.rooms.levels(&sid, levels, &mut self.room_out),
             Input::RelayQuality { sid, quality } => self.rooms.quality(&sid, quality, &mut self.room_out),
             Input::ForceEnd { service_id, sid, user_rel_code } => {
-                if self.calls.get(&sid).is_some_and(|c| c.caller.service_id == service_id) {
+                if self.calls.get(sid.as_str()).is_some_and(|c| c.caller.service_id == service_id) {
                     self.finish(
                         now,
                         &sid,
@@ -749,26 +625,24 @@ impl Switch {
         );
     }
 
-    fn timer(&mut self, at: Millis, kind: TimerKind, sid: &str) {
-        self.timers.push(Reverse((at, kind, sid.to_string())));
+    fn timer(&mut self, at: Millis, kind: TimerKind, sid: &Sid) {
+        self.timers.push(Reverse((at, kind, sid.clone())));
     }
 
     fn open(&mut self, session: SessionId, party: Party, auth: SessionAuth, ip: String, ue_type: String) {
-        let user = self.users.entry(party.clone()).or_default();
-        if auth == SessionAuth::Token {
-            user.sessions.push(session);
-        }
+        let rung = auth == SessionAuth::Token;
         // A device that comes online while a call rings for its user rings too.
-        let ringing: Vec<String> = user
-            .calls
+        let ringing: Vec<Sid> = self
+            .presence
+            .calls_of(&party)
             .iter()
             .filter(|sid| {
                 self.calls.get(*sid).is_some_and(|c| c.callee == party && c.phase == Phase::Ringing)
             })
             .cloned()
             .collect();
-        self.sessions.insert(session, Session { party, auth: auth.clone(), ip, ue_type, calls: Vec::new() });
-        if auth == SessionAuth::Token {
+        self.presence.open(session, party, auth, ip, ue_type);
+        if rung {
             for sid in ringing {
                 self.offer(session, &sid);
             }
@@ -776,13 +650,10 @@ impl Switch {
     }
 
     fn closed(&mut self, now: Millis, session: SessionId) {
-        let Some(s) = self.sessions.remove(&session) else {
+        let Some(s) = self.presence.close(session) else {
             return;
         };
         self.rooms.session_closed(now, session);
-        if let Some(user) = self.users.get_mut(&s.party) {
-            user.sessions.retain(|x| *x != session);
-        }
         for sid in s.calls {
             let grace = self.settings.reconnect_grace_ms;
             let Some(call) = self.calls.get_mut(&sid) else {
@@ -820,17 +691,10 @@ impl Switch {
                 self.timer(at, kind, &sid);
             }
         }
-        self.forget_user_if_idle(&s.party);
-    }
-
-    fn forget_user_if_idle(&mut self, party: &Party) {
-        if self.users.get(party).is_some_and(|u| u.sessions.is_empty() && u.calls.is_empty()) {
-            self.users.remove(party);
-        }
     }
 
     fn message(&mut self, now: Millis, session: SessionId, msg: ClientMessage) {
-        if !self.sessions.contains_key(&session) {
+        if self.presence.session(session).is_none() {
             return;
         }
         let msg = match self.room_message(now, session, msg) {
@@ -900,7 +764,7 @@ impl Switch {
     /// Room messages, and messages naming a room's sid, go to the rooms; anything
     /// else comes back for the call core.
     fn room_message(&mut self, now: Millis, session: SessionId, msg: ClientMessage) -> Option<ClientMessage> {
-        let s = self.sessions.get(&session)?;
+        let s = self.presence.session(session)?;
         let token = s.auth == SessionAuth::Token;
         let who = crate::room::Sender {
             session,
@@ -1013,7 +877,7 @@ impl Switch {
     }
 
     fn rate_ok(&mut self, now: Millis, session: SessionId, req: Option<u64>) -> bool {
-        let Some(party) = self.sessions.get(&session).map(|s| s.party.clone()) else {
+        let Some(party) = self.presence.session(session).map(|s| s.party.clone()) else {
             return false;
         };
         if self.call_limiter.allow(&party, now) {
@@ -1046,7 +910,7 @@ impl Switch {
         if !self.rate_ok(now, session, req) {
             return;
         }
-        let Some(s) = self.sessions.get(&session) else {
+        let Some(s) = self.presence.session(session) else {
             return;
         };
         if s.auth != SessionAuth::Token {
@@ -1098,7 +962,7 @@ impl Switch {
         };
 
         let callee = Party::new(to_service_id, to_user_id);
-        let sid = uuid::Uuid::new_v4().to_string();
+        let sid = Sid::new_call();
         let caller_calls: Vec<&Call> = self.party_calls(&caller).collect();
         let caller_in_use =
             caller_calls.iter().any(|c| c.caller == caller || matches!(c.phase, Phase::Connected { .. }));
@@ -1132,9 +996,9 @@ impl Switch {
             rc_idc: rules.rc_idc.clone(),
         };
         self.calls.insert(sid.clone(), call);
-        self.link(session, &caller, &sid);
-        self.users.entry(callee.clone()).or_default().calls.push(sid.clone());
-        self.send(session, ServerMessage::CallCreated { req, sid: sid.clone() });
+        self.presence.link(session, &sid);
+        self.presence.add_call(&callee, &sid);
+        self.send(session, ServerMessage::CallCreated { req, sid: sid.to_string() });
 
         let early = if caller_in_use {
             Some((DisconnectReason::MultidevInUse, DisconnectSource::CloudServer))
@@ -1153,7 +1017,7 @@ impl Switch {
         if let (true, Some(param), Some(call)) = (rules.has_notify, self.cc_param(&sid), self.calls.get(&sid))
         {
             let record = NotifyRecord {
-                sid: sid.clone(),
+                sid: sid.to_string(),
                 from_service_id: caller.service_id.clone(),
                 from_user_id: caller.user_id.clone(),
                 to_service_id: callee.service_id.clone(),
@@ -1164,8 +1028,8 @@ impl Switch {
             };
             self.out.push_back(Output::Notify { service_id: caller.service_id.clone(), record });
         }
-        self.send(session, ServerMessage::WaitConnected { sid: sid.clone() });
-        let devices: Vec<SessionId> = self.users.get(&callee).map(|u| u.sessions.clone()).unwrap_or_default();
+        self.send(session, ServerMessage::WaitConnected { sid: sid.to_string() });
+        let devices: Vec<SessionId> = self.presence.devices(&callee).to_vec();
         for device in devices {
             self.offer(device, &sid);
         }
@@ -1201,13 +1065,13 @@ impl Switch {
             service_id: call.callee.service_id.clone(),
             user_id: call.callee.user_id.clone(),
             exp: now / 1000 + lifetime,
-            device: Some(device),
+            device: Some(device.0),
         }))
     }
 
     /// Rings a callee device directly.
     fn offer(&mut self, session: SessionId, sid: &str) {
-        let Some(ip) = self.sessions.get(&session).map(|s| s.ip.clone()) else {
+        let Some(ip) = self.presence.session(session).map(|s| s.ip.clone()) else {
             return;
         };
         let Some(cc_param) = self.cc_param(sid) else {
@@ -1233,26 +1097,13 @@ impl Switch {
             app_data: call.app_data.clone(),
             cc_param,
         };
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.calls.push(sid.to_string());
-        }
+        let sid = call.sid.clone();
+        self.presence.link(session, &sid);
         self.send(session, msg);
     }
 
-    fn link(&mut self, session: SessionId, party: &Party, sid: &str) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            if !s.calls.iter().any(|c| c == sid) {
-                s.calls.push(sid.to_string());
-            }
-        }
-        let user = self.users.entry(party.clone()).or_default();
-        if !user.calls.iter().any(|c| c == sid) {
-            user.calls.push(sid.to_string());
-        }
-    }
-
     fn party_calls<'a>(&'a self, party: &Party) -> impl Iterator<Item = &'a Call> + 'a {
-        self.users.get(party).into_iter().flat_map(|u| u.calls.iter()).filter_map(|sid| self.calls.get(sid))
+        self.presence.calls_of(party).iter().filter_map(|sid| self.calls.get(sid))
     }
 
     fn verify_call(&mut self, now: Millis, session: SessionId, req: Option<u64>, cc_param: &str) {
@@ -1267,7 +1118,7 @@ impl Switch {
                 "cc_param is not valid",
             );
         };
-        let Some(s) = self.sessions.get(&session) else {
+        let Some(s) = self.presence.session(session) else {
             return;
         };
         match &s.auth {
@@ -1298,7 +1149,6 @@ impl Switch {
             );
         }
         let ip = s.ip.clone();
-        let party = s.party.clone();
         let released = || ServerMessage::Disconnected {
             req,
             sid: claims.sid.clone(),
@@ -1307,7 +1157,7 @@ impl Switch {
             by_remote: false,
             user_rel_code: None,
         };
-        let Some(call) = self.calls.get_mut(&claims.sid) else {
+        let Some(call) = self.calls.get_mut(claims.sid.as_str()) else {
             return self.send(session, released());
         };
         if matches!(call.phase, Phase::Connected { .. }) {
@@ -1340,14 +1190,14 @@ impl Switch {
         call.callee_ip = ip;
         let msg = ServerMessage::Verified {
             req,
-            sid: call.sid.clone(),
+            sid: call.sid.to_string(),
             from_service_id: call.caller.service_id.clone(),
             from_user_id: call.caller.user_id.clone(),
             media_type: call.media,
             app_data: call.app_data.clone(),
         };
         let sid = call.sid.clone();
-        self.link(session, &party, &sid);
+        self.presence.link(session, &sid);
         self.changed(&sid);
         self.send(session, msg);
     }
@@ -1356,6 +1206,7 @@ impl Switch {
         let Some(call) = self.calls.get_mut(sid) else {
             return self.error(session, req, ErrorCode::NotFound, "no such call for this session");
         };
+        let sid = &call.sid.clone();
         if call.caller_session == Some(session) {
             return self.error(session, req, ErrorCode::WrongState, "the caller cannot accept its own call");
         }
@@ -1370,8 +1221,8 @@ impl Switch {
         }
         call.phase = Phase::Connected { start_ms: now };
         let from_cc_param =
-            self.sessions.get(&session).is_some_and(|s| matches!(s.auth, SessionAuth::CallParam { .. }));
-        call.callee_device = from_cc_param.then_some(session);
+            self.presence.session(session).is_some_and(|s| matches!(s.auth, SessionAuth::CallParam { .. }));
+        call.callee_device = from_cc_param.then_some(session.0);
         if call.caller_lost.is_some() {
             call.lost_since = Some(now);
         }
@@ -1407,9 +1258,7 @@ impl Switch {
 
     /// Tells a callee device that another device of its user took the call.
     fn drop_device(&mut self, session: SessionId, sid: &str, reason: DisconnectReason) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.calls.retain(|c| c != sid);
-        }
+        self.presence.unlink(session, sid);
         self.send(
             session,
             ServerMessage::Disconnected {
@@ -1467,7 +1316,7 @@ impl Switch {
     }
 
     fn resume(&mut self, now: Millis, session: SessionId, req: Option<u64>, sid: &str) {
-        let Some(s) = self.sessions.get(&session) else {
+        let Some(s) = self.presence.session(session) else {
             return;
         };
         let party = s.party.clone();
@@ -1486,13 +1335,14 @@ impl Switch {
                 },
             );
         };
+        let sid = &call.sid.clone();
         // A cc_param was pushed to every device of the callee (and may have leaked):
         // it verifies and answers a ringing call, but only the device that answered,
         // proving it with its resume_param, may take an answered call back.
         let may = match &auth {
             SessionAuth::Token => true,
             SessionAuth::CallParam { sid: bound, device } => {
-                bound == sid && device.is_some() && *device == call.callee_device
+                sid == bound.as_str() && device.is_some() && *device == call.callee_device
             }
         };
         let state = match call.phase {
@@ -1523,11 +1373,9 @@ impl Switch {
             }
         }
         if let Some(old) = old.filter(|o| *o != session) {
-            if let Some(o) = self.sessions.get_mut(&old) {
-                o.calls.retain(|c| c != sid);
-            }
+            self.presence.unlink(old, sid);
         }
-        self.link(session, &party, sid);
+        self.presence.link(session, sid);
         self.send(session, ServerMessage::Resumed { req, sid: sid.to_string(), state: state.into() });
         self.changed(sid);
     }
@@ -1620,16 +1468,11 @@ impl Switch {
                 },
             );
         }
-        for session in call.sessions().collect::<Vec<_>>() {
-            if let Some(s) = self.sessions.get_mut(&session) {
-                s.calls.retain(|c| c != sid);
-            }
+        for session in call.sessions() {
+            self.presence.unlink(session, sid);
         }
         for party in [&call.caller, &call.callee] {
-            if let Some(u) = self.users.get_mut(party) {
-                u.calls.retain(|c| c != sid);
-            }
-            self.forget_user_if_idle(party);
+            self.presence.call_over(party, sid);
         }
         if matches!(call.phase, Phase::Connected { .. }) {
             self.out.push_back(Output::MediaEnd { sid: sid.to_string() });

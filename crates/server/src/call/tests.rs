@@ -31,7 +31,8 @@ impl H {
         }
     }
 
-    fn open(&mut self, session: SessionId, user: &str) {
+    fn open(&mut self, session: impl Into<SessionId>, user: &str) {
+        let session: SessionId = session.into();
         let ip = format!("10.0.0.{session}");
         self.sw.handle(
             self.now,
@@ -45,7 +46,8 @@ impl H {
         );
     }
 
-    fn msg(&mut self, session: SessionId, json: &str) {
+    fn msg(&mut self, session: impl Into<SessionId>, json: &str) {
+        let session: SessionId = session.into();
         let msg = ClientMessage::parse(json).expect("test message parses");
         self.sw.handle(self.now, Input::Message { session, msg });
     }
@@ -89,14 +91,16 @@ impl H {
         (sid, param)
     }
 
-    fn verify(&mut self, session: SessionId, param: &str) -> Vec<Output> {
+    fn verify(&mut self, session: impl Into<SessionId>, param: &str) -> Vec<Output> {
+        let session: SessionId = session.into();
         self.msg(session, &format!(r#"{{"type":"verify_call","req":2,"cc_param":"{param}"}}"#));
         self.drain()
     }
 }
 
 /// What `session` was sent in `out` (the room core's tests use it too).
-pub(crate) fn sent(out: &[Output], session: SessionId) -> Vec<ServerMessage> {
+pub(crate) fn sent(out: &[Output], session: impl Into<SessionId>) -> Vec<ServerMessage> {
+    let session: SessionId = session.into();
     out.iter()
         .filter_map(|o| match o {
             Output::Send(s, m) if *s == session => Some(m.clone()),
@@ -105,7 +109,8 @@ pub(crate) fn sent(out: &[Output], session: SessionId) -> Vec<ServerMessage> {
         .collect()
 }
 
-fn disconnect(out: &[Output], session: SessionId) -> (R, S, bool) {
+fn disconnect(out: &[Output], session: impl Into<SessionId>) -> (R, S, bool) {
+    let session: SessionId = session.into();
     sent(out, session)
         .into_iter()
         .find_map(|m| match m {
@@ -350,7 +355,7 @@ fn failed_push_still_rings_online_devices() {
     h.sw.handle(h.now, Input::PushResult { sid: sid.clone(), ok: false });
     assert!(h.drain().is_empty());
     // ... until the last device goes away.
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     assert_eq!(disconnect(&h.drain(), 1).0, R::PushError);
 }
 
@@ -408,7 +413,7 @@ fn forged_or_misbound_cc_param_is_refused() {
 fn silent_party_ends_with_network_unstable_after_grace() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     h.advance(9_999);
     assert!(h.drain().is_empty());
     h.advance(1);
@@ -419,14 +424,14 @@ fn silent_party_ends_with_network_unstable_after_grace() {
         (r.rel_code, r.rel_code_str.as_str(), r.disconnect_reason),
         (218, "SESS_KEEPALIVE_TIMEOUT", 1301)
     );
-    assert!(!h.sw.calls.contains_key(&sid));
+    assert!(!h.sw.calls.contains_key(sid.as_str()));
 }
 
 #[test]
 fn reconnect_within_grace_keeps_the_call() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    h.sw.handle(h.now, Input::Closed { session: 1 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(1) });
     h.advance(5_000);
     h.open(7, "alice");
     h.msg(7, &format!(r#"{{"type":"resume","req":3,"sid":"{sid}"}}"#));
@@ -551,7 +556,7 @@ fn callee_device_gone_while_ringing_is_not_fatal() {
     h.open(1, "alice");
     h.open(2, "bob");
     let (sid, param) = h.make();
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     assert!(h.drain().is_empty());
     h.open(3, "bob");
     h.verify(3, &param);
@@ -594,7 +599,7 @@ fn time_without_a_party_is_not_billed() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
     h.advance(10_000);
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     h.advance(4_000);
     h.open(9, "bob");
     h.msg(9, &format!(r#"{{"type":"resume","sid":"{sid}"}}"#));
@@ -612,13 +617,14 @@ fn no_notify_url_and_the_only_rung_device_leaves_is_push_error() {
     h.open(2, "bob");
     h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#);
     h.drain();
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     assert_eq!(disconnect(&h.drain(), 1).0, R::PushError);
 }
 
 impl H {
     /// A session opened with a cc_param (as `hello.cc_param` proves it).
-    fn open_by_param(&mut self, session: SessionId, param: &str) {
+    fn open_by_param(&mut self, session: impl Into<SessionId>, param: &str) {
+        let session: SessionId = session.into();
         let claims = self.sw.cc_key.open(param).expect("a cc_param this core signed");
         let auth = SessionAuth::CallParam { sid: claims.sid, device: claims.device };
         let party = Party::new(claims.service_id, claims.user_id);
@@ -627,13 +633,15 @@ impl H {
             .handle(self.now, Input::Open { session, party, auth, ip: format!("10.0.1.{session}"), ue_type });
     }
 
-    fn resume(&mut self, session: SessionId, sid: &str) -> Vec<Output> {
+    fn resume(&mut self, session: impl Into<SessionId>, sid: &str) -> Vec<Output> {
+        let session: SessionId = session.into();
         self.msg(session, &format!(r#"{{"type":"resume","req":4,"sid":"{sid}"}}"#));
         self.drain()
     }
 }
 
-fn is_error(out: &[Output], session: SessionId, code: ErrorCode) -> bool {
+fn is_error(out: &[Output], session: impl Into<SessionId>, code: ErrorCode) -> bool {
+    let session: SessionId = session.into();
     sent(out, session).iter().any(|m| matches!(m, ServerMessage::Error { error, .. } if *error == code))
 }
 
@@ -684,7 +692,7 @@ fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
         "the caller gets none"
     );
     // The device drops. The pushed cc_param, held by anyone, cannot resume.
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     h.open_by_param(3, &param);
     assert!(is_error(&h.resume(3, &sid), 3, ErrorCode::NotFound));
     // The device reconnects with its resume_param and is back in the call.

@@ -13,12 +13,12 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use switchboard_protocol::record::GcallRecord;
 use switchboard_protocol::{
-    ids, DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, ServerMessage,
+    DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, ServerMessage,
     StartFailReason, MAX_APP_CONTROL_BYTES, MAX_APP_DATA_BYTES, MAX_DISPLAY_NAME_BYTES, MAX_SHORT_DATA_BYTES,
     MAX_SHORT_DATA_TYPE_BYTES,
 };
 
-use crate::party::{Millis, Party, SessionId};
+use crate::party::{Millis, Party, RoomId, SessionId, Sid};
 
 #[cfg(test)]
 mod tests;
@@ -288,9 +288,9 @@ impl Participant {
 
 #[derive(Debug)]
 struct Room {
-    sid: String,
+    sid: Sid,
     service_id: String,
-    room_id: String,
+    room_id: RoomId,
     media: MediaType,
     host: Party,
     setup_ms: Millis,
@@ -315,9 +315,9 @@ impl Room {
 
     fn snapshot(&self) -> LiveRoom {
         LiveRoom {
-            sid: self.sid.clone(),
+            sid: self.sid.to_string(),
             service_id: self.service_id.clone(),
-            room_id: self.room_id.clone(),
+            room_id: self.room_id.to_string(),
             media_type: self.media.letter().into(),
             host: self.host.clone(),
             setup_ms: self.setup_ms,
@@ -338,8 +338,8 @@ impl Room {
 
     fn info(&self) -> RoomInfo {
         RoomInfo {
-            room_id: self.room_id.clone(),
-            sid: self.sid.clone(),
+            room_id: self.room_id.to_string(),
+            sid: self.sid.to_string(),
             media_type: self.media,
             online: self.participants.len() as u32,
             host_id: self.host.user_id.clone(),
@@ -386,11 +386,11 @@ pub struct Rooms {
     reconnect_grace_ms: Millis,
     rules: HashMap<String, RoomRules>,
     /// `(room service, room ID)` → sid.
-    by_key: HashMap<(String, String), String>,
-    rooms: HashMap<String, Room>,
+    by_key: HashMap<(String, RoomId), Sid>,
+    rooms: HashMap<Sid, Room>,
     /// Which rooms each user is in.
-    by_party: HashMap<Party, Vec<String>>,
-    timers: BinaryHeap<Reverse<(Millis, TimerKind, String)>>,
+    by_party: HashMap<Party, Vec<Sid>>,
+    timers: BinaryHeap<Reverse<(Millis, TimerKind, Sid)>>,
     /// Participants in all rooms (kept, not counted: metrics read it often).
     participants: usize,
 }
@@ -434,7 +434,7 @@ impl Rooms {
 
     /// One live room of a service.
     pub fn get(&self, service_id: &str, room_id: &str) -> Option<RoomInfo> {
-        let sid = self.by_key.get(&(service_id.to_string(), room_id.to_string()))?;
+        let sid = self.by_key.get(&(service_id.to_string(), RoomId::parse(room_id)?))?;
         self.rooms.get(sid).map(Room::info)
     }
 
@@ -492,8 +492,8 @@ impl Rooms {
         }
     }
 
-    fn timer(&mut self, at: Millis, kind: TimerKind, sid: &str) {
-        self.timers.push(Reverse((at, kind, sid.to_string())));
+    fn timer(&mut self, at: Millis, kind: TimerKind, sid: &Sid) {
+        self.timers.push(Reverse((at, kind, sid.clone())));
     }
 
     /// `join_room`.
@@ -512,9 +512,9 @@ impl Rooms {
             ));
         };
         let service_id = j.room_service_id.clone().unwrap_or_else(|| who.party.service_id.clone());
-        if !ids::is_valid_room_id(&j.room_id) {
+        let Some(room_id) = RoomId::parse(&j.room_id) else {
             return fail(out, F::InvalidRoomId, "room_id must match [A-Za-z0-9_-]{1,64}");
-        }
+        };
         if j.room_id == who.party.user_id {
             return fail(out, F::IdConflict, "a room ID cannot be the joiner's own user ID");
         }
@@ -533,7 +533,7 @@ impl Rooms {
         if j.display_name.as_ref().is_some_and(|d| d.len() > MAX_DISPLAY_NAME_BYTES) {
             return fail(out, F::InvalidParam, "display_name is over 128 bytes");
         }
-        let key = (service_id.clone(), j.room_id.clone());
+        let key = (service_id.clone(), room_id.clone());
         let existing = self.by_key.get(&key).cloned();
         // The same user again, from another session: the old instance gives way.
         if let Some(sid) = &existing {
@@ -573,7 +573,7 @@ impl Rooms {
                     session,
                     ServerMessage::Disconnected {
                         req: j.req,
-                        sid: room.sid.clone(),
+                        sid: room.sid.to_string(),
                         reason: DisconnectReason::RoomIsFull,
                         source: DisconnectSource::CloudServer,
                         by_remote: false,
@@ -586,14 +586,14 @@ impl Rooms {
         let sid = match existing {
             Some(sid) => sid,
             None => {
-                let sid = uuid::Uuid::new_v4().simple().to_string();
+                let sid = Sid::new_room();
                 let max_deadline = (rules.max_call_ms > 0).then(|| now + rules.max_call_ms);
                 self.rooms.insert(
                     sid.clone(),
                     Room {
                         sid: sid.clone(),
                         service_id: service_id.clone(),
-                        room_id: j.room_id.clone(),
+                        room_id: room_id.clone(),
                         media,
                         host: who.party.clone(),
                         setup_ms: now,
@@ -605,7 +605,7 @@ impl Rooms {
                     },
                 );
                 self.by_key.insert(key, sid.clone());
-                out.push_back(RoomOutput::RoomMedia { sid: sid.clone(), speakers: rules.max_speakers });
+                out.push_back(RoomOutput::RoomMedia { sid: sid.to_string(), speakers: rules.max_speakers });
                 if let Some(at) = max_deadline {
                     self.timer(at, TimerKind::MaxTime, &sid);
                 }
@@ -637,8 +637,8 @@ impl Rooms {
             session,
             ServerMessage::RoomJoined {
                 req: j.req,
-                sid: sid.clone(),
-                room_id: room.room_id.clone(),
+                sid: sid.to_string(),
+                room_id: room.room_id.to_string(),
                 room_service_id: room.service_id.clone(),
                 media_type: room.media,
                 host_id: room.host.user_id.clone(),
@@ -650,7 +650,7 @@ impl Rooms {
             out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerList {
-                    sid: sid.clone(),
+                    sid: sid.to_string(),
                     added: vec![added.clone()],
                     removed: Vec::new(),
                     total: total - 1,
@@ -660,7 +660,7 @@ impl Rooms {
         self.by_party.entry(who.party.clone()).or_default().push(sid.clone());
         // Video on demand: nobody's until asked for.
         out.push_back(RoomOutput::VideoFrom {
-            sid: sid.clone(),
+            sid: sid.to_string(),
             party: who.party.user_id.clone(),
             from: Vec::new(),
         });
@@ -676,7 +676,8 @@ impl Rooms {
             if room.alone_deadline.is_none() {
                 let at = now + alone_ms;
                 room.alone_deadline = Some(at);
-                self.timer(at, TimerKind::Alone, sid);
+                let sid = room.sid.clone();
+                self.timer(at, TimerKind::Alone, &sid);
             }
         } else {
             room.alone_deadline = None;
@@ -851,7 +852,8 @@ impl Rooms {
         user_rel_code: Option<String>,
         out: &mut VecDeque<RoomOutput>,
     ) -> bool {
-        let Some(sid) = self.by_key.get(&(service_id.to_string(), room_id.to_string())).cloned() else {
+        let Some(room_id) = RoomId::parse(room_id) else { return false };
+        let Some(sid) = self.by_key.get(&(service_id.to_string(), room_id)).cloned() else {
             return false;
         };
         self.close(now, &sid, DisconnectReason::UserError, DisconnectSource::AppServer, user_rel_code, out);
@@ -869,7 +871,7 @@ impl Rooms {
         user_rel_code: Option<String>,
         out: &mut VecDeque<RoomOutput>,
     ) -> Option<Vec<String>> {
-        let sid = self.by_key.get(&(service_id.to_string(), room_id.to_string())).cloned()?;
+        let sid = self.by_key.get(&(service_id.to_string(), RoomId::parse(room_id)?)).cloned()?;
         let mut kicked = Vec::new();
         for user in user_ids {
             let party = Party::new(service_id, user.as_str());
@@ -904,7 +906,7 @@ impl Rooms {
         if data.len() > MAX_APP_CONTROL_BYTES {
             return Some(0);
         }
-        let sid = self.by_key.get(&(service_id.to_string(), room_id.to_string()))?;
+        let sid = self.by_key.get(&(service_id.to_string(), RoomId::parse(room_id)?))?;
         let room = self.rooms.get(sid)?;
         let mut n = 0;
         for p in &room.participants {
@@ -914,7 +916,7 @@ impl Rooms {
             if let Some(session) = p.session {
                 out.push_back(RoomOutput::Send(
                     session,
-                    ServerMessage::AppControlMessage { sid: sid.clone(), data: data.to_string() },
+                    ServerMessage::AppControlMessage { sid: sid.to_string(), data: data.to_string() },
                 ));
                 n += 1;
             }
@@ -1249,7 +1251,7 @@ impl Rooms {
         let record = GcallRecord {
             sid: sid.to_string(),
             svc_id: room.service_id.clone(),
-            id: room.room_id.clone(),
+            id: room.room_id.to_string(),
             user_svc_id: p.party.service_id.clone(),
             user_id: p.party.user_id.clone(),
             host_svc_id: room.host.service_id.clone(),

@@ -45,7 +45,8 @@ impl H {
         Self { sw: Switch::with_rooms(settings, services, rooms, key), now: T0 }
     }
 
-    fn open(&mut self, session: SessionId, user: &str) {
+    fn open(&mut self, session: impl Into<SessionId>, user: &str) {
+        let session: SessionId = session.into();
         let input = Input::Open {
             session,
             party: Party::new("svc", user),
@@ -56,7 +57,8 @@ impl H {
         self.sw.handle(self.now, input);
     }
 
-    fn msg(&mut self, session: SessionId, json: &str) -> Vec<Output> {
+    fn msg(&mut self, session: impl Into<SessionId>, json: &str) -> Vec<Output> {
+        let session: SessionId = session.into();
         let msg = ClientMessage::parse(json).expect("test message parses");
         self.sw.handle(self.now, Input::Message { session, msg });
         self.drain()
@@ -77,7 +79,8 @@ impl H {
     }
 
     /// Opens a session for `user` and joins room `r1`; the room's sid.
-    fn join(&mut self, session: SessionId, user: &str) -> String {
+    fn join(&mut self, session: impl Into<SessionId>, user: &str) -> String {
+        let session: SessionId = session.into();
         self.open(session, user);
         let out = self.msg(
             session,
@@ -93,7 +96,8 @@ impl H {
     }
 }
 
-fn disconnect(out: &[Output], session: SessionId) -> Option<(R, S)> {
+fn disconnect(out: &[Output], session: impl Into<SessionId>) -> Option<(R, S)> {
+    let session: SessionId = session.into();
     sent(out, session).into_iter().find_map(|m| match m {
         ServerMessage::Disconnected { reason, source, .. } => Some((reason, source)),
         _ => None,
@@ -260,12 +264,12 @@ fn a_lost_session_has_the_grace_to_resume_then_times_out() {
     let mut h = H::new(50, 300, 0);
     let sid = h.join(1, "a");
     h.join(2, "b");
-    h.sw.handle(h.now, Input::Closed { session: 2 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
     h.advance(5_000);
     h.open(3, "b");
     let out = h.msg(3, &format!(r#"{{"type":"resume","req":4,"sid":"{sid}"}}"#));
     assert!(matches!(&sent(&out, 3)[..], [ServerMessage::Resumed { req: Some(4), .. }]));
-    h.sw.handle(h.now, Input::Closed { session: 3 });
+    h.sw.handle(h.now, Input::Closed { session: SessionId(3) });
     let out = h.advance(9_999);
     assert!(gcalls(&out).is_empty());
     let out = h.advance(1);
@@ -348,7 +352,7 @@ fn media_goes_to_the_relay_under_the_users_name() {
     let mut h = H::new(50, 300, 0);
     let sid = h.join(1, "a");
     let out = h.msg(1, &format!(r#"{{"type":"media_offer","req":2,"sid":"{sid}","sdp":"v=0"}}"#));
-    assert!(matches!(&out[..], [Output::MediaOffer { party, session: 1, .. }] if party == "a"));
+    assert!(matches!(&out[..], [Output::MediaOffer { party, session: SessionId(1), .. }] if party == "a"));
     h.sw.handle(
         h.now,
         Input::RelayOffer { sid: sid.clone(), party: "a".into(), offer_id: 5, sdp: "o".into() },

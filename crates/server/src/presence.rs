@@ -1,0 +1,162 @@
+//! Presence: who is online and in which 1-to-1 calls. Every signaling session (one
+//! device's connection, signed in with a token or a `cc_param`), and per user the
+//! devices that can be rung and the calls the user is a party of. The call core asks it
+//! who to ring and who is busy; rooms keep their own participants and the core adds
+//! them when it decides busy (a user in a room is busy for calls, SPEC §5).
+
+use std::collections::HashMap;
+
+use crate::party::{Party, SessionId, Sid};
+
+/// How a session proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAuth {
+    /// With an access token: a full user session.
+    Token,
+    /// With a `cc_param` only: may verify and answer that one call.
+    CallParam {
+        /// The call it may verify.
+        sid: String,
+        /// With a `resume_param`: the answering device it proves to be; only such a
+        /// session may `resume` the call.
+        device: Option<u64>,
+    },
+}
+
+/// One signaling session.
+#[derive(Debug)]
+pub struct Session {
+    /// Whose it is.
+    pub party: Party,
+    /// How it signed in.
+    pub auth: SessionAuth,
+    /// The device's IP address.
+    pub ip: String,
+    /// Kind of device (`BROWSER`, …).
+    pub ue_type: String,
+    /// The live calls this session takes part in.
+    pub calls: Vec<Sid>,
+}
+
+#[derive(Debug, Default)]
+struct User {
+    /// Token sessions (devices that can be rung directly).
+    devices: Vec<SessionId>,
+    /// Live calls this user is a party of.
+    calls: Vec<Sid>,
+}
+
+/// Every session and every user with a session or a live call.
+#[derive(Debug, Default)]
+pub struct Presence {
+    sessions: HashMap<SessionId, Session>,
+    users: HashMap<Party, User>,
+}
+
+impl Presence {
+    /// A session signed in.
+    pub fn open(&mut self, id: SessionId, party: Party, auth: SessionAuth, ip: String, ue_type: String) {
+        let user = self.users.entry(party.clone()).or_default();
+        if auth == SessionAuth::Token {
+            user.devices.push(id);
+        }
+        self.sessions.insert(id, Session { party, auth, ip, ue_type, calls: Vec::new() });
+    }
+
+    /// A session is gone; what it was.
+    pub fn close(&mut self, id: SessionId) -> Option<Session> {
+        let s = self.sessions.remove(&id)?;
+        if let Some(user) = self.users.get_mut(&s.party) {
+            user.devices.retain(|x| *x != id);
+        }
+        self.forget_if_idle(&s.party);
+        Some(s)
+    }
+
+    /// Open sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// A session.
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    /// The devices of a user that can be rung (token sessions).
+    pub fn devices(&self, party: &Party) -> &[SessionId] {
+        self.users.get(party).map_or(&[], |u| &u.devices)
+    }
+
+    /// The live calls a user is a party of.
+    pub fn calls_of(&self, party: &Party) -> &[Sid] {
+        self.users.get(party).map_or(&[], |u| &u.calls)
+    }
+
+    /// A user is a party of a new call (before any of its sessions is).
+    pub fn add_call(&mut self, party: &Party, sid: &Sid) {
+        let user = self.users.entry(party.clone()).or_default();
+        if !user.calls.contains(sid) {
+            user.calls.push(sid.clone());
+        }
+    }
+
+    /// A session takes part in a call, and so does its user.
+    pub fn link(&mut self, id: SessionId, sid: &Sid) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        if !s.calls.contains(sid) {
+            s.calls.push(sid.clone());
+        }
+        let party = s.party.clone();
+        self.add_call(&party, sid);
+    }
+
+    /// A session no longer takes part in a call (its user may still).
+    pub fn unlink(&mut self, id: SessionId, sid: &str) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.calls.retain(|c| c != sid);
+        }
+    }
+
+    /// A call is over for a user.
+    pub fn call_over(&mut self, party: &Party, sid: &str) {
+        if let Some(u) = self.users.get_mut(party) {
+            u.calls.retain(|c| c != sid);
+        }
+        self.forget_if_idle(party);
+    }
+
+    fn forget_if_idle(&mut self, party: &Party) {
+        if self.users.get(party).is_some_and(|u| u.devices.is_empty() && u.calls.is_empty()) {
+            self.users.remove(party);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_calls_and_forgetting() {
+        let mut p = Presence::default();
+        let bob = Party::new("s", "bob");
+        p.open(SessionId(1), bob.clone(), SessionAuth::Token, "ip".into(), "BROWSER".into());
+        let param = SessionAuth::CallParam { sid: "x".into(), device: None };
+        p.open(SessionId(2), bob.clone(), param, "ip".into(), "BROWSER".into());
+        assert_eq!(p.devices(&bob), &[SessionId(1)], "only token sessions are rung");
+        let sid = Sid::new_call();
+        p.link(SessionId(2), &sid);
+        assert_eq!(p.calls_of(&bob), std::slice::from_ref(&sid));
+        p.close(SessionId(1));
+        p.close(SessionId(2));
+        assert_eq!(p.calls_of(&bob).len(), 1, "the call outlives the sessions (reconnect grace)");
+        p.call_over(&bob, &sid);
+        assert!(p.users.is_empty() && p.is_empty());
+    }
+}
