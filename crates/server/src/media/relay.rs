@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
@@ -17,7 +18,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::feeds::{self, Line, Source};
 use super::forward::{self, Packet};
-use super::layers::{Layers, Want};
+use super::layers::{self, Estimate, Fit, Layers, Want};
 use super::speakers::Speakers;
 use super::{PartyKey, RelayEvent};
 
@@ -98,6 +99,10 @@ struct Party {
     rx_lines: HashMap<Ssrc, (Mid, MediaKind, Option<Rid>)>,
     /// The numbering of the lines the relay sends on.
     tx_lines: forward::Lines,
+    /// The estimate of its downlink (room connections: they may get simulcast layers).
+    bwe: Estimate,
+    /// The bitrate the estimator was last told to probe for.
+    probe_bps: u64,
 }
 
 impl Party {
@@ -388,23 +393,76 @@ impl Relay {
             .unwrap_or_default()
     }
 
-    /// Picks again, for every receiver of a simulcast source, the layer it gets; asks
-    /// the source for a keyframe on a layer a receiver switches to.
+    /// Picks again, for every receiver of a simulcast source, the layer it gets (what
+    /// it asked for, within its downlink estimate: [`layers::fit`]); asks the source for
+    /// a keyframe on a layer a receiver switches to, and every receiver's estimator to
+    /// probe for what it asked for.
     fn choose_layers(&mut self, now: Instant) {
-        let pairs: Vec<(u64, Source)> = self
-            .routes
-            .iter()
-            .filter(|(s, _)| self.layers.is_simulcast(s))
-            .flat_map(|(s, dests)| dests.iter().map(move |(o, _)| (*o, *s)))
-            .collect();
-        for (o, source) in pairs {
-            let Some(rid) = self.layers.pick(now, &source, self.want(o, source.party)) else { continue };
-            if self.chosen.insert((o, source), rid).is_some_and(|old| old != rid) {
-                if let Some(q) = self.parties.get_mut(&source.party) {
-                    q.request_keyframe(source.mid, &[rid], KeyframeRequestKind::Pli);
-                    self.stats.keyframe_requests += 1;
+        let mut by_receiver: HashMap<u64, Vec<Source>> = HashMap::new();
+        let mut video_bps: HashMap<u64, u64> = HashMap::new();
+        let mut audio_lines: HashMap<u64, u64> = HashMap::new();
+        for (source, dests) in &self.routes {
+            let kind = self.parties.get(&source.party).and_then(|p| p.line(source.mid)).map(|l| l.kind);
+            let simulcast = self.layers.is_simulcast(source);
+            let rate = if simulcast { 0 } else { self.layers.rate(now, source) };
+            for (o, _) in dests {
+                if kind == Some(MediaKind::Audio) {
+                    *audio_lines.entry(*o).or_default() += 1;
+                    continue;
                 }
-                self.drive(now, source.party);
+                *video_bps.entry(*o).or_default() += rate;
+                if simulcast {
+                    by_receiver.entry(*o).or_default().push(*source);
+                }
+            }
+        }
+        // Every receiver, with the simulcast sources it gets (maybe none: its estimator
+        // still probes for what it receives, or the pacer would hold its video back).
+        let receivers: Vec<u64> = audio_lines
+            .keys()
+            .chain(video_bps.keys())
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for o in receivers {
+            // Only the loudest speakers of a room reach a receiver.
+            let speakers = self
+                .parties
+                .get(&o)
+                .and_then(|p| self.speakers.get(&p.sid))
+                .map_or(u64::MAX, |s| s.limit() as u64);
+            let audio = audio_lines.get(&o).copied().unwrap_or(0).min(speakers);
+            let other = audio * layers::AUDIO_BPS + video_bps.get(&o).copied().unwrap_or(0);
+            let mut picks: Vec<(Source, Vec<(Rid, u64)>)> = Vec::new();
+            let mut fits: Vec<Fit> = Vec::new();
+            for source in by_receiver.remove(&o).unwrap_or_default() {
+                let ranked = self.layers.ranked(now, &source);
+                let Some(cap) = self.want(o, source.party).cap(ranked.len()) else { continue };
+                let chosen = self.chosen.get(&(o, source));
+                let now_rank = chosen.and_then(|c| ranked.iter().position(|(r, _)| r == c));
+                fits.push(Fit { rates: ranked.iter().map(|(_, b)| *b).collect(), cap, now: now_rank });
+                picks.push((source, ranked));
+            }
+            let Some(q) = self.parties.get_mut(&o) else { continue };
+            let ranks = layers::fit(now, Some(&q.bwe), other, &fits);
+            let desired = layers::desired(other, &fits);
+            if q.bwe.now().is_some() && desired != q.probe_bps {
+                q.probe_bps = desired;
+                q.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+                self.drive(now, o);
+            }
+            for ((source, ranked), rank) in picks.into_iter().zip(ranks) {
+                let Some(&(rid, _)) = ranked.get(rank) else { continue };
+                if self.chosen.insert((o, source), rid).is_some_and(|old| old != rid) {
+                    let estimate = self.parties.get(&o).and_then(|q| q.bwe.now());
+                    tracing::debug!(receiver = o, source = source.party, %rid, rank, ?estimate, "simulcast layer switch");
+                    if let Some(q) = self.parties.get_mut(&source.party) {
+                        q.request_keyframe(source.mid, &[rid], KeyframeRequestKind::Pli);
+                        self.stats.keyframe_requests += 1;
+                    }
+                    self.drive(now, source.party);
+                }
             }
         }
     }
@@ -485,6 +543,9 @@ impl Relay {
         // In a room every participant's network quality is reported: it needs stats.
         if self.speakers.contains_key(sid) {
             builder = builder.set_stats_interval(Some(STATS_EVERY));
+            // And its downlink estimated (transport-wide congestion control, which
+            // browsers answer), to choose the simulcast layers it can take.
+            builder = builder.enable_bwe(Some(Bitrate::kbps(BWE_START_KBPS)));
         }
         if let Some(cert) = &self.cert {
             builder = builder.set_dtls_cert(cert.clone());
@@ -513,6 +574,8 @@ impl Relay {
             wake: None,
             rx_lines: HashMap::new(),
             tx_lines: forward::Lines::default(),
+            bwe: Estimate::default(),
+            probe_bps: 0,
         };
         party.sync_lines(sdp);
         if !party.lines.iter().any(|l| party.rtc.media(l.mid).is_some_and(|m| !m.remote_pts().is_empty())) {
@@ -812,8 +875,9 @@ impl Relay {
                                 if let Some(s) = self.speakers.get_mut(&p.sid) {
                                     s.heard(now, id, packet.ext.audio_level);
                                 }
-                            } else if let Some(rid) = packet.rid {
-                                self.layers.packet(now, Source { party: id, mid }, rid, packet.payload.len());
+                            } else {
+                                let source = Source { party: id, mid };
+                                self.layers.packet(now, source, packet.rid, packet.payload.len());
                             }
                             let k = kind_index(kind);
                             self.stats.packets_in[k] += 1;
@@ -821,6 +885,14 @@ impl Relay {
                             relays.push(Relayed::Rtp(mid, Box::new(packet)));
                         }
                         Event::KeyframeRequest(r) => relays.push(Relayed::Keyframe(r.mid, r.kind)),
+                        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, can_probe }) => {
+                            p.bwe.seen(now, estimate.as_u64(), can_probe)
+                        }
+                        Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. })
+                            if p.bwe.now().is_none() =>
+                        {
+                            p.bwe.seen(now, estimate.as_u64(), false)
+                        }
                         Event::MediaIngressStats(s) => p.net.seen(s.loss, s.rtt),
                         Event::MediaEgressStats(s) => p.net.seen(s.loss, s.rtt),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -951,6 +1023,8 @@ impl Relay {
 
 /// How often a room connection's stats are taken.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// The downlink estimate a room connection starts from (kbit/s), before feedback.
+const BWE_START_KBPS: u64 = 2500;
 /// Network quality is reported every this many liveness ticks (2 s).
 const QUALITY_EVERY_TICKS: u64 = 8;
 /// A participant that sent nothing for this long has a network that is down.

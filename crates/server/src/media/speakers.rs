@@ -49,6 +49,11 @@ impl Speakers {
         Self { limit: limit.max(1), levels: HashMap::new(), chosen: HashSet::new() }
     }
 
+    /// How many speakers are forwarded at most.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// A packet of `party` with its audio level in -dBov (`None` without the extension).
     pub fn heard(&mut self, now: Instant, party: u64, audio_level: Option<i8>) {
         // Without the extension a sender counts as speaking at a middling level: it
