@@ -477,8 +477,8 @@ impl CoreRunner {
                 Output::VideoFrom { sid, party, from } => {
                     self.media.send(MediaCmd::VideoFrom { sid, party, from })
                 }
-                Output::RoomMedia { sid, speakers } => {
-                    self.media.send(MediaCmd::Speakers { sid, limit: speakers })
+                Output::RoomMedia { sid, speakers, video } => {
+                    self.media.send(MediaCmd::Speakers { sid, limit: speakers, video })
                 }
                 Output::Gcall { service_id, seq, record } => {
                     if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {

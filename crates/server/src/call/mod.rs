@@ -208,6 +208,8 @@ pub enum Output {
         sid: String,
         /// Most speakers heard at once.
         speakers: usize,
+        /// A video room.
+        video: bool,
     },
     /// A room participant receives video only from these participants.
     VideoFrom {
@@ -265,7 +267,7 @@ impl From<RoomOutput> for Output {
             RoomOutput::MediaEnd { sid } => Output::MediaEnd { sid },
             RoomOutput::RoomLeft { reason } => Output::RoomLeft { reason },
             RoomOutput::Gcall { service_id, seq, record } => Output::Gcall { service_id, seq, record },
-            RoomOutput::RoomMedia { sid, speakers } => Output::RoomMedia { sid, speakers },
+            RoomOutput::RoomMedia { sid, speakers, video } => Output::RoomMedia { sid, speakers, video },
             RoomOutput::VideoFrom { sid, party, from } => Output::VideoFrom { sid, party, from },
             RoomOutput::Live(room) => Output::LiveRoom(room),
             RoomOutput::Gone { sid } => Output::RoomGone { sid },

@@ -108,6 +108,8 @@ pub enum MediaCmd {
         sid: String,
         /// Most speakers forwarded at once.
         limit: usize,
+        /// A video room: its connections estimate their downlink (for simulcast).
+        video: bool,
     },
     /// A party left a session that goes on.
     Leave {
@@ -478,7 +480,7 @@ fn command(relay: &mut Relay, cmd: MediaCmd) {
         MediaCmd::AddLine { sid, party, kind } => relay.add_line(now, &sid, &party, kind),
         MediaCmd::Leave { sid, party } => relay.leave(now, &sid, &party),
         MediaCmd::VideoFrom { sid, party, from } => relay.set_video_from(now, &sid, &party, from),
-        MediaCmd::Speakers { sid, limit } => relay.set_speakers(now, &sid, limit),
+        MediaCmd::Speakers { sid, limit, video } => relay.set_room(now, &sid, limit, video),
         MediaCmd::End { sid } => relay.end(&sid),
     }
 }

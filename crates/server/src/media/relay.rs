@@ -202,6 +202,8 @@ pub struct Relay {
     chosen: HashMap<(u64, Source), Rid>,
     /// Per room session, the loudest-speaker selection (calls have none: both are heard).
     speakers: HashMap<String, Speakers>,
+    /// Video rooms: their connections estimate their downlinks.
+    estimated: std::collections::HashSet<String>,
     /// Liveness ticks so far (audio levels are reported every other one).
     ticks: u64,
     /// Parties that lack lines or asked for some: an offer may be due.
@@ -236,6 +238,7 @@ impl Relay {
             layers: Layers::default(),
             chosen: HashMap::new(),
             speakers: HashMap::new(),
+            estimated: std::collections::HashSet::new(),
             ticks: 0,
             offer_due: Vec::new(),
             deferred: Vec::new(),
@@ -416,8 +419,7 @@ impl Relay {
                 }
             }
         }
-        // Every receiver, with the simulcast sources it gets (maybe none: its estimator
-        // still probes for what it receives, or the pacer would hold its video back).
+        // Every receiver, with the simulcast sources it gets (maybe none).
         let receivers: Vec<u64> = audio_lines
             .keys()
             .chain(video_bps.keys())
@@ -446,7 +448,11 @@ impl Relay {
             }
             let Some(q) = self.parties.get_mut(&o) else { continue };
             let ranks = layers::fit(now, Some(&q.bwe), other, &fits);
-            let desired = layers::desired(other, &fits);
+            // Probe only for a receiver held below what it asked for: a probe is
+            // padding on its downlink, and the estimate grows by itself while the
+            // media it gets fills it.
+            let held_back = ranks.iter().zip(&fits).any(|(r, f)| *r < f.cap);
+            let desired = if held_back { layers::desired(other, &fits) } else { 0 };
             if q.bwe.now().is_some() && desired != q.probe_bps {
                 q.probe_bps = desired;
                 q.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
@@ -467,11 +473,15 @@ impl Relay {
         }
     }
 
-    /// In session `sid` only the `limit` loudest senders of audio are forwarded (by the
-    /// RTP audio level they send), and every party's level is reported
-    /// ([`RelayEvent::Levels`]).
-    pub fn set_speakers(&mut self, now: Instant, sid: &str, limit: usize) {
+    /// Session `sid` is a room: only the `limit` loudest senders of audio are forwarded
+    /// (by the RTP audio level they send), and every party's level is reported
+    /// ([`RelayEvent::Levels`]); in a `video` room every connection's downlink is
+    /// estimated, to fit the simulcast layers it gets.
+    pub fn set_room(&mut self, now: Instant, sid: &str, limit: usize, video: bool) {
         self.speakers.entry(sid.to_string()).or_insert_with(|| Speakers::new(limit));
+        if video {
+            self.estimated.insert(sid.to_string());
+        }
         self.next_liveness.get_or_insert(now + LIVENESS_EVERY);
     }
 
@@ -479,6 +489,7 @@ impl Relay {
     pub fn end(&mut self, sid: &str) {
         self.video_from.remove(sid);
         self.speakers.remove(sid);
+        self.estimated.remove(sid);
         for id in self.by_call.get(sid).cloned().unwrap_or_default() {
             self.remove(id);
         }
@@ -543,8 +554,10 @@ impl Relay {
         // In a room every participant's network quality is reported: it needs stats.
         if self.speakers.contains_key(sid) {
             builder = builder.set_stats_interval(Some(STATS_EVERY));
-            // And its downlink estimated (transport-wide congestion control, which
-            // browsers answer), to choose the simulcast layers it can take.
+        }
+        // In a video room its downlink is estimated (transport-wide congestion control,
+        // which browsers answer), to choose the simulcast layers it can take.
+        if self.estimated.contains(sid) {
             builder = builder.enable_bwe(Some(Bitrate::kbps(BWE_START_KBPS)));
         }
         if let Some(cert) = &self.cert {

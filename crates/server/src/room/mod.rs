@@ -60,6 +60,8 @@ pub enum RoomOutput {
         sid: String,
         /// Most speakers heard at once.
         speakers: usize,
+        /// A video room (its receivers' downlinks are estimated, for simulcast).
+        video: bool,
     },
     /// A room changed: keep its snapshot, so that its end can be told to the app
     /// server if the server dies under it.
@@ -605,7 +607,11 @@ impl Rooms {
                     },
                 );
                 self.by_key.insert(key, sid.clone());
-                out.push_back(RoomOutput::RoomMedia { sid: sid.to_string(), speakers: rules.max_speakers });
+                out.push_back(RoomOutput::RoomMedia {
+                    sid: sid.to_string(),
+                    speakers: rules.max_speakers,
+                    video: media == MediaType::Video,
+                });
                 if let Some(at) = max_deadline {
                     self.timer(at, TimerKind::MaxTime, &sid);
                 }
