@@ -23,6 +23,12 @@ export interface CallDelegate {
   evtPeerMicUnmuted?(): void;
   evtVideoEnabledByPeer?(): void;
   evtVideoDisabledByPeer?(): void;
+  /** The signaling connection dropped; the SDK is reconnecting (media goes on). */
+  evtReconnecting?(): void;
+  /** Back: the call was resumed on a new connection (and ICE restarted if needed). */
+  evtReconnected?(): void;
+  /** The access token expires within 60 s: hand a fresh one to `engine.updateAccessToken`. */
+  evtTokenExpiring?(p: { expiresAt: number }): void;
 }
 
 export interface MediaHtmlElement {
@@ -99,6 +105,8 @@ export declare class Call {
   enableVideo(): Promise<void>;
   disableVideo(): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
+  /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
+  updateAccessToken(accessToken: string): Promise<void>;
 }
 
 export interface IncomingCall {
@@ -117,6 +125,13 @@ export declare function listenForCalls(opts: {
   accessToken: string;
   onIncomingCall(call: IncomingCall): void;
   onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
+  /** Listening stopped for good (closed, or not back within the reconnect grace). */
+  onClosed?(): void;
+  /** The connection dropped; reconnecting (listening goes on once back). */
+  onReconnecting?(): void;
+  onReconnected?(): void;
+  /** The access token expires within 60 s: call `engine.updateAccessToken`. */
+  onTokenExpiring?(p: { expiresAt: number }): void;
 }): Promise<{ close(): void; engine: Engine }>;
 
 /** A room participant other than me. */
@@ -143,6 +158,12 @@ export interface ConferenceDisconnectedParam {
 export interface ConferenceDelegate {
   evtConnected?(room: { roomId: string; roomServiceId: string; hostId: string; mediaType: MediaType; setupTime: number }): void;
   evtDisconnected?(p: ConferenceDisconnectedParam): void;
+  /** The signaling connection dropped; the SDK is reconnecting (media goes on). */
+  evtReconnecting?(): void;
+  /** Back in the room on a new connection. */
+  evtReconnected?(): void;
+  /** The access token expires within 60 s: hand a fresh one to `engine.updateAccessToken`. */
+  evtTokenExpiring?(p: { expiresAt: number }): void;
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
@@ -224,6 +245,8 @@ export declare class Conference {
   /** `type` ≤ 100 bytes, `data` ≤ 800 bytes; all others, or `targets`. */
   sendShortData(p: { type: string; data: string; targets?: string[] }): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
+  /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
+  updateAccessToken(accessToken: string): Promise<void>;
 }
 
 /**
@@ -238,11 +261,22 @@ export declare class Engine {
     accessToken: string;
     onIncomingCall?(call: IncomingCall): void;
     onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
-    /** The WebSocket closed: every Call and Conference on it has ended. */
+    /** The WebSocket closed for good (closed by the app, or not back within the server's
+     * reconnect grace): every Call and Conference on it has ended. */
     onClosed?(): void;
+    /** The WebSocket dropped: reconnecting, with backoff, within the reconnect grace. */
+    onReconnecting?(): void;
+    /** Reconnected: calls and rooms resumed, incoming calls arrive again. */
+    onReconnected?(): void;
+    /** The access token expires within 60 s: call `updateAccessToken`. */
+    onTokenExpiring?(p: { expiresAt: number }): void;
   }): Promise<Engine>;
   readonly userId: string | undefined;
   readonly serviceId: string | undefined;
+  /** Whether the engine is getting its connection back. */
+  readonly isReconnecting: boolean;
+  /** Hands over a fresh access token: the session goes on; a reconnect signs in with it. */
+  updateAccessToken(accessToken: string): Promise<void>;
   /** Closes the WebSocket; every Call and Conference on it ends. */
   close(): void;
 }

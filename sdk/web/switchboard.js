@@ -95,7 +95,9 @@ class Session {
         clearInterval(this.heartbeat);
         for (const { resolve: ok } of this.pending.values()) ok({ type: 'error', error: 'internal', message: 'connection closed' });
         this.pending.clear();
-        if (welcomed) this.onClose();
+        if (!welcomed) reject({ reason: 'internal_initialization_error', code: 1611, message: 'the server closed the connection' });
+        // Lost: the app did not close it (the network, a proxy, the server went away).
+        if (welcomed) this.onClose(!this.closing);
       };
     });
   }
@@ -106,6 +108,7 @@ class Session {
 
   request(msg) {
     const req = this.nextReq++;
+    if (this.ws?.readyState !== WebSocket.OPEN) return Promise.resolve({ type: 'error', error: 'internal', message: 'not connected' });
     return new Promise((resolve) => {
       this.pending.set(req, { resolve });
       this.send({ ...msg, req });
@@ -113,9 +116,74 @@ class Session {
   }
 
   close() {
+    this.closing = true;
     clearInterval(this.heartbeat);
     try { this.ws?.close(); } catch { /* already closed */ }
   }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * After a reconnect, what `resume` (or a ringing callee's `verify_call`) answered for a
+ * Call or Conference: back (evtReconnected; ICE restarts if the network changed
+ * under the signaling too), or ended meanwhile.
+ */
+function resumed(owner, m) {
+  if (owner.ended) return;
+  if (m.type === 'resumed' || m.type === 'verified') {
+    call(owner.delegate.evtReconnected);
+    const ice = owner.pc?.iceConnectionState;
+    if (ice === 'failed' || ice === 'disconnected') owner._negotiate(() => owner._restartIce());
+  } else if (m.type === 'disconnected') {
+    owner._ended(m);
+  } else {
+    owner._lost();
+  }
+}
+
+/**
+ * An ICE restart of a Call's or Conference's connection to the relay: new ICE
+ * credentials on the same DTLS association, which the relay takes up on the same
+ * connection (its keys and lines go on). Resolves true once applied.
+ */
+async function restartIce(owner) {
+  const pc = owner.pc;
+  if (!pc || owner.ended || pc.signalingState === 'closed') return false;
+  await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+  await gathered(pc);
+  const m = await owner.session.request({ type: 'media_offer', sid: owner.sid, sdp: pc.localDescription.sdp });
+  if (m.type !== 'media_answer') throw new Error(m.message ?? 'media refused');
+  await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+  return true;
+}
+
+/** `promise`, or a rejection after `ms`. */
+function within(promise, ms, what) {
+  return Promise.race([promise, sleep(ms).then(() => { throw { reason: 'internal_initialization_error', code: 1611, message: `${what} took over ${ms} ms` }; })]);
+}
+
+/**
+ * Watches a peer connection to the relay: when ICE fails (the network changed: Wi-Fi to
+ * cellular, a new address) or stays disconnected for 3 s, `restart()` runs (a new-ICE
+ * offer, which the relay applies to the same connection: DTLS goes on), at most once per
+ * 5 s. Returns a function that stops watching.
+ */
+function watchIce(pc, restart) {
+  let timer = null;
+  let last = 0;
+  const go = () => {
+    if (Date.now() - last < 5000 || pc.signalingState === 'closed') return;
+    last = Date.now();
+    restart();
+  };
+  const onChange = () => {
+    clearTimeout(timer);
+    if (pc.iceConnectionState === 'failed') go();
+    else if (pc.iceConnectionState === 'disconnected') timer = setTimeout(go, 3000);
+  };
+  pc.addEventListener('iceconnectionstatechange', onChange);
+  return () => { clearTimeout(timer); pc.removeEventListener('iceconnectionstatechange', onChange); };
 }
 
 /** The relay is ICE-lite without trickle: an offer goes out with every host candidate. */
@@ -139,23 +207,27 @@ export class Engine {
    * mediaType, appServerData })` runs for each call offered to this user; answer it with
    * `new Call({ engine }).verifyCall({ ccParam, … })` on this same engine.
    */
-  static async connect({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded, onClosed }) {
+  static async connect({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded, onClosed, onReconnecting, onReconnected, onTokenExpiring }) {
     const engine = new Engine(serverUrl, { token: accessToken, service_id: myServiceId, user_id: myId, ue_type: 'BROWSER' });
-    engine.onIncomingCall = onIncomingCall;
-    engine.onCallEnded = onCallEnded;
-    engine.onClosed = onClosed;
+    Object.assign(engine, { onIncomingCall, onCallEnded, onClosed, onReconnecting, onReconnected, onTokenExpiring });
     await engine.open();
     return engine;
   }
 
   constructor(serverUrl, hello) {
     this.serverUrl = serverUrl;
+    /** What the next connection signs in with (a refreshed token, a resume_param). */
+    this.hello = hello;
     /** sid → the Call or Conference it belongs to */
     this.routes = new Map();
     /** Gets what no sid claims (a private engine's one owner). */
     this.fallback = null;
-    this.session = new Session(serverUrl, hello, (m) => this._route(m), () => this._closed());
+    /** Messages sent while reconnecting, sent once back. */
+    this.queued = [];
+    this.session = this._session();
   }
+
+  _session() { return new Session(this.serverUrl, this.hello, (m) => this._route(m), (lost) => this._closed(lost)); }
 
   async open() { this.welcome = await this.session.open(); return this.welcome; }
 
@@ -163,13 +235,38 @@ export class Engine {
   get userId() { return this.welcome?.user_id; }
   get serviceId() { return this.welcome?.service_id; }
 
-  request(msg) { return this.session.request(msg); }
-  send(msg) { this.session.send(msg); }
+  /** Whether the engine is getting its connection back (evtReconnecting was told). */
+  get isReconnecting() { return !!this.reconnecting; }
+
+  async request(msg) {
+    if (this.reconnecting) await this.reconnecting;
+    return this.session.request(msg);
+  }
+
+  send(msg) {
+    if (this.reconnecting) this.queued.push(msg); else this.session.send(msg);
+  }
+
+  /**
+   * Hands over a fresh access token (after `onTokenExpiring` / `evtTokenExpiring`): the
+   * session goes on, and a reconnect signs in with it. Rejects with an Error if the
+   * server refuses it.
+   */
+  async updateAccessToken(accessToken) {
+    this.hello = { ...this.hello, token: accessToken };
+    const m = await this.request({ type: 'refresh_token', token: accessToken });
+    if (m.type !== 'token_refreshed') throw joinError('invalid_param', m.message ?? 'token refused', m.reason?.code);
+  }
 
   attach(sid, owner) { this.routes.set(sid, owner); }
   detach(owner) { for (const [sid, o] of this.routes) if (o === owner) this.routes.delete(sid); }
 
   _route(m) {
+    if (m.type === 'token_expiring') {
+      call(this.onTokenExpiring, { expiresAt: m.expires_at });
+      for (const o of this._owners()) call(o.delegate?.evtTokenExpiring, { expiresAt: m.expires_at });
+      return;
+    }
     const owner = (m.sid && this.routes.get(m.sid)) ?? this.fallback;
     if (owner) { owner._onMessage(m); return; }
     if (m.type === 'incoming_call') {
@@ -179,14 +276,60 @@ export class Engine {
     }
   }
 
-  _closed() {
-    for (const owner of new Set([...this.routes.values(), this.fallback].filter(Boolean))) owner._lost();
+  _owners() { return new Set([...this.routes.values(), this.fallback].filter(Boolean)); }
+
+  _closed(lost) {
+    if (lost && !this.closedByApp) { this._reconnect(); return; }
+    this._giveUp();
+  }
+
+  _giveUp() {
+    for (const owner of this._owners()) owner._lost();
     this.routes.clear();
     call(this.onClosed);
   }
 
+  /**
+   * The connection was lost: connect again (backing off from 200 ms to 3 s) and
+   * `resume` every call and room on it, within the server's reconnect grace (its
+   * `welcome` says how long; 15 s by default). Calls, rooms and incoming-call
+   * listening go on; media is not interrupted unless the network changed (then ICE
+   * restarts). Past the grace everything ends with 1611.
+   */
+  async _reconnect() {
+    let done;
+    this.reconnecting = new Promise((r) => { done = r; });
+    for (const o of this._owners()) o._reconnecting?.();
+    call(this.onReconnecting);
+    const until = Date.now() + (this.welcome?.reconnect_grace_ms ?? 15000);
+    let wait = 200;
+    while (!this.closedByApp && Date.now() < until) {
+      await sleep(Math.min(wait, Math.max(0, until - Date.now())));
+      wait = Math.min(wait * 2, 3000);
+      const session = this._session();
+      try {
+        this.welcome = { ...this.welcome, ...await within(session.open(), 5000, 'reconnecting') };
+      } catch {
+        session.close();
+        continue;
+      }
+      this.session = session;
+      const resumed = [];
+      for (const [sid, owner] of [...this.routes]) resumed.push([owner, await owner._resume(session, sid)]);
+      this.reconnecting = null;
+      done();
+      for (const m of this.queued.splice(0)) session.send(m);
+      for (const [owner, m] of resumed) owner._resumed(m);
+      call(this.onReconnected);
+      return;
+    }
+    this.reconnecting = null;
+    done();
+    this._giveUp();
+  }
+
   /** Closes the WebSocket: every Call and Conference on it ends (1611 to the app). */
-  close() { this.session.close(); }
+  close() { this.closedByApp = true; this.session.close(); }
 }
 
 function call(fn, ...args) {
@@ -343,6 +486,9 @@ export class Call {
   /** WebRTC statistics of the connection to the server's relay. */
   async getStats() { return this.pc ? this.pc.getStats() : new Map(); }
 
+  /** Hands over a fresh access token (after evtTokenExpiring). */
+  updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
+
   /** The remote media, once connected. */
   get peerStream() { return this.remoteStream ?? null; }
 
@@ -350,7 +496,13 @@ export class Call {
     if (m.sid && this.sid && m.sid !== this.sid) return;
     switch (m.type) {
       case 'wait_connected': call(this.delegate.evtWaitConnected); break;
-      case 'connected': this._media().catch((e) => console.error('switchboard media failed', e)); call(this.delegate.evtConnected); break;
+      case 'connected':
+        // A callee that answered from a cc_param session comes back with this.
+        if (m.resume_param && this.ownEngine && this.session.hello.cc_param) this.session.hello = { cc_param: m.resume_param, ue_type: 'BROWSER' };
+        this.connected = true;
+        this._media().catch((e) => console.error('switchboard media failed', e));
+        call(this.delegate.evtConnected);
+        break;
       case 'disconnected': if (m.req == null || m.sid === this.sid) this._ended(m); break;
       case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
       case 'peer_media_state':
@@ -410,6 +562,7 @@ export class Call {
   async _firstOffer() {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
+    this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
     this.remoteStream = new MediaStream();
     for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
     this._preferCodecs();
@@ -439,10 +592,23 @@ export class Call {
   }
 
   _lost() {
-    this._ended({ reason: { code: 1611, name: 'WEB_SIGNALING_DROPPED' }, source: { name: this.role ?? 'caller' }, by_remote: false });
+    this._ended({ reason: { code: 1611, name: 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED' }, source: { name: this.role ?? 'caller' }, by_remote: false });
   }
 
+  _reconnecting() { if (!this.ended) call(this.delegate.evtReconnecting); }
+
+  /** After a reconnect: takes the call back (a ringing callee verifies again). */
+  _resume(session, sid) {
+    if (this.role === 'callee' && !this.connected) return session.request({ type: 'verify_call', cc_param: this.params.ccParam });
+    return session.request({ type: 'resume', sid });
+  }
+
+  _resumed(m) { resumed(this, m); }
+
+  _restartIce() { return restartIce(this); }
+
   _teardown() {
+    this._unwatchIce?.();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
@@ -455,8 +621,8 @@ export class Call {
  * appServerData })` runs for each; answer with `new Call(...).verifyCall({ ccParam,
  * ... })`. Resolves to an object with `close()`.
  */
-export async function listenForCalls({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded }) {
-  const engine = await Engine.connect({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded });
+export async function listenForCalls({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded, onClosed, onReconnecting, onReconnected, onTokenExpiring }) {
+  const engine = await Engine.connect({ serverUrl, myId, myServiceId, accessToken, onIncomingCall, onCallEnded, onClosed, onReconnecting, onReconnected, onTokenExpiring });
   return { close: () => engine.close(), engine };
 }
 
@@ -624,6 +790,9 @@ export class Conference {
   /** Everyone else in the room. */
   getPeersInfo() { return [...this.peers.values()]; }
 
+  /** Hands over a fresh access token (after evtTokenExpiring). */
+  updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
+
   /** Short data to the others (or `targets`): `type` ≤ 100 bytes, `data` ≤ 800 bytes. */
   async sendShortData({ type, data, targets }) {
     if (!this.sid || this.ended) throw joinError('invalid_param', 'not in a room');
@@ -731,6 +900,7 @@ export class Conference {
   async _firstOffer() {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
+    this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
     for (const t of this.localStream.getTracks()) {
       const init = { direction: 'sendrecv', streams: [this.localStream] };
       // Simulcast: a small and a full-size layer; the server forwards each receiver the
@@ -771,7 +941,16 @@ export class Conference {
     this._ended({ reason: { code: 1611, name: 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED' }, source: { name: 'participant' } });
   }
 
+  _reconnecting() { if (!this.ended) call(this.delegate.evtReconnecting); }
+
+  _resume(session, sid) { return session.request({ type: 'resume', sid }); }
+
+  _resumed(m) { resumed(this, m); }
+
+  async _restartIce() { if (await restartIce(this)) this._attachViews(); }
+
   _teardown() {
+    this._unwatchIce?.();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     this.mix?.ctx.close().catch(() => {});

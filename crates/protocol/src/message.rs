@@ -306,6 +306,10 @@ pub enum ServerMessage {
         /// When the access token expires (epoch seconds), if a token was used.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token_expires_at: Option<u64>,
+        /// How long after this session drops its calls and rooms wait for a `resume`
+        /// from a new one (milliseconds): how long a client should try to reconnect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reconnect_grace_ms: Option<u64>,
     },
     /// Answer to `ping`.
     Pong {},

@@ -325,6 +325,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         user_id: authed.party.user_id.clone(),
         heartbeat_secs: shared.config.heartbeat_secs,
         token_expires_at: authed.token_exp,
+        reconnect_grace_ms: Some(shared.config.reconnect_grace_ms),
     };
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let open = CoreCmd::Open {

@@ -76,8 +76,11 @@ struct Party {
     key: PartyKey,
     rtc: Rtc,
     /// `a=ice-ufrag` of the offer that made this connection: the same in a
-    /// renegotiation, new after a reconnect.
+    /// renegotiation, new after a reconnect or an ICE restart.
     ufrag: Option<String>,
+    /// `a=fingerprint` of the party's DTLS certificate: the same after an ICE restart
+    /// (the DTLS association goes on), new for a new peer connection.
+    fingerprint: Option<String>,
     lines: Vec<Line>,
     /// The relay's own offer awaiting the party's answer.
     pending: Option<PendingOffer>,
@@ -531,16 +534,23 @@ impl Relay {
             sdp_problem(&e).to_string()
         })?;
         let ufrag = ice_ufrag(sdp);
-        // The same connection renegotiating: answer on it (this drops any offer of ours
-        // still pending; its lines are offered again once this settles).
+        let fingerprint = sdp_fingerprint(sdp);
+        // The same connection renegotiating, or restarting ICE (the network changed; the
+        // DTLS association and its keys go on): answer on it (this drops any offer of
+        // ours still pending; its lines are offered again once this settles).
         if let Some(id) = self.find(sid, party) {
-            let p = self
-                .parties
-                .get_mut(&id)
-                .filter(|p| p.rtc.is_alive() && p.ufrag.is_some() && p.ufrag == ufrag);
-            if let Some(p) = p {
+            let same = |p: &&mut Party| {
+                let same_ice = p.ufrag.is_some() && p.ufrag == ufrag;
+                let same_dtls = p.fingerprint.is_some() && p.fingerprint == fingerprint;
+                p.rtc.is_alive() && (same_ice || same_dtls)
+            };
+            if let Some(p) = self.parties.get_mut(&id).filter(same) {
                 if let Some(old) = p.pending.take() {
                     p.wants.extend(old.wants);
+                }
+                if p.ufrag != ufrag {
+                    tracing::debug!(%sid, %party, "ICE restart");
+                    p.ufrag = ufrag;
                 }
                 self.dirty.push(sid.to_string());
                 let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(sid, &e))?;
@@ -575,6 +585,7 @@ impl Relay {
             key: party.to_string(),
             rtc,
             ufrag,
+            fingerprint,
             lines: Vec::new(),
             pending: None,
             wants: Vec::new(),
@@ -908,8 +919,11 @@ impl Relay {
                         }
                         Event::MediaIngressStats(s) => p.net.seen(s.loss, s.rtt),
                         Event::MediaEgressStats(s) => p.net.seen(s.loss, s.rtt),
+                        // ICE disconnected: the party's network may be changing. Its
+                        // connection stays for an ICE restart; if media does not come
+                        // back within the media timeout, the party is lost.
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                            p.rtc.disconnect()
+                            tracing::debug!(sid = %p.sid, party = %p.key, "ICE disconnected")
                         }
                         _ => {}
                     },
@@ -1092,6 +1106,11 @@ pub(crate) fn grade(alive: bool, loss: Option<f32>, rtt: Option<Duration>) -> u8
 /// The `a=ice-ufrag` of an SDP (session or first media level).
 fn ice_ufrag(sdp: &str) -> Option<String> {
     sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(|u| u.trim().to_string())
+}
+
+/// The `a=fingerprint` of an SDP (session or first media level), case-insensitive.
+fn sdp_fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=fingerprint:")).map(|f| f.trim().to_ascii_uppercase())
 }
 
 /// The relay's SDP as browsers expect from a peer that gathers nothing more: it never

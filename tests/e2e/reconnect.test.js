@@ -1,0 +1,252 @@
+// Calls and rooms that survive a dropped signaling connection: the browser's WebSocket
+// goes through a TCP proxy the test can cut (an abrupt reset, as when a phone moves
+// from Wi-Fi to cellular or a NAT forgets the connection); media goes to the relay
+// directly. Playwright driving Debian's Chromium with fake devices, on 127.0.0.1, using
+// only the public SDK.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { BIN, CHROMIUM, freePort, waitFor, audioLevel } from './harness.js';
+
+const SECRET = 'c3'.repeat(32);
+// Short, so that the test that lets it run out stays short.
+const GRACE_MS = 6000;
+
+let server; let appServer; let dir; let base; let config; let token; const records = [];
+const browsers = []; const proxies = [];
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-reconnect-'));
+  appServer = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    if (u.pathname === '/call_evt') records.push(Object.fromEntries(u.searchParams));
+    res.end('ok');
+  });
+  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
+  const port = await freePort();
+  config = path.join(dir, 'server.toml');
+  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
+data_dir = "${path.join(dir, 'data')}"
+media_bind = "127.0.0.1:0"
+reconnect_grace_ms = ${GRACE_MS}
+[[service]]
+id = "web"
+api_key = "web-key"
+api_secret = "${SECRET}"
+on_call_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/call_evt"
+`);
+  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
+  server.stderr.on('data', (d) => process.stderr.write(d));
+  base = `http://127.0.0.1:${port}`;
+  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
+  token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
+});
+
+after(async () => {
+  for (const b of browsers) await b.close().catch(() => {});
+  for (const p of proxies) p.close();
+  server?.kill('SIGKILL');
+  appServer?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A TCP proxy to the server. `cut()` resets every connection through it (no close
+ * frame, no FIN: the browser sees 1006); `close()` also stops listening, so nothing
+ * reconnects.
+ */
+async function proxy() {
+  const target = new URL(base);
+  const sockets = new Set();
+  const srv = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), '127.0.0.1');
+    for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); }
+    client.pipe(upstream); upstream.pipe(client);
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const p = {
+    url: `http://127.0.0.1:${srv.address().port}`,
+    connections: () => sockets.size / 2,
+    cut: () => { for (const s of sockets) s.resetAndDestroy(); },
+    close: () => { srv.close(); p.cut(); },
+  };
+  proxies.push(p);
+  return p;
+}
+
+async function openPage(name) {
+  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  browsers.push(ctx);
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
+  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
+  await page.goto(`${base}/`);
+  await page.evaluate(async () => {
+    window.sb = await import('/sdk/switchboard.js');
+    window.events = [];
+    window.media = {};
+    for (const kind of ['audio', 'video']) {
+      const el = document.createElement(kind);
+      el.autoplay = true;
+      el.muted = kind === 'video';
+      document.body.appendChild(el);
+      window.media[kind] = el;
+    }
+    window.delegate = new Proxy({}, { get: (_, evt) => (arg) => window.events.push({ evt, arg }) });
+  });
+  return page;
+}
+
+const eventsOf = (page) => page.evaluate(() => window.events);
+const count = async (page, evt) => (await eventsOf(page)).filter((e) => e.evt === evt).length;
+const waitEvent = (page, evt, ms) => waitFor(evt, async () => (await eventsOf(page)).find((e) => e.evt === evt), ms);
+const audioBytes = (page) => page.evaluate(async () => {
+  let n = 0;
+  (await window.call.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') n += s.bytesReceived ?? 0; });
+  return n;
+});
+const stillHearing = async (page) => {
+  const before = await audioBytes(page);
+  await waitFor('audio still arriving', async () => (await audioBytes(page)) > before + 2000);
+  assert.ok(await audioLevel(page, 'peer') > 0.01, 'the peer is heard');
+};
+
+// Alice calls through `via` (a proxy); Bob listens and answers on the server directly.
+async function connectedCall(alice, bob, via, caller, callee) {
+  await bob.evaluate(async ({ token, callee }) => {
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: callee, myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin });
+        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, { token: token(callee), callee });
+  await alice.evaluate(async ({ token, caller, callee, via }) => {
+    window.call = new window.sb.Call({ serverUrl: via });
+    await window.call.makeCall({
+      myId: caller, myServiceId: 'web', peerId: callee, accessToken: token, mediaType: 'audio',
+      mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate,
+    });
+  }, { token: token(caller), caller, callee, via: via.url });
+  await waitEvent(alice, 'evtConnected');
+  await waitEvent(bob, 'evtConnected');
+  await stillHearing(alice);
+  await stillHearing(bob);
+}
+
+test('a call survives its signaling connection being cut, and a new ICE connection', async () => {
+  const via = await proxy();
+  const [alice, bob] = [await openPage('alice'), await openPage('bob')];
+  await connectedCall(alice, bob, via, 'alice-r', 'bob-r');
+
+  // Cut Alice's WebSocket: her SDK reconnects and resumes; nobody is told the call ended.
+  via.cut();
+  await waitEvent(alice, 'evtReconnecting');
+  await waitEvent(alice, 'evtReconnected');
+  assert.equal(await count(alice, 'evtDisconnected') + await count(bob, 'evtDisconnected'), 0);
+  await stillHearing(alice);
+  await stillHearing(bob);
+  // Cut twice more, quickly: each time it comes back.
+  for (let i = 2; i <= 3; i++) {
+    await waitFor('a new connection through the proxy', () => via.connections() > 0);
+    via.cut();
+    await waitFor(`reconnected ${i} times`, async () => (await count(alice, 'evtReconnected')) >= i);
+  }
+
+  // A network change moves the media too: a new-ICE offer makes a new connection to the
+  // relay for the same party, and both hear each other on it.
+  const ufrag = () => alice.evaluate(() => /a=ice-ufrag:(\S+)/.exec(window.call.pc.localDescription.sdp)[1]);
+  const before = await ufrag();
+  await alice.evaluate(() => window.call._negotiate(() => window.call._restartIce()));
+  assert.notEqual(await ufrag(), before, 'new ICE credentials');
+  await waitFor('ICE connected again', () => alice.evaluate(() => ['connected', 'completed'].includes(window.call.pc.iceConnectionState)));
+  await stillHearing(alice);
+  await stillHearing(bob);
+
+  // The call ends as calls end: the record says NORMAL, not a network failure.
+  await alice.evaluate(() => window.call.endCall());
+  const a = (await waitEvent(alice, 'evtDisconnected')).arg;
+  const b = (await waitEvent(bob, 'evtDisconnected')).arg;
+  assert.deepEqual([a.reason.code, b.reason.code], [1001, 1001]);
+  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-r'));
+  assert.equal(rec.disconnect_reason, '1001');
+  assert.equal(rec.releaser_type, '2');
+});
+
+test('a caller that cannot come back within the grace ends the call: NETWORK_UNSTABLE for the peer, 1611 for her', async () => {
+  const via = await proxy();
+  const [alice, bob] = [await openPage('alice2'), await openPage('bob2')];
+  await connectedCall(alice, bob, via, 'alice-g', 'bob-g');
+  const cutAt = Date.now();
+  via.close();
+  await waitEvent(alice, 'evtReconnecting');
+  const b = (await waitEvent(bob, 'evtDisconnected', GRACE_MS + 10000)).arg;
+  assert.deepEqual([b.reason.code, b.source, b.byRemote], [1301, 'caller', true]);
+  const a = (await waitEvent(alice, 'evtDisconnected', GRACE_MS + 10000)).arg;
+  assert.equal(a.reason.code, 1611);
+  assert.equal(a.reason.strCode, 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED');
+  assert.ok(Date.now() - cutAt >= GRACE_MS - 1000, 'she tried for the whole grace');
+  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-g'));
+  assert.equal(rec.disconnect_reason, '1301');
+});
+
+// The room's level, once its audio element plays anything.
+const roomLevel = async (page) => ((await page.evaluate(() => !!window.roomAudio?.srcObject)) ? audioLevel(page, 'room') : 0);
+
+test('a room participant whose connection is cut, or whose network changes, stays in the room', async () => {
+  const via = await proxy();
+  const [ann, ben] = [await openPage('ann'), await openPage('ben')];
+  const join = (page, user, serverUrl) => page.evaluate(async ({ token, user, serverUrl }) => {
+    window.roomAudio = document.createElement('audio');
+    document.body.appendChild(window.roomAudio);
+    window.conf = new window.sb.Conference({ serverUrl });
+    await window.conf.joinConference({
+      myId: user, myServiceId: 'web', roomId: 'reconnect-room', accessToken: token, mediaType: 'audio',
+      mediaHtmlElement: { roomAudio: window.roomAudio }, delegate: window.delegate,
+    });
+  }, { token: token(user), user, serverUrl });
+  await join(ann, 'ann', via.url);
+  await join(ben, 'ben', base);
+  await waitFor('ann hears ben', async () => (await roomLevel(ann)) > 0.01);
+  via.cut();
+  await waitEvent(ann, 'evtReconnecting');
+  await waitEvent(ann, 'evtReconnected');
+  assert.equal(await count(ann, 'evtDisconnected'), 0);
+  const removed = (await eventsOf(ben)).filter((e) => e.evt === 'evtPeerListUpdated' && e.arg.removedPeers.length);
+  assert.equal(removed.length, 0, 'ben never saw ann leave');
+  await waitFor('ann still hears ben', async () => (await roomLevel(ann)) > 0.01);
+  await waitFor('ben still hears ann', async () => (await roomLevel(ben)) > 0.01);
+  // Her network changes: a new ICE connection to the relay, the same participant.
+  await ann.evaluate(() => window.conf._negotiate(() => window.conf._restartIce()));
+  await waitFor('ICE connected again', () => ann.evaluate(() => ['connected', 'completed'].includes(window.conf.pc.iceConnectionState)));
+  const annBytes = () => ann.evaluate(async () => {
+    let n = 0;
+    (await window.conf.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') n += s.bytesReceived ?? 0; });
+    return n;
+  });
+  const b0 = await annBytes();
+  await waitFor('ann receives on the new connection', async () => (await annBytes()) > b0 + 2000);
+  await waitFor('ben hears ann after her ICE restart', async () => (await roomLevel(ben)) > 0.01);
+  // Still a participant: her mute reaches ben through the new connection.
+  await ann.evaluate(() => window.conf.muteMyAudio(true));
+  await waitEvent(ben, 'evtPeersMicMuted');
+  await ann.evaluate(() => window.conf.leaveConference());
+  await waitEvent(ben, 'evtPeerListUpdated');
+});
