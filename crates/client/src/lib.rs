@@ -321,7 +321,17 @@ pub enum Event {
         /// Words.
         message: String,
     },
-    /// The signaling connection is gone.
+    /// The signaling connection dropped; the client is connecting again (with back-off,
+    /// within the server's reconnect grace). Calls, rooms and their media go on.
+    Reconnecting {
+        /// Why the connection dropped.
+        reason: String,
+    },
+    /// Connected again: every call and room of this client was resumed on the new
+    /// connection (one that ended meanwhile gets its [`Event::Disconnected`]).
+    Reconnected,
+    /// The signaling connection is gone for good (closed by us or the server, or not
+    /// back within the reconnect grace).
     Closed {
         /// Why, if known.
         reason: String,

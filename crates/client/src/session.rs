@@ -20,6 +20,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
 
+/// The `hello` the connection signs in with, shared with the connection task.
+type Hello = Arc<Mutex<ClientMessage>>;
+
+/// Reconnect back-off: the first wait, doubled up to the last.
+const REDIAL_FIRST: Duration = Duration::from_millis(200);
+const REDIAL_MAX: Duration = Duration::from_secs(3);
+/// The grace a server that does not say gives (its default).
+const DEFAULT_GRACE: Duration = Duration::from_millis(15_000);
+
 /// The relay's offers, routed to the media connection of each call.
 /// Each route carries the registration's number, so that an old media connection
 /// going away does not remove a newer one's route.
@@ -30,6 +39,8 @@ type RelayOffers = Arc<Mutex<HashMap<String, (u64, mpsc::UnboundedSender<RelayOf
 #[derive(Clone)]
 pub struct Client {
     server_host: String,
+    /// What a reconnect signs in with (a refreshed token, a `resume_param`).
+    hello: Hello,
     out: mpsc::Sender<Outbound>,
     pending: Pending,
     relay_offers: RelayOffers,
@@ -83,22 +94,11 @@ pub(crate) fn signal_url(server: &str) -> Result<String, ClientError> {
 impl Client {
     /// Connects and says hello. `server` is the base URL (`http://127.0.0.1:7880`
     /// or `ws://…`).
+    ///
+    /// A dropped connection is connected again and every call and room resumed
+    /// ([`Event::Reconnecting`], [`Event::Reconnected`]); media goes on meanwhile.
     pub async fn connect(server: &str, credentials: Credentials) -> Result<(Client, Events), ClientError> {
         let url = signal_url(server)?;
-        // Signaling frames are small: modest buffers keep thousands of sessions cheap.
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
-            .write_buffer_size(0);
-        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
-        let (mut ws, _) = connect.await.map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status().as_u16() == 429 => {
-                ClientError::Refused {
-                    reason: DisconnectReason::ServiceTooManyRequests,
-                    message: "too many connections from this address".into(),
-                }
-            }
-            other => ClientError::Connect(other.to_string()),
-        })?;
         let hello = match &credentials {
             Credentials::Token { service_id, user_id, token } => ClientMessage::Hello {
                 v: PROTOCOL_VERSION,
@@ -117,47 +117,24 @@ impl Client {
                 ue_type: Some("UE_TYPE_UNDEFINED".into()),
             },
         };
-        ws.send(Message::Text(hello.to_json().into()))
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let welcome = loop {
-            let frame =
-                tokio::time::timeout(REQUEST_TIMEOUT, ws.next()).await.map_err(|_| ClientError::Timeout)?;
-            match frame {
-                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
-                    Ok(m) => break m,
-                    Err(e) => return Err(ClientError::Connect(format!("bad frame from server: {e}"))),
-                },
-                Some(Ok(Message::Close(_))) | None => return Err(ClientError::Closed),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
-            }
-        };
-        let (session_id, service_id, user_id, heartbeat) = match welcome {
-            ServerMessage::Welcome { session_id, service_id, user_id, heartbeat_secs, .. } => {
-                (session_id, service_id, user_id, heartbeat_secs)
-            }
-            ServerMessage::Error { reason, message, .. } => {
-                return Err(ClientError::Refused {
-                    reason: reason.unwrap_or(DisconnectReason::AuthError),
-                    message,
-                })
-            }
-            other => return Err(ClientError::Connect(format!("expected welcome, got {other:?}"))),
-        };
+        let (ws, welcome) = dial(&url, &hello).await?;
+        let Welcome { session_id, service_id, user_id, heartbeat, grace } = welcome;
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
         let relay_offers: RelayOffers = Arc::default();
+        let hello: Hello = Arc::new(Mutex::new(hello));
         tokio::spawn(run(
             ws,
             out_rx,
             Routes { events: ev_tx, pending: pending.clone(), relay_offers: relay_offers.clone() },
-            Duration::from_secs(u64::from(heartbeat.max(1))),
+            heartbeat,
+            Redial { url: url.clone(), hello: hello.clone(), grace },
         ));
         let server_host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_string();
         let client = Client {
             server_host,
+            hello,
             out: out_tx,
             pending,
             relay_offers,
@@ -387,7 +364,13 @@ impl Client {
     }
 
     /// Hands a fresh access token without dropping the session; resolves with its expiry.
+    /// A reconnect signs in with it too.
     pub async fn refresh_token(&self, token: &str) -> Result<u64, ClientError> {
+        if let Ok(mut hello) = self.hello.lock() {
+            if let ClientMessage::Hello { token: t @ Some(_), .. } = &mut *hello {
+                *t = Some(token.to_string());
+            }
+        }
         match self.request(|req| ClientMessage::RefreshToken { req, token: token.to_string() }).await? {
             ServerMessage::TokenRefreshed { expires_at, .. } => Ok(expires_at),
             other => Err(unexpected(other)),
@@ -542,11 +525,160 @@ struct Routes {
     relay_offers: RelayOffers,
 }
 
-async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, heartbeat: Duration) {
+/// What `welcome` told.
+struct Welcome {
+    session_id: String,
+    service_id: String,
+    user_id: String,
+    heartbeat: Duration,
+    grace: Duration,
+}
+
+/// Connects, says hello, waits for `welcome`.
+async fn dial(url: &str, hello: &ClientMessage) -> Result<(Ws, Welcome), ClientError> {
+    // Signaling frames are small: modest buffers keep thousands of sessions cheap.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let (mut ws, _) = connect.await.map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status().as_u16() == 429 => {
+            ClientError::Refused {
+                reason: DisconnectReason::ServiceTooManyRequests,
+                message: "too many connections from this address".into(),
+            }
+        }
+        other => ClientError::Connect(other.to_string()),
+    })?;
+    ws.send(Message::Text(hello.to_json().into())).await.map_err(|e| ClientError::Connect(e.to_string()))?;
+    let welcome = loop {
+        let frame =
+            tokio::time::timeout(REQUEST_TIMEOUT, ws.next()).await.map_err(|_| ClientError::Timeout)?;
+        match frame {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
+                Ok(m) => break m,
+                Err(e) => return Err(ClientError::Connect(format!("bad frame from server: {e}"))),
+            },
+            Some(Ok(Message::Close(_))) | None => return Err(ClientError::Closed),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+        }
+    };
+    match welcome {
+        ServerMessage::Welcome {
+            session_id,
+            service_id,
+            user_id,
+            heartbeat_secs,
+            reconnect_grace_ms,
+            ..
+        } => {
+            let grace = reconnect_grace_ms.map_or(DEFAULT_GRACE, Duration::from_millis);
+            let heartbeat = Duration::from_secs(u64::from(heartbeat_secs.max(1)));
+            Ok((ws, Welcome { session_id, service_id, user_id, heartbeat, grace }))
+        }
+        ServerMessage::Error { reason, message, .. } => {
+            Err(ClientError::Refused { reason: reason.unwrap_or(DisconnectReason::AuthError), message })
+        }
+        other => Err(ClientError::Connect(format!("expected welcome, got {other:?}"))),
+    }
+}
+
+/// How the connection task connects again after a drop.
+struct Redial {
+    url: String,
+    hello: Hello,
+    grace: Duration,
+}
+
+impl Redial {
+    /// Connects again, backing off, until the grace is over.
+    async fn again(&self) -> Option<Ws> {
+        let until = tokio::time::Instant::now() + self.grace;
+        let mut wait = REDIAL_FIRST;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            tokio::time::sleep(wait.min(left)).await;
+            wait = (wait * 2).min(REDIAL_MAX);
+            let hello = self.hello.lock().ok()?.clone();
+            match tokio::time::timeout(left, dial(&self.url, &hello)).await {
+                Ok(Ok((ws, _))) => return Some(ws),
+                Ok(Err(e)) => tracing::debug!(error = %e, "reconnect failed; trying again"),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Why [`serve`] stopped.
+enum Stop {
+    /// We closed it, or the server closed it on purpose: no reconnect.
+    Closed(String),
+    /// Lost (no close frame, an error, or a close that invites a reconnect).
+    Lost(String),
+}
+
+/// Close codes after which the client connects again: going away (heartbeat timeout,
+/// server stopping), abnormal, internal error, restart, try again later, and policy
+/// (token expired: its calls wait for a reconnect with a fresh token).
+fn invites_reconnect(code: u16) -> bool {
+    matches!(code, 1001 | 1006 | 1008 | 1011 | 1012 | 1013 | 1014)
+}
+
+async fn run(
+    mut ws: Ws,
+    mut out: mpsc::Receiver<Outbound>,
+    routes: Routes,
+    heartbeat: Duration,
+    redial: Redial,
+) {
+    // The calls and rooms this client is in: resumed after a reconnect.
+    let mut live: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let reason = loop {
+        let why = match serve(&mut ws, &mut out, &routes, heartbeat, &redial.hello, &mut live).await {
+            Stop::Closed(why) => break why,
+            Stop::Lost(why) => why,
+        };
+        // Requests sent on the lost connection will not be answered.
+        if let Ok(mut p) = routes.pending.lock() {
+            p.clear();
+        }
+        tracing::debug!(reason = %why, "signaling connection lost; reconnecting");
+        let _ = routes.events.send(Event::Reconnecting { reason: why.clone() });
+        let Some(new) = redial.again().await else {
+            break format!("{why}; not back within the reconnect grace");
+        };
+        ws = new;
+        for sid in &live {
+            let resume = ClientMessage::Resume { req: None, sid: sid.clone() };
+            if ws.send(Message::Text(resume.to_json().into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = routes.events.send(Event::Reconnected);
+    };
+    if let Ok(mut p) = routes.pending.lock() {
+        p.clear();
+    }
+    let _ = routes.events.send(Event::Closed { reason });
+}
+
+/// Serves one connection until it ends.
+async fn serve(
+    ws: &mut Ws,
+    out: &mut mpsc::Receiver<Outbound>,
+    routes: &Routes,
+    heartbeat: Duration,
+    hello: &Hello,
+    live: &mut std::collections::BTreeSet<String>,
+) -> Stop {
     let Routes { events, pending, relay_offers } = routes;
     let mut ping = tokio::time::interval(heartbeat);
     ping.tick().await;
-    let reason = loop {
+    loop {
         tokio::select! {
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
@@ -562,6 +694,7 @@ async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, hear
                         }
                         continue;
                     }
+                    track(&m, live, hello);
                     if let Some(ev) = to_event(&m) {
                         let _ = events.send(ev);
                     }
@@ -573,11 +706,13 @@ async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, hear
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    break frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_else(|| "closed".into());
+                    let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
+                    let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_else(|| "closed".into());
+                    return if invites_reconnect(code) { Stop::Lost(why) } else { Stop::Closed(why) };
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => break e.to_string(),
-                None => break "closed".into(),
+                Some(Err(e)) => return Stop::Lost(e.to_string()),
+                None => return Stop::Lost("connection lost".into()),
             },
             cmd = out.recv() => {
                 let frame = match cmd {
@@ -585,24 +720,45 @@ async fn run(mut ws: Ws, mut out: mpsc::Receiver<Outbound>, routes: Routes, hear
                     Some(Outbound::Raw(t)) => t,
                     Some(Outbound::Close) | None => {
                         let _ = ws.close(None).await;
-                        break "closed by client".into();
+                        return Stop::Closed("closed by client".into());
                     }
                 };
                 if let Err(e) = ws.send(Message::Text(frame.into())).await {
-                    break e.to_string();
+                    return Stop::Lost(e.to_string());
                 }
             }
             _ = ping.tick() => {
                 if ws.send(Message::Text(ClientMessage::Ping {}.to_json().into())).await.is_err() {
-                    break "send failed".into();
+                    return Stop::Lost("send failed".into());
                 }
             }
         }
-    };
-    if let Ok(mut p) = pending.lock() {
-        p.clear();
     }
-    let _ = events.send(Event::Closed { reason });
+}
+
+/// Keeps `live` (the calls and rooms to resume after a reconnect) and the `hello` a
+/// reconnect signs in with (a callee that answered from a cc_param session comes back
+/// with its `resume_param`).
+fn track(m: &ServerMessage, live: &mut std::collections::BTreeSet<String>, hello: &Hello) {
+    match m {
+        ServerMessage::CallCreated { sid, .. }
+        | ServerMessage::RoomJoined { sid, .. }
+        | ServerMessage::Resumed { sid, .. } => {
+            live.insert(sid.clone());
+        }
+        ServerMessage::Connected { sid, resume_param, .. } => {
+            live.insert(sid.clone());
+            if let (Some(param), Ok(mut hello)) = (resume_param, hello.lock()) {
+                if let ClientMessage::Hello { cc_param: c @ Some(_), .. } = &mut *hello {
+                    *c = Some(param.clone());
+                }
+            }
+        }
+        ServerMessage::Disconnected { sid, .. } => {
+            live.remove(sid);
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
