@@ -29,6 +29,8 @@ export interface CallDelegate {
   evtReconnected?(): void;
   /** The access token expires within 60 s: hand a fresh one to `engine.updateAccessToken`. */
   evtTokenExpiring?(p: { expiresAt: number }): void;
+  /** The browser's autoplay policy blocked the received audio: call `startAudio()` from a click. */
+  evtAutoplayBlocked?(): void;
 }
 
 export interface MediaHtmlElement {
@@ -62,14 +64,21 @@ export interface VerifyCallParams {
   delegate?: CallDelegate;
 }
 
-/** How a promise rejects before a call exists. */
-export interface StartFailError {
-  /** A START_FAIL_REASON string. */
-  reason: string;
-  /** Web-only reason code where one applies (1601-1612). */
-  code?: number;
-  message: string;
+/**
+ * What every rejection of the SDK is: an Error with `reason` (a START_FAIL_REASON string
+ * such as `invalid_user_id`, or a disconnect reason's name such as `ROOM_IS_FULL` or
+ * `SERVICE_TOO_MANY_REQUESTS`), the SPEC `code` where one applies (1512, 1601-1612, …)
+ * and WebPlanetKit's `strCode` where one applies.
+ */
+export declare class SwitchboardError extends Error {
+  readonly name: 'SwitchboardError';
+  readonly reason: string;
+  readonly code?: number;
+  readonly strCode?: string;
 }
+
+/** How a promise rejects before a call exists. */
+export type StartFailError = SwitchboardError;
 
 export declare const START_FAIL_REASON: Readonly<Record<string, string>>;
 export declare const DISCONNECT_SOURCE: Readonly<Record<number, DisconnectSourceName>>;
@@ -107,6 +116,8 @@ export declare class Call {
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
   updateAccessToken(accessToken: string): Promise<void>;
+  /** Plays what the autoplay policy blocked (after evtAutoplayBlocked); call it from a user gesture. */
+  startAudio(): Promise<void>;
 }
 
 export interface IncomingCall {
@@ -164,6 +175,8 @@ export interface ConferenceDelegate {
   evtReconnected?(): void;
   /** The access token expires within 60 s: hand a fresh one to `engine.updateAccessToken`. */
   evtTokenExpiring?(p: { expiresAt: number }): void;
+  /** The browser's autoplay policy blocked the received audio: call `startAudio()` from a click. */
+  evtAutoplayBlocked?(): void;
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
@@ -217,14 +230,8 @@ export interface JoinConferenceParams {
   delegate?: ConferenceDelegate;
 }
 
-/** How joinConference rejects: an Error with the reason. */
-export interface ConferenceError extends Error {
-  /** A START_FAIL_REASON string, or the disconnect reason's name (`ROOM_IS_FULL`). */
-  reason: string;
-  /** The disconnect reason's code (1401) or a web-only code (1601-1612). */
-  code?: number;
-  strCode?: string;
-}
+/** How joinConference rejects: a SwitchboardError (`reason` ROOM_IS_FULL, code 1401, …). */
+export type ConferenceError = SwitchboardError;
 
 export declare class Conference {
   /** `serverUrl` for a private session, or `engine` to run on a shared one. */
@@ -247,6 +254,8 @@ export declare class Conference {
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
   updateAccessToken(accessToken: string): Promise<void>;
+  /** Plays what the autoplay policy blocked (after evtAutoplayBlocked); call it from a user gesture. */
+  startAudio(): Promise<void>;
 }
 
 /**
@@ -280,3 +289,23 @@ export declare class Engine {
   /** Closes the WebSocket; every Call and Conference on it ends. */
   close(): void;
 }
+
+/** This SDK's version (the npm package's `version`). */
+export declare const SDK_VERSION: string;
+
+/**
+ * WebPlanetKit's shape: `const planetKit = new PlanetKit.Call({ serverUrl })`, then
+ * `planetKit.makeCall(…)` / `verifyCall` / `acceptCall` / `endCall` as in its samples.
+ * Also the default export and `globalThis.PlanetKit` in a page.
+ */
+export declare const PlanetKit: {
+  readonly Call: typeof Call;
+  readonly Conference: typeof Conference;
+  readonly Engine: typeof Engine;
+  readonly listenForCalls: typeof listenForCalls;
+  readonly SwitchboardError: typeof SwitchboardError;
+  readonly START_FAIL_REASON: typeof START_FAIL_REASON;
+  readonly DISCONNECT_SOURCE: typeof DISCONNECT_SOURCE;
+  readonly SDK_VERSION: string;
+};
+export default PlanetKit;

@@ -4,6 +4,9 @@
 
 const PROTOCOL_VERSION = 1;
 
+/** This SDK's version (the npm package's `version`). */
+export const SDK_VERSION = '0.1.0';
+
 /** Disconnect sources (SPEC §3), as the web SDK names them. */
 export const DISCONNECT_SOURCE = Object.freeze({
   1: 'callee', 2: 'caller', 3: 'participant', 4: 'cloud_server', 5: 'app_server',
@@ -20,16 +23,63 @@ export const START_FAIL_REASON = Object.freeze({
 
 /** getUserMedia failures, as web-only disconnect reasons 1601-1607. */
 const GUM_REASONS = {
-  AbortError: [1601, 'WEB_GUM_ABORT_ERROR'], NotAllowedError: [1602, 'WEB_GUM_NOT_ALLOWED_ERROR'],
-  NotFoundError: [1603, 'WEB_GUM_NOT_FOUND_ERROR'], NotReadableError: [1604, 'WEB_GUM_NOT_READABLE_ERROR'],
-  OverconstrainedError: [1605, 'WEB_GUM_OVERCONSTRAINED_ERROR'], SecurityError: [1606, 'WEB_GUM_SECURITY_ERROR'],
-  TypeError: [1607, 'WEB_GUM_TYPE_ERROR'],
+  AbortError: 1601, NotAllowedError: 1602, NotFoundError: 1603, NotReadableError: 1604,
+  OverconstrainedError: 1605, SecurityError: 1606, TypeError: 1607,
 };
+
+/** WebPlanetKit's names of the web-only reasons (SPEC §3). */
+const WEB_NAMES = {
+  1601: 'WEB_RTC_ABORT_ERROR', 1602: 'WEB_RTC_NOT_ALLOWED_ERROR', 1603: 'WEB_RTC_NOT_FOUND_ERROR',
+  1604: 'WEB_RTC_NOT_READABLE_ERROR', 1605: 'WEB_RTC_OVERCONSTRAINED_ERROR', 1606: 'WEB_RTC_SECURITY_ERROR',
+  1607: 'WEB_RTC_TYPE_ERROR', 1608: 'WEB_NO_MEDIA_PACKET', 1609: 'WEB_CALL_CONNECT_FAIL_BY_SERVER',
+  1610: 'WEB_CALL_CONNECT_FAIL_BY_CLIENT', 1611: 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED', 1612: 'WEB_BROWSER_NOT_SUPPORTED',
+};
+
+/**
+ * A disconnect reason as WebPlanetKit names it: `PLANETKIT_DISCONNECT_REASON_` and the
+ * SPEC name (`…_NORMAL`), or WebPlanetKit's own name for the web-only ones.
+ */
+const strCode = (code, name) => `PLANETKIT_DISCONNECT_REASON_${WEB_NAMES[code] ?? name}`;
+
+/**
+ * What every rejection of the SDK is: an `Error` with `reason` (a start-fail reason such
+ * as `invalid_user_id`, or a disconnect reason's name such as `ROOM_IS_FULL`), `code`
+ * (the SPEC number, when there is one), `strCode` (WebPlanetKit's name, when there is
+ * one) and `message` (words).
+ */
+export class SwitchboardError extends Error {
+  constructor(reason, message, code, strCode) {
+    super(message ?? reason);
+    this.name = 'SwitchboardError';
+    this.reason = reason;
+    if (code != null) this.code = code;
+    if (strCode != null) this.strCode = strCode;
+  }
+}
+
+const sbError = (reason, message, code, strCode) => new SwitchboardError(reason, message, code, strCode);
+
+/**
+ * A refusal from the server (`error` or `start_failed` frame) as a rejection, in our
+ * terms: rate limits are SERVICE_TOO_MANY_REQUESTS (1512), malformed requests and
+ * refused parameters `invalid_param`, start failures their own reason.
+ */
+function refusal(m) {
+  if (m.type === 'start_failed') return sbError(m.reason ?? 'internal_initialization_error', m.message);
+  if (m.type === 'disconnected') return sbError(m.reason.name, m.reason.name, m.reason.code, strCode(m.reason.code, m.reason.name));
+  const code = m.reason?.code;
+  const byError = {
+    rate_limited: 'SERVICE_TOO_MANY_REQUESTS', malformed: 'invalid_param', invalid_param: 'invalid_param',
+    auth: 'invalid_param', not_found: 'invalid_param', wrong_state: 'invalid_param', unknown_type: 'invalid_param',
+  };
+  const reason = byError[m.error] ?? 'internal_initialization_error';
+  return sbError(reason, m.message ?? m.error, code ?? (m.error === 'rate_limited' ? 1512 : undefined), m.reason?.name && strCode(m.reason.code, m.reason.name));
+}
 
 /** A getUserMedia failure as a rejection: reason plus the web-only code 1601-1607. */
 function gumError(e) {
-  const [code, name] = GUM_REASONS[e?.name] ?? [1607, 'WEB_GUM_TYPE_ERROR'];
-  return { reason: 'internal_initialization_error', code, strCode: name, message: String(e?.message ?? e) };
+  const code = GUM_REASONS[e?.name] ?? 1607;
+  return sbError('internal_initialization_error', String(e?.message ?? e), code, strCode(code));
 }
 
 /** mid → { kind, dir } of each m-section of an SDP. */
@@ -65,7 +115,7 @@ class Session {
   open() {
     return new Promise((resolve, reject) => {
       let ws;
-      try { ws = new WebSocket(this.url); } catch (e) { reject({ reason: 'internal_initialization_error', message: String(e) }); return; }
+      try { ws = new WebSocket(this.url); } catch (e) { reject(sbError('internal_initialization_error', String(e))); return; }
       this.ws = ws;
       let welcomed = false;
       ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, ...this.hello }));
@@ -79,7 +129,7 @@ class Session {
             this.heartbeat = setInterval(() => this.send({ type: 'ping' }), Math.max(1, m.heartbeat_secs) * 1000);
             resolve(m);
           } else if (m.type === 'error') {
-            reject({ reason: m.error === 'auth' ? 'invalid_param' : 'internal_initialization_error', code: m.reason?.code, message: m.message });
+            reject(refusal(m));
           }
           return;
         }
@@ -90,12 +140,12 @@ class Session {
         }
         this.onMessage(m);
       };
-      ws.onerror = () => { if (!welcomed) reject({ reason: 'internal_initialization_error', code: 1611, message: 'cannot reach the server' }); };
+      ws.onerror = () => { if (!welcomed) reject(sbError('internal_initialization_error', 'cannot reach the server', 1611)); };
       ws.onclose = () => {
         clearInterval(this.heartbeat);
         for (const { resolve: ok } of this.pending.values()) ok({ type: 'error', error: 'internal', message: 'connection closed' });
         this.pending.clear();
-        if (!welcomed) reject({ reason: 'internal_initialization_error', code: 1611, message: 'the server closed the connection' });
+        if (!welcomed) reject(sbError('internal_initialization_error', 'the server closed the connection', 1611));
         // Lost: the app did not close it (the network, a proxy, the server went away).
         if (welcomed) this.onClose(!this.closing);
       };
@@ -123,6 +173,78 @@ class Session {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Calls and rooms live on this page: told APP_DESTROY (1309) when the page goes away. */
+const LIVE = new Set();
+globalThis.addEventListener?.('pagehide', (ev) => {
+  // Kept in the back/forward cache, the page may come back: its calls go on.
+  if (ev.persisted) return;
+  for (const o of LIVE) o.session?.send({ type: 'end_call', sid: o.sid, reason: 1309 });
+});
+
+/**
+ * Ends a live Call or Conference for a reason this client found (1608 no media, 1609
+ * media negotiation failed, 1610 peer connection down 30 s): the server ends it for
+ * everyone with that reason, and the app hears it as evtDisconnected. Without a
+ * server to tell, it ends here.
+ */
+function fail(owner, code, name) {
+  if (owner.ended || owner._failing) return;
+  owner._failing = true;
+  console.warn(`switchboard: ending ${owner.sid} with ${code} ${name}`);
+  const here = () => owner._ended({ reason: { code, name }, source: { name: owner.role ?? 'participant' }, by_remote: false });
+  if (owner.session?.isReconnecting === false && owner.sid) {
+    owner.session.request({ type: 'end_call', sid: owner.sid, reason: code }).then((m) => {
+      if (m.type === 'disconnected') owner._ended(m); else here();
+    });
+  } else {
+    here();
+  }
+}
+
+/**
+ * Watches the media of a live Call or Conference once its connection to the relay is
+ * up: ICE not connected for 30 s ends it with 1610; connected but no media packet
+ * received for 20 s ends it with 1608. Returns a function that stops watching.
+ */
+function watchMedia(owner, pc) {
+  let downSince = Date.now();
+  let silentSince = null;
+  let lastBytes = 0;
+  const timer = setInterval(async () => {
+    if (owner.ended) { clearInterval(timer); return; }
+    const up = ['connected', 'completed'].includes(pc.iceConnectionState);
+    if (up) downSince = null; else downSince ??= Date.now();
+    if (downSince && Date.now() - downSince >= 30000) { fail(owner, 1610, 'WEB_PEER_CONNECTION_DISCONNECTED'); return; }
+    if (!up) { silentSince = null; return; }
+    let bytes = 0;
+    try { (await pc.getStats()).forEach((st) => { if (st.type === 'inbound-rtp') bytes += st.bytesReceived ?? 0; }); } catch { return; }
+    if (bytes > lastBytes) { lastBytes = bytes; silentSince = null; return; }
+    silentSince ??= Date.now();
+    if (Date.now() - silentSince >= 20000) fail(owner, 1608, 'WEB_NO_MEDIA_PACKETS');
+  }, 2000);
+  return () => clearInterval(timer);
+}
+
+/**
+ * Plays a media element; if the browser's autoplay policy blocks it, remembers it and
+ * tells the app once (`evtAutoplayBlocked`): the app calls `startAudio()` from a click.
+ */
+function play(owner, el) {
+  el.play?.()?.catch((e) => {
+    if (e?.name !== 'NotAllowedError') return;
+    (owner._blocked ??= new Set()).add(el);
+    if (!owner._toldBlocked) { owner._toldBlocked = true; call(owner.delegate?.evtAutoplayBlocked); }
+  });
+}
+
+/** Starts what the autoplay policy held back; call it from a user gesture (a click). */
+async function startAudio(owner) {
+  await owner.mix?.ctx.resume?.();
+  for (const el of owner._blocked ?? []) await el.play();
+  owner._blocked?.clear();
+  owner._toldBlocked = false;
+}
 
 /**
  * After a reconnect, what `resume` (or a ringing callee's `verify_call`) answered for a
@@ -160,7 +282,7 @@ async function restartIce(owner) {
 
 /** `promise`, or a rejection after `ms`. */
 function within(promise, ms, what) {
-  return Promise.race([promise, sleep(ms).then(() => { throw { reason: 'internal_initialization_error', code: 1611, message: `${what} took over ${ms} ms` }; })]);
+  return Promise.race([promise, sleep(ms).then(() => { throw sbError('internal_initialization_error', `${what} took over ${ms} ms`, 1611); })]);
 }
 
 /**
@@ -255,7 +377,7 @@ export class Engine {
   async updateAccessToken(accessToken) {
     this.hello = { ...this.hello, token: accessToken };
     const m = await this.request({ type: 'refresh_token', token: accessToken });
-    if (m.type !== 'token_refreshed') throw joinError('invalid_param', m.message ?? 'token refused', m.reason?.code);
+    if (m.type !== 'token_refreshed') throw refusal(m);
   }
 
   attach(sid, owner) { this.routes.set(sid, owner); }
@@ -272,7 +394,7 @@ export class Engine {
     if (m.type === 'incoming_call') {
       call(this.onIncomingCall, { ccParam: m.cc_param, sid: m.sid, peerId: m.from_user_id, peerServiceId: m.from_service_id, mediaType: m.media_type, appServerData: m.app_data });
     } else if (m.type === 'disconnected' && m.req == null) {
-      call(this.onCallEnded, { sid: m.sid, reason: { code: m.reason.code, strCode: m.reason.name }, source: m.source.name });
+      call(this.onCallEnded, { sid: m.sid, reason: { code: m.reason.code, strCode: strCode(m.reason.code, m.reason.name) }, source: m.source.name });
     }
   }
 
@@ -354,8 +476,10 @@ export class Call {
   }
 
   _start(params) {
-    if (this.unsupported) return Promise.reject({ reason: 'browser_not_supported', code: 1612, message: 'WebRTC is not available' });
-    if (this.session) return Promise.reject({ reason: 'invalid_param', message: 'this Call object is already in use' });
+    if (this.unsupported) return Promise.reject(sbError('browser_not_supported', 'WebRTC is not available', 1612, strCode(1612)));
+    if (this.session && !this.ended) return Promise.reject(sbError('invalid_param', 'this Call object is in a call'));
+    // One Call object, one call at a time: after the last one ended it makes the next.
+    if (this.ended) this._reset();
     this.params = params;
     this.delegate = params.delegate ?? {};
     this.mediaType = params.mediaType ?? 'audio';
@@ -372,6 +496,12 @@ export class Call {
     if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
   }
 
+  _reset() {
+    for (const k of ['session', 'ownEngine', 'sid', 'role', 'pc', 'remoteStream', 'localStream', 'connected', '_endWanted', '_failing', '_negotiation', '_videoToSend', '_blocked', '_toldBlocked']) delete this[k];
+    this.sid = null;
+    this.ended = false;
+  }
+
   /** On the shared engine, or on a private one opened with `hello`. */
   async _connect(hello) {
     if (this.engine) { this.session = this.engine; return; }
@@ -385,7 +515,7 @@ export class Call {
   async makeCall(params) {
     const bad = this._start(params);
     if (bad) return bad;
-    if (!['audio', 'video'].includes(this.mediaType)) throw { reason: 'invalid_media_type', message: 'mediaType must be audio or video' };
+    if (!['audio', 'video'].includes(this.mediaType)) throw sbError('invalid_media_type', 'mediaType must be audio or video');
     this.role = 'caller';
     await this._localMedia();
     await this._connect({ token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' });
@@ -393,9 +523,16 @@ export class Call {
       type: 'make_call', to_user_id: params.peerId, to_service_id: params.peerServiceId ?? params.myServiceId,
       media_type: this.mediaType, app_data: params.appServerData,
     });
-    if (m.type === 'call_created') { this.sid = m.sid; this.session.attach(m.sid, this); return; }
+    if (m.type === 'call_created') {
+      this.sid = m.sid;
+      this.session.attach(m.sid, this);
+      LIVE.add(this);
+      // endCall() while the call was being created: cancel it now.
+      if (this._endWanted) this.endCall(...this._endWanted);
+      return;
+    }
     this._teardown();
-    throw { reason: m.reason ?? 'internal_initialization_error', message: m.message };
+    throw refusal(m);
   }
 
   /** Takes up the call a cc_param names (from a push or listenForCalls). */
@@ -409,7 +546,7 @@ export class Call {
     try {
       await this._connect(hello);
     } catch (e) {
-      throw { ...e, reason: params.accessToken ? e.reason : 'decode_call_param' };
+      throw params.accessToken ? e : sbError('decode_call_param', e.message, e.code);
     }
     const m = await this.session.request({ type: 'verify_call', cc_param: params.ccParam });
     if (m.type === 'verified') {
@@ -421,19 +558,21 @@ export class Call {
     }
     if (m.type === 'disconnected') { this.sid = m.sid; this._ended(m); return; }
     this._teardown();
-    throw { reason: m.reason ?? 'internal_initialization_error', message: m.message };
+    throw refusal(m);
   }
 
   /** Answers a verified call. */
   async acceptCall() {
-    if (!this.sid || this.role !== 'callee') throw { reason: 'invalid_param', message: 'verifyCall first' };
+    if (!this.sid || this.role !== 'callee') throw sbError('invalid_param', 'verifyCall first');
     await this._localMedia();
     const m = await this.session.request({ type: 'accept_call', sid: this.sid });
-    if (m.type !== 'connected') throw { reason: 'invalid_param', message: m.message ?? 'not accepted' };
+    if (m.type !== 'connected') throw refusal(m);
   }
 
   /** Ends the call: cancel, decline or hang up. */
   async endCall(reasonCode, userRelCode) {
+    // Still being created (makeCall has not resolved): cancelled as soon as it exists.
+    if (!this.sid && this.role === 'caller' && !this.ended) { this._endWanted = [reasonCode, userRelCode]; return; }
     if (!this.sid || this.ended) return;
     await this.session.request({ type: 'end_call', sid: this.sid, reason: reasonCode, user_rel_code: userRelCode });
   }
@@ -489,6 +628,9 @@ export class Call {
   /** Hands over a fresh access token (after evtTokenExpiring). */
   updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
 
+  /** Plays what the browser's autoplay policy blocked (evtAutoplayBlocked): call it from a click. */
+  startAudio() { return startAudio(this); }
+
   /** The remote media, once connected. */
   get peerStream() { return this.remoteStream ?? null; }
 
@@ -500,7 +642,13 @@ export class Call {
         // A callee that answered from a cc_param session comes back with this.
         if (m.resume_param && this.ownEngine && this.session.hello.cc_param) this.session.hello = { cc_param: m.resume_param, ue_type: 'BROWSER' };
         this.connected = true;
-        this._media().catch((e) => console.error('switchboard media failed', e));
+        // A ringing device closing is not the end of the call (other devices ring on);
+        // an answered call's page closing is.
+        LIVE.add(this);
+        this._media().then(() => {
+          // The relay's answer never came or was refused: no media, the call is no use.
+          if (!this.ended && (!this.pc || !this.pc.remoteDescription)) fail(this, 1609, 'WEB_CONNECT_FAILED_BY_SERVER');
+        });
         call(this.delegate.evtConnected);
         break;
       case 'disconnected': if (m.req == null || m.sid === this.sid) this._ended(m); break;
@@ -563,6 +711,7 @@ export class Call {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
+    this._unwatchMedia = watchMedia(this, pc);
     this.remoteStream = new MediaStream();
     for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
     this._preferCodecs();
@@ -570,7 +719,7 @@ export class Call {
       this.remoteStream.addTrack(ev.track);
       const peer = this.params.mediaHtmlElement?.peer ?? {};
       const el = ev.track.kind === 'video' ? peer.video : peer.audio;
-      if (el) { el.srcObject = null; el.srcObject = this.remoteStream; el.play?.().catch(() => {}); }
+      if (el) { el.srcObject = null; el.srcObject = this.remoteStream; play(this, el); }
     };
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
@@ -582,9 +731,10 @@ export class Call {
   _ended(m) {
     if (this.ended) return;
     this.ended = true;
+    LIVE.delete(this);
     this._teardown();
     call(this.delegate.evtDisconnected, {
-      reason: { code: m.reason.code, strCode: m.reason.name },
+      reason: { code: m.reason.code, strCode: strCode(m.reason.code, m.reason.name) },
       source: m.source.name,
       byRemote: m.by_remote,
       userRelCode: m.user_rel_code ?? null,
@@ -609,6 +759,7 @@ export class Call {
 
   _teardown() {
     this._unwatchIce?.();
+    this._unwatchMedia?.();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
@@ -638,18 +789,13 @@ function peerInfo(p) {
 function disconnectOf(m) {
   return {
     source: m.source.name,
-    reason: { code: m.reason.code, strCode: `PLANETKIT_DISCONNECT_REASON_${m.reason.name}` },
+    reason: { code: m.reason.code, strCode: strCode(m.reason.code, m.reason.name) },
     userRelCode: m.user_rel_code ?? null,
   };
 }
 
-/** A rejection of joinConference: an Error with `reason`, `code` and `strCode`. */
-function joinError(reason, message, code) {
-  const e = new Error(message ?? reason);
-  e.reason = reason;
-  if (code != null) e.code = code;
-  return e;
-}
+/** A rejection of joinConference: a SwitchboardError. */
+const joinError = (reason, message, code, strCode) => sbError(reason, message, code, strCode);
 
 /**
  * A group call (room), in WebPlanetKit's conference shape: `joinConference`, then
@@ -690,8 +836,7 @@ export class Conference {
     try {
       this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: this.mediaType === 'video' });
     } catch (e) {
-      const g = gumError(e);
-      throw Object.assign(joinError(g.reason, g.message, g.code), { strCode: g.strCode });
+      throw gumError(e);
     }
     for (const t of this.localStream.getAudioTracks()) t.enabled = micOn;
     for (const t of this.localStream.getVideoTracks()) t.enabled = cameraOn;
@@ -717,14 +862,17 @@ export class Conference {
     });
     if (m.type !== 'room_joined') {
       this._teardown();
-      if (m.type === 'disconnected') throw Object.assign(joinError(m.reason.name, m.reason.name, m.reason.code), { strCode: `PLANETKIT_DISCONNECT_REASON_${m.reason.name}` });
-      throw joinError(m.reason ?? 'internal_initialization_error', m.message, m.code);
+      throw refusal(m);
     }
     this.sid = m.sid;
     this.session.attach(m.sid, this);
+    LIVE.add(this);
     this.roomInfo = { roomId: m.room_id, roomServiceId: m.room_service_id, hostId: m.host_id, mediaType: m.media_type, setupTime: m.setup_time };
     for (const p of m.peers) this.peers.set(p.user_id, peerInfo(p));
-    this._negotiate(() => this._firstOffer());
+    this._negotiate(() => this._firstOffer()).then(() => {
+      // A room whose media could not be negotiated is no use: 1609.
+      if (!this.ended && (!this.pc || !this.pc.remoteDescription)) fail(this, 1609, 'WEB_CONNECT_FAILED_BY_SERVER');
+    });
     call(this.delegate.evtConnected, this.roomInfo);
     if (m.peers.length) {
       call(this.delegate.evtPeerListUpdated, { addedPeers: [...this.peers.values()], removedPeers: [], totalPeersCount: this.peers.size });
@@ -792,6 +940,9 @@ export class Conference {
 
   /** Hands over a fresh access token (after evtTokenExpiring). */
   updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
+
+  /** Plays what the browser's autoplay policy blocked (evtAutoplayBlocked): call it from a click. */
+  startAudio() { return startAudio(this); }
 
   /** Short data to the others (or `targets`): `type` ≤ 100 bytes, `data` ≤ 800 bytes. */
   async sendShortData({ type, data, targets }) {
@@ -869,7 +1020,7 @@ export class Conference {
       if (!el || t.receiver.track.kind !== 'video') continue;
       if (el.srcObject?.getVideoTracks()[0] === t.receiver.track) continue;
       el.srcObject = new MediaStream([t.receiver.track]);
-      el.play?.().catch(() => {});
+      play(this, el);
     }
   }
 
@@ -880,7 +1031,7 @@ export class Conference {
       this.mix = { ctx, dest: ctx.createMediaStreamDestination(), keep: [] };
       ctx.resume?.().catch(() => {});
       const el = this.params.mediaHtmlElement?.roomAudio;
-      if (el) { el.srcObject = this.mix.dest.stream; el.play?.().catch(() => {}); }
+      if (el) { el.srcObject = this.mix.dest.stream; play(this, el); }
     }
     const stream = new MediaStream([track]);
     // Chromium feeds a remote track to WebAudio only while a media element plays it.
@@ -901,6 +1052,7 @@ export class Conference {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
+    this._unwatchMedia = watchMedia(this, pc);
     for (const t of this.localStream.getTracks()) {
       const init = { direction: 'sendrecv', streams: [this.localStream] };
       // Simulcast: a small and a full-size layer; the server forwards each receiver the
@@ -933,6 +1085,7 @@ export class Conference {
   _ended(m) {
     if (this.ended) return;
     this.ended = true;
+    LIVE.delete(this);
     this._teardown();
     call(this.delegate.evtDisconnected, disconnectOf(m));
   }
@@ -951,9 +1104,22 @@ export class Conference {
 
   _teardown() {
     this._unwatchIce?.();
+    this._unwatchMedia?.();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     this.mix?.ctx.close().catch(() => {});
     if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
   }
 }
+
+/**
+ * WebPlanetKit's shape for code written against it: `new PlanetKit.Call({ serverUrl })`
+ * gives the `planetKit` object of its samples (makeCall, verifyCall, acceptCall,
+ * endCall), `new PlanetKit.Conference({ serverUrl })` the conference one. Also the
+ * module's default export, and `globalThis.PlanetKit` in a page.
+ */
+export const PlanetKit = Object.freeze({
+  Call, Conference, Engine, listenForCalls, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE, SDK_VERSION,
+});
+export default PlanetKit;
+if (typeof window !== 'undefined' && !('PlanetKit' in globalThis)) globalThis.PlanetKit = PlanetKit;

@@ -181,8 +181,8 @@ for (const mediaType of ['audio', 'video']) {
     await bob.evaluate(() => window.call.endCall());
     const a = (await waitEvent(alice, 'evtDisconnected')).arg;
     const b = (await waitEvent(bob, 'evtDisconnected')).arg;
-    assert.deepEqual([a.reason, a.source, a.byRemote], [{ code: 1001, strCode: 'NORMAL' }, 'callee', true]);
-    assert.deepEqual([b.reason, b.source, b.byRemote], [{ code: 1001, strCode: 'NORMAL' }, 'callee', false]);
+    assert.deepEqual([a.reason, a.source, a.byRemote], [{ code: 1001, strCode: 'PLANETKIT_DISCONNECT_REASON_NORMAL' }, 'callee', true]);
+    assert.deepEqual([b.reason, b.source, b.byRemote], [{ code: 1001, strCode: 'PLANETKIT_DISCONNECT_REASON_NORMAL' }, 'callee', false]);
 
     const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === caller));
     assert.equal(rec.to_user_id, callee);
@@ -321,7 +321,7 @@ test('video recovers from packet loss on the way to and from the relay (NACK)', 
 });
 
 test('getUserMedia failures reject makeCall with the web reasons 1602 and 1603', async () => {
-  for (const [media, code, strCode] of [['denied', 1602, 'WEB_GUM_NOT_ALLOWED_ERROR'], ['none', 1603, 'WEB_GUM_NOT_FOUND_ERROR']]) {
+  for (const [media, code, strCode] of [['denied', 1602, 'PLANETKIT_DISCONNECT_REASON_WEB_RTC_NOT_ALLOWED_ERROR'], ['none', 1603, 'PLANETKIT_DISCONNECT_REASON_WEB_RTC_NOT_FOUND_ERROR']]) {
     const page = await openPage(`gum-${media}`, media);
     const err = await page.evaluate(async ({ token }) => {
       const call = new window.sb.Call({ serverUrl: location.origin });
@@ -329,11 +329,11 @@ test('getUserMedia failures reject makeCall with the web reasons 1602 and 1603',
         await call.makeCall({ myId: 'gum-user', myServiceId: 'web', peerId: 'nobody', accessToken: token, mediaType: 'video', delegate: {} });
         return null;
       } catch (e) {
-        return e;
+        return { reason: e.reason, code: e.code, strCode: e.strCode, isError: e instanceof window.sb.SwitchboardError };
       }
     }, { token: token('gum-user') });
     assert.ok(err, `makeCall rejects when ${media}`);
-    assert.deepEqual([err.reason, err.code, err.strCode], ['internal_initialization_error', code, strCode], JSON.stringify(err));
+    assert.deepEqual([err.reason, err.code, err.strCode, err.isError], ['internal_initialization_error', code, strCode, true], JSON.stringify(err));
   }
 });
 
@@ -381,5 +381,5 @@ test('the CLI calls a browser: each receives the other through the server', asyn
   const end = lines.find((l) => l.event === 'disconnected');
   assert.deepEqual([end.reason.name, end.source.name], ['NORMAL', 'caller']);
   const b = (await waitEvent(bob, 'evtDisconnected')).arg;
-  assert.deepEqual([b.reason.strCode, b.source, b.byRemote], ['NORMAL', 'caller', true]);
+  assert.deepEqual([b.reason.strCode, b.source, b.byRemote], ['PLANETKIT_DISCONNECT_REASON_NORMAL', 'caller', true]);
 });

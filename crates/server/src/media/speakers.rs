@@ -18,20 +18,24 @@ const HYSTERESIS: f32 = 6.0;
 /// A packet at least this loud (of 127: -50 dBov) carries voice, as browsers judge
 /// voice activity.
 const VOICE: f32 = 77.0;
-/// A party whose recent packets carry voice at least this often is talking (speech
-/// has pauses; a level average would miss a talker who pauses between words).
-const TALKING: f32 = 0.3;
-/// Weight of each packet in the share of voice: a time constant of about 0.7 s, so
-/// that a talker is not dropped and taken back at every pause between words (levels
-/// are reported every 500 ms and would flicker with a shorter one).
-const VOICE_ALPHA: f32 = 0.03;
+/// A party starts talking when this many of its last [`TALK_WINDOW`] packets carry
+/// voice (about 100 ms of voice in 200 ms: a short word counts, a click does not).
+const TALK_START: u32 = 5;
+/// Packets looked at for the start of talking (20 ms each).
+const TALK_WINDOW: u32 = 10;
+/// A talker stays talking this long after its last voice packet (the hangover), so
+/// that the pauses between words do not end it, and the 500 ms level reports cannot
+/// miss a short utterance.
+const TALK_HANGOVER: Duration = Duration::from_millis(1200);
 
 #[derive(Debug, Clone, Copy)]
 struct Level {
     /// 0 (silence, -127 dBov) to 127 (0 dBov).
     smoothed: f32,
-    /// The share of recent packets that carry voice, 0 to 1.
-    voice: f32,
+    /// Which of the latest packets carried voice (bit 0 the latest).
+    voice: u32,
+    /// Talking until then (the hangover after the last voice of a talker).
+    talking_until: Option<Instant>,
     last: Instant,
 }
 
@@ -59,10 +63,20 @@ impl Speakers {
         // Without the extension a sender counts as speaking at a middling level: it
         // is heard while the room is small, and gives way to those that say how loud.
         let v = audio_level.map_or(64.0, |l| 127.0 - f32::from(l.unsigned_abs().min(127)));
-        let voice = if v >= VOICE { 1.0 } else { 0.0 };
-        let e = self.levels.entry(party).or_insert(Level { smoothed: v, voice, last: now });
+        let e = self.levels.entry(party).or_insert(Level {
+            smoothed: v,
+            voice: 0,
+            talking_until: None,
+            last: now,
+        });
         e.smoothed += ALPHA * (v - e.smoothed);
-        e.voice += VOICE_ALPHA * (voice - e.voice);
+        e.voice = (e.voice << 1) | u32::from(v >= VOICE);
+        let window = e.voice & ((1 << TALK_WINDOW) - 1);
+        let talking = e.talking_until.is_some_and(|t| now < t);
+        // Starting takes a burst of voice; once talking, any voice packet keeps it up.
+        if (v >= VOICE && talking) || window.count_ones() >= TALK_START {
+            e.talking_until = Some(now + TALK_HANGOVER);
+        }
         e.last = now;
     }
 
@@ -104,7 +118,8 @@ impl Speakers {
             .iter()
             .map(|(p, l)| {
                 let level = self.level(now, *p);
-                (*p, (level * 100.0 / 127.0).round() as u8, level > 0.0 && l.voice >= TALKING)
+                let talking = level > 0.0 && l.talking_until.is_some_and(|t| now < t);
+                (*p, (level * 100.0 / 127.0).round() as u8, talking)
             })
             .collect();
         out.sort_unstable();
@@ -160,6 +175,38 @@ mod tests {
             Some((0, false))
         );
         assert!(levels.iter().any(|(p, _, talking)| *p == 3 && !talking), "one packet is not talking yet");
+    }
+
+    /// Talking starts with about 100 ms of voice, outlasts the pauses between words by
+    /// the hangover, and a click is not talking.
+    #[test]
+    fn talking_starts_with_a_short_word_and_outlasts_pauses() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let talking = |s: &Speakers, now, p: u64| s.levels(now).iter().any(|(q, _, t)| *q == p && *t);
+        let mut s = Speakers::new(6);
+        // Party 1: a 40 ms click, then silence. Party 2: a 120 ms word, then silence.
+        for i in 0..100u64 {
+            let (one, two) = (if i < 2 { -20 } else { -127 }, if i < 6 { -20 } else { -127 });
+            s.heard(at(20 * i), 1, Some(one));
+            s.heard(at(20 * i), 2, Some(two));
+            if i == 10 {
+                assert!(!talking(&s, at(200), 1), "a click is not talking");
+                assert!(talking(&s, at(200), 2), "a short word is");
+            }
+            if i == 60 {
+                assert!(talking(&s, at(1200), 2), "still talking through a pause of 1.1 s");
+            }
+        }
+        assert!(!talking(&s, at(2000), 2), "over after the hangover");
+        // Speech with pauses: 300 ms of voice every 900 ms keeps talking throughout.
+        for i in 0..150u64 {
+            let voice = (i % 45) < 15;
+            s.heard(at(2000 + 20 * i), 3, Some(if voice { -25 } else { -127 }));
+            if i > 10 {
+                assert!(talking(&s, at(2000 + 20 * i), 3), "dropped at packet {i}");
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
-// Calls and rooms that survive a dropped signaling connection: the browser's WebSocket
-// goes through a TCP proxy the test can cut (an abrupt reset, as when a phone moves
-// from Wi-Fi to cellular or a NAT forgets the connection); media goes to the relay
-// directly. Playwright driving Debian's Chromium with fake devices, on 127.0.0.1, using
-// only the public SDK.
+// Calls and rooms that survive a dropped signaling connection (the browser's WebSocket
+// goes through a TCP proxy the test can cut: an abrupt reset, as when a phone moves from
+// Wi-Fi to cellular or a NAT forgets the connection; media goes to the relay directly),
+// and failures that reach the app with the right code. Playwright driving Debian's
+// Chromium with fake devices, on 127.0.0.1, using only the public SDK.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +23,7 @@ let server; let appServer; let dir; let base; let config; let token; const recor
 const browsers = []; const proxies = [];
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-reconnect-'));
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-resilience-'));
   appServer = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     if (u.pathname === '/call_evt') records.push(Object.fromEntries(u.searchParams));
@@ -36,6 +36,9 @@ before(async () => {
 data_dir = "${path.join(dir, 'data')}"
 media_bind = "127.0.0.1:0"
 reconnect_grace_ms = ${GRACE_MS}
+[limits]
+calls_per_user_per_sec = 0.1
+calls_per_user_burst = 2
 [[service]]
 id = "web"
 api_key = "web-key"
@@ -201,7 +204,7 @@ test('a caller that cannot come back within the grace ends the call: NETWORK_UNS
   assert.deepEqual([b.reason.code, b.source, b.byRemote], [1301, 'caller', true]);
   const a = (await waitEvent(alice, 'evtDisconnected', GRACE_MS + 10000)).arg;
   assert.equal(a.reason.code, 1611);
-  assert.equal(a.reason.strCode, 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED');
+  assert.equal(a.reason.strCode, 'PLANETKIT_DISCONNECT_REASON_WEB_SIGNALING_UNEXPECTED_DISCONNECTED');
   assert.ok(Date.now() - cutAt >= GRACE_MS - 1000, 'she tried for the whole grace');
   const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-g'));
   assert.equal(rec.disconnect_reason, '1301');
@@ -249,4 +252,84 @@ test('a room participant whose connection is cut, or whose network changes, stay
   await waitEvent(ben, 'evtPeersMicMuted');
   await ann.evaluate(() => window.conf.leaveConference());
   await waitEvent(ben, 'evtPeerListUpdated');
+});
+
+test('closing the page during a call tells the peer APP_DESTROY at once, not after the grace', async () => {
+  const [alice, bob] = [await openPage('alice3'), await openPage('bob3')];
+  await connectedCall(alice, bob, { url: base }, 'alice-p', 'bob-p');
+  const left = Date.now();
+  await bob.goto('about:blank');
+  const a = (await waitEvent(alice, 'evtDisconnected')).arg;
+  assert.deepEqual([a.reason.code, a.reason.strCode, a.source, a.byRemote], [1309, 'PLANETKIT_DISCONNECT_REASON_APP_DESTROY', 'callee', true]);
+  assert.ok(Date.now() - left < GRACE_MS, 'told before the reconnect grace ran out');
+  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-p'));
+  assert.deepEqual([rec.disconnect_reason, rec.releaser_type], ['1309', '1']);
+});
+
+test('endCall before the call exists cancels it as soon as it does', async () => {
+  const [alice, bob] = [await openPage('alice4'), await openPage('bob4')];
+  // Bob is online: the call would ring.
+  await bob.evaluate(async ({ token }) => {
+    await window.sb.listenForCalls({ serverUrl: location.origin, myId: 'nobody-c', myServiceId: 'web', accessToken: token, onIncomingCall: () => {} });
+  }, { token: token('nobody-c') });
+  const ended = await alice.evaluate(async ({ token }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin });
+    const made = window.call.makeCall({ myId: 'alice-c', myServiceId: 'web', peerId: 'nobody-c', accessToken: token, mediaType: 'audio', delegate: window.delegate });
+    await window.call.endCall();
+    await made;
+    return new Promise((resolve) => { const t = setInterval(() => { const e = window.events.find((x) => x.evt === 'evtDisconnected'); if (e) { clearInterval(t); resolve(e.arg); } }, 50); });
+  }, { token: token('alice-c') });
+  assert.deepEqual([ended.reason.code, ended.source], [1201, 'caller']);
+  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-c'));
+  assert.equal(rec.disconnect_reason, '1201');
+});
+
+test('refusals reject with SwitchboardError: a rate limit is SERVICE_TOO_MANY_REQUESTS (1512)', async () => {
+  const alice = await openPage('alice5');
+  const errors = await alice.evaluate(async ({ token }) => {
+    const engine = await window.sb.Engine.connect({ serverUrl: location.origin, myId: 'alice-l', myServiceId: 'web', accessToken: token });
+    const out = [];
+    for (let i = 0; i < 4; i++) {
+      const call = new window.sb.Call({ engine });
+      try {
+        await call.makeCall({ myId: 'alice-l', myServiceId: 'web', peerId: `nobody-${i}`, accessToken: token, mediaType: 'audio', delegate: {} });
+        out.push(null);
+      } catch (e) {
+        out.push({ isError: e instanceof Error, isSb: e instanceof window.sb.SwitchboardError, reason: e.reason, code: e.code, message: e.message });
+      }
+    }
+    return out;
+  }, { token: token('alice-l') });
+  const limited = errors.filter(Boolean);
+  assert.ok(limited.length >= 1, JSON.stringify(errors));
+  for (const e of limited) {
+    assert.deepEqual([e.isError, e.isSb, e.reason, e.code], [true, true, 'SERVICE_TOO_MANY_REQUESTS', 1512], JSON.stringify(e));
+    assert.equal(typeof e.message, 'string');
+  }
+});
+
+test('media that cannot be negotiated ends the call with 1609 for both sides', async () => {
+  const [alice, bob] = [await openPage('alice6'), await openPage('bob6')];
+  // Alice's browser cannot apply the relay's answer.
+  await alice.evaluate(() => { RTCPeerConnection.prototype.setRemoteDescription = () => Promise.reject(new DOMException('refused by the test', 'InvalidAccessError')); });
+  await bob.evaluate(async ({ token }) => {
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: 'bob-n', myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin });
+        await window.call.verifyCall({ ccParam: inc.ccParam, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, { token: token('bob-n') });
+  await alice.evaluate(async ({ token }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin });
+    await window.call.makeCall({ myId: 'alice-n', myServiceId: 'web', peerId: 'bob-n', accessToken: token, mediaType: 'audio', delegate: window.delegate });
+  }, { token: token('alice-n') });
+  const a = (await waitEvent(alice, 'evtDisconnected')).arg;
+  const b = (await waitEvent(bob, 'evtDisconnected')).arg;
+  assert.deepEqual([a.reason.code, a.source, a.byRemote], [1609, 'caller', false]);
+  assert.deepEqual([b.reason.code, b.source, b.byRemote], [1609, 'caller', true]);
+  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-n'));
+  assert.equal(rec.disconnect_reason, '1609');
 });
