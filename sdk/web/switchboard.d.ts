@@ -31,6 +31,8 @@ export interface CallDelegate {
   evtTokenExpiring?(p: { expiresAt: number }): void;
   /** The browser's autoplay policy blocked the received audio: call `startAudio()` from a click. */
   evtAutoplayBlocked?(): void;
+  /** A microphone or camera in use went away; `now` is the default one that took over (or null). */
+  evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
 }
 
 export interface MediaHtmlElement {
@@ -49,8 +51,32 @@ export interface MakeCallParams {
   mediaType: MediaType;
   appServerData?: string;
   mediaHtmlElement?: MediaHtmlElement;
+  /** The devices to start with (from getMediaDevices()); the defaults if absent. */
+  mediaDeviceId?: MediaDeviceId;
+  /** Start with the microphone muted (default true: on). */
+  micOn?: boolean;
   delegate?: CallDelegate;
 }
+
+/** Which microphone and camera to use (`deviceId`s of getMediaDevices()). */
+export interface MediaDeviceId {
+  inputAudio?: string;
+  inputVideo?: string;
+}
+
+/** One device as getMediaDevices() lists it (labels once the user allowed media). */
+export interface MediaDeviceInfoLite {
+  deviceId: string;
+  label: string;
+  groupId: string;
+}
+
+/** The page's microphones, cameras and speakers. */
+export declare function getMediaDevices(): Promise<{
+  audioInput: MediaDeviceInfoLite[];
+  videoInput: MediaDeviceInfoLite[];
+  audioOutput: MediaDeviceInfoLite[];
+}>;
 
 export interface VerifyCallParams {
   myId?: string;
@@ -61,6 +87,10 @@ export interface VerifyCallParams {
   accessToken?: string;
   mediaType?: MediaType;
   mediaHtmlElement?: MediaHtmlElement;
+  /** The devices to answer with; the defaults if absent. */
+  mediaDeviceId?: MediaDeviceId;
+  /** Answer with the microphone muted (default true: on). */
+  micOn?: boolean;
   delegate?: CallDelegate;
 }
 
@@ -112,7 +142,17 @@ export declare class Call {
    * camera cannot be opened.
    */
   enableVideo(): Promise<void>;
+  /** Turns my camera off and releases it (the peer gets evtVideoDisabledByPeer). */
   disableVideo(): Promise<void>;
+  /** Pauses my video for a moment, the camera staying open. */
+  pauseMyVideo(): Promise<void>;
+  resumeMyVideo(): Promise<void>;
+  /** Switches the microphone mid-call, on the same line (no renegotiation). */
+  changeAudioInputDevice(deviceId: string): Promise<void>;
+  /** Switches the camera mid-call. */
+  changeVideoInputDevice(deviceId: string): Promise<void>;
+  /** Plays the peer on this speaker; rejects where the browser has no setSinkId. */
+  setAudioOutputDevice(deviceId: string): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
   updateAccessToken(accessToken: string): Promise<void>;
@@ -177,6 +217,8 @@ export interface ConferenceDelegate {
   evtTokenExpiring?(p: { expiresAt: number }): void;
   /** The browser's autoplay policy blocked the received audio: call `startAudio()` from a click. */
   evtAutoplayBlocked?(): void;
+  /** A microphone or camera in use went away; `now` is the default one that took over (or null). */
+  evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
@@ -218,6 +260,8 @@ export interface JoinConferenceParams {
     roomAudio?: HTMLAudioElement;
   };
   /** Join with the microphone on (default true). */
+  /** The devices to start with (from getMediaDevices()); the defaults if absent. */
+  mediaDeviceId?: MediaDeviceId;
   micOn?: boolean;
   /** Join with the camera on (video rooms; default true). */
   cameraOn?: boolean;
@@ -245,6 +289,12 @@ export declare class Conference {
   /** Pause my video for a moment (the others get evtPeersVideoPaused). */
   pauseMyVideo(): Promise<void>;
   resumeMyVideo(): Promise<void>;
+  /** Switches the microphone, on the same line (no renegotiation). */
+  changeAudioInputDevice(deviceId: string): Promise<void>;
+  /** Switches the camera. */
+  changeVideoInputDevice(deviceId: string): Promise<void>;
+  /** Plays the room and the peers' videos on this speaker; rejects where the browser has no setSinkId. */
+  setAudioOutputDevice(deviceId: string): Promise<void>;
   /** Receive `userId`'s video in `videoViewElement` (nobody's video comes unasked). */
   requestPeerVideo(p: { userId: string; resolution?: VideoResolution; videoViewElement: HTMLVideoElement }): Promise<void>;
   removePeerVideo(p: { userId: string }): Promise<void>;
@@ -303,6 +353,7 @@ export declare const PlanetKit: {
   readonly Conference: typeof Conference;
   readonly Engine: typeof Engine;
   readonly listenForCalls: typeof listenForCalls;
+  readonly getMediaDevices: typeof getMediaDevices;
   readonly SwitchboardError: typeof SwitchboardError;
   readonly START_FAIL_REASON: typeof START_FAIL_REASON;
   readonly DISCONNECT_SOURCE: typeof DISCONNECT_SOURCE;

@@ -238,6 +238,72 @@ function play(owner, el) {
   });
 }
 
+/** getUserMedia constraints for `kind` on the device `deviceId` (the default if none). */
+const constraint = (deviceId) => (deviceId ? { deviceId: { exact: deviceId } } : true);
+
+/** The local media a Call or Conference starts with, on the devices it was given. */
+async function openLocal(owner, video) {
+  const ids = owner.params.mediaDeviceId ?? {};
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: constraint(ids.inputAudio), video: video && constraint(ids.inputVideo) });
+  } catch (e) {
+    throw gumError(e);
+  }
+}
+
+/** One new track of `kind` ('audio' or 'video') from `deviceId`. */
+async function openTrack(kind, deviceId) {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraint(deviceId) });
+    return stream.getTracks()[0];
+  } catch (e) {
+    throw gumError(e);
+  }
+}
+
+/**
+ * Sends `track` instead of what a Call or Conference sent of its kind (`null`: nothing,
+ * and the old device is released), on the same line: no renegotiation.
+ */
+async function swapTrack(owner, kind, track) {
+  const old = owner.localStream?.getTracks().filter((t) => t.kind === kind) ?? [];
+  for (const t of old) { owner.localStream.removeTrack(t); t.stop(); }
+  if (track) {
+    owner.localStream.addTrack(track);
+    track.addEventListener('ended', () => deviceLost(owner, kind, track));
+  }
+  await owner._senders?.[kind]?.replaceTrack(track);
+}
+
+/**
+ * A device gone (unplugged, taken by another app): the default one of its kind takes
+ * over if there is one, and the app hears `evtMediaDeviceChanged` either way.
+ */
+async function deviceLost(owner, kind, track) {
+  if (owner.ended || !owner.localStream?.getTracks().includes(track)) return;
+  let replacement = null;
+  try { replacement = await openTrack(kind); } catch { /* none left */ }
+  if (replacement && kind === 'audio') replacement.enabled = !owner._muted;
+  await swapTrack(owner, kind, replacement);
+  call(owner.delegate?.evtMediaDeviceChanged, { kind, lost: track.label, now: replacement?.label ?? null });
+}
+
+/** Plays the received media on the speaker `deviceId` (where the browser has setSinkId). */
+async function setSink(els, deviceId) {
+  const targets = els.filter(Boolean);
+  if (targets.some((el) => typeof el.setSinkId !== 'function')) {
+    throw sbError('invalid_param', 'this browser cannot choose the audio output device (no setSinkId)');
+  }
+  for (const el of targets) await el.setSinkId(deviceId);
+}
+
+/** The page's devices, for a device picker (labels once the user allowed media). */
+export async function getMediaDevices() {
+  const all = await navigator.mediaDevices.enumerateDevices();
+  const of = (kind) => all.filter((d) => d.kind === kind).map((d) => ({ deviceId: d.deviceId, label: d.label, groupId: d.groupId }));
+  return { audioInput: of('audioinput'), videoInput: of('videoinput'), audioOutput: of('audiooutput') };
+}
+
 /** Starts what the autoplay policy held back; call it from a user gesture (a click). */
 async function startAudio(owner) {
   await owner.mix?.ctx.resume?.();
@@ -487,17 +553,16 @@ export class Call {
   }
 
   async _localMedia() {
-    try {
-      this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: this.mediaType === 'video' });
-    } catch (e) {
-      throw gumError(e);
-    }
+    this.localStream = await openLocal(this, this.mediaType === 'video');
+    this._muted = this.params.micOn === false;
+    for (const t of this.localStream.getAudioTracks()) t.enabled = !this._muted;
+    for (const t of this.localStream.getTracks()) t.addEventListener('ended', () => deviceLost(this, t.kind, t));
     const myVideo = this.params.mediaHtmlElement?.my?.video;
     if (myVideo && this.mediaType === 'video') { myVideo.srcObject = this.localStream; myVideo.muted = true; }
   }
 
   _reset() {
-    for (const k of ['session', 'ownEngine', 'sid', 'role', 'pc', 'remoteStream', 'localStream', 'connected', '_endWanted', '_failing', '_negotiation', '_videoToSend', '_blocked', '_toldBlocked']) delete this[k];
+    for (const k of ['session', 'ownEngine', 'sid', 'role', 'pc', 'remoteStream', 'localStream', 'connected', '_endWanted', '_failing', '_negotiation', '_videoToSend', '_blocked', '_toldBlocked', '_senders', '_muted']) delete this[k];
     this.sid = null;
     this.ended = false;
   }
@@ -579,6 +644,7 @@ export class Call {
 
   /** Mutes or unmutes my microphone; the peer gets evtPeerMicMuted / evtPeerMicUnmuted. */
   async muteMyAudio(mute) {
+    this._muted = !!mute;
     for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !mute;
     this.session?.send({ type: 'media_state', sid: this.sid, mic_muted: !!mute });
   }
@@ -598,14 +664,15 @@ export class Call {
   }
 
   async _openCamera() {
-    let cam;
-    try {
-      cam = await navigator.mediaDevices.getUserMedia({ video: true });
-    } catch (e) {
-      throw gumError(e);
+    const track = await openTrack('video', this.params.mediaDeviceId?.inputVideo);
+    // A line to send video on exists (a video call, or the camera was on before): the
+    // camera goes back on it.
+    if (this._senders?.video) {
+      await swapTrack(this, 'video', track);
+      return;
     }
-    const track = cam.getVideoTracks()[0];
     this.localStream.addTrack(track);
+    track.addEventListener('ended', () => deviceLost(this, 'video', track));
     this._videoToSend = track;
     this.mediaType = 'video';
     const myVideo = this.params.mediaHtmlElement?.my?.video;
@@ -614,12 +681,47 @@ export class Call {
     this._negotiate(() => this.session?.send({ type: 'add_media', sid: this.sid, kind: 'video' }));
   }
 
-  /** Turns my camera off; the peer gets evtVideoDisabledByPeer. */
-  async disableVideo() { this._video(false); }
+  /** Turns my camera off and releases it (its light goes off); the peer gets evtVideoDisabledByPeer. */
+  async disableVideo() {
+    await swapTrack(this, 'video', null);
+    this._video(false);
+  }
 
   _video(on) {
     for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = on;
     this.session?.send({ type: 'media_state', sid: this.sid, video_enabled: on });
+  }
+
+  /** Pauses my video for a moment (the camera stays open); the peer's picture freezes. */
+  async pauseMyVideo() {
+    for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = false;
+    this.session?.send({ type: 'media_state', sid: this.sid, video_paused: true });
+  }
+
+  /** Resumes my paused video. */
+  async resumeMyVideo() {
+    for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = true;
+    this.session?.send({ type: 'media_state', sid: this.sid, video_paused: false });
+  }
+
+  /** Switches the microphone mid-call (a `deviceId` of getMediaDevices().audioInput). */
+  async changeAudioInputDevice(deviceId) {
+    const track = await openTrack('audio', deviceId);
+    track.enabled = !this._muted;
+    await swapTrack(this, 'audio', track);
+    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputAudio: deviceId };
+  }
+
+  /** Switches the camera mid-call (a `deviceId` of getMediaDevices().videoInput). */
+  async changeVideoInputDevice(deviceId) {
+    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputVideo: deviceId };
+    if (this.localStream?.getVideoTracks().length) await swapTrack(this, 'video', await openTrack('video', deviceId));
+  }
+
+  /** Plays the peer on the speaker `deviceId` (where the browser has setSinkId). */
+  setAudioOutputDevice(deviceId) {
+    const peer = this.params.mediaHtmlElement?.peer ?? {};
+    return setSink([peer.audio, peer.video], deviceId);
   }
 
   /** WebRTC statistics of the connection to the server's relay. */
@@ -642,6 +744,8 @@ export class Call {
         // A callee that answered from a cc_param session comes back with this.
         if (m.resume_param && this.ownEngine && this.session.hello.cc_param) this.session.hello = { cc_param: m.resume_param, ue_type: 'BROWSER' };
         this.connected = true;
+        // Started with the microphone off: the peer shows it muted from the start.
+        if (this._muted) this.session.send({ type: 'media_state', sid: this.sid, mic_muted: true });
         // A ringing device closing is not the end of the call (other devices ring on);
         // an answered call's page closing is.
         LIVE.add(this);
@@ -679,6 +783,7 @@ export class Call {
       const line = lines.get(t.mid);
       if (this._videoToSend && line?.kind === 'video' && line.dir === 'sendrecv' && !t.sender.track) {
         await t.sender.replaceTrack(this._videoToSend);
+        (this._senders ??= {}).video = t.sender;
         t.sender.setStreams?.(this.localStream);
         t.direction = 'sendrecv';
         this._videoToSend = null;
@@ -713,7 +818,10 @@ export class Call {
     this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
     this._unwatchMedia = watchMedia(this, pc);
     this.remoteStream = new MediaStream();
-    for (const t of this.localStream.getTracks()) pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] });
+    this._senders = {};
+    for (const t of this.localStream.getTracks()) {
+      this._senders[t.kind] = pc.addTransceiver(t, { direction: 'sendrecv', streams: [this.localStream] }).sender;
+    }
     this._preferCodecs();
     pc.ontrack = (ev) => {
       this.remoteStream.addTrack(ev.track);
@@ -833,11 +941,9 @@ export class Conference {
     if (!['audio', 'video'].includes(this.mediaType)) throw joinError('invalid_media_type', 'mediaType must be audio or video');
     const micOn = params.micOn ?? true;
     const cameraOn = params.cameraOn ?? true;
-    try {
-      this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: this.mediaType === 'video' });
-    } catch (e) {
-      throw gumError(e);
-    }
+    this.localStream = await openLocal(this, this.mediaType === 'video');
+    this._muted = !micOn;
+    for (const t of this.localStream.getTracks()) t.addEventListener('ended', () => deviceLost(this, t.kind, t));
     for (const t of this.localStream.getAudioTracks()) t.enabled = micOn;
     for (const t of this.localStream.getVideoTracks()) t.enabled = cameraOn;
     const myVideo = params.mediaHtmlElement?.myVideo;
@@ -888,15 +994,43 @@ export class Conference {
 
   /** Mutes or unmutes my microphone; the others get evtPeersMicMuted / evtPeersMicUnmuted. */
   async muteMyAudio(mute) {
+    this._muted = !!mute;
     for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !mute;
     this.session?.send({ type: 'media_state', sid: this.sid, mic_muted: !!mute });
   }
 
   /** Turns my camera (back) on in a video room; the others get evtPeersVideoUpdated. */
-  async enableVideo() { this._video(true); }
+  async enableVideo() {
+    if (this._senders?.video && !this.localStream?.getVideoTracks().length) {
+      await swapTrack(this, 'video', await openTrack('video', this.params.mediaDeviceId?.inputVideo));
+    }
+    this._video(true);
+  }
 
-  /** Turns my camera off; the others get evtPeersVideoUpdated. */
-  async disableVideo() { this._video(false); }
+  /** Turns my camera off and releases it; the others get evtPeersVideoUpdated. */
+  async disableVideo() {
+    await swapTrack(this, 'video', null);
+    this._video(false);
+  }
+
+  /** Switches the microphone (a `deviceId` of getMediaDevices().audioInput). */
+  async changeAudioInputDevice(deviceId) {
+    const track = await openTrack('audio', deviceId);
+    track.enabled = !this._muted;
+    await swapTrack(this, 'audio', track);
+    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputAudio: deviceId };
+  }
+
+  /** Switches the camera (a `deviceId` of getMediaDevices().videoInput). */
+  async changeVideoInputDevice(deviceId) {
+    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputVideo: deviceId };
+    if (this.localStream?.getVideoTracks().length) await swapTrack(this, 'video', await openTrack('video', deviceId));
+  }
+
+  /** Plays the room (and the peers' videos) on the speaker `deviceId` (where the browser has setSinkId). */
+  setAudioOutputDevice(deviceId) {
+    return setSink([this.params.mediaHtmlElement?.roomAudio, ...this.videoViews.values()], deviceId);
+  }
 
   /** Pauses my video for a moment (the line stays); the others get evtPeersVideoPaused. */
   async pauseMyVideo() { this._pause(true); }
@@ -1060,7 +1194,7 @@ export class Conference {
       if (t.kind === 'video' && this.params.simulcast) {
         init.sendEncodings = [{ rid: 'q', scaleResolutionDownBy: 2, maxBitrate: 200_000 }, { rid: 'f', maxBitrate: 1_200_000 }];
       }
-      pc.addTransceiver(t, init);
+      (this._senders ??= {})[t.kind] = pc.addTransceiver(t, init).sender;
     }
     pc.ontrack = (ev) => {
       if (ev.track.kind === 'audio') this._roomAudio(ev.track);
@@ -1119,7 +1253,7 @@ export class Conference {
  * module's default export, and `globalThis.PlanetKit` in a page.
  */
 export const PlanetKit = Object.freeze({
-  Call, Conference, Engine, listenForCalls, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE, SDK_VERSION,
+  Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE, SDK_VERSION,
 });
 export default PlanetKit;
 if (typeof window !== 'undefined' && !('PlanetKit' in globalThis)) globalThis.PlanetKit = PlanetKit;

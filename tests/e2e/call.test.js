@@ -4,99 +4,42 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import http from 'node:http';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import dgram from 'node:dgram';
-import { chromium } from 'playwright-core';
-import { BIN, CHROMIUM, freePort, waitFor, audioLevel } from './harness.js';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers } from './harness.js';
 
 const SECRET = 'b1'.repeat(32);
 
-
-const servers = []; let appServer; let config; let dir; let base; let token; const records = [];
-const browsers = [];
+let app; let dir; let base; let token;
+const records = { find: (f) => (app.hits['/call_evt'] ?? []).find(f) };
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-e2e-'));
-  appServer = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://x');
-    if (u.pathname === '/call_evt') records.push(Object.fromEntries(u.searchParams));
-    res.end('ok');
-  });
-  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
-  ({ base, config } = await startServer('main'));
-  token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
+  app = await startApp();
+  ({ base, token } = await server('main'));
 });
 
 after(async () => {
-  for (const b of browsers) await b.close().catch(() => {});
-  for (const s of servers) s.kill('SIGKILL');
-  appServer?.close();
+  await closeBrowsers();
+  stopServers();
+  app?.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
 // A server with its own data dir and config.
-async function startServer(name, { mediaBind = '127.0.0.1:0', extra = '' } = {}) {
-  const port = await freePort();
-  const config = path.join(dir, `${name}.toml`);
-  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
-data_dir = "${path.join(dir, `${name}-data`)}"
-media_bind = "${mediaBind}"
-${extra}
+const server = (name, { mediaBind = '127.0.0.1:0', extra = '' } = {}) => startServer(dir, name, `${extra}
 [[service]]
 id = "web"
 api_key = "web-key"
 api_secret = "${SECRET}"
-on_call_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/call_evt"
-`);
-  const proc = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
-  proc.stderr.on('data', (d) => process.stderr.write(d));
-  servers.push(proc);
-  const base = `http://127.0.0.1:${port}`;
-  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
-  return { base, config };
-}
+on_call_evt_cb_url = "${app.url}/call_evt"
+`, { mediaBind });
 
-// `media`: 'fake' (fake camera and microphone, allowed), 'denied' (the user refuses
-// access), 'none' (a machine without camera or microphone). `at`: the server.
-async function openPage(name, media = 'fake', at = base) {
-  const mediaArgs = {
-    fake: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
-    denied: ['--use-fake-device-for-media-stream', '--deny-permission-prompts'],
-    none: ['--use-fake-ui-for-media-stream'],
-  }[media];
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', ...mediaArgs,
-      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  browsers.push(ctx);
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
-  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
-  await page.goto(`${at}/`);
-  await page.evaluate(async () => {
-    window.sb = await import('/sdk/switchboard.js');
-    window.events = [];
-    window.media = {};
-    for (const kind of ['audio', 'video']) {
-      const el = document.createElement(kind);
-      el.autoplay = true;
-      el.muted = kind === 'video';
-      document.body.appendChild(el);
-      window.media[kind] = el;
-    }
-    window.delegate = new Proxy({}, { get: (_, evt) => (arg) => window.events.push({ evt, arg }) });
-  });
-  return page;
-}
+// `media`: 'fake', 'denied' or 'none' (harness.js); `at`: the server.
+const openPage = (name, media = 'fake', at = base) => sdkPage(dir, name, at, { media });
 
 const eventsOf = (page) => page.evaluate(() => window.events);
 const waitEvent = (page, evt) => waitFor(`${evt}`, async () => (await eventsOf(page)).find((e) => e.evt === evt));
@@ -290,10 +233,10 @@ const videoStats = (page) => page.evaluate(async () => {
 test('video recovers from packet loss on the way to and from the relay (NACK)', async (t) => {
   const relayPort = await freeUdpPort();
   const proxy = await lossyProxy(relayPort, 25); // 4 % of RTP each way
-  const lossy = await startServer('lossy', { mediaBind: `127.0.0.1:${relayPort}`, extra: `media_advertise = "127.0.0.1:${proxy.port}"\nmedia_shards = 1` });
+  const lossy = await server('lossy', { mediaBind: `127.0.0.1:${relayPort}`, extra: `media_advertise = "127.0.0.1:${proxy.port}"\nmedia_shards = 1` });
   try {
     const [alice, bob] = [await openPage('alice-loss', 'fake', lossy.base), await openPage('bob-loss', 'fake', lossy.base)];
-    const tokenOf = (user) => execFileSync(BIN, ['token', '--config', lossy.config, '--service', 'web', '--user', user]).toString().trim();
+    const tokenOf = lossy.token;
     await videoCall(alice, bob, { caller: 'alice-loss', callee: 'bob-loss', tokenOf });
     await waitEvent(bob, 'evtConnected');
     for (const page of [alice, bob]) await waitFor('decoded video', async () => (await videoStats(page)).framesDecoded > 10);

@@ -8,29 +8,18 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { BIN, CHROMIUM, freePort } from './harness.js';
+import { BIN, freePort, browserPage, closeBrowsers } from './harness.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-demo-'));
 const closers = [];
 
 after(async () => {
+  await closeBrowsers();
   for (const c of closers.reverse()) await c();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function browser(name, base) {
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM, headless: true, viewport: { width: 1100, height: 820 },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required'],
-  });
-  closers.push(() => ctx.close());
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  await page.goto(base);
-  return page;
-}
+const browser = (name, base) => browserPage(dir, name, base, { viewport: { width: 1100, height: 820 } });
 
 test('two people call each other from the demo page', async () => {
   const port = await freePort();

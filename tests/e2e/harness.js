@@ -1,8 +1,12 @@
 // What the browser tests share: where the binaries are, a free port, polling with a
-// deadline, and the level of a page's received audio.
+// deadline, the level of a page's received audio, a server of their own, an app server,
+// and Chromium pages.
 
 import path from 'node:path';
 import net from 'node:net';
+import fs from 'node:fs';
+import http from 'node:http';
+import { spawn, execFileSync } from 'node:child_process';
 
 export const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -44,3 +48,107 @@ export const audioLevel = (page, which) => page.evaluate(async (which) => {
   await ctx.close();
   return peak;
 }, which);
+
+/** Chromium's flags for these tests. `media`: 'fake' (fake camera and microphone,
+ * allowed), 'denied' (the user refuses access), 'none' (no camera or microphone). */
+export function chromiumArgs(media = 'fake') {
+  const mediaArgs = {
+    fake: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+    denied: ['--use-fake-device-for-media-stream', '--deny-permission-prompts'],
+    none: ['--use-fake-ui-for-media-stream'],
+  }[media];
+  return [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', ...mediaArgs,
+    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+  ];
+}
+
+const contexts = [];
+
+/**
+ * A headless Chromium with its own profile under `dir`, one page open at `url`; its
+ * errors (and, with SB_LOG, its console) go to the test output. `closeBrowsers()`
+ * closes every one.
+ */
+export async function browserPage(dir, name, url, { media = 'fake', viewport } = {}) {
+  const { chromium } = await import('playwright-core');
+  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
+    executablePath: CHROMIUM, headless: true, viewport, args: chromiumArgs(media),
+  });
+  contexts.push(ctx);
+  const page = ctx.pages()[0] ?? await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
+  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
+  await page.goto(url);
+  return page;
+}
+
+export async function closeBrowsers() {
+  for (const c of contexts.splice(0).reverse()) await c.close().catch(() => {});
+}
+
+/**
+ * A page with the SDK loaded as `window.sb`, `window.events` filled by
+ * `window.delegate` (every delegate event, its argument as JSON), and `<audio>` /
+ * `<video>` elements in `window.media`.
+ */
+export async function sdkPage(dir, name, base, opts) {
+  const page = await browserPage(dir, name, `${base}/`, opts);
+  await page.evaluate(async () => {
+    window.sb = await import('/sdk/switchboard.js');
+    window.events = [];
+    window.media = {};
+    for (const kind of ['audio', 'video']) {
+      const el = document.createElement(kind);
+      el.autoplay = true;
+      el.muted = kind === 'video';
+      document.body.appendChild(el);
+      window.media[kind] = el;
+    }
+    window.delegate = new Proxy({}, { get: (_, evt) => (arg) => window.events.push({ evt, arg: JSON.parse(JSON.stringify(arg ?? null)) }) });
+  });
+  return page;
+}
+
+const servers = [];
+
+/**
+ * A server of its own under `dir` (`name`.toml: a free port, its data dir, media on
+ * 127.0.0.1, then `toml`), started and answering `/healthz`. `token(user)` mints a token
+ * for `user` of service `web`. `stopServers()` kills every one.
+ */
+export async function startServer(dir, name, toml, { mediaBind = '127.0.0.1:0' } = {}) {
+  const port = await freePort();
+  const config = path.join(dir, `${name}.toml`);
+  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
+data_dir = "${path.join(dir, `${name}-data`)}"
+media_bind = "${mediaBind}"
+${toml}`);
+  const proc = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
+  proc.stderr.on('data', (d) => process.stderr.write(d));
+  servers.push(proc);
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
+  const token = (user, service = 'web') => execFileSync(BIN, ['token', '--config', config, '--service', service, '--user', user]).toString().trim();
+  return { base, config, proc, token };
+}
+
+export function stopServers() {
+  for (const s of servers.splice(0)) s.kill('SIGKILL');
+}
+
+/**
+ * A real HTTP app server on 127.0.0.1: every callback's query, by path, in `hits`
+ * (`hits['/call_evt']` …). `url` is its base.
+ */
+export async function appServer() {
+  const hits = {};
+  const srv = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    (hits[u.pathname] ??= []).push(Object.fromEntries(u.searchParams));
+    res.end('ok');
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${srv.address().port}`, hits, close: () => srv.close() };
+}

@@ -6,36 +6,22 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { BIN, CHROMIUM, freePort, waitFor, audioLevel } from './harness.js';
+import { waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers } from './harness.js';
 
 const SECRET = 'c3'.repeat(32);
 // Short, so that the test that lets it run out stays short.
 const GRACE_MS = 6000;
 
-let server; let appServer; let dir; let base; let config; let token; const records = [];
-const browsers = []; const proxies = [];
+let app; let dir; let base; let token; let records; const proxies = [];
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-resilience-'));
-  appServer = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://x');
-    if (u.pathname === '/call_evt') records.push(Object.fromEntries(u.searchParams));
-    res.end('ok');
-  });
-  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
-  const port = await freePort();
-  config = path.join(dir, 'server.toml');
-  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
-data_dir = "${path.join(dir, 'data')}"
-media_bind = "127.0.0.1:0"
-reconnect_grace_ms = ${GRACE_MS}
+  app = await startApp();
+  ({ base, token } = await startServer(dir, 'server', `reconnect_grace_ms = ${GRACE_MS}
 [limits]
 calls_per_user_per_sec = 0.1
 calls_per_user_burst = 2
@@ -43,20 +29,16 @@ calls_per_user_burst = 2
 id = "web"
 api_key = "web-key"
 api_secret = "${SECRET}"
-on_call_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/call_evt"
-`);
-  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
-  server.stderr.on('data', (d) => process.stderr.write(d));
-  base = `http://127.0.0.1:${port}`;
-  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
-  token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
+on_call_evt_cb_url = "${app.url}/call_evt"
+`));
+  records = () => app.hits['/call_evt'] ?? [];
 });
 
 after(async () => {
-  for (const b of browsers) await b.close().catch(() => {});
+  await closeBrowsers();
   for (const p of proxies) p.close();
-  server?.kill('SIGKILL');
-  appServer?.close();
+  stopServers();
+  app?.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -84,36 +66,7 @@ async function proxy() {
   return p;
 }
 
-async function openPage(name) {
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  browsers.push(ctx);
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
-  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
-  await page.goto(`${base}/`);
-  await page.evaluate(async () => {
-    window.sb = await import('/sdk/switchboard.js');
-    window.events = [];
-    window.media = {};
-    for (const kind of ['audio', 'video']) {
-      const el = document.createElement(kind);
-      el.autoplay = true;
-      el.muted = kind === 'video';
-      document.body.appendChild(el);
-      window.media[kind] = el;
-    }
-    window.delegate = new Proxy({}, { get: (_, evt) => (arg) => window.events.push({ evt, arg }) });
-  });
-  return page;
-}
+const openPage = (name) => sdkPage(dir, name, base);
 
 const eventsOf = (page) => page.evaluate(() => window.events);
 const count = async (page, evt) => (await eventsOf(page)).filter((e) => e.evt === evt).length;
@@ -188,7 +141,7 @@ test('a call survives its signaling connection being cut, and a new ICE connecti
   const a = (await waitEvent(alice, 'evtDisconnected')).arg;
   const b = (await waitEvent(bob, 'evtDisconnected')).arg;
   assert.deepEqual([a.reason.code, b.reason.code], [1001, 1001]);
-  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-r'));
+  const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'alice-r'));
   assert.equal(rec.disconnect_reason, '1001');
   assert.equal(rec.releaser_type, '2');
 });
@@ -206,7 +159,7 @@ test('a caller that cannot come back within the grace ends the call: NETWORK_UNS
   assert.equal(a.reason.code, 1611);
   assert.equal(a.reason.strCode, 'PLANETKIT_DISCONNECT_REASON_WEB_SIGNALING_UNEXPECTED_DISCONNECTED');
   assert.ok(Date.now() - cutAt >= GRACE_MS - 1000, 'she tried for the whole grace');
-  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-g'));
+  const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'alice-g'));
   assert.equal(rec.disconnect_reason, '1301');
 });
 
@@ -262,7 +215,7 @@ test('closing the page during a call tells the peer APP_DESTROY at once, not aft
   const a = (await waitEvent(alice, 'evtDisconnected')).arg;
   assert.deepEqual([a.reason.code, a.reason.strCode, a.source, a.byRemote], [1309, 'PLANETKIT_DISCONNECT_REASON_APP_DESTROY', 'callee', true]);
   assert.ok(Date.now() - left < GRACE_MS, 'told before the reconnect grace ran out');
-  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-p'));
+  const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'alice-p'));
   assert.deepEqual([rec.disconnect_reason, rec.releaser_type], ['1309', '1']);
 });
 
@@ -280,7 +233,7 @@ test('endCall before the call exists cancels it as soon as it does', async () =>
     return new Promise((resolve) => { const t = setInterval(() => { const e = window.events.find((x) => x.evt === 'evtDisconnected'); if (e) { clearInterval(t); resolve(e.arg); } }, 50); });
   }, { token: token('alice-c') });
   assert.deepEqual([ended.reason.code, ended.source], [1201, 'caller']);
-  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-c'));
+  const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'alice-c'));
   assert.equal(rec.disconnect_reason, '1201');
 });
 
@@ -330,6 +283,6 @@ test('media that cannot be negotiated ends the call with 1609 for both sides', a
   const b = (await waitEvent(bob, 'evtDisconnected')).arg;
   assert.deepEqual([a.reason.code, a.source, a.byRemote], [1609, 'caller', false]);
   assert.deepEqual([b.reason.code, b.source, b.byRemote], [1609, 'caller', true]);
-  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'alice-n'));
+  const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'alice-n'));
   assert.equal(rec.disconnect_reason, '1609');
 });

@@ -5,69 +5,39 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { BIN, CHROMIUM, freePort, waitFor as waitForAtMost, audioLevel } from './harness.js';
+import { waitFor as waitForAtMost, audioLevel, startServer, stopServers, appServer as startApp, browserPage, closeBrowsers } from './harness.js';
 
 const SECRET = 'c3'.repeat(32);
 
 const waitFor = (what, fn, ms = 20000) => waitForAtMost(what, fn, ms);
 
-let dir; let server; let appServer; let base; let config; const gcalls = []; const closers = [];
+let dir; let app; let base; let token;
+// on_gcall_evt_cb as received: the query's names in order, and its values.
+const gcalls = () => (app.hits['/gcall_evt'] ?? []).map((q) => ({ names: Object.keys(q), q }));
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-room-'));
-  appServer = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://x');
-    if (u.pathname === '/gcall_evt') gcalls.push({ names: [...u.searchParams.keys()], q: Object.fromEntries(u.searchParams) });
-    res.end('ok');
-  });
-  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
-  const port = await freePort();
-  config = path.join(dir, 'room.toml');
-  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
-data_dir = "${path.join(dir, 'data')}"
-media_bind = "127.0.0.1:0"
-[[service]]
+  app = await startApp();
+  ({ base, token } = await startServer(dir, 'room', `[[service]]
 id = "web"
 api_key = "web-key"
 api_secret = "${SECRET}"
-on_gcall_evt_cb_url = "http://127.0.0.1:${appServer.address().port}/gcall_evt"
-`);
-  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
-  server.stderr.on('data', (d) => process.stderr.write(d));
-  base = `http://127.0.0.1:${port}`;
-  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
+on_gcall_evt_cb_url = "${app.url}/gcall_evt"
+`));
 });
 
 after(async () => {
-  for (const c of closers.reverse()) await c().catch(() => {});
-  server?.kill('SIGKILL');
-  appServer?.close();
+  await closeBrowsers();
+  stopServers();
+  app?.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
-
 async function openPage(name) {
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  closers.push(() => ctx.close());
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
-  page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
-  await page.goto(`${base}/`);
+  const page = await browserPage(dir, name, `${base}/`);
   await page.evaluate(async () => {
     window.sb = await import('/sdk/switchboard.js');
     window.events = [];
@@ -160,7 +130,7 @@ test('three browsers in a video room hear and see each other; the app server see
   await waitEvent(pages.ann, 'evtDisconnected');
 
   // The app server: S, C, C, then media changes and leaves, E last, with every field.
-  const seq = await waitFor('on_gcall_evt_cb E', () => gcalls.some((g) => g.q.sc === 'E') && gcalls);
+  const seq = await waitFor('on_gcall_evt_cb E', () => gcalls().some((g) => g.q.sc === 'E') && gcalls());
   const summary = seq.map((g) => `${g.q.sc}${g.q.msc} ${g.q.user_id} ${g.q.online}`);
   assert.deepEqual(summary, [
     'SC ann 1', 'CC ben 2', 'CC cat 3', 'CM ben 3', 'CM cat 3', 'CD cat 2', 'CD ben 1', 'ED ann 0',

@@ -6,69 +6,37 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { BIN, CHROMIUM, freePort, waitFor } from './harness.js';
+import { waitFor, startServer, stopServers, appServer as startApp, browserPage, closeBrowsers } from './harness.js';
 
 const SECRET = 'd4'.repeat(32);
-let server; let appServer; let dir; let base; let token; const notifies = []; const records = [];
-const browsers = [];
+let app; let dir; let base; let token;
+const notifies = () => app.hits['/notify'] ?? [];
+const records = () => app.hits['/call_evt'] ?? [];
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-seed-'));
-  appServer = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://x');
-    const q = Object.fromEntries(u.searchParams);
-    if (u.pathname === '/notify') notifies.push(q);
-    if (u.pathname === '/call_evt') records.push(q);
-    res.end('ok');
-  });
-  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
-  const port = await freePort();
-  const app = `http://127.0.0.1:${appServer.address().port}`;
-  const config = path.join(dir, 'server.toml');
-  fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
-data_dir = "${path.join(dir, 'data')}"
-media_bind = "127.0.0.1:0"
-[[service]]
+  app = await startApp();
+  ({ base, token } = await startServer(dir, 'server', `[[service]]
 id = "web"
 api_key = "web-key"
 api_secret = "${SECRET}"
-notify_cb_url = "${app}/notify"
-on_call_evt_cb_url = "${app}/call_evt"
-`);
-  server = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
-  server.stderr.on('data', (d) => process.stderr.write(d));
-  base = `http://127.0.0.1:${port}`;
-  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
-  token = (user) => execFileSync(BIN, ['token', '--config', config, '--service', 'web', '--user', user]).toString().trim();
+notify_cb_url = "${app.url}/notify"
+on_call_evt_cb_url = "${app.url}/call_evt"
+`));
 });
 
 after(async () => {
-  for (const b of browsers) await b.close().catch(() => {});
-  server?.kill('SIGKILL');
-  appServer?.close();
+  await closeBrowsers();
+  stopServers();
+  app?.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
 async function openPage(name) {
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  browsers.push(ctx);
-  const page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
-  await page.goto(`${base}/`);
+  const page = await browserPage(dir, name, `${base}/`);
   // The sample's page: an <audio id="peer-audio">, and the SDK loaded as a module (it
   // puts `PlanetKit` on the page, as WebPlanetKit's script does).
   await page.evaluate(async () => {
@@ -156,7 +124,7 @@ test('the seed 003 sample runs as written: make, push, verify, accept, end', asy
 
   // The push: the app server got notify_cb (the cc_param is its `param`) and hands the
   // callee what the sample reads.
-  const push = await waitFor('notify_cb', () => notifies.find((n) => n.to_user_id === 'seed-bob'));
+  const push = await waitFor('notify_cb', () => notifies().find((n) => n.to_user_id === 'seed-bob'));
   await callee.evaluate((notifyParams) => window.callVerify(notifyParams), {
     app_callee_uid: push.to_user_id, app_callee_sid: push.to_service_id, app_call_type: 'audio', cc_param: push.param,
   });
@@ -180,7 +148,7 @@ test('the seed 003 sample runs as written: make, push, verify, accept, end', asy
   assert.deepEqual(a.reason, { code: 1001, strCode: 'PLANETKIT_DISCONNECT_REASON_NORMAL' });
   assert.deepEqual(b.reason, { code: 1001, strCode: 'PLANETKIT_DISCONNECT_REASON_NORMAL' });
   assert.equal(b.source, 'caller');
-  const rec = await waitFor('the call record', () => records.find((r) => r.from_user_id === 'seed-alice'));
+  const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'seed-alice'));
   assert.equal(rec.disconnect_reason, '1001');
   assert.deepEqual((await logOf(caller)).filter((e) => e[0].endsWith('Error')), []);
 

@@ -544,3 +544,42 @@ pub async fn media_event(
         Err(_) => panic!("no {what} within 10 s"),
     }
 }
+
+/// Sends a tone for `secs` seconds, paced in real time.
+pub fn send_tone(
+    media: std::sync::Arc<switchboard_client::Media>,
+    hz: f64,
+    secs: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut enc = switchboard_client::tone::ToneEncoder::new(hz).expect("encoder");
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..secs * 50 {
+            tick.tick().await;
+            media.send_audio(enc.next_frame().expect("encode"), 960);
+        }
+    })
+}
+
+/// Decodes received audio until `frames` frames arrived.
+pub async fn receive_tone(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+    frames: usize,
+) -> Vec<f32> {
+    let mut dec = switchboard_client::tone::Decoder::new().expect("decoder");
+    let mut pcm = Vec::new();
+    let mut n = 0;
+    let wait = async {
+        while let Some(ev) = rx.recv().await {
+            if let MediaEvent::Audio { payload, .. } = ev {
+                dec.decode(&payload, &mut pcm);
+                n += 1;
+                if n >= frames {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait).await.expect("audio arrives");
+    pcm
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
+use switchboard_client::tone::dominant;
 use switchboard_client::{DisconnectReason as R, DisconnectSource as S, MakeCall, MediaEvent};
 use switchboard_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -37,42 +37,6 @@ async fn media_call(h: &Harness) -> MediaCall {
     media_connected(&mut b_rx).await;
     let (am, bm) = (std::sync::Arc::new(am), std::sync::Arc::new(bm));
     MediaCall { sid, alice, alice_ev, bob, bob_ev, am, a_rx, bm, b_rx }
-}
-
-/// Sends a tone for `secs` seconds, paced in real time.
-fn send_tone(
-    media: std::sync::Arc<switchboard_client::Media>,
-    hz: f64,
-    secs: u32,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut enc = ToneEncoder::new(hz).expect("encoder");
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for _ in 0..secs * 50 {
-            tick.tick().await;
-            media.send_audio(enc.next_frame().expect("encode"), 960);
-        }
-    })
-}
-
-/// Decodes received audio until `frames` frames arrived.
-async fn receive_tone(rx: &mut UnboundedReceiver<MediaEvent>, frames: usize) -> Vec<f32> {
-    let mut dec = Decoder::new().expect("decoder");
-    let mut pcm = Vec::new();
-    let mut n = 0;
-    let wait = async {
-        while let Some(ev) = rx.recv().await {
-            if let MediaEvent::Audio { payload, .. } = ev {
-                dec.decode(&payload, &mut pcm);
-                n += 1;
-                if n >= frames {
-                    break;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), wait).await.expect("audio arrives");
-    pcm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

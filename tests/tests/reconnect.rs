@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
-use switchboard_client::{Client, Credentials, DisconnectReason as R, Event, MakeCall, MediaEvent};
+use switchboard_client::tone::dominant;
+use switchboard_client::{Client, Credentials, DisconnectReason as R, Event, Events, MakeCall, MediaEvent};
 use switchboard_tests::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc::UnboundedReceiver};
@@ -61,42 +61,13 @@ async fn reconnected(ev: &mut switchboard_client::Events) {
     wait_event(ev, |e| matches!(e, Event::Reconnected).then_some(())).await;
 }
 
-/// Sends a tone until aborted, paced in real time.
-fn tone(media: Arc<switchboard_client::Media>, hz: f64) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut enc = ToneEncoder::new(hz).expect("encoder");
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            tick.tick().await;
-            media.send_audio(enc.next_frame().expect("encode"), 960);
-        }
-    })
-}
-
-/// The dominant frequency of the next 100 audio frames.
+/// The dominant frequency Alice or Bob hears in the next 100 audio frames.
 async fn heard(rx: &mut UnboundedReceiver<MediaEvent>) -> f64 {
-    let mut dec = Decoder::new().expect("decoder");
-    let mut pcm = Vec::new();
-    let mut n = 0;
-    let wait = async {
-        while let Some(ev) = rx.recv().await {
-            if let MediaEvent::Audio { payload, .. } = ev {
-                dec.decode(&payload, &mut pcm);
-                n += 1;
-                if n >= 100 {
-                    break;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), wait).await.expect("audio arrives");
-    dominant(&pcm[24_000..])
+    dominant(&receive_tone(rx, 100).await[24_000..])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_and_its_media_survive_a_cut_signaling_connection() {
-    let h = Harness::start_with(|c| c.reconnect_grace_ms = 5000).await;
-    let proxy = Proxy::start(&h.url()).await;
+/// Alice, connected through `proxy`, calls Bob (connected directly), who answers.
+async fn call_through(h: &Harness, proxy: &Proxy) -> (Client, Events, Client, Events, String) {
     let (alice, mut alice_ev) =
         Client::connect(&proxy.url, Credentials::token("acme", "alice", h.token("acme", "alice")))
             .await
@@ -104,10 +75,18 @@ async fn a_call_and_its_media_survive_a_cut_signaling_connection() {
     let (bob, mut bob_ev) = h.user("bob").await;
     let sid = alice.make_call(MakeCall::audio("bob")).await.expect("call");
     pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
+    (alice, alice_ev, bob, bob_ev, sid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_and_its_media_survive_a_cut_signaling_connection() {
+    let h = Harness::start_with(|c| c.reconnect_grace_ms = 5000).await;
+    let proxy = Proxy::start(&h.url()).await;
+    let (alice, mut alice_ev, bob, mut bob_ev, sid) = call_through(&h, &proxy).await;
     let (am, mut a_rx) = alice.start_media(&sid, false).await.expect("alice media");
     let (bm, mut b_rx) = bob.start_media(&sid, false).await.expect("bob media");
     let (am, bm) = (Arc::new(am), Arc::new(bm));
-    let (ta, tb) = (tone(am.clone(), 440.0), tone(bm.clone(), 1000.0));
+    let (ta, tb) = (send_tone(am.clone(), 440.0, 60), send_tone(bm.clone(), 1000.0, 60));
     let (fa, fb) = tokio::join!(heard(&mut a_rx), heard(&mut b_rx));
     assert!((fa - 1000.0).abs() <= 10.0 && (fb - 440.0).abs() <= 10.0, "{fa} {fb}");
 
@@ -164,13 +143,7 @@ async fn a_call_and_its_media_survive_a_cut_signaling_connection() {
 async fn a_client_not_back_within_the_grace_is_closed_and_its_call_ends_network_unstable() {
     let h = Harness::start_with(|c| c.reconnect_grace_ms = 2000).await;
     let proxy = Proxy::start(&h.url()).await;
-    let (alice, mut alice_ev) =
-        Client::connect(&proxy.url, Credentials::token("acme", "alice", h.token("acme", "alice")))
-            .await
-            .expect("alice connects through the proxy");
-    let (bob, mut bob_ev) = h.user("bob").await;
-    let sid = alice.make_call(MakeCall::audio("bob")).await.expect("call");
-    pick_up(&bob, &mut bob_ev, &mut alice_ev).await;
+    let (alice, mut alice_ev, _bob, mut bob_ev, sid) = call_through(&h, &proxy).await;
     proxy.refuse.store(true, std::sync::atomic::Ordering::Relaxed);
     proxy.cut();
     reconnecting(&mut alice_ev).await;
