@@ -3,9 +3,41 @@
 export type MediaType = 'audio' | 'video';
 export type DisconnectSourceName = 'callee' | 'caller' | 'participant' | 'cloud_server' | 'app_server';
 
+/** Every disconnect reason's name as WebPlanetKit reports it (SPEC §3). */
+export type KitDisconnectReasonName =
+  | 'NORMAL' | 'DECLINE' | 'CELL_CALL' | 'INTERNAL_ERROR' | 'USER_ERROR' | 'INTERNAL_KIT_ERROR'
+  | 'AUDIO_TX_NO_SRC' | 'CANCEL' | 'BUSY' | 'NOANSWER' | 'ALREADY_GOT_A_CALL' | 'MULTIDEV_IN_USE'
+  | 'MULTIDEV_ANSWER' | 'MULTIDEV_DECLINE' | 'MAX_CALL_TIME_EXCEEDED' | 'NETWORK_UNSTABLE'
+  | 'PUSH_ERROR' | 'AUTH_ERROR' | 'RELEASED_CALL' | 'SERVER_INTERNAL_ERROR' | 'UNAVAILABLE_NETWORK'
+  | 'APP_DESTROY' | 'SYSTEM_SLEEP' | 'SYSTEM_LOGOFF' | 'MTU_EXCEEDED' | 'APP_SERVER_DATA_ERROR'
+  | 'DESKTOP_SCREEN_LOCKED' | 'ROOM_IS_FULL' | 'ALONE_KICK_OUT' | 'ROOM_NOT_FOUND'
+  | 'ANOTHER_INSTANCE_TRY_TO_JOIN' | 'SERVICE_ACCESS_TOKEN_ERROR' | 'SERVICE_INVALID_ID'
+  | 'SERVICE_MAINTENANCE' | 'SERVICE_BUSY' | 'SERVICE_INTERNAL_ERROR' | 'SERVICE_HTTP_ERROR'
+  | 'SERVICE_HTTP_CONNECTION_TIME_OUT' | 'SERVICE_HTTP_INVALID_PEER_CERT'
+  | 'SERVICE_HTTP_CONNECT_FAIL' | 'SERVICE_HTTP_INVALID_URL' | 'SERVICE_INCOMPATIBLE_PLANETKIT_VER'
+  | 'SERVICE_TOO_MANY_REQUESTS' | 'WEB_RTC_ABORT_ERROR' | 'WEB_RTC_NOT_ALLOWED_ERROR'
+  | 'WEB_RTC_NOT_FOUND_ERROR' | 'WEB_RTC_NOT_READABLE_ERROR' | 'WEB_RTC_OVERCONSTRAINED_ERROR'
+  | 'WEB_RTC_SECURITY_ERROR' | 'WEB_RTC_TYPE_ERROR' | 'WEB_NO_MEDIA_PACKET'
+  | 'WEB_CALL_CONNECT_FAIL_BY_SERVER' | 'WEB_CALL_CONNECT_FAIL_BY_CLIENT'
+  | 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED' | 'WEB_BROWSER_NOT_SUPPORTED';
+
+/** A disconnect reason as `strCode`: `PLANETKIT_DISCONNECT_REASON_NORMAL`, … */
+export type KitStrCode = `PLANETKIT_DISCONNECT_REASON_${KitDisconnectReasonName}`;
+
+/** A disconnect reason: its number and WebPlanetKit's name for it. */
+export interface DisconnectReasonParam {
+  code: number;
+  strCode: KitStrCode;
+}
+
+/** Every disconnect reason by name: its number (checked against the server's). */
+export declare const KIT_DISCONNECT_REASON: Readonly<Record<KitDisconnectReasonName, number>>;
+export declare const MEDIA_TYPE: Readonly<{ AUDIO: 'audio'; VIDEO: 'video' }>;
+export declare const RESOLUTION: Readonly<{ QVGA: 'qvga'; VGA: 'vga'; HD: 'hd' }>;
+
 export interface DisconnectedParam {
-  /** The contract reason: code (e.g. 1001) and name (e.g. "NORMAL"). */
-  reason: { code: number; strCode: string };
+  /** The contract reason: code (e.g. 1001) and strCode (e.g. PLANETKIT_DISCONNECT_REASON_NORMAL). */
+  reason: DisconnectReasonParam;
   /** Who ended the call. */
   source: DisconnectSourceName;
   /** Whether the source is the remote party. */
@@ -156,6 +188,8 @@ export declare class Call {
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
   updateAccessToken(accessToken: string): Promise<void>;
+  /** The same as updateAccessToken. */
+  refreshToken(accessToken: string): Promise<void>;
   /** Plays what the autoplay policy blocked (after evtAutoplayBlocked); call it from a user gesture. */
   startAudio(): Promise<void>;
 }
@@ -175,7 +209,7 @@ export declare function listenForCalls(opts: {
   myServiceId: string;
   accessToken: string;
   onIncomingCall(call: IncomingCall): void;
-  onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
+  onCallEnded?(p: { sid: string; reason: DisconnectReasonParam; source: DisconnectSourceName }): void;
   /** Listening stopped for good (closed, or not back within the reconnect grace). */
   onClosed?(): void;
   /** The connection dropped; reconnecting (listening goes on once back). */
@@ -201,7 +235,7 @@ export interface PeerInfo {
 export interface ConferenceDisconnectedParam {
   source: DisconnectSourceName;
   /** e.g. `{ code: 1402, strCode: 'PLANETKIT_DISCONNECT_REASON_ALONE_KICK_OUT' }` */
-  reason: { code: number; strCode: string };
+  reason: DisconnectReasonParam;
   /** The app server's code with USER_ERROR (kick-out). */
   userRelCode: string | null;
 }
@@ -304,6 +338,8 @@ export declare class Conference {
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
   updateAccessToken(accessToken: string): Promise<void>;
+  /** The same as updateAccessToken. */
+  refreshToken(accessToken: string): Promise<void>;
   /** Plays what the autoplay policy blocked (after evtAutoplayBlocked); call it from a user gesture. */
   startAudio(): Promise<void>;
 }
@@ -319,7 +355,7 @@ export declare class Engine {
     myServiceId: string;
     accessToken: string;
     onIncomingCall?(call: IncomingCall): void;
-    onCallEnded?(p: { sid: string; reason: { code: number; strCode: string }; source: DisconnectSourceName }): void;
+    onCallEnded?(p: { sid: string; reason: DisconnectReasonParam; source: DisconnectSourceName }): void;
     /** The WebSocket closed for good (closed by the app, or not back within the server's
      * reconnect grace): every Call and Conference on it has ended. */
     onClosed?(): void;
@@ -357,6 +393,9 @@ export declare const PlanetKit: {
   readonly SwitchboardError: typeof SwitchboardError;
   readonly START_FAIL_REASON: typeof START_FAIL_REASON;
   readonly DISCONNECT_SOURCE: typeof DISCONNECT_SOURCE;
+  readonly KIT_DISCONNECT_REASON: typeof KIT_DISCONNECT_REASON;
+  readonly MEDIA_TYPE: typeof MEDIA_TYPE;
+  readonly RESOLUTION: typeof RESOLUTION;
   readonly SDK_VERSION: string;
 };
 export default PlanetKit;

@@ -27,19 +27,46 @@ const GUM_REASONS = {
   OverconstrainedError: 1605, SecurityError: 1606, TypeError: 1607,
 };
 
-/** WebPlanetKit's names of the web-only reasons (SPEC §3). */
-const WEB_NAMES = {
-  1601: 'WEB_RTC_ABORT_ERROR', 1602: 'WEB_RTC_NOT_ALLOWED_ERROR', 1603: 'WEB_RTC_NOT_FOUND_ERROR',
-  1604: 'WEB_RTC_NOT_READABLE_ERROR', 1605: 'WEB_RTC_OVERCONSTRAINED_ERROR', 1606: 'WEB_RTC_SECURITY_ERROR',
-  1607: 'WEB_RTC_TYPE_ERROR', 1608: 'WEB_NO_MEDIA_PACKET', 1609: 'WEB_CALL_CONNECT_FAIL_BY_SERVER',
-  1610: 'WEB_CALL_CONNECT_FAIL_BY_CLIENT', 1611: 'WEB_SIGNALING_UNEXPECTED_DISCONNECTED', 1612: 'WEB_BROWSER_NOT_SUPPORTED',
-};
+/**
+ * Every disconnect reason (SPEC §3) by the name WebPlanetKit reports (`strCode` without
+ * its `PLANETKIT_DISCONNECT_REASON_` prefix): its number. Checked against
+ * `crates/protocol` by `tests/tests/sdk_constants.rs`.
+ */
+export const KIT_DISCONNECT_REASON = Object.freeze({
+  NORMAL: 1001, DECLINE: 1002, CELL_CALL: 1003, INTERNAL_ERROR: 1109, USER_ERROR: 1110,
+  INTERNAL_KIT_ERROR: 1111, AUDIO_TX_NO_SRC: 1112, CANCEL: 1201, BUSY: 1202, NOANSWER: 1203,
+  ALREADY_GOT_A_CALL: 1204, MULTIDEV_IN_USE: 1205, MULTIDEV_ANSWER: 1206, MULTIDEV_DECLINE: 1207,
+  MAX_CALL_TIME_EXCEEDED: 1208, NETWORK_UNSTABLE: 1301, PUSH_ERROR: 1302, AUTH_ERROR: 1303,
+  RELEASED_CALL: 1304, SERVER_INTERNAL_ERROR: 1305, UNAVAILABLE_NETWORK: 1308, APP_DESTROY: 1309,
+  SYSTEM_SLEEP: 1310, SYSTEM_LOGOFF: 1311, MTU_EXCEEDED: 1312, APP_SERVER_DATA_ERROR: 1313,
+  DESKTOP_SCREEN_LOCKED: 1314, ROOM_IS_FULL: 1401, ALONE_KICK_OUT: 1402, ROOM_NOT_FOUND: 1404,
+  ANOTHER_INSTANCE_TRY_TO_JOIN: 1405, SERVICE_ACCESS_TOKEN_ERROR: 1501, SERVICE_INVALID_ID: 1502,
+  SERVICE_MAINTENANCE: 1503, SERVICE_BUSY: 1504, SERVICE_INTERNAL_ERROR: 1505,
+  SERVICE_HTTP_ERROR: 1506, SERVICE_HTTP_CONNECTION_TIME_OUT: 1507,
+  SERVICE_HTTP_INVALID_PEER_CERT: 1508, SERVICE_HTTP_CONNECT_FAIL: 1509,
+  SERVICE_HTTP_INVALID_URL: 1510, SERVICE_INCOMPATIBLE_PLANETKIT_VER: 1511,
+  SERVICE_TOO_MANY_REQUESTS: 1512, WEB_RTC_ABORT_ERROR: 1601, WEB_RTC_NOT_ALLOWED_ERROR: 1602,
+  WEB_RTC_NOT_FOUND_ERROR: 1603, WEB_RTC_NOT_READABLE_ERROR: 1604,
+  WEB_RTC_OVERCONSTRAINED_ERROR: 1605, WEB_RTC_SECURITY_ERROR: 1606, WEB_RTC_TYPE_ERROR: 1607,
+  WEB_NO_MEDIA_PACKET: 1608, WEB_CALL_CONNECT_FAIL_BY_SERVER: 1609,
+  WEB_CALL_CONNECT_FAIL_BY_CLIENT: 1610, WEB_SIGNALING_UNEXPECTED_DISCONNECTED: 1611,
+  WEB_BROWSER_NOT_SUPPORTED: 1612,
+});
+
+/** Media types. */
+export const MEDIA_TYPE = Object.freeze({ AUDIO: 'audio', VIDEO: 'video' });
+
+/** Video sizes a receiver may ask for (requestPeerVideo). */
+export const RESOLUTION = Object.freeze({ QVGA: 'qvga', VGA: 'vga', HD: 'hd' });
+
+/** Reason number → the name in KIT_DISCONNECT_REASON. */
+const KIT_NAME = Object.fromEntries(Object.entries(KIT_DISCONNECT_REASON).map(([name, code]) => [code, name]));
 
 /**
  * A disconnect reason as WebPlanetKit names it: `PLANETKIT_DISCONNECT_REASON_` and the
  * SPEC name (`…_NORMAL`), or WebPlanetKit's own name for the web-only ones.
  */
-const strCode = (code, name) => `PLANETKIT_DISCONNECT_REASON_${WEB_NAMES[code] ?? name}`;
+const strCode = (code, name) => `PLANETKIT_DISCONNECT_REASON_${KIT_NAME[code] ?? name}`;
 
 /**
  * What every rejection of the SDK is: an `Error` with `reason` (a start-fail reason such
@@ -286,6 +313,19 @@ async function deviceLost(owner, kind, track) {
   if (replacement && kind === 'audio') replacement.enabled = !owner._muted;
   await swapTrack(owner, kind, replacement);
   call(owner.delegate?.evtMediaDeviceChanged, { kind, lost: track.label, now: replacement?.label ?? null });
+}
+
+/**
+ * Switches the microphone or camera of a Call or Conference to `deviceId`: the new
+ * device goes on the same line (a muted microphone stays muted); a camera that is off
+ * stays off and is used when it goes on.
+ */
+async function changeInput(owner, kind, deviceId) {
+  owner.params.mediaDeviceId = { ...owner.params.mediaDeviceId, [kind === 'audio' ? 'inputAudio' : 'inputVideo']: deviceId };
+  if (kind === 'video' && !owner.localStream?.getVideoTracks().length) return;
+  const track = await openTrack(kind, deviceId);
+  if (kind === 'audio') track.enabled = !owner._muted;
+  await swapTrack(owner, kind, track);
 }
 
 /** Plays the received media on the speaker `deviceId` (where the browser has setSinkId). */
@@ -705,18 +745,10 @@ export class Call {
   }
 
   /** Switches the microphone mid-call (a `deviceId` of getMediaDevices().audioInput). */
-  async changeAudioInputDevice(deviceId) {
-    const track = await openTrack('audio', deviceId);
-    track.enabled = !this._muted;
-    await swapTrack(this, 'audio', track);
-    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputAudio: deviceId };
-  }
+  changeAudioInputDevice(deviceId) { return changeInput(this, 'audio', deviceId); }
 
   /** Switches the camera mid-call (a `deviceId` of getMediaDevices().videoInput). */
-  async changeVideoInputDevice(deviceId) {
-    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputVideo: deviceId };
-    if (this.localStream?.getVideoTracks().length) await swapTrack(this, 'video', await openTrack('video', deviceId));
-  }
+  changeVideoInputDevice(deviceId) { return changeInput(this, 'video', deviceId); }
 
   /** Plays the peer on the speaker `deviceId` (where the browser has setSinkId). */
   setAudioOutputDevice(deviceId) {
@@ -729,6 +761,9 @@ export class Call {
 
   /** Hands over a fresh access token (after evtTokenExpiring). */
   updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
+
+  /** The same as updateAccessToken (the name of SPEC §1's onUserSigExpired flow). */
+  refreshToken(accessToken) { return this.updateAccessToken(accessToken); }
 
   /** Plays what the browser's autoplay policy blocked (evtAutoplayBlocked): call it from a click. */
   startAudio() { return startAudio(this); }
@@ -1014,18 +1049,10 @@ export class Conference {
   }
 
   /** Switches the microphone (a `deviceId` of getMediaDevices().audioInput). */
-  async changeAudioInputDevice(deviceId) {
-    const track = await openTrack('audio', deviceId);
-    track.enabled = !this._muted;
-    await swapTrack(this, 'audio', track);
-    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputAudio: deviceId };
-  }
+  changeAudioInputDevice(deviceId) { return changeInput(this, 'audio', deviceId); }
 
   /** Switches the camera (a `deviceId` of getMediaDevices().videoInput). */
-  async changeVideoInputDevice(deviceId) {
-    this.params.mediaDeviceId = { ...this.params.mediaDeviceId, inputVideo: deviceId };
-    if (this.localStream?.getVideoTracks().length) await swapTrack(this, 'video', await openTrack('video', deviceId));
-  }
+  changeVideoInputDevice(deviceId) { return changeInput(this, 'video', deviceId); }
 
   /** Plays the room (and the peers' videos) on the speaker `deviceId` (where the browser has setSinkId). */
   setAudioOutputDevice(deviceId) {
@@ -1074,6 +1101,9 @@ export class Conference {
 
   /** Hands over a fresh access token (after evtTokenExpiring). */
   updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
+
+  /** The same as updateAccessToken (the name of SPEC §1's onUserSigExpired flow). */
+  refreshToken(accessToken) { return this.updateAccessToken(accessToken); }
 
   /** Plays what the browser's autoplay policy blocked (evtAutoplayBlocked): call it from a click. */
   startAudio() { return startAudio(this); }
@@ -1253,7 +1283,8 @@ export class Conference {
  * module's default export, and `globalThis.PlanetKit` in a page.
  */
 export const PlanetKit = Object.freeze({
-  Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE, SDK_VERSION,
+  Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE,
+  KIT_DISCONNECT_REASON, MEDIA_TYPE, RESOLUTION, SDK_VERSION,
 });
 export default PlanetKit;
 if (typeof window !== 'undefined' && !('PlanetKit' in globalThis)) globalThis.PlanetKit = PlanetKit;

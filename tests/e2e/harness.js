@@ -116,7 +116,8 @@ const servers = [];
 /**
  * A server of its own under `dir` (`name`.toml: a free port, its data dir, media on
  * 127.0.0.1, then `toml`), started and answering `/healthz`. `token(user)` mints a token
- * for `user` of service `web`. `stopServers()` kills every one.
+ * for `user` of service `web` (valid `ttl` seconds, default an hour). `stopServers()` kills
+ * every one.
  */
 export async function startServer(dir, name, toml, { mediaBind = '127.0.0.1:0' } = {}) {
   const port = await freePort();
@@ -130,7 +131,7 @@ ${toml}`);
   servers.push(proc);
   const base = `http://127.0.0.1:${port}`;
   await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
-  const token = (user, service = 'web') => execFileSync(BIN, ['token', '--config', config, '--service', service, '--user', user]).toString().trim();
+  const token = (user, service = 'web', ttl = 3600) => execFileSync(BIN, ['token', '--config', config, '--service', service, '--user', user, '--ttl', String(ttl)]).toString().trim();
   return { base, config, proc, token };
 }
 

@@ -286,3 +286,36 @@ test('media that cannot be negotiated ends the call with 1609 for both sides', a
   const rec = await waitFor('the call record', () => records().find((r) => r.from_user_id === 'alice-n'));
   assert.equal(rec.disconnect_reason, '1609');
 });
+
+test('a token about to expire is refreshed mid-call: evtTokenExpiring, then refreshToken, and the call goes on', async () => {
+  const [alice, bob] = [await openPage('alice7'), await openPage('bob7')];
+  await bob.evaluate(async ({ token }) => {
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: 'bob-t', myServiceId: 'web', accessToken: token,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin });
+        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, { token: token('bob-t') });
+  // Alice's token expires in 50 s: the server warns at once (within 60 s of it).
+  await alice.evaluate(async ({ token }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin });
+    await window.call.makeCall({
+      myId: 'alice-t', myServiceId: 'web', peerId: 'bob-t', accessToken: token, mediaType: 'audio',
+      mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate,
+    });
+  }, { token: token('alice-t', 'web', 50) });
+  const warned = (await waitEvent(alice, 'evtTokenExpiring')).arg;
+  assert.ok(warned.expiresAt * 1000 - Date.now() < 60000, JSON.stringify(warned));
+  await waitEvent(alice, 'evtConnected');
+  await alice.evaluate((fresh) => window.call.refreshToken(fresh), token('alice-t'));
+  // Refused tokens reject: one for another user.
+  const refused = await alice.evaluate((other) => window.call.refreshToken(other).then(() => null, (e) => ({ isSb: e instanceof window.sb.SwitchboardError, reason: e.reason })), token('mallory-t'));
+  assert.deepEqual(refused, { isSb: true, reason: 'invalid_param' });
+  await stillHearing(alice);
+  await alice.evaluate(() => window.call.endCall());
+  const b = (await waitEvent(bob, 'evtDisconnected')).arg;
+  assert.equal(b.reason.code, 1001);
+});
