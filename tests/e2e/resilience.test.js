@@ -21,7 +21,11 @@ let app; let dir; let base; let token; let records; const proxies = [];
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-resilience-'));
   app = await startApp();
+  // A short heartbeat and session timeout: a session whose client goes silent is closed
+  // by the server within 3 s (the test of a server-side close uses it).
   ({ base, token } = await startServer(dir, 'server', `reconnect_grace_ms = ${GRACE_MS}
+heartbeat_secs = 1
+session_timeout_secs = 3
 [limits]
 calls_per_user_per_sec = 0.1
 calls_per_user_burst = 2
@@ -83,7 +87,7 @@ const stillHearing = async (page) => {
 };
 
 // Alice calls through `via` (a proxy); Bob listens and answers on the server directly.
-async function connectedCall(alice, bob, via, caller, callee) {
+async function connectedCall(alice, bob, via, caller, callee, tokenOf = token) {
   await bob.evaluate(async ({ token, callee }) => {
     await window.sb.listenForCalls({
       serverUrl: location.origin, myId: callee, myServiceId: 'web', accessToken: token,
@@ -93,14 +97,14 @@ async function connectedCall(alice, bob, via, caller, callee) {
         await window.call.acceptCall();
       },
     });
-  }, { token: token(callee), callee });
+  }, { token: tokenOf(callee), callee });
   await alice.evaluate(async ({ token, caller, callee, via }) => {
     window.call = new window.sb.Call({ serverUrl: via });
     await window.call.makeCall({
       myId: caller, myServiceId: 'web', peerId: callee, accessToken: token, mediaType: 'audio',
       mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate,
     });
-  }, { token: token(caller), caller, callee, via: via.url });
+  }, { token: tokenOf(caller), caller, callee, via: via.url });
   await waitEvent(alice, 'evtConnected');
   await waitEvent(bob, 'evtConnected');
   await stillHearing(alice);
@@ -318,4 +322,35 @@ test('a token about to expire is refreshed mid-call: evtTokenExpiring, then refr
   await alice.evaluate(() => window.call.endCall());
   const b = (await waitEvent(bob, 'evtDisconnected')).arg;
   assert.equal(b.reason.code, 1001);
+});
+
+test('a call survives the page going offline for 5 s and the server closing its silent session', async () => {
+  // The default reconnect grace (15 s) on a server of its own: 5 s offline fits in it.
+  const other = await startServer(dir, 'server15', `heartbeat_secs = 1
+session_timeout_secs = 3
+[[service]]
+id = "web"
+api_key = "web-key"
+api_secret = "${SECRET}"
+`);
+  const [alice, bob] = [await sdkPage(dir, 'alice8', other.base), await sdkPage(dir, 'bob8', other.base)];
+  await connectedCall(alice, bob, { url: other.base }, 'alice-o', 'bob-o', other.token);
+  // Offline for 5 s (Playwright's network emulation): the WebSocket drops; back online,
+  // the SDK reconnects within the grace and the call goes on.
+  await alice.context().setOffline(true);
+  await waitEvent(alice, 'evtReconnecting');
+  await new Promise((r) => setTimeout(r, 5000));
+  await alice.context().setOffline(false);
+  await waitEvent(alice, 'evtReconnected');
+  await stillHearing(alice);
+  await stillHearing(bob);
+  // The client goes silent (its heartbeat stops, as on a half-open connection): the server
+  // closes the session (1001, heartbeat timeout) and the SDK comes back on a new one.
+  const before = await count(alice, 'evtReconnected');
+  await alice.evaluate(() => clearInterval(window.call.session.session.heartbeat));
+  await waitFor('reconnected after the server closed the session', async () => (await count(alice, 'evtReconnected')) > before, 15000);
+  assert.equal(await count(alice, 'evtDisconnected') + await count(bob, 'evtDisconnected'), 0);
+  await stillHearing(alice);
+  await alice.evaluate(() => window.call.endCall());
+  assert.equal((await waitEvent(bob, 'evtDisconnected')).arg.reason.code, 1001);
 });

@@ -221,6 +221,52 @@ fn start_tone(
     }
 }
 
+/// How a call or a room membership ended, for the exit code: 0 when it ended the
+/// expected way (NORMAL, or this side cancelled, declined or left), 2 otherwise (the
+/// other side declined or cancelled, busy, no answer, network, kicked out, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// NORMAL, or ended by this side.
+    AsMeant,
+    /// Any other end.
+    Otherwise,
+}
+
+impl Outcome {
+    /// The outcome of a `disconnected` event.
+    pub fn of(reason: switchboard_client::DisconnectReason, by_remote: bool) -> Outcome {
+        use switchboard_client::DisconnectReason as R;
+        match reason {
+            R::Normal => Outcome::AsMeant,
+            R::Cancel | R::Decline if !by_remote => Outcome::AsMeant,
+            _ => Outcome::Otherwise,
+        }
+    }
+
+    /// The process exit code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::AsMeant => 0,
+            Outcome::Otherwise => 2,
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM: the user (or a service manager) wants out.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Prints events until the call `sid` ends; hangs up `hangup_after` after connect;
 /// with `tone`, runs media once connected.
 async fn follow(
@@ -229,10 +275,10 @@ async fn follow(
     sid: &str,
     hangup_after: Option<f64>,
     tone: Option<(f64, bool)>,
-) -> Result<()> {
+) -> Result<Outcome> {
     let mut hangup_at: Option<tokio::time::Instant> = None;
     let mut media: Option<tokio::task::JoinHandle<()>> = None;
-    let mut interrupted = false;
+    let mut stopping = false;
     loop {
         let sleep = async {
             match hangup_at {
@@ -249,11 +295,11 @@ async fn follow(
                         hangup_at = hangup_after.map(|h| tokio::time::Instant::now() + secs(h));
                         media = tone.and_then(|(hz, video)| start_tone(client, sid, Some(hz), video));
                     }
-                    Event::Disconnected { sid: s, .. } if s == sid => {
+                    Event::Disconnected { sid: s, reason, by_remote, .. } if s == sid => {
                         if let Some(m) = media.take() {
                             m.abort();
                         }
-                        return Ok(());
+                        return Ok(Outcome::of(*reason, *by_remote));
                     }
                     Event::Closed { .. } => bail!("connection closed before the call ended"),
                     _ => {}
@@ -267,8 +313,8 @@ async fn follow(
             }
             // Ctrl-C ends the call as the user means it: a ringing call is cancelled
             // (caller) or declined (callee), a connected one hung up; the record says so.
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
+            _ = interrupted(), if !stopping => {
+                stopping = true;
                 hangup_at = None;
                 if let Err(e) = client.end_call(sid, None, None).await {
                     print_error(&e);
@@ -278,7 +324,7 @@ async fn follow(
     }
 }
 
-pub async fn call(a: CallArgs) -> Result<()> {
+pub async fn call(a: CallArgs) -> Result<Outcome> {
     let (client, mut events) = connect_with_token(&a.login).await?;
     let p_media_is_video = a.media == "video";
     let p = MakeCall {
@@ -300,7 +346,7 @@ pub async fn call(a: CallArgs) -> Result<()> {
     follow(&client, &mut events, &sid, a.hangup_after, a.tone.map(|hz| (hz, video))).await
 }
 
-pub async fn answer(a: AnswerArgs) -> Result<()> {
+pub async fn answer(a: AnswerArgs) -> Result<Outcome> {
     let creds = match (&a.cc_param, &a.token) {
         (Some(p), _) => Credentials::CcParam(p.clone()),
         (None, Some(t)) => {
@@ -340,8 +386,8 @@ pub async fn answer(a: AnswerArgs) -> Result<()> {
         Ok(v) => v,
         Err(e) => {
             print_error(&e);
-            if matches!(e, ClientError::Disconnected { .. }) {
-                return Ok(());
+            if let ClientError::Disconnected { reason, .. } = e {
+                return Ok(Outcome::of(reason, true));
             }
             bail!("verify_call failed: {e}");
         }
@@ -358,12 +404,14 @@ pub async fn answer(a: AnswerArgs) -> Result<()> {
         let interrupted = loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(accept_at) => break false,
-                _ = tokio::signal::ctrl_c() => break true,
+                _ = interrupted() => break true,
                 ev = events.next() => {
                     let Some(ev) = ev else { bail!("event stream closed") };
                     print_event(&ev);
                     match &ev {
-                        Event::Disconnected { sid: s, .. } if *s == sid => return Ok(()),
+                        Event::Disconnected { sid: s, reason, by_remote, .. } if *s == sid => {
+                            return Ok(Outcome::of(*reason, *by_remote));
+                        }
                         Event::Closed { .. } => bail!("connection closed before the call ended"),
                         _ => {}
                     }

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use switchboard_client::{Client, ClientError, Event, JoinConference};
 
-use crate::clients::{print, print_error};
+use crate::clients::{interrupted, print, print_error, Outcome};
 
 #[derive(clap::Args)]
 pub struct JoinArgs {
@@ -67,7 +67,7 @@ fn print_room_event(ev: &Event) {
     print(line);
 }
 
-pub async fn join(a: JoinArgs) -> Result<()> {
+pub async fn join(a: JoinArgs) -> Result<Outcome> {
     let (client, mut events) = crate::clients::connect_with_token(&a.login).await?;
     let video = a.media == "video";
     let p = JoinConference {
@@ -83,8 +83,9 @@ pub async fn join(a: JoinArgs) -> Result<()> {
         Ok(j) => j,
         Err(e) => {
             print_error(&e);
+            // Refused with a disconnect reason (ROOM_IS_FULL, …): not what was meant.
             if matches!(e, ClientError::Disconnected { .. }) {
-                return Ok(());
+                return Ok(Outcome::Otherwise);
             }
             bail!("join failed: {e}");
         }
@@ -96,7 +97,7 @@ pub async fn join(a: JoinArgs) -> Result<()> {
     let media = a.tone.and_then(|hz| start_tone(&client, &sid, hz, video, owners.clone()));
     let leave_at = a.leave_after.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut leaving = false;
-    loop {
+    let outcome = loop {
         let leave = async {
             match leave_at.filter(|_| !leaving) {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -117,7 +118,11 @@ pub async fn join(a: JoinArgs) -> Result<()> {
                 }
                 print_room_event(&ev);
                 match &ev {
-                    Event::Disconnected { sid: s, .. } if *s == sid => break,
+                    Event::Disconnected { sid: s, reason, .. } if *s == sid => {
+                        // Leaving is this side's doing: the expected end.
+                        let by_me = leaving && *reason == switchboard_client::DisconnectReason::Normal;
+                        break if by_me { Outcome::AsMeant } else { Outcome::of(*reason, true) };
+                    }
                     Event::Closed { .. } => bail!("connection closed before leaving the room"),
                     _ => {}
                 }
@@ -128,7 +133,7 @@ pub async fn join(a: JoinArgs) -> Result<()> {
                     print_error(&e);
                 }
             }
-            _ = tokio::signal::ctrl_c(), if !leaving => {
+            _ = interrupted(), if !leaving => {
                 // Interrupted: leave properly, so the others and the app server see a
                 // leave, not a timed-out participant.
                 leaving = true;
@@ -137,11 +142,11 @@ pub async fn join(a: JoinArgs) -> Result<()> {
                 }
             }
         }
-    }
+    };
     if let Some(m) = media {
         m.abort();
     }
-    Ok(())
+    Ok(outcome)
 }
 
 fn start_tone(

@@ -110,20 +110,25 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(a) => serve(a).await,
-            Command::Token(a) => token(a),
-            Command::Call(a) => clients::call(a).await,
-            Command::Answer(a) => clients::answer(a).await,
-            Command::Join(a) => join::join(a).await,
-            Command::Load(a) => load::run(a).await,
-            Command::LoadCallbacks(a) => load::run_backlog(a).await,
+            Command::Serve(a) => serve(a).await.map(|()| 0),
+            Command::Token(a) => token(a).map(|()| 0),
+            Command::Call(a) => clients::call(a).await.map(clients::Outcome::exit_code),
+            Command::Answer(a) => clients::answer(a).await.map(clients::Outcome::exit_code),
+            Command::Join(a) => join::join(a).await.map(clients::Outcome::exit_code),
+            Command::Load(a) => load::run(a).await.map(|()| 0),
+            Command::LoadCallbacks(a) => load::run_backlog(a).await.map(|()| 0),
         }
     });
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(0) => Ok(()),
+        // The call ended, but not the way this side meant it (declined by the peer,
+        // busy, no answer, network): its disconnected line says which.
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
-    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

@@ -86,9 +86,10 @@ fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
 }
 
 /// Ctrl-C on a ringing `call` cancels it (the callee hears CANCEL, not NOANSWER later);
-/// Ctrl-C on `answer` while it rings there declines it.
+/// Ctrl-C on `answer` while it rings there declines it; SIGTERM on a connected call hangs
+/// up; Ctrl-C on `join` leaves the room. The exit code is 0 for the side that meant it.
 #[test]
-fn ctrl_c_cancels_or_declines_a_ringing_call() {
+fn ctrl_c_and_sigterm_end_calls_and_rooms_as_meant_with_exit_codes() {
     let (server, url, data) = common::serve_defaults("ctrlc");
     let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
     let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
@@ -110,8 +111,8 @@ fn ctrl_c_cancels_or_declines_a_ringing_call() {
         p.until("session_open");
         p
     };
-    let callee = wait_bob("60");
-    let caller =
+    let mut callee = wait_bob("60");
+    let mut caller =
         Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
     caller.until("wait_connected");
     callee.until("verified");
@@ -124,10 +125,12 @@ fn ctrl_c_cancels_or_declines_a_ringing_call() {
     );
     let end = json_lines(&callee.until("\"disconnected\""));
     assert!(end.iter().any(|l| l["reason"]["name"] == "CANCEL"), "{end:?}");
+    // Exit codes: 0 for the one who meant it, 2 for the one it happened to.
+    assert_eq!((caller.exit_code(), callee.exit_code()), (Some(0), Some(2)));
 
     // Now bob interrupts while it rings at his end: DECLINE.
-    let callee = wait_bob("60");
-    let caller =
+    let mut callee = wait_bob("60");
+    let mut caller =
         Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
     callee.until("verified");
     callee.interrupt();
@@ -137,6 +140,37 @@ fn ctrl_c_cancels_or_declines_a_ringing_call() {
         (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
         (Some("DECLINE"), Some("callee"))
     );
+    assert_eq!((callee.exit_code(), caller.exit_code()), (Some(0), Some(2)));
+
+    // A connected call: SIGTERM (a service manager stopping the caller) hangs up: NORMAL.
+    let mut callee = wait_bob("0");
+    let mut caller =
+        Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
+    caller.until("\"connected\"");
+    caller.terminate();
+    let end = json_lines(&callee.until("\"disconnected\""));
+    let end = end.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
+    assert_eq!(
+        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
+        (Some("NORMAL"), Some("caller"))
+    );
+    assert_eq!((caller.exit_code(), callee.exit_code()), (Some(0), Some(0)));
+
+    // A room: Ctrl-C leaves it (the other participant sees the leave), exit code 0.
+    let join = |user: &str, token: &str| {
+        let p =
+            Proc::spawn(&["join", "--server", &url, "--user", user, "--token", token, "--room", "standup"]);
+        p.until("\"connected\"");
+        p
+    };
+    let mut ann = join("alice", &alice);
+    let ben = join("bob", &bob);
+    ann.until("peer_list_updated");
+    ann.interrupt();
+    let seen = json_lines(&ben.until("\"removed\":[\"alice\"]"));
+    assert!(seen.iter().any(|l| l["event"] == "peer_list_updated"), "{seen:?}");
+    assert_eq!(ann.exit_code(), Some(0));
+    ben.interrupt();
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
