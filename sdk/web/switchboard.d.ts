@@ -65,6 +65,8 @@ export interface CallDelegate {
   evtAutoplayBlocked?(): void;
   /** A microphone or camera in use went away; `now` is the default one that took over (or null). */
   evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
+  /** The user ended my screen share from the browser's own control; the camera is back. */
+  evtMyScreenShareStopped?(): void;
 }
 
 export interface MediaHtmlElement {
@@ -179,6 +181,10 @@ export declare class Call {
   /** Pauses my video for a moment, the camera staying open. */
   pauseMyVideo(): Promise<void>;
   resumeMyVideo(): Promise<void>;
+  /** Shares my screen instead of my camera, on the same video line (a video call). */
+  startMyScreenShare(): Promise<void>;
+  /** Back to my camera. */
+  stopMyScreenShare(): Promise<void>;
   /** Switches the microphone mid-call, on the same line (no renegotiation). */
   changeAudioInputDevice(deviceId: string): Promise<void>;
   /** Switches the camera mid-call. */
@@ -253,6 +259,8 @@ export interface ConferenceDelegate {
   evtAutoplayBlocked?(): void;
   /** A microphone or camera in use went away; `now` is the default one that took over (or null). */
   evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
+  /** The user ended my screen share from the browser's own control; the camera is back. */
+  evtMyScreenShareStopped?(): void;
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
@@ -323,6 +331,10 @@ export declare class Conference {
   /** Pause my video for a moment (the others get evtPeersVideoPaused). */
   pauseMyVideo(): Promise<void>;
   resumeMyVideo(): Promise<void>;
+  /** Shares my screen instead of my camera, on my video line (a video room). */
+  startMyScreenShare(): Promise<void>;
+  /** Back to my camera. */
+  stopMyScreenShare(): Promise<void>;
   /** Switches the microphone, on the same line (no renegotiation). */
   changeAudioInputDevice(deviceId: string): Promise<void>;
   /** Switches the camera. */

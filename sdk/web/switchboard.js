@@ -337,6 +337,43 @@ async function setSink(els, deviceId) {
   for (const el of targets) await el.setSinkId(deviceId);
 }
 
+/**
+ * Shares the screen instead of the camera, on the video line a Call or Conference already
+ * sends on: the camera stays open (not sent) and comes back with stopScreenShare. When
+ * the user ends the share from the browser's own control, the camera comes back too and
+ * the app hears `evtMyScreenShareStopped`.
+ */
+async function startScreenShare(owner) {
+  if (owner._screen) return;
+  if (!owner._senders?.video) throw sbError('invalid_param', 'no video line to share the screen on: turn video on first (a video call or room)');
+  let display;
+  try {
+    display = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (e) {
+    throw gumError(e);
+  }
+  const screen = display.getVideoTracks()[0];
+  const camera = owner.localStream?.getVideoTracks()[0] ?? null;
+  owner._screen = { screen, camera };
+  if (camera) camera.enabled = false;
+  await owner._senders.video.replaceTrack(screen);
+  screen.addEventListener('ended', () => {
+    stopScreenShare(owner).then(() => call(owner.delegate?.evtMyScreenShareStopped));
+  });
+  owner.session?.send({ type: 'media_state', sid: owner.sid, video_enabled: true });
+}
+
+/** Back to the camera after startScreenShare (the screen capture is released). */
+async function stopScreenShare(owner) {
+  const sharing = owner._screen;
+  if (!sharing) return;
+  owner._screen = null;
+  sharing.screen.stop();
+  if (sharing.camera) sharing.camera.enabled = true;
+  await owner._senders?.video?.replaceTrack(sharing.camera);
+  if (!sharing.camera) owner.session?.send({ type: 'media_state', sid: owner.sid, video_enabled: false });
+}
+
 /** The page's devices, for a device picker (labels once the user allowed media). */
 export async function getMediaDevices() {
   const all = await navigator.mediaDevices.enumerateDevices();
@@ -602,7 +639,7 @@ export class Call {
   }
 
   _reset() {
-    for (const k of ['session', 'ownEngine', 'sid', 'role', 'pc', 'remoteStream', 'localStream', 'connected', '_endWanted', '_failing', '_negotiation', '_videoToSend', '_blocked', '_toldBlocked', '_senders', '_muted']) delete this[k];
+    for (const k of ['session', 'ownEngine', 'sid', 'role', 'pc', 'remoteStream', 'localStream', 'connected', '_endWanted', '_failing', '_negotiation', '_videoToSend', '_blocked', '_toldBlocked', '_senders', '_muted', '_screen']) delete this[k];
     this.sid = null;
     this.ended = false;
   }
@@ -743,6 +780,12 @@ export class Call {
     for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = true;
     this.session?.send({ type: 'media_state', sid: this.sid, video_paused: false });
   }
+
+  /** Shares my screen instead of my camera (a video call); the peer sees it on the same line. */
+  startMyScreenShare() { return startScreenShare(this); }
+
+  /** Back to my camera. */
+  stopMyScreenShare() { return stopScreenShare(this); }
 
   /** Switches the microphone mid-call (a `deviceId` of getMediaDevices().audioInput). */
   changeAudioInputDevice(deviceId) { return changeInput(this, 'audio', deviceId); }
@@ -903,6 +946,7 @@ export class Call {
   _teardown() {
     this._unwatchIce?.();
     this._unwatchMedia?.();
+    this._screen?.screen.stop();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
@@ -1047,6 +1091,12 @@ export class Conference {
     await swapTrack(this, 'video', null);
     this._video(false);
   }
+
+  /** Shares my screen instead of my camera (a video room); the others see it on my video line. */
+  startMyScreenShare() { return startScreenShare(this); }
+
+  /** Back to my camera. */
+  stopMyScreenShare() { return stopScreenShare(this); }
 
   /** Switches the microphone (a `deviceId` of getMediaDevices().audioInput). */
   changeAudioInputDevice(deviceId) { return changeInput(this, 'audio', deviceId); }
@@ -1269,6 +1319,7 @@ export class Conference {
   _teardown() {
     this._unwatchIce?.();
     this._unwatchMedia?.();
+    this._screen?.screen.stop();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     this.mix?.ctx.close().catch(() => {});

@@ -1,6 +1,6 @@
 // Device control through the public SDK, with Chromium's fake devices: start with the
 // microphone off, switch microphone and camera mid-call without renegotiating, turn the
-// camera off (released: its track ends) and on again, choose the speaker.
+// camera off (released: its track ends) and on again, share the screen, choose the speaker.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,7 +41,7 @@ const growing = async (page, key, what) => {
   await waitFor(what, async () => (await inbound(page))[key] > before + (key === 'audio' ? 2000 : 5));
 };
 
-test('devices: mic off at start, microphone and camera switched mid-call, camera released and back, speaker chosen', async () => {
+test('devices: mic off at start, microphone and camera switched mid-call, camera released and back, screen shared, speaker chosen', async () => {
   const [alice, bob] = [await sdkPage(dir, 'alice', base), await sdkPage(dir, 'bob', base)];
   await bob.evaluate(async ({ token }) => {
     await window.sb.listenForCalls({
@@ -100,6 +100,16 @@ test('devices: mic off at start, microphone and camera switched mid-call, camera
   assert.equal(await alice.evaluate(() => window.call.localStream.getVideoTracks()[0]?.readyState), 'live');
   await waitEvent(bob, 'evtVideoEnabledByPeer');
   await growing(bob, 'frames', 'bob sees alice again');
+
+  // Screen share on the same video line: bob's picture becomes the screen (another size),
+  // then the camera again.
+  const width = () => bob.evaluate(() => window.media.video.videoWidth);
+  const camWidth = await waitFor('bob shows alice\'s camera', async () => (await width()) || null);
+  await alice.evaluate(() => window.call.startMyScreenShare());
+  const shared = await waitFor('bob shows the screen', async () => { const w = await width(); return w && w !== camWidth ? w : null; });
+  await alice.evaluate(() => window.call.stopMyScreenShare());
+  await waitFor('bob shows the camera again', async () => (await width()) === camWidth);
+  assert.notEqual(shared, camWidth);
 
   // The speaker: Chromium has setSinkId.
   const sink = await bob.evaluate(async () => {

@@ -61,6 +61,8 @@ export function chromiumArgs(media = 'fake') {
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', ...mediaArgs,
     '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+    // Screen share without a picker: the whole (virtual) screen.
+    '--auto-select-desktop-capture-source=Entire screen',
   ];
 }
 

@@ -21,12 +21,14 @@ export async function oneToOne(accessToken: string): Promise<number> {
       evtWaitConnected: () => {}, evtConnected: () => {}, evtDisconnected: (p) => { ended.push(p); },
       evtPeerMicMuted: () => {}, evtPeerMicUnmuted: () => {}, evtVideoEnabledByPeer: () => {}, evtVideoDisabledByPeer: () => {},
       evtReconnecting: () => {}, evtReconnected: () => {}, evtTokenExpiring: ({ expiresAt }) => { void planetKit.updateAccessToken(String(expiresAt)); },
-      evtAutoplayBlocked: () => { void planetKit.startAudio(); }, evtMediaDeviceChanged: ({ kind, now }) => { console.log(kind, now); },
+      evtAutoplayBlocked: () => { void planetKit.startAudio(); }, evtMediaDeviceChanged: ({ kind, now }) => { console.log(kind, now); }, evtMyScreenShareStopped: () => {},
     },
   });
   await planetKit.muteMyAudio(true);
   await planetKit.enableVideo();
   await planetKit.disableVideo();
+  await planetKit.startMyScreenShare();
+  await planetKit.stopMyScreenShare();
   await planetKit.pauseMyVideo();
   await planetKit.resumeMyVideo();
   const devices = await getMediaDevices();
@@ -84,6 +86,8 @@ export async function room(accessToken: string): Promise<PeerInfo[]> {
   await conf.muteMyAudio(false);
   await conf.enableVideo();
   await conf.disableVideo();
+  await conf.startMyScreenShare();
+  await conf.stopMyScreenShare();
   await conf.pauseMyVideo();
   await conf.resumeMyVideo();
   await conf.requestPeerVideo({ userId: 'bob', resolution: RESOLUTION.VGA === 'vga' ? 'vga' : 'hd', videoViewElement: video });
