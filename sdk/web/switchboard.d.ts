@@ -67,6 +67,8 @@ export interface CallDelegate {
   evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
   /** The user ended my screen share from the browser's own control; the camera is back. */
   evtMyScreenShareStopped?(): void;
+  /** A device was plugged in or out: the new lists. */
+  evtMediaDevicesChanged?(devices: { audioInput: MediaDeviceInfoLite[]; videoInput: MediaDeviceInfoLite[]; audioOutput: MediaDeviceInfoLite[] }): void;
 }
 
 export interface MediaHtmlElement {
@@ -261,6 +263,8 @@ export interface ConferenceDelegate {
   evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
   /** The user ended my screen share from the browser's own control; the camera is back. */
   evtMyScreenShareStopped?(): void;
+  /** A device was plugged in or out: the new lists. */
+  evtMediaDevicesChanged?(devices: { audioInput: MediaDeviceInfoLite[]; videoInput: MediaDeviceInfoLite[]; audioOutput: MediaDeviceInfoLite[] }): void;
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;
@@ -392,22 +396,35 @@ export declare class Engine {
 export declare const SDK_VERSION: string;
 
 /**
- * WebPlanetKit's shape: `const planetKit = new PlanetKit.Call({ serverUrl })`, then
- * `planetKit.makeCall(…)` / `verifyCall` / `acceptCall` / `endCall` as in its samples.
- * Also the default export and `globalThis.PlanetKit` in a page.
+ * WebPlanetKit's shape: `const planetKit = new PlanetKit({ serverUrl })`, then
+ * `planetKit.makeCall(…)` / `verifyCall` / `acceptCall` / `endCall` (one call after
+ * another) and `joinConference` / `leaveConference`, with the seed's parameter objects.
+ * `PlanetKit.Call` and `PlanetKit.Conference` are the call and room classes. Also the
+ * default export and `globalThis.PlanetKit` in a page.
  */
-export declare const PlanetKit: {
-  readonly Call: typeof Call;
-  readonly Conference: typeof Conference;
-  readonly Engine: typeof Engine;
-  readonly listenForCalls: typeof listenForCalls;
-  readonly getMediaDevices: typeof getMediaDevices;
-  readonly SwitchboardError: typeof SwitchboardError;
-  readonly START_FAIL_REASON: typeof START_FAIL_REASON;
-  readonly DISCONNECT_SOURCE: typeof DISCONNECT_SOURCE;
-  readonly KIT_DISCONNECT_REASON: typeof KIT_DISCONNECT_REASON;
-  readonly MEDIA_TYPE: typeof MEDIA_TYPE;
-  readonly RESOLUTION: typeof RESOLUTION;
-  readonly SDK_VERSION: string;
-};
+export declare class PlanetKit {
+  constructor(opts: { serverUrl?: string; engine?: Engine });
+  /** The current (or last) call, once one was made or verified. */
+  readonly call: Call | null;
+  /** The current (or last) room, once one was joined. */
+  readonly conference: Conference | null;
+  makeCall(params: MakeCallParams): Promise<void>;
+  verifyCall(params: VerifyCallParams): Promise<void>;
+  acceptCall(): Promise<void>;
+  endCall(reasonCode?: number, userRelCode?: string): Promise<void>;
+  joinConference(params: JoinConferenceParams): Promise<void>;
+  leaveConference(): Promise<void>;
+  static readonly Call: typeof Call;
+  static readonly Conference: typeof Conference;
+  static readonly Engine: typeof Engine;
+  static readonly listenForCalls: typeof listenForCalls;
+  static readonly getMediaDevices: typeof getMediaDevices;
+  static readonly SwitchboardError: typeof SwitchboardError;
+  static readonly START_FAIL_REASON: typeof START_FAIL_REASON;
+  static readonly DISCONNECT_SOURCE: typeof DISCONNECT_SOURCE;
+  static readonly KIT_DISCONNECT_REASON: typeof KIT_DISCONNECT_REASON;
+  static readonly MEDIA_TYPE: typeof MEDIA_TYPE;
+  static readonly RESOLUTION: typeof RESOLUTION;
+  static readonly SDK_VERSION: string;
+}
 export default PlanetKit;

@@ -14,7 +14,7 @@ export const DISCONNECT_SOURCE = Object.freeze({
 
 /** Start-fail reasons: why makeCall / verifyCall rejected before a call existed. */
 export const START_FAIL_REASON = Object.freeze({
-  INVALID_PARAM: 'invalid_param', DECODE_CALL_PARAM: 'decode_call_param', ID_CONFLICT: 'id_conflict',
+  INVALID_PARAM: 'invalid_param', ALREADY_EXIST: 'already_exist', DECODE_CALL_PARAM: 'decode_call_param', ID_CONFLICT: 'id_conflict',
   INVALID_USER_ID: 'invalid_user_id', INVALID_SERVICE_ID: 'invalid_service_id', INVALID_API_KEY: 'invalid_api_key',
   INVALID_ROOM_ID: 'invalid_room_id', TOO_LONG_APP_SERVER_DATA: 'too_long_app_server_data',
   BROWSER_NOT_SUPPORTED: 'browser_not_supported', INVALID_MEDIA_TYPE: 'invalid_media_type',
@@ -203,6 +203,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Calls and rooms live on this page: told APP_DESTROY (1309) when the page goes away. */
 const LIVE = new Set();
+// A device plugged in or out: every live call and room hears the new list.
+globalThis.navigator?.mediaDevices?.addEventListener?.('devicechange', async () => {
+  if (!LIVE.size) return;
+  const devices = await getMediaDevices();
+  for (const o of LIVE) call(o.delegate?.evtMediaDevicesChanged, devices);
+});
 globalThis.addEventListener?.('pagehide', (ev) => {
   // Kept in the back/forward cache, the page may come back: its calls go on.
   if (ev.persisted) return;
@@ -1328,12 +1334,39 @@ export class Conference {
 }
 
 /**
- * WebPlanetKit's shape for code written against it: `new PlanetKit.Call({ serverUrl })`
- * gives the `planetKit` object of its samples (makeCall, verifyCall, acceptCall,
- * endCall), `new PlanetKit.Conference({ serverUrl })` the conference one. Also the
+ * WebPlanetKit's shape for code written against it: `new PlanetKit({ serverUrl })` is the
+ * `planetKit` object of its samples: `makeCall` / `verifyCall` / `acceptCall` / `endCall`
+ * for one call after another, `joinConference` / `leaveConference` for rooms, with the
+ * seed's parameter objects unchanged. `new PlanetKit.Call(…)` and
+ * `new PlanetKit.Conference(…)` give the call and room objects themselves. Also the
  * module's default export, and `globalThis.PlanetKit` in a page.
  */
-export const PlanetKit = Object.freeze({
+export class PlanetKit {
+  constructor({ serverUrl, engine } = {}) {
+    this.options = { serverUrl, engine };
+    this.call = null;
+    this.conference = null;
+  }
+
+  /** The call in progress, or a new one once the last ended. */
+  _call() {
+    if (!this.call || this.call.ended) this.call = new Call(this.options);
+    return this.call;
+  }
+
+  makeCall(params) { return this._call().makeCall(params); }
+  verifyCall(params) { return this._call().verifyCall(params); }
+  acceptCall() { return this.call ? this.call.acceptCall() : Promise.reject(sbError('invalid_param', 'verifyCall first')); }
+  endCall(reasonCode, userRelCode) { return this.call ? this.call.endCall(reasonCode, userRelCode) : Promise.resolve(); }
+
+  joinConference(params) {
+    if (!this.conference || this.conference.ended) this.conference = new Conference(this.options);
+    return this.conference.joinConference(params);
+  }
+
+  leaveConference() { return this.conference ? this.conference.leaveConference() : Promise.resolve(); }
+}
+Object.assign(PlanetKit, {
   Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE,
   KIT_DISCONNECT_REASON, MEDIA_TYPE, RESOLUTION, SDK_VERSION,
 });

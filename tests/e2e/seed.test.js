@@ -1,7 +1,7 @@
 // The seed 003 sample (WebPlanetKit's "1-to-1 audio call") run as written against the
 // Switchboard browser SDK: the only changes are the values its placeholders stand for
-// ('MY_ID', 'ACCESS_TOKEN', …) and the line that makes `planetKit`, which the sample
-// leaves out. The callee's push goes through the app server's notify_cb, as the sample's
+// ('MY_ID', 'ACCESS_TOKEN', …) and the line that makes `planetKit` (`new PlanetKit({
+// serverUrl })`), which the sample leaves out. The callee's push goes through the app server's notify_cb, as the sample's
 // FCM would carry it.
 
 import { test, before, after } from 'node:test';
@@ -52,7 +52,7 @@ test('the seed 003 sample runs as written: make, push, verify, accept, end', asy
 
   // The callee's side of the sample, up to the push.
   await callee.evaluate(() => {
-    const planetKit = new PlanetKit.Call({ serverUrl: location.origin });
+    const planetKit = new PlanetKit({ serverUrl: location.origin });
     window.planetKit = planetKit;
     const peerAudioElement = document.getElementById('peer-audio');
     window.callVerify = function callVerify(notifyParams) {
@@ -89,7 +89,7 @@ test('the seed 003 sample runs as written: make, push, verify, accept, end', asy
 
   // The caller's side of the sample.
   await caller.evaluate(({ accessToken }) => {
-    const planetKit = new PlanetKit.Call({ serverUrl: location.origin });
+    const planetKit = new PlanetKit({ serverUrl: location.origin });
     window.planetKit = planetKit;
     const peerAudioElement = document.getElementById('peer-audio');
     const makeCallParams = {

@@ -1,11 +1,11 @@
 //! The browser SDK's constants cannot drift from the contract: every disconnect reason
 //! of `crates/protocol` is in `KIT_DISCONNECT_REASON` with its number (under
-//! WebPlanetKit's name for the web-only ones, SPEC §3), and `DISCONNECT_SOURCE` has every
-//! source with its number and name.
+//! WebPlanetKit's name for the web-only ones, SPEC §3), `DISCONNECT_SOURCE` has every
+//! source with its number and name, and `START_FAIL_REASON` every start-fail reason.
 
 use std::collections::HashMap;
 
-use switchboard_protocol::{DisconnectReason, DisconnectSource};
+use switchboard_protocol::{DisconnectReason, DisconnectSource, StartFailReason};
 
 fn sdk() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/web/switchboard.js");
@@ -73,5 +73,14 @@ fn every_disconnect_source_is_in_the_browser_sdk() {
     assert_eq!(sources.len(), all.len(), "{sources:?}");
     for s in all {
         assert_eq!(sources.get(&s.code().to_string()).map(String::as_str), Some(s.name()));
+    }
+}
+
+#[test]
+fn every_start_fail_reason_is_in_the_browser_sdk() {
+    let reasons = pairs(&object(&sdk(), "START_FAIL_REASON"));
+    assert_eq!(reasons.len(), StartFailReason::ALL.len(), "{reasons:?}");
+    for r in StartFailReason::ALL {
+        assert_eq!(reasons.get(&r.as_str().to_uppercase()).map(String::as_str), Some(r.as_str()));
     }
 }

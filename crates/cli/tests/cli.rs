@@ -171,6 +171,16 @@ fn ctrl_c_and_sigterm_end_calls_and_rooms_as_meant_with_exit_codes() {
     assert!(seen.iter().any(|l| l["event"] == "peer_list_updated"), "{seen:?}");
     assert_eq!(ann.exit_code(), Some(0));
     ben.interrupt();
+
+    // The records the app server reads: hung up by the caller, declined by the callee,
+    // cancelled by the caller (reason, source).
+    let records = common::records(&url, &data, "alice");
+    let mut seen: Vec<(u64, u64)> = records
+        .iter()
+        .filter_map(|r| Some((r["disconnect_reason"].as_u64()?, r["releaser_type"].as_u64()?)))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [(1001, 2), (1002, 1), (1201, 2)], "{records:#?}");
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -330,6 +330,22 @@ pub enum StartFailReason {
 }
 
 impl StartFailReason {
+    /// Every start-fail reason.
+    pub const ALL: [StartFailReason; 12] = [
+        StartFailReason::InvalidParam,
+        StartFailReason::AlreadyExist,
+        StartFailReason::DecodeCallParam,
+        StartFailReason::IdConflict,
+        StartFailReason::InvalidUserId,
+        StartFailReason::InvalidServiceId,
+        StartFailReason::InvalidApiKey,
+        StartFailReason::InvalidRoomId,
+        StartFailReason::TooLongAppServerData,
+        StartFailReason::BrowserNotSupported,
+        StartFailReason::InvalidMediaType,
+        StartFailReason::InternalInitializationError,
+    ];
+
     /// The native SDK number (NONE 0, INVALID_PARAM 1, …, INTERNAL 999).
     pub fn native_code(self) -> u16 {
         use StartFailReason::*;

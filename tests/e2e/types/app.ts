@@ -10,6 +10,17 @@ const serverUrl = 'https://calls.example.com';
 const audio = document.createElement('audio');
 const video = document.createElement('video');
 
+export async function seedShape(accessToken: string, ccParam: string): Promise<void> {
+  const planetKit = new PlanetKit({ serverUrl });
+  await planetKit.makeCall({ myId: 'a', myServiceId: 's', peerId: 'b', accessToken, mediaType: 'audio' });
+  await planetKit.endCall();
+  await planetKit.verifyCall({ ccParam, mediaType: 'audio' });
+  await planetKit.acceptCall();
+  await planetKit.joinConference({ roomId: 'r', mediaType: 'audio', accessToken });
+  await planetKit.leaveConference();
+  console.log(planetKit.call?.sid, planetKit.conference?.sid, PlanetKit.SDK_VERSION, PlanetKit.KIT_DISCONNECT_REASON.NORMAL);
+}
+
 export async function oneToOne(accessToken: string): Promise<number> {
   const planetKit = new PlanetKit.Call({ serverUrl });
   const ended: DisconnectedParam[] = [];
@@ -21,7 +32,7 @@ export async function oneToOne(accessToken: string): Promise<number> {
       evtWaitConnected: () => {}, evtConnected: () => {}, evtDisconnected: (p) => { ended.push(p); },
       evtPeerMicMuted: () => {}, evtPeerMicUnmuted: () => {}, evtVideoEnabledByPeer: () => {}, evtVideoDisabledByPeer: () => {},
       evtReconnecting: () => {}, evtReconnected: () => {}, evtTokenExpiring: ({ expiresAt }) => { void planetKit.updateAccessToken(String(expiresAt)); },
-      evtAutoplayBlocked: () => { void planetKit.startAudio(); }, evtMediaDeviceChanged: ({ kind, now }) => { console.log(kind, now); }, evtMyScreenShareStopped: () => {},
+      evtAutoplayBlocked: () => { void planetKit.startAudio(); }, evtMediaDeviceChanged: ({ kind, now }) => { console.log(kind, now); }, evtMyScreenShareStopped: () => {}, evtMediaDevicesChanged: ({ audioInput }) => console.log(audioInput.length),
     },
   });
   await planetKit.muteMyAudio(true);

@@ -116,3 +116,20 @@ pub fn serve_defaults(tag: &str) -> (Proc, String, String) {
     server.until("listening on");
     (server, format!("http://{listen}"), data)
 }
+
+/// The ended calls of `user` on a server started by [`serve_defaults`], newest first, from
+/// the REST API with the demo service's credentials (as an app server reads them). */
+pub fn records(url: &str, data: &str, user: &str) -> Vec<serde_json::Value> {
+    let creds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{data}/demo-service.json")).expect("demo-service.json"),
+    )
+    .expect("credentials");
+    let auth =
+        format!("{}:{}", creds["api_key"].as_str().unwrap_or(""), creds["api_secret"].as_str().unwrap_or(""));
+    let out = Command::new("curl")
+        .args(["-sf", "-u", &auth, &format!("{url}/v1/calls?user_id={user}")])
+        .output()
+        .expect("curl");
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a page of calls");
+    page["calls"].as_array().cloned().unwrap_or_default()
+}
