@@ -46,20 +46,13 @@ export interface DisconnectedParam {
   userRelCode: string | null;
 }
 
-export interface CallDelegate {
-  evtWaitConnected?(): void;
-  evtVerified?(p: { peerId: string; peerServiceId: string; mediaType: MediaType; appServerData?: string }): void;
-  evtConnected?(): void;
-  evtDisconnected?(p: DisconnectedParam): void;
-  evtPeerMicMuted?(): void;
-  evtPeerMicUnmuted?(): void;
-  evtVideoEnabledByPeer?(): void;
-  evtVideoDisabledByPeer?(): void;
+/** Delegate events of calls and rooms alike. */
+export interface SessionDelegate {
   /** The signaling connection dropped; the SDK is reconnecting (media goes on). */
   evtReconnecting?(): void;
-  /** Back: the call was resumed on a new connection (and ICE restarted if needed). */
+  /** Back: resumed on a new connection (and ICE restarted if needed). */
   evtReconnected?(): void;
-  /** The access token expires within 60 s: hand a fresh one to `engine.updateAccessToken`. */
+  /** The access token expires within 60 s: hand a fresh one to `refreshToken`. */
   evtTokenExpiring?(p: { expiresAt: number }): void;
   /** The browser's autoplay policy blocked the received audio: call `startAudio()` from a click. */
   evtAutoplayBlocked?(): void;
@@ -69,6 +62,17 @@ export interface CallDelegate {
   evtMyScreenShareStopped?(): void;
   /** A device was plugged in or out: the new lists. */
   evtMediaDevicesChanged?(devices: { audioInput: MediaDeviceInfoLite[]; videoInput: MediaDeviceInfoLite[]; audioOutput: MediaDeviceInfoLite[] }): void;
+}
+
+export interface CallDelegate extends SessionDelegate {
+  evtWaitConnected?(): void;
+  evtVerified?(p: { peerId: string; peerServiceId: string; mediaType: MediaType; appServerData?: string }): void;
+  evtConnected?(): void;
+  evtDisconnected?(p: DisconnectedParam): void;
+  evtPeerMicMuted?(): void;
+  evtPeerMicUnmuted?(): void;
+  evtVideoEnabledByPeer?(): void;
+  evtVideoDisabledByPeer?(): void;
 }
 
 export interface MediaHtmlElement {
@@ -248,23 +252,9 @@ export interface ConferenceDisconnectedParam {
   userRelCode: string | null;
 }
 
-export interface ConferenceDelegate {
+export interface ConferenceDelegate extends SessionDelegate {
   evtConnected?(room: { roomId: string; roomServiceId: string; hostId: string; mediaType: MediaType; setupTime: number }): void;
   evtDisconnected?(p: ConferenceDisconnectedParam): void;
-  /** The signaling connection dropped; the SDK is reconnecting (media goes on). */
-  evtReconnecting?(): void;
-  /** Back in the room on a new connection. */
-  evtReconnected?(): void;
-  /** The access token expires within 60 s: hand a fresh one to `engine.updateAccessToken`. */
-  evtTokenExpiring?(p: { expiresAt: number }): void;
-  /** The browser's autoplay policy blocked the received audio: call `startAudio()` from a click. */
-  evtAutoplayBlocked?(): void;
-  /** A microphone or camera in use went away; `now` is the default one that took over (or null). */
-  evtMediaDeviceChanged?(p: { kind: 'audio' | 'video'; lost: string; now: string | null }): void;
-  /** The user ended my screen share from the browser's own control; the camera is back. */
-  evtMyScreenShareStopped?(): void;
-  /** A device was plugged in or out: the new lists. */
-  evtMediaDevicesChanged?(devices: { audioInput: MediaDeviceInfoLite[]; videoInput: MediaDeviceInfoLite[]; audioOutput: MediaDeviceInfoLite[] }): void;
   evtPeerListUpdated?(p: { addedPeers: PeerInfo[]; removedPeers: Array<Partial<PeerInfo> & { userId: string }>; totalPeersCount: number }): void;
   evtPeersMicMuted?(peers: PeerInfo[]): void;
   evtPeersMicUnmuted?(peers: PeerInfo[]): void;

@@ -76,12 +76,6 @@ impl Borrow<str> for Sid {
     }
 }
 
-impl AsRef<str> for Sid {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Display for Sid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -97,12 +91,6 @@ impl From<Sid> for String {
 impl PartialEq<str> for Sid {
     fn eq(&self, other: &str) -> bool {
         self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Sid {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
     }
 }
 

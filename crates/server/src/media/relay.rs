@@ -102,7 +102,10 @@ struct Party {
     rx_lines: HashMap<Ssrc, (Mid, MediaKind, Option<Rid>)>,
     /// The numbering of the lines the relay sends on.
     tx_lines: forward::Lines,
-    /// The estimate of its downlink (room connections: they may get simulcast layers).
+    /// In a video room: its downlink is estimated, and the rates of the video it gets
+    /// are measured (calls need neither, and their forwarding does none of it).
+    estimated: bool,
+    /// The estimate of its downlink (video rooms: they may get simulcast layers).
     bwe: Estimate,
     /// The bitrate the estimator was last told to probe for.
     probe_bps: u64,
@@ -407,11 +410,17 @@ impl Relay {
         let mut by_receiver: HashMap<u64, Vec<Source>> = HashMap::new();
         let mut video_bps: HashMap<u64, u64> = HashMap::new();
         let mut audio_lines: HashMap<u64, u64> = HashMap::new();
+        // Only receivers that get layers or whose downlink is estimated (video rooms)
+        // need figures: a call's routes are passed over.
+        let estimated = |o: &u64| self.parties.get(o).is_some_and(|q| q.estimated);
         for (source, dests) in &self.routes {
-            let kind = self.parties.get(&source.party).and_then(|p| p.line(source.mid)).map(|l| l.kind);
             let simulcast = self.layers.is_simulcast(source);
+            if !simulcast && !dests.iter().any(|(o, _)| estimated(o)) {
+                continue;
+            }
+            let kind = self.parties.get(&source.party).and_then(|p| p.line(source.mid)).map(|l| l.kind);
             let rate = if simulcast { 0 } else { self.layers.rate(now, source) };
-            for (o, _) in dests {
+            for (o, _) in dests.iter().filter(|(o, _)| simulcast || estimated(o)) {
                 if kind == Some(MediaKind::Audio) {
                     *audio_lines.entry(*o).or_default() += 1;
                     continue;
@@ -567,7 +576,8 @@ impl Relay {
         }
         // In a video room its downlink is estimated (transport-wide congestion control,
         // which browsers answer), to choose the simulcast layers it can take.
-        if self.estimated.contains(sid) {
+        let estimated = self.estimated.contains(sid);
+        if estimated {
             builder = builder.enable_bwe(Some(Bitrate::kbps(BWE_START_KBPS)));
         }
         if let Some(cert) = &self.cert {
@@ -598,6 +608,7 @@ impl Relay {
             wake: None,
             rx_lines: HashMap::new(),
             tx_lines: forward::Lines::default(),
+            estimated,
             bwe: Estimate::default(),
             probe_bps: 0,
         };
@@ -899,7 +910,7 @@ impl Relay {
                                 if let Some(s) = self.speakers.get_mut(&p.sid) {
                                     s.heard(now, id, packet.ext.audio_level);
                                 }
-                            } else {
+                            } else if packet.rid.is_some() || p.estimated {
                                 let source = Source { party: id, mid };
                                 self.layers.packet(now, source, packet.rid, packet.payload.len());
                             }
