@@ -2,48 +2,13 @@
 //! every callback queued before the kill, and closes the calls and rooms that were live
 //! with SERVER_INTERNAL_ERROR (source cloud_server).
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use switchboard_client::{Client, Credentials, JoinConference, MakeCall};
-use switchboard_tests::{incoming, pick_up, AppServer, ACME_SECRET};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn_server(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("spawn server")
-}
-
-async fn wait_listening(port: u16) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not listen on {port}");
-}
-
-fn token(user: &str) -> String {
-    let now = switchboard_server::server::now_ms() / 1000;
-    let claims = switchboard_server::auth::Claims::new("acme", user, "acme-key", now, 3600);
-    switchboard_server::auth::mint_token(ACME_SECRET, &claims)
-}
-
-async fn user(url: &str, id: &str) -> (Client, switchboard_client::Events) {
-    Client::connect(url, Credentials::token("acme", id, token(id))).await.expect("connect")
-}
+use common::{acme_config, acme_user as user, free_port, spawn_logged as spawn_server, wait_listening};
+use switchboard_client::{JoinConference, MakeCall};
+use switchboard_tests::{incoming, pick_up, AppServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
@@ -54,23 +19,11 @@ async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
     let config = dir.join("switchboard.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-reconnect_grace_ms = 60000
-notify_timeout_ms = 30000
-[callbacks]
-retry_first_ms = 200
-retry_max_ms = 500
-[[service]]
-id = "acme"
-api_key = "acme-key"
-api_secret = "{ACME_SECRET}"
-notify_cb_url = "http://127.0.0.1:{app_port}/notify"
-on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
-on_gcall_evt_cb_url = "http://127.0.0.1:{app_port}/gcall_evt"
-"#,
-            data = dir.join("data").display()
+        acme_config(
+            port,
+            app_port,
+            &dir.join("data"),
+            "reconnect_grace_ms = 60000\nnotify_timeout_ms = 30000\n",
         ),
     )
     .unwrap();

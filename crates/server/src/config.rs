@@ -171,6 +171,11 @@ pub struct Config {
     /// Where the database and generated secrets live.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Below this many free bytes on the data directory's filesystem, new calls and
+    /// room joins are refused with SERVICE_BUSY, so the records of live calls still
+    /// have room. 0 turns the check off.
+    #[serde(default = "default_min_free_disk")]
+    pub min_free_disk_bytes: u64,
     /// Clients send `ping` at least this often (seconds).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u32,
@@ -233,6 +238,9 @@ fn default_media_socket_buffer() -> usize {
     4 * 1024 * 1024
 }
 
+fn default_min_free_disk() -> u64 {
+    16 * 1024 * 1024
+}
 fn default_media_timeout() -> u64 {
     15_000
 }
@@ -269,6 +277,7 @@ impl Default for Config {
             media_advertise: None,
             media_timeout_ms: default_media_timeout(),
             media_socket_buffer_bytes: default_media_socket_buffer(),
+            min_free_disk_bytes: default_min_free_disk(),
             media_shards: 0,
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),

@@ -133,7 +133,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             "recovered from an unclean stop"
         );
     }
-    let journal = Journal::open(&db_path)?;
+    let disk = crate::store::DiskGuard { dir: config.data_dir.clone(), min_free: config.min_free_disk_bytes };
+    let journal = Journal::open(&db_path, Some(disk))?;
     let store = Store::open(&db_path)?;
     let callbacks = Callbacks::new()?;
     let metrics = Arc::new(Metrics::default());

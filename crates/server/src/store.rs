@@ -338,15 +338,72 @@ pub type AfterCommit = Box<dyn FnOnce(Vec<CallbackRow>) + Send>;
 pub struct Journal {
     tx: mpsc::Sender<(Batch, AfterCommit)>,
     healthy: Arc<AtomicBool>,
+    room: Arc<AtomicBool>,
+}
+
+/// Keeps a reserve of free disk space for the records of calls already live: below
+/// `min_free` bytes on the data directory's filesystem, nothing new starts. Without
+/// it a full disk would surface late (SQLite reuses its WAL's space), mid-call.
+#[derive(Debug, Clone)]
+pub struct DiskGuard {
+    /// The directory whose filesystem holds the database.
+    pub dir: std::path::PathBuf,
+    /// Free bytes below which new calls and rooms are refused; 0 turns the guard off.
+    pub min_free: u64,
+}
+
+/// How often the free space is read while nothing is written.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl DiskGuard {
+    /// Free bytes available to the server on the guarded filesystem, if readable.
+    pub fn free_bytes(&self) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs only writes the struct it is given; all-zero is a valid value of it.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and outlives the call; `st` is a valid out-pointer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+
+    /// Reads the free space and updates `room`, logging each change.
+    fn check(&self, room: &AtomicBool) {
+        if self.min_free == 0 {
+            return;
+        }
+        let Some(free) = self.free_bytes() else { return };
+        let ok = free >= self.min_free;
+        if room.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::warn!(
+                    free_bytes = free,
+                    "free disk space is back above min_free_disk_bytes; new calls are accepted again"
+                );
+            } else {
+                tracing::error!(
+                    free_bytes = free,
+                    min_free_disk_bytes = self.min_free,
+                    "free disk space is below min_free_disk_bytes; new calls and rooms are refused with SERVICE_BUSY until there is room"
+                );
+            }
+        }
+    }
 }
 
 /// A write that failed for a reason that may pass (a full disk, an IO error, a lock):
 /// worth trying again rather than giving the step up.
 fn may_pass(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sqlite(e) if sqlite_may_pass(e))
+}
+
+fn sqlite_may_pass(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode as C;
     matches!(
         e,
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+        rusqlite::Error::SqliteFailure(f, _)
             if matches!(f.code, C::DiskFull | C::SystemIoFailure | C::DatabaseBusy | C::DatabaseLocked
                 | C::CannotOpen | C::ReadOnly | C::OutOfMemory)
     )
@@ -357,30 +414,50 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Journal {
-    /// Opens the database at `path` and starts the journal thread.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::start(CoreDb::open(path)?)
+    /// Opens the database at `path` and starts the journal thread, with `disk`
+    /// guarding the free space of its filesystem.
+    pub fn open(path: &Path, disk: Option<DiskGuard>) -> Result<Self, StoreError> {
+        Self::start(CoreDb::open(path)?, disk)
     }
 
-    /// Whether the last write succeeded. While it is false, writes are being retried
-    /// and the steps behind them (and their frames) wait.
+    /// Whether new calls may start: the last write succeeded and the disk has its
+    /// reserve. While a write fails it is retried and the steps behind it (and their
+    /// frames) wait.
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.healthy.load(Ordering::Relaxed) && self.room.load(Ordering::Relaxed)
     }
 
     /// Starts the journal thread on `db`. A step's frames are released only once the
     /// step is on disk: a write that fails for a reason that may pass (disk full, IO
     /// error) is retried, with back-off, until it succeeds; meanwhile [`Journal::healthy`]
     /// is false (the server refuses new calls with SERVICE_BUSY) and later steps wait.
-    pub fn start(mut db: CoreDb) -> Result<Self, StoreError> {
+    pub fn start(mut db: CoreDb, disk: Option<DiskGuard>) -> Result<Self, StoreError> {
         let healthy = Arc::new(AtomicBool::new(true));
+        let room = Arc::new(AtomicBool::new(true));
         let flag = healthy.clone();
+        let has_room = room.clone();
+        if let Some(d) = &disk {
+            d.check(&room);
+        }
         let (tx, rx) = mpsc::channel::<(Batch, AfterCommit)>();
         std::thread::Builder::new()
             .name("switchboard-journal".into())
             .spawn(move || {
                 let mut steps = Vec::with_capacity(256);
-                while let Ok(first) = rx.recv() {
+                let mut checked = std::time::Instant::now();
+                loop {
+                    let first = match rx.recv_timeout(DISK_CHECK_EVERY) {
+                        Ok(s) => Some(s),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    if let Some(d) = &disk {
+                        if first.is_none() || checked.elapsed() >= DISK_CHECK_EVERY / 4 {
+                            d.check(&has_room);
+                            checked = std::time::Instant::now();
+                        }
+                    }
+                    let Some(first) = first else { continue };
                     steps.push(first);
                     while steps.len() < 1024 {
                         match rx.try_recv() {
@@ -423,7 +500,7 @@ impl Journal {
                 }
             })
             .map_err(|_| StoreError::Closed)?;
-        Ok(Self { tx, healthy })
+        Ok(Self { tx, healthy, room })
     }
 
     /// Queues a step: `batch` is written, then `then` runs with its callbacks.
@@ -637,15 +714,39 @@ impl Store {
     }
 }
 
+impl Cmd {
+    /// A copy of a delivery-progress command (the ones kept for a retry).
+    fn progress(&self) -> Option<Cmd> {
+        match self {
+            Cmd::Delivered { id, at_ms, attempts } => {
+                Some(Cmd::Delivered { id: *id, at_ms: *at_ms, attempts: *attempts })
+            }
+            Cmd::Retry { id, attempts, next_ms, error } => {
+                Some(Cmd::Retry { id: *id, attempts: *attempts, next_ms: *next_ms, error: error.clone() })
+            }
+            Cmd::GaveUp { id, attempts, error, dropped } => {
+                Some(Cmd::GaveUp { id: *id, attempts: *attempts, error: error.clone(), dropped: *dropped })
+            }
+            _ => None,
+        }
+    }
+}
+
 fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
     let mut last_prune = 0u64;
+    // Delivery progress whose write failed for a reason that may pass (a full disk):
+    // written with the next batch, so a delivered callback is not sent again after a
+    // restart.
+    let mut held: Vec<Cmd> = Vec::new();
+    let mut wait = RETRY_FIRST;
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(1000)) {
+        let first = match rx.recv_timeout(if held.is_empty() { Duration::from_millis(1000) } else { wait }) {
             Ok(c) => Some(c),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let mut batch: Vec<Cmd> = first.into_iter().collect();
+        let mut batch: Vec<Cmd> = std::mem::take(&mut held);
+        batch.extend(first);
         // Delivery progress is not urgent: gather a few milliseconds of it into one
         // transaction, so this writer seldom contends with the journal's.
         let gather_until = std::time::Instant::now() + Duration::from_millis(5);
@@ -661,8 +762,22 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
             }
         }
         let now = crate::clock::now_ms();
-        if let Err(e) = apply(&mut conn, batch, now) {
-            tracing::error!(error = %e, "store write failed");
+        let progress: Vec<Cmd> = batch.iter().filter_map(Cmd::progress).collect();
+        match apply(&mut conn, batch, now) {
+            Ok(()) => {
+                if wait != RETRY_FIRST {
+                    tracing::warn!("delivery progress written again");
+                }
+                wait = RETRY_FIRST;
+            }
+            Err(e) if sqlite_may_pass(&e) => {
+                if wait == RETRY_FIRST {
+                    tracing::error!(error = %e, held = progress.len(), "store write failed; delivery progress held and retried");
+                }
+                held = progress;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            Err(e) => tracing::error!(error = %e, "store write failed"),
         }
         if now > last_prune + 3_600_000 {
             last_prune = now;
@@ -800,7 +915,7 @@ mod tests {
         }
         let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
         db.conn.pragma_update(None, "max_page_count", pages).expect("cap");
-        let journal = Journal::start(db).expect("journal");
+        let journal = Journal::start(db, None).expect("journal");
         let (tx, rx) = mpsc::channel();
         let mut batch = Batch::default();
         batch.callbacks.push(NewCallback {

@@ -133,3 +133,62 @@ pub fn records(url: &str, data: &str, user: &str) -> Vec<serde_json::Value> {
     let page: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a page of calls");
     page["calls"].as_array().cloned().unwrap_or_default()
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The server binary on `config`, its log (RUST_LOG=info) written to `log`.
+pub fn spawn_logged(config: &std::path::Path, log: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn server")
+}
+
+pub async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not listen on {port}");
+}
+
+/// A config with the `acme` service calling back to an app server on `app_port`;
+/// `top` is more top-level settings (lines ending in a newline). Callbacks retry fast.
+pub fn acme_config(port: u16, app_port: u16, data: &std::path::Path, top: &str) -> String {
+    let secret = switchboard_tests::ACME_SECRET;
+    format!(
+        r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+{top}[callbacks]
+retry_first_ms = 200
+retry_max_ms = 500
+[[service]]
+id = "acme"
+api_key = "acme-key"
+api_secret = "{secret}"
+notify_cb_url = "http://127.0.0.1:{app_port}/notify"
+on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
+on_gcall_evt_cb_url = "http://127.0.0.1:{app_port}/gcall_evt"
+"#,
+        data = data.display()
+    )
+}
+
+pub fn acme_token(user: &str) -> String {
+    let now = switchboard_server::server::now_ms() / 1000;
+    let claims = switchboard_server::auth::Claims::new("acme", user, "acme-key", now, 3600);
+    switchboard_server::auth::mint_token(switchboard_tests::ACME_SECRET, &claims)
+}
+
+pub async fn acme_user(url: &str, id: &str) -> (switchboard_client::Client, switchboard_client::Events) {
+    let creds = switchboard_client::Credentials::token("acme", id, acme_token(id));
+    switchboard_client::Client::connect(url, creds).await.expect("connect")
+}
