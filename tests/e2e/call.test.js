@@ -8,8 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import dgram from 'node:dgram';
-import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers } from './harness.js';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers, udpPath, freeUdpPort } from './harness.js';
 
 const SECRET = 'b1'.repeat(32);
 
@@ -185,37 +184,12 @@ test('two browsers that both offer only H.264 get H.264 video through the relay'
 // and the relay (one upstream socket per client, as a NAT would) and drops every
 // `nth` RTP packet each way. STUN, DTLS and RTCP pass.
 async function lossyProxy(relayPort, nth) {
-  const front = dgram.createSocket('udp4');
-  await new Promise((r) => front.bind(0, '127.0.0.1', r));
-  const upstreams = new Map();
   const counts = { up: 0, down: 0, dropped: 0 };
   const isRtp = (m) => m.length > 12 && m[0] >= 128 && m[0] <= 191 && !((m[1] & 0x7f) >= 64 && (m[1] & 0x7f) <= 95);
   const drop = (dir, m) => isRtp(m) && ++counts[dir] % nth === 0 && ++counts.dropped;
-  front.on('message', (msg, from) => {
-    const key = `${from.address}:${from.port}`;
-    let up = upstreams.get(key);
-    if (!up) {
-      up = dgram.createSocket('udp4');
-      up.bind(0, '127.0.0.1');
-      up.on('message', (back) => { if (!drop('down', back)) front.send(back, from.port, from.address); });
-      upstreams.set(key, up);
-    }
-    if (!drop('up', msg)) up.send(msg, relayPort, '127.0.0.1');
-  });
-  return {
-    port: front.address().port,
-    counts,
-    close: () => { front.close(); for (const u of upstreams.values()) u.close(); },
-  };
+  const path = await udpPath(relayPort, (dir, m) => (drop(dir, m) ? null : 0));
+  return { ...path, counts };
 }
-
-const freeUdpPort = async () => {
-  const s = dgram.createSocket('udp4');
-  await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-};
 
 // Video statistics of one page: what it received and what it sent.
 const videoStats = (page) => page.evaluate(async () => {

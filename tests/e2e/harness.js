@@ -6,6 +6,7 @@ import path from 'node:path';
 import net from 'node:net';
 import fs from 'node:fs';
 import http from 'node:http';
+import dgram from 'node:dgram';
 import { spawn, execFileSync } from 'node:child_process';
 
 export const BIN = process.env.SWITCHBOARD_BIN ?? path.resolve('../../target/debug/switchboard');
@@ -70,13 +71,13 @@ const contexts = [];
 
 /**
  * A headless Chromium with its own profile under `dir`, one page open at `url`; its
- * errors (and, with SB_LOG, its console) go to the test output. `closeBrowsers()`
- * closes every one.
+ * errors (and, with SB_LOG, its console) go to the test output. `args`: more Chromium
+ * flags. `closeBrowsers()` closes every one.
  */
-export async function browserPage(dir, name, url, { media = 'fake', viewport } = {}) {
+export async function browserPage(dir, name, url, { media = 'fake', viewport, args = [] } = {}) {
   const { chromium } = await import('playwright-core');
   const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM, headless: true, viewport, args: chromiumArgs(media),
+    executablePath: CHROMIUM, headless: true, viewport, args: [...chromiumArgs(media), ...args],
   });
   contexts.push(ctx);
   const page = ctx.pages()[0] ?? await ctx.newPage();
@@ -155,3 +156,40 @@ export async function appServer() {
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${srv.address().port}`, hits, close: () => srv.close() };
 }
+
+/**
+ * A UDP path between clients and the relay on 127.0.0.1:`relayPort`: clients send to
+ * `port` (advertise it with `media_advertise`), and each client gets an upstream socket
+ * of its own, as behind a NAT. `shape(dir, msg)` decides each datagram's fate on the
+ * way `'up'` (to the relay) or `'down'`: `null` drops it, a number delays it by that
+ * many milliseconds (0: at once).
+ */
+export async function udpPath(relayPort, shape) {
+  const front = dgram.createSocket('udp4');
+  await new Promise((r) => front.bind(0, '127.0.0.1', r));
+  const upstreams = new Map();
+  const pass = (delay, send) => { if (delay === null) return; if (delay > 0) setTimeout(send, delay); else send(); };
+  front.on('message', (msg, from) => {
+    const key = `${from.address}:${from.port}`;
+    let up = upstreams.get(key);
+    if (!up) {
+      up = dgram.createSocket('udp4');
+      up.bind(0, '127.0.0.1');
+      up.on('message', (back) => pass(shape('down', back), () => front.send(back, from.port, from.address)));
+      upstreams.set(key, up);
+    }
+    pass(shape('up', msg), () => up.send(msg, relayPort, '127.0.0.1'));
+  });
+  return {
+    port: front.address().port,
+    close: () => { front.close(); for (const u of upstreams.values()) u.close(); },
+  };
+}
+
+export const freeUdpPort = async () => {
+  const s = dgram.createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+};
