@@ -54,6 +54,10 @@ pub struct LoadArgs {
     /// Seconds of media measured (after every call's media is up), reported per 10 s.
     #[arg(long, default_value_t = 60)]
     media_secs: u64,
+    /// Soak instead: this many minutes of `--media` concurrent audio calls (200 if not
+    /// given) with churn, reported every minute.
+    #[arg(long, default_value_t = 0)]
+    soak: u64,
     /// Pin the server to CPU 0 and this load generator to CPU 1 (with `taskset`), so
     /// that the server's figures are not those of a CPU shared with its clients.
     #[arg(long)]
@@ -109,7 +113,7 @@ pub(crate) fn raise_fd_limit() {
     }
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc status")?;
     status
         .lines()
@@ -265,6 +269,14 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         let result =
             crate::load_rooms::rooms_phase(&server, pid, a.rooms, a.room_size, a.big_room, a.media_secs)
                 .await;
+        child.kill().await.ok();
+        std::fs::remove_dir_all(&dir).ok();
+        return result;
+    }
+    if a.soak > 0 {
+        let calls = if a.media > 0 { a.media } else { 200 };
+        let records = || app.records.load(Ordering::Relaxed);
+        let result = crate::load_soak::soak_phase(&server, pid, calls, a.soak, records).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;

@@ -330,6 +330,11 @@ impl Scrape {
         Scrape { at, cpu_ticks, text }
     }
 
+    /// The scraped exposition text.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The sum over shards of metric `name` with every label in `labels`.
     pub(crate) fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         self.text

@@ -5,6 +5,7 @@ mod join;
 mod load;
 mod load_media;
 mod load_rooms;
+mod load_soak;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
