@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Fuzzing with cargo fuzz (libFuzzer, AddressSanitizer) over the targets in fuzz/.
 #   bash scripts/fuzz.sh smoke        each target for 10 s (part of scripts/test.sh)
-#   bash scripts/fuzz.sh long [RUNS]  each target for RUNS executions (default
-#                                     10,000,000); results go in docs/reliability.md
+#   bash scripts/fuzz.sh long [RUNS] [TARGET...]
+#                                     each target (default: all) for RUNS executions
+#                                     (default 10,000,000); results go in docs/reliability.md
 # cargo fuzz needs a nightly toolchain: without one this says so and skips.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 mode=${1:-smoke}
 runs=${2:-10000000}
 targets=(signal_message cc_param token relay_sdp callback_query)
+if [ $# -gt 2 ]; then targets=("${@:3}"); fi
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "fuzz: SKIPPED all ${#targets[@]} targets: no nightly Rust toolchain (cargo fuzz needs one; rustup toolchain install nightly)"

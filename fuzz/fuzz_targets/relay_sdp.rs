@@ -15,7 +15,13 @@ fuzz_target!(|data: &[u8]| {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| drop(std::panic::take_hook()));
     let Ok(sdp) = std::str::from_utf8(data) else { return };
-    let mut relay = Relay::new("127.0.0.1:3478".parse().unwrap(), None, Duration::from_secs(10));
+    // One DTLS certificate for every relay, as the server makes it (one per process):
+    // making one per input spent most of the time in key generation.
+    thread_local! {
+        static CERT: Option<switchboard_server::media::DtlsCert> = switchboard_server::media::relay_certificate();
+    }
+    let cert = CERT.with(Clone::clone);
+    let mut relay = Relay::new("127.0.0.1:3478".parse().unwrap(), cert, Duration::from_secs(10));
     let now = Instant::now();
     match relay.offer(now, "sid", "caller", sdp) {
         Ok(answer) => assert!(answer.starts_with("v=0"), "{answer}"),

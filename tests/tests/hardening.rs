@@ -194,10 +194,13 @@ async fn silent_connections_time_out_and_are_capped_per_address() {
     // Past the cap, its new connections are closed at once.
     let mut over = connect_from("127.0.0.2", addr).await;
     assert!(closed_by_server(&mut over, Duration::from_millis(500)).await, "over the cap: closed at once");
-    // Users from elsewhere are not locked out meanwhile.
-    answered_call(&h).await;
+    // Users from elsewhere are not locked out meanwhile: a call from start to its record.
+    let (_alice, mut a_ev, bob, sid) = answered_call(&h).await;
     let health = reqwest::get(format!("{}/healthz", h.url())).await.expect("healthz while attacked");
     assert!(health.status().is_success());
+    bob.end_call(&sid, None, None).await.expect("bob hangs up");
+    assert_eq!(disconnected(&mut a_ev).await.reason, R::Normal);
+    assert_eq!(h.app.record_for(&sid).await.query["disconnect_reason"], "1001");
     // Every held connection is closed once the header timeout passes.
     for (i, tcp) in held.iter_mut().enumerate() {
         assert!(closed_by_server(tcp, Duration::from_secs(5)).await, "held connection {i} was not closed");
@@ -354,9 +357,10 @@ async fn a_burst_of_frames_gets_answers_or_a_close_code() {
         }
         eprintln!("burst: {answered} answers, then close {close:?}");
     }
-    // The bystander call is untouched.
+    // The bystander call is untouched: it ends normally, with its record.
     bob.end_call(&sid, None, None).await.expect("bob hangs up");
     assert_eq!(disconnected(&mut a_ev).await.reason, R::Normal);
+    assert_eq!(h.app.record_for(&sid).await.query["disconnect_reason"], "1001");
 }
 
 /// Also seen: database files were world-readable (they hold live cc_params).

@@ -149,8 +149,7 @@ async fn a_full_data_disk_refuses_new_calls_and_loses_nothing() {
     // Exactly once, and still once after a restart (the delivery was written down).
     let mut counts = app.success_counts();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    server.kill().ok();
-    server.wait().ok();
+    server.kill();
     let mut server = spawn_logged(&config, &dir.join("second.log"));
     wait_listening(port).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -164,8 +163,7 @@ async fn a_full_data_disk_refuses_new_calls_and_loses_nothing() {
     assert!(log.contains("free disk space is below min_free_disk_bytes"), "{log}");
     assert!(log.contains("new calls are accepted again"), "{log}");
     drop(bob);
-    server.kill().ok();
-    server.wait().ok();
+    server.kill();
     drop(_mount);
     if std::env::var_os("KEEP_TEST_LOGS").is_none() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -138,16 +138,34 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A server process, killed when dropped: a test that fails half-way leaves none behind.
+pub struct Server(Child);
+
+impl Server {
+    /// SIGKILL, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The server binary on `config`, its log (RUST_LOG=info) written to `log`.
-pub fn spawn_logged(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(BIN)
+pub fn spawn_logged(config: &std::path::Path, log: &std::path::Path) -> Server {
+    let child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .expect("spawn server")
+        .expect("spawn server");
+    Server(child)
 }
 
 pub async fn wait_listening(port: u16) {
