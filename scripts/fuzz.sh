@@ -3,7 +3,8 @@
 #   bash scripts/fuzz.sh smoke        each target for 10 s (part of scripts/test.sh)
 #   bash scripts/fuzz.sh long [RUNS] [TARGET...]
 #                                     each target (default: all) for RUNS executions
-#                                     (default 10,000,000); results go in docs/reliability.md
+#                                     (default 10,000,000), at most FUZZ_MAX_SECS seconds
+#                                     each if set; results go in docs/reliability.md
 # cargo fuzz needs a nightly toolchain: without one this says so and skips.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -25,7 +26,9 @@ for t in "${targets[@]}"; do
   [ -d "seeds/$t" ] && dirs+=("seeds/$t")
   case $mode in
     smoke) limit=(-max_total_time=10) ;;
-    long) limit=(-runs="$runs") ;;
+    long) limit=(-runs="$runs")
+      # FUZZ_MAX_SECS caps each target's time too (relay_sdp runs ~200/s here).
+      [ -n "${FUZZ_MAX_SECS:-}" ] && limit+=(-max_total_time="$FUZZ_MAX_SECS") ;;
     *) echo "usage: fuzz.sh smoke | long [RUNS]" >&2; exit 2 ;;
   esac
   log=$(mktemp)

@@ -440,6 +440,23 @@ function within(promise, ms, what) {
  * offer, which the relay applies to the same connection: DTLS goes on), at most once per
  * 5 s. Returns a function that stops watching.
  */
+/**
+ * Puts RED (RFC 2198: each Opus packet also carries the previous frame) first on the
+ * audio lines, which is how a browser is asked to send it. Where the relay takes it, a
+ * lost packet is filled from the next one without a resend.
+ */
+function preferRedAudio(pc) {
+  const caps = RTCRtpReceiver.getCapabilities?.('audio')?.codecs ?? [];
+  const isRed = (c) => c.mimeType.toLowerCase() === 'audio/red';
+  if (!caps.some(isRed)) return;
+  const order = [...caps.filter(isRed), ...caps.filter((c) => !isRed(c))];
+  for (const t of pc.getTransceivers()) {
+    if (t.receiver.track?.kind === 'audio' && !t.stopped) {
+      try { t.setCodecPreferences(order); } catch (e) { console.warn('switchboard: audio codec preferences refused', e); }
+    }
+  }
+}
+
 function watchIce(pc, restart) {
   let timer = null;
   let last = 0;
@@ -878,8 +895,9 @@ export class Call {
     this.session.send({ type: 'media_answer', sid: this.sid, offer_id: offerId, sdp: pc.localDescription.sdp });
   }
 
-  /** Applies `videoCodecs` to the video lines (repair formats rtx/red/fec stay). */
+  /** RED first on the audio lines; `videoCodecs` on the video lines (repair formats rtx/red/fec stay). */
   _preferCodecs() {
+    if (this.pc) preferRedAudio(this.pc);
     if (!this.videoCodecs?.length || !this.pc) return;
     const caps = RTCRtpReceiver.getCapabilities?.('video')?.codecs ?? [];
     const name = (c) => c.mimeType.split('/')[1].toUpperCase();
@@ -1282,6 +1300,7 @@ export class Conference {
       }
       (this._senders ??= {})[t.kind] = pc.addTransceiver(t, init).sender;
     }
+    preferRedAudio(pc);
     pc.ontrack = (ev) => {
       if (ev.track.kind === 'audio') this._roomAudio(ev.track);
       else this._attachViews();

@@ -104,9 +104,11 @@ const tone = (page, phase) => page.evaluate((phase) => {
 /** The inbound audio counters (WebRTC stats) of a page. */
 const audioIn = (page) => page.evaluate(async () => {
   const o = {};
-  (await window.call.getStats()).forEach((s) => {
+  const stats = await window.call.getStats();
+  stats.forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'audio') {
       Object.assign(o, {
+        codec: stats.get(s.codecId)?.mimeType,
         samples: s.totalSamplesReceived ?? 0, concealed: s.concealedSamples ?? 0, lost: s.packetsLost ?? 0,
         received: s.packetsReceived ?? 0, fec: s.fecPacketsReceived ?? 0,
         jbDelay: s.jitterBufferDelay ?? 0, jbEmitted: s.jitterBufferEmittedCount ?? 0,
@@ -120,6 +122,7 @@ const audioIn = (page) => page.evaluate(async () => {
 const audioFigures = (a, b) => {
   const samples = b.samples - a.samples; const lost = b.lost - a.lost; const got = b.received - a.received;
   return {
+    codec: b.codec,
     decoded: +(1 - (b.concealed - a.concealed) / samples).toFixed(3),
     lost: +(lost / (lost + got)).toFixed(3),
     fec: b.fec - a.fec,

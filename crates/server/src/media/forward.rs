@@ -29,6 +29,8 @@ pub(crate) struct Packet {
     pub payload: Arc<[u8]>,
     pub arrived: Instant,
     pub kind: MediaKind,
+    /// The payload is RFC 2198 RED around `params`' codec (Opus with redundancy).
+    pub red: bool,
 }
 
 impl Packet {
@@ -39,7 +41,8 @@ impl Packet {
             return None;
         }
         let pt = pkt.header.payload_type;
-        let params = *rtc.codec_config().find(|p| p.pt() == pt)?;
+        let params = *rtc.codec_config().find(|p| p.pt() == pt || p.red() == Some(pt))?;
+        let red = params.pt() != pt;
         let mut ext = pkt.header.ext_vals;
         let rid = ext.rid;
         // These name the source's line and stream; the receiving stream sets its own.
@@ -59,8 +62,35 @@ impl Packet {
             payload: pkt.payload,
             arrived: pkt.timestamp,
             kind,
+            red,
         })
     }
+}
+
+/// The primary (newest) block of an RFC 2198 RED payload: after the 4-byte headers of
+/// the redundant blocks and the 1-byte header of the primary, past the redundant data.
+/// `None` if the payload is not well formed.
+pub(crate) fn red_primary(payload: &[u8]) -> Option<&[u8]> {
+    let (mut at, mut redundant) = (0usize, 0usize);
+    loop {
+        let first = *payload.get(at)?;
+        if first & 0x80 == 0 {
+            at += 1;
+            break;
+        }
+        let header = payload.get(at..at + 4)?;
+        redundant += (usize::from(header[2] & 0x03) << 8) | usize::from(header[3]);
+        at += 4;
+    }
+    payload.get(at + redundant..).filter(|p| !p.is_empty())
+}
+
+/// How a source's payload type goes out on a receiving line.
+#[derive(Clone, Copy)]
+struct Out {
+    pt: Pt,
+    /// RED from the source, and the receiver did not take RED: send the primary only.
+    unwrap: bool,
 }
 
 /// The numbering of one receiving line.
@@ -76,9 +106,10 @@ pub(crate) struct Renumber {
     last_seq: Option<u64>,
     last_time: u32,
     last_at: Option<Instant>,
-    /// Source payload type → this connection's payload type for the same codec (of
-    /// the current source: cleared when the source changes).
-    pts: Vec<(Pt, Option<Pt>)>,
+    /// Source payload type (and whether it is RED) → how it goes out on this
+    /// connection, for the same codec (of the current source: cleared when the source
+    /// changes).
+    pts: Vec<((Pt, bool), Option<Out>)>,
 }
 
 impl Renumber {
@@ -123,12 +154,16 @@ impl Renumber {
         Some((seq, time))
     }
 
-    fn pt(&mut self, rtc: &Rtc, p: &Packet) -> Option<Pt> {
-        let src = p.params.pt();
+    fn pt(&mut self, rtc: &Rtc, p: &Packet) -> Option<Out> {
+        let src = (p.params.pt(), p.red);
         if let Some((_, out)) = self.pts.iter().find(|(s, _)| *s == src) {
             return *out;
         }
-        let out = rtc.codec_config().match_params(p.params).map(|m| m.pt());
+        let out = rtc.codec_config().match_params(p.params).map(|m| match (p.red, m.red()) {
+            // RED both ways: forwarded as it came, the receiver recovers from it.
+            (true, Some(red)) => Out { pt: red, unwrap: false },
+            (red, _) => Out { pt: m.pt(), unwrap: red },
+        });
         self.pts.push((src, out));
         out
     }
@@ -145,13 +180,19 @@ impl Lines {
     /// sending stream yet, or no matching codec).
     pub fn write(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet) -> bool {
         let r = self.lines.entry(mid).or_default();
-        let Some(pt) = r.pt(rtc, p) else { return false };
+        let Some(out) = r.pt(rtc, p) else { return false };
+        let payload = if out.unwrap {
+            let Some(primary) = red_primary(&p.payload) else { return false };
+            Arc::from(primary)
+        } else {
+            p.payload.clone()
+        };
         let mut api = rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
         // Numbered only once it is certain to be sent: a skipped number would look
         // like a lost packet to the receiver.
         let Some((seq, time)) = r.map(p) else { return false };
-        let write = RtpWrite::new(pt, SeqNo::from(seq), time, p.arrived, p.payload.clone())
+        let write = RtpWrite::new(out.pt, SeqNo::from(seq), time, p.arrived, payload)
             .marker(p.marker)
             .ext_vals(p.ext.clone())
             // Video is resent on NACK from the relay's own send buffer; late audio is
@@ -181,7 +222,25 @@ mod tests {
             payload: Arc::from(vec![1u8; 10]),
             arrived: at,
             kind: MediaKind::Audio,
+            red: false,
         }
+    }
+
+    #[test]
+    fn the_primary_of_a_red_payload_is_its_last_block() {
+        // One redundant block (PT 111, offset 960, 3 bytes), then the primary (PT 111).
+        let red = [0x80 | 111, 0x0f, 0x00, 3, 111, 1, 2, 3, 9, 8, 7, 6];
+        assert_eq!(red_primary(&red), Some(&[9u8, 8, 7, 6][..]));
+        // No redundancy: only the primary's header.
+        assert_eq!(red_primary(&[111, 5, 5]), Some(&[5u8, 5][..]));
+        // Two redundant blocks of 1 and 2 bytes.
+        let two = [0xef, 0, 0, 1, 0xef, 0, 0, 2, 111, 1, 2, 2, 4];
+        assert_eq!(red_primary(&two), Some(&[4u8][..]));
+        // Cut short, lengths past the end, nothing left for the primary: refused.
+        assert_eq!(red_primary(&[0x80 | 111, 0x0f]), None);
+        assert_eq!(red_primary(&[0x80 | 111, 0, 0, 50, 111, 1]), None);
+        assert_eq!(red_primary(&[111]), None);
+        assert_eq!(red_primary(&[]), None);
     }
 
     #[test]

@@ -569,7 +569,10 @@ impl Relay {
         }
         // RTP mode: packets are forwarded as they came, not reassembled into frames and
         // cut up again.
-        let mut builder = Rtc::builder().set_ice_lite(true).set_rtp_mode(true);
+        // Opus with RED (RFC 2198) where the client offers it: each packet also carries
+        // the previous frame, so a receiver fills a lost packet without a resend. A
+        // receiver that did not take RED gets the primary only.
+        let mut builder = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).enable_opus(true, true);
         // In a room every participant's network quality is reported: it needs stats.
         if self.speakers.contains_key(sid) {
             builder = builder.set_stats_interval(Some(STATS_EVERY));

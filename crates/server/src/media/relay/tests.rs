@@ -62,8 +62,13 @@ impl Net {
 
     /// A client joins with lines of `kinds` (sendrecv) and offers them to the relay.
     fn join(&mut self, name: &str, kinds: &[MediaKind]) -> usize {
+        self.join_with(name, kinds, false)
+    }
+
+    /// [`Net::join`], offering (and then sending) Opus in RED if `red`, as browsers do.
+    fn join_with(&mut self, name: &str, kinds: &[MediaKind], red: bool) -> usize {
         let addr: SocketAddr = format!("10.9.1.{}:5000", self.clients.len() + 1).parse().unwrap();
-        let mut rtc = Rtc::builder().build(self.now);
+        let mut rtc = Rtc::builder().enable_opus(true, red).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut change = rtc.sdp_api();
         let send: Vec<(MediaKind, Mid)> =
@@ -431,4 +436,47 @@ fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     let total: u64 = got.values().sum();
     assert!(total > b_before + 30, "{got:?}");
     assert!(net.video_from("b").values().all(|n| *n == 0) && net.video_from("c").values().all(|n| *n == 0));
+}
+
+/// Audio from `from` as `to` received it: (frames, bytes).
+fn heard(net: &Net, to: &str, from: &str) -> (u64, u64) {
+    let c = &net.clients[net.client(to)];
+    let mid = c.owners.iter().find(|(_, user)| *user == from).map(|(mid, _)| mid.clone());
+    mid.and_then(|m| c.got.get(&Mid::from(m.as_str())).copied()).unwrap_or_default()
+}
+
+#[test]
+fn red_audio_is_forwarded_to_red_receivers_and_unwrapped_for_the_others() {
+    let mut net = Net::new();
+    net.join_with("alice", &[MediaKind::Audio], true);
+    net.run(Duration::from_millis(200), false);
+    net.join_with("bob", &[MediaKind::Audio], false);
+    net.run(Duration::from_millis(200), false);
+    net.join_with("carol", &[MediaKind::Audio], true);
+    net.run(Duration::from_secs(3), false);
+    net.run(Duration::from_secs(4), true);
+    // Alice sends RED: each packet carries her previous frame too.
+    let stats = net.relay.stats();
+    assert!(stats.bytes_in[0] / stats.packets_in[0] > 120, "RED on the way in: {stats:?}");
+    // Bob did not take RED: he gets Alice's 80-byte frames, the primary only.
+    let (frames, bytes) = heard(&net, "bob", "alice");
+    assert!(frames >= 150, "bob hears alice: {frames}");
+    assert_eq!(bytes, frames * 80, "bob gets the primary of each RED packet");
+    // Carol took RED: her stack unwraps it (and could recover from it).
+    let (frames, bytes) = heard(&net, "carol", "alice");
+    assert!(frames >= 150 && bytes == frames * 80, "carol hears alice: {frames} frames, {bytes} bytes");
+    // Plain Opus from Bob reaches both RED clients as plain Opus.
+    for to in ["alice", "carol"] {
+        let (frames, bytes) = heard(&net, to, "bob");
+        assert!(frames >= 150 && bytes == frames * 80, "{to} hears bob: {frames} frames, {bytes} bytes");
+    }
+
+    // With every 10th datagram from the relay lost, the RED receiver fills the gaps.
+    let (bob0, carol0) = (heard(&net, "bob", "alice").0, heard(&net, "carol", "alice").0);
+    net.drop_every = 10;
+    net.run(Duration::from_secs(4), true);
+    net.drop_every = 0;
+    let (bob1, carol1) = (heard(&net, "bob", "alice").0 - bob0, heard(&net, "carol", "alice").0 - carol0);
+    assert!(carol1 > bob1 + 10, "RED recovers lost frames: carol {carol1} vs bob {bob1}");
+    assert!(carol1 >= 195, "carol misses almost nothing of 200: {carol1}");
 }
