@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waitFor, startServer, stopServers, sdkPage, closeBrowsers } from './harness.js';
+import { waitFor, startServer, stopServers, sdkPage, answerCalls, closeBrowsers } from './harness.js';
 
 let dir; let base; let token;
 
@@ -43,16 +43,7 @@ const growing = async (page, key, what) => {
 
 test('devices: mic off at start, microphone and camera switched mid-call, camera released and back, screen shared, speaker chosen', async () => {
   const [alice, bob] = [await sdkPage(dir, 'alice', base), await sdkPage(dir, 'bob', base)];
-  await bob.evaluate(async ({ token }) => {
-    await window.sb.listenForCalls({
-      serverUrl: location.origin, myId: 'bob-d', myServiceId: 'web', accessToken: token,
-      onIncomingCall: async (inc) => {
-        window.call = new window.sb.Call({ serverUrl: location.origin });
-        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio, video: window.media.video } }, delegate: window.delegate });
-        await window.call.acceptCall();
-      },
-    });
-  }, { token: token('bob-d') });
+  await answerCalls(bob, 'bob-d', token('bob-d'));
   // Alice starts on a chosen microphone, muted.
   const devices = await alice.evaluate(async () => {
     await navigator.mediaDevices.getUserMedia({ audio: true, video: true }).then((s) => s.getTracks().forEach((t) => t.stop()));

@@ -193,3 +193,18 @@ export const freeUdpPort = async () => {
   await new Promise((r) => s.close(r));
   return port;
 };
+
+/**
+ * Has `page` (an `sdkPage`) answer the calls offered to `myId` of service `web`: verify
+ * and accept, the peer's media in `window.media`, the call in `window.call`.
+ */
+export const answerCalls = (page, myId, token) => page.evaluate(async ({ myId, token }) => {
+  await window.sb.listenForCalls({
+    serverUrl: location.origin, myId, myServiceId: 'web', accessToken: token,
+    onIncomingCall: async (inc) => {
+      window.call = new window.sb.Call({ serverUrl: location.origin });
+      await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio, video: window.media.video } }, delegate: window.delegate });
+      await window.call.acceptCall();
+    },
+  });
+}, { myId, token });

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waitFor, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers, udpPath, freeUdpPort } from './harness.js';
+import { waitFor, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, udpPath, freeUdpPort } from './harness.js';
 
 const SECRET = 'c3'.repeat(32);
 const MEDIA_TIMEOUT_MS = 5000;
@@ -165,16 +165,7 @@ on_call_evt_cb_url = "${app.url}/call_evt"
   const open = (who) => sdkPage(dir, who, srv.base, { args: [`--use-file-for-fake-audio-capture=${toneWav(path.join(dir, `${who}.wav`), HZ[who])}`] });
   const [alice, bob] = [await open('alice'), await open('bob')];
   try {
-    await bob.evaluate(async ({ token }) => {
-      await window.sb.listenForCalls({
-        serverUrl: location.origin, myId: 'bob-n', myServiceId: 'web', accessToken: token,
-        onIncomingCall: async (inc) => {
-          window.call = new window.sb.Call({ serverUrl: location.origin });
-          await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio, video: window.media.video } }, delegate: window.delegate });
-          await window.call.acceptCall();
-        },
-      });
-    }, { token: srv.token('bob-n') });
+    await answerCalls(bob, 'bob-n', srv.token('bob-n'));
     await alice.evaluate(async ({ token }) => {
       window.call = new window.sb.Call({ serverUrl: location.origin });
       await window.call.makeCall({
