@@ -491,7 +491,7 @@ async fn network_quality_shows_who_loses_packets() {
     let mut parties = Vec::new();
     for (user, drop_every) in [("clean", 0u32), ("lossy", 4)] {
         let (c, ev, sid) = join(&h, user, "q").await;
-        let options = MediaOptions { video: false, drop_every };
+        let options = MediaOptions { video: false, drop_every, ..MediaOptions::default() };
         let (media, mut rx) = c.start_media_with(&sid, options).await.expect("media");
         media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
         let media = Arc::new(media);

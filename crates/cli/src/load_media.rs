@@ -14,6 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::load::{cpu_ticks, token, wait_for};
 
+/// The benchmarks send plain Opus (80-byte payloads), as they did before the SDK sent
+/// RED, so that figures stay comparable across builds.
+pub(crate) const PLAIN: switchboard_client::MediaOptions =
+    switchboard_client::MediaOptions { video: false, drop_every: 0, plain_opus: true };
+
 /// Length of one reporting slice.
 const SLICE: Duration = Duration::from_secs(10);
 
@@ -59,7 +64,7 @@ async fn setup(server: String, i: usize) -> Result<[Party; 2]> {
     let connected = accepted.elapsed();
     // Both parties start their media at once, as two real apps would.
     let timed = |c: Client, sid: String| async move {
-        let r = c.start_media(&sid, false).await;
+        let r = c.start_media_with(&sid, PLAIN).await;
         (r, accepted.elapsed())
     };
     let ((a_started, a_answered), (b_started, b_answered)) =

@@ -82,7 +82,8 @@ async fn run_seat(
     let joined_at = Instant::now();
     let join = if seat.video { JoinConference::video(&seat.room) } else { JoinConference::audio(&seat.room) };
     let room = client.join_conference(join).await?;
-    let (media, mut rx) = client.start_media(&room.sid, seat.video).await?;
+    let options = switchboard_client::MediaOptions { video: seat.video, ..crate::load_media::PLAIN };
+    let (media, mut rx) = client.start_media_with(&room.sid, options).await?;
     let media = Arc::new(media);
     // Ask for everyone's video once they are in (those who join later are asked
     // for as they arrive).

@@ -15,7 +15,7 @@ use anyhow::{anyhow, Result};
 use switchboard_client::{Client, Credentials, Event, MakeCall, MediaEvent};
 
 use crate::load::{rss_kib, token, wait_for};
-use crate::load_media::Scrape;
+use crate::load_media::{Scrape, PLAIN};
 
 /// Delay buckets: 1 ms each up to 1 s, then one for anything later.
 const BUCKETS: usize = 1001;
@@ -141,7 +141,8 @@ async fn one_call(
     b.verify_call(&cc).await?;
     b.accept_call(&sid).await?;
     wait_for(a_ev, |e| matches!(e, Event::Connected { .. }).then_some(())).await?;
-    let (started_a, started_b) = tokio::join!(a.start_media(&sid, false), b.start_media(&sid, false));
+    let (started_a, started_b) =
+        tokio::join!(a.start_media_with(&sid, PLAIN), b.start_media_with(&sid, PLAIN));
     let ((a_media, a_rx), (b_media, b_rx)) = (started_a?, started_b?);
     let talk_until = Instant::now() + length;
     let sending = talk_until - QUIET_BEFORE_END;
