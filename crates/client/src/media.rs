@@ -3,7 +3,7 @@
 //! encoding and decoding are the application's (the CLI uses libopus).
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -242,8 +242,7 @@ pub async fn connect_media_with(
     options: MediaOptions,
 ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
     let video = options.video;
-    static CRYPTO: Once = Once::new();
-    CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+    switchboard_dtls::install();
     let socket =
         UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
     let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;

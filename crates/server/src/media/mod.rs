@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -362,11 +362,10 @@ impl MediaRelay {
     }
 }
 
-/// Installs the process's default crypto provider for WebRTC (once); every relay
-/// connection uses it.
+/// Installs the process's default crypto provider for WebRTC (once): str0m's, with
+/// the DTLS configuration shared by every relay connection (`switchboard_dtls`).
 pub fn init_crypto() {
-    static CRYPTO: Once = Once::new();
-    CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+    switchboard_dtls::install();
 }
 
 /// Binds the UDP socket with the buffer sizes asked for. The kernel caps them at
