@@ -15,12 +15,9 @@ fuzz_target!(|data: &[u8]| {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| drop(std::panic::take_hook()));
     let Ok(sdp) = std::str::from_utf8(data) else { return };
-    // One DTLS certificate for every relay, as the server makes it (one per process):
-    // making one per input spent most of the time in key generation.
-    thread_local! {
-        static CERT: Option<switchboard_server::media::DtlsCert> = switchboard_server::media::relay_certificate();
-    }
-    let cert = CERT.with(Clone::clone);
+    // One DTLS certificate for every relay, as the server has (one per process):
+    // making one per input spent the time in key generation.
+    let cert = switchboard_dtls::certificate();
     let mut relay = Relay::new("127.0.0.1:3478".parse().unwrap(), cert, Duration::from_secs(10));
     let now = Instant::now();
     match relay.offer(now, "sid", "caller", sdp) {

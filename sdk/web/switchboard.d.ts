@@ -166,36 +166,32 @@ export interface CallOptions {
   videoCodecs?: string[];
 }
 
-export declare class Call {
-  constructor(opts: CallOptions);
-  readonly sid: string | null;
-  readonly peerStream: MediaStream | null;
-  makeCall(params: MakeCallParams): Promise<void>;
-  verifyCall(params: VerifyCallParams): Promise<void>;
-  acceptCall(): Promise<void>;
-  endCall(reasonCode?: number, userRelCode?: string): Promise<void>;
+/**
+ * What a call and a room both offer about my own media and the session: mute, camera,
+ * screen share, devices, stats, tokens, autoplay. `Call` and `Conference` have all of it.
+ */
+export interface MediaSession {
   muteMyAudio(mute: boolean): Promise<void>;
   /**
-   * Turns my camera on (the peer gets evtVideoEnabledByPeer). In an audio call this opens
-   * the camera and upgrades the call: the relay adds a line to send video on and one to
-   * the peer's connection. Rejects with `{ reason, code: 1601-1607, strCode }` when the
-   * camera cannot be opened.
+   * Turns my camera on (the others get evtVideoEnabledByPeer / evtPeersVideoUpdated). In
+   * an audio call or room this opens the camera and the relay adds a line to send video
+   * on. Rejects with `{ reason, code: 1601-1607, strCode }` when the camera cannot be opened.
    */
   enableVideo(): Promise<void>;
-  /** Turns my camera off and releases it (the peer gets evtVideoDisabledByPeer). */
+  /** Turns my camera off and releases it. */
   disableVideo(): Promise<void>;
-  /** Pauses my video for a moment, the camera staying open. */
+  /** Pauses my video for a moment, the camera staying open (the others are told). */
   pauseMyVideo(): Promise<void>;
   resumeMyVideo(): Promise<void>;
-  /** Shares my screen instead of my camera, on the same video line (a video call). */
+  /** Shares my screen instead of my camera, on the same video line. */
   startMyScreenShare(): Promise<void>;
   /** Back to my camera. */
   stopMyScreenShare(): Promise<void>;
-  /** Switches the microphone mid-call, on the same line (no renegotiation). */
+  /** Switches the microphone, on the same line (no renegotiation). */
   changeAudioInputDevice(deviceId: string): Promise<void>;
-  /** Switches the camera mid-call. */
+  /** Switches the camera. */
   changeVideoInputDevice(deviceId: string): Promise<void>;
-  /** Plays the peer on this speaker; rejects where the browser has no setSinkId. */
+  /** Plays what I receive on this speaker; rejects where the browser has no setSinkId. */
   setAudioOutputDevice(deviceId: string): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
@@ -204,6 +200,18 @@ export declare class Call {
   refreshToken(accessToken: string): Promise<void>;
   /** Plays what the autoplay policy blocked (after evtAutoplayBlocked); call it from a user gesture. */
   startAudio(): Promise<void>;
+}
+
+export interface Call extends MediaSession {}
+/** A 1-to-1 call; with every {@link MediaSession} method. */
+export declare class Call {
+  constructor(opts: CallOptions);
+  readonly sid: string | null;
+  readonly peerStream: MediaStream | null;
+  makeCall(params: MakeCallParams): Promise<void>;
+  verifyCall(params: VerifyCallParams): Promise<void>;
+  acceptCall(): Promise<void>;
+  endCall(reasonCode?: number, userRelCode?: string): Promise<void>;
 }
 
 export interface IncomingCall {
@@ -313,41 +321,20 @@ export interface JoinConferenceParams {
 /** How joinConference rejects: a SwitchboardError (`reason` ROOM_IS_FULL, code 1401, …). */
 export type ConferenceError = SwitchboardError;
 
+export interface Conference extends MediaSession {}
+/** A room (group call); with every {@link MediaSession} method. */
 export declare class Conference {
   /** `serverUrl` for a private session, or `engine` to run on a shared one. */
   constructor(opts: { serverUrl?: string; engine?: Engine });
   readonly sid: string | null;
   joinConference(params: JoinConferenceParams): Promise<void>;
   leaveConference(): Promise<void>;
-  muteMyAudio(mute: boolean): Promise<void>;
-  enableVideo(): Promise<void>;
-  disableVideo(): Promise<void>;
-  /** Pause my video for a moment (the others get evtPeersVideoPaused). */
-  pauseMyVideo(): Promise<void>;
-  resumeMyVideo(): Promise<void>;
-  /** Shares my screen instead of my camera, on my video line (a video room). */
-  startMyScreenShare(): Promise<void>;
-  /** Back to my camera. */
-  stopMyScreenShare(): Promise<void>;
-  /** Switches the microphone, on the same line (no renegotiation). */
-  changeAudioInputDevice(deviceId: string): Promise<void>;
-  /** Switches the camera. */
-  changeVideoInputDevice(deviceId: string): Promise<void>;
-  /** Plays the room and the peers' videos on this speaker; rejects where the browser has no setSinkId. */
-  setAudioOutputDevice(deviceId: string): Promise<void>;
   /** Receive `userId`'s video in `videoViewElement` (nobody's video comes unasked). */
   requestPeerVideo(p: { userId: string; resolution?: VideoResolution; videoViewElement: HTMLVideoElement }): Promise<void>;
   removePeerVideo(p: { userId: string }): Promise<void>;
   getPeersInfo(): PeerInfo[];
   /** `type` ≤ 100 bytes, `data` ≤ 800 bytes; all others, or `targets`. */
   sendShortData(p: { type: string; data: string; targets?: string[] }): Promise<void>;
-  getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
-  /** Hands over a fresh access token (after evtTokenExpiring); the session goes on. */
-  updateAccessToken(accessToken: string): Promise<void>;
-  /** The same as updateAccessToken. */
-  refreshToken(accessToken: string): Promise<void>;
-  /** Plays what the autoplay policy blocked (after evtAutoplayBlocked); call it from a user gesture. */
-  startAudio(): Promise<void>;
 }
 
 /**

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers, udpPath, freeUdpPort } from './harness.js';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, udpPath, freeUdpPort } from './harness.js';
 
 const SECRET = 'b1'.repeat(32);
 
@@ -256,16 +256,7 @@ test('getUserMedia failures reject makeCall with the web reasons 1602 and 1603',
 
 test('the CLI calls a browser: each receives the other through the server', async () => {
   const bob = await openPage('bob-cli');
-  await bob.evaluate(async ({ token }) => {
-    await window.sb.listenForCalls({
-      serverUrl: location.origin, myId: 'bob-cli', myServiceId: 'web', accessToken: token,
-      onIncomingCall: async (inc) => {
-        window.call = new window.sb.Call({ serverUrl: location.origin });
-        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
-        await window.call.acceptCall();
-      },
-    });
-  }, { token: token('bob-cli') });
+  await answerCalls(bob, 'bob-cli', token('bob-cli'));
   const cli = spawn(BIN, ['call', '--server', base, '--service', 'web', '--user', 'carol-cli', '--token', token('carol-cli'),
     '--to', 'bob-cli', '--tone', '440', '--hangup-after', '4'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = [];

@@ -10,7 +10,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, closeBrowsers } from './harness.js';
+import { waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers } from './harness.js';
 
 const SECRET = 'c3'.repeat(32);
 // Short, so that the test that lets it run out stays short.
@@ -88,16 +88,7 @@ const stillHearing = async (page) => {
 
 // Alice calls through `via` (a proxy); Bob listens and answers on the server directly.
 async function connectedCall(alice, bob, via, caller, callee, tokenOf = token) {
-  await bob.evaluate(async ({ token, callee }) => {
-    await window.sb.listenForCalls({
-      serverUrl: location.origin, myId: callee, myServiceId: 'web', accessToken: token,
-      onIncomingCall: async (inc) => {
-        window.call = new window.sb.Call({ serverUrl: location.origin });
-        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
-        await window.call.acceptCall();
-      },
-    });
-  }, { token: tokenOf(callee), callee });
+  await answerCalls(bob, callee, tokenOf(callee));
   await alice.evaluate(async ({ token, caller, callee, via }) => {
     window.call = new window.sb.Call({ serverUrl: via });
     await window.call.makeCall({
@@ -269,16 +260,7 @@ test('media that cannot be negotiated ends the call with 1609 for both sides', a
   const [alice, bob] = [await openPage('alice6'), await openPage('bob6')];
   // Alice's browser cannot apply the relay's answer.
   await alice.evaluate(() => { RTCPeerConnection.prototype.setRemoteDescription = () => Promise.reject(new DOMException('refused by the test', 'InvalidAccessError')); });
-  await bob.evaluate(async ({ token }) => {
-    await window.sb.listenForCalls({
-      serverUrl: location.origin, myId: 'bob-n', myServiceId: 'web', accessToken: token,
-      onIncomingCall: async (inc) => {
-        window.call = new window.sb.Call({ serverUrl: location.origin });
-        await window.call.verifyCall({ ccParam: inc.ccParam, delegate: window.delegate });
-        await window.call.acceptCall();
-      },
-    });
-  }, { token: token('bob-n') });
+  await answerCalls(bob, 'bob-n', token('bob-n'));
   await alice.evaluate(async ({ token }) => {
     window.call = new window.sb.Call({ serverUrl: location.origin });
     await window.call.makeCall({ myId: 'alice-n', myServiceId: 'web', peerId: 'bob-n', accessToken: token, mediaType: 'audio', delegate: window.delegate });
@@ -293,16 +275,7 @@ test('media that cannot be negotiated ends the call with 1609 for both sides', a
 
 test('a token about to expire is refreshed mid-call: evtTokenExpiring, then refreshToken, and the call goes on', async () => {
   const [alice, bob] = [await openPage('alice7'), await openPage('bob7')];
-  await bob.evaluate(async ({ token }) => {
-    await window.sb.listenForCalls({
-      serverUrl: location.origin, myId: 'bob-t', myServiceId: 'web', accessToken: token,
-      onIncomingCall: async (inc) => {
-        window.call = new window.sb.Call({ serverUrl: location.origin });
-        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
-        await window.call.acceptCall();
-      },
-    });
-  }, { token: token('bob-t') });
+  await answerCalls(bob, 'bob-t', token('bob-t'));
   // Alice's token expires in 50 s: the server warns at once (within 60 s of it).
   await alice.evaluate(async ({ token }) => {
     window.call = new window.sb.Call({ serverUrl: location.origin });

@@ -335,17 +335,18 @@ impl Scrape {
         Scrape { at, cpu_ticks, text }
     }
 
-    /// The scraped exposition text.
-    pub(crate) fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// The sum over shards of metric `name` with every label in `labels`.
+    /// The sum over shards (and other labels) of metric `name` with every label in
+    /// `labels`; a metric without labels counts when `labels` is empty.
     pub(crate) fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         self.text
             .lines()
-            .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
-            .filter_map(|l| l.split_once("} "))
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} "),
+                    None => Some(("", rest.strip_prefix(' ')?)),
+                }
+            })
             .filter(|(l, _)| labels.iter().all(|want| l.split(',').any(|have| have == *want)))
             .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
             .sum()

@@ -196,11 +196,6 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
-/// A metric without labels from a scrape (0 if absent).
-fn plain(s: &Scrape, name: &str) -> f64 {
-    s.text().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
-}
-
 /// Runs the soak as the module doc says. `records` reads how many call records the app
 /// server has received.
 pub(crate) async fn soak_phase(
@@ -235,12 +230,12 @@ pub(crate) async fn soak_phase(
         let (sent, got) = (m.sent.load(Ordering::Relaxed), m.received.load(Ordering::Relaxed));
         let loss = 100.0 * sent.saturating_sub(got) as f64 / sent.max(1) as f64;
         let scrape = Scrape::take(server, pid).await;
-        let live = plain(&scrape, "switchboard_calls_started_total")
+        let live = scrape.metric("switchboard_calls_started_total", &[])
             - scrape.metric("switchboard_calls_ended_total", &[]);
-        let pending = plain(&scrape, "switchboard_callbacks_queued_total")
-            - plain(&scrape, "switchboard_callbacks_delivered_total")
-            - plain(&scrape, "switchboard_callbacks_failed_total")
-            - plain(&scrape, "switchboard_callbacks_dropped_total");
+        let pending = scrape.metric("switchboard_callbacks_queued_total", &[])
+            - scrape.metric("switchboard_callbacks_delivered_total", &[])
+            - scrape.metric("switchboard_callbacks_failed_total", &[])
+            - scrape.metric("switchboard_callbacks_dropped_total", &[]);
         let due = soak.ended.load(Ordering::Relaxed).saturating_sub(records() - records0);
         let rss = rss_kib(pid)? as f64 / 1024.0;
         if minute == 1 {
@@ -289,9 +284,9 @@ pub(crate) async fn soak_phase(
         100.0 * sent.saturating_sub(got) as f64 / sent.max(1) as f64
     );
     println!(
-        "server RSS {:.1} MiB at start, {:.1} MiB after minute 2, {:.1} MiB at the end (all calls over); fds {fds0} at start, {fds1} at the end",
+        "server RSS {:.1} MiB at start,{} {:.1} MiB at the end (all calls over); fds {fds0} at start, {fds1} at the end",
         rss0 as f64 / 1024.0,
-        first_rss.unwrap_or(0.0),
+        first_rss.map(|r| format!(" {r:.1} MiB after minute 2,")).unwrap_or_default(),
         rss1 as f64 / 1024.0
     );
     Ok(())

@@ -5,6 +5,14 @@ mod common;
 
 use common::{json_lines, run, Proc};
 
+/// Reason and source names of the disconnect `p` prints when its call ends.
+fn ended(p: &Proc) -> (String, String) {
+    let lines = json_lines(&p.until("\"disconnected\""));
+    let end = lines.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
+    let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or_default().to_string();
+    (name(&end["reason"]), name(&end["source"]))
+}
+
 #[test]
 fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
     let dir = std::env::temp_dir().join(format!("switchboard-cli-{}", std::process::id()));
@@ -117,12 +125,7 @@ fn ctrl_c_and_sigterm_end_calls_and_rooms_as_meant_with_exit_codes() {
     caller.until("wait_connected");
     callee.until("verified");
     caller.interrupt();
-    let end = json_lines(&caller.until("\"disconnected\""));
-    let end = end.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
-    assert_eq!(
-        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
-        (Some("CANCEL"), Some("caller"))
-    );
+    assert_eq!(ended(&caller), ("CANCEL".to_string(), "caller".to_string()));
     let end = json_lines(&callee.until("\"disconnected\""));
     assert!(end.iter().any(|l| l["reason"]["name"] == "CANCEL"), "{end:?}");
     // Exit codes: 0 for the one who meant it, 2 for the one it happened to.
@@ -134,12 +137,7 @@ fn ctrl_c_and_sigterm_end_calls_and_rooms_as_meant_with_exit_codes() {
         Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
     callee.until("verified");
     callee.interrupt();
-    let end = json_lines(&caller.until("\"disconnected\""));
-    let end = end.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
-    assert_eq!(
-        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
-        (Some("DECLINE"), Some("callee"))
-    );
+    assert_eq!(ended(&caller), ("DECLINE".to_string(), "callee".to_string()));
     assert_eq!((callee.exit_code(), caller.exit_code()), (Some(0), Some(2)));
 
     // A connected call: SIGTERM (a service manager stopping the caller) hangs up: NORMAL.
@@ -148,12 +146,7 @@ fn ctrl_c_and_sigterm_end_calls_and_rooms_as_meant_with_exit_codes() {
         Proc::spawn(&["call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob"]);
     caller.until("\"connected\"");
     caller.terminate();
-    let end = json_lines(&callee.until("\"disconnected\""));
-    let end = end.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
-    assert_eq!(
-        (end["reason"]["name"].as_str(), end["source"]["name"].as_str()),
-        (Some("NORMAL"), Some("caller"))
-    );
+    assert_eq!(ended(&callee), ("NORMAL".to_string(), "caller".to_string()));
     assert_eq!((caller.exit_code(), callee.exit_code()), (Some(0), Some(0)));
 
     // A room: Ctrl-C leaves it (the other participant sees the leave), exit code 0.

@@ -214,15 +214,6 @@ impl Client {
     }
 }
 
-/// One DTLS certificate for every media connection of this process, made on first
-/// use (as browsers keep one per origin): generating one per connection costs
-/// milliseconds of CPU on every call setup. Its fingerprint is in each offer, so peers
-/// still authenticate each connection's DTLS.
-fn process_certificate() -> Option<str0m::config::DtlsCert> {
-    static CERT: std::sync::OnceLock<Option<str0m::config::DtlsCert>> = std::sync::OnceLock::new();
-    CERT.get_or_init(|| str0m::crypto::from_feature_flags().dtls_provider.generate_certificate()).clone()
-}
-
 /// Opens a media connection from `ip` to a relay reached through `signaling`: audio,
 /// and video when `video`. `relay_offers` carries the relay's offers for it.
 pub async fn connect_media(
@@ -247,7 +238,7 @@ pub async fn connect_media_with(
         UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
     let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;
     let mut builder = Rtc::builder().enable_opus(true, !options.plain_opus);
-    if let Some(cert) = process_certificate() {
+    if let Some(cert) = switchboard_dtls::certificate() {
         builder = builder.set_dtls_cert(cert);
     }
     let mut rtc = builder.build(Instant::now());

@@ -5,7 +5,7 @@
 //! most of the relay's DTLS cost when many calls start at once.
 //!
 //! [`install`] makes it the process default; the server's relay and the Rust SDK call it
-//! before their first connection.
+//! before their first connection. [`certificate`] is the one DTLS certificate they use.
 
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Instant;
@@ -25,6 +25,16 @@ pub fn install() {
             .get_or_init(|| SharedConfig { inner: defaults.dtls_provider, configs: Mutex::default() });
         CryptoProvider { dtls_provider: provider, ..defaults }.install_process_default();
     });
+}
+
+/// This process's DTLS certificate, made once and shared by every connection (as browsers
+/// keep one per origin): making one costs milliseconds, which every new connection would
+/// otherwise spend. Its fingerprint is in each offer and answer, so peers still
+/// authenticate each connection's DTLS. `None` if it could not be made (each connection
+/// then makes its own).
+pub fn certificate() -> Option<DtlsCert> {
+    static CERT: OnceLock<Option<DtlsCert>> = OnceLock::new();
+    CERT.get_or_init(|| str0m::crypto::from_feature_flags().dtls_provider.generate_certificate()).clone()
 }
 
 static PROVIDER: OnceLock<SharedConfig> = OnceLock::new();

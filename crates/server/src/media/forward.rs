@@ -85,12 +85,40 @@ pub(crate) fn red_primary(payload: &[u8]) -> Option<&[u8]> {
     payload.get(at + redundant..).filter(|p| !p.is_empty())
 }
 
-/// How a source's payload type goes out on a receiving line.
+/// A copy of an RFC 2198 RED payload with the payload type of every block set to `pt`:
+/// the receiver's number for the codec inside (browsers differ: Opus is 111 in
+/// Chromium, 109 in Firefox). `None` if the payload is not well formed.
+pub(crate) fn red_retagged(payload: &[u8], pt: Pt) -> Option<Arc<[u8]>> {
+    red_primary(payload)?;
+    let mut out = payload.to_vec();
+    let mut at = 0;
+    loop {
+        let first = out.get_mut(at)?;
+        let last = *first & 0x80 == 0;
+        *first = (*first & 0x80) | (*pt & 0x7f);
+        if last {
+            return Some(Arc::from(out));
+        }
+        at += 4;
+    }
+}
+
+/// How a source's packets go out on a receiving line.
 #[derive(Clone, Copy)]
 struct Out {
     pt: Pt,
-    /// RED from the source, and the receiver did not take RED: send the primary only.
-    unwrap: bool,
+    body: Body,
+}
+
+/// What becomes of the payload.
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    /// As it came.
+    Same,
+    /// RED from the source, and the receiver did not take RED: the primary only.
+    Unwrap,
+    /// RED both ways, but the receiver numbers the codec inside differently.
+    Retag(Pt),
 }
 
 /// The numbering of one receiving line.
@@ -161,8 +189,10 @@ impl Renumber {
         }
         let out = rtc.codec_config().match_params(p.params).map(|m| match (p.red, m.red()) {
             // RED both ways: forwarded as it came, the receiver recovers from it.
-            (true, Some(red)) => Out { pt: red, unwrap: false },
-            (red, _) => Out { pt: m.pt(), unwrap: red },
+            (true, Some(red)) if m.pt() == p.params.pt() => Out { pt: red, body: Body::Same },
+            (true, Some(red)) => Out { pt: red, body: Body::Retag(m.pt()) },
+            (true, None) => Out { pt: m.pt(), body: Body::Unwrap },
+            (false, _) => Out { pt: m.pt(), body: Body::Same },
         });
         self.pts.push((src, out));
         out
@@ -181,11 +211,16 @@ impl Lines {
     pub fn write(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet) -> bool {
         let r = self.lines.entry(mid).or_default();
         let Some(out) = r.pt(rtc, p) else { return false };
-        let payload = if out.unwrap {
-            let Some(primary) = red_primary(&p.payload) else { return false };
-            Arc::from(primary)
-        } else {
-            p.payload.clone()
+        let payload = match out.body {
+            Body::Same => p.payload.clone(),
+            Body::Unwrap => match red_primary(&p.payload) {
+                Some(primary) => Arc::from(primary),
+                None => return false,
+            },
+            Body::Retag(pt) => match red_retagged(&p.payload, pt) {
+                Some(retagged) => retagged,
+                None => return false,
+            },
         };
         let mut api = rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
@@ -241,6 +276,15 @@ mod tests {
         assert_eq!(red_primary(&[0x80 | 111, 0, 0, 50, 111, 1]), None);
         assert_eq!(red_primary(&[111]), None);
         assert_eq!(red_primary(&[]), None);
+    }
+
+    #[test]
+    fn a_red_payload_retagged_names_the_receivers_codec_in_every_block() {
+        let red = [0x80 | 111, 0x0f, 0x00, 3, 111, 1, 2, 3, 9, 8, 7, 6];
+        let out = red_retagged(&red, Pt::from(109)).expect("well formed");
+        assert_eq!(&out[..], &[0x80 | 109, 0x0f, 0x00, 3, 109, 1, 2, 3, 9, 8, 7, 6][..]);
+        assert_eq!(red_primary(&out), red_primary(&red));
+        assert!(red_retagged(&[0x80 | 111, 0, 0, 50, 111, 1], Pt::from(109)).is_none());
     }
 
     #[test]

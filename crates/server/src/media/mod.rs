@@ -33,15 +33,7 @@ pub mod relay;
 mod speakers;
 
 /// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).
-pub use str0m::config::DtlsCert;
 pub use str0m::media::MediaKind;
-
-/// The relay's DTLS certificate, made once and shared by every connection: generating
-/// one costs milliseconds, which every new connection would otherwise take out of
-/// forwarding. `None` if it could not be made (each connection then makes its own).
-pub fn relay_certificate() -> Option<DtlsCert> {
-    str0m::crypto::from_feature_flags().dtls_provider.generate_certificate()
-}
 
 pub use metrics::{MediaMetrics, ShardMetrics};
 pub use relay::{Relay, RelayStats};
@@ -241,7 +233,7 @@ impl MediaRelay {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let cert = relay_certificate();
+        let cert = switchboard_dtls::certificate();
         if cert.is_none() {
             tracing::warn!("could not generate the relay's DTLS certificate; each connection makes its own");
         }

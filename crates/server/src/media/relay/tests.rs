@@ -47,7 +47,7 @@ const LATENCY: Duration = Duration::from_millis(5);
 impl Net {
     fn new() -> Net {
         let now = Instant::now();
-        let cert = crate::media::relay_certificate();
+        let cert = switchboard_dtls::certificate();
         Net {
             now,
             relay: Relay::new(RELAY.parse().unwrap(), cert, Duration::from_secs(10)),
