@@ -30,6 +30,7 @@ mod forward;
 mod layers;
 pub mod metrics;
 pub mod relay;
+mod sdp;
 mod speakers;
 
 /// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).

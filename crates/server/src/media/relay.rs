@@ -19,6 +19,10 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use super::feeds::{self, Line, Source};
 use super::forward::{self, Packet};
 use super::layers::{self, Estimate, Fit, Layers, Want};
+use super::sdp::{
+    browser_answer, browser_offer, ice_ufrag, refused_offer, sdp_fingerprint, sdp_problem,
+    without_audio_transport_cc,
+};
 use super::speakers::Speakers;
 use super::{PartyKey, RelayEvent};
 
@@ -538,7 +542,7 @@ impl Relay {
     }
 
     fn accept(&mut self, now: Instant, sid: &str, party: &str, sdp: &str) -> Result<(u64, String), String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
+        let offer = SdpOffer::from_sdp_string(&without_audio_transport_cc(sdp)).map_err(|e| {
             tracing::debug!(%sid, error = %e, "unreadable SDP offer");
             sdp_problem(&e).to_string()
         })?;
@@ -818,7 +822,7 @@ impl Relay {
             .map(|(k, dir)| change.add_media(*k, dir, None, None, None))
             .collect();
         let Some((offer, change)) = change.apply() else { return };
-        let sdp = browser_offer(&offer.to_sdp_string());
+        let sdp = browser_offer(&without_audio_transport_cc(&offer.to_sdp_string()));
         let offer_id = self.next_offer;
         self.next_offer += 1;
         self.stats.offers += 1;
@@ -1115,85 +1119,6 @@ pub(crate) fn grade(alive: bool, loss: Option<f32>, rtt: Option<Duration>) -> u8
         (l, _) if l < 0.30 => 5,
         _ => 6,
     }
-}
-
-/// The `a=ice-ufrag` of an SDP (session or first media level).
-fn ice_ufrag(sdp: &str) -> Option<String> {
-    sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(|u| u.trim().to_string())
-}
-
-/// The `a=fingerprint` of an SDP (session or first media level), case-insensitive.
-fn sdp_fingerprint(sdp: &str) -> Option<String> {
-    sdp.lines().find_map(|l| l.trim().strip_prefix("a=fingerprint:")).map(|f| f.trim().to_ascii_uppercase())
-}
-
-/// The relay's SDP as browsers expect from a peer that gathers nothing more: it never
-/// trickles (its one host candidate is in the SDP), so it does not advertise trickle
-/// and ends the candidates of each section that has some with `a=end-of-candidates`
-/// (RFC 8840; with BUNDLE that is the bundle-tag section).
-fn browser_answer(sdp: &str) -> String {
-    let mut out = String::with_capacity(sdp.len() + 64);
-    // Whether the current section listed candidates and has not been ended yet.
-    let mut open = false;
-    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.strip_prefix("a=ice-options:") {
-            let options: Vec<&str> = rest.split(' ').filter(|o| *o != "trickle" && !o.is_empty()).collect();
-            if !options.is_empty() {
-                out.push_str(&format!("a=ice-options:{}\r\n", options.join(" ")));
-            }
-            continue;
-        }
-        if line.starts_with("m=") && open {
-            out.push_str("a=end-of-candidates\r\n");
-            open = false;
-        }
-        if line.starts_with("a=candidate:") {
-            open = true;
-        }
-        if line == "a=end-of-candidates" {
-            open = false;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    if open {
-        out.push_str("a=end-of-candidates\r\n");
-    }
-    out
-}
-
-/// The relay's own offers follow the same rule as its answers.
-fn browser_offer(sdp: &str) -> String {
-    browser_answer(sdp)
-}
-
-/// What was wrong with an SDP offer, in our words: a client is never shown a parser's
-/// internals (they can carry memory addresses).
-fn sdp_problem(e: &str0m::error::SdpError) -> &'static str {
-    match e {
-        str0m::error::SdpError::ParseError(_) => "the SDP offer could not be parsed",
-        str0m::error::SdpError::Inconsistent(_) => "the SDP offer contradicts itself",
-    }
-}
-
-/// Why the relay refused an offer it could parse, in our words (the details are logged).
-fn refused_offer(sid: &str, e: &str0m::RtcError) -> String {
-    tracing::debug!(%sid, error = %e, "SDP offer refused");
-    let why = match e {
-        str0m::RtcError::Sdp(sdp) => sdp_problem(sdp),
-        str0m::RtcError::RemoteSdp(m) if m.contains("m-lines") => "the SDP offer has no media lines",
-        str0m::RtcError::RemoteSdp(m) if m.contains("ice-ufrag") => {
-            "the SDP offer lacks ICE credentials (a=ice-ufrag, a=ice-pwd)"
-        }
-        str0m::RtcError::RemoteSdp(m) if m.contains("fingerprint") => {
-            "the SDP offer lacks a DTLS fingerprint (a=fingerprint)"
-        }
-        str0m::RtcError::RemoteSdp(m) if m.contains("ICE-Lite") => {
-            "the SDP offer is ICE-lite; the relay is ICE-lite too, so the client must do full ICE"
-        }
-        _ => "the relay cannot answer this SDP offer",
-    };
-    why.to_string()
 }
 
 #[cfg(test)]

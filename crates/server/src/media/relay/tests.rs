@@ -480,3 +480,41 @@ fn red_audio_is_forwarded_to_red_receivers_and_unwrapped_for_the_others() {
     assert!(carol1 > bob1 + 10, "RED recovers lost frames: carol {carol1} vs bob {bob1}");
     assert!(carol1 >= 195, "carol misses almost nothing of 200: {carol1}");
 }
+
+#[test]
+fn audio_lines_exchange_no_transport_feedback_and_video_lines_keep_it() {
+    let mut net = Net::new();
+    for name in ["a", "b"] {
+        net.join(name, &[MediaKind::Audio]);
+        net.run(Duration::from_millis(200), false);
+    }
+    net.run(Duration::from_secs(3), true);
+    let before = net.sent_by_relay;
+    net.run(Duration::from_secs(10), true);
+    // 10 s of 50 packets/s to each of the two, and a few reports. Transport-wide
+    // feedback every 50 ms would add 400 (and the clients as many back).
+    let sent = net.sent_by_relay - before;
+    assert!((1000..1040).contains(&sent), "the relay sent {sent} datagrams");
+    // And the audio itself is all there (13 s at 50 packets/s).
+    for name in ["a", "b"] {
+        let f = net.frames(name);
+        assert!(f.len() == 1 && f[0] >= 640, "{name} received {f:?}");
+    }
+
+    // An audio and video offer: the answer keeps transport-cc on video only.
+    let mut rtc = Rtc::builder().build(net.now);
+    rtc.add_local_candidate(Candidate::host("10.9.1.9:5000".parse().unwrap(), "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    let offer = offer.to_sdp_string();
+    assert!(offer.matches("transport-wide-cc").count() == 2, "str0m offers it on both: {offer}");
+    let answer = net.relay.offer(net.now, "other", "c", &offer).unwrap();
+    let video = answer.find("m=video").unwrap();
+    assert!(!answer[..video].contains("transport"), "{answer}");
+    assert!(
+        answer[video..].contains("transport-wide-cc") && answer[video..].contains("transport-cc"),
+        "{answer}"
+    );
+}
