@@ -59,12 +59,14 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0)]
     soak: u64,
     /// Pin the server to CPU 0 and this load generator to CPU 1 (with `taskset`), so
-    /// that the server's figures are not those of a CPU shared with its clients.
+    /// that the server's figures are not those of a CPU shared with its clients. The
+    /// server starts confined, so it runs one relay shard, as it would for an operator
+    /// who gives it one core.
     #[arg(long)]
     pin: bool,
 }
 
-/// Moves every thread of process `pid` to CPU `cpu`.
+/// Moves every thread of process `pid` (this load generator) to CPU `cpu`.
 fn pin(pid: u32, cpu: u32) -> Result<()> {
     let status = std::process::Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
@@ -236,7 +238,16 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         None => std::env::current_exe()?,
     };
     let log = std::fs::File::create(dir.join("server.log"))?;
-    let mut child = tokio::process::Command::new(&bin)
+    // Pinned, the server starts confined to CPU 0, as an operator would confine it:
+    // it sees one core and sizes itself for one (one relay shard, one worker thread).
+    let mut command = if a.pin {
+        let mut c = tokio::process::Command::new("taskset");
+        c.args(["-c", "0"]).arg(&bin);
+        c
+    } else {
+        tokio::process::Command::new(&bin)
+    };
+    let mut child = command
         .arg("serve")
         .arg("--config")
         .arg(&config_path)
@@ -261,7 +272,6 @@ on_call_evt_cb_url = "{app_url}/call_evt"
     let rss_start = rss_kib(pid)?;
     println!("server pid {pid} on {server}; RSS at start {:.1} MiB", rss_start as f64 / 1024.0);
     if a.pin {
-        pin(pid, 0)?;
         pin(std::process::id(), 1)?;
         println!("pinned: server on CPU 0, load generator on CPU 1");
     }

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod relay;
 mod sdp;
 mod speakers;
+mod udp;
 
 /// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).
 pub use str0m::media::MediaKind;
@@ -420,7 +421,8 @@ async fn run(
     events: mpsc::UnboundedSender<RelayEvent>,
     metrics: Arc<ShardMetrics>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    let mut incoming = udp::RecvBatch::new();
+    let mut out = udp::SendBatch::default();
     let mut published = Instant::now();
     loop {
         let next = relay.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
@@ -430,31 +432,35 @@ async fn run(
                     continue;
                 }
                 let started = Instant::now();
-                for _ in 0..RECV_BATCH {
-                    // Bounded in time too: a batch of DTLS handshakes must not hold up
-                    // the timers and commands waiting behind it.
-                    if started.elapsed() > BATCH_TIME {
-                        break;
+                let mut taken = 0;
+                // What the socket holds, in batches, and what they made goes out in
+                // batches too; bounded in count and time, so that a burst of DTLS
+                // handshakes does not hold up the timers and commands behind it.
+                while taken < RECV_BATCH && started.elapsed() < BATCH_TIME {
+                    let Ok(n) = incoming.recv(&socket) else { break };
+                    let now = Instant::now();
+                    for (from, data) in incoming.iter() {
+                        relay.handle_datagram(now, from, data);
+                        send(&socket, &mut relay, &mut out, &metrics);
                     }
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => relay.handle_datagram(Instant::now(), from, &buf[..n]),
-                        Err(_) => break,
-                    }
-                    flush(&socket, &mut relay, &metrics);
+                    taken += n;
                 }
+                flush(&socket, &mut out, &metrics);
                 metrics.lag(started.elapsed());
             }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let started = Instant::now();
                 command(&mut relay, cmd);
-                flush(&socket, &mut relay, &metrics);
+                send(&socket, &mut relay, &mut out, &metrics);
+                flush(&socket, &mut out, &metrics);
                 metrics.lag(started.elapsed());
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                 let started = Instant::now();
                 relay.handle_timeout(started);
-                flush(&socket, &mut relay, &metrics);
+                send(&socket, &mut relay, &mut out, &metrics);
+                flush(&socket, &mut out, &metrics);
                 metrics.lag(started.elapsed());
             }
         }
@@ -465,6 +471,25 @@ async fn run(
             published = Instant::now();
             metrics.publish(relay.stats());
         }
+    }
+}
+
+/// Queues what the core has to send (full batches go out at once).
+fn send(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metrics: &ShardMetrics) {
+    while let Some(t) = relay.poll_transmit() {
+        let dropped = out.push(socket, t);
+        if dropped > 0 {
+            metrics.send_dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends what is queued. UDP: a full send buffer drops the datagram, as the network
+/// might; it is counted.
+fn flush(socket: &UdpSocket, out: &mut udp::SendBatch, metrics: &ShardMetrics) {
+    let dropped = out.flush(socket);
+    if dropped > 0 {
+        metrics.send_dropped.fetch_add(dropped, Ordering::Relaxed);
     }
 }
 
@@ -480,80 +505,5 @@ fn command(relay: &mut Relay, cmd: MediaCmd) {
         MediaCmd::VideoFrom { sid, party, from } => relay.set_video_from(now, &sid, &party, from),
         MediaCmd::Speakers { sid, limit, video } => relay.set_room(now, &sid, limit, video),
         MediaCmd::End { sid } => relay.end(&sid),
-    }
-}
-
-/// Sends what the core has to send. UDP: a full send buffer drops the datagram, as the
-/// network might; it is counted.
-#[cfg(not(target_os = "linux"))]
-fn flush(socket: &UdpSocket, relay: &mut Relay, metrics: &ShardMetrics) {
-    while let Some(t) = relay.poll_transmit() {
-        if socket.try_send_to(&t.contents, t.destination).is_err() {
-            metrics.send_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Datagrams handed to the kernel in one `sendmmsg` call.
-#[cfg(target_os = "linux")]
-const SEND_BATCH: usize = 64;
-
-/// Sends what the core has to send, up to [`SEND_BATCH`] datagrams per system call
-/// (`sendmmsg`): a room forwards each packet to every listener, and one call per
-/// datagram was a large share of the relay's time.
-#[cfg(target_os = "linux")]
-fn flush(socket: &UdpSocket, relay: &mut Relay, metrics: &ShardMetrics) {
-    use std::os::fd::AsRawFd;
-    let fd = socket.as_raw_fd();
-    let mut batch = Vec::with_capacity(SEND_BATCH);
-    loop {
-        batch.clear();
-        while batch.len() < SEND_BATCH {
-            match relay.poll_transmit() {
-                Some(t) => batch.push(t),
-                None => break,
-            }
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let addrs: Vec<socket2::SockAddr> = batch.iter().map(|t| t.destination.into()).collect();
-        let mut iovs: Vec<libc::iovec> = batch
-            .iter()
-            .map(|t| libc::iovec {
-                iov_base: t.contents.as_ptr() as *mut libc::c_void,
-                iov_len: t.contents.len(),
-            })
-            .collect();
-        let iov_base = iovs.as_mut_ptr();
-        let mut msgs: Vec<libc::mmsghdr> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| {
-                // SAFETY: an all-zero mmsghdr is a valid empty header; the pointers set
-                // below stay valid until sendmmsg returns (addrs, iovs and batch outlive it).
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-                m.msg_hdr.msg_namelen = addr.len();
-                m.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        let mut sent = 0;
-        while sent < msgs.len() {
-            let rest = &mut msgs[sent..];
-            // SAFETY: `rest` points at initialized headers whose buffers are alive.
-            let n = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
-            if n <= 0 {
-                // The send buffer is full (or the datagram was refused): drop it, as
-                // the network might, and go on with the next.
-                metrics.send_dropped.fetch_add(1, Ordering::Relaxed);
-                sent += 1;
-            } else {
-                sent += n as usize;
-            }
-        }
-        drop(iovs);
     }
 }

@@ -178,8 +178,10 @@ struct PendingOffer {
 }
 
 /// What one party's events ask of the others.
+// Held in a buffer reused across packets: boxing the packet would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 enum Relayed {
-    Rtp(Mid, Box<Packet>),
+    Rtp(Mid, Packet),
     Keyframe(Mid, KeyframeRequestKind),
 }
 
@@ -224,6 +226,8 @@ pub struct Relay {
     transmits: VecDeque<Transmit>,
     events: VecDeque<RelayEvent>,
     stats: RelayStats,
+    /// [`Relay::drive`]'s work lists, kept between calls.
+    scratch: (Vec<u64>, Vec<Relayed>),
 }
 
 impl Relay {
@@ -256,6 +260,7 @@ impl Relay {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: RelayStats::default(),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
@@ -878,9 +883,12 @@ impl Relay {
     /// Polls connection `id` (and every connection its output writes to) until they
     /// only wait, and schedules their wake-ups.
     fn drive(&mut self, now: Instant, id: u64) {
-        let mut todo = vec![id];
+        // Reused buffers: forwarding allocates nothing of its own per packet.
+        let (mut todo, mut relays) = std::mem::take(&mut self.scratch);
+        todo.clear();
+        todo.push(id);
         while let Some(id) = todo.pop() {
-            let mut relays = Vec::new();
+            relays.clear();
             let Some(p) = self.parties.get_mut(&id) else { continue };
             while p.rtc.is_alive() {
                 match p.rtc.poll_output() {
@@ -924,7 +932,7 @@ impl Relay {
                             let k = kind_index(kind);
                             self.stats.packets_in[k] += 1;
                             self.stats.bytes_in[k] += packet.payload.len() as u64;
-                            relays.push(Relayed::Rtp(mid, Box::new(packet)));
+                            relays.push(Relayed::Rtp(mid, packet));
                         }
                         Event::KeyframeRequest(r) => relays.push(Relayed::Keyframe(r.mid, r.kind)),
                         Event::EgressBitrateEstimate(BweKind::Twcc { estimate, can_probe }) => {
@@ -951,7 +959,7 @@ impl Relay {
                     }
                 }
             }
-            for r in relays {
+            for r in relays.drain(..) {
                 match r {
                     Relayed::Rtp(mid, packet) => {
                         let source = Source { party: id, mid };
@@ -1008,6 +1016,7 @@ impl Relay {
                 }
             }
         }
+        self.scratch = (todo, relays);
     }
 
     fn check_liveness(&mut self, now: Instant) {
