@@ -214,11 +214,12 @@ struct Placement {
     by_sid: std::collections::HashMap<String, usize>,
 }
 
-/// Datagrams taken from the socket per wake-up before the relay's timers and
-/// commands get a turn.
-const RECV_BATCH: usize = 64;
-/// ... and no longer than this.
-const BATCH_TIME: Duration = Duration::from_millis(2);
+/// Datagrams taken per turn of a shard's loop before the relay's timers and commands
+/// get a turn ...
+const TURN_DATAGRAMS: usize = 64;
+/// ... and no longer than this (a burst of DTLS handshakes costs about 0.5 ms a
+/// datagram): what a turn leaves is taken in the next.
+const TURN_TIME: Duration = Duration::from_millis(2);
 
 impl MediaRelay {
     /// Binds one socket per shard, advertises `advertise` (or the bound addresses), and
@@ -427,26 +428,14 @@ async fn run(
     loop {
         let next = relay.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
-            r = socket.readable() => {
-                if r.is_err() {
-                    continue;
+            r = socket.readable(), if !incoming.has_pending() => {
+                if r.is_ok() {
+                    take_datagrams(&socket, &mut incoming, &mut relay, &mut out, &metrics);
                 }
-                let started = Instant::now();
-                let mut taken = 0;
-                // What the socket holds, in batches, and what they made goes out in
-                // batches too; bounded in count and time, so that a burst of DTLS
-                // handshakes does not hold up the timers and commands behind it.
-                while taken < RECV_BATCH && started.elapsed() < BATCH_TIME {
-                    let Ok(n) = incoming.recv(&socket) else { break };
-                    let now = Instant::now();
-                    for (from, data) in incoming.iter() {
-                        relay.handle_datagram(now, from, data);
-                        send(&socket, &mut relay, &mut out, &metrics);
-                    }
-                    taken += n;
-                }
-                flush(&socket, &mut out, &metrics);
-                metrics.lag(started.elapsed());
+            }
+            // Datagrams a turn had no time for: first thing in the next.
+            _ = std::future::ready(()), if incoming.has_pending() => {
+                take_datagrams(&socket, &mut incoming, &mut relay, &mut out, &metrics);
             }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
@@ -472,6 +461,35 @@ async fn run(
             metrics.publish(relay.stats());
         }
     }
+}
+
+/// One turn of datagrams: what the socket holds, read in batches, and what they make,
+/// sent in batches; bounded in count and time ([`TURN_DATAGRAMS`], [`TURN_TIME`]), so
+/// that a burst of DTLS handshakes does not hold up forwarding, timers and commands.
+fn take_datagrams(
+    socket: &UdpSocket,
+    incoming: &mut udp::RecvBatch,
+    relay: &mut Relay,
+    out: &mut udp::SendBatch,
+    metrics: &ShardMetrics,
+) {
+    let started = Instant::now();
+    let mut taken = 0;
+    loop {
+        if taken >= TURN_DATAGRAMS || started.elapsed() >= TURN_TIME {
+            break;
+        }
+        if !incoming.has_pending() && incoming.recv(socket).is_err() {
+            break;
+        }
+        let now = Instant::now();
+        let Some((from, data)) = incoming.take() else { continue };
+        relay.handle_datagram(now, from, data);
+        send(socket, relay, out, metrics);
+        taken += 1;
+    }
+    flush(socket, out, metrics);
+    metrics.lag(started.elapsed());
 }
 
 /// Queues what the core has to send (full batches go out at once).

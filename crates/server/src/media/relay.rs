@@ -36,6 +36,11 @@ const OFFER_BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const OFFER_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Liveness (media timeout) and offer resends are checked this often.
 const LIVENESS_EVERY: Duration = Duration::from_millis(250);
+/// Timers already due that [`Relay::drive`] runs at once per connection, before it
+/// leaves the rest to [`Relay::handle_timeout`].
+const DUE_NOW_MAX: u32 = 4;
+/// Connections whose timers [`Relay::handle_timeout`] runs per call (about 15 µs each).
+pub const TIMERS_PER_CALL: usize = 64;
 /// A source is asked for a keyframe for a new receiver at most this often.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
 
@@ -288,10 +293,13 @@ impl Relay {
         }
     }
 
-    /// Time passes: connections that are due run their timers; liveness and offer
-    /// resends are checked.
+    /// Time passes: connections that are due run their timers, at most
+    /// [`TIMERS_PER_CALL`] of them (the rest stay due: [`Relay::poll_timeout`] says so
+    /// at once), so that the timers of hundreds of connections set up together do not
+    /// hold up forwarding; liveness and offer resends are checked.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(t, id)) = self.wake.first() {
+        for _ in 0..TIMERS_PER_CALL {
+            let Some(&(t, id)) = self.wake.first() else { break };
             if t > now {
                 break;
             }
@@ -890,8 +898,18 @@ impl Relay {
         while let Some(id) = todo.pop() {
             relays.clear();
             let Some(p) = self.parties.get_mut(&id) else { continue };
+            let mut due_now = 0;
             while p.rtc.is_alive() {
                 match p.rtc.poll_output() {
+                    // Due already: str0m stamps a written packet on a timeout before
+                    // it sends it. Run it now, not a loop turn later (that was a timer
+                    // turn for every forwarded packet); bounded, should a timer stay due.
+                    Ok(Output::Timeout(t)) if t <= now && due_now < DUE_NOW_MAX => {
+                        due_now += 1;
+                        if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                            tracing::debug!(sid = %p.sid, error = %e, "media timer failed");
+                        }
+                    }
                     Ok(Output::Timeout(t)) => {
                         if p.wake != Some(t) {
                             if let Some(old) = p.wake.replace(t) {

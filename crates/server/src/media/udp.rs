@@ -14,29 +14,50 @@ pub(super) const BATCH: usize = 32;
 /// Room for one datagram: more than any MTU a WebRTC peer uses.
 const DATAGRAM: usize = 2048;
 
-/// Received datagrams: `len` of them, each in its slot.
+/// Received datagrams: `len` of them, each in its slot, taken one by one from `next`.
 pub(super) struct RecvBatch {
     bufs: Vec<[u8; DATAGRAM]>,
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
     len: usize,
+    next: usize,
 }
 
 impl RecvBatch {
     pub(super) fn new() -> Self {
-        RecvBatch { bufs: vec![[0u8; DATAGRAM]; BATCH], lens: [0; BATCH], from: [None; BATCH], len: 0 }
+        RecvBatch {
+            bufs: vec![[0u8; DATAGRAM]; BATCH],
+            lens: [0; BATCH],
+            from: [None; BATCH],
+            len: 0,
+            next: 0,
+        }
     }
 
-    /// The datagrams of the last [`RecvBatch::recv`], with their senders.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
-        (0..self.len).filter_map(|i| Some((self.from[i]?, &self.bufs[i][..self.lens[i]])))
+    /// Whether datagrams of the last [`RecvBatch::recv`] are still to be taken.
+    pub(super) fn has_pending(&self) -> bool {
+        self.next < self.len
+    }
+
+    /// The next datagram of the last [`RecvBatch::recv`], with its sender.
+    pub(super) fn take(&mut self) -> Option<(SocketAddr, &[u8])> {
+        while self.next < self.len {
+            let i = self.next;
+            self.next += 1;
+            if let Some(from) = self.from[i] {
+                return Some((from, &self.bufs[i][..self.lens[i]]));
+            }
+        }
+        None
     }
 
     /// Reads what the socket holds, up to [`BATCH`] datagrams, without waiting: the
     /// count, or `WouldBlock` when there is none (which also clears the socket's
-    /// readiness, so the next `readable()` waits for more).
+    /// readiness, so the next `readable()` waits for more). Datagrams of the previous
+    /// batch not yet taken are dropped: take them first.
     pub(super) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.len = 0;
+        self.next = 0;
         let n = socket.try_io(Interest::READABLE, || self.recv_now(socket))?;
         self.len = n;
         Ok(n)
@@ -237,7 +258,10 @@ mod tests {
         while got.len() < 40 {
             relay.readable().await.unwrap();
             if batch.recv(&relay).is_ok() {
-                got.extend(batch.iter().map(|(from, d)| (from, d.to_vec())));
+                while let Some((from, d)) = batch.take() {
+                    got.push((from, d.to_vec()));
+                }
+                assert!(!batch.has_pending());
             }
         }
         assert!(got.iter().all(|(from, _)| *from == to_peer));
