@@ -284,6 +284,56 @@ fn three_parties_each_hear_both_others_on_separate_lines() {
 }
 
 #[test]
+fn a_packet_is_forwarded_by_the_call_that_receives_it() {
+    let mut net = Net::new();
+    for name in ["a", "b"] {
+        net.join(name, &[MediaKind::Audio]);
+        net.run(Duration::from_millis(200), false);
+    }
+    net.run(Duration::from_secs(2), true);
+    // Everything in flight delivered, nothing left to send.
+    net.run(Duration::from_millis(50), false);
+    while net.relay.poll_transmit().is_some() {}
+
+    // One audio packet from a, handed to the relay: it must come out for b at once,
+    // not after a timer turn of the relay (str0m stamps written packets on a timeout).
+    let now = net.now + Duration::from_millis(1);
+    let a = net.client("a");
+    let b_addr = net.clients[net.client("b")].addr;
+    let c = &mut net.clients[a];
+    let mid = c.send[0].1;
+    write(
+        &mut c.rtc,
+        mid,
+        Codec::Opus,
+        MediaTime::new(c.ts + 960, Frequency::FORTY_EIGHT_KHZ),
+        now,
+        vec![7u8; 80],
+    );
+    let _ = c.rtc.handle_input(Input::Timeout(now));
+    let mut datagrams = Vec::new();
+    while let Ok(out) = c.rtc.poll_output() {
+        match out {
+            Output::Transmit(t) => datagrams.push(t.contents.to_vec()),
+            Output::Timeout(_) => break,
+            Output::Event(_) => {}
+        }
+    }
+    assert!(!datagrams.is_empty(), "a sent its packet");
+    let from = c.addr;
+    for d in &datagrams {
+        net.relay.handle_datagram(now, from, d);
+    }
+    let mut to_b = 0;
+    while let Some(t) = net.relay.poll_transmit() {
+        // RTP, not RTCP (payload types 192-223 in the second byte's place).
+        let rtp = t.contents.get(1).is_some_and(|b| !(192..=223).contains(b));
+        to_b += usize::from(t.destination == b_addr && rtp);
+    }
+    assert_eq!(to_b, 1, "forwarded within handle_datagram");
+}
+
+#[test]
 fn a_late_video_joiner_gets_a_keyframe_at_once_and_a_leaver_frees_its_lines() {
     let mut net = Net::new();
     net.join("a", &[MediaKind::Audio, MediaKind::Video]);
