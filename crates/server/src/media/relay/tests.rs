@@ -105,6 +105,16 @@ impl Net {
         self.clients.len() - 1
     }
 
+    /// A call: parties `a` and `b` joined with audio, one after the other.
+    fn audio_call() -> Net {
+        let mut net = Net::new();
+        for name in ["a", "b"] {
+            net.join(name, &[MediaKind::Audio]);
+            net.run(Duration::from_millis(200), false);
+        }
+        net
+    }
+
     fn client(&self, name: &str) -> usize {
         self.clients.iter().position(|c| c.name == name).unwrap()
     }
@@ -285,11 +295,7 @@ fn three_parties_each_hear_both_others_on_separate_lines() {
 
 #[test]
 fn a_packet_is_forwarded_by_the_call_that_receives_it() {
-    let mut net = Net::new();
-    for name in ["a", "b"] {
-        net.join(name, &[MediaKind::Audio]);
-        net.run(Duration::from_millis(200), false);
-    }
+    let mut net = Net::audio_call();
     net.run(Duration::from_secs(2), true);
     // Everything in flight delivered, nothing left to send.
     net.run(Duration::from_millis(50), false);
@@ -550,11 +556,7 @@ fn red_audio_is_forwarded_to_red_receivers_and_unwrapped_for_the_others() {
 
 #[test]
 fn audio_lines_exchange_no_transport_feedback_and_video_lines_keep_it() {
-    let mut net = Net::new();
-    for name in ["a", "b"] {
-        net.join(name, &[MediaKind::Audio]);
-        net.run(Duration::from_millis(200), false);
-    }
+    let mut net = Net::audio_call();
     net.run(Duration::from_secs(3), true);
     let before = net.sent_by_relay;
     net.run(Duration::from_secs(10), true);
