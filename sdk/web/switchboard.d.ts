@@ -202,16 +202,20 @@ export interface MediaSession {
   startAudio(): Promise<void>;
 }
 
-export interface Call extends MediaSession {}
-/** A 1-to-1 call; with every {@link MediaSession} method. */
-export declare class Call {
-  constructor(opts: CallOptions);
-  readonly sid: string | null;
-  readonly peerStream: MediaStream | null;
+/** Making, answering and ending a 1-to-1 call: on a {@link Call}, and on {@link PlanetKit} for its current call. */
+export interface CallControl {
   makeCall(params: MakeCallParams): Promise<void>;
   verifyCall(params: VerifyCallParams): Promise<void>;
   acceptCall(): Promise<void>;
   endCall(reasonCode?: number, userRelCode?: string): Promise<void>;
+}
+
+export interface Call extends MediaSession, CallControl {}
+/** A 1-to-1 call; with every {@link MediaSession} and {@link CallControl} method. */
+export declare class Call {
+  constructor(opts: CallOptions);
+  readonly sid: string | null;
+  readonly peerStream: MediaStream | null;
 }
 
 export interface IncomingCall {
@@ -372,6 +376,7 @@ export declare class Engine {
 /** This SDK's version (the npm package's `version`). */
 export declare const SDK_VERSION: string;
 
+export interface PlanetKit extends CallControl {}
 /**
  * WebPlanetKit's shape: `const planetKit = new PlanetKit({ serverUrl })`, then
  * `planetKit.makeCall(…)` / `verifyCall` / `acceptCall` / `endCall` (one call after
@@ -385,10 +390,6 @@ export declare class PlanetKit {
   readonly call: Call | null;
   /** The current (or last) room, once one was joined. */
   readonly conference: Conference | null;
-  makeCall(params: MakeCallParams): Promise<void>;
-  verifyCall(params: VerifyCallParams): Promise<void>;
-  acceptCall(): Promise<void>;
-  endCall(reasonCode?: number, userRelCode?: string): Promise<void>;
   joinConference(params: JoinConferenceParams): Promise<void>;
   leaveConference(): Promise<void>;
   static readonly Call: typeof Call;

@@ -441,15 +441,13 @@ async fn run(
                 let Some(cmd) = cmd else { break };
                 let started = Instant::now();
                 command(&mut relay, cmd);
-                send(&socket, &mut relay, &mut out, &metrics);
-                flush(&socket, &mut out, &metrics);
+                flush(&socket, &mut relay, &mut out, &metrics);
                 metrics.lag(started.elapsed());
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                 let started = Instant::now();
                 relay.handle_timeout(started);
-                send(&socket, &mut relay, &mut out, &metrics);
-                flush(&socket, &mut out, &metrics);
+                flush(&socket, &mut relay, &mut out, &metrics);
                 metrics.lag(started.elapsed());
             }
         }
@@ -475,20 +473,19 @@ fn take_datagrams(
 ) {
     let started = Instant::now();
     let mut taken = 0;
-    loop {
-        if taken >= TURN_DATAGRAMS || started.elapsed() >= TURN_TIME {
-            break;
-        }
+    let mut now = started;
+    while taken < TURN_DATAGRAMS && now.duration_since(started) < TURN_TIME {
         if !incoming.has_pending() && incoming.recv(socket).is_err() {
             break;
         }
-        let now = Instant::now();
-        let Some((from, data)) = incoming.take() else { continue };
-        relay.handle_datagram(now, from, data);
-        send(socket, relay, out, metrics);
-        taken += 1;
+        if let Some((from, data)) = incoming.take() {
+            relay.handle_datagram(now, from, data);
+            send(socket, relay, out, metrics);
+            taken += 1;
+        }
+        now = Instant::now();
     }
-    flush(socket, out, metrics);
+    flush(socket, relay, out, metrics);
     metrics.lag(started.elapsed());
 }
 
@@ -502,9 +499,10 @@ fn send(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metrics
     }
 }
 
-/// Sends what is queued. UDP: a full send buffer drops the datagram, as the network
-/// might; it is counted.
-fn flush(socket: &UdpSocket, out: &mut udp::SendBatch, metrics: &ShardMetrics) {
+/// Sends everything the core has to send and what is queued. UDP: a full send buffer
+/// drops the datagram, as the network might; it is counted.
+fn flush(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metrics: &ShardMetrics) {
+    send(socket, relay, out, metrics);
     let dropped = out.flush(socket);
     if dropped > 0 {
         metrics.send_dropped.fetch_add(dropped, Ordering::Relaxed);
