@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzing with cargo fuzz (libFuzzer, AddressSanitizer) over the targets in fuzz/.
-#   bash scripts/fuzz.sh smoke        each target for 10 s (part of scripts/test.sh)
+#   bash scripts/fuzz.sh smoke        each target for 10 s (the committed corpus in
+#                                     fuzz/corpus/ is replayed on stable by every
+#                                     test run: crates/fuzz-checks)
 #   bash scripts/fuzz.sh long [RUNS] [TARGET...]
 #                                     each target (default: all) for RUNS executions
 #                                     (default 10,000,000), at most FUZZ_MAX_SECS seconds
-#                                     each if set; results go in docs/reliability.md
+#                                     each if set; results go in docs/reliability.md;
+#                                     minimize what it found (cargo fuzz cmin TARGET)
+#                                     before committing fuzz/corpus/
 # cargo fuzz needs a nightly toolchain: without one this says so and skips.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"

@@ -20,11 +20,37 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-cargo fmt --all -- --check
-cargo test --workspace --all-features --locked
+# Each stage's wall time, printed at the end (and when a stage fails).
+stages=()
+stage() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name"
+  if "$@"; then
+    stages+=("$(printf '%-12s %4d s' "$name" $((SECONDS - start)))")
+  else
+    local rc=$?
+    stages+=("$(printf '%-12s %4d s  FAILED' "$name" $((SECONDS - start)))")
+    summary
+    exit $rc
+  fi
+}
+summary() {
+  echo "== stage times"
+  printf '  %s\n' "${stages[@]}"
+  echo "  total        $(printf '%4d' "$SECONDS") s"
+}
 
-# Fuzz smoke: every cargo fuzz target for 10 s (skipped, and said so, without nightly).
-bash scripts/fuzz.sh smoke
-
+stage fmt cargo fmt --all -- --check
+stage clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# Unit, scenario and CLI tests; the fuzz corpus replayed through each target's checks
+# (crates/fuzz-checks: the sanitizer runs are `bash scripts/fuzz.sh smoke` / `long`).
+# Four test threads on two cores: most scenario tests wait on sockets and timers.
+stage cargo-test cargo test --workspace --all-features --locked -- --test-threads 4
 # The browser tests drive the server binary that cargo test just built.
-(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test)
+browser() {
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error &&
+    SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test)
+}
+stage browser browser
+summary

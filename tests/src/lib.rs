@@ -318,6 +318,34 @@ impl Harness {
         Harness { server, app, config }
     }
 
+    /// Waits (up to 15 s) until no callback of any service is pending: everything the
+    /// server queued so far was delivered, given up or dropped. A client that saw a
+    /// frame can count on what the step before it queued being in the outbox (frames go
+    /// out after the commit), so after this the app server's hits are final for it.
+    pub async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut pending = 0;
+            for s in &self.config.services {
+                pending += self.server.store().callbacks(&s.id, "pending", 1).await.map_or(1, |c| c.len());
+            }
+            if pending == 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "callbacks still pending after 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until the server counts at most `n` open sessions.
+    pub async fn sessions_down_to(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.server.census().await.sessions > n {
+            assert!(tokio::time::Instant::now() < deadline, "sessions still open after 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Base URL of the server.
     pub fn url(&self) -> String {
         self.server.url()

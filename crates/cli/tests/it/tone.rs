@@ -1,0 +1,114 @@
+//! `switchboard call` and `answer` with `--tone`: each sends a sine tone through the
+//! server's media relay and reports the frequency it decodes from the other.
+
+use crate::common::{json_lines, run, serve_defaults, Proc};
+
+#[test]
+fn cli_clients_hear_each_others_tones() {
+    let (server, url, data) = serve_defaults("tone");
+    let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
+    let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
+    let answer = Proc::spawn(&[
+        "answer",
+        "--server",
+        &url,
+        "--service",
+        "demo",
+        "--user",
+        "bob",
+        "--token",
+        &bob,
+        "--wait",
+        "--tone",
+        "880",
+        // Long enough for a report or two after media is up on a busy machine.
+        "--hangup-after",
+        "6",
+    ]);
+    answer.until("session_open");
+    let call = Proc::spawn(&[
+        "call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob", "--tone", "440",
+    ]);
+    let caller = json_lines(&call.until("\"disconnected\""));
+    let callee = json_lines(&answer.until("\"disconnected\""));
+    let heard = |lines: &[serde_json::Value]| {
+        lines.iter().filter(|l| l["event"] == "media").filter_map(|l| l["dominant_hz"].as_f64()).next_back()
+    };
+    let (by_alice, by_bob) = (heard(&caller), heard(&callee));
+    assert!(by_alice.is_some_and(|hz| (hz - 880.0).abs() <= 10.0), "alice heard {by_alice:?}: {caller:#?}");
+    assert!(by_bob.is_some_and(|hz| (hz - 440.0).abs() <= 10.0), "bob heard {by_bob:?}: {callee:#?}");
+    let media = caller.iter().rfind(|l| l["event"] == "media").unwrap();
+    assert!(
+        media["packets_in"].as_u64().unwrap() > 50 && media["packets_out"].as_u64().unwrap() > 50,
+        "{media}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The CLI check for rooms: three `switchboard join` processes with different
+/// tones; each reports the other two frequencies, under the other two users' names.
+#[test]
+fn three_cli_participants_hear_the_other_two() {
+    let (server, url, data) = serve_defaults("join");
+    let users = [("ann", "440"), ("ben", "660"), ("cid", "880")];
+    let procs: Vec<Proc> = users
+        .iter()
+        .map(|(user, hz)| {
+            let (_, token) = run(&["token", "--data-dir", &data, "--user", user]);
+            let p = Proc::spawn(&[
+                "join",
+                "--server",
+                &url,
+                "--user",
+                user,
+                "--token",
+                &token,
+                "--room",
+                "band",
+                "--tone",
+                hz,
+                "--leave-after",
+                "12",
+                "--display-name",
+                user,
+            ]);
+            p.until("\"connected\"");
+            p
+        })
+        .collect();
+    for (i, p) in procs.iter().enumerate() {
+        let (me, _) = users[i];
+        // Reports come every second; once media settled, the others' tones are heard.
+        let mut last = serde_json::Value::Null;
+        for _ in 0..10 {
+            let lines = json_lines(&p.until("\"media\""));
+            last = lines.into_iter().rev().find(|l| l["event"] == "media").unwrap_or_default();
+            let hears_both = users.iter().filter(|(u, _)| *u != me).all(|(u, hz)| {
+                let want: f64 = hz.parse().unwrap_or_default();
+                last["peers"][u]["dominant_hz"].as_f64().is_some_and(|got| (got - want).abs() <= 10.0)
+            });
+            if hears_both {
+                break;
+            }
+        }
+        for (u, hz) in users.iter().filter(|(u, _)| *u != me) {
+            let got = last["peers"][u]["dominant_hz"].as_f64();
+            let want: f64 = hz.parse().unwrap_or_default();
+            assert!(
+                got.is_some_and(|g| (g - want).abs() <= 10.0),
+                "{me} hears {u} at {got:?}, want {want}: {last}"
+            );
+            assert!(last["peers"][u]["packets_in"].as_u64().unwrap_or(0) >= 25, "{last}");
+        }
+    }
+    // Leaving: each prints its own disconnected (NORMAL, participant) and exits.
+    for p in &procs {
+        let lines = json_lines(&p.until("\"disconnected\""));
+        let end = lines.iter().rev().find(|l| l["event"] == "disconnected").cloned().unwrap_or_default();
+        assert_eq!(end["reason"]["name"], "NORMAL", "{end}");
+        assert_eq!(end["source"]["name"], "participant", "{end}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
