@@ -3,7 +3,7 @@
 export type MediaType = 'audio' | 'video';
 export type DisconnectSourceName = 'callee' | 'caller' | 'participant' | 'cloud_server' | 'app_server';
 
-/** Every disconnect reason's name as WebPlanetKit reports it (SPEC §3). */
+/** Every disconnect reason's name as WebPlanetKit reports it (docs/reasons.md). */
 export type KitDisconnectReasonName =
   | 'NORMAL' | 'DECLINE' | 'CELL_CALL' | 'INTERNAL_ERROR' | 'USER_ERROR' | 'INTERNAL_KIT_ERROR'
   | 'AUDIO_TX_NO_SRC' | 'CANCEL' | 'BUSY' | 'NOANSWER' | 'ALREADY_GOT_A_CALL' | 'MULTIDEV_IN_USE'
@@ -137,7 +137,7 @@ export interface VerifyCallParams {
 /**
  * What every rejection of the SDK is: an Error with `reason` (a START_FAIL_REASON string
  * such as `invalid_user_id`, or a disconnect reason's name such as `ROOM_IS_FULL` or
- * `SERVICE_TOO_MANY_REQUESTS`), the SPEC `code` where one applies (1512, 1601-1612, …)
+ * `SERVICE_TOO_MANY_REQUESTS`), the contract's `code` where one applies (1512, 1601-1612, …)
  * and WebPlanetKit's `strCode` where one applies.
  */
 export declare class SwitchboardError extends Error {

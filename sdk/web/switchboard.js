@@ -7,7 +7,7 @@ const PROTOCOL_VERSION = 1;
 /** This SDK's version (the npm package's `version`). */
 export const SDK_VERSION = '0.1.0';
 
-/** Disconnect sources (SPEC §3), as the web SDK names them. */
+/** Disconnect sources (docs/reasons.md), as the web SDK names them. */
 export const DISCONNECT_SOURCE = Object.freeze({
   1: 'callee', 2: 'caller', 3: 'participant', 4: 'cloud_server', 5: 'app_server',
 });
@@ -28,7 +28,7 @@ const GUM_REASONS = {
 };
 
 /**
- * Every disconnect reason (SPEC §3) by the name WebPlanetKit reports (`strCode` without
+ * Every disconnect reason (docs/reasons.md) by the name WebPlanetKit reports (`strCode` without
  * its `PLANETKIT_DISCONNECT_REASON_` prefix): its number. Checked against
  * `crates/protocol` by `tests/tests/sdk_constants.rs`.
  */
@@ -64,14 +64,14 @@ const KIT_NAME = Object.fromEntries(Object.entries(KIT_DISCONNECT_REASON).map(([
 
 /**
  * A disconnect reason as WebPlanetKit names it: `PLANETKIT_DISCONNECT_REASON_` and the
- * SPEC name (`…_NORMAL`), or WebPlanetKit's own name for the web-only ones.
+ * contract name (`…_NORMAL`), or WebPlanetKit's own name for the web-only ones.
  */
 const strCode = (code, name) => `PLANETKIT_DISCONNECT_REASON_${KIT_NAME[code] ?? name}`;
 
 /**
  * What every rejection of the SDK is: an `Error` with `reason` (a start-fail reason such
  * as `invalid_user_id`, or a disconnect reason's name such as `ROOM_IS_FULL`), `code`
- * (the SPEC number, when there is one), `strCode` (WebPlanetKit's name, when there is
+ * (the contract number, when there is one), `strCode` (WebPlanetKit's name, when there is
  * one) and `message` (words).
  */
 export class SwitchboardError extends Error {
@@ -97,9 +97,12 @@ function refusal(m) {
   const code = m.reason?.code;
   const byError = {
     rate_limited: 'SERVICE_TOO_MANY_REQUESTS', malformed: 'invalid_param', invalid_param: 'invalid_param',
-    auth: 'invalid_param', not_found: 'invalid_param', wrong_state: 'invalid_param', unknown_type: 'invalid_param',
+    not_found: 'invalid_param', wrong_state: 'invalid_param', unknown_type: 'invalid_param',
   };
-  const reason = byError[m.error] ?? 'internal_initialization_error';
+  // A refusal that names a disconnect reason (a bad or expired token, an unknown
+  // service, a full server) rejects with that reason's name: SERVICE_ACCESS_TOKEN_ERROR,
+  // AUTH_ERROR, SERVICE_INVALID_ID, SERVICE_BUSY, ...
+  const reason = m.reason?.name ?? byError[m.error] ?? 'internal_initialization_error';
   return sbError(reason, m.message ?? m.error, code ?? (m.error === 'rate_limited' ? 1512 : undefined), m.reason?.name && strCode(m.reason.code, m.reason.name));
 }
 
@@ -828,7 +831,7 @@ export class Call {
   /** Hands over a fresh access token (after evtTokenExpiring). */
   updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
 
-  /** The same as updateAccessToken (the name of SPEC §1's onUserSigExpired flow). */
+  /** The same as updateAccessToken (the onUserSigExpired flow of the call-engine face). */
   refreshToken(accessToken) { return this.updateAccessToken(accessToken); }
 
   /** Plays what the browser's autoplay policy blocked (evtAutoplayBlocked): call it from a click. */
@@ -973,8 +976,24 @@ export class Call {
     this._screen?.screen.stop();
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
-    if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
+    closeOrDetach(this);
   }
+}
+
+/**
+ * Lets go of the engine a Call or Conference used. Its own engine (makeCall /
+ * verifyCall / joinConference with a serverUrl) is closed after the owner is taken off
+ * it: a start the server refused rejects its promise and fires nothing else (the
+ * closing connection must not come back as a 1611 evtDisconnected). A shared engine
+ * only forgets the owner.
+ */
+function closeOrDetach(owner) {
+  const session = owner.session;
+  if (!session) return;
+  session.detach(owner);
+  if (!owner.ownEngine) return;
+  if (session.fallback === owner) session.fallback = null;
+  session.close();
 }
 
 /**
@@ -1176,7 +1195,7 @@ export class Conference {
   /** Hands over a fresh access token (after evtTokenExpiring). */
   updateAccessToken(accessToken) { return this.session.updateAccessToken(accessToken); }
 
-  /** The same as updateAccessToken (the name of SPEC §1's onUserSigExpired flow). */
+  /** The same as updateAccessToken (the onUserSigExpired flow of the call-engine face). */
   refreshToken(accessToken) { return this.updateAccessToken(accessToken); }
 
   /** Plays what the browser's autoplay policy blocked (evtAutoplayBlocked): call it from a click. */
@@ -1348,7 +1367,7 @@ export class Conference {
     try { this.pc?.close(); } catch { /* closed */ }
     for (const t of this.localStream?.getTracks() ?? []) t.stop();
     this.mix?.ctx.close().catch(() => {});
-    if (this.ownEngine) this.session?.close(); else this.session?.detach(this);
+    closeOrDetach(this);
   }
 }
 

@@ -290,7 +290,7 @@ test('a token about to expire is refreshed mid-call: evtTokenExpiring, then refr
   await alice.evaluate((fresh) => window.call.refreshToken(fresh), token('alice-t'));
   // Refused tokens reject: one for another user.
   const refused = await alice.evaluate((other) => window.call.refreshToken(other).then(() => null, (e) => ({ isSb: e instanceof window.sb.SwitchboardError, reason: e.reason })), token('mallory-t'));
-  assert.deepEqual(refused, { isSb: true, reason: 'invalid_param' });
+  assert.deepEqual(refused, { isSb: true, reason: 'AUTH_ERROR' });
   await stillHearing(alice);
   await alice.evaluate(() => window.call.endCall());
   const b = (await waitEvent(bob, 'evtDisconnected')).arg;

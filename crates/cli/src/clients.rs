@@ -7,6 +7,9 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use switchboard_client::{Client, ClientError, Credentials, Event, Events, MakeCall};
 
+/// The service of the embedded defaults: every client command's default.
+pub const DEFAULT_SERVICE: &str = "demo";
+
 /// Who signs in, and where: the arguments `call` and `join` share.
 #[derive(clap::Args)]
 pub struct Login {
@@ -14,7 +17,7 @@ pub struct Login {
     #[arg(long)]
     pub server: String,
     /// My service ID.
-    #[arg(long, default_value = "demo")]
+    #[arg(long, default_value = DEFAULT_SERVICE)]
     pub service: String,
     /// My user ID.
     #[arg(long)]
@@ -58,10 +61,11 @@ pub struct AnswerArgs {
     /// Server base URL, e.g. http://127.0.0.1:7880 (ws:// works too).
     #[arg(long)]
     server: String,
-    /// My service ID (checked against the credential).
+    /// My service ID (with --wait: default demo, as `call`; with --cc-param: checked
+    /// against the credential when given).
     #[arg(long)]
     service: Option<String>,
-    /// My user ID (checked against the credential).
+    /// My user ID (needed with --wait; with --cc-param: checked against the credential).
     #[arg(long)]
     user: Option<String>,
     /// My access token (with --wait).
@@ -350,10 +354,10 @@ pub async fn answer(a: AnswerArgs) -> Result<Outcome> {
     let creds = match (&a.cc_param, &a.token) {
         (Some(p), _) => Credentials::CcParam(p.clone()),
         (None, Some(t)) => {
-            let (Some(service), Some(user)) = (&a.service, &a.user) else {
-                bail!("--wait needs --service and --user");
+            let Some(user) = &a.user else {
+                bail!("--wait needs --user (the user the token is for)");
             };
-            Credentials::token(service, user, t)
+            Credentials::token(a.service.as_deref().unwrap_or(DEFAULT_SERVICE), user, t)
         }
         (None, None) => bail!("give --token with --wait, or --cc-param"),
     };

@@ -7,6 +7,7 @@ mod load_media;
 mod load_rooms;
 mod load_soak;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -63,11 +64,11 @@ struct TokenArgs {
     /// TOML config file holding the service (default: the demo service of the data dir).
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
-    /// Data dir of the embedded defaults.
+    /// Data dir of the embedded defaults (default: ./data, as `serve`); read only.
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Service ID.
-    #[arg(long, default_value = "demo")]
+    #[arg(long, default_value = clients::DEFAULT_SERVICE)]
     service: String,
     /// User ID.
     #[arg(long)]
@@ -107,6 +108,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async move {
@@ -177,7 +180,17 @@ async fn wait_terminate() {
 }
 
 fn token(args: TokenArgs) -> Result<()> {
-    let config = load_config(args.config.as_ref(), args.data_dir, None)?;
+    // Reads the service's credentials; creates nothing (only `serve` does): a token
+    // signed with fresh credentials the server does not have would be refused.
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).with_context(|| format!("loading {}", path.display()))?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    switchboard_server::config::load_demo_service(&mut config)
+        .context("finding the service to sign the token for")?;
     let Some(service) = config.service(&args.service) else {
         bail!("no service {:?} in this config", args.service);
     };

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod message;
 pub mod reason;
 pub mod record;
+pub mod reference;
 
 pub use message::{ClientMessage, ErrorCode, MediaLine, MediaType, ParseError, RoomPeer, ServerMessage};
 pub use reason::{DisconnectReason, DisconnectSource, RelCode, StartFailReason};

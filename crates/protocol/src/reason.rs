@@ -7,11 +7,11 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! disconnect_reasons {
-    ($($(#[$doc:meta])* $variant:ident = $code:literal, $name:literal;)*) => {
+    ($($variant:ident = $code:literal, $name:literal, $when:literal;)*) => {
         /// Why a call ended. Serialized on the wire as `{"code": 1001, "name": "NORMAL"}`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum DisconnectReason {
-            $($(#[$doc])* $variant,)*
+            $(#[doc = $when] $variant,)*
         }
 
         impl DisconnectReason {
@@ -32,121 +32,71 @@ macro_rules! disconnect_reasons {
             pub fn from_code(code: u16) -> Option<Self> {
                 match code { $($code => Some(DisconnectReason::$variant),)* _ => None }
             }
+
+            /// When it is given, in a sentence (the contract's words; `docs/reasons.md`).
+            pub fn when(self) -> &'static str {
+                match self { $(DisconnectReason::$variant => $when,)* }
+            }
         }
     };
 }
 
 disconnect_reasons! {
-    /// Ended without error.
-    Normal = 1001, "NORMAL";
-    /// Callee declined.
-    Decline = 1002, "DECLINE";
-    /// A cellular call interrupted (client-reported).
-    CellCall = 1003, "CELL_CALL";
-    /// Internal error.
-    InternalError = 1109, "INTERNAL_ERROR";
-    /// App-defined; carries `user_rel_code`.
-    UserError = 1110, "USER_ERROR";
-    /// Platform error in the client kit.
-    InternalKitError = 1111, "INTERNAL_KIT_ERROR";
-    /// Microphone produced nothing (client-reported).
-    AudioTxNoSrc = 1112, "AUDIO_TX_NO_SRC";
-    /// Caller hung up before answer.
-    Cancel = 1201, "CANCEL";
-    /// Callee in another call.
-    Busy = 1202, "BUSY";
-    /// Ring timeout.
-    NoAnswer = 1203, "NOANSWER";
-    /// The caller already has an incoming call pending.
-    AlreadyGotACall = 1204, "ALREADY_GOT_A_CALL";
-    /// The same user is already in a call on another device.
-    MultidevInUse = 1205, "MULTIDEV_IN_USE";
-    /// Answered on another device of the same user.
-    MultidevAnswer = 1206, "MULTIDEV_ANSWER";
-    /// Declined on another device of the same user.
-    MultidevDecline = 1207, "MULTIDEV_DECLINE";
-    /// Maximum call time reached.
-    MaxCallTimeExceeded = 1208, "MAX_CALL_TIME_EXCEEDED";
-    /// Network could not sustain the call.
-    NetworkUnstable = 1301, "NETWORK_UNSTABLE";
-    /// notify_cb failed.
-    PushError = 1302, "PUSH_ERROR";
-    /// Authentication failed.
-    AuthError = 1303, "AUTH_ERROR";
-    /// The call was already released.
-    ReleasedCall = 1304, "RELEASED_CALL";
-    /// Server internal error.
-    ServerInternalError = 1305, "SERVER_INTERNAL_ERROR";
-    /// Local network gone (client-reported).
-    UnavailableNetwork = 1308, "UNAVAILABLE_NETWORK";
-    /// App or device closed (client-reported).
-    AppDestroy = 1309, "APP_DESTROY";
-    /// Device slept (client-reported).
-    SystemSleep = 1310, "SYSTEM_SLEEP";
-    /// OS logoff (client-reported).
-    SystemLogoff = 1311, "SYSTEM_LOGOFF";
-    /// MTU exceeded.
-    MtuExceeded = 1312, "MTU_EXCEEDED";
-    /// App server data could not be delivered.
-    AppServerDataError = 1313, "APP_SERVER_DATA_ERROR";
-    /// Screen locked (client-reported).
-    DesktopScreenLocked = 1314, "DESKTOP_SCREEN_LOCKED";
-    /// Group: participant limit reached.
-    RoomIsFull = 1401, "ROOM_IS_FULL";
-    /// Group: alone in the room too long.
-    AloneKickOut = 1402, "ALONE_KICK_OUT";
-    /// Group: room torn down while joining.
-    RoomNotFound = 1404, "ROOM_NOT_FOUND";
-    /// Group: same user joined from another instance.
-    AnotherInstanceTryToJoin = 1405, "ANOTHER_INSTANCE_TRY_TO_JOIN";
-    /// Invalid access token.
-    ServiceAccessTokenError = 1501, "SERVICE_ACCESS_TOKEN_ERROR";
-    /// Bad service or user ID.
-    ServiceInvalidId = 1502, "SERVICE_INVALID_ID";
-    /// Server in maintenance (draining).
-    ServiceMaintenance = 1503, "SERVICE_MAINTENANCE";
-    /// Server over capacity.
-    ServiceBusy = 1504, "SERVICE_BUSY";
-    /// Gateway internal error.
-    ServiceInternalError = 1505, "SERVICE_INTERNAL_ERROR";
-    /// Client-side: HTTP error reaching the server.
-    ServiceHttpError = 1506, "SERVICE_HTTP_ERROR";
-    /// Client-side: connection timed out.
-    ServiceHttpConnectionTimeOut = 1507, "SERVICE_HTTP_CONNECTION_TIME_OUT";
-    /// Client-side: invalid peer certificate.
-    ServiceHttpInvalidPeerCert = 1508, "SERVICE_HTTP_INVALID_PEER_CERT";
-    /// Client-side: connect failed.
-    ServiceHttpConnectFail = 1509, "SERVICE_HTTP_CONNECT_FAIL";
-    /// Client-side: invalid URL.
-    ServiceHttpInvalidUrl = 1510, "SERVICE_HTTP_INVALID_URL";
-    /// Client protocol version too old.
-    ServiceIncompatiblePlanetkitVer = 1511, "SERVICE_INCOMPATIBLE_PLANETKIT_VER";
-    /// Rate limit.
-    ServiceTooManyRequests = 1512, "SERVICE_TOO_MANY_REQUESTS";
-    /// Web: getUserMedia AbortError.
-    WebMediaAbort = 1601, "WEB_GUM_ABORT_ERROR";
-    /// Web: getUserMedia NotAllowedError.
-    WebMediaNotAllowed = 1602, "WEB_GUM_NOT_ALLOWED_ERROR";
-    /// Web: getUserMedia NotFoundError.
-    WebMediaNotFound = 1603, "WEB_GUM_NOT_FOUND_ERROR";
-    /// Web: getUserMedia NotReadableError.
-    WebMediaNotReadable = 1604, "WEB_GUM_NOT_READABLE_ERROR";
-    /// Web: getUserMedia OverconstrainedError.
-    WebMediaOverconstrained = 1605, "WEB_GUM_OVERCONSTRAINED_ERROR";
-    /// Web: getUserMedia SecurityError.
-    WebMediaSecurity = 1606, "WEB_GUM_SECURITY_ERROR";
-    /// Web: getUserMedia TypeError.
-    WebMediaType = 1607, "WEB_GUM_TYPE_ERROR";
-    /// Web: no media packets.
-    WebNoMediaPackets = 1608, "WEB_NO_MEDIA_PACKETS";
-    /// Web: connect failed by server.
-    WebConnectFailedByServer = 1609, "WEB_CONNECT_FAILED_BY_SERVER";
-    /// Web: peer connection stayed disconnected 30 s.
-    WebPeerConnectionDisconnected = 1610, "WEB_PEER_CONNECTION_DISCONNECTED";
-    /// Web: signaling dropped.
-    WebSignalingDropped = 1611, "WEB_SIGNALING_DROPPED";
-    /// Web: browser not supported.
-    WebBrowserNotSupported = 1612, "WEB_BROWSER_NOT_SUPPORTED";
+    Normal = 1001, "NORMAL", "Ended without error.";
+    Decline = 1002, "DECLINE", "The callee declined while it rang.";
+    CellCall = 1003, "CELL_CALL", "A cellular call interrupted (client-reported).";
+    InternalError = 1109, "INTERNAL_ERROR", "Internal error.";
+    UserError = 1110, "USER_ERROR", "App-defined; carries `user_rel_code`.";
+    InternalKitError = 1111, "INTERNAL_KIT_ERROR", "Platform error in the client kit.";
+    AudioTxNoSrc = 1112, "AUDIO_TX_NO_SRC", "Microphone produced nothing (client-reported).";
+    Cancel = 1201, "CANCEL", "The caller hung up before the callee answered.";
+    Busy = 1202, "BUSY", "The callee is in another call or in a room.";
+    NoAnswer = 1203, "NOANSWER", "Nobody answered within the ring time (also when the callee had no device online and the service has no push).";
+    AlreadyGotACall = 1204, "ALREADY_GOT_A_CALL", "The caller already has an incoming call pending.";
+    MultidevInUse = 1205, "MULTIDEV_IN_USE", "The same user is already in a call on another device.";
+    MultidevAnswer = 1206, "MULTIDEV_ANSWER", "Answered on another device of the same user.";
+    MultidevDecline = 1207, "MULTIDEV_DECLINE", "Declined on another device of the same user.";
+    MaxCallTimeExceeded = 1208, "MAX_CALL_TIME_EXCEEDED", "Maximum call time reached.";
+    NetworkUnstable = 1301, "NETWORK_UNSTABLE", "A side was gone (no session, or no media) past the reconnect grace.";
+    PushError = 1302, "PUSH_ERROR", "notify_cb failed (no 2xx within notify_timeout_ms) and no device of the callee was ringing.";
+    AuthError = 1303, "AUTH_ERROR", "Authentication failed: an expired token, a credential for another user or service, a forged cc_param.";
+    ReleasedCall = 1304, "RELEASED_CALL", "The call named (by a cc_param or a resume) has already ended.";
+    ServerInternalError = 1305, "SERVER_INTERNAL_ERROR", "Server internal error.";
+    UnavailableNetwork = 1308, "UNAVAILABLE_NETWORK", "Local network gone (client-reported).";
+    AppDestroy = 1309, "APP_DESTROY", "App or device closed (client-reported).";
+    SystemSleep = 1310, "SYSTEM_SLEEP", "Device slept (client-reported).";
+    SystemLogoff = 1311, "SYSTEM_LOGOFF", "OS logoff (client-reported).";
+    MtuExceeded = 1312, "MTU_EXCEEDED", "MTU exceeded.";
+    AppServerDataError = 1313, "APP_SERVER_DATA_ERROR", "App server data could not be delivered.";
+    DesktopScreenLocked = 1314, "DESKTOP_SCREEN_LOCKED", "Screen locked (client-reported).";
+    RoomIsFull = 1401, "ROOM_IS_FULL", "Group: participant limit reached.";
+    AloneKickOut = 1402, "ALONE_KICK_OUT", "Group: alone in the room too long.";
+    RoomNotFound = 1404, "ROOM_NOT_FOUND", "Group: room torn down while joining.";
+    AnotherInstanceTryToJoin = 1405, "ANOTHER_INSTANCE_TRY_TO_JOIN", "Group: same user joined from another instance.";
+    ServiceAccessTokenError = 1501, "SERVICE_ACCESS_TOKEN_ERROR", "The access token is not valid (malformed, bad signature, issued in the future).";
+    ServiceInvalidId = 1502, "SERVICE_INVALID_ID", "The credential names no service here, or an ID breaks the ID rules.";
+    ServiceMaintenance = 1503, "SERVICE_MAINTENANCE", "The server is in maintenance (draining): no new calls.";
+    ServiceBusy = 1504, "SERVICE_BUSY", "The server cannot take a new call now (over capacity, or its disk cannot record it).";
+    ServiceInternalError = 1505, "SERVICE_INTERNAL_ERROR", "Gateway internal error.";
+    ServiceHttpError = 1506, "SERVICE_HTTP_ERROR", "Client-side: HTTP error reaching the server.";
+    ServiceHttpConnectionTimeOut = 1507, "SERVICE_HTTP_CONNECTION_TIME_OUT", "Client-side: connection timed out.";
+    ServiceHttpInvalidPeerCert = 1508, "SERVICE_HTTP_INVALID_PEER_CERT", "Client-side: invalid peer certificate.";
+    ServiceHttpConnectFail = 1509, "SERVICE_HTTP_CONNECT_FAIL", "Client-side: connect failed.";
+    ServiceHttpInvalidUrl = 1510, "SERVICE_HTTP_INVALID_URL", "Client-side: invalid URL.";
+    ServiceIncompatiblePlanetkitVer = 1511, "SERVICE_INCOMPATIBLE_PLANETKIT_VER", "The client speaks a protocol version this server no longer does.";
+    ServiceTooManyRequests = 1512, "SERVICE_TOO_MANY_REQUESTS", "Too many requests: a rate limit (connections per address, calls per user, messages per session).";
+    WebMediaAbort = 1601, "WEB_GUM_ABORT_ERROR", "Web: getUserMedia AbortError.";
+    WebMediaNotAllowed = 1602, "WEB_GUM_NOT_ALLOWED_ERROR", "Web: getUserMedia NotAllowedError.";
+    WebMediaNotFound = 1603, "WEB_GUM_NOT_FOUND_ERROR", "Web: getUserMedia NotFoundError.";
+    WebMediaNotReadable = 1604, "WEB_GUM_NOT_READABLE_ERROR", "Web: getUserMedia NotReadableError.";
+    WebMediaOverconstrained = 1605, "WEB_GUM_OVERCONSTRAINED_ERROR", "Web: getUserMedia OverconstrainedError.";
+    WebMediaSecurity = 1606, "WEB_GUM_SECURITY_ERROR", "Web: getUserMedia SecurityError.";
+    WebMediaType = 1607, "WEB_GUM_TYPE_ERROR", "Web: getUserMedia TypeError.";
+    WebNoMediaPackets = 1608, "WEB_NO_MEDIA_PACKETS", "Web: no media packets.";
+    WebConnectFailedByServer = 1609, "WEB_CONNECT_FAILED_BY_SERVER", "Web: connect failed by server.";
+    WebPeerConnectionDisconnected = 1610, "WEB_PEER_CONNECTION_DISCONNECTED", "Web: peer connection stayed disconnected 30 s.";
+    WebSignalingDropped = 1611, "WEB_SIGNALING_DROPPED", "Web: signaling dropped.";
+    WebBrowserNotSupported = 1612, "WEB_BROWSER_NOT_SUPPORTED", "Web: browser not supported.";
 }
 
 impl DisconnectReason {

@@ -405,16 +405,47 @@ pub fn prepare_data_dir(config: &mut Config) -> Result<(), ConfigError> {
         return Ok(());
     }
     let path = dir.join("demo-service.json");
-    let creds = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<DemoCredentials>(&bytes)
-            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
-        Err(_) => {
+    let creds = match read_demo_credentials(&path)? {
+        Some(creds) => creds,
+        None => {
             let creds =
                 DemoCredentials { api_key: format!("demo-{}", &random_hex(8)), api_secret: random_hex(32) };
             write_private(&path, &serde_json::to_vec_pretty(&creds).unwrap_or_default()).map_err(io)?;
             creds
         }
     };
+    add_demo_service(config, creds)
+}
+
+/// The demo service of a data dir that `serve` prepared, without creating anything:
+/// for commands that only read it (`switchboard token`). With a config that has
+/// services, those are used.
+pub fn load_demo_service(config: &mut Config) -> Result<(), ConfigError> {
+    if !config.services.is_empty() {
+        return Ok(());
+    }
+    let path = config.data_dir.join("demo-service.json");
+    match read_demo_credentials(&path)? {
+        Some(creds) => add_demo_service(config, creds),
+        None => Err(ConfigError::Invalid(format!(
+            "no demo service credentials at {} (run `switchboard serve` there first, or pass the \
+             server's --data-dir or --config)",
+            path.display()
+        ))),
+    }
+}
+
+fn read_demo_credentials(path: &Path) -> Result<Option<DemoCredentials>, ConfigError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<DemoCredentials>(&bytes)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::DataDir { path: path.to_path_buf(), source }),
+    }
+}
+
+fn add_demo_service(config: &mut Config, creds: DemoCredentials) -> Result<(), ConfigError> {
     config.services.push(ServiceConfig {
         id: DEMO_SERVICE_ID.into(),
         api_key: creds.api_key,

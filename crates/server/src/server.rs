@@ -285,6 +285,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/demo/token", get(crate::web::demo_token))
         .route("/sdk/switchboard.js", get(crate::web::sdk_js))
         .route("/sdk/switchboard.d.ts", get(crate::web::sdk_dts))
+        .route("/favicon.ico", get(crate::web::favicon))
         .merge(crate::api::router())
         .with_state(shared)
 }

@@ -22,14 +22,40 @@ const SDK_JS: &str = include_str!("../../../sdk/web/switchboard.js");
 /// Its types (`sdk/web/switchboard.d.ts`).
 const SDK_DTS: &str = include_str!("../../../sdk/web/switchboard.d.ts");
 
-/// `GET /sdk/switchboard.js`.
+/// `GET /sdk/switchboard.js`. Any origin may load it: an app's page on its own origin
+/// imports the SDK from here (`import … from 'https://calls.example/sdk/switchboard.js'`),
+/// and module scripts are fetched with CORS. It is public code and carries no
+/// credentials; the signaling WebSocket it opens is not subject to CORS.
 pub(crate) async fn sdk_js() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], SDK_JS)
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        SDK_JS,
+    )
 }
 
-/// `GET /sdk/switchboard.d.ts`.
+/// `GET /sdk/switchboard.d.ts`, to any origin as the SDK is.
 pub(crate) async fn sdk_dts() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/typescript; charset=utf-8")], SDK_DTS)
+    (
+        [
+            (header::CONTENT_TYPE, "application/typescript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        SDK_DTS,
+    )
+}
+
+/// The mark of the demo page's header, as its icon (`/favicon.ico`, which browsers ask
+/// for on every page load).
+const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="#4f8cff"/><stop offset="1" stop-color="#22c47a"/></linearGradient></defs><rect width="32" height="32" rx="9" fill="url(#g)"/><text x="16" y="22" font-family="system-ui,sans-serif" font-size="17" font-weight="700" text-anchor="middle" fill="#fff">S</text></svg>"##;
+
+/// `GET /favicon.ico` (an SVG: every current browser takes it).
+pub(crate) async fn favicon() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=86400")], FAVICON)
 }
 
 /// `GET /`: the demo page.

@@ -23,6 +23,8 @@ fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
     assert!(banner.iter().any(|l| l.contains("demo service: id=demo")), "{banner:#?}");
     assert!(dir.join("demo-service.json").exists());
     assert!(dir.join("switchboard.db").exists());
+    // Piped, not a terminal: plain text, no colour codes.
+    assert!(!banner.iter().any(|l| l.contains('\u{1b}')), "ANSI codes in a piped log: {banner:#?}");
 
     let (ok, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
     assert!(ok && alice.split('.').count() == 3, "{alice}");
@@ -33,8 +35,6 @@ fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
         "answer",
         "--server",
         &url,
-        "--service",
-        "demo",
         "--user",
         "bob",
         "--token",
@@ -87,6 +87,19 @@ fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
     assert!(out.contains("SERVICE_ACCESS_TOKEN_ERROR"), "{out}");
     let (ok, _) = run(&["token", "--data-dir", &data, "--service", "nope", "--user", "x"]);
     assert!(!ok);
+    // `token` in a directory with no server: it creates no credentials (the server would
+    // refuse tokens signed with them) and says where it looked.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["token", "--user", "alice"])
+        .current_dir(&elsewhere)
+        .output()
+        .expect("run switchboard token");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{stderr}");
+    assert!(stderr.contains("data/demo-service.json") && stderr.contains("switchboard serve"), "{stderr}");
+    assert!(!elsewhere.join("data").exists(), "token created a data dir");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -987,8 +987,10 @@ impl Switch {
             devices: Vec::new(),
             callee_device: None,
             callee_ip: String::new(),
-            // Without a notify_cb URL no push will ever reach the callee.
-            push_failed: !rules.has_notify,
+            // Without a notify_cb URL there is no push to fail: the call rings the
+            // callee's devices (and any that comes online) until its ring time ends
+            // with NOANSWER, as for a callee who does not pick up.
+            push_failed: false,
             ring_deadline: Some(now + ring_ms),
             max_deadline: None,
             caller_lost: None,
@@ -1034,9 +1036,6 @@ impl Switch {
         let devices: Vec<SessionId> = self.presence.devices(&callee).to_vec();
         for device in devices {
             self.offer(device, &sid);
-        }
-        if !rules.has_notify && self.calls.get(&sid).is_some_and(|c| c.devices.is_empty()) {
-            self.push_result(now, &sid, false);
         }
         self.changed(&sid);
     }

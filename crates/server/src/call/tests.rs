@@ -360,14 +360,24 @@ fn failed_push_still_rings_online_devices() {
 }
 
 #[test]
-fn no_notify_url_and_callee_offline_is_push_error_at_once() {
+fn no_notify_url_and_callee_offline_rings_until_noanswer() {
     let mut h = H::new(rules(60, 0, false));
     h.open(1, "alice");
     h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#);
     let out = h.drain();
     assert!(!out.iter().any(|o| matches!(o, Output::Notify { .. })));
-    assert_eq!(disconnect(&out, 1), (R::PushError, S::CloudServer, false));
-    assert_eq!(record(&out).terminate, 127);
+    assert!(!out.iter().any(|o| matches!(o, Output::Record { .. })), "no push to fail: it rings");
+    // Bob opens the app within the ring time: his device rings.
+    h.advance(20_000);
+    h.open(2, "bob");
+    assert!(sent(&h.drain(), 2).iter().any(|m| matches!(m, ServerMessage::IncomingCall { .. })));
+    // He closes it again; nobody answers: NOANSWER, as for any callee who does not pick up.
+    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
+    assert!(h.drain().is_empty());
+    h.advance(40_000);
+    let out = h.drain();
+    assert_eq!(disconnect(&out, 1), (R::NoAnswer, S::CloudServer, false));
+    assert_eq!(record(&out).terminate, 18);
 }
 
 #[test]
@@ -608,17 +618,6 @@ fn time_without_a_party_is_not_billed() {
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
     let r = record(&h.drain());
     assert_eq!((r.duration, r.billing_sec), (20, 16), "4 s without bob are not billed");
-}
-
-#[test]
-fn no_notify_url_and_the_only_rung_device_leaves_is_push_error() {
-    let mut h = H::new(rules(60, 0, false));
-    h.open(1, "alice");
-    h.open(2, "bob");
-    h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#);
-    h.drain();
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
-    assert_eq!(disconnect(&h.drain(), 1).0, R::PushError);
 }
 
 impl H {
