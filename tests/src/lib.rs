@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
-use switchboard_client::{Client, Credentials, Event, Events, MediaEvent};
+use switchboard_client::{Client, Credentials, Event, Events, MediaEvent, Sid};
 use switchboard_server::auth::{mint_token, Claims};
 use switchboard_server::config::{Config, LimitsConfig, ServiceConfig};
 use switchboard_server::ServerHandle;
@@ -410,7 +410,7 @@ pub async fn wait_event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {
     /// The call.
-    pub sid: String,
+    pub sid: Sid,
     /// Reason.
     pub reason: switchboard_client::DisconnectReason,
     /// Source.
@@ -437,7 +437,7 @@ pub async fn disconnected(events: &mut Events) -> Ended {
 }
 
 /// Waits for an `IncomingCall` and returns `(sid, cc_param)`.
-pub async fn incoming(events: &mut Events) -> (String, String) {
+pub async fn incoming(events: &mut Events) -> (Sid, String) {
     wait_event(events, |e| match e {
         Event::IncomingCall { sid, cc_param, .. } => Some((sid.clone(), cc_param.clone())),
         _ => None,
@@ -447,7 +447,7 @@ pub async fn incoming(events: &mut Events) -> (String, String) {
 
 /// The callee answers the call ringing on its device: waits for `incoming_call`,
 /// verifies, accepts, and waits until the caller is connected too. Returns the sid.
-pub async fn pick_up(callee: &Client, callee_ev: &mut Events, caller_ev: &mut Events) -> String {
+pub async fn pick_up(callee: &Client, callee_ev: &mut Events, caller_ev: &mut Events) -> Sid {
     let (sid, cc) = incoming(callee_ev).await;
     callee.verify_call(&cc).await.expect("verified");
     callee.accept_call(&sid).await.expect("accepted");
@@ -456,7 +456,7 @@ pub async fn pick_up(callee: &Client, callee_ev: &mut Events, caller_ev: &mut Ev
 }
 
 /// Waits for `Connected`.
-pub async fn connected(events: &mut Events) -> String {
+pub async fn connected(events: &mut Events) -> Sid {
     wait_event(events, |e| match e {
         Event::Connected { sid, .. } => Some(sid.clone()),
         _ => None,

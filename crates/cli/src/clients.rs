@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use switchboard_client::{Client, ClientError, Credentials, Event, Events, MakeCall};
+use switchboard_client::{Client, ClientError, Credentials, Event, Events, MakeCall, Sid};
 
 /// The service of the embedded defaults: every client command's default.
 pub const DEFAULT_SERVICE: &str = "demo";
@@ -165,7 +165,7 @@ fn secs(s: f64) -> Duration {
 /// Media of a connected call: sends the tone, prints a `media` line each second with
 /// what arrived (packets, bytes, the dominant frequency of the decoded audio).
 #[cfg(feature = "tone")]
-async fn tone_media(client: Client, sid: String, hz: f64, video: bool) -> Result<()> {
+async fn tone_media(client: Client, sid: Sid, hz: f64, video: bool) -> Result<()> {
     use switchboard_client::tone::{dominant, Decoder};
     use switchboard_client::MediaEvent;
     let (media, mut rx) = client.start_media(&sid, video).await?;
@@ -201,14 +201,14 @@ async fn tone_media(client: Client, sid: String, hz: f64, video: bool) -> Result
 
 fn start_tone(
     client: &Client,
-    sid: &str,
+    sid: &Sid,
     tone: Option<f64>,
     video: bool,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let hz = tone?;
     #[cfg(feature = "tone")]
     {
-        let (client, sid) = (client.clone(), sid.to_string());
+        let (client, sid) = (client.clone(), sid.clone());
         Some(tokio::spawn(async move {
             if let Err(e) = tone_media(client, sid, hz, video).await {
                 print(json!({"event": "error", "message": format!("media: {e:#}")}));
@@ -276,7 +276,7 @@ pub async fn interrupted() {
 async fn follow(
     client: &Client,
     events: &mut Events,
-    sid: &str,
+    sid: &Sid,
     hangup_after: Option<f64>,
     tone: Option<(f64, bool)>,
 ) -> Result<Outcome> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use switchboard_client::{Client, ClientError, Event, JoinConference};
+use switchboard_client::{Client, ClientError, Event, JoinConference, Sid};
 
 use crate::clients::{interrupted, print, print_error, Outcome};
 
@@ -151,14 +151,14 @@ pub async fn join(a: JoinArgs) -> Result<Outcome> {
 
 fn start_tone(
     client: &Client,
-    sid: &str,
+    sid: &Sid,
     hz: f64,
     video: bool,
     owners: LineOwners,
 ) -> Option<tokio::task::JoinHandle<()>> {
     #[cfg(feature = "tone")]
     {
-        let (client, sid) = (client.clone(), sid.to_string());
+        let (client, sid) = (client.clone(), sid.clone());
         Some(tokio::spawn(async move {
             if let Err(e) = tone_media(client, sid, hz, video, owners).await {
                 print(json!({"event": "error", "message": format!("media: {e:#}")}));
@@ -178,7 +178,7 @@ fn start_tone(
 /// Sends the tone and reports, each second, what arrived from each peer: every peer's
 /// audio comes on a line of its own, decoded on its own.
 #[cfg(feature = "tone")]
-async fn tone_media(client: Client, sid: String, hz: f64, video: bool, owners: LineOwners) -> Result<()> {
+async fn tone_media(client: Client, sid: Sid, hz: f64, video: bool, owners: LineOwners) -> Result<()> {
     use switchboard_client::tone::{dominant, Decoder};
     use switchboard_client::MediaEvent;
 

@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::Router;
-use switchboard_client::{Client, Credentials, Event, Events, MakeCall};
+use switchboard_client::{Client, Credentials, Event, Events, MakeCall, Sid};
 use switchboard_server::auth::{mint_token, Claims};
 use tokio::sync::mpsc;
 
@@ -410,7 +410,7 @@ pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
     std::fs::create_dir_all(&data)?;
     let now = switchboard_server::server::now_ms();
     let template = CallRecord {
-        sid: String::new(),
+        sid: Sid::new(""),
         from_service_id: "load".into(),
         from_user_id: "caller".into(),
         to_service_id: "load".into(),
@@ -438,7 +438,7 @@ pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
         let mut batch = Batch::default();
         for i in chunk {
             let sid = format!("00000000-0000-4000-8000-{i:012}");
-            let record = CallRecord { sid: sid.clone(), ..template.clone() };
+            let record = CallRecord { sid: sid.clone().into(), ..template.clone() };
             batch.callbacks.push(NewCallback {
                 cb_id: format!("call-{sid}"),
                 service_id: "load".into(),

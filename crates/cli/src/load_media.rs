@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use switchboard_client::{Client, Credentials, Event, MakeCall, MediaEvent};
+use switchboard_client::{Client, Credentials, Event, MakeCall, MediaEvent, Sid};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::load::{cpu_ticks, token, wait_for};
@@ -63,7 +63,7 @@ async fn setup(server: String, i: usize) -> Result<[Party; 2]> {
     wait_for(&mut a_ev, |e| matches!(e, Event::Connected { .. }).then_some(())).await?;
     let connected = accepted.elapsed();
     // Both parties start their media at once, as two real apps would.
-    let timed = |c: Client, sid: String| async move {
+    let timed = |c: Client, sid: Sid| async move {
         let r = c.start_media_with(&sid, PLAIN).await;
         (r, accepted.elapsed())
     };

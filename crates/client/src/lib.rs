@@ -34,7 +34,7 @@ pub use media::{
 };
 pub use session::{Client, Events};
 pub use switchboard_protocol::{
-    DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, StartFailReason,
+    DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, Sid, StartFailReason,
 };
 
 /// How a client proves who it is.
@@ -153,7 +153,7 @@ impl JoinConference {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoomJoined {
     /// The room session (32 hex chars): media and leaving use it.
-    pub sid: String,
+    pub sid: Sid,
     /// The room.
     pub room_id: String,
     /// The room's service.
@@ -172,7 +172,7 @@ pub struct RoomJoined {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verified {
     /// The call.
-    pub sid: String,
+    pub sid: Sid,
     /// Caller's service.
     pub from_service_id: String,
     /// Caller.
@@ -191,12 +191,12 @@ pub enum Event {
     /// The callee is being rung (`evtWaitConnected`).
     WaitConnected {
         /// The call.
-        sid: String,
+        sid: Sid,
     },
     /// A call is offered directly to this device (`onCallReceived`).
     IncomingCall {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Caller's service.
         from_service_id: String,
         /// Caller.
@@ -213,7 +213,7 @@ pub enum Event {
     /// The call is answered (`evtConnected`).
     Connected {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Epoch seconds.
         start_time: u64,
         /// Answered from a cc_param session: connect with this as the cc_param
@@ -223,7 +223,7 @@ pub enum Event {
     /// The call ended (`evtDisconnected`).
     Disconnected {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Why.
         reason: DisconnectReason,
         /// Who.
@@ -237,7 +237,7 @@ pub enum Event {
     /// `evtVideoEnabledByPeer` / `evtVideoDisabledByPeer`).
     PeerMediaState {
         /// The call or room.
-        sid: String,
+        sid: Sid,
         /// In a room: whose state changed.
         user_id: Option<String>,
         /// Peer's microphone muted.
@@ -250,7 +250,7 @@ pub enum Event {
     /// Participants joined or left a room (`evtPeerListUpdated`).
     PeerListUpdated {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Who joined.
         added: Vec<RoomPeer>,
         /// Who left.
@@ -261,14 +261,14 @@ pub enum Event {
     /// Which media line of this session's room connection carries whose media.
     MediaLines {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// The lines.
         lines: Vec<MediaLine>,
     },
     /// Every participant's audio level, 0-100, twice a second (`evtPeersAudioLevel`).
     AudioLevels {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// User ID → level.
         levels: std::collections::BTreeMap<String, u8>,
     },
@@ -276,14 +276,14 @@ pub enum Event {
     /// 0 unknown, 1 excellent, 2 good, 3 poor, 4 bad, 5 very bad, 6 down.
     NetworkQuality {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// User ID → grade.
         quality: std::collections::BTreeMap<String, u8>,
     },
     /// Who started and stopped talking (`evtPeersTalkingStatusUpdated`).
     Talking {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Started.
         active: Vec<String>,
         /// Stopped.
@@ -292,7 +292,7 @@ pub enum Event {
     /// Short data from another participant (`evtShortDataReceived`).
     ShortData {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// The sender.
         from_user_id: String,
         /// Its type.
@@ -303,7 +303,7 @@ pub enum Event {
     /// A message from the app server (`evtAppControlMessageReceived`).
     AppControlMessage {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// The data.
         data: String,
     },

@@ -11,6 +11,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use switchboard_protocol::Sid;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -163,7 +164,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// for the call when the media connection ends.
 struct CallSignaling {
     client: Client,
-    sid: String,
+    sid: Sid,
     token: u64,
 }
 
@@ -194,7 +195,7 @@ impl Client {
     /// DTLS are up.
     pub async fn start_media(
         &self,
-        sid: &str,
+        sid: &Sid,
         video: bool,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
         self.start_media_with(sid, MediaOptions { video, ..MediaOptions::default() }).await
@@ -203,12 +204,12 @@ impl Client {
     /// [`Client::start_media`] with options.
     pub async fn start_media_with(
         &self,
-        sid: &str,
+        sid: &Sid,
         options: MediaOptions,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
         // Routed from before the offer: the relay may offer lines right after answering.
         let (token, relay_offers) = self.register_media(sid);
-        let signaling = CallSignaling { client: self.clone(), sid: sid.to_string(), token };
+        let signaling = CallSignaling { client: self.clone(), sid: sid.clone(), token };
         let ip = local_ip_towards(self.server_host());
         connect_media_with(Box::new(signaling), relay_offers, ip, options).await
     }

@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
-use switchboard_protocol::{ClientMessage, DisconnectReason, ServerMessage, PROTOCOL_VERSION, SIGNAL_PATH};
+use switchboard_protocol::{
+    ClientMessage, DisconnectReason, ServerMessage, Sid, PROTOCOL_VERSION, SIGNAL_PATH,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -32,7 +34,7 @@ const DEFAULT_GRACE: Duration = Duration::from_millis(15_000);
 /// The relay's offers, routed to the media connection of each call.
 /// Each route carries the registration's number, so that an old media connection
 /// going away does not remove a newer one's route.
-type RelayOffers = Arc<Mutex<HashMap<String, (u64, mpsc::UnboundedSender<RelayOffer>)>>>;
+type RelayOffers = Arc<Mutex<HashMap<Sid, (u64, mpsc::UnboundedSender<RelayOffer>)>>>;
 
 /// One signaling session. Cheap to clone; the connection closes when every clone
 /// and the [`Events`] are dropped, or on [`Client::close`].
@@ -189,7 +191,7 @@ impl Client {
     }
 
     /// Starts a call; resolves with its `sid` once the server created it.
-    pub async fn make_call(&self, p: MakeCall) -> Result<String, ClientError> {
+    pub async fn make_call(&self, p: MakeCall) -> Result<Sid, ClientError> {
         let answer = self
             .request(|req| ClientMessage::MakeCall {
                 req,
@@ -222,8 +224,8 @@ impl Client {
     }
 
     /// Answers a verified call; resolves when it is connected.
-    pub async fn accept_call(&self, sid: &str) -> Result<(), ClientError> {
-        match self.request(|req| ClientMessage::AcceptCall { req, sid: sid.to_string() }).await? {
+    pub async fn accept_call(&self, sid: &Sid) -> Result<(), ClientError> {
+        match self.request(|req| ClientMessage::AcceptCall { req, sid: sid.clone() }).await? {
             ServerMessage::Connected { .. } => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -234,14 +236,14 @@ impl Client {
     /// decide from the call's state.
     pub async fn end_call(
         &self,
-        sid: &str,
+        sid: &Sid,
         reason: Option<DisconnectReason>,
         user_rel_code: Option<String>,
     ) -> Result<(), ClientError> {
         let answer = self
             .request(|req| ClientMessage::EndCall {
                 req,
-                sid: sid.to_string(),
+                sid: sid.clone(),
                 reason: reason.map(|r| r.code()),
                 user_rel_code,
             })
@@ -253,8 +255,8 @@ impl Client {
     }
 
     /// After reconnecting: takes this session back into a live call.
-    pub async fn resume(&self, sid: &str) -> Result<String, ClientError> {
-        match self.request(|req| ClientMessage::Resume { req, sid: sid.to_string() }).await? {
+    pub async fn resume(&self, sid: &Sid) -> Result<String, ClientError> {
+        match self.request(|req| ClientMessage::Resume { req, sid: sid.clone() }).await? {
             ServerMessage::Resumed { state, .. } => Ok(state),
             ServerMessage::Disconnected { reason, source, .. } => {
                 Err(ClientError::Disconnected { reason, by: source })
@@ -299,8 +301,8 @@ impl Client {
     }
 
     /// Leaves a room; resolves once the server took this session out.
-    pub async fn leave_conference(&self, sid: &str) -> Result<(), ClientError> {
-        match self.request(|req| ClientMessage::LeaveRoom { req, sid: sid.to_string() }).await? {
+    pub async fn leave_conference(&self, sid: &Sid) -> Result<(), ClientError> {
+        match self.request(|req| ClientMessage::LeaveRoom { req, sid: sid.clone() }).await? {
             ServerMessage::Disconnected { .. } => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -311,14 +313,14 @@ impl Client {
     /// it decodes at once. `resolution` is `qvga`, `vga` or `hd`.
     pub async fn request_peer_video(
         &self,
-        sid: &str,
+        sid: &Sid,
         user_id: &str,
         resolution: Option<&str>,
     ) -> Result<(), ClientError> {
         let answer = self
             .request(|req| ClientMessage::RequestPeerVideo {
                 req,
-                sid: sid.to_string(),
+                sid: sid.clone(),
                 user_id: user_id.to_string(),
                 resolution: resolution.map(str::to_string),
             })
@@ -330,11 +332,11 @@ impl Client {
     }
 
     /// Stops receiving `user_id`'s video in room `sid` (`removePeerVideo`).
-    pub async fn remove_peer_video(&self, sid: &str, user_id: &str) -> Result<(), ClientError> {
+    pub async fn remove_peer_video(&self, sid: &Sid, user_id: &str) -> Result<(), ClientError> {
         let answer = self
             .request(|req| ClientMessage::RemovePeerVideo {
                 req,
-                sid: sid.to_string(),
+                sid: sid.clone(),
                 user_id: user_id.to_string(),
             })
             .await?;
@@ -348,14 +350,14 @@ impl Client {
     /// participants of room `sid`, or only to `targets`.
     pub async fn send_short_data(
         &self,
-        sid: &str,
+        sid: &Sid,
         data_type: &str,
         data: &str,
         targets: Option<Vec<String>>,
     ) -> Result<(), ClientError> {
         let msg = ClientMessage::ShortData {
             req: None,
-            sid: sid.to_string(),
+            sid: sid.clone(),
             data_type: data_type.to_string(),
             data: data.to_string(),
             targets,
@@ -388,37 +390,37 @@ impl Client {
     }
 
     /// Sends a WebRTC offer for call `sid` to the server's relay; returns its answer.
-    pub(crate) async fn media_offer(&self, sid: &str, sdp: String) -> Result<String, ClientError> {
-        match self.request(|req| ClientMessage::MediaOffer { req, sid: sid.to_string(), sdp }).await? {
+    pub(crate) async fn media_offer(&self, sid: &Sid, sdp: String) -> Result<String, ClientError> {
+        match self.request(|req| ClientMessage::MediaOffer { req, sid: sid.clone(), sdp }).await? {
             ServerMessage::MediaAnswer { sdp, .. } => Ok(sdp),
             other => Err(unexpected(other)),
         }
     }
 
     /// Sends the answer to the relay's offer for call `sid`.
-    pub(crate) fn media_answer(&self, sid: &str, offer_id: u64, sdp: String) {
-        let msg = ClientMessage::MediaAnswer { sid: sid.to_string(), offer_id, sdp };
+    pub(crate) fn media_answer(&self, sid: &Sid, offer_id: u64, sdp: String) {
+        let msg = ClientMessage::MediaAnswer { sid: sid.clone(), offer_id, sdp };
         let _ = self.out.try_send(Outbound::Msg(msg));
     }
 
     /// Asks the relay for a line to send `kind` on in call `sid`.
-    pub(crate) fn add_media(&self, sid: &str, kind: &str) {
-        let msg = ClientMessage::AddMedia { sid: sid.to_string(), kind: kind.to_string() };
+    pub(crate) fn add_media(&self, sid: &Sid, kind: &str) {
+        let msg = ClientMessage::AddMedia { sid: sid.clone(), kind: kind.to_string() };
         let _ = self.out.try_send(Outbound::Msg(msg));
     }
 
     /// Routes the relay's offers for call `sid` to the returned receiver.
-    pub(crate) fn register_media(&self, sid: &str) -> (u64, mpsc::UnboundedReceiver<RelayOffer>) {
+    pub(crate) fn register_media(&self, sid: &Sid) -> (u64, mpsc::UnboundedReceiver<RelayOffer>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let token = self.next_req.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.relay_offers.lock() {
-            m.insert(sid.to_string(), (token, tx));
+            m.insert(sid.clone(), (token, tx));
         }
         (token, rx)
     }
 
     /// Stops routing the relay's offers for call `sid`.
-    pub(crate) fn unregister_media(&self, sid: &str, token: u64) {
+    pub(crate) fn unregister_media(&self, sid: &Sid, token: u64) {
         if let Ok(mut m) = self.relay_offers.lock() {
             if m.get(sid).is_some_and(|(t, _)| *t == token) {
                 m.remove(sid);
@@ -429,13 +431,13 @@ impl Client {
     /// Tells the peer my microphone / camera state.
     pub async fn set_media_state(
         &self,
-        sid: &str,
+        sid: &Sid,
         mic_muted: Option<bool>,
         video_enabled: Option<bool>,
     ) -> Result<(), ClientError> {
         self.out
             .send(Outbound::Msg(ClientMessage::MediaState {
-                sid: sid.to_string(),
+                sid: sid.clone(),
                 mic_muted,
                 video_enabled,
                 video_paused: None,
@@ -636,7 +638,7 @@ async fn run(
     redial: Redial,
 ) {
     // The calls and rooms this client is in: resumed after a reconnect.
-    let mut live: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut live: std::collections::BTreeSet<Sid> = std::collections::BTreeSet::new();
     let reason = loop {
         let why = match serve(&mut ws, &mut out, &routes, heartbeat, &redial.hello, &mut live).await {
             Stop::Closed(why) => break why,
@@ -673,7 +675,7 @@ async fn serve(
     routes: &Routes,
     heartbeat: Duration,
     hello: &Hello,
-    live: &mut std::collections::BTreeSet<String>,
+    live: &mut std::collections::BTreeSet<Sid>,
 ) -> Stop {
     let Routes { events, pending, relay_offers } = routes;
     let mut ping = tokio::time::interval(heartbeat);
@@ -739,7 +741,7 @@ async fn serve(
 /// Keeps `live` (the calls and rooms to resume after a reconnect) and the `hello` a
 /// reconnect signs in with (a callee that answered from a cc_param session comes back
 /// with its `resume_param`).
-fn track(m: &ServerMessage, live: &mut std::collections::BTreeSet<String>, hello: &Hello) {
+fn track(m: &ServerMessage, live: &mut std::collections::BTreeSet<Sid>, hello: &Hello) {
     match m {
         ServerMessage::CallCreated { sid, .. }
         | ServerMessage::RoomJoined { sid, .. }

@@ -50,7 +50,7 @@ pub fn cc_param(data: &[u8]) {
     let mut parts = text.split('|');
     let field = |p: Option<&str>| p.unwrap_or("").replace('\n', "").chars().take(64).collect::<String>();
     let claims = CcClaims {
-        sid: field(parts.next()),
+        sid: field(parts.next()).into(),
         service_id: field(parts.next()),
         user_id: field(parts.next()),
         exp: data.len() as u64 * 7919,

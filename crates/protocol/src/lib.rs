@@ -11,6 +11,7 @@ pub mod reason;
 pub mod record;
 pub mod reference;
 
+pub use ids::Sid;
 pub use message::{ClientMessage, ErrorCode, MediaLine, MediaType, ParseError, RoomPeer, ServerMessage};
 pub use reason::{DisconnectReason, DisconnectSource, RelCode, StartFailReason};
 

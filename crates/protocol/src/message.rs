@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Sid;
 use crate::reason::{DisconnectReason, DisconnectSource, StartFailReason};
 
 /// Audio-only or audio+video call.
@@ -108,7 +109,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
     },
     /// Either side: end the call (cancel, decline or hang up).
     EndCall {
@@ -116,7 +117,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// A client-reported reason code (e.g. 1003 CELL_CALL, 1110 USER_ERROR).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<u16>,
@@ -130,7 +131,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
     },
     /// Connected call: the client's WebRTC offer (SDP) for its connection to the
     /// server's media relay. Answered with `media_answer`.
@@ -139,7 +140,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// The SDP offer.
         sdp: String,
     },
@@ -147,7 +148,7 @@ pub enum ClientMessage {
     /// relay added to the client's media connection).
     MediaAnswer {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// The `offer_id` of the offer answered.
         offer_id: u64,
         /// The SDP answer.
@@ -158,14 +159,14 @@ pub enum ClientMessage {
     /// `media_offer`. After the first offer only the relay offers, so offers never cross.
     AddMedia {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// `audio` or `video`.
         kind: String,
     },
     /// Connected call: my microphone or camera changed; relayed to the peer.
     MediaState {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Microphone muted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mic_muted: Option<bool>,
@@ -211,7 +212,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The room session.
-        sid: String,
+        sid: Sid,
     },
     /// A small message to the other participants (all, or `targets`).
     ShortData {
@@ -219,7 +220,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// What kind of data, app-defined (≤ 100 bytes).
         data_type: String,
         /// The data (≤ 800 bytes).
@@ -235,7 +236,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Whose video.
         user_id: String,
         /// `qvga`, `vga` or `hd` (the layer wanted when the sender offers several).
@@ -249,7 +250,7 @@ pub enum ClientMessage {
         #[serde(default)]
         req: Option<u64>,
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Whose video.
         user_id: String,
     },
@@ -345,17 +346,17 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The call's ID (UUID with dashes).
-        sid: String,
+        sid: Sid,
     },
     /// Caller: the callee is being rung (`evtWaitConnected`).
     WaitConnected {
         /// The call.
-        sid: String,
+        sid: Sid,
     },
     /// Callee: a call is offered directly (no push service needed).
     IncomingCall {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Caller's service.
         from_service_id: String,
         /// Caller.
@@ -378,7 +379,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Caller's service.
         from_service_id: String,
         /// Caller.
@@ -395,7 +396,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Epoch seconds of the answer.
         start_time: u64,
         /// Only to a callee that answered from a cc_param session: the credential its
@@ -410,7 +411,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Why.
         reason: DisconnectReason,
         /// Who.
@@ -427,7 +428,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// `ringing` or `connected`.
         state: String,
     },
@@ -442,7 +443,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The call.
-        sid: String,
+        sid: Sid,
         /// The SDP answer.
         sdp: String,
     },
@@ -451,7 +452,7 @@ pub enum ServerMessage {
     /// on in an audio call, another member in a room). Answer with `media_answer`.
     MediaOffer {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Echoed in `media_answer`: an answer to an older offer is ignored.
         offer_id: u64,
         /// The SDP offer.
@@ -461,7 +462,7 @@ pub enum ServerMessage {
     /// `evtVideoEnabledByPeer`, …).
     PeerMediaState {
         /// The call or room session.
-        sid: String,
+        sid: Sid,
         /// In a room: whose state changed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
@@ -481,7 +482,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The room session's ID (32 hex chars), used for media and leaving.
-        sid: String,
+        sid: Sid,
         /// The room.
         room_id: String,
         /// The room's service.
@@ -498,7 +499,7 @@ pub enum ServerMessage {
     /// Participants joined or left (`evtPeerListUpdated`).
     PeerList {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Who joined.
         added: Vec<RoomPeer>,
         /// Who left (user IDs).
@@ -510,14 +511,14 @@ pub enum ServerMessage {
     /// the relay (re)assigns lines in a room.
     MediaLines {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Every line that carries someone's media now.
         lines: Vec<MediaLine>,
     },
     /// Every participant's audio level (0-100), twice a second (`evtPeersAudioLevel`).
     PeerAudioLevels {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// User ID → level.
         levels: std::collections::BTreeMap<String, u8>,
     },
@@ -526,14 +527,14 @@ pub enum ServerMessage {
     /// 5 very bad, 6 down.
     PeersNetworkQuality {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// User ID → grade.
         quality: std::collections::BTreeMap<String, u8>,
     },
     /// Who started and who stopped talking (`evtPeersTalkingStatusUpdated`).
     PeersTalking {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Started talking.
         active: Vec<String>,
         /// Stopped talking.
@@ -545,7 +546,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<u64>,
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// Whose video.
         user_id: String,
         /// Whether it is now forwarded to this session.
@@ -554,7 +555,7 @@ pub enum ServerMessage {
     /// Another participant's short data (`evtShortDataReceived`).
     ShortData {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// The sender.
         from_user_id: String,
         /// Its type.
@@ -565,7 +566,7 @@ pub enum ServerMessage {
     /// A message from the app server (`evtAppControlMessageReceived`).
     AppControlMessage {
         /// The room session.
-        sid: String,
+        sid: Sid,
         /// The data.
         data: String,
     },
@@ -687,7 +688,7 @@ impl ServerMessage {
     }
 
     /// The call this message is about, if any.
-    pub fn sid(&self) -> Option<&str> {
+    pub fn sid(&self) -> Option<&Sid> {
         match self {
             ServerMessage::CallCreated { sid, .. }
             | ServerMessage::WaitConnected { sid }

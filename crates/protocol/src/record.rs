@@ -4,12 +4,14 @@
 //! order listed here, URL-encoded. Optional fields are sent as empty values so an
 //! app server always sees the full set of names.
 
+use crate::ids::Sid;
+
 /// notify_cb: sent at every `make_call` so the app server can push `param` (as
 /// `cc_param`) to the callee's devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyRecord {
     /// The call's ID.
-    pub sid: String,
+    pub sid: Sid,
     /// Caller's service.
     pub from_service_id: String,
     /// Caller.
@@ -31,7 +33,7 @@ impl NotifyRecord {
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
         let data = self.app_svr_data.clone().unwrap_or_default();
         vec![
-            ("sid", self.sid.clone()),
+            ("sid", self.sid.to_string()),
             ("from_service_id", self.from_service_id.clone()),
             ("from_user_id", self.from_user_id.clone()),
             ("to_service_id", self.to_service_id.clone()),
@@ -53,7 +55,7 @@ impl NotifyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
     /// The call's ID (UUID with dashes, 36 chars).
-    pub sid: String,
+    pub sid: Sid,
     /// Caller's service.
     pub from_service_id: String,
     /// Caller.
@@ -102,7 +104,7 @@ impl CallRecord {
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
         let data = self.app_svr_data.clone().unwrap_or_default();
         vec![
-            ("sid", self.sid.clone()),
+            ("sid", self.sid.to_string()),
             ("from_service_id", self.from_service_id.clone()),
             ("from_user_id", self.from_user_id.clone()),
             ("to_service_id", self.to_service_id.clone()),
@@ -166,7 +168,7 @@ impl CallRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcallRecord {
     /// The room session (32 hex chars).
-    pub sid: String,
+    pub sid: Sid,
     /// The room's service.
     pub svc_id: String,
     /// The room ID.
@@ -216,7 +218,7 @@ impl GcallRecord {
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
         let data = self.app_svr_data.clone().unwrap_or_default();
         vec![
-            ("sid", self.sid.clone()),
+            ("sid", self.sid.to_string()),
             ("svc_id", self.svc_id.clone()),
             ("id", self.id.clone()),
             ("user_svc_id", self.user_svc_id.clone()),

@@ -48,15 +48,17 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             }),
         (prop::option::of(any::<u64>()), text)
             .prop_map(|(req, cc)| ClientMessage::VerifyCall { req, cc_param: cc }),
-        (prop::option::of(any::<u64>()), text).prop_map(|(req, sid)| ClientMessage::AcceptCall { req, sid }),
+        (prop::option::of(any::<u64>()), text)
+            .prop_map(|(req, sid)| ClientMessage::AcceptCall { req, sid: sid.into() }),
         (prop::option::of(any::<u64>()), text, prop::option::of(any::<u16>()), prop::option::of(text))
             .prop_map(|(req, sid, reason, code)| ClientMessage::EndCall {
                 req,
-                sid,
+                sid: sid.into(),
                 reason,
                 user_rel_code: code
             }),
-        (prop::option::of(any::<u64>()), text).prop_map(|(req, sid)| ClientMessage::Resume { req, sid }),
+        (prop::option::of(any::<u64>()), text)
+            .prop_map(|(req, sid)| ClientMessage::Resume { req, sid: sid.into() }),
     ]
 }
 

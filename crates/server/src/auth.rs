@@ -8,6 +8,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use switchboard_protocol::Sid;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -163,7 +164,7 @@ pub fn verify_token(token: &str, secret: &str, api_key: &str, now: u64) -> Resul
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CcClaims {
     /// The call.
-    pub sid: String,
+    pub sid: Sid,
     /// Callee's service.
     pub service_id: String,
     /// Callee.
@@ -225,7 +226,7 @@ impl CcKey {
         let text = std::str::from_utf8(payload).ok()?;
         let mut it = text.split('\n');
         let c = CcClaims {
-            sid: it.next()?.to_string(),
+            sid: Sid::new(it.next()?),
             service_id: it.next()?.to_string(),
             user_id: it.next()?.to_string(),
             exp: it.next()?.parse().ok()?,

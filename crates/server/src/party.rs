@@ -40,58 +40,16 @@ impl Party {
     }
 }
 
-/// The ID of a 1-to-1 call (a UUID with dashes, 36 chars) or of a room session (32 hex
-/// chars, SPEC §5), issued by this server. Looked up by `&str`, as clients send it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Sid(String);
+pub use switchboard_protocol::Sid;
 
-impl Sid {
-    /// A new 1-to-1 call's sid.
-    pub fn new_call() -> Sid {
-        Sid(uuid::Uuid::new_v4().to_string())
-    }
-
-    /// A new room session's sid.
-    pub fn new_room() -> Sid {
-        Sid(uuid::Uuid::new_v4().simple().to_string())
-    }
-
-    /// The sid as sent on the wire.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// A new 1-to-1 call's sid: a UUID with dashes.
+pub fn new_call_sid() -> Sid {
+    Sid::new(uuid::Uuid::new_v4().to_string())
 }
 
-impl std::ops::Deref for Sid {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for Sid {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<Sid> for String {
-    fn from(sid: Sid) -> String {
-        sid.0
-    }
-}
-
-impl PartialEq<str> for Sid {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
+/// A new room session's sid: 32 hex digits.
+pub fn new_room_sid() -> Sid {
+    Sid::new(uuid::Uuid::new_v4().simple().to_string())
 }
 
 /// A room's ID within its service: `[A-Za-z0-9_-]{1,64}`, chosen by the app.
@@ -142,9 +100,9 @@ mod tests {
 
     #[test]
     fn sids_have_the_shapes_of_spec() {
-        let call = Sid::new_call();
+        let call = new_call_sid();
         assert_eq!(call.as_str().len(), 36);
-        let room = Sid::new_room();
+        let room = new_room_sid();
         assert_eq!(room.as_str().len(), 32);
         assert!(room.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         let mut map = std::collections::HashMap::new();

@@ -16,7 +16,7 @@ pub enum SessionAuth {
     /// With a `cc_param` only: may verify and answer that one call.
     CallParam {
         /// The call it may verify.
-        sid: String,
+        sid: Sid,
         /// With a `resume_param`: the answering device it proves to be; only such a
         /// session may `resume` the call.
         device: Option<u64>,
@@ -147,10 +147,10 @@ mod tests {
         let mut p = Presence::default();
         let bob = Party::new("s", "bob");
         p.open(SessionId(1), bob.clone(), SessionAuth::Token, "ip".into(), "BROWSER".into());
-        let param = SessionAuth::CallParam { sid: "x".into(), device: None };
+        let param = SessionAuth::CallParam { sid: Sid::new("x"), device: None };
         p.open(SessionId(2), bob.clone(), param, "ip".into(), "BROWSER".into());
         assert_eq!(p.devices(&bob), &[SessionId(1)], "only token sessions are rung");
-        let sid = Sid::new_call();
+        let sid = crate::party::new_call_sid();
         p.link(SessionId(2), &sid);
         assert_eq!(p.calls_of(&bob), std::slice::from_ref(&sid));
         p.close(SessionId(1));

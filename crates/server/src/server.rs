@@ -423,7 +423,7 @@ impl CoreRunner {
         self.media.send(MediaCmd::Offer { sid: sid.clone(), party, sdp, reply });
         tokio::spawn(async move {
             let msg = match answer.await {
-                Ok(Ok(sdp)) => ServerMessage::MediaAnswer { req, sid, sdp },
+                Ok(Ok(sdp)) => ServerMessage::MediaAnswer { req, sid: sid.into(), sdp },
                 Ok(Err(message)) => ServerMessage::Error {
                     req,
                     error: switchboard_protocol::ErrorCode::InvalidParam,
@@ -486,7 +486,7 @@ impl CoreRunner {
                     if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {
                         batch.callbacks.push(NewCallback {
                             cb_id: format!("gcall-{}-{seq}", record.sid),
-                            key: record.sid.clone(),
+                            key: record.sid.to_string(),
                             kind: Kind::Gcall,
                             query: record.to_query(),
                             deadline_ms: None,
@@ -496,7 +496,7 @@ impl CoreRunner {
                 }
                 Output::Notify { service_id, record } => batch.callbacks.push(NewCallback {
                     cb_id: format!("notify-{}", record.sid),
-                    key: record.sid.clone(),
+                    key: record.sid.to_string(),
                     kind: Kind::Notify,
                     query: record.to_query(),
                     deadline_ms: Some(now + self.notify_timeout_ms),

@@ -200,7 +200,7 @@ impl Batch {
                 cb_id: format!("call-{}", record.sid),
                 service_id: service_id.clone(),
                 kind: Kind::Call,
-                key: record.sid.clone(),
+                key: record.sid.to_string(),
                 query: record.to_query(),
                 deadline_ms: None,
             });
@@ -282,7 +282,7 @@ impl CoreDb {
                 }
                 for (service_id, r) in &batch.records {
                     record.execute(params![
-                        r.sid,
+                        r.sid.as_str(),
                         service_id,
                         r.from_user_id,
                         r.to_user_id,
@@ -291,7 +291,7 @@ impl CoreDb {
                         r.disconnect_reason,
                         r.to_json().to_string()
                     ])?;
-                    gone.execute(params![r.sid])?;
+                    gone.execute(params![r.sid.as_str()])?;
                 }
                 for c in &batch.callbacks {
                     cb.execute(params![
@@ -555,7 +555,7 @@ pub fn recover(
             batch.add_record(service_id, record, deliver);
         }
     }
-    let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
+    let closed_calls = batch.records.iter().map(|(_, r)| r.sid.to_string()).collect();
     // Rooms live at the crash end there and then, for everyone in them.
     let mut closed_rooms = Vec::new();
     {

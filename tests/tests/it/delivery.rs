@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use switchboard_client::{DisconnectReason as R, MakeCall};
+use switchboard_client::{DisconnectReason as R, MakeCall, Sid};
 use switchboard_tests::*;
 
 fn fast_retries(c: &mut switchboard_server::Config) {
@@ -13,7 +13,7 @@ fn fast_retries(c: &mut switchboard_server::Config) {
     c.notify_timeout_ms = 30_000;
 }
 
-async fn connected_call(h: &Harness, caller: &str, callee: &str) -> (String, Party2) {
+async fn connected_call(h: &Harness, caller: &str, callee: &str) -> (Sid, Party2) {
     let (a, mut a_ev) = h.user(caller).await;
     let (b, mut b_ev) = h.user(callee).await;
     let sid = a.make_call(MakeCall::audio(callee)).await.expect("created");

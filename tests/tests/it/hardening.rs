@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use switchboard_client::{
     Client, ClientError, Credentials, DisconnectReason as R, DisconnectSource as S, ErrorCode, Event,
-    MakeCall,
+    MakeCall, Sid,
 };
 use switchboard_server::auth::{CcClaims, CcKey};
 use switchboard_tests::*;
@@ -68,7 +68,7 @@ fn cc_key(h: &Harness) -> CcKey {
 }
 
 /// alice calls bob and bob answers on his token device.
-async fn answered_call(h: &Harness) -> (Client, switchboard_client::Events, Client, String) {
+async fn answered_call(h: &Harness) -> (Client, switchboard_client::Events, Client, Sid) {
     let (alice, mut a_ev) = h.user("alice").await;
     let (bob, mut b_ev) = h.user("bob").await;
     let sid = alice.make_call(MakeCall::audio("bob")).await.unwrap();

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use switchboard_client::tone::dominant;
-use switchboard_client::{DisconnectReason as R, DisconnectSource as S, MakeCall, MediaEvent, MediaOptions};
+use switchboard_client::{
+    DisconnectReason as R, DisconnectSource as S, MakeCall, MediaEvent, MediaOptions, Sid,
+};
 use switchboard_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -15,7 +17,7 @@ async fn media_connected(rx: &mut UnboundedReceiver<MediaEvent>) {
 
 /// An audio call between Alice and Bob with both media connections up.
 struct MediaCall {
-    sid: String,
+    sid: Sid,
     alice: switchboard_client::Client,
     alice_ev: switchboard_client::Events,
     bob: switchboard_client::Client,

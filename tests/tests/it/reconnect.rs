@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_client::tone::dominant;
-use switchboard_client::{Client, Credentials, DisconnectReason as R, Event, Events, MakeCall, MediaEvent};
+use switchboard_client::{
+    Client, Credentials, DisconnectReason as R, Event, Events, MakeCall, MediaEvent, Sid,
+};
 use switchboard_tests::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc::UnboundedReceiver};
@@ -67,7 +69,7 @@ async fn heard(rx: &mut UnboundedReceiver<MediaEvent>) -> f64 {
 }
 
 /// Alice, connected through `proxy`, calls Bob (connected directly), who answers.
-async fn call_through(h: &Harness, proxy: &Proxy) -> (Client, Events, Client, Events, String) {
+async fn call_through(h: &Harness, proxy: &Proxy) -> (Client, Events, Client, Events, Sid) {
     let (alice, mut alice_ev) =
         Client::connect(&proxy.url, Credentials::token("acme", "alice", h.token("acme", "alice")))
             .await

@@ -9,12 +9,12 @@ use std::time::Duration;
 use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
 use switchboard_client::{
     Client, ClientError, DisconnectReason as R, DisconnectSource as S, Event, Events, JoinConference,
-    MakeCall, Media, MediaEvent,
+    MakeCall, Media, MediaEvent, Sid,
 };
 use switchboard_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-async fn join(h: &Harness, user: &str, room: &str) -> (Client, Events, String) {
+async fn join(h: &Harness, user: &str, room: &str) -> (Client, Events, Sid) {
     let (c, ev) = h.user(user).await;
     let joined = c.join_conference(JoinConference::audio(room).display_name(format!("{user} N"))).await;
     let joined = joined.unwrap_or_else(|e| panic!("{user} joins: {e}"));
@@ -48,7 +48,7 @@ struct Party {
     sender: tokio::task::JoinHandle<()>,
 }
 
-async fn start_tone(c: &Client, sid: &str, hz: f64) -> Party {
+async fn start_tone(c: &Client, sid: &Sid, hz: f64) -> Party {
     let (media, mut rx) = c.start_media(sid, false).await.expect("media starts");
     media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
     let media = Arc::new(media);
@@ -83,10 +83,10 @@ async fn listen(p: &mut Party, secs: u64) -> HashMap<String, f64> {
 }
 
 /// Reads the session's pending events: the line owners the server told it (mid → user).
-async fn owners(ev: &mut Events, sid: &str, known: &mut HashMap<String, String>) {
+async fn owners(ev: &mut Events, sid: &Sid, known: &mut HashMap<String, String>) {
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(20), ev.next()).await {
         if let Event::MediaLines { sid: s, lines } = e {
-            if s == sid {
+            if s == *sid {
                 known.extend(lines.into_iter().map(|l| (l.mid, l.user_id)));
             }
         }

@@ -82,7 +82,7 @@ async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
         gcalls = app
             .successes()
             .into_iter()
-            .filter(|h| h.path == "/gcall_evt" && h.query.get("sid") == Some(&room))
+            .filter(|h| h.path == "/gcall_evt" && h.query.get("sid") == Some(&room.to_string()))
             .collect::<Vec<_>>();
         if gcalls.len() >= 4 {
             break;

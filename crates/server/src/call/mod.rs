@@ -583,7 +583,7 @@ impl Switch {
                     })
                 };
                 if let Some(session) = session {
-                    self.send(session, ServerMessage::MediaOffer { sid, offer_id, sdp });
+                    self.send(session, ServerMessage::MediaOffer { sid: sid.into(), offer_id, sdp });
                 }
             }
             Input::RelayLines { sid, party, lines } => {
@@ -727,11 +727,16 @@ impl Switch {
                 self.end_call(now, session, req, &sid, reason, user_rel_code)
             }
             ClientMessage::Resume { req, sid } => self.resume(now, session, req, &sid),
-            ClientMessage::MediaOffer { req, sid, sdp } => self.media_offer(session, req, sid, sdp),
+            ClientMessage::MediaOffer { req, sid, sdp } => {
+                self.media_offer(session, req, sid.to_string(), sdp)
+            }
             ClientMessage::MediaAnswer { sid, offer_id, sdp } => match self.connected_side(session, &sid) {
-                Ok((side, _)) => {
-                    self.out.push_back(Output::MediaAnswer { sid, party: side.party().into(), offer_id, sdp })
-                }
+                Ok((side, _)) => self.out.push_back(Output::MediaAnswer {
+                    sid: sid.to_string(),
+                    party: side.party().into(),
+                    offer_id,
+                    sdp,
+                }),
                 Err(code) => self.error(session, None, code, "media answers need a connected call"),
             },
             ClientMessage::AddMedia { sid, kind } => {
@@ -739,15 +744,17 @@ impl Switch {
                     return self.error(session, None, ErrorCode::InvalidParam, "kind must be audio or video");
                 };
                 match self.connected_side(session, &sid) {
-                    Ok((side, _)) => {
-                        self.out.push_back(Output::AddMedia { sid, party: side.party().into(), kind })
-                    }
+                    Ok((side, _)) => self.out.push_back(Output::AddMedia {
+                        sid: sid.to_string(),
+                        party: side.party().into(),
+                        kind,
+                    }),
                     Err(code) => self.error(session, None, code, "media needs a connected call"),
                 }
             }
             ClientMessage::MediaState { sid, mic_muted, video_enabled, video_paused } => self.media_state(
                 session,
-                sid,
+                sid.to_string(),
                 crate::room::MediaState { mic_muted, video_enabled, video_paused },
             ),
             ClientMessage::JoinRoom { req, .. }
@@ -844,20 +851,28 @@ impl Switch {
             }
             ClientMessage::MediaOffer { req, sid, sdp } if self.rooms.is_room(&sid) => {
                 match member(&self.rooms, &sid) {
-                    Some(party) => self.out.push_back(Output::MediaOffer { sid, party, session, req, sdp }),
+                    Some(party) => self.out.push_back(Output::MediaOffer {
+                        sid: sid.to_string(),
+                        party,
+                        session,
+                        req,
+                        sdp,
+                    }),
                     None => self.error(session, req, ErrorCode::NotFound, "this session is not in that room"),
                 }
                 None
             }
             ClientMessage::MediaAnswer { sid, offer_id, sdp } if self.rooms.is_room(&sid) => {
                 if let Some(party) = member(&self.rooms, &sid) {
-                    self.out.push_back(Output::MediaAnswer { sid, party, offer_id, sdp });
+                    self.out.push_back(Output::MediaAnswer { sid: sid.to_string(), party, offer_id, sdp });
                 }
                 None
             }
             ClientMessage::AddMedia { sid, kind } if self.rooms.is_room(&sid) => {
                 match (member(&self.rooms, &sid), MediaType::parse(&kind)) {
-                    (Some(party), Some(kind)) => self.out.push_back(Output::AddMedia { sid, party, kind }),
+                    (Some(party), Some(kind)) => {
+                        self.out.push_back(Output::AddMedia { sid: sid.to_string(), party, kind })
+                    }
                     (None, _) => {
                         self.error(session, None, ErrorCode::NotFound, "this session is not in that room")
                     }
@@ -964,7 +979,7 @@ impl Switch {
         };
 
         let callee = Party::new(to_service_id, to_user_id);
-        let sid = Sid::new_call();
+        let sid = crate::party::new_call_sid();
         let caller_calls: Vec<&Call> = self.party_calls(&caller).collect();
         let caller_in_use =
             caller_calls.iter().any(|c| c.caller == caller || matches!(c.phase, Phase::Connected { .. }));
@@ -1002,7 +1017,7 @@ impl Switch {
         self.calls.insert(sid.clone(), call);
         self.presence.link(session, &sid);
         self.presence.add_call(&callee, &sid);
-        self.send(session, ServerMessage::CallCreated { req, sid: sid.to_string() });
+        self.send(session, ServerMessage::CallCreated { req, sid: sid.to_string().into() });
 
         let early = if caller_in_use {
             Some((DisconnectReason::MultidevInUse, DisconnectSource::CloudServer))
@@ -1021,7 +1036,7 @@ impl Switch {
         if let (true, Some(param), Some(call)) = (rules.has_notify, self.cc_param(&sid), self.calls.get(&sid))
         {
             let record = NotifyRecord {
-                sid: sid.to_string(),
+                sid: sid.to_string().into(),
                 from_service_id: caller.service_id.clone(),
                 from_user_id: caller.user_id.clone(),
                 to_service_id: callee.service_id.clone(),
@@ -1032,7 +1047,7 @@ impl Switch {
             };
             self.out.push_back(Output::Notify { service_id: caller.service_id.clone(), record });
         }
-        self.send(session, ServerMessage::WaitConnected { sid: sid.to_string() });
+        self.send(session, ServerMessage::WaitConnected { sid: sid.to_string().into() });
         let devices: Vec<SessionId> = self.presence.devices(&callee).to_vec();
         for device in devices {
             self.offer(device, &sid);
@@ -1046,7 +1061,7 @@ impl Switch {
         let call = self.calls.get(sid)?;
         let exp = (call.ring_deadline.unwrap_or(call.setup_ms) / 1000) + 60;
         Some(self.cc_key.sign(&CcClaims {
-            sid: sid.to_string(),
+            sid: sid.to_string().into(),
             service_id: call.callee.service_id.clone(),
             user_id: call.callee.user_id.clone(),
             exp,
@@ -1062,7 +1077,7 @@ impl Switch {
         let max_call_secs = self.services.get(&call.caller.service_id).map_or(0, |r| r.max_call_ms / 1000);
         let lifetime = max_call_secs.max(RESUME_PARAM_MIN_SECS) + self.settings.reconnect_grace_ms / 1000;
         Some(self.cc_key.sign(&CcClaims {
-            sid: sid.to_string(),
+            sid: sid.to_string().into(),
             service_id: call.callee.service_id.clone(),
             user_id: call.callee.user_id.clone(),
             exp: now / 1000 + lifetime,
@@ -1089,7 +1104,7 @@ impl Switch {
         }
         call.devices.push(Device { session, verified: false, ip });
         let msg = ServerMessage::IncomingCall {
-            sid: sid.to_string(),
+            sid: sid.to_string().into(),
             from_service_id: call.caller.service_id.clone(),
             from_user_id: call.caller.user_id.clone(),
             to_service_id: call.callee.service_id.clone(),
@@ -1191,7 +1206,7 @@ impl Switch {
         call.callee_ip = ip;
         let msg = ServerMessage::Verified {
             req,
-            sid: call.sid.to_string(),
+            sid: call.sid.clone(),
             from_service_id: call.caller.service_id.clone(),
             from_user_id: call.caller.user_id.clone(),
             media_type: call.media,
@@ -1243,7 +1258,7 @@ impl Switch {
         let resume_param = if from_cc_param { self.resume_param(now, sid, session) } else { None };
         let connected = |req, resume_param| ServerMessage::Connected {
             req,
-            sid: sid.to_string(),
+            sid: sid.to_string().into(),
             start_time: now / 1000,
             resume_param,
         };
@@ -1264,7 +1279,7 @@ impl Switch {
             session,
             ServerMessage::Disconnected {
                 req: None,
-                sid: sid.to_string(),
+                sid: sid.to_string().into(),
                 reason,
                 source: DisconnectSource::Callee,
                 by_remote: false,
@@ -1328,7 +1343,7 @@ impl Switch {
                 session,
                 ServerMessage::Disconnected {
                     req,
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     reason: DisconnectReason::ReleasedCall,
                     source: DisconnectSource::CloudServer,
                     by_remote: false,
@@ -1377,7 +1392,7 @@ impl Switch {
             self.presence.unlink(old, sid);
         }
         self.presence.link(session, sid);
-        self.send(session, ServerMessage::Resumed { req, sid: sid.to_string(), state: state.into() });
+        self.send(session, ServerMessage::Resumed { req, sid: sid.to_string().into(), state: state.into() });
         self.changed(sid);
     }
 
@@ -1416,7 +1431,13 @@ impl Switch {
         if let Some(peer) = peer {
             self.send(
                 peer,
-                ServerMessage::PeerMediaState { sid, user_id: None, mic_muted, video_enabled, video_paused },
+                ServerMessage::PeerMediaState {
+                    sid: sid.into(),
+                    user_id: None,
+                    mic_muted,
+                    video_enabled,
+                    video_paused,
+                },
             );
         }
     }
@@ -1461,7 +1482,7 @@ impl Switch {
                 session,
                 ServerMessage::Disconnected {
                     req,
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     reason,
                     source,
                     by_remote,

@@ -77,7 +77,7 @@ impl LiveCall {
         };
         let rel = reason.rel_code();
         CallRecord {
-            sid: self.sid.clone(),
+            sid: self.sid.clone().into(),
             from_service_id: self.from_service_id.clone(),
             from_user_id: self.from_user_id.clone(),
             to_service_id: self.to_service_id.clone(),

@@ -88,7 +88,7 @@ impl H {
             })
             .or_else(|| self.sw.cc_param(&sid))
             .unwrap_or_default();
-        (sid, param)
+        (sid.to_string(), param)
     }
 
     fn verify(&mut self, session: impl Into<SessionId>, param: &str) -> Vec<Output> {

@@ -137,7 +137,7 @@ impl LiveRoom {
             .map(|(i, p)| {
                 let online = (n - i - 1) as u32;
                 let record = GcallRecord {
-                    sid: self.sid.clone(),
+                    sid: self.sid.clone().into(),
                     svc_id: self.service_id.clone(),
                     id: self.room_id.clone(),
                     user_svc_id: p.party.service_id.clone(),
@@ -575,7 +575,7 @@ impl Rooms {
                     session,
                     ServerMessage::Disconnected {
                         req: j.req,
-                        sid: room.sid.to_string(),
+                        sid: room.sid.clone(),
                         reason: DisconnectReason::RoomIsFull,
                         source: DisconnectSource::CloudServer,
                         by_remote: false,
@@ -588,7 +588,7 @@ impl Rooms {
         let sid = match existing {
             Some(sid) => sid,
             None => {
-                let sid = Sid::new_room();
+                let sid = crate::party::new_room_sid();
                 let max_deadline = (rules.max_call_ms > 0).then(|| now + rules.max_call_ms);
                 self.rooms.insert(
                     sid.clone(),
@@ -643,7 +643,7 @@ impl Rooms {
             session,
             ServerMessage::RoomJoined {
                 req: j.req,
-                sid: sid.to_string(),
+                sid: sid.to_string().into(),
                 room_id: room.room_id.to_string(),
                 room_service_id: room.service_id.clone(),
                 media_type: room.media,
@@ -656,7 +656,7 @@ impl Rooms {
             out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerList {
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     added: vec![added.clone()],
                     removed: Vec::new(),
                     total: total - 1,
@@ -766,7 +766,7 @@ impl Rooms {
                 session,
                 ServerMessage::Disconnected {
                     req,
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     reason,
                     source,
                     by_remote: false,
@@ -789,7 +789,7 @@ impl Rooms {
             out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerList {
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     added: Vec::new(),
                     removed: vec![p.party.user_id.clone()],
                     total: total.saturating_sub(1),
@@ -922,7 +922,7 @@ impl Rooms {
             if let Some(session) = p.session {
                 out.push_back(RoomOutput::Send(
                     session,
-                    ServerMessage::AppControlMessage { sid: sid.to_string(), data: data.to_string() },
+                    ServerMessage::AppControlMessage { sid: sid.to_string().into(), data: data.to_string() },
                 ));
                 n += 1;
             }
@@ -985,7 +985,7 @@ impl Rooms {
             out.push_back(RoomOutput::Send(
                 s,
                 ServerMessage::ShortData {
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     from_user_id: from.clone(),
                     data_type: data_type.clone(),
                     data: data.clone(),
@@ -1041,7 +1041,7 @@ impl Rooms {
             session,
             ServerMessage::PeerVideo {
                 req,
-                sid: sid.to_string(),
+                sid: sid.to_string().into(),
                 user_id: user_id.to_string(),
                 requested: on,
             },
@@ -1082,7 +1082,7 @@ impl Rooms {
             out.push_back(RoomOutput::Send(
                 other,
                 ServerMessage::PeerMediaState {
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     user_id: Some(party.user_id.clone()),
                     mic_muted,
                     video_enabled,
@@ -1111,7 +1111,7 @@ impl Rooms {
         if let Some(session) = self.session_of(sid, party) {
             out.push_back(RoomOutput::Send(
                 session,
-                ServerMessage::MediaLines { sid: sid.to_string(), lines },
+                ServerMessage::MediaLines { sid: sid.to_string().into(), lines },
             ));
         }
     }
@@ -1130,7 +1130,7 @@ impl Rooms {
             let Some(session) = p.session else { continue };
             out.push_back(RoomOutput::Send(
                 session,
-                ServerMessage::PeerAudioLevels { sid: sid.to_string(), levels: levels.clone() },
+                ServerMessage::PeerAudioLevels { sid: sid.to_string().into(), levels: levels.clone() },
             ));
             // A newcomer learns who talks now; the others only what changed.
             let (active, inactive) = if p.told_talking {
@@ -1142,7 +1142,7 @@ impl Rooms {
             if !active.is_empty() || !inactive.is_empty() {
                 out.push_back(RoomOutput::Send(
                     session,
-                    ServerMessage::PeersTalking { sid: sid.to_string(), active, inactive },
+                    ServerMessage::PeersTalking { sid: sid.to_string().into(), active, inactive },
                 ));
             }
         }
@@ -1155,7 +1155,7 @@ impl Rooms {
         for session in room.participants.iter().filter_map(|p| p.session) {
             out.push_back(RoomOutput::Send(
                 session,
-                ServerMessage::PeersNetworkQuality { sid: sid.to_string(), quality: quality.clone() },
+                ServerMessage::PeersNetworkQuality { sid: sid.to_string().into(), quality: quality.clone() },
             ));
         }
     }
@@ -1207,7 +1207,7 @@ impl Rooms {
                 who.session,
                 ServerMessage::Disconnected {
                     req,
-                    sid: sid.to_string(),
+                    sid: sid.to_string().into(),
                     reason: DisconnectReason::RoomNotFound,
                     source: DisconnectSource::CloudServer,
                     by_remote: false,
@@ -1222,7 +1222,7 @@ impl Rooms {
         p.lost_deadline = None;
         out.push_back(RoomOutput::Send(
             who.session,
-            ServerMessage::Resumed { req, sid: sid.to_string(), state: "connected".into() },
+            ServerMessage::Resumed { req, sid: sid.to_string().into(), state: "connected".into() },
         ));
     }
 
@@ -1255,7 +1255,7 @@ impl Rooms {
         };
         room.callbacks += 1;
         let record = GcallRecord {
-            sid: sid.to_string(),
+            sid: sid.to_string().into(),
             svc_id: room.service_id.clone(),
             id: room.room_id.to_string(),
             user_svc_id: p.party.service_id.clone(),

@@ -89,7 +89,7 @@ impl H {
         sent(&out, session)
             .into_iter()
             .find_map(|m| match m {
-                ServerMessage::RoomJoined { sid, .. } => Some(sid),
+                ServerMessage::RoomJoined { sid, .. } => Some(sid.to_string()),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("{user} did not join: {out:?}"))
