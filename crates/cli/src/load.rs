@@ -394,7 +394,8 @@ pub struct BacklogArgs {
 
 pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
     use switchboard_protocol::record::CallRecord;
-    use switchboard_server::store::{Batch, CoreDb, Kind, NewCallback};
+    use switchboard_server::records::{Batch, CallbackKind, NewCallback};
+    use switchboard_server::store::CoreDb;
 
     let app = Arc::new(AppServer::default());
     let first_at = Arc::new(Mutex::new(None::<Instant>));
@@ -442,7 +443,7 @@ pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
             batch.callbacks.push(NewCallback {
                 cb_id: format!("call-{sid}"),
                 service_id: "load".into(),
-                kind: Kind::Call,
+                kind: CallbackKind::Call,
                 key: sid,
                 query: record.to_query(),
                 deadline_ms: None,

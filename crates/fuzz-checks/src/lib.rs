@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::record::encode_query;
 use switchboard_protocol::ClientMessage;
 use switchboard_server::auth::{mint_token, peek_claims, verify_token, CcClaims, CcKey, Claims};
-use switchboard_server::media::Relay;
+use switchboard_server::ids::Sid;
+use switchboard_server::media::{PartyKey, Relay};
 
 /// What a target checks of one input (it panics when the check fails).
 pub type Check = fn(&[u8]);
@@ -92,12 +93,13 @@ pub fn relay_sdp(data: &[u8]) {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 3478));
     let mut relay = Relay::new(addr, cert, Duration::from_secs(10));
     let now = Instant::now();
-    match relay.offer(now, "sid", "caller", sdp) {
+    let (sid, party) = (Sid::new("sid"), PartyKey::Caller);
+    match relay.offer(now, &sid, &party, sdp) {
         Ok(answer) => assert!(answer.starts_with("v=0"), "{answer}"),
         Err(why) => assert!(why.starts_with("the "), "not our words: {why}"),
     }
     // The same party offering again (a renegotiation or a reconnect) is handled too.
-    let _ = relay.offer(now, "sid", "caller", sdp);
+    let _ = relay.offer(now, &sid, &party, sdp);
     relay.handle_timeout(now + Duration::from_secs(1));
     while relay.poll_transmit().is_some() {}
     while relay.poll_event().is_some() {}

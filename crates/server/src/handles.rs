@@ -1,7 +1,7 @@
-//! Handles: what the edges (the WebSocket sessions, the REST API, the web pages) and
-//! the delivery task hold to reach the call core and the delivery task, and the state
-//! the edges share. `server.rs` wires them to the tasks; the edges never import it,
-//! and nothing here imports an edge or the shell.
+//! Handles: what the edges (the WebSocket sessions, the REST API, the web pages) hold to
+//! reach the core task, what a session's outbound frames are, and the state the edges
+//! share. `server.rs` wires them to the tasks; the edges never import it, and nothing
+//! here imports an edge or the shell.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,15 +12,43 @@ use switchboard_protocol::ServerMessage;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::CcKey;
-use crate::call::{Census, Input, LiveCall, SessionAuth, SessionId};
 use crate::config::{Config, ServiceConfig};
+use crate::core::{Census, Input, RoomInfo, SessionAuth};
+use crate::ids::{Party, SessionId, Sid};
 use crate::limit::KeyedLimiter;
 use crate::metrics::Metrics;
-use crate::outbox::Failure;
-use crate::store::{CallbackRow, Store};
+use crate::outbox::DeliveryHandle;
+use crate::records::LiveCall;
+use crate::store::Store;
 
-/// Outbound frames of one session, already serialized.
-pub type SessionTx = mpsc::Sender<String>;
+/// One frame for a session, serialized, with the journal step it waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The step of the core that sent it must be on disk first (0: nothing to wait
+    /// for). See `crate::store::journal`.
+    pub after: u64,
+    /// The JSON text.
+    pub text: String,
+    /// A frame that records nothing and goes stale (audio levels, who talks, network
+    /// quality): sent at once even while frames before it wait for the disk.
+    pub overtakes: bool,
+}
+
+impl Frame {
+    /// A frame of `msg` that waits for step `after`.
+    pub fn new(msg: &ServerMessage, after: u64) -> Frame {
+        let overtakes = matches!(
+            msg,
+            ServerMessage::PeerAudioLevels { .. }
+                | ServerMessage::PeersTalking { .. }
+                | ServerMessage::PeersNetworkQuality { .. }
+        );
+        Frame { after, text: msg.to_json(), overtakes }
+    }
+}
+
+/// Outbound frames of one session.
+pub type SessionTx = mpsc::Sender<Frame>;
 
 /// Commands to the core task.
 pub(crate) enum CoreCmd {
@@ -28,7 +56,7 @@ pub(crate) enum CoreCmd {
     /// the session (so nothing offered to it right after can be missed).
     Open {
         session: SessionId,
-        party: crate::call::Party,
+        party: Party,
         auth: SessionAuth,
         ip: String,
         ue_type: String,
@@ -39,17 +67,15 @@ pub(crate) enum CoreCmd {
     Census(oneshot::Sender<Census>),
     GetCall {
         service_id: String,
-        sid: String,
+        sid: Sid,
         reply: oneshot::Sender<Option<LiveCall>>,
     },
     ForceEnd {
         service_id: String,
-        sid: String,
+        sid: Sid,
         user_rel_code: Option<String>,
         reply: oneshot::Sender<bool>,
     },
-    /// A session's outbox overflowed: forget its sender so its connection closes.
-    DropSession(SessionId),
     /// The app server reads or controls rooms (REST).
     Room(RoomRequest),
 }
@@ -57,9 +83,9 @@ pub(crate) enum CoreCmd {
 /// What the REST API asks of the rooms; each answers on its `reply`.
 pub(crate) enum RoomRequest {
     /// The service's live rooms.
-    List { service_id: String, reply: oneshot::Sender<Vec<crate::room::RoomInfo>> },
+    List { service_id: String, reply: oneshot::Sender<Vec<RoomInfo>> },
     /// One live room.
-    Get { service_id: String, room_id: String, reply: oneshot::Sender<Option<crate::room::RoomInfo>> },
+    Get { service_id: String, room_id: String, reply: oneshot::Sender<Option<RoomInfo>> },
     /// Kick users out (USER_ERROR, app_server); the users found, `None`: no room.
     Kick {
         service_id: String,
@@ -92,21 +118,15 @@ pub(crate) struct Shared {
     pub next_session: AtomicU64,
     pub ip_limiter: Mutex<KeyedLimiter<IpAddr>>,
     pub api_limiter: Mutex<KeyedLimiter<String>>,
+    /// How far the journal got (frames wait for it).
+    pub committed: tokio::sync::watch::Receiver<u64>,
 }
 
-/// Commands to the delivery task.
-pub(crate) enum DeliveryCmd {
-    /// Stored callbacks to deliver.
-    Enqueue(Vec<CallbackRow>),
-    /// An attempt finished.
-    Done { service_id: String, key: String, id: i64, result: Result<(), Failure> },
-}
-
-/// The call core is gone (the server is stopping).
+/// The core is gone (the server is stopping).
 #[derive(Debug)]
 pub(crate) struct Stopped;
 
-/// The way to the call core task.
+/// The way to the core task.
 #[derive(Clone)]
 pub(crate) struct CoreHandle(mpsc::Sender<CoreCmd>);
 
@@ -120,16 +140,6 @@ impl CoreHandle {
         self.0.send(cmd).await.map_err(|_| Stopped)
     }
 
-    /// Sends a command unless the core's queue is full.
-    pub fn try_send(&self, cmd: CoreCmd) -> bool {
-        self.0.try_send(cmd).is_ok()
-    }
-
-    /// Sends an input.
-    pub async fn input(&self, input: Input) -> Result<(), Stopped> {
-        self.send(CoreCmd::Input(input)).await
-    }
-
     /// Asks the core something and waits for its answer.
     pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CoreCmd) -> Result<T, Stopped> {
         let (tx, rx) = oneshot::channel();
@@ -140,20 +150,5 @@ impl CoreHandle {
     /// Live counts (zero once the core stopped).
     pub async fn census(&self) -> Census {
         self.ask(CoreCmd::Census).await.unwrap_or_default()
-    }
-}
-
-/// The way to the callback delivery task.
-#[derive(Clone)]
-pub(crate) struct DeliveryHandle(mpsc::UnboundedSender<DeliveryCmd>);
-
-impl DeliveryHandle {
-    pub fn new(tx: mpsc::UnboundedSender<DeliveryCmd>) -> Self {
-        Self(tx)
-    }
-
-    /// Hands a command to the delivery task; false once it stopped.
-    pub fn send(&self, cmd: DeliveryCmd) -> bool {
-        self.0.send(cmd).is_ok()
     }
 }

@@ -1,6 +1,8 @@
-//! The IO shell: recovers the database, binds the HTTP/WebSocket listener, runs the
-//! call core and the callback delivery on their own tasks, and turns the core's
-//! outputs into frames, database writes and callbacks.
+//! The IO shell: recovers the database, binds the HTTP/WebSocket listener, and runs the
+//! tasks: the core task (the [`Core`], fed by sessions, the REST API, the relay shards
+//! and the delivery task), the journal thread, the delivery task and the relay shards.
+//! Its `drain` turns the core's outputs into journal steps, relay commands and frames.
+//! `docs/architecture.md` draws the tasks and the channels between them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,14 +17,20 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::auth::CcKey;
-use crate::call::{Census, Input, Millis, Output, ServiceRules, SessionId, Settings, Switch};
 use crate::callbacks::Callbacks;
+use crate::clock::{sleep_until, Now};
 use crate::config::{Config, ConfigError, ServiceConfig};
+use crate::core::{Census, Core, Input, Output, ServiceRules, Settings};
+use crate::handles::{CoreCmd, CoreHandle, Frame, RoomRequest, Shared};
+use crate::ids::{RandomIds, SessionId};
 use crate::limit::KeyedLimiter;
-use crate::media::{MediaCmd, MediaRelay, RelayEvent};
+use crate::media::MediaRelay;
+use crate::media_link::RelayEvent;
 use crate::metrics::Metrics;
 use crate::outbox::runner::DeliveryRunner;
-use crate::store::{Batch, Journal, Kind, NewCallback, Store, StoreError};
+use crate::outbox::{DeliveryCmd, DeliveryHandle, PushOutcome};
+use crate::records::{Batch, Entry};
+use crate::store::{Journal, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +58,7 @@ pub enum ServerError {
 }
 
 pub use crate::clock::now_ms;
-use crate::clock::sleep_until;
 pub use crate::handles::SessionTx;
-use crate::handles::{CoreCmd, CoreHandle, DeliveryCmd, DeliveryHandle, RoomRequest, Shared};
 
 /// A running server.
 pub struct ServerHandle {
@@ -88,10 +94,10 @@ impl ServerHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Stops everything it started: stops accepting and closes connections, then
-    /// stops the call core (which ends the relay shards and, once the steps before it
-    /// are written, the journal) and the callback delivery, and waits for them.
-    /// Callbacks not delivered yet stay in the outbox for the next start.
+    /// Stops everything it started: stops accepting and closes connections, then stops
+    /// the core (which ends the relay shards and, once the steps before it are written,
+    /// the journal) and the callback delivery, and waits for them. Callbacks not
+    /// delivered yet stay in the outbox for the next start.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -107,6 +113,27 @@ impl ServerHandle {
     pub async fn wait(self) {
         let _ = self.join.await;
     }
+}
+
+/// The core's rules for each configured service.
+fn service_rules(services: &HashMap<String, ServiceConfig>) -> HashMap<String, ServiceRules> {
+    services
+        .iter()
+        .map(|(id, s)| {
+            let rules = ServiceRules {
+                ring_timeout_ms: u64::from(s.ring_timeout_secs) * 1000,
+                max_call_ms: u64::from(s.max_call_secs) * 1000,
+                rc_idc: s.rc_idc.clone(),
+                has_notify: s.notify_cb_url.is_some(),
+                has_call_cb: s.on_call_evt_cb_url.is_some(),
+                has_gcall_cb: s.on_gcall_evt_cb_url.is_some(),
+                max_room_participants: s.max_room_participants,
+                max_room_speakers: s.max_room_speakers as usize,
+                alone_kick_out_ms: u64::from(s.alone_kick_out_secs) * 1000,
+            };
+            (id.clone(), rules)
+        })
+        .collect()
 }
 
 /// Starts a server on `config.listen` (port 0 picks one). `config.services` must be
@@ -133,50 +160,32 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             "recovered from an unclean stop"
         );
     }
-    let disk = crate::store::DiskGuard { dir: config.data_dir.clone(), min_free: config.min_free_disk_bytes };
-    let journal = Journal::open(&db_path, Some(disk))?;
     let store = Store::open(&db_path)?;
     let callbacks = Callbacks::new()?;
     let metrics = Arc::new(Metrics::default());
     let services: HashMap<String, ServiceConfig> =
         config.services.iter().map(|s| (s.id.clone(), s.clone())).collect();
-    let rules = services
-        .iter()
-        .map(|(id, s)| {
-            (
-                id.clone(),
-                ServiceRules {
-                    ring_timeout_ms: u64::from(s.ring_timeout_secs) * 1000,
-                    max_call_ms: u64::from(s.max_call_secs) * 1000,
-                    rc_idc: s.rc_idc.clone(),
-                    has_notify: s.notify_cb_url.is_some(),
-                },
-            )
-        })
-        .collect();
-    let room_rules = services
-        .iter()
-        .map(|(id, s)| {
-            (
-                id.clone(),
-                crate::room::RoomRules {
-                    max_participants: s.max_room_participants,
-                    max_speakers: s.max_room_speakers as usize,
-                    alone_kick_out_ms: u64::from(s.alone_kick_out_secs) * 1000,
-                    max_call_ms: u64::from(s.max_call_secs) * 1000,
-                    has_gcall_cb: s.on_gcall_evt_cb_url.is_some(),
-                },
-            )
-        })
-        .collect();
     let settings = Settings {
         reconnect_grace_ms: config.reconnect_grace_ms,
         calls_per_user_per_sec: config.limits.calls_per_user_per_sec,
         calls_per_user_burst: config.limits.calls_per_user_burst,
+        notify_timeout_ms: config.notify_timeout_ms,
     };
+    let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
+    let delivery_handle = DeliveryHandle::new(delivery_tx);
+    // Committed steps' callbacks go straight from the journal to the delivery task.
+    let on_commit = {
+        let (delivery, metrics) = (delivery_handle.clone(), metrics.clone());
+        Box::new(move |rows: Vec<crate::records::CallbackRow>| {
+            metrics.callbacks_queued.inc_by(rows.len() as u64);
+            delivery.send(DeliveryCmd::Enqueue(rows));
+        })
+    };
+    let disk = crate::store::DiskGuard { dir: config.data_dir.clone(), min_free: config.min_free_disk_bytes };
+    let journal = Journal::open(&db_path, Some(disk), on_commit)?;
     let (core_tx, core_rx) = mpsc::channel(8192);
     let core = CoreHandle::new(core_tx);
-    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<RelayEvent>();
+    let (relay_tx, relay_rx) = mpsc::unbounded_channel::<RelayEvent>();
     let media = MediaRelay::start(
         crate::media::SocketSettings {
             bind: config.media_bind,
@@ -189,30 +198,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         metrics.media.clone(),
     )
     .await?;
-    {
-        let core = core.clone();
-        tokio::spawn(async move {
-            while let Some(event) = relay_rx.recv().await {
-                let input = match event {
-                    RelayEvent::Lost { sid, party } => Input::MediaLost { sid, party },
-                    RelayEvent::Offer { sid, party, offer_id, sdp } => {
-                        Input::RelayOffer { sid, party, offer_id, sdp }
-                    }
-                    RelayEvent::Lines { sid, party, lines } => Input::RelayLines { sid, party, lines },
-                    RelayEvent::Levels { sid, levels } => Input::RelayLevels { sid, levels },
-                    RelayEvent::Quality { sid, quality } => Input::RelayQuality { sid, quality },
-                };
-                let _ = core.send(CoreCmd::Input(input)).await;
-            }
-        });
-    }
-    let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
-    let delivery_handle = DeliveryHandle::new(delivery_tx);
+    let (push_tx, push_rx) = mpsc::unbounded_channel::<PushOutcome>();
     let delivery = DeliveryRunner::new(
         &config,
         callbacks,
         store.clone(),
-        core.clone(),
+        push_tx,
         delivery_handle.clone(),
         metrics.clone(),
     );
@@ -221,19 +212,23 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     if !recovery.pending.is_empty() {
         delivery_handle.send(DeliveryCmd::Enqueue(recovery.pending));
     }
+    let committed = journal.committed();
     let runner = CoreRunner {
-        switch: Switch::with_rooms(settings, rules, room_rules, cc_key.clone()),
+        core: Core::new(
+            Now::system(),
+            settings,
+            service_rules(&services),
+            cc_key.clone(),
+            Box::new(RandomIds),
+        ),
         sessions: HashMap::new(),
-        services: services.clone(),
         journal,
+        step: 0,
         media,
         greetings: Vec::new(),
-        core: core.clone(),
-        delivery: delivery_handle.clone(),
         metrics: metrics.clone(),
-        notify_timeout_ms: config.notify_timeout_ms,
     };
-    let core_task = tokio::spawn(runner.run(core_rx, stop_rx));
+    let core_task = tokio::spawn(runner.run(core_rx, relay_rx, push_rx, stop_rx));
 
     let shared = Arc::new(Shared {
         ip_limiter: Mutex::new(KeyedLimiter::new(
@@ -252,6 +247,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         metrics,
         next_session: AtomicU64::new(1),
         config: config.clone(),
+        committed,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -290,41 +286,52 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Owns the [`Switch`], the session senders and the core's database connection;
-/// the only task that touches them.
+/// Owns the [`Core`], the session senders, the journal's intake and the relay's
+/// handle; the only task that touches them.
 struct CoreRunner {
-    switch: Switch,
-    sessions: HashMap<SessionId, SessionTx>,
-    services: HashMap<String, ServiceConfig>,
+    core: Core,
+    sessions: HashMap<SessionId, crate::handles::SessionTx>,
     journal: Journal,
+    /// Steps handed to the journal so far (their numbers are 1, 2, …).
+    step: u64,
     media: MediaRelay,
     greetings: Vec<(SessionId, ServerMessage)>,
-    core: CoreHandle,
-    delivery: DeliveryHandle,
     metrics: Arc<Metrics>,
-    notify_timeout_ms: u64,
 }
 
 impl CoreRunner {
-    async fn run(mut self, mut rx: mpsc::Receiver<CoreCmd>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CoreCmd>,
+        mut relay: mpsc::UnboundedReceiver<RelayEvent>,
+        mut pushes: mpsc::UnboundedReceiver<PushOutcome>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut batch = Vec::with_capacity(256);
+        let mut events = Vec::with_capacity(256);
         loop {
-            let sleep = self.switch.poll_timeout().map(|at| {
-                let wait = at.saturating_sub(now_ms());
-                tokio::time::Instant::now() + Duration::from_millis(wait)
-            });
+            let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
                         break;
                     }
-                    let now = now_ms();
+                    let now = Now::system();
                     for cmd in batch.drain(..) {
                         self.apply(now, cmd);
                     }
                 }
-                _ = sleep_until(sleep), if sleep.is_some() => {
-                    self.switch.handle_timeout(now_ms());
+                n = relay.recv_many(&mut events, 256), if !relay.is_closed() || !relay.is_empty() => {
+                    let now = Now::system();
+                    for event in events.drain(..n) {
+                        self.core.handle(now, Input::Relay(event));
+                    }
+                }
+                Some(p) = pushes.recv() => {
+                    self.core.handle(Now::system(), Input::PushResult { sid: p.sid, ok: p.ok });
+                }
+                _ = sleep_until(wake), if wake.is_some() => {
+                    self.core.handle_timeout(Now::system());
                 }
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -333,12 +340,12 @@ impl CoreRunner {
         self.media.shutdown().await;
     }
 
-    fn apply(&mut self, now: Millis, cmd: CoreCmd) {
+    fn apply(&mut self, now: Now, cmd: CoreCmd) {
         match cmd {
             CoreCmd::Open { session, party, auth, ip, ue_type, tx, welcome } => {
                 self.sessions.insert(session, tx);
                 self.greetings.push((session, welcome));
-                self.switch.handle(now, Input::Open { session, party, auth, ip, ue_type });
+                self.core.handle(now, Input::Open { session, party, auth, ip, ue_type });
             }
             CoreCmd::Input(input) => {
                 if let Input::Closed { session } = &input {
@@ -349,24 +356,17 @@ impl CoreRunner {
                         return;
                     }
                 }
-                self.switch.handle(now, input);
+                self.core.handle(now, input);
             }
             CoreCmd::Census(reply) => {
-                let _ = reply.send(self.switch.census());
+                let _ = reply.send(self.core.census());
             }
             CoreCmd::GetCall { service_id, sid, reply } => {
-                let _ = reply.send(self.switch.live_call(&service_id, &sid));
-            }
-            CoreCmd::DropSession(session) => {
-                self.sessions.remove(&session);
+                let _ = reply.send(self.core.live_call(now, &service_id, &sid));
             }
             CoreCmd::Room(request) => self.room_request(now, request),
             CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
-                let found = self.switch.live_call(&service_id, &sid).is_some();
-                if found {
-                    self.switch.handle(now, Input::ForceEnd { service_id, sid, user_rel_code });
-                }
-                let _ = reply.send(found);
+                let _ = reply.send(self.core.force_end(now, &service_id, &sid, user_rel_code));
             }
         }
     }
@@ -391,58 +391,39 @@ impl CoreRunner {
                 reason: Some(switchboard_protocol::DisconnectReason::ServiceBusy),
                 message: "the server cannot store calls right now; try again shortly".into(),
             };
-            let _ = tx.try_send(refusal.to_json());
+            let _ = tx.try_send(Frame::new(&refusal, 0));
         }
         true
     }
 
-    fn room_request(&mut self, now: Millis, request: RoomRequest) {
+    fn room_request(&mut self, now: Now, request: RoomRequest) {
         match request {
             RoomRequest::List { service_id, reply } => {
-                let _ = reply.send(self.switch.rooms().list(&service_id));
+                let _ = reply.send(self.core.rooms(&service_id));
             }
             RoomRequest::Get { service_id, room_id, reply } => {
-                let _ = reply.send(self.switch.rooms().get(&service_id, &room_id));
+                let _ = reply.send(self.core.room(&service_id, &room_id));
             }
             RoomRequest::Kick { service_id, room_id, user_ids, user_rel_code, reply } => {
-                let _ = reply.send(self.switch.kick(now, &service_id, &room_id, &user_ids, user_rel_code));
+                let _ = reply.send(self.core.kick(now, &service_id, &room_id, &user_ids, user_rel_code));
             }
             RoomRequest::Message { service_id, room_id, user_ids, data, reply } => {
-                let _ =
-                    reply.send(self.switch.app_message(&service_id, &room_id, user_ids.as_deref(), &data));
+                let _ = reply.send(self.core.app_message(&service_id, &room_id, user_ids.as_deref(), &data));
             }
             RoomRequest::Close { service_id, room_id, user_rel_code, reply } => {
-                let _ = reply.send(self.switch.close_room(now, &service_id, &room_id, user_rel_code));
+                let _ = reply.send(self.core.close_room(now, &service_id, &room_id, user_rel_code));
             }
         }
     }
 
-    fn media_offer(&self, sid: String, party: String, session: SessionId, req: Option<u64>, sdp: String) {
-        let Some(tx) = self.sessions.get(&session).cloned() else { return };
-        let (reply, answer) = oneshot::channel();
-        self.media.send(MediaCmd::Offer { sid: sid.clone(), party, sdp, reply });
-        tokio::spawn(async move {
-            let msg = match answer.await {
-                Ok(Ok(sdp)) => ServerMessage::MediaAnswer { req, sid: sid.into(), sdp },
-                Ok(Err(message)) => ServerMessage::Error {
-                    req,
-                    error: switchboard_protocol::ErrorCode::InvalidParam,
-                    reason: None,
-                    message,
-                },
-                Err(_) => return,
-            };
-            let _ = tx.send(msg.to_json()).await;
-        });
-    }
-
-    /// Writes what the core decided, then queues callbacks, then tells clients: a
-    /// client that saw `disconnected` can count on the record being on disk.
+    /// One step: what the core decided goes to the journal (numbered), its relay
+    /// commands to the shards, its frames to their sessions marked with the step they
+    /// wait for (a client that saw `disconnected` can count on the record being on disk;
+    /// a step that records nothing, as audio levels or relay offers, waits for nothing).
     fn drain(&mut self) {
-        let now = now_ms();
         let mut batch = Batch::default();
         let mut sends = std::mem::take(&mut self.greetings);
-        while let Some(out) = self.switch.poll_output() {
+        while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send(session, msg) => {
                     match &msg {
@@ -456,96 +437,35 @@ impl CoreRunner {
                     }
                     sends.push((session, msg));
                 }
-                Output::Live(live) => batch.live.push((live.from_service_id.clone(), live)),
-                Output::MediaOffer { sid, party, session, req, sdp } => {
-                    self.media_offer(sid, party, session, req, sdp)
-                }
-                Output::MediaAnswer { sid, party, offer_id, sdp } => {
-                    self.media.send(MediaCmd::Answer { sid, party, offer_id, sdp })
-                }
-                Output::AddMedia { sid, party, kind } => self.media.send(MediaCmd::AddLine {
-                    sid,
-                    party,
-                    kind: match kind {
-                        switchboard_protocol::MediaType::Audio => str0m::media::MediaKind::Audio,
-                        switchboard_protocol::MediaType::Video => str0m::media::MediaKind::Video,
-                    },
-                }),
-                Output::MediaEnd { sid } => self.media.send(MediaCmd::End { sid }),
-                Output::MediaLeave { sid, party } => self.media.send(MediaCmd::Leave { sid, party }),
-                Output::RoomLeft { reason } => self.metrics.room_left(reason),
-                Output::LiveRoom(room) => batch.live_rooms.push(room),
-                Output::RoomGone { sid } => batch.rooms_gone.push(sid),
-                Output::VideoFrom { sid, party, from } => {
-                    self.media.send(MediaCmd::VideoFrom { sid, party, from })
-                }
-                Output::RoomMedia { sid, speakers, video } => {
-                    self.media.send(MediaCmd::Speakers { sid, limit: speakers, video })
-                }
-                Output::Gcall { service_id, seq, record } => {
-                    if self.services.get(&service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some()) {
-                        batch.callbacks.push(NewCallback {
-                            cb_id: format!("gcall-{}-{seq}", record.sid),
-                            key: record.sid.to_string(),
-                            kind: Kind::Gcall,
-                            query: record.to_query(),
-                            deadline_ms: None,
-                            service_id,
-                        });
+                Output::Media(cmd) => self.media.send(cmd),
+                Output::Journal(entry) => {
+                    if let Entry::CallEnded { record, .. } = &entry {
+                        self.metrics.call_ended(record.disconnect_reason);
                     }
+                    batch.push(entry);
                 }
-                Output::Notify { service_id, record } => batch.callbacks.push(NewCallback {
-                    cb_id: format!("notify-{}", record.sid),
-                    key: record.sid.to_string(),
-                    kind: Kind::Notify,
-                    query: record.to_query(),
-                    deadline_ms: Some(now + self.notify_timeout_ms),
-                    service_id,
-                }),
-                Output::Record { service_id, record } => {
-                    self.metrics.call_ended(record.disconnect_reason);
-                    let deliver =
-                        self.services.get(&service_id).is_some_and(|s| s.on_call_evt_cb_url.is_some());
-                    batch.add_record(service_id, record, deliver);
-                }
+                Output::RoomLeft { reason } => self.metrics.room_left(reason),
             }
         }
-        let rooms = self.switch.rooms().census();
+        let rooms = self.core.room_census();
         self.metrics.rooms.set(rooms.rooms as i64);
         self.metrics.room_participants.set(rooms.participants as i64);
-        // Frames go out only after the step is on disk (the journal runs this once
-        // its group commit is done), in step order.
-        let frames: Vec<(SessionId, SessionTx, String)> = sends
-            .into_iter()
-            .filter_map(|(session, msg)| {
-                self.sessions.get(&session).map(|tx| (session, tx.clone(), msg.to_json()))
-            })
-            .collect();
-        if batch.is_empty() && frames.is_empty() {
-            return;
+        let after = if batch.is_empty() {
+            0
+        } else {
+            self.step += 1;
+            self.journal.submit(self.step, batch);
+            self.step
+        };
+        for (session, msg) in sends {
+            let Some(tx) = self.sessions.get(&session) else { continue };
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Frame::new(&msg, after)) {
+                // A client that does not read its frames loses its session rather than
+                // slowing everyone else down.
+                tracing::warn!(%session, "session outbox full; dropping session");
+                self.sessions.remove(&session);
+            }
         }
-        let delivery = self.delivery.clone();
-        let metrics = self.metrics.clone();
-        let core = self.core.clone();
-        self.journal.submit(
-            batch,
-            Box::new(move |rows| {
-                if !rows.is_empty() {
-                    metrics.callbacks_queued.inc_by(rows.len() as u64);
-                    delivery.send(DeliveryCmd::Enqueue(rows));
-                }
-                for (session, tx, text) in frames {
-                    if let Err(e) = tx.try_send(text) {
-                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                            // A client that does not read its frames loses its session
-                            // rather than slowing everyone else down.
-                            tracing::warn!(%session, "session outbox full; dropping session");
-                            core.try_send(CoreCmd::DropSession(session));
-                        }
-                    }
-                }
-            }),
-        );
     }
 }
 

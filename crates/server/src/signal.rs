@@ -1,6 +1,7 @@
-//! The WebSocket edge: one task per connection. It authenticates the `hello`,
-//! answers heartbeats and token refreshes itself, enforces frame size and message
-//! rate, and passes call messages to the core task.
+//! The WebSocket edge: one task per connection, the IO shell of the session protocol
+//! ([`crate::session`]). It authenticates the `hello`, answers heartbeats and token
+//! refreshes itself, enforces the frame size, passes call messages to the core task,
+//! and writes the core's frames once the journal has them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -19,28 +20,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::{self, TokenError};
-use crate::call::{Input, Party, SessionAuth, SessionId};
-use crate::clock::{now_ms, sleep_until};
-use crate::handles::{CoreCmd, Shared};
-use crate::limit::Bucket;
+use crate::clock::{now_ms, sleep_until, Now};
+use crate::core::{Input, SessionAuth};
+use crate::handles::{CoreCmd, Frame, Shared};
+use crate::ids::{Party, SessionId};
 use crate::listener::Pending;
+use crate::session::{self, Inbound, Session, CLOSE_POLICY};
 
-/// How long a new connection has to send `hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Warn this long before the access token expires.
-const TOKEN_WARNING_SECS: u64 = 60;
-/// Close a session that keeps flooding after this many refused messages.
-const MAX_REFUSED_IN_A_ROW: u32 = 200;
 /// Close code for frames over the limit (RFC 6455 "message too big").
 const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code for authentication failures and floods (RFC 6455 "policy violation").
-const CLOSE_POLICY: u16 = 1008;
 /// Close code for a text frame that is not UTF-8 (RFC 6455 "invalid frame payload data").
 const CLOSE_NOT_UTF8: u16 = 1007;
 /// Close code for a broken WebSocket framing (RFC 6455 "protocol error").
 const CLOSE_PROTOCOL: u16 = 1002;
-/// Timers further out than this (a token valid for centuries) wait this long instead.
-const MAX_TIMER_SECS: u64 = 10 * 365 * 86_400;
 
 /// `GET /v1/signal`: upgrades to a signaling session after the per-IP rate check.
 pub(crate) async fn upgrade(
@@ -283,7 +275,13 @@ async fn end_after(ws: &mut WebSocket, read: Read, session_id: Option<u64>, peer
 }
 
 async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pending: Option<Pending>) {
-    let hello_by = Instant::now() + HELLO_TIMEOUT;
+    let limits = session::Limits {
+        silence: Duration::from_secs(u64::from(shared.config.session_timeout_secs)),
+        rate: shared.config.limits.messages_per_session_per_sec,
+        burst: shared.config.limits.messages_per_session_burst,
+    };
+    let mut proto = Session::new(Now::system(), limits);
+    let hello_by = proto.poll_timeout().map(Instant::from_std).unwrap_or_else(Instant::now);
     let first = loop {
         match tokio::time::timeout_at(hello_by, read(&mut ws)).await {
             Ok(Read::Text(t)) => break t,
@@ -303,7 +301,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         Ok(_) => Err(refuse(DisconnectReason::AuthError, "the first message must be hello")),
         Err(e) => Err(refuse(DisconnectReason::AuthError, e.message)),
     };
-    let mut authed = match authed {
+    let authed = match authed {
         Ok(a) => {
             // Authenticated: no longer counts against the address's pending cap.
             if let Some(p) = &pending {
@@ -317,6 +315,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
             return close(&mut ws, CLOSE_POLICY, r.reason.name()).await;
         }
     };
+    proto.authenticated(Now::system(), authed.token_exp);
     let session_id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let welcome = ServerMessage::Welcome {
         v: PROTOCOL_VERSION,
@@ -327,7 +326,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         token_expires_at: authed.token_exp,
         reconnect_grace_ms: Some(shared.config.reconnect_grace_ms),
     };
-    let (tx, mut rx) = mpsc::channel::<String>(256);
+    let (tx, mut rx) = mpsc::channel::<Frame>(256);
     let open = CoreCmd::Open {
         session: SessionId(session_id),
         party: authed.party.clone(),
@@ -343,50 +342,38 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
     }
     tracing::debug!(session_id, service = %authed.party.service_id, user = %authed.party.user_id, %peer, "session open");
     shared.metrics.sessions.inc();
-
-    let limits = &shared.config.limits;
-    let mut bucket = Bucket::new(limits.messages_per_session_burst, now_ms());
-    let mut refused_in_a_row = 0u32;
-    let silence = Duration::from_secs(u64::from(shared.config.session_timeout_secs));
-    let mut deadline = Instant::now() + silence;
-    let mut warned = false;
-    let mut welcomed = false;
-    loop {
-        let warn_at = authed
-            .token_exp
-            .filter(|_| !warned)
-            .map(|exp| exp.saturating_sub(TOKEN_WARNING_SECS).saturating_sub(now_ms() / 1000))
-            .map(|secs| Instant::now() + Duration::from_secs(secs.min(MAX_TIMER_SECS)));
-        // A session lives no longer than its token (with the same clock skew `hello`
-        // allows): past that without `refresh_token`, it is closed.
-        let expire_at = authed
-            .token_exp
-            .map(|exp| {
-                exp.saturating_add(auth::CLOCK_SKEW_SECS).saturating_mul(1000).saturating_sub(now_ms())
-            })
-            .map(|ms| Instant::now() + Duration::from_millis(ms.min(MAX_TIMER_SECS * 1000)));
+    let mut committed = shared.committed.clone();
+    'session: loop {
+        while let Some(action) = proto.poll_action() {
+            match action {
+                session::Action::Send(text) => {
+                    if !send_frame(&mut ws, Message::Text(text.into())).await {
+                        tracing::debug!(session_id, %peer, "connection lost while sending");
+                        break 'session;
+                    }
+                }
+                session::Action::Close { code, reason, why } => {
+                    tracing::info!(session_id, %peer, why);
+                    close(&mut ws, code, reason).await;
+                    break 'session;
+                }
+            }
+        }
+        let wake = proto.poll_timeout().map(Instant::from_std);
         tokio::select! {
             // Until the core has sent `welcome`, this task says nothing of its own.
-            frame = read(&mut ws), if welcomed => {
+            frame = read(&mut ws), if proto.welcomed() => {
+                let now = Now::system();
                 let text = match frame {
                     Read::Text(t) => Some(t),
                     Read::Binary => None,
-                    Read::Skip => { deadline = Instant::now() + silence; continue }
+                    Read::Skip => { proto.heard(now); continue }
                     end => {
                         end_after(&mut ws, end, Some(session_id), peer).await;
                         break;
                     }
                 };
-                deadline = Instant::now() + silence;
-                if !bucket.take(limits.messages_per_session_per_sec, limits.messages_per_session_burst, now_ms()) {
-                    refused_in_a_row += 1;
-                    if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
-                        tracing::info!(session_id, %peer, "closing session: flooding past the message rate");
-                        close(&mut ws, CLOSE_POLICY, "SERVICE_TOO_MANY_REQUESTS").await;
-                        break;
-                    }
-                    let m = error_msg(None, ErrorCode::RateLimited, Some(DisconnectReason::ServiceTooManyRequests), "too many messages on this session".into());
-                    send_msg(&mut ws, &m).await;
+                if proto.message(now) != Inbound::Take {
                     continue;
                 }
                 let Some(text) = text else {
@@ -394,12 +381,17 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
                     if !send_msg(&mut ws, &m).await { break; }
                     continue;
                 };
-                refused_in_a_row = 0;
                 let reply = match ClientMessage::parse(&text) {
                     Err(e) => Some(error_msg(e.req, e.code, None, e.message)),
                     Ok(ClientMessage::Ping {}) => Some(ServerMessage::Pong {}),
                     Ok(ClientMessage::Hello { .. }) => Some(error_msg(None, ErrorCode::WrongState, None, "already said hello".into())),
-                    Ok(ClientMessage::RefreshToken { req, token }) => Some(refresh(&shared, &mut authed, req, &token, &mut warned)),
+                    Ok(ClientMessage::RefreshToken { req, token }) => {
+                        let reply = refresh(&shared, &authed, req, &token);
+                        if let ServerMessage::TokenRefreshed { expires_at, .. } = &reply {
+                            proto.refreshed(now, *expires_at);
+                        }
+                        Some(reply)
+                    }
                     Ok(msg) => {
                         let input = CoreCmd::Input(Input::Message { session: SessionId(session_id), msg });
                         if shared.core.send(input).await.is_err() { break; }
@@ -410,37 +402,22 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
                     if !send_msg(&mut ws, &reply).await { break; }
                 }
             }
-            out = rx.recv() => {
-                let Some(text) = out else {
+            out = rx.recv(), if proto.held() < session::MAX_HELD_FRAMES => {
+                let Some(frame) = out else {
                     // The core let go of this session: it did not read what it was sent.
                     tracing::warn!(session_id, %peer, "closing session: frames unread past the outbox limit");
                     close(&mut ws, CLOSE_POLICY, "too many unread frames").await;
                     break;
                 };
-                if !send_frame(&mut ws, Message::Text(text.into())).await {
-                    tracing::debug!(session_id, %peer, "connection lost while sending");
-                    break;
-                }
-                welcomed = true;
+                proto.committed(*committed.borrow_and_update());
+                proto.frame(frame);
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::info!(session_id, "session silent past the heartbeat timeout; closing");
-                close(&mut ws, 1001, "heartbeat timeout").await;
-                break;
+            changed = committed.changed(), if proto.held() > 0 => {
+                // A journal that is gone holds nothing back any more.
+                let step = if changed.is_ok() { *committed.borrow_and_update() } else { u64::MAX };
+                proto.committed(step);
             }
-            _ = sleep_until(expire_at), if welcomed => {
-                tracing::info!(session_id, %peer, "closing session: its access token expired without refresh_token");
-                let m = error_msg(None, ErrorCode::Auth, Some(DisconnectReason::AuthError), "access token expired; connect again with a fresh token".into());
-                send_msg(&mut ws, &m).await;
-                close(&mut ws, CLOSE_POLICY, DisconnectReason::AuthError.name()).await;
-                break;
-            }
-            _ = sleep_until(warn_at), if welcomed => {
-                warned = true;
-                if let Some(expires_at) = authed.token_exp {
-                    if !send_msg(&mut ws, &ServerMessage::TokenExpiring { expires_at }).await { break; }
-                }
-            }
+            _ = sleep_until(wake), if wake.is_some() => proto.handle_timeout(Now::system()),
         }
     }
     shared.metrics.sessions.dec();
@@ -448,13 +425,9 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
     let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: SessionId(session_id) })).await;
 }
 
-fn refresh(
-    shared: &Shared,
-    authed: &mut Authed,
-    req: Option<u64>,
-    token: &str,
-    warned: &mut bool,
-) -> ServerMessage {
+/// `refresh_token`: `token_refreshed` with the new token's expiry, or the error to
+/// answer with.
+fn refresh(shared: &Shared, authed: &Authed, req: Option<u64>, token: &str) -> ServerMessage {
     if authed.auth != SessionAuth::Token {
         return error_msg(
             req,
@@ -464,11 +437,7 @@ fn refresh(
         );
     }
     match check_token(shared, token, now_ms() / 1000) {
-        Ok((party, exp)) if party == authed.party => {
-            authed.token_exp = Some(exp);
-            *warned = false;
-            ServerMessage::TokenRefreshed { req, expires_at: exp }
-        }
+        Ok((party, exp)) if party == authed.party => ServerMessage::TokenRefreshed { req, expires_at: exp },
         Ok(_) => error_msg(
             req,
             ErrorCode::Auth,

@@ -9,6 +9,7 @@ mod calls;
 mod chaos;
 mod delivery;
 mod hardening;
+mod journal;
 mod media;
 mod reconnect;
 mod relay;

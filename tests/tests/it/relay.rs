@@ -10,7 +10,9 @@ use std::time::Duration;
 use switchboard_client::{
     connect_media, BoxFuture, ClientError, Media, MediaEvent, MediaSignaling, RelayOffer,
 };
-use switchboard_server::media::{MediaCmd, MediaKind, MediaRelay, RelayEvent};
+use switchboard_protocol::MediaType;
+use switchboard_server::ids::{SessionId, Sid};
+use switchboard_server::media::{MediaCmd, MediaRelay, PartyKey, RelayEvent, Reply};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
@@ -18,38 +20,50 @@ use switchboard_tests::media_event;
 
 const SID: &str = "room-1";
 
-type OfferRoutes = Arc<Mutex<HashMap<String, UnboundedSender<RelayOffer>>>>;
+type OfferRoutes = Arc<Mutex<HashMap<PartyKey, UnboundedSender<RelayOffer>>>>;
+/// Where each offer's answer goes, by its request number.
+type Answers = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<String, String>>>>>;
 
 /// Negotiates one party's connection straight with the relay.
 struct Direct {
     relay: MediaRelay,
-    party: String,
+    party: PartyKey,
+    answers: Answers,
+}
+
+fn sid() -> Sid {
+    Sid::new(SID)
 }
 
 impl MediaSignaling for Direct {
     fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>> {
-        let (reply, answer) = oneshot::channel();
-        self.relay.send(MediaCmd::Offer { sid: SID.into(), party: self.party.clone(), sdp, reply });
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let req = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, answer) = oneshot::channel();
+        self.answers.lock().expect("answers").insert(req, tx);
+        let reply = Reply { session: SessionId(0), req: Some(req) };
+        self.relay.send(MediaCmd::Offer { sid: sid(), party: self.party.clone(), sdp, reply });
         Box::pin(async move {
             answer.await.map_err(|_| ClientError::Closed)?.map_err(|e| ClientError::Connect(e.to_string()))
         })
     }
 
     fn answer(&self, offer_id: u64, sdp: String) {
-        self.relay.send(MediaCmd::Answer { sid: SID.into(), party: self.party.clone(), offer_id, sdp });
+        self.relay.send(MediaCmd::Answer { sid: sid(), party: self.party.clone(), offer_id, sdp });
     }
 
     fn add_media(&self, kind: &str) {
-        let kind = if kind == "video" { MediaKind::Video } else { MediaKind::Audio };
-        self.relay.send(MediaCmd::AddLine { sid: SID.into(), party: self.party.clone(), kind });
+        let kind = if kind == "video" { MediaType::Video } else { MediaType::Audio };
+        self.relay.send(MediaCmd::AddLine { sid: sid(), party: self.party.clone(), kind });
     }
 }
 
 struct Room {
     relay: MediaRelay,
     routes: OfferRoutes,
+    answers: Answers,
     /// Relay offers lost on the way, per party (a signaling connection that dropped).
-    lose: Arc<Mutex<HashMap<String, usize>>>,
+    lose: Arc<Mutex<HashMap<PartyKey, usize>>>,
 }
 
 impl Room {
@@ -64,10 +78,17 @@ impl Room {
         let relay =
             MediaRelay::start(socket, Duration::from_secs(30), tx, Arc::default()).await.expect("relay");
         let routes: OfferRoutes = Arc::default();
-        let lose: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let (r, l) = (routes.clone(), lose.clone());
+        let answers: Answers = Arc::default();
+        let lose: Arc<Mutex<HashMap<PartyKey, usize>>> = Arc::default();
+        let (r, a, l) = (routes.clone(), answers.clone(), lose.clone());
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
+                if let RelayEvent::Answer { reply, result, .. } = &ev {
+                    let to = reply.req.and_then(|req| a.lock().ok().and_then(|mut m| m.remove(&req)));
+                    if let Some(to) = to {
+                        let _ = to.send(result.clone());
+                    }
+                }
                 if let RelayEvent::Offer { party, offer_id, sdp, .. } = ev {
                     if let Some(n) = l.lock().expect("lose").get_mut(&party).filter(|n| **n > 0) {
                         *n -= 1;
@@ -80,7 +101,7 @@ impl Room {
                 }
             }
         });
-        Room { relay, routes, lose }
+        Room { relay, routes, answers, lose }
     }
 
     /// A member joins: its media connection, its events, and a sender of its name.
@@ -89,8 +110,9 @@ impl Room {
         name: &str,
     ) -> (Arc<Media>, UnboundedReceiver<MediaEvent>, tokio::task::JoinHandle<()>) {
         let (tx, offers) = mpsc::unbounded_channel();
-        self.routes.lock().expect("routes").insert(name.to_string(), tx);
-        let signaling = Direct { relay: self.relay.clone(), party: name.to_string() };
+        let party = PartyKey::Member(name.to_string());
+        self.routes.lock().expect("routes").insert(party.clone(), tx);
+        let signaling = Direct { relay: self.relay.clone(), party, answers: self.answers.clone() };
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
         let (media, mut rx) = connect_media(Box::new(signaling), offers, ip, false).await.expect("media");
         media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
@@ -165,7 +187,7 @@ async fn three_parties_each_hear_both_others_on_separate_lines_and_a_newcomer_re
     let cat_at_ann = ha["cat"].0.clone();
 
     // Cat leaves; Ann and Ben still hear each other; Dan takes Cat's lines.
-    room.relay.send(MediaCmd::Leave { sid: SID.into(), party: "cat".into() });
+    room.relay.send(MediaCmd::Leave { sid: sid(), party: PartyKey::Member("cat".into()) });
     c_send.abort();
     let (_d, mut d_rx, d_send) = room.join("dan").await;
     let (ha, hd) = tokio::join!(hears(&mut a_rx, &["ben", "dan"]), hears(&mut d_rx, &["ann", "ben"]));
@@ -175,7 +197,7 @@ async fn three_parties_each_hear_both_others_on_separate_lines_and_a_newcomer_re
     for s in [a_send, b_send, d_send] {
         s.abort();
     }
-    room.relay.send(MediaCmd::End { sid: SID.into() });
+    room.relay.send(MediaCmd::End { sid: sid() });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +206,7 @@ async fn a_lost_relay_offer_is_sent_again_and_video_turned_on_later_still_arrive
     let (ann, _a_rx, a_send) = room.join("ann").await;
     let (_ben, mut b_rx, b_send) = room.join("ben").await;
     // Ann turns video on. Ben's offer (a line to receive it on) is lost once.
-    room.lose.lock().expect("lose").insert("ben".into(), 1);
+    room.lose.lock().expect("lose").insert(PartyKey::Member("ben".into()), 1);
     ann.add_video();
     let video = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(40));
@@ -207,7 +229,11 @@ async fn a_lost_relay_offer_is_sent_again_and_video_turned_on_later_still_arrive
         }
     };
     tokio::time::timeout(Duration::from_secs(15), wait).await.expect("ben gets ann's video after the resend");
-    assert_eq!(room.lose.lock().expect("lose")["ben"], 0, "the first offer was indeed lost");
+    assert_eq!(
+        room.lose.lock().expect("lose")[&PartyKey::Member("ben".into())],
+        0,
+        "the first offer was indeed lost"
+    );
     for t in [a_send, b_send, video] {
         t.abort();
     }

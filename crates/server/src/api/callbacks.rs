@@ -10,8 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{page_limit, ApiError, Authed, ErrorBody, Params};
 use crate::clock::now_ms;
-use crate::handles::{DeliveryCmd, Shared};
-use crate::store::CallbackRow;
+use crate::handles::Shared;
+use crate::outbox::DeliveryCmd;
+use crate::records::CallbackRow;
 
 /// Callbacks in one delivery state.
 #[derive(Serialize, ToSchema)]

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ask_core, page_limit, ApiError, Authed, ErrorBody, Params};
-use crate::call::{LiveCall, MAX_USER_REL_CODE_BYTES};
+use crate::core::call::MAX_USER_REL_CODE_BYTES;
 use crate::handles::{CoreCmd, Shared};
+use crate::ids::Sid;
+use crate::records::LiveCall;
 use crate::store::RecordQuery;
 
 /// A call, live or ended: the fields of on_call_evt_cb plus `state`. A live call has
@@ -71,7 +73,7 @@ fn ended() -> String {
 impl CallView {
     fn live(live: &LiveCall) -> Self {
         CallView {
-            sid: live.sid.clone(),
+            sid: live.sid.to_string(),
             from_service_id: live.from_service_id.clone(),
             from_user_id: live.from_user_id.clone(),
             to_service_id: live.to_service_id.clone(),
@@ -178,12 +180,12 @@ pub(super) fn valid_rel_code(code: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_cursor(c: &str) -> Result<(u64, String), ApiError> {
+fn parse_cursor(c: &str) -> Result<(u64, Sid), ApiError> {
     let bad = || ApiError::BadRequest("cursor is not one this API returned".into());
     let (t, sid) = c.split_once('_').ok_or_else(bad)?;
     let t = t.parse().map_err(|_| bad())?;
     valid_sid(sid).map_err(|_| bad())?;
-    Ok((t, sid.to_string()))
+    Ok((t, Sid::new(sid)))
 }
 
 /// One call, live or ended.
@@ -202,6 +204,7 @@ pub(crate) async fn get_call(
 ) -> Result<Json<CallView>, ApiError> {
     params.none()?;
     valid_sid(&sid)?;
+    let sid = Sid::new(sid);
     let live = ask_core(&shared, |reply| CoreCmd::GetCall {
         service_id: service.id.clone(),
         sid: sid.clone(),
@@ -274,7 +277,7 @@ pub(crate) async fn end_call(
     valid_rel_code(&user_rel_code)?;
     let found = ask_core(&shared, |reply| CoreCmd::ForceEnd {
         service_id: service.id.clone(),
-        sid: sid.clone(),
+        sid: Sid::new(sid.clone()),
         user_rel_code: user_rel_code.clone(),
         reply,
     })

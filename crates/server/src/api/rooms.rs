@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::calls::valid_rel_code;
 use super::{ask_core, ApiError, Authed, ErrorBody, Params};
+use crate::core::RoomInfo;
 use crate::handles::{CoreCmd, RoomRequest, Shared};
-use crate::room::RoomInfo;
 
 /// A live room.
 #[derive(Serialize, ToSchema)]
@@ -33,7 +33,7 @@ impl From<&RoomInfo> for RoomView {
     fn from(room: &RoomInfo) -> Self {
         RoomView {
             room_id: room.room_id.clone(),
-            sid: room.sid.clone(),
+            sid: room.sid.to_string(),
             media_type: room.media_type.letter().into(),
             online: room.online,
             host_id: room.host_id.clone(),

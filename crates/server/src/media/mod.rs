@@ -10,12 +10,12 @@
 //! `media_timeout_ms` is reported ([`RelayEvent::Lost`]).
 //!
 //! The decisions are made by the sans-IO [`relay::Relay`]; this module is its UDP
-//! shell. The relay runs as shards, one thread per core by default (as mediasoup runs a
+//! shell. What the core and the relay say to each other is [`crate::media_link`]. The relay runs as shards, one thread per core by default (as mediasoup runs a
 //! worker per core): each shard owns a UDP socket on a port of its own and the
 //! sessions placed on it, so forwarding never crosses threads and needs no lock. A
 //! session is placed when its first offer arrives, on the shard with the fewest
-//! sessions; every party of it is answered with that shard's address. The call core
-//! talks to the shards only through [`MediaCmd`] and [`RelayEvent`].
+//! sessions; every party of it is answered with that shard's address. The core talks
+//! to the shards only through [`MediaCmd`] and [`RelayEvent`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use crate::ids::Sid;
+pub use crate::media_link::{MediaCmd, PartyKey, RelayEvent, Reply};
 
 mod feeds;
 mod forward;
@@ -33,9 +36,6 @@ pub mod relay;
 mod sdp;
 mod speakers;
 mod udp;
-
-/// The kinds of media lines (re-exported for [`MediaCmd::AddLine`]).
-pub use str0m::media::MediaKind;
 
 pub use metrics::{MediaMetrics, ShardMetrics};
 pub use relay::{Relay, RelayStats};
@@ -50,129 +50,6 @@ pub enum MediaError {
         addr: SocketAddr,
         /// The IO error.
         source: std::io::Error,
-    },
-}
-
-/// A party of a media session: `caller` or `callee` in a 1-to-1 call, a member in a room.
-pub type PartyKey = String;
-
-/// Commands to the relay.
-pub enum MediaCmd {
-    /// A party's SDP offer; the reply is the SDP answer or why not. An offer with the
-    /// ICE credentials of the party's current connection renegotiates it (a line added
-    /// or changed); other offers replace the party's connection (a reconnect).
-    Offer {
-        /// The session (call id).
-        sid: String,
-        /// The party.
-        party: PartyKey,
-        /// The offer.
-        sdp: String,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Result<String, String>>,
-    },
-    /// A party's answer to the relay's offer ([`RelayEvent::Offer`]).
-    Answer {
-        /// The session.
-        sid: String,
-        /// The party.
-        party: PartyKey,
-        /// The offer answered; an answer to an older one is ignored.
-        offer_id: u64,
-        /// The answer.
-        sdp: String,
-    },
-    /// A party wants to send `kind` and has no line for it: the relay adds a
-    /// `sendrecv` line and offers it ([`RelayEvent::Offer`]).
-    AddLine {
-        /// The session.
-        sid: String,
-        /// The party.
-        party: PartyKey,
-        /// Audio or video.
-        kind: MediaKind,
-    },
-    /// `party` receives video only from the parties in `from` (a room participant's
-    /// requested peers). May come before the party's first offer.
-    VideoFrom {
-        /// The session.
-        sid: String,
-        /// The receiving party.
-        party: PartyKey,
-        /// The parties whose video it wants, with the size asked for (`qvga`, `vga`,
-        /// `hd`): the simulcast layer it gets when the sender sends several.
-        from: Vec<(PartyKey, Option<String>)>,
-    },
-    /// A room: forward only the `limit` loudest speakers and report audio levels.
-    /// Comes before any offer (it places the session).
-    Speakers {
-        /// The session.
-        sid: String,
-        /// Most speakers forwarded at once.
-        limit: usize,
-        /// A video room: its connections estimate their downlink (for simulcast).
-        video: bool,
-    },
-    /// A party left a session that goes on.
-    Leave {
-        /// The session.
-        sid: String,
-        /// The party.
-        party: PartyKey,
-    },
-    /// The session is over.
-    End {
-        /// The session.
-        sid: String,
-    },
-}
-
-/// What the relay tells its owner.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RelayEvent {
-    /// A party's media stopped past the media timeout.
-    Lost {
-        /// The session.
-        sid: String,
-        /// The party.
-        party: PartyKey,
-    },
-    /// The relay needs lines added to a party's connection (another party sends more
-    /// than it can receive): send this offer to the party and pass back its answer
-    /// with [`MediaCmd::Answer`].
-    Offer {
-        /// The session.
-        sid: String,
-        /// The party.
-        party: PartyKey,
-        /// Identifies this offer; the answer carries it back.
-        offer_id: u64,
-        /// The offer.
-        sdp: String,
-    },
-    /// Every party's network quality in a room (SPEC §6: 0 unknown … 6 down), every 2 s.
-    Quality {
-        /// The session.
-        sid: String,
-        /// Party and grade.
-        quality: Vec<(PartyKey, u8)>,
-    },
-    /// Every party's audio level in a room (0-100) and whether it talks, every 500 ms.
-    Levels {
-        /// The session.
-        sid: String,
-        /// Party, level, talking.
-        levels: Vec<(PartyKey, u8, bool)>,
-    },
-    /// Which of a party's lines carry which other party's media changed (a room
-    /// participant's client learns whose media each line is).
-    Lines {
-        /// The session.
-        sid: String,
-        /// The party.
-        party: PartyKey,
-        /// Every line that carries a source now, with the source's party.
-        lines: Vec<switchboard_protocol::MediaLine>,
     },
 }
 
@@ -211,7 +88,7 @@ pub struct MediaRelay {
 
 struct Placement {
     shards: Vec<Shard>,
-    by_sid: std::collections::HashMap<String, usize>,
+    by_sid: std::collections::HashMap<Sid, usize>,
 }
 
 /// Datagrams taken per turn of a shard's loop before the relay's timers and commands
@@ -314,22 +191,14 @@ impl MediaRelay {
     /// on the least loaded shard.
     pub fn send(&self, cmd: MediaCmd) {
         let Ok(mut p) = self.shards.lock() else { return };
-        let sid = match &cmd {
-            MediaCmd::Offer { sid, .. }
-            | MediaCmd::Answer { sid, .. }
-            | MediaCmd::AddLine { sid, .. }
-            | MediaCmd::Leave { sid, .. }
-            | MediaCmd::VideoFrom { sid, .. }
-            | MediaCmd::Speakers { sid, .. }
-            | MediaCmd::End { sid } => sid.clone(),
-        };
+        let sid = cmd.sid().clone();
         let shard = match p.by_sid.get(&sid) {
             Some(i) => *i,
             // A room's video subscriptions are set at the join, before any offer: they
             // place the session too.
             None if matches!(
                 cmd,
-                MediaCmd::Offer { .. } | MediaCmd::VideoFrom { .. } | MediaCmd::Speakers { .. }
+                MediaCmd::Offer { .. } | MediaCmd::VideoFrom { .. } | MediaCmd::Room { .. }
             ) =>
             {
                 // A shard whose thread is gone (it panicked) takes no new sessions.
@@ -510,16 +379,5 @@ fn flush(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metric
 }
 
 fn command(relay: &mut Relay, cmd: MediaCmd) {
-    let now = Instant::now();
-    match cmd {
-        MediaCmd::Offer { sid, party, sdp, reply } => {
-            let _ = reply.send(relay.offer(now, &sid, &party, &sdp));
-        }
-        MediaCmd::Answer { sid, party, offer_id, sdp } => relay.answer(now, &sid, &party, offer_id, &sdp),
-        MediaCmd::AddLine { sid, party, kind } => relay.add_line(now, &sid, &party, kind),
-        MediaCmd::Leave { sid, party } => relay.leave(now, &sid, &party),
-        MediaCmd::VideoFrom { sid, party, from } => relay.set_video_from(now, &sid, &party, from),
-        MediaCmd::Speakers { sid, limit, video } => relay.set_room(now, &sid, limit, video),
-        MediaCmd::End { sid } => relay.end(&sid),
-    }
+    relay.command(Instant::now(), cmd);
 }

@@ -24,7 +24,8 @@ use super::sdp::{
     without_audio_transport_cc,
 };
 use super::speakers::Speakers;
-use super::{PartyKey, RelayEvent};
+use crate::ids::Sid;
+use crate::media_link::{MediaCmd, PartyKey, RelayEvent};
 
 /// An unanswered offer is sent again this often: it may have been lost with a
 /// signaling connection that dropped. Answering the same offer twice is harmless.
@@ -81,7 +82,7 @@ fn kind_index(kind: MediaKind) -> usize {
 }
 
 struct Party {
-    sid: String,
+    sid: Sid,
     key: PartyKey,
     rtc: Rtc,
     /// `a=ice-ufrag` of the offer that made this connection: the same in a
@@ -201,26 +202,26 @@ pub struct Relay {
     /// Which connection a remote address belongs to (learnt from `accepts`).
     by_addr: HashMap<SocketAddr, u64>,
     /// Connections of each session.
-    by_call: HashMap<String, Vec<u64>>,
+    by_call: HashMap<Sid, Vec<u64>>,
     /// Where each source's media goes: (party, line) pairs.
     routes: HashMap<Source, Vec<(u64, Mid)>>,
     /// When each connection wants `Input::Timeout`.
     wake: BTreeSet<(Instant, u64)>,
     /// Sessions whose lines changed: their feeds are reassigned.
-    dirty: Vec<String>,
+    dirty: Vec<Sid>,
     /// When a source was last asked for a keyframe for a new receiver.
     keyframe_asked: HashMap<Source, Instant>,
     /// Per session, the parties that receive video on demand, and whose video each
     /// asked for (rooms); a party not listed receives everyone's (calls).
-    video_from: HashMap<String, HashMap<PartyKey, HashMap<PartyKey, Want>>>,
+    video_from: HashMap<Sid, HashMap<PartyKey, HashMap<PartyKey, Want>>>,
     /// The simulcast layers each source sends.
     layers: Layers,
     /// The layer of each simulcast source each receiver gets now.
     chosen: HashMap<(u64, Source), Rid>,
     /// Per room session, the loudest-speaker selection (calls have none: both are heard).
-    speakers: HashMap<String, Speakers>,
+    speakers: HashMap<Sid, Speakers>,
     /// Video rooms: their connections estimate their downlinks.
-    estimated: std::collections::HashSet<String>,
+    estimated: std::collections::HashSet<Sid>,
     /// Liveness ticks so far (audio levels are reported every other one).
     ticks: u64,
     /// Parties that lack lines or asked for some: an offer may be due.
@@ -328,7 +329,7 @@ impl Relay {
     /// An offer with the ICE credentials of the party's current connection
     /// renegotiates it (a line added or changed); other offers replace the party's
     /// connection (a reconnect).
-    pub fn offer(&mut self, now: Instant, sid: &str, party: &str, sdp: &str) -> Result<String, String> {
+    pub fn offer(&mut self, now: Instant, sid: &Sid, party: &PartyKey, sdp: &str) -> Result<String, String> {
         // str0m can panic on a hostile offer (fuzzing found one: a payload type
         // declared differently in two sections). A client's SDP must never take the
         // shard, and every session on it, down with it.
@@ -337,11 +338,11 @@ impl Relay {
         let answer = match accepted {
             Ok(a) => a,
             Err(_) => {
-                tracing::warn!(%sid, party, "an SDP offer made the WebRTC stack fail; refused");
+                tracing::warn!(%sid, %party, "an SDP offer made the WebRTC stack fail; refused");
                 // A renegotiation may have left the party's connection half changed.
                 if let Some(id) = self.find(sid, party) {
                     self.remove(id);
-                    self.dirty.push(sid.to_string());
+                    self.dirty.push(sid.clone());
                 }
                 Err("the relay cannot answer this SDP offer".to_string())
             }
@@ -354,7 +355,7 @@ impl Relay {
     }
 
     /// A party's answer to the relay's offer `offer_id` ([`RelayEvent::Offer`]).
-    pub fn answer(&mut self, now: Instant, sid: &str, party: &str, offer_id: u64, sdp: &str) {
+    pub fn answer(&mut self, now: Instant, sid: &Sid, party: &PartyKey, offer_id: u64, sdp: &str) {
         if let Some(id) = self.find(sid, party) {
             self.apply_answer(now, id, offer_id, sdp);
             self.drive(now, id);
@@ -364,7 +365,7 @@ impl Relay {
 
     /// A party wants to send `kind` and has no line for it: the relay adds a
     /// `sendrecv` line and offers it. Repeats are ignored.
-    pub fn add_line(&mut self, now: Instant, sid: &str, party: &str, kind: MediaKind) {
+    pub fn add_line(&mut self, now: Instant, sid: &Sid, party: &PartyKey, kind: MediaKind) {
         let Some(p) = self.find(sid, party).and_then(|id| self.parties.get_mut(&id)) else {
             return;
         };
@@ -373,16 +374,16 @@ impl Relay {
             || p.pending.as_ref().is_some_and(|o| o.wants.contains(&kind));
         if !has {
             p.wants.push(kind);
-            self.dirty.push(sid.to_string());
+            self.dirty.push(sid.clone());
         }
         self.settle(now);
     }
 
     /// A party left a session that goes on.
-    pub fn leave(&mut self, now: Instant, sid: &str, party: &str) {
+    pub fn leave(&mut self, now: Instant, sid: &Sid, party: &PartyKey) {
         if let Some(id) = self.find(sid, party) {
             self.remove(id);
-            self.dirty.push(sid.to_string());
+            self.dirty.push(sid.clone());
         }
         self.settle(now);
     }
@@ -392,16 +393,16 @@ impl Relay {
     pub fn set_video_from(
         &mut self,
         now: Instant,
-        sid: &str,
-        party: &str,
+        sid: &Sid,
+        party: &PartyKey,
         from: Vec<(PartyKey, Option<String>)>,
     ) {
         let set: HashMap<PartyKey, Want> =
             from.into_iter().map(|(p, r)| (p, Want::from_resolution(r.as_deref()))).collect();
-        let parties = self.video_from.entry(sid.to_string()).or_default();
+        let parties = self.video_from.entry(sid.clone()).or_default();
         if parties.get(party) != Some(&set) {
-            parties.insert(party.to_string(), set);
-            self.dirty.push(sid.to_string());
+            parties.insert(party.clone(), set);
+            self.dirty.push(sid.clone());
         }
         self.settle(now);
     }
@@ -506,16 +507,39 @@ impl Relay {
     /// (by the RTP audio level they send), and every party's level is reported
     /// ([`RelayEvent::Levels`]); in a `video` room every connection's downlink is
     /// estimated, to fit the simulcast layers it gets.
-    pub fn set_room(&mut self, now: Instant, sid: &str, limit: usize, video: bool) {
-        self.speakers.entry(sid.to_string()).or_insert_with(|| Speakers::new(limit));
+    pub fn set_room(&mut self, now: Instant, sid: &Sid, limit: usize, video: bool) {
+        self.speakers.entry(sid.clone()).or_insert_with(|| Speakers::new(limit));
         if video {
-            self.estimated.insert(sid.to_string());
+            self.estimated.insert(sid.clone());
         }
         self.next_liveness.get_or_insert(now + LIVENESS_EVERY);
     }
 
+    /// Runs a command of the core. An offer's answer (or why it was refused) comes out
+    /// as [`RelayEvent::Answer`], for the session that sent it.
+    pub fn command(&mut self, now: Instant, cmd: MediaCmd) {
+        match cmd {
+            MediaCmd::Offer { sid, party, sdp, reply } => {
+                let result = self.offer(now, &sid, &party, &sdp);
+                self.events.push_back(RelayEvent::Answer { sid, party, reply, result });
+            }
+            MediaCmd::Answer { sid, party, offer_id, sdp } => self.answer(now, &sid, &party, offer_id, &sdp),
+            MediaCmd::AddLine { sid, party, kind } => {
+                let kind = match kind {
+                    switchboard_protocol::MediaType::Audio => MediaKind::Audio,
+                    switchboard_protocol::MediaType::Video => MediaKind::Video,
+                };
+                self.add_line(now, &sid, &party, kind)
+            }
+            MediaCmd::Leave { sid, party } => self.leave(now, &sid, &party),
+            MediaCmd::VideoFrom { sid, party, from } => self.set_video_from(now, &sid, &party, from),
+            MediaCmd::Room { sid, speakers, video } => self.set_room(now, &sid, speakers, video),
+            MediaCmd::End { sid } => self.end(&sid),
+        }
+    }
+
     /// The session is over.
-    pub fn end(&mut self, sid: &str) {
+    pub fn end(&mut self, sid: &Sid) {
         self.video_from.remove(sid);
         self.speakers.remove(sid);
         self.estimated.remove(sid);
@@ -524,8 +548,12 @@ impl Relay {
         }
     }
 
-    fn find(&self, sid: &str, party: &str) -> Option<u64> {
-        self.by_call.get(sid)?.iter().copied().find(|id| self.parties.get(id).is_some_and(|p| p.key == party))
+    fn find(&self, sid: &Sid, party: &PartyKey) -> Option<u64> {
+        self.by_call
+            .get(sid)?
+            .iter()
+            .copied()
+            .find(|id| self.parties.get(id).is_some_and(|p| p.key == *party))
     }
 
     fn remove(&mut self, id: u64) {
@@ -554,7 +582,13 @@ impl Relay {
         self.by_addr.retain(|_, v| *v != id);
     }
 
-    fn accept(&mut self, now: Instant, sid: &str, party: &str, sdp: &str) -> Result<(u64, String), String> {
+    fn accept(
+        &mut self,
+        now: Instant,
+        sid: &Sid,
+        party: &PartyKey,
+        sdp: &str,
+    ) -> Result<(u64, String), String> {
         let offer = SdpOffer::from_sdp_string(&without_audio_transport_cc(sdp)).map_err(|e| {
             tracing::debug!(%sid, error = %e, "unreadable SDP offer");
             sdp_problem(&e).to_string()
@@ -578,7 +612,7 @@ impl Relay {
                     tracing::debug!(%sid, %party, "ICE restart");
                     p.ufrag = ufrag;
                 }
-                self.dirty.push(sid.to_string());
+                self.dirty.push(sid.clone());
                 let answer = p.rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(sid, &e))?;
                 p.sync_lines(sdp);
                 return Ok((id, browser_answer(&answer.to_sdp_string())));
@@ -611,8 +645,8 @@ impl Relay {
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(sid, &e))?;
         let mut party = Party {
-            sid: sid.to_string(),
-            key: party.to_string(),
+            sid: sid.clone(),
+            key: party.clone(),
             rtc,
             ufrag,
             fingerprint,
@@ -645,9 +679,9 @@ impl Relay {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.by_call.entry(sid.to_string()).or_default().push(id);
+        self.by_call.entry(sid.clone()).or_default().push(id);
         self.parties.insert(id, party);
-        self.dirty.push(sid.to_string());
+        self.dirty.push(sid.clone());
         self.next_liveness.get_or_insert(now + LIVENESS_EVERY);
         Ok((id, browser_answer(&answer.to_sdp_string())))
     }
@@ -731,8 +765,8 @@ impl Relay {
                 .filter_map(|id| self.parties.get_mut(id).map(|p| (*id, std::mem::take(&mut p.lines))))
                 .collect();
             let needs = {
-                let keys: HashMap<u64, &str> =
-                    ids.iter().filter_map(|id| self.parties.get(id).map(|p| (*id, p.key.as_str()))).collect();
+                let keys: HashMap<u64, &PartyKey> =
+                    ids.iter().filter_map(|id| self.parties.get(id).map(|p| (*id, &p.key))).collect();
                 let on_demand = self.video_from.get(&sid);
                 let speakers = self.speakers.get(&sid);
                 let wants = |receiver: u64, source: u64, kind: MediaKind| {
@@ -773,7 +807,7 @@ impl Relay {
                             let source = self.parties.get(&l.feed?.party)?;
                             Some(switchboard_protocol::MediaLine {
                                 mid: l.mid.to_string(),
-                                user_id: source.key.clone(),
+                                user_id: source.key.to_string(),
                                 kind: match l.kind {
                                     MediaKind::Audio => switchboard_protocol::MediaType::Audio,
                                     MediaKind::Video => switchboard_protocol::MediaType::Video,

@@ -3,7 +3,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use crate::store::{CallbackRow, Kind};
+use crate::ids::Sid;
+use crate::records::{CallbackKind as Kind, CallbackRow};
 
 /// Exponential backoff with jitter, capped, with a give-up horizon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub enum Action {
     /// A notify_cb outcome for the call core (`PushResult`).
     Push {
         /// The call.
-        sid: String,
+        sid: Sid,
         /// Delivered in time.
         ok: bool,
     },
@@ -202,7 +203,7 @@ impl Dispatcher {
             Ok(()) => {
                 let Some(done) = queue.pop_front() else { return };
                 if done.row.kind == Kind::Notify {
-                    self.out.push_back(Action::Push { sid: done.row.key.clone(), ok: true });
+                    self.out.push_back(Action::Push { sid: Sid::new(done.row.key.clone()), ok: true });
                 }
                 let latency_ms = now.saturating_sub(done.row.created_ms);
                 self.out.push_back(Action::Delivered { row: done.row, latency_ms });
@@ -226,7 +227,7 @@ impl Dispatcher {
                 if give_up {
                     let Some(done) = queue.pop_front() else { return };
                     if done.row.kind == Kind::Notify {
-                        self.out.push_back(Action::Push { sid: done.row.key.clone(), ok: false });
+                        self.out.push_back(Action::Push { sid: Sid::new(done.row.key.clone()), ok: false });
                     }
                     self.out.push_back(Action::GaveUp { row: done.row, error, dropped });
                 } else {
@@ -347,7 +348,7 @@ mod tests {
         drain(&mut d);
         d.handle_result(1515, ("svc", "sid1", 1), Err(Failure::Retry("500".into())), 0.0);
         let a = drain(&mut d);
-        assert_eq!(a[0], Action::Push { sid: "sid1".into(), ok: false });
+        assert_eq!(a[0], Action::Push { sid: Sid::new("sid1"), ok: false });
         assert!(
             matches!(&a[1], Action::GaveUp { dropped: false, .. }),
             "failed: the app server kept refusing"

@@ -1,6 +1,7 @@
 //! The delivery task: owns the [`Dispatcher`], does the HTTP attempts (each on its
 //! own task, at most `per_service_concurrency` per service, so a slow app server only
-//! slows its own service), and records progress in the store.
+//! slows its own service), records progress in the store, and reports pushes'
+//! outcomes on its `pushes` channel.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,15 +9,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{Action, Dispatcher, Failure, RetryPolicy};
-use crate::call::Input;
+use super::{Action, DeliveryCmd, DeliveryHandle, Dispatcher, Failure, PushOutcome, RetryPolicy};
 use crate::callbacks::Callbacks;
 use crate::clock::now_ms;
 use crate::config::{Config, ServiceConfig};
-pub(crate) use crate::handles::DeliveryCmd;
-use crate::handles::{CoreHandle, DeliveryHandle};
 use crate::metrics::Metrics;
-use crate::store::{CallbackRow, Kind, Store};
+use crate::records::{CallbackKind as Kind, CallbackRow};
+use crate::store::Store;
 
 struct ServiceLane {
     config: ServiceConfig,
@@ -28,7 +27,7 @@ pub(crate) struct DeliveryRunner {
     lanes: HashMap<String, ServiceLane>,
     callbacks: Callbacks,
     store: Store,
-    core: CoreHandle,
+    pushes: mpsc::UnboundedSender<PushOutcome>,
     me: DeliveryHandle,
     metrics: Arc<Metrics>,
     timeout: Duration,
@@ -39,7 +38,7 @@ impl DeliveryRunner {
         config: &Config,
         callbacks: Callbacks,
         store: Store,
-        core: CoreHandle,
+        pushes: mpsc::UnboundedSender<PushOutcome>,
         me: DeliveryHandle,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -67,7 +66,7 @@ impl DeliveryRunner {
             lanes,
             callbacks,
             store,
-            core,
+            pushes,
             me,
             metrics,
             timeout: Duration::from_millis(config.callback_timeout_ms),
@@ -142,10 +141,7 @@ impl DeliveryRunner {
                     self.store.gave_up(row.id, row.attempts, error, dropped);
                 }
                 Action::Push { sid, ok } => {
-                    let core = self.core.clone();
-                    tokio::spawn(async move {
-                        let _ = core.input(Input::PushResult { sid, ok }).await;
-                    });
+                    let _ = self.pushes.send(PushOutcome { sid, ok });
                 }
             }
         }

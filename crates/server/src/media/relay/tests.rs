@@ -12,10 +12,19 @@ use super::*;
 const RELAY: &str = "10.9.0.1:3478";
 const SID: &str = "call";
 
+/// A room member's key, by its name.
+fn key(name: &str) -> PartyKey {
+    PartyKey::Member(name.into())
+}
+
+fn sid(s: &str) -> Sid {
+    Sid::new(s)
+}
+
 struct Client {
     name: String,
     /// The session it is in.
-    sid: String,
+    sid: Sid,
     addr: SocketAddr,
     rtc: Rtc,
     /// Lines the client sends on, by kind.
@@ -85,13 +94,16 @@ impl Net {
         let send: Vec<(MediaKind, Mid)> =
             kinds.iter().map(|k| (*k, change.add_media(*k, Direction::SendRecv, None, None, None))).collect();
         let (offer, pending) = change.apply().unwrap();
-        let answer = self.relay.offer(self.now, sid, name, &offer.to_sdp_string()).expect("relay answers");
+        let answer = self
+            .relay
+            .offer(self.now, &Sid::new(sid), &key(name), &offer.to_sdp_string())
+            .expect("relay answers");
         assert!(answer.contains("a=end-of-candidates"), "{answer}");
         assert!(!answer.contains("trickle"), "{answer}");
         rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
         self.clients.push(Client {
             name: name.into(),
-            sid: sid.into(),
+            sid: Sid::new(sid),
             addr,
             rtc,
             send,
@@ -212,12 +224,12 @@ impl Net {
         }
         while let Some(ev) = self.relay.poll_event() {
             if let RelayEvent::Lines { party, lines, .. } = &ev {
-                let i = self.client(party);
+                let i = self.client(&party.to_string());
                 self.clients[i].owners.extend(lines.iter().map(|l| (l.mid.clone(), l.user_id.clone())));
             }
             if let RelayEvent::Offer { party, offer_id, sdp, .. } = ev {
                 self.offers += 1;
-                let i = self.client(&party);
+                let i = self.client(&party.to_string());
                 let c = &mut self.clients[i];
                 c.offers_seen += 1;
                 let answer = if c.refuses {
@@ -359,7 +371,7 @@ fn a_late_video_joiner_gets_a_keyframe_at_once_and_a_leaver_frees_its_lines() {
     assert_eq!(c_lines.len(), 4, "c gets audio and video of a and b: {c_lines:?}");
     assert!(c_lines.iter().all(|n| *n > 20), "{c_lines:?}");
     // b leaves; d joins and reuses b's lines at a and c (no new lines for them).
-    net.relay.leave(net.now, SID, "b");
+    net.relay.leave(net.now, &sid(SID), &key("b"));
     let offers_before = net.offers;
     net.join("d", &[MediaKind::Audio, MediaKind::Video]);
     net.run(Duration::from_secs(3), true);
@@ -419,7 +431,7 @@ fn offers_without_a_forwardable_codec_are_refused_in_our_words() {
     let mut change = rtc.sdp_api();
     change.add_channel("chat".into());
     let (offer, _) = change.apply().unwrap();
-    let e = net.relay.offer(net.now, SID, "x", &offer.to_sdp_string()).unwrap_err();
+    let e = net.relay.offer(net.now, &sid(SID), &key("x"), &offer.to_sdp_string()).unwrap_err();
     assert!(e.starts_with("the SDP offer"), "{e}");
     assert_eq!(net.relay.stats().connections, 0);
 }
@@ -430,7 +442,7 @@ fn a_plain_browser_offer_is_answered_as_browsers_expect() {
     // telephone-event, VP8 and H.264 with RTX (also the relay_sdp fuzz seed).
     let offer = include_str!("../../../../../fuzz/seeds/relay_sdp/browser-offer.sdp");
     let mut net = Net::new();
-    let answer = net.relay.offer(net.now, SID, "browser", offer).expect("answered");
+    let answer = net.relay.offer(net.now, &sid(SID), &key("browser"), offer).expect("answered");
     assert!(answer.contains("a=ice-lite"), "{answer}");
     assert!(!answer.contains("trickle"), "the relay does not trickle: {answer}");
     // One host candidate, in the bundle-tag section, ended there.
@@ -448,7 +460,7 @@ fn an_offer_that_makes_str0m_panic_is_refused_and_the_relay_goes_on() {
     // with different parameters made str0m panic ("Pt locked multiple times").
     let offer = include_str!("../../../../../fuzz/seeds/relay_sdp/pt-in-two-sections.sdp");
     let mut net = Net::new();
-    let e = net.relay.offer(net.now, SID, "mallory", offer).unwrap_err();
+    let e = net.relay.offer(net.now, &sid(SID), &key("mallory"), offer).unwrap_err();
     assert!(e.starts_with("the "), "{e}");
     // The relay still serves.
     net.join("a", &[MediaKind::Audio]);
@@ -477,7 +489,7 @@ impl Net {
 fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     let mut net = Net::new();
     for name in ["a", "b", "c"] {
-        net.relay.set_video_from(net.now, SID, name, Vec::new());
+        net.relay.set_video_from(net.now, &sid(SID), &key(name), Vec::new());
         net.join(name, &[MediaKind::Audio, MediaKind::Video]);
     }
     net.run(Duration::from_secs(2), false);
@@ -489,7 +501,7 @@ fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     // a asks for b's video: b is asked for a keyframe at once; c's video stays away.
     let b = net.client("b");
     let before = net.clients[b].keyframe_requests;
-    net.relay.set_video_from(net.now, SID, "a", vec![("b".into(), None)]);
+    net.relay.set_video_from(net.now, &sid(SID), &key("a"), vec![(key("b"), None)]);
     net.run(Duration::from_millis(500), true);
     assert!(net.clients[b].keyframe_requests > before, "b asked for a keyframe for a");
     net.run(Duration::from_secs(2), true);
@@ -499,7 +511,7 @@ fn in_a_room_video_goes_only_to_those_who_asked_and_a_switch_gets_a_keyframe() {
     // a switches to c: b's video stops reaching a, c's starts (on the same line).
     let c = net.client("c");
     let (b_before, c_kf) = (got.get("b").copied().unwrap_or(0), net.clients[c].keyframe_requests);
-    net.relay.set_video_from(net.now, SID, "a", vec![("c".into(), None)]);
+    net.relay.set_video_from(net.now, &sid(SID), &key("a"), vec![(key("c"), None)]);
     net.run(Duration::from_secs(2), true);
     assert!(net.clients[c].keyframe_requests > c_kf, "c asked for a keyframe for a");
     let got = net.video_from("a");
@@ -579,7 +591,7 @@ fn audio_lines_exchange_no_transport_feedback_and_video_lines_keep_it() {
     let (offer, _) = change.apply().unwrap();
     let offer = offer.to_sdp_string();
     assert!(offer.matches("transport-wide-cc").count() == 2, "str0m offers it on both: {offer}");
-    let answer = net.relay.offer(net.now, "other", "c", &offer).unwrap();
+    let answer = net.relay.offer(net.now, &sid("other"), &key("c"), &offer).unwrap();
     let video = answer.find("m=video").unwrap();
     assert!(!answer[..video].contains("transport"), "{answer}");
     assert!(

@@ -1,12 +1,12 @@
-//! Presence: who is online and in which 1-to-1 calls. Every signaling session (one
+//! Presence: who is online, and in which calls and rooms. Every signaling session (one
 //! device's connection, signed in with a token or a `cc_param`), and per user the
-//! devices that can be rung and the calls the user is a party of. The call core asks it
-//! who to ring and who is busy; rooms keep their own participants and the core adds
-//! them when it decides busy (a user in a room is busy for calls, SPEC §5).
+//! devices that can be rung, the 1-to-1 calls the user is a party of and the rooms the
+//! user is in. Calls ask it who to ring and who is busy (a user in a room is busy for
+//! calls, as in another call).
 
 use std::collections::HashMap;
 
-use crate::party::{Party, SessionId, Sid};
+use crate::ids::{Party, SessionId, Sid};
 
 /// How a session proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,8 @@ struct User {
     devices: Vec<SessionId>,
     /// Live calls this user is a party of.
     calls: Vec<Sid>,
+    /// Rooms this user is in.
+    rooms: Vec<Sid>,
 }
 
 /// Every session and every user with a session or a live call.
@@ -131,8 +133,30 @@ impl Presence {
         self.forget_if_idle(party);
     }
 
+    /// A user joined a room.
+    pub fn joined_room(&mut self, party: &Party, sid: &Sid) {
+        let user = self.users.entry(party.clone()).or_default();
+        if !user.rooms.contains(sid) {
+            user.rooms.push(sid.clone());
+        }
+    }
+
+    /// A user left a room.
+    pub fn left_room(&mut self, party: &Party, sid: &str) {
+        if let Some(u) = self.users.get_mut(party) {
+            u.rooms.retain(|r| r != sid);
+        }
+        self.forget_if_idle(party);
+    }
+
+    /// Whether the user is in a room (busy for 1-to-1 calls).
+    pub fn in_room(&self, party: &Party) -> bool {
+        self.users.get(party).is_some_and(|u| !u.rooms.is_empty())
+    }
+
     fn forget_if_idle(&mut self, party: &Party) {
-        if self.users.get(party).is_some_and(|u| u.devices.is_empty() && u.calls.is_empty()) {
+        let idle = |u: &User| u.devices.is_empty() && u.calls.is_empty() && u.rooms.is_empty();
+        if self.users.get(party).is_some_and(idle) {
             self.users.remove(party);
         }
     }
@@ -150,13 +174,16 @@ mod tests {
         let param = SessionAuth::CallParam { sid: Sid::new("x"), device: None };
         p.open(SessionId(2), bob.clone(), param, "ip".into(), "BROWSER".into());
         assert_eq!(p.devices(&bob), &[SessionId(1)], "only token sessions are rung");
-        let sid = crate::party::new_call_sid();
+        let sid = Sid::new("00000000-0000-4000-8000-000000000001");
         p.link(SessionId(2), &sid);
         assert_eq!(p.calls_of(&bob), std::slice::from_ref(&sid));
         p.close(SessionId(1));
         p.close(SessionId(2));
         assert_eq!(p.calls_of(&bob).len(), 1, "the call outlives the sessions (reconnect grace)");
+        p.joined_room(&bob, &Sid::new("r"));
         p.call_over(&bob, &sid);
+        assert!(p.in_room(&bob), "still in the room");
+        p.left_room(&bob, "r");
         assert!(p.users.is_empty() && p.is_empty());
     }
 }

@@ -1,71 +1,26 @@
-//! The call core on simulated time: every server-decided path, no sleeps.
+//! 1-to-1 calls: every server-decided path, its reasons and its record.
 
-use super::*;
+use switchboard_protocol::record::CallRecord;
 use switchboard_protocol::DisconnectReason as R;
 use switchboard_protocol::DisconnectSource as S;
+use switchboard_protocol::{ErrorCode, ServerMessage, StartFailReason};
 
-const T0: Millis = 1_700_000_000_000;
-
-struct H {
-    sw: Switch,
-    now: Millis,
-}
-
-fn rules(ring_s: u64, max_s: u64, has_notify: bool) -> ServiceRules {
-    ServiceRules {
-        ring_timeout_ms: ring_s * 1000,
-        max_call_ms: max_s * 1000,
-        rc_idc: "JP".into(),
-        has_notify,
-    }
-}
+use super::{rules, sent, H, T0};
+use crate::auth::{CcClaims, CcKey};
+use crate::core::{Census, Input, Output, SessionAuth};
+use crate::ids::{Party, SessionId, Sid};
+use crate::media_link::MediaCmd;
+use crate::records::{Entry, LiveCall};
 
 impl H {
-    fn new(r: ServiceRules) -> Self {
-        let settings =
-            Settings { reconnect_grace_ms: 10_000, calls_per_user_per_sec: 2.0, calls_per_user_burst: 10.0 };
-        let services = HashMap::from([("svc".to_string(), r)]);
-        Self {
-            sw: Switch::new(settings, services, CcKey::new(b"test-key-test-key-test-key-12345".to_vec())),
-            now: T0,
-        }
-    }
-
-    fn open(&mut self, session: impl Into<SessionId>, user: &str) {
-        let session: SessionId = session.into();
-        let ip = format!("10.0.0.{session}");
-        self.sw.handle(
-            self.now,
-            Input::Open {
-                session,
-                party: Party::new("svc", user),
-                auth: SessionAuth::Token,
-                ip,
-                ue_type: "ANDROID".into(),
-            },
-        );
-    }
-
-    fn msg(&mut self, session: impl Into<SessionId>, json: &str) {
-        let session: SessionId = session.into();
-        let msg = ClientMessage::parse(json).expect("test message parses");
-        self.sw.handle(self.now, Input::Message { session, msg });
-    }
-
-    /// Outputs other than live-call snapshots (see `snapshots_follow_the_call`).
-    fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.sw.poll_output())
-            .filter(|o| !matches!(o, Output::Live(_) | Output::MediaEnd { .. }))
+    /// Outputs but live-call snapshots and media ends (see `snapshots_follow_the_call`).
+    fn calls_out(&mut self) -> Vec<Output> {
+        self.drain()
+            .into_iter()
+            .filter(|o| {
+                !matches!(o, Output::Journal(Entry::LiveCall(_)) | Output::Media(MediaCmd::End { .. }))
+            })
             .collect()
-    }
-
-    fn advance(&mut self, ms: Millis) {
-        let end = self.now + ms;
-        while let Some(at) = self.sw.poll_timeout().filter(|at| *at <= end) {
-            self.now = at.max(self.now);
-            self.sw.handle_timeout(self.now);
-        }
-        self.now = end;
     }
 
     /// Caller session 1 (alice) calls bob; returns (sid, cc_param).
@@ -74,39 +29,32 @@ impl H {
             1,
             r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"video","app_data":"hello"}"#,
         );
-        let out = self.drain();
+        let out = self.calls_out();
         let sid = sent(&out, 1).iter().find_map(|m| match m {
-            ServerMessage::CallCreated { sid, .. } => Some(sid.clone()),
+            ServerMessage::CallCreated { sid, .. } => Some(sid.to_string()),
             _ => None,
         });
         let sid = sid.expect("call created");
         let param = out
             .iter()
             .find_map(|o| match o {
-                Output::Notify { record, .. } => Some(record.param.clone()),
+                Output::Journal(Entry::Notify { record, .. }) => Some(record.param.clone()),
                 _ => None,
             })
-            .or_else(|| self.sw.cc_param(&sid))
+            .or_else(|| self.core.cc_param(&Sid::new(sid.clone())))
             .unwrap_or_default();
-        (sid.to_string(), param)
+        (sid, param)
     }
 
     fn verify(&mut self, session: impl Into<SessionId>, param: &str) -> Vec<Output> {
         let session: SessionId = session.into();
         self.msg(session, &format!(r#"{{"type":"verify_call","req":2,"cc_param":"{param}"}}"#));
-        self.drain()
+        self.calls_out()
     }
-}
 
-/// What `session` was sent in `out` (the room core's tests use it too).
-pub(crate) fn sent(out: &[Output], session: impl Into<SessionId>) -> Vec<ServerMessage> {
-    let session: SessionId = session.into();
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send(s, m) if *s == session => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
+    fn push_result(&mut self, sid: &str, ok: bool) {
+        self.input(Input::PushResult { sid: Sid::new(sid), ok });
+    }
 }
 
 fn disconnect(out: &[Output], session: impl Into<SessionId>) -> (R, S, bool) {
@@ -126,7 +74,7 @@ fn record(out: &[Output]) -> CallRecord {
     let records: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Record { record, .. } => Some(record.clone()),
+            Output::Journal(Entry::CallEnded { record, .. }) => Some(record.clone()),
             _ => None,
         })
         .collect();
@@ -140,7 +88,7 @@ fn connected_call(h: &mut H) -> String {
     let (sid, param) = h.make();
     h.verify(2, &param);
     h.msg(2, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert!(matches!(sent(&out, 1)[..], [ServerMessage::Connected { .. }]));
     assert!(matches!(sent(&out, 2)[..], [ServerMessage::Connected { .. }]));
     sid
@@ -152,7 +100,7 @@ fn normal_call_and_its_record() {
     h.open(1, "alice");
     h.open(2, "bob");
     h.msg(1, r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"video","app_data":"hello"}"#);
-    let out = h.drain();
+    let out = h.calls_out();
     let to_caller = sent(&out, 1);
     assert!(matches!(&to_caller[0], ServerMessage::CallCreated { req: Some(1), .. }));
     assert!(matches!(&to_caller[1], ServerMessage::WaitConnected { .. }));
@@ -162,23 +110,23 @@ fn normal_call_and_its_record() {
     let notify = out
         .iter()
         .find_map(|o| match o {
-            Output::Notify { record, .. } => Some(record.clone()),
+            Output::Journal(Entry::Notify { record, .. }) => Some(record.clone()),
             _ => None,
         })
         .unwrap();
     assert_eq!((notify.to_user_id.as_str(), notify.media_type.as_str()), ("bob", "V"));
     let sid = notify.sid.clone();
 
-    h.now += 2_500;
+    h.tick(2_500);
     let out = h.verify(2, &notify.param);
     assert!(
         matches!(&sent(&out, 2)[0], ServerMessage::Verified { req: Some(2), app_data: Some(d), .. } if d == "hello")
     );
     h.msg(2, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
-    h.drain();
-    h.now += 30_400;
+    h.calls_out();
+    h.tick(30_400);
     h.msg(2, &format!(r#"{{"type":"end_call","req":9,"sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::Normal, S::Callee, true));
     assert_eq!(disconnect(&out, 2), (R::Normal, S::Callee, false));
     assert!(matches!(&sent(&out, 2)[0], ServerMessage::Disconnected { req: Some(9), .. }));
@@ -192,7 +140,7 @@ fn normal_call_and_its_record() {
     assert_eq!((r.disconnect_reason, r.releaser_type), (1001, 1));
     assert_eq!((r.srcip.as_str(), r.dstip.as_str(), r.rc_idc.as_str()), ("10.0.0.1", "10.0.0.2", "JP"));
     assert_eq!(r.app_svr_data.as_deref(), Some("hello"));
-    assert_eq!(h.sw.census(), Census { sessions: 2, calls: 0, connected: 0, ..Census::default() });
+    assert_eq!(h.core.census(), Census { sessions: 2, calls: 0, connected: 0, ..Census::default() });
 }
 
 #[test]
@@ -202,7 +150,7 @@ fn cancel_and_decline() {
     h.open(2, "bob");
     let (sid, _) = h.make();
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::Cancel, S::Caller, false));
     assert_eq!(disconnect(&out, 2), (R::Cancel, S::Caller, true));
     let r = record(&out);
@@ -211,7 +159,7 @@ fn cancel_and_decline() {
     let (sid, param) = h.make();
     h.verify(2, &param);
     h.msg(2, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::Decline, S::Callee, true));
     let r = record(&out);
     assert_eq!((r.terminate, r.rel_code_str.as_str(), r.releaser_type), (21, "REJECT", 1));
@@ -223,10 +171,10 @@ fn busy_when_callee_is_in_another_call() {
     connected_call(&mut h);
     h.open(3, "carol");
     h.msg(3, r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio"}"#);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 3), (R::Busy, S::Callee, true));
     assert!(sent(&out, 2).is_empty(), "the busy callee is not disturbed");
-    assert!(!out.iter().any(|o| matches!(o, Output::Notify { .. })));
+    assert!(!out.iter().any(|o| matches!(o, Output::Journal(Entry::Notify { .. }))));
     let r = record(&out);
     assert_eq!((r.terminate, r.rel_code, r.disconnect_reason), (17, 4, 1202));
 }
@@ -238,9 +186,9 @@ fn ring_timeout_is_noanswer() {
     h.open(2, "bob");
     let (_sid, _) = h.make();
     h.advance(29_999);
-    assert!(h.drain().is_empty());
+    assert!(h.calls_out().is_empty());
     h.advance(1);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::NoAnswer, S::CloudServer, false));
     assert_eq!(disconnect(&out, 2), (R::NoAnswer, S::CloudServer, false));
     let r = record(&out);
@@ -252,9 +200,9 @@ fn per_call_ring_timeout_is_capped_by_the_service() {
     let mut h = H::new(rules(30, 0, true));
     h.open(1, "alice");
     h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio","ring_timeout_secs":5}"#);
-    h.drain();
+    h.calls_out();
     h.advance(5_000);
-    assert_eq!(disconnect(&h.drain(), 1).0, R::NoAnswer);
+    assert_eq!(disconnect(&h.calls_out(), 1).0, R::NoAnswer);
 }
 
 #[test]
@@ -267,14 +215,14 @@ fn two_devices_first_answer_wins() {
     h.verify(2, &param);
     h.verify(3, &param);
     h.msg(3, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 2), (R::MultidevAnswer, S::Callee, false));
     assert!(matches!(sent(&out, 3)[..], [ServerMessage::Connected { .. }]));
     // The losing device can no longer act on the call.
     h.msg(2, &format!(r#"{{"type":"accept_call","req":5,"sid":"{sid}"}}"#));
-    assert!(matches!(&sent(&h.drain(), 2)[0], ServerMessage::Error { error: ErrorCode::NotFound, .. }));
+    assert!(matches!(&sent(&h.calls_out(), 2)[0], ServerMessage::Error { error: ErrorCode::NotFound, .. }));
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 3), (R::Normal, S::Caller, true));
     assert_eq!(record(&out).dstip, "10.0.0.3");
 }
@@ -288,7 +236,7 @@ fn two_devices_first_decline_wins() {
     let (sid, param) = h.make();
     h.verify(3, &param);
     h.msg(2, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 3), (R::MultidevDecline, S::Callee, false));
     assert_eq!(disconnect(&out, 2), (R::Decline, S::Callee, false));
     assert_eq!(disconnect(&out, 1), (R::Decline, S::Callee, true));
@@ -302,7 +250,7 @@ fn caller_already_in_a_call_on_another_device() {
     h.open(4, "alice");
     h.open(5, "dave");
     h.msg(4, r#"{"type":"make_call","to_user_id":"dave","media_type":"audio"}"#);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 4), (R::MultidevInUse, S::CloudServer, false));
     assert!(sent(&out, 5).is_empty());
     assert_eq!(record(&out).rel_code, 6);
@@ -316,7 +264,7 @@ fn caller_with_an_incoming_call_pending() {
     h.open(3, "carol");
     h.make();
     h.msg(2, r#"{"type":"make_call","to_user_id":"carol","media_type":"audio"}"#);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 2), (R::AlreadyGotACall, S::CloudServer, false));
     assert_eq!(record(&out).disconnect_reason, 1204);
 }
@@ -326,9 +274,9 @@ fn max_call_time() {
     let mut h = H::new(rules(60, 120, true));
     connected_call(&mut h);
     h.advance(119_999);
-    assert!(h.drain().is_empty());
+    assert!(h.calls_out().is_empty());
     h.advance(1);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::MaxCallTimeExceeded, S::CloudServer, false));
     assert_eq!(disconnect(&out, 2), (R::MaxCallTimeExceeded, S::CloudServer, false));
     let r = record(&out);
@@ -340,8 +288,8 @@ fn push_error_when_notify_fails_and_no_device_rang() {
     let mut h = H::new(rules(60, 0, true));
     h.open(1, "alice");
     let (sid, _) = h.make();
-    h.sw.handle(h.now, Input::PushResult { sid: sid.clone(), ok: false });
-    let out = h.drain();
+    h.push_result(&sid, false);
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::PushError, S::CloudServer, false));
     assert_eq!(record(&out).rel_code, 205);
 }
@@ -352,11 +300,11 @@ fn failed_push_still_rings_online_devices() {
     h.open(1, "alice");
     h.open(2, "bob");
     let (sid, _) = h.make();
-    h.sw.handle(h.now, Input::PushResult { sid: sid.clone(), ok: false });
-    assert!(h.drain().is_empty());
+    h.push_result(&sid, false);
+    assert!(h.calls_out().is_empty());
     // ... until the last device goes away.
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
-    assert_eq!(disconnect(&h.drain(), 1).0, R::PushError);
+    h.closed(2);
+    assert_eq!(disconnect(&h.calls_out(), 1).0, R::PushError);
 }
 
 #[test]
@@ -364,18 +312,21 @@ fn no_notify_url_and_callee_offline_rings_until_noanswer() {
     let mut h = H::new(rules(60, 0, false));
     h.open(1, "alice");
     h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio"}"#);
-    let out = h.drain();
-    assert!(!out.iter().any(|o| matches!(o, Output::Notify { .. })));
-    assert!(!out.iter().any(|o| matches!(o, Output::Record { .. })), "no push to fail: it rings");
+    let out = h.calls_out();
+    assert!(!out.iter().any(|o| matches!(o, Output::Journal(Entry::Notify { .. }))));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Journal(Entry::CallEnded { .. }))),
+        "no push to fail: it rings"
+    );
     // Bob opens the app within the ring time: his device rings.
     h.advance(20_000);
     h.open(2, "bob");
-    assert!(sent(&h.drain(), 2).iter().any(|m| matches!(m, ServerMessage::IncomingCall { .. })));
+    assert!(sent(&h.calls_out(), 2).iter().any(|m| matches!(m, ServerMessage::IncomingCall { .. })));
     // He closes it again; nobody answers: NOANSWER, as for any callee who does not pick up.
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
-    assert!(h.drain().is_empty());
+    h.closed(2);
+    assert!(h.calls_out().is_empty());
     h.advance(40_000);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::NoAnswer, S::CloudServer, false));
     assert_eq!(record(&out).terminate, 18);
 }
@@ -387,10 +338,10 @@ fn verify_after_release_is_released_call() {
     h.open(2, "bob");
     let (sid, param) = h.make();
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    h.drain();
+    h.calls_out();
     let out = h.verify(2, &param);
     assert_eq!(disconnect(&out, 2), (R::ReleasedCall, S::CloudServer, false));
-    assert!(!out.iter().any(|o| matches!(o, Output::Record { .. })));
+    assert!(!out.iter().any(|o| matches!(o, Output::Journal(Entry::CallEnded { .. }))));
 }
 
 #[test]
@@ -401,7 +352,7 @@ fn forged_or_misbound_cc_param_is_refused() {
     h.open(3, "mallory");
     let (_sid, param) = h.make();
     let forged = CcKey::new(b"wrong".to_vec()).sign(&CcClaims {
-        sid: "x".into(),
+        sid: Sid::new("x"),
         service_id: "svc".into(),
         user_id: "bob".into(),
         exp: u64::MAX,
@@ -423,33 +374,35 @@ fn forged_or_misbound_cc_param_is_refused() {
 fn silent_party_ends_with_network_unstable_after_grace() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
+    h.closed(2);
     h.advance(9_999);
-    assert!(h.drain().is_empty());
+    assert!(h.calls_out().is_empty());
     h.advance(1);
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::NetworkUnstable, S::Callee, true));
     let r = record(&out);
     assert_eq!(
         (r.rel_code, r.rel_code_str.as_str(), r.disconnect_reason),
         (218, "SESS_KEEPALIVE_TIMEOUT", 1301)
     );
-    assert!(!h.sw.calls.contains_key(sid.as_str()));
+    assert!(h.core.live_call(h.now, "svc", &sid).is_none());
 }
 
 #[test]
 fn reconnect_within_grace_keeps_the_call() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    h.sw.handle(h.now, Input::Closed { session: SessionId(1) });
+    h.closed(1);
     h.advance(5_000);
     h.open(7, "alice");
     h.msg(7, &format!(r#"{{"type":"resume","req":3,"sid":"{sid}"}}"#));
-    assert!(matches!(&sent(&h.drain(), 7)[0], ServerMessage::Resumed { state, .. } if state == "connected"));
+    assert!(
+        matches!(&sent(&h.calls_out(), 7)[0], ServerMessage::Resumed { state, .. } if state == "connected")
+    );
     h.advance(60_000);
-    assert!(h.drain().is_empty());
+    assert!(h.calls_out().is_empty());
     h.msg(7, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 2), (R::Normal, S::Caller, true));
     assert_eq!(record(&out).duration, 65);
 }
@@ -460,11 +413,11 @@ fn client_reasons_pass_through_and_server_reasons_are_refused() {
     let sid = connected_call(&mut h);
     h.msg(1, &format!(r#"{{"type":"end_call","req":4,"sid":"{sid}","reason":1202}}"#));
     assert!(matches!(
-        &sent(&h.drain(), 1)[0],
+        &sent(&h.calls_out(), 1)[0],
         ServerMessage::Error { req: Some(4), error: ErrorCode::InvalidParam, .. }
     ));
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}","reason":1110,"user_rel_code":"E42"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 2), (R::UserError, S::Caller, true));
     assert!(
         matches!(&sent(&out, 2)[0], ServerMessage::Disconnected { user_rel_code: Some(c), .. } if c == "E42")
@@ -474,7 +427,7 @@ fn client_reasons_pass_through_and_server_reasons_are_refused() {
 
     let sid = connected_call(&mut h);
     h.msg(2, &format!(r#"{{"type":"end_call","sid":"{sid}","reason":1003}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::CellCall, S::Callee, true));
 }
 
@@ -509,7 +462,7 @@ fn start_failures_create_nothing() {
         ),
     ] {
         h.msg(1, &json);
-        let out = h.drain();
+        let out = h.calls_out();
         assert_eq!(out.len(), 1, "{json}: {out:?}");
         assert!(
             matches!(&sent(&out, 1)[0], ServerMessage::StartFailed { req: Some(1), reason, .. } if *reason == want),
@@ -521,8 +474,8 @@ fn start_failures_create_nothing() {
         1,
         &format!(r#"{{"type":"make_call","to_user_id":"bob","media_type":"audio","app_data":"{exactly}"}}"#),
     );
-    assert!(matches!(&sent(&h.drain(), 1)[0], ServerMessage::CallCreated { .. }));
-    assert_eq!(h.sw.census().calls, 1);
+    assert!(matches!(&sent(&h.calls_out(), 1)[0], ServerMessage::CallCreated { .. }));
+    assert_eq!(h.core.census().calls, 1);
 }
 
 #[test]
@@ -532,7 +485,7 @@ fn make_call_rate_limit_per_user() {
     let mut limited = 0;
     for _ in 0..12 {
         h.msg(1, r#"{"type":"make_call","to_user_id":"a b","media_type":"audio"}"#);
-        if sent(&h.drain(), 1)
+        if sent(&h.calls_out(), 1)
             .iter()
             .any(|m| matches!(m, ServerMessage::Error { reason: Some(R::ServiceTooManyRequests), .. }))
         {
@@ -542,7 +495,7 @@ fn make_call_rate_limit_per_user() {
     assert_eq!(limited, 2);
     h.advance(1_000);
     h.msg(1, r#"{"type":"make_call","to_user_id":"a b","media_type":"audio"}"#);
-    assert!(matches!(&sent(&h.drain(), 1)[0], ServerMessage::StartFailed { .. }));
+    assert!(matches!(&sent(&h.calls_out(), 1)[0], ServerMessage::StartFailed { .. }));
 }
 
 #[test]
@@ -551,11 +504,11 @@ fn late_device_rings_and_force_end_is_app_server() {
     h.open(1, "alice");
     let (sid, _) = h.make();
     h.open(2, "bob");
-    assert!(matches!(&sent(&h.drain(), 2)[0], ServerMessage::IncomingCall { .. }));
-    h.sw.handle(h.now, Input::ForceEnd { service_id: "other".into(), sid: sid.clone(), user_rel_code: None });
-    assert!(h.drain().is_empty(), "another service cannot end it");
-    h.sw.handle(h.now, Input::ForceEnd { service_id: "svc".into(), sid, user_rel_code: Some("K1".into()) });
-    let out = h.drain();
+    assert!(matches!(&sent(&h.calls_out(), 2)[0], ServerMessage::IncomingCall { .. }));
+    assert!(!h.core.force_end(h.now, "other", &sid, None));
+    assert!(h.calls_out().is_empty(), "another service cannot end it");
+    assert!(h.core.force_end(h.now, "svc", &sid, Some("K1".into())));
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 1), (R::UserError, S::AppServer, false));
     assert_eq!(record(&out).releaser_type, 5);
 }
@@ -566,12 +519,12 @@ fn callee_device_gone_while_ringing_is_not_fatal() {
     h.open(1, "alice");
     h.open(2, "bob");
     let (sid, param) = h.make();
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
-    assert!(h.drain().is_empty());
+    h.closed(2);
+    assert!(h.calls_out().is_empty());
     h.open(3, "bob");
     h.verify(3, &param);
     h.msg(3, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
-    assert!(matches!(sent(&h.drain(), 1)[..], [ServerMessage::Connected { .. }]));
+    assert!(matches!(sent(&h.calls_out(), 1)[..], [ServerMessage::Connected { .. }]));
 }
 
 #[test]
@@ -580,27 +533,28 @@ fn snapshots_follow_the_call() {
     h.open(1, "alice");
     h.open(2, "bob");
     h.msg(1, r#"{"type":"make_call","to_user_id":"bob","media_type":"audio","app_data":"x"}"#);
-    let lives = |sw: &mut Switch| -> Vec<LiveCall> {
-        std::iter::from_fn(|| sw.poll_output())
+    let lives = |h: &mut H| -> Vec<LiveCall> {
+        h.drain()
+            .into_iter()
             .filter_map(|o| match o {
-                Output::Live(l) => Some(l),
+                Output::Journal(Entry::LiveCall(l)) => Some(l),
                 _ => None,
             })
             .collect()
     };
-    let created = lives(&mut h.sw);
+    let created = lives(&mut h);
     assert_eq!(created.len(), 1);
     let sid = created[0].sid.clone();
     assert_eq!((created[0].state(), created[0].srcip.as_str()), ("ringing", "10.0.0.1"));
-    assert_eq!(h.sw.live_call("svc", &sid), Some(created[0].clone()));
-    assert_eq!(h.sw.live_call("other", &sid), None, "another service sees nothing");
-    let param = h.sw.cc_param(&sid).unwrap();
+    assert_eq!(h.core.live_call(h.now, "svc", &sid), Some(created[0].clone()));
+    assert_eq!(h.core.live_call(h.now, "other", &sid), None, "another service sees nothing");
+    let param = h.core.cc_param(&sid).unwrap();
     h.verify(2, &param);
     h.msg(2, &format!(r#"{{"type":"accept_call","sid":"{sid}"}}"#));
-    let live = h.sw.live_call("svc", &sid).unwrap();
+    let live = h.core.live_call(h.now, "svc", &sid).unwrap();
     assert_eq!((live.state(), live.start_ms), ("connected", Some(T0)));
     // What a crash would record: SERVER_INTERNAL_ERROR by the server, with the time so far.
-    let r = live.record(T0 + 61_500, R::ServerInternalError, S::CloudServer, None);
+    let r = live.record(T0 + 61_500, R::ServerInternalError, S::CloudServer, None, None);
     assert_eq!((r.duration, r.billing_sec, r.terminate, r.rel_code, r.releaser_type), (61, 61, 16, 200, 4));
 }
 
@@ -609,14 +563,14 @@ fn time_without_a_party_is_not_billed() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
     h.advance(10_000);
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
+    h.closed(2);
     h.advance(4_000);
     h.open(9, "bob");
     h.msg(9, &format!(r#"{{"type":"resume","sid":"{sid}"}}"#));
-    h.drain();
+    h.calls_out();
     h.advance(6_000);
     h.msg(1, &format!(r#"{{"type":"end_call","sid":"{sid}"}}"#));
-    let r = record(&h.drain());
+    let r = record(&h.calls_out());
     assert_eq!((r.duration, r.billing_sec), (20, 16), "4 s without bob are not billed");
 }
 
@@ -624,18 +578,17 @@ impl H {
     /// A session opened with a cc_param (as `hello.cc_param` proves it).
     fn open_by_param(&mut self, session: impl Into<SessionId>, param: &str) {
         let session: SessionId = session.into();
-        let claims = self.sw.cc_key.open(param).expect("a cc_param this core signed");
+        let claims = self.core.cc_key().open(param).expect("a cc_param this core signed");
         let auth = SessionAuth::CallParam { sid: claims.sid, device: claims.device };
         let party = Party::new(claims.service_id, claims.user_id);
         let ue_type = "IOS".to_string();
-        self.sw
-            .handle(self.now, Input::Open { session, party, auth, ip: format!("10.0.1.{session}"), ue_type });
+        self.input(Input::Open { session, party, auth, ip: format!("10.0.1.{session}"), ue_type });
     }
 
     fn resume(&mut self, session: impl Into<SessionId>, sid: &str) -> Vec<Output> {
         let session: SessionId = session.into();
         self.msg(session, &format!(r#"{{"type":"resume","req":4,"sid":"{sid}"}}"#));
-        self.drain()
+        self.calls_out()
     }
 }
 
@@ -648,7 +601,7 @@ fn is_error(out: &[Output], session: impl Into<SessionId>, code: ErrorCode) -> b
 fn pushed_cc_param_cannot_take_over_a_call_answered_on_a_token_device() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    let param = h.sw.cc_param(&sid).expect("live call");
+    let param = h.core.cc_param(&Sid::new(sid.clone())).expect("live call");
     // Whoever holds the pushed cc_param opens a session and tries to take the call.
     h.open_by_param(9, &param);
     let out = h.verify(9, &param);
@@ -658,7 +611,7 @@ fn pushed_cc_param_cannot_take_over_a_call_answered_on_a_token_device() {
     assert!(sent(&out, 2).is_empty(), "the answering device is undisturbed");
     // The callee's device still owns the call: its hang-up is the callee's.
     h.msg(2, &format!(r#"{{"type":"end_call","req":5,"sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     let rec = record(&out);
     assert_eq!((rec.disconnect_reason, rec.releaser_type), (R::Normal.code(), S::Callee.code()));
 }
@@ -671,7 +624,7 @@ fn answered_by_param(h: &mut H) -> (String, String, Vec<Output>, String) {
     h.open_by_param(2, &param);
     h.verify(2, &param);
     h.msg(2, &format!(r#"{{"type":"accept_call","req":3,"sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     let resume_param = sent(&out, 2)
         .into_iter()
         .find_map(|m| match m {
@@ -691,7 +644,7 @@ fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
         "the caller gets none"
     );
     // The device drops. The pushed cc_param, held by anyone, cannot resume.
-    h.sw.handle(h.now, Input::Closed { session: SessionId(2) });
+    h.closed(2);
     h.open_by_param(3, &param);
     assert!(is_error(&h.resume(3, &sid), 3, ErrorCode::NotFound));
     // The device reconnects with its resume_param and is back in the call.
@@ -704,10 +657,10 @@ fn only_the_answering_cc_param_device_resumes_with_its_resume_param() {
     );
     // The grace timer no longer ends the call.
     h.advance(20_000);
-    assert!(h.sw.live_call("svc", &sid).is_some());
+    assert!(h.core.live_call(h.now, "svc", &sid).is_some());
     // The resumed device is the callee now: it hears the hang-up.
     h.msg(1, &format!(r#"{{"type":"end_call","req":6,"sid":"{sid}"}}"#));
-    let out = h.drain();
+    let out = h.calls_out();
     assert_eq!(disconnect(&out, 4), (R::Normal, S::Caller, true));
 }
 

@@ -1,0 +1,421 @@
+//! The journal: what each step of the core decided, written before anything the step
+//! said goes out.
+//!
+//! The core numbers its steps (1, 2, …) and hands each step's [`Batch`] to the journal
+//! thread, which commits every step waiting in one transaction and then publishes the
+//! number of the last step on disk ([`Journal::committed`]). A frame a step sent
+//! carries that step's number, and its session sends it only once the journal got that
+//! far (steps that wrote nothing number their frames 0: nothing to wait for). A write
+//! that fails for a reason that may pass (disk full, IO error) is retried with back-off;
+//! meanwhile [`Journal::healthy`] is false (the server refuses new calls with
+//! SERVICE_BUSY) and later steps wait behind it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+use tokio::sync::watch;
+
+use super::{may_pass, open_conn, StoreError, RETRY_FIRST, RETRY_MAX};
+use crate::records::{Batch, CallbackRow};
+
+/// The core task's connection: commits each step's decisions atomically.
+pub struct CoreDb {
+    pub(super) conn: Connection,
+}
+
+impl CoreDb {
+    /// Opens the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self { conn: open_conn(path)? })
+    }
+
+    /// Writes a batch in one transaction; returns the new callbacks as stored rows.
+    pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+        self.commit_steps(std::iter::once(batch), now_ms)
+    }
+
+    /// Writes several batches in one transaction; returns their stored callbacks, in
+    /// order.
+    pub fn commit_steps<'a>(
+        &mut self,
+        batches: impl Iterator<Item = &'a Batch>,
+        now_ms: u64,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        let txn = self.conn.transaction()?;
+        let mut rows = Vec::new();
+        {
+            let mut live = txn.prepare_cached(
+                "INSERT OR REPLACE INTO live_calls (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut record = txn.prepare_cached(
+                "INSERT OR IGNORE INTO call_records
+                 (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
+            let mut room = txn.prepare_cached(
+                "INSERT OR REPLACE INTO live_rooms (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut room_gone = txn.prepare_cached("DELETE FROM live_rooms WHERE sid = ?1")?;
+            let mut cb = txn.prepare_cached(
+                "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms, deadline_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
+            )?;
+            for batch in batches {
+                for r in &batch.live_rooms {
+                    room.execute(params![r.sid.as_str(), r.service_id, json(r)?])?;
+                }
+                for sid in &batch.rooms_gone {
+                    room_gone.execute(params![sid.as_str()])?;
+                }
+                for (service_id, snap) in &batch.live {
+                    live.execute(params![snap.sid.as_str(), service_id, json(snap)?])?;
+                }
+                for (service_id, r) in &batch.records {
+                    record.execute(params![
+                        r.sid.as_str(),
+                        service_id,
+                        r.from_user_id,
+                        r.to_user_id,
+                        r.setup_time as i64,
+                        r.end_time as i64,
+                        r.disconnect_reason,
+                        r.to_json().to_string()
+                    ])?;
+                    gone.execute(params![r.sid.as_str()])?;
+                }
+                for c in &batch.callbacks {
+                    cb.execute(params![
+                        c.cb_id,
+                        c.service_id,
+                        c.kind.as_str(),
+                        c.key,
+                        c.query,
+                        now_ms as i64,
+                        c.deadline_ms.map(|d| d as i64)
+                    ])?;
+                    rows.push(CallbackRow {
+                        id: txn.last_insert_rowid(),
+                        cb_id: c.cb_id.clone(),
+                        service_id: c.service_id.clone(),
+                        kind: c.kind,
+                        key: c.key.clone(),
+                        query: c.query.clone(),
+                        state: "pending".into(),
+                        attempts: 0,
+                        created_ms: now_ms,
+                        next_attempt_ms: now_ms,
+                        delivered_ms: None,
+                        deadline_ms: c.deadline_ms,
+                        last_error: None,
+                    });
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(rows)
+    }
+}
+
+/// A snapshot as its row keeps it.
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Where the callbacks of committed steps go (the delivery task), in commit order.
+pub type OnCommit = Box<dyn FnMut(Vec<CallbackRow>) + Send>;
+
+/// The journal thread. See the module docs.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<(u64, Batch)>,
+    committed: watch::Receiver<u64>,
+    healthy: Arc<AtomicBool>,
+    room: Arc<AtomicBool>,
+}
+
+/// Keeps a reserve of free disk space for the records of calls already live: below
+/// `min_free` bytes on the data directory's filesystem, nothing new starts. Without it
+/// a full disk would surface late (SQLite reuses its WAL's space), mid-call.
+#[derive(Debug, Clone)]
+pub struct DiskGuard {
+    /// The directory whose filesystem holds the database.
+    pub dir: std::path::PathBuf,
+    /// Free bytes below which new calls and rooms are refused; 0 turns the guard off.
+    pub min_free: u64,
+}
+
+/// How often the free space is read while nothing is written.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl DiskGuard {
+    /// Free bytes available to the server on the guarded filesystem, if readable.
+    pub fn free_bytes(&self) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs only writes the struct it is given; all-zero is a valid value of it.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and outlives the call; `st` is a valid out-pointer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+
+    /// Reads the free space and updates `room`, logging each change.
+    fn check(&self, room: &AtomicBool) {
+        if self.min_free == 0 {
+            return;
+        }
+        let Some(free) = self.free_bytes() else { return };
+        let ok = free >= self.min_free;
+        if room.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::warn!(
+                    free_bytes = free,
+                    "free disk space is back above min_free_disk_bytes; new calls are accepted again"
+                );
+            } else {
+                tracing::error!(
+                    free_bytes = free,
+                    min_free_disk_bytes = self.min_free,
+                    "free disk space is below min_free_disk_bytes; new calls and rooms are refused with SERVICE_BUSY until there is room"
+                );
+            }
+        }
+    }
+}
+
+impl Journal {
+    /// Opens the database at `path` and starts the journal thread, with `disk` guarding
+    /// the free space of its filesystem and `on_commit` taking the new callbacks.
+    pub fn open(path: &Path, disk: Option<DiskGuard>, on_commit: OnCommit) -> Result<Self, StoreError> {
+        Self::start(CoreDb::open(path)?, disk, on_commit)
+    }
+
+    /// Whether new calls may start: the last write succeeded and the disk has its
+    /// reserve. While a write fails it is retried and the steps behind it (and their
+    /// frames) wait.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.room.load(Ordering::Relaxed)
+    }
+
+    /// The number of the last step on disk (steps that wrote nothing count as written
+    /// once the ones before them are). Frames of a step wait until it gets there.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Starts the journal thread on `db`. See the module docs.
+    pub fn start(
+        mut db: CoreDb,
+        disk: Option<DiskGuard>,
+        mut on_commit: OnCommit,
+    ) -> Result<Self, StoreError> {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let room = Arc::new(AtomicBool::new(true));
+        let (flag, has_room) = (healthy.clone(), room.clone());
+        if let Some(d) = &disk {
+            d.check(&room);
+        }
+        let (published, committed) = watch::channel(0u64);
+        let (tx, rx) = mpsc::channel::<(u64, Batch)>();
+        std::thread::Builder::new()
+            .name("switchboard-journal".into())
+            .spawn(move || {
+                let mut steps = Vec::with_capacity(256);
+                let mut checked = std::time::Instant::now();
+                loop {
+                    let first = match rx.recv_timeout(DISK_CHECK_EVERY) {
+                        Ok(s) => Some(s),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    if let Some(d) = &disk {
+                        if first.is_none() || checked.elapsed() >= DISK_CHECK_EVERY / 4 {
+                            d.check(&has_room);
+                            checked = std::time::Instant::now();
+                        }
+                    }
+                    let Some(first) = first else { continue };
+                    steps.push(first);
+                    while steps.len() < 1024 {
+                        match rx.try_recv() {
+                            Ok(s) => steps.push(s),
+                            Err(_) => break,
+                        }
+                    }
+                    let rows = write(&mut db, &steps, &flag);
+                    if !rows.is_empty() {
+                        on_commit(rows);
+                    }
+                    if let Some((last, _)) = steps.last() {
+                        published.send_replace(*last);
+                    }
+                    steps.clear();
+                }
+            })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Self { tx, committed, healthy, room })
+    }
+
+    /// Queues step `seq`'s batch (steps are numbered in order by the one core task).
+    pub fn submit(&self, seq: u64, batch: Batch) {
+        if self.tx.send((seq, batch)).is_err() {
+            tracing::error!("journal thread is gone");
+        }
+    }
+}
+
+/// Writes a group of steps, retrying what may pass; the stored callbacks.
+fn write(db: &mut CoreDb, steps: &[(u64, Batch)], healthy: &AtomicBool) -> Vec<CallbackRow> {
+    if steps.iter().all(|(_, b)| b.is_empty()) {
+        return Vec::new();
+    }
+    let mut wait = RETRY_FIRST;
+    loop {
+        match db.commit_steps(steps.iter().map(|(_, b)| b), crate::clock::now_ms()) {
+            Ok(rows) => {
+                if !healthy.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("database writes work again; held steps released");
+                }
+                return rows;
+            }
+            Err(e) if may_pass(&e) => {
+                if healthy.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, steps = steps.len(), "database write failed; retrying, new calls are refused until it works");
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            Err(e) => {
+                // Not the disk but the data: retrying cannot help.
+                tracing::error!(error = %e, steps = steps.len(), "database write refused; these steps' records and callbacks are lost");
+                return Vec::new();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Sid;
+    use crate::records::{CallbackKind, LiveCall, NewCallback};
+    use crate::store::testing::temp_dir;
+
+    fn callback(key: &str, query: String) -> NewCallback {
+        NewCallback {
+            cb_id: format!("gcall-{key}-1"),
+            service_id: "svc".into(),
+            kind: CallbackKind::Gcall,
+            key: key.into(),
+            query,
+            deadline_ms: None,
+        }
+    }
+
+    fn live(sid: &str) -> LiveCall {
+        LiveCall {
+            sid: Sid::new(sid),
+            from_service_id: "svc".into(),
+            from_user_id: "alice".into(),
+            to_service_id: "svc".into(),
+            to_user_id: "bob".into(),
+            media_type: "A".into(),
+            app_data: None,
+            setup_ms: 1_000,
+            start_ms: None,
+            srcip: "10.0.0.1".into(),
+            dstip: String::new(),
+            rc_idc: "JP".into(),
+            interrupted_ms: 0,
+            lost_since_ms: None,
+        }
+    }
+
+    fn wait_for(rx: &mut watch::Receiver<u64>, step: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while *rx.borrow_and_update() < step {
+            assert!(std::time::Instant::now() < deadline, "step {step} not committed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Steps are written in order and published one by one; their callbacks reach the
+    /// delivery once, in order.
+    #[test]
+    fn steps_are_committed_in_order_and_their_callbacks_handed_on() {
+        let dir = temp_dir("journal-order");
+        let (tx, rx) = mpsc::channel();
+        let journal = Journal::open(
+            &dir.join("db"),
+            None,
+            Box::new(move |rows| {
+                let _ = tx.send(rows);
+            }),
+        )
+        .expect("journal");
+        let mut committed = journal.committed();
+        for seq in 1..=3u64 {
+            let mut batch = Batch::default();
+            batch.live.push(("svc".into(), live(&format!("call-{seq}"))));
+            batch.callbacks.push(callback(&format!("k{seq}"), format!("q{seq}")));
+            journal.submit(seq, batch);
+        }
+        journal.submit(4, Batch::default());
+        wait_for(&mut committed, 4);
+        let rows: Vec<CallbackRow> = rx.try_iter().flatten().collect();
+        assert_eq!(rows.iter().map(|r| r.query.as_str()).collect::<Vec<_>>(), ["q1", "q2", "q3"]);
+        assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
+        let n: i64 = Connection::open(dir.join("db"))
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM live_calls", [], |r| r.get(0)))
+            .expect("count");
+        assert_eq!(n, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A full disk (SQLite's SQLITE_FULL, made here with `max_page_count`): the step is
+    /// held, and with it the steps behind it, and written once there is room again;
+    /// nothing is lost.
+    #[test]
+    fn a_full_disk_holds_the_step_until_it_can_be_written() {
+        let dir = temp_dir("journal-full");
+        let path = dir.join("switchboard.db");
+        let db = CoreDb::open(&path).expect("db");
+        db.conn.execute_batch("CREATE TABLE filler (x BLOB)").expect("filler");
+        for _ in 0..64 {
+            db.conn.execute("INSERT INTO filler VALUES (zeroblob(32768))", []).expect("fill");
+        }
+        let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+        db.conn.pragma_update(None, "max_page_count", pages).expect("cap");
+        let (tx, rx) = mpsc::channel();
+        let journal = Journal::start(
+            db,
+            None,
+            Box::new(move |rows| {
+                let _ = tx.send(rows.len());
+            }),
+        )
+        .expect("journal");
+        let mut committed = journal.committed();
+        let mut batch = Batch::default();
+        batch.callbacks.push(callback("x", "q".repeat(300_000)));
+        journal.submit(1, batch);
+        journal.submit(2, Batch::default());
+        assert!(rx.recv_timeout(Duration::from_millis(700)).is_err(), "released before it was written");
+        assert_eq!(*committed.borrow_and_update(), 0, "nothing published");
+        assert!(!journal.healthy());
+        // Room again: another connection frees pages, as an operator frees disk space.
+        let other = Connection::open(&path).expect("second connection");
+        other.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        other.execute("DELETE FROM filler", []).expect("free pages");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(15)).expect("written and released"), 1);
+        wait_for(&mut committed, 2);
+        assert!(journal.healthy());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,425 @@
+//! The store thread: delivery progress of the outbox (written in small groups, held and
+//! retried while the disk is full so a delivered callback is not sent again after a
+//! restart) and the queries of the REST API (call records, callbacks by state, a
+//! failed callback retried).
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::{open_conn, row_to_callback, sqlite_may_pass, StoreError, RETRY_FIRST, RETRY_MAX};
+use crate::ids::Sid;
+use crate::records::CallbackRow;
+
+/// Filters of a call-record listing.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    /// Calls where this user is caller or callee.
+    pub user_id: Option<String>,
+    /// Set up at or after (epoch seconds).
+    pub from: Option<u64>,
+    /// Set up before (epoch seconds).
+    pub to: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+    /// Continue after this `(setup_time, sid)` (newest first).
+    pub cursor: Option<(u64, Sid)>,
+}
+
+enum Cmd {
+    Delivered { id: i64, at_ms: u64, attempts: u32 },
+    Retry { id: i64, attempts: u32, next_ms: u64, error: String },
+    GaveUp { id: i64, attempts: u32, error: String, dropped: bool },
+    GetRecord { service_id: String, sid: Sid, reply: oneshot::Sender<Option<serde_json::Value>> },
+    ListRecords { service_id: String, q: RecordQuery, reply: oneshot::Sender<Vec<serde_json::Value>> },
+    ListCallbacks { service_id: String, state: String, limit: u32, reply: oneshot::Sender<Vec<CallbackRow>> },
+    Retrigger { service_id: String, id: i64, now_ms: u64, reply: oneshot::Sender<Option<CallbackRow>> },
+    Count { reply: oneshot::Sender<u64> },
+}
+
+/// Handle to the store thread.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// How long delivered and dropped callbacks are kept.
+const KEEP_DONE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl Store {
+    /// Opens the database at `path` and starts the store thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = open_conn(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("switchboard-store".into())
+            .spawn(move || run(conn, rx))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Self { tx })
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_err() {
+            tracing::error!("store thread is gone; delivery state not recorded");
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// A callback was delivered.
+    pub fn delivered(&self, id: i64, at_ms: u64, attempts: u32) {
+        self.send(Cmd::Delivered { id, at_ms, attempts });
+    }
+
+    /// A callback will be tried again.
+    pub fn retry(&self, id: i64, attempts: u32, next_ms: u64, error: String) {
+        self.send(Cmd::Retry { id, attempts, next_ms, error });
+    }
+
+    /// A callback gave up (`failed`) or is no longer wanted (`dropped`).
+    pub fn gave_up(&self, id: i64, attempts: u32, error: String, dropped: bool) {
+        self.send(Cmd::GaveUp { id, attempts, error, dropped });
+    }
+
+    /// The stored record of a call of this service.
+    pub async fn get(&self, service_id: &str, sid: &Sid) -> Result<Option<serde_json::Value>, StoreError> {
+        self.ask(|reply| Cmd::GetRecord { service_id: service_id.into(), sid: sid.clone(), reply }).await
+    }
+
+    /// A page of this service's call records, newest first.
+    pub async fn list(&self, service_id: &str, q: RecordQuery) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.ask(|reply| Cmd::ListRecords { service_id: service_id.into(), q, reply }).await
+    }
+
+    /// This service's callbacks in a state, oldest first.
+    pub async fn callbacks(
+        &self,
+        service_id: &str,
+        state: &str,
+        limit: u32,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        self.ask(|reply| Cmd::ListCallbacks {
+            service_id: service_id.into(),
+            state: state.into(),
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Puts a `failed` callback of this service back to `pending`; returns it. A
+    /// push (notify_cb) cannot be retried: its call is over.
+    pub async fn retrigger(
+        &self,
+        service_id: &str,
+        id: i64,
+        now_ms: u64,
+    ) -> Result<Option<CallbackRow>, StoreError> {
+        self.ask(|reply| Cmd::Retrigger { service_id: service_id.into(), id, now_ms, reply }).await
+    }
+
+    /// How many call records are stored (after every queued write).
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.ask(|reply| Cmd::Count { reply }).await
+    }
+}
+
+impl Cmd {
+    /// A copy of a delivery-progress command (the ones kept for a retry).
+    fn progress(&self) -> Option<Cmd> {
+        match self {
+            Cmd::Delivered { id, at_ms, attempts } => {
+                Some(Cmd::Delivered { id: *id, at_ms: *at_ms, attempts: *attempts })
+            }
+            Cmd::Retry { id, attempts, next_ms, error } => {
+                Some(Cmd::Retry { id: *id, attempts: *attempts, next_ms: *next_ms, error: error.clone() })
+            }
+            Cmd::GaveUp { id, attempts, error, dropped } => {
+                Some(Cmd::GaveUp { id: *id, attempts: *attempts, error: error.clone(), dropped: *dropped })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
+    let mut last_prune = 0u64;
+    // Delivery progress whose write failed for a reason that may pass (a full disk):
+    // written with the next batch, so a delivered callback is not sent again after a
+    // restart.
+    let mut held: Vec<Cmd> = Vec::new();
+    let mut wait = RETRY_FIRST;
+    loop {
+        let first = match rx.recv_timeout(if held.is_empty() { Duration::from_millis(1000) } else { wait }) {
+            Ok(c) => Some(c),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch: Vec<Cmd> = std::mem::take(&mut held);
+        batch.extend(first);
+        // Delivery progress is not urgent: gather a few milliseconds of it into one
+        // transaction, so this writer seldom contends with the journal's.
+        let gather_until = std::time::Instant::now() + Duration::from_millis(5);
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(mpsc::TryRecvError::Empty)
+                    if !batch.is_empty() && std::time::Instant::now() < gather_until =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => break,
+            }
+        }
+        let now = crate::clock::now_ms();
+        let progress: Vec<Cmd> = batch.iter().filter_map(Cmd::progress).collect();
+        match apply(&mut conn, batch, now) {
+            Ok(()) => {
+                if wait != RETRY_FIRST {
+                    tracing::warn!("delivery progress written again");
+                }
+                wait = RETRY_FIRST;
+            }
+            Err(e) if sqlite_may_pass(&e) => {
+                if wait == RETRY_FIRST {
+                    tracing::error!(error = %e, held = progress.len(), "store write failed; delivery progress held and retried");
+                }
+                held = progress;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            Err(e) => tracing::error!(error = %e, "store write failed"),
+        }
+        if now > last_prune + 3_600_000 {
+            last_prune = now;
+            let cutoff = now.saturating_sub(KEEP_DONE_MS) as i64;
+            if let Err(e) = conn.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'dropped') AND created_ms < ?1",
+                params![cutoff],
+            ) {
+                tracing::warn!(error = %e, "pruning the outbox failed");
+            }
+        }
+    }
+}
+
+fn apply(conn: &mut Connection, batch: Vec<Cmd>, now: u64) -> Result<(), rusqlite::Error> {
+    let txn = conn.transaction()?;
+    // The heartbeat that recovery uses as the end time of calls cut by a crash.
+    txn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('alive_ms', ?1)", params![now as i64])?;
+    let mut queries = Vec::new();
+    for cmd in batch {
+        match cmd {
+            Cmd::Delivered { id, at_ms, attempts } => {
+                txn.execute(
+                    "UPDATE outbox SET state = 'delivered', delivered_ms = ?2, attempts = ?3, last_error = NULL WHERE id = ?1",
+                    params![id, at_ms as i64, attempts],
+                )?;
+            }
+            Cmd::Retry { id, attempts, next_ms, error } => {
+                txn.execute(
+                    "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1 AND state = 'pending'",
+                    params![id, attempts, next_ms as i64, error],
+                )?;
+            }
+            Cmd::GaveUp { id, attempts, error, dropped } => {
+                let state = if dropped { "dropped" } else { "failed" };
+                txn.execute(
+                    "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
+                    params![id, state, attempts, error],
+                )?;
+            }
+            other => queries.push(other),
+        }
+    }
+    txn.commit()?;
+    for q in queries {
+        answer(conn, q)?;
+    }
+    Ok(())
+}
+
+fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
+    let parse = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or(serde_json::Value::Null);
+    match cmd {
+        Cmd::GetRecord { service_id, sid, reply } => {
+            let v = conn
+                .query_row(
+                    "SELECT record_json FROM call_records WHERE sid = ?1 AND service_id = ?2",
+                    params![sid.as_str(), service_id],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            let _ = reply.send(v.map(parse));
+        }
+        Cmd::ListRecords { service_id, q, reply } => {
+            let (cur_t, cur_sid) =
+                q.cursor.map_or((i64::MAX as u64, String::new()), |(t, s)| (t, s.to_string()));
+            let mut stmt = conn.prepare_cached(
+                "SELECT record_json FROM call_records
+                 WHERE service_id = ?1
+                   AND (?2 IS NULL OR from_user_id = ?2 OR to_user_id = ?2)
+                   AND setup_time >= ?3 AND setup_time < ?4
+                   AND (setup_time < ?5 OR (setup_time = ?5 AND (?6 = '' OR sid < ?6)))
+                 ORDER BY setup_time DESC, sid DESC LIMIT ?7",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    service_id,
+                    q.user_id,
+                    q.from.unwrap_or(0) as i64,
+                    q.to.map_or(i64::MAX, |t| t as i64),
+                    cur_t.min(i64::MAX as u64) as i64,
+                    cur_sid,
+                    q.limit
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            let list = rows.collect::<Result<Vec<_>, _>>()?.into_iter().map(parse).collect();
+            let _ = reply.send(list);
+        }
+        Cmd::ListCallbacks { service_id, state, limit, reply } => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT * FROM outbox WHERE service_id = ?1 AND state = ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![service_id, state, limit], row_to_callback)?;
+            let _ = reply.send(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+        Cmd::Retrigger { service_id, id, now_ms, reply } => {
+            let changed = conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?3, created_ms = ?3
+                 WHERE id = ?1 AND service_id = ?2 AND state = 'failed' AND kind != 'notify'",
+                params![id, service_id, now_ms as i64],
+            )?;
+            let row = if changed == 1 {
+                conn.query_row("SELECT * FROM outbox WHERE id = ?1", params![id], row_to_callback)
+                    .optional()?
+            } else {
+                None
+            };
+            let _ = reply.send(row);
+        }
+        Cmd::Count { reply } => {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM call_records", [], |r| r.get(0))?;
+            let _ = reply.send(n as u64);
+        }
+        Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Batch, CallbackKind, NewCallback};
+    use crate::store::testing::temp_dir;
+    use crate::store::CoreDb;
+    use switchboard_protocol::record::CallRecord;
+
+    fn record(sid: &str, user: &str, setup: u64) -> CallRecord {
+        CallRecord {
+            sid: Sid::new(sid),
+            from_service_id: "svc".into(),
+            from_user_id: user.into(),
+            to_service_id: "svc".into(),
+            to_user_id: "zed".into(),
+            media_type: "A".into(),
+            setup_time: setup,
+            start_time: 0,
+            end_time: setup + 5,
+            duration: 0,
+            srcip: String::new(),
+            dstip: String::new(),
+            terminate: 127,
+            rel_code: 2,
+            rel_code_str: "CANCEL".into(),
+            user_rel_code: None,
+            billing_sec: 0,
+            rc_idc: "JP".into(),
+            disconnect_reason: 1201,
+            releaser_type: 2,
+            app_svr_data: None,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    /// Records page newest first, by user and time; another service sees none of them.
+    #[test]
+    fn records_are_listed_newest_first_in_pages() {
+        let dir = temp_dir("queries-records");
+        let path = dir.join("db");
+        let mut db = CoreDb::open(&path).expect("db");
+        let mut batch = Batch::default();
+        for (i, user) in ["ann", "ben", "ann", "ann"].iter().enumerate() {
+            batch.add_record("svc".into(), record(&format!("s{i}"), user, 100 + i as u64), true);
+        }
+        batch.add_record("other".into(), record("t0", "ann", 100), false);
+        db.commit(&batch, 1).expect("commit");
+        let store = Store::open(&path).expect("store");
+        runtime().block_on(async {
+            let q =
+                |cursor| RecordQuery { user_id: Some("ann".into()), limit: 2, cursor, ..Default::default() };
+            let page = store.list("svc", q(None)).await.expect("page 1");
+            let sids: Vec<&str> = page.iter().map(|r| r["sid"].as_str().unwrap_or("")).collect();
+            assert_eq!(sids, ["s3", "s2"]);
+            let page = store.list("svc", q(Some((102, Sid::new("s2"))))).await.expect("page 2");
+            assert_eq!(page.len(), 1);
+            assert_eq!(page[0]["sid"], "s0");
+            let got = store.get("svc", &Sid::new("s1")).await.expect("get");
+            assert_eq!(got.map(|r| r["from_user_id"].clone()), Some("ben".into()));
+            assert!(store.get("other", &Sid::new("s1")).await.expect("get").is_none());
+            assert_eq!(store.count().await.expect("count"), 5);
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Delivery progress moves callbacks between states; a failed one can be retried,
+    /// a push never (its call is over).
+    #[test]
+    fn callbacks_move_between_states_and_failed_ones_are_retried() {
+        let dir = temp_dir("queries-callbacks");
+        let path = dir.join("db");
+        let mut db = CoreDb::open(&path).expect("db");
+        let mut batch = Batch::default();
+        for (key, kind) in [("a", CallbackKind::Call), ("b", CallbackKind::Call), ("c", CallbackKind::Notify)]
+        {
+            batch.callbacks.push(NewCallback {
+                cb_id: format!("{key}-1"),
+                service_id: "svc".into(),
+                kind,
+                key: key.into(),
+                query: "q".into(),
+                deadline_ms: None,
+            });
+        }
+        let rows = db.commit(&batch, 1).expect("commit");
+        let store = Store::open(&path).expect("store");
+        store.delivered(rows[0].id, 10, 1);
+        store.gave_up(rows[1].id, 3, "503".into(), false);
+        store.gave_up(rows[2].id, 3, "503".into(), false);
+        runtime().block_on(async {
+            let state = |s: &'static str| store.callbacks("svc", s, 10);
+            assert_eq!(state("delivered").await.expect("delivered").len(), 1);
+            let failed = state("failed").await.expect("failed");
+            assert_eq!(failed.iter().map(|c| c.cb_id.as_str()).collect::<Vec<_>>(), ["b-1", "c-1"]);
+            assert!(state("pending").await.expect("pending").is_empty());
+            let again = store.retrigger("svc", rows[1].id, 20).await.expect("retrigger");
+            assert_eq!(again.map(|c| (c.state, c.attempts)), Some(("pending".to_string(), 0)));
+            assert!(
+                store.retrigger("svc", rows[2].id, 20).await.expect("push").is_none(),
+                "a push is not retried"
+            );
+            assert!(store.retrigger("other", rows[1].id, 20).await.expect("other").is_none());
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
