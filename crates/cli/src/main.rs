@@ -3,9 +3,6 @@
 mod clients;
 mod join;
 mod load;
-mod load_media;
-mod load_rooms;
-mod load_soak;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

@@ -10,6 +10,7 @@ mod chaos;
 mod delivery;
 mod hardening;
 mod journal;
+mod layering;
 mod media;
 mod reconnect;
 mod relay;

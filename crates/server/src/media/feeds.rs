@@ -24,10 +24,20 @@ pub(crate) struct Line {
     pub feed: Option<Source>,
 }
 
+/// One WebRTC connection of the relay (a party's), by the relay's own number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A line some party sends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Source {
-    pub party: u64,
+    pub party: ConnId,
     pub mid: Mid,
 }
 
@@ -43,18 +53,21 @@ pub(crate) fn relay_receives(dir: Direction) -> bool {
 
 /// Whether a receiver wants a source: `(receiver, source party, kind)`. In a call every
 /// party gets everything; in a room video goes only to those who asked for it.
-pub(crate) type Wants<'a> = &'a dyn Fn(u64, u64, MediaKind) -> bool;
+pub(crate) type Wants<'a> = &'a dyn Fn(ConnId, ConnId, MediaKind) -> bool;
 
 /// Everyone wants everything.
 #[cfg(test)]
-pub(crate) fn everything(_: u64, _: u64, _: MediaKind) -> bool {
+pub(crate) fn everything(_: ConnId, _: ConnId, _: MediaKind) -> bool {
     true
 }
 
 /// Assigns every source of every party to a line of each other party that wants it.
 /// Returns, per party, the kinds of the lines it still lacks (to be added and offered
 /// to it).
-pub(crate) fn assign(parties: &mut [(u64, &mut Vec<Line>)], wants: Wants) -> HashMap<u64, Vec<MediaKind>> {
+pub(crate) fn assign(
+    parties: &mut [(ConnId, &mut Vec<Line>)],
+    wants: Wants,
+) -> HashMap<ConnId, Vec<MediaKind>> {
     let sources: Vec<(Source, MediaKind)> = parties
         .iter()
         .flat_map(|(party, lines)| {
@@ -65,7 +78,7 @@ pub(crate) fn assign(parties: &mut [(u64, &mut Vec<Line>)], wants: Wants) -> Has
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut needs: HashMap<u64, Vec<MediaKind>> = HashMap::new();
+    let mut needs: HashMap<ConnId, Vec<MediaKind>> = HashMap::new();
     for (party, lines) in parties.iter_mut() {
         for line in lines.iter_mut() {
             let gone = line.feed.is_some_and(|f| !sources.iter().any(|(s, _)| *s == f));
@@ -97,7 +110,7 @@ mod tests {
     }
 
     fn src(party: u64, mid: &str) -> Option<Source> {
-        Some(Source { party, mid: Mid::from(mid) })
+        Some(Source { party: ConnId(party), mid: Mid::from(mid) })
     }
 
     #[test]
@@ -110,7 +123,7 @@ mod tests {
             line("0", MediaKind::Audio, Direction::SendRecv),
             line("1", MediaKind::Video, Direction::SendRecv),
         ];
-        let needs = assign(&mut [(1, &mut a), (2, &mut b)], &everything);
+        let needs = assign(&mut [(ConnId(1), &mut a), (ConnId(2), &mut b)], &everything);
         assert!(needs.is_empty());
         assert_eq!(a[0].feed, src(2, "0"));
         assert_eq!(a[1].feed, src(2, "1"));
@@ -123,22 +136,24 @@ mod tests {
         let mut a = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
         let mut b = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
         let mut c = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
-        let needs = assign(&mut [(1, &mut a), (2, &mut b), (3, &mut c)], &everything);
+        let needs = assign(&mut [(ConnId(1), &mut a), (ConnId(2), &mut b), (ConnId(3), &mut c)], &everything);
         assert_eq!(needs.len(), 3);
         assert!(needs.values().all(|k| k == &[MediaKind::Audio]));
         // The relay added a sendonly line to each; now everyone hears both others.
         for l in [&mut a, &mut b, &mut c] {
             l.push(line("s1", MediaKind::Audio, Direction::SendOnly));
         }
-        assert!(assign(&mut [(1, &mut a), (2, &mut b), (3, &mut c)], &everything).is_empty());
+        assert!(assign(&mut [(ConnId(1), &mut a), (ConnId(2), &mut b), (ConnId(3), &mut c)], &everything)
+            .is_empty());
         let fed = |l: &Vec<Line>| l.iter().filter_map(|x| x.feed.map(|f| f.party)).collect::<Vec<_>>();
         assert_eq!(fed(&a).len(), 2);
-        assert!(fed(&a).contains(&2) && fed(&a).contains(&3));
+        assert!(fed(&a).contains(&ConnId(2)) && fed(&a).contains(&ConnId(3)));
         // C leaves: its feeds are freed; a newcomer D reuses them without renegotiation.
         let mut d = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
         d.push(line("s1", MediaKind::Audio, Direction::SendOnly));
-        assert!(assign(&mut [(1, &mut a), (2, &mut b), (4, &mut d)], &everything).is_empty());
-        assert!(fed(&a).contains(&4) && !fed(&a).contains(&3));
+        assert!(assign(&mut [(ConnId(1), &mut a), (ConnId(2), &mut b), (ConnId(4), &mut d)], &everything)
+            .is_empty());
+        assert!(fed(&a).contains(&ConnId(4)) && !fed(&a).contains(&ConnId(3)));
     }
 
     #[test]
@@ -148,18 +163,18 @@ mod tests {
             line("1", MediaKind::Video, Direction::SendRecv),
         ];
         let mut b = vec![line("0", MediaKind::Audio, Direction::SendRecv)];
-        let needs = assign(&mut [(1, &mut a), (2, &mut b)], &everything);
-        assert_eq!(needs.get(&2), Some(&vec![MediaKind::Video]));
-        assert_eq!(needs.get(&1), None);
+        let needs = assign(&mut [(ConnId(1), &mut a), (ConnId(2), &mut b)], &everything);
+        assert_eq!(needs.get(&ConnId(2)), Some(&vec![MediaKind::Video]));
+        assert_eq!(needs.get(&ConnId(1)), None);
         // Receive-only and inactive lines are not sources, and are not fed when inactive.
         let mut c = vec![
             line("0", MediaKind::Audio, Direction::SendOnly),
             line("1", MediaKind::Audio, Direction::Inactive),
         ];
-        let needs = assign(&mut [(1, &mut a), (3, &mut c)], &everything);
+        let needs = assign(&mut [(ConnId(1), &mut a), (ConnId(3), &mut c)], &everything);
         assert_eq!(c[0].feed, src(1, "0"));
         assert_eq!(c[1].feed, None);
         assert_eq!(a[0].feed, None, "c sends nothing");
-        assert_eq!(needs.get(&3), Some(&vec![MediaKind::Video]));
+        assert_eq!(needs.get(&ConnId(3)), Some(&vec![MediaKind::Video]));
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use str0m::media::Rid;
 
-use super::feeds::Source;
+use super::feeds::{ConnId, Source};
 
 /// A layer not heard from for this long is not offered to receivers.
 const GONE_AFTER: Duration = Duration::from_millis(1500);
@@ -131,7 +131,7 @@ impl Layers {
     }
 
     /// A source is gone.
-    pub fn forget(&mut self, party: u64) {
+    pub fn forget(&mut self, party: ConnId) {
         self.seen.retain(|s, _| s.party != party);
     }
 }
@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn layers_rank_by_rate_and_a_stopped_one_is_skipped() {
         let t0 = Instant::now();
-        let source = Source { party: 1, mid: Mid::from("1") };
+        let source = Source { party: ConnId(1), mid: Mid::from("1") };
         let mut l = Layers::default();
         // Three layers at 20, 60 and 200 kB/s, named so that names would mislead.
         for ms in (0..3000u64).step_by(10) {
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(l.pick(later, &source, Want::High), Some(Rid::from("m")));
         assert_eq!(Want::from_resolution(Some("qvga")), Want::Low);
         assert_eq!(Want::from_resolution(None), Want::High);
-        l.forget(1);
+        l.forget(ConnId(1));
         assert_eq!(l.pick(later, &source, Want::High), None);
     }
 

@@ -7,6 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use super::feeds::ConnId;
+
 /// A sender not heard from for this long counts as silent.
 const SILENT_AFTER: Duration = Duration::from_millis(1000);
 /// Weight of a new packet's level in the running level (packets come every 20 ms: a
@@ -43,8 +45,8 @@ struct Level {
 #[derive(Debug)]
 pub(crate) struct Speakers {
     limit: usize,
-    levels: HashMap<u64, Level>,
-    chosen: HashSet<u64>,
+    levels: HashMap<ConnId, Level>,
+    chosen: HashSet<ConnId>,
 }
 
 impl Speakers {
@@ -59,7 +61,7 @@ impl Speakers {
     }
 
     /// A packet of `party` with its audio level in -dBov (`None` without the extension).
-    pub fn heard(&mut self, now: Instant, party: u64, audio_level: Option<i8>) {
+    pub fn heard(&mut self, now: Instant, party: ConnId, audio_level: Option<i8>) {
         // Without the extension a sender counts as speaking at a middling level: it
         // is heard while the room is small, and gives way to those that say how loud.
         let v = audio_level.map_or(64.0, |l| 127.0 - f32::from(l.unsigned_abs().min(127)));
@@ -81,18 +83,18 @@ impl Speakers {
     }
 
     /// A party left.
-    pub fn forget(&mut self, party: u64) {
+    pub fn forget(&mut self, party: ConnId) {
         self.levels.remove(&party);
         self.chosen.remove(&party);
     }
 
     /// Whether `party`'s audio is forwarded (a party not heard yet is, so that nobody's
     /// first words are cut while the room is small).
-    pub fn is_chosen(&self, party: u64) -> bool {
+    pub fn is_chosen(&self, party: ConnId) -> bool {
         self.chosen.contains(&party) || (!self.levels.contains_key(&party) && self.chosen.len() < self.limit)
     }
 
-    fn level(&self, now: Instant, party: u64) -> f32 {
+    fn level(&self, now: Instant, party: ConnId) -> f32 {
         match self.levels.get(&party) {
             Some(l) if now.duration_since(l.last) < SILENT_AFTER => l.smoothed,
             _ => 0.0,
@@ -101,19 +103,19 @@ impl Speakers {
 
     /// Chooses again; whether the chosen set changed.
     pub fn choose(&mut self, now: Instant) -> bool {
-        let mut ranked: Vec<(u64, f32)> = self.levels.keys().map(|p| (*p, self.level(now, *p))).collect();
+        let mut ranked: Vec<(ConnId, f32)> = self.levels.keys().map(|p| (*p, self.level(now, *p))).collect();
         // The chosen ones get the hysteresis bonus; ties go to the lower id (stable).
-        let bonus = |p: u64, v: f32| if self.chosen.contains(&p) { v + HYSTERESIS } else { v };
+        let bonus = |p: ConnId, v: f32| if self.chosen.contains(&p) { v + HYSTERESIS } else { v };
         ranked.sort_by(|a, b| bonus(b.0, b.1).total_cmp(&bonus(a.0, a.1)).then(a.0.cmp(&b.0)));
-        let chosen: HashSet<u64> = ranked.iter().take(self.limit).map(|(p, _)| *p).collect();
+        let chosen: HashSet<ConnId> = ranked.iter().take(self.limit).map(|(p, _)| *p).collect();
         let changed = chosen != self.chosen;
         self.chosen = chosen;
         changed
     }
 
     /// Every party's level now, 0-100, and whether it is talking.
-    pub fn levels(&self, now: Instant) -> Vec<(u64, u8, bool)> {
-        let mut out: Vec<(u64, u8, bool)> = self
+    pub fn levels(&self, now: Instant) -> Vec<(ConnId, u8, bool)> {
+        let mut out: Vec<(ConnId, u8, bool)> = self
             .levels
             .iter()
             .map(|(p, l)| {
@@ -139,42 +141,50 @@ mod tests {
         for i in 0..50u64 {
             let now = t0 + Duration::from_millis(20 * i);
             for (party, level) in [(1, -40), (2, -30), (3, -20), (4, -10)] {
-                s.heard(now, party, Some(level));
+                s.heard(now, ConnId(party), Some(level));
             }
         }
         let now = t0 + Duration::from_secs(1);
         assert!(s.choose(now));
-        assert!(s.is_chosen(4) && s.is_chosen(3) && !s.is_chosen(2) && !s.is_chosen(1));
+        assert!(
+            s.is_chosen(ConnId(4))
+                && s.is_chosen(ConnId(3))
+                && !s.is_chosen(ConnId(2))
+                && !s.is_chosen(ConnId(1))
+        );
         // 2 gets a little louder than 3 (-18 vs -20): not enough to take its place.
         for i in 0..50u64 {
             let now = now + Duration::from_millis(20 * i);
-            s.heard(now, 2, Some(-18));
-            s.heard(now, 3, Some(-20));
-            s.heard(now, 4, Some(-10));
+            s.heard(now, ConnId(2), Some(-18));
+            s.heard(now, ConnId(3), Some(-20));
+            s.heard(now, ConnId(4), Some(-10));
         }
         let now = now + Duration::from_secs(1);
         assert!(!s.choose(now));
         // 2 gets much louder and 3 goes quiet: they swap.
         for i in 0..50u64 {
             let now = now + Duration::from_millis(20 * i);
-            s.heard(now, 2, Some(-5));
-            s.heard(now, 3, Some(-90));
-            s.heard(now, 4, Some(-10));
+            s.heard(now, ConnId(2), Some(-5));
+            s.heard(now, ConnId(3), Some(-90));
+            s.heard(now, ConnId(4), Some(-10));
         }
         let now = now + Duration::from_secs(1);
         assert!(s.choose(now));
-        assert!(s.is_chosen(2) && s.is_chosen(4) && !s.is_chosen(3));
+        assert!(s.is_chosen(ConnId(2)) && s.is_chosen(ConnId(4)) && !s.is_chosen(ConnId(3)));
         // A speaker that stops sending is silent after a second.
         let later = now + Duration::from_secs(2);
-        s.heard(later, 3, Some(-40));
+        s.heard(later, ConnId(3), Some(-40));
         s.choose(later);
-        assert!(s.is_chosen(3), "the only one still sending");
+        assert!(s.is_chosen(ConnId(3)), "the only one still sending");
         let levels = s.levels(later);
         assert_eq!(
-            levels.iter().find(|(p, ..)| *p == 2).map(|(_, l, talking)| (*l, *talking)),
+            levels.iter().find(|(p, ..)| *p == ConnId(2)).map(|(_, l, talking)| (*l, *talking)),
             Some((0, false))
         );
-        assert!(levels.iter().any(|(p, _, talking)| *p == 3 && !talking), "one packet is not talking yet");
+        assert!(
+            levels.iter().any(|(p, _, talking)| *p == ConnId(3) && !talking),
+            "one packet is not talking yet"
+        );
     }
 
     /// Talking starts with about 100 ms of voice, outlasts the pauses between words by
@@ -183,13 +193,13 @@ mod tests {
     fn talking_starts_with_a_short_word_and_outlasts_pauses() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let talking = |s: &Speakers, now, p: u64| s.levels(now).iter().any(|(q, _, t)| *q == p && *t);
+        let talking = |s: &Speakers, now, p: u64| s.levels(now).iter().any(|(q, _, t)| *q == ConnId(p) && *t);
         let mut s = Speakers::new(6);
         // Party 1: a 40 ms click, then silence. Party 2: a 120 ms word, then silence.
         for i in 0..100u64 {
             let (one, two) = (if i < 2 { -20 } else { -127 }, if i < 6 { -20 } else { -127 });
-            s.heard(at(20 * i), 1, Some(one));
-            s.heard(at(20 * i), 2, Some(two));
+            s.heard(at(20 * i), ConnId(1), Some(one));
+            s.heard(at(20 * i), ConnId(2), Some(two));
             if i == 10 {
                 assert!(!talking(&s, at(200), 1), "a click is not talking");
                 assert!(talking(&s, at(200), 2), "a short word is");
@@ -202,7 +212,7 @@ mod tests {
         // Speech with pauses: 300 ms of voice every 900 ms keeps talking throughout.
         for i in 0..150u64 {
             let voice = (i % 45) < 15;
-            s.heard(at(2000 + 20 * i), 3, Some(if voice { -25 } else { -127 }));
+            s.heard(at(2000 + 20 * i), ConnId(3), Some(if voice { -25 } else { -127 }));
             if i > 10 {
                 assert!(talking(&s, at(2000 + 20 * i), 3), "dropped at packet {i}");
             }
@@ -213,11 +223,11 @@ mod tests {
     fn a_small_room_forwards_everyone_from_the_first_packet() {
         let now = Instant::now();
         let mut s = Speakers::new(6);
-        assert!(s.is_chosen(7), "not heard yet, room not full: forwarded");
-        s.heard(now, 7, None);
+        assert!(s.is_chosen(ConnId(7)), "not heard yet, room not full: forwarded");
+        s.heard(now, ConnId(7), None);
         s.choose(now);
-        assert!(s.is_chosen(7));
-        s.forget(7);
+        assert!(s.is_chosen(ConnId(7)));
+        s.forget(ConnId(7));
         assert!(s.levels(now).is_empty());
     }
 }

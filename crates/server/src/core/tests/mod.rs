@@ -14,6 +14,7 @@ use crate::ids::{CountingIds, Party, SessionId};
 
 mod calls;
 mod clock;
+mod devices;
 mod rooms;
 
 /// Wall-clock time at the start of every test.

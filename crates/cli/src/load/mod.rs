@@ -7,21 +7,30 @@
 //! connects idle clients and reads the server's RSS from /proc.
 //! Everything listens on and talks to 127.0.0.1 only, and every loop is bounded.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::Router;
-use switchboard_client::{Client, Credentials, Event, Events, MakeCall, Sid};
-use switchboard_server::auth::{mint_token, Claims};
+use switchboard_client::{Client, Credentials, Event, Events, MakeCall};
 use tokio::sync::mpsc;
 
-const SECRET: &str = "4c6f61642d7465737420736563726574206f6e6c792c206e6576657220757365";
+mod app;
+mod backlog;
+mod measure;
+mod media;
+mod peers;
+mod rooms;
+mod soak;
+
+use app::{app_notify, app_record, AppServer};
+pub use backlog::{run_backlog, BacklogArgs};
+pub(crate) use measure::raise_fd_limit;
+use measure::{ms, percentile, rss_kib};
+use peers::{token, wait_for, SECRET};
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
@@ -77,84 +86,6 @@ fn pin(pid: u32, cpu: u32) -> Result<()> {
         bail!("taskset could not pin {pid} to CPU {cpu}");
     }
     Ok(())
-}
-
-#[derive(Default)]
-struct AppServer {
-    pushes: Mutex<HashMap<String, mpsc::UnboundedSender<(String, String)>>>,
-    records: AtomicU64,
-    notifies: AtomicU64,
-}
-
-async fn app_notify(State(app): State<Arc<AppServer>>, RawQuery(q): RawQuery) -> &'static str {
-    app.notifies.fetch_add(1, Ordering::Relaxed);
-    let q: HashMap<String, String> =
-        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
-    if let (Some(to), Some(sid), Some(param)) = (q.get("to_user_id"), q.get("sid"), q.get("param")) {
-        if let Some(tx) = app.pushes.lock().ok().and_then(|p| p.get(to).cloned()) {
-            let _ = tx.send((sid.clone(), param.clone()));
-        }
-    }
-    "ok"
-}
-
-async fn app_record(State(app): State<Arc<AppServer>>) -> &'static str {
-    app.records.fetch_add(1, Ordering::Relaxed);
-    "ok"
-}
-
-/// Raises the soft open-file limit to the hard one (many sockets, one process).
-pub(crate) fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
-pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS"))
-}
-
-pub(crate) fn token(user: &str) -> String {
-    let now = switchboard_server::server::now_ms() / 1000;
-    mint_token(SECRET, &Claims::new("load", user, "load-key", now, 7200))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-pub(crate) async fn wait_for<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> Result<T> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let ev = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .map_err(|_| anyhow!("no event within 30 s"))?
-            .ok_or_else(|| anyhow!("event stream closed"))?;
-        if let Event::Closed { reason } = &ev {
-            bail!("connection closed: {reason}");
-        }
-        if let Some(t) = pick(&ev) {
-            return Ok(t);
-        }
-    }
 }
 
 struct Pair {
@@ -276,9 +207,7 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         println!("pinned: server on CPU 0, load generator on CPU 1");
     }
     if a.rooms > 0 {
-        let result =
-            crate::load_rooms::rooms_phase(&server, pid, a.rooms, a.room_size, a.big_room, a.media_secs)
-                .await;
+        let result = rooms::rooms_phase(&server, pid, a.rooms, a.room_size, a.big_room, a.media_secs).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;
@@ -286,13 +215,13 @@ on_call_evt_cb_url = "{app_url}/call_evt"
     if a.soak > 0 {
         let calls = if a.media > 0 { a.media } else { 200 };
         let records = || app.records.load(Ordering::Relaxed);
-        let result = crate::load_soak::soak_phase(&server, pid, calls, a.soak, records).await;
+        let result = soak::soak_phase(&server, pid, calls, a.soak, records).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;
     }
     if a.media > 0 {
-        let result = crate::load_media::media_phase(&server, pid, a.media, a.media_secs).await;
+        let result = media::media_phase(&server, pid, a.media, a.media_secs).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;
@@ -377,160 +306,4 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         bail!("only {records} of {total} call records reached the app server");
     }
     Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct BacklogArgs {
-    /// Call records to queue.
-    #[arg(long, default_value_t = 50_000)]
-    records: usize,
-    /// Requests in flight per service (the server's `per_service_concurrency`).
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    /// Server binary to spawn (default: this one).
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
-}
-
-pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
-    use switchboard_protocol::record::CallRecord;
-    use switchboard_server::records::{Batch, CallbackKind, NewCallback};
-    use switchboard_server::store::CoreDb;
-
-    let app = Arc::new(AppServer::default());
-    let first_at = Arc::new(Mutex::new(None::<Instant>));
-    let router = Router::new().route("/call_evt", get(app_record)).with_state(app.clone());
-    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let app_url = format!("http://{}", app_listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(app_listener, router).await;
-    });
-
-    let dir = std::env::temp_dir().join(format!("switchboard-backlog-{}", std::process::id()));
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data)?;
-    let now = switchboard_server::server::now_ms();
-    let template = CallRecord {
-        sid: Sid::new(""),
-        from_service_id: "load".into(),
-        from_user_id: "caller".into(),
-        to_service_id: "load".into(),
-        to_user_id: "callee".into(),
-        media_type: "A".into(),
-        setup_time: now / 1000 - 60,
-        start_time: now / 1000 - 55,
-        end_time: now / 1000,
-        duration: 55,
-        srcip: "127.0.0.1".into(),
-        dstip: "127.0.0.1".into(),
-        terminate: 16,
-        rel_code: 1,
-        rel_code_str: "NORMAL".into(),
-        user_rel_code: None,
-        billing_sec: 55,
-        rc_idc: "KR".into(),
-        disconnect_reason: 1001,
-        releaser_type: 1,
-        app_svr_data: Some("order=1234".into()),
-    };
-    let t = Instant::now();
-    let mut db = CoreDb::open(&data.join("switchboard.db"))?;
-    for chunk in (0..a.records).collect::<Vec<_>>().chunks(5_000) {
-        let mut batch = Batch::default();
-        for i in chunk {
-            let sid = format!("00000000-0000-4000-8000-{i:012}");
-            let record = CallRecord { sid: sid.clone().into(), ..template.clone() };
-            batch.callbacks.push(NewCallback {
-                cb_id: format!("call-{sid}"),
-                service_id: "load".into(),
-                kind: CallbackKind::Call,
-                key: sid,
-                query: record.to_query(),
-                deadline_ms: None,
-            });
-        }
-        db.commit(&batch, now)?;
-    }
-    drop(db);
-    println!("queued {} records in {:.2} s", a.records, t.elapsed().as_secs_f64());
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config_path = dir.join("config.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[callbacks]
-per_service_concurrency = {conc}
-[[service]]
-id = "load"
-api_key = "load-key"
-api_secret = "{SECRET}"
-on_call_evt_cb_url = "{app_url}/call_evt"
-"#,
-            data = data.display(),
-            conc = a.concurrency
-        ),
-    )?;
-    let bin = match a.server_bin {
-        Some(b) => b,
-        None => std::env::current_exe()?,
-    };
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawning {}", bin.display()))?;
-    let total = a.records as u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let n = app.records.load(Ordering::Relaxed);
-        if n > 0 {
-            first_at.lock().map_err(|_| anyhow!("lock"))?.get_or_insert_with(Instant::now);
-        }
-        if n >= total || Instant::now() > deadline {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!("server exited with {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let all = started.elapsed();
-    let first = first_at.lock().map_err(|_| anyhow!("lock"))?.map_or(all, |f| f.duration_since(started));
-    let n = app.records.load(Ordering::Relaxed);
-    let drain = all.saturating_sub(first);
-    println!(
-        "delivered {n}/{total} records; first after {:.2} s (start-up and recovery)",
-        first.as_secs_f64()
-    );
-    println!(
-        "delivery throughput:    {:.0} records/s ({n} in {:.2} s, {} in flight)",
-        n as f64 / drain.as_secs_f64().max(1e-9),
-        drain.as_secs_f64(),
-        a.concurrency
-    );
-    child.kill().await.ok();
-    std::fs::remove_dir_all(&dir).ok();
-    if n < total {
-        bail!("only {n} of {total} records were delivered");
-    }
-    Ok(())
-}
-
-/// CPU time (user + system) of a process, from /proc, in clock ticks (1/100 s).
-pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc stat")?;
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
-    Ok(f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
 }

@@ -10,14 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use switchboard_client::{Client, Credentials, Event, MakeCall, MediaEvent, Sid};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::load::{cpu_ticks, token, wait_for};
-
-/// The benchmarks send plain Opus (80-byte payloads), as they did before the SDK sent
-/// RED, so that figures stay comparable across builds.
-pub(crate) const PLAIN: switchboard_client::MediaOptions =
-    switchboard_client::MediaOptions { video: false, drop_every: 0, plain_opus: true };
+use super::measure::{cpu_ticks, pct, Scrape};
+use super::peers::{token, wait_for, PLAIN};
 
 /// Length of one reporting slice.
 const SLICE: Duration = Duration::from_secs(10);
@@ -311,54 +306,7 @@ fn report(
     );
 }
 
-pub(crate) fn pct(sorted: &[u64], p: f64) -> f64 {
-    sorted.get(((sorted.len() as f64 - 1.0) * p) as usize).map_or(0.0, |d| *d as f64 / 1000.0)
-}
-
 /// Micros since the benchmark's epoch, stamped into every payload.
 fn stamp(base: Instant) -> u64 {
     base.elapsed().as_micros() as u64
-}
-
-/// The server's `/metrics` and CPU time at one moment.
-pub(crate) struct Scrape {
-    pub(crate) at: Instant,
-    pub(crate) cpu_ticks: u64,
-    text: String,
-}
-
-impl Scrape {
-    pub(crate) async fn take(server: &str, pid: u32) -> Scrape {
-        let at = Instant::now();
-        let cpu_ticks = cpu_ticks(pid).unwrap_or(0);
-        let text = get_metrics(server).await.unwrap_or_default();
-        Scrape { at, cpu_ticks, text }
-    }
-
-    /// The sum over shards (and other labels) of metric `name` with every label in
-    /// `labels`; a metric without labels counts when `labels` is empty.
-    pub(crate) fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        self.text
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                match rest.strip_prefix('{') {
-                    Some(labelled) => labelled.split_once("} "),
-                    None => Some(("", rest.strip_prefix(' ')?)),
-                }
-            })
-            .filter(|(l, _)| labels.iter().all(|want| l.split(',').any(|have| have == *want)))
-            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-            .sum()
-    }
-}
-
-async fn get_metrics(server: &str) -> Result<String> {
-    let host = server.trim_start_matches("http://");
-    let mut tcp = tokio::net::TcpStream::connect(host).await?;
-    tcp.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out)).await??;
-    Ok(out)
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use switchboard_client::{Client, Credentials, JoinConference, MediaEvent};
 
-use crate::load::token;
-use crate::load_media::{pct, Scrape};
+use super::measure::{pct, Scrape};
+use super::peers::{token, PLAIN};
 
 const SLICE: Duration = Duration::from_secs(10);
 /// Speakers of the big room; the rest send silence.
@@ -82,7 +82,7 @@ async fn run_seat(
     let joined_at = Instant::now();
     let join = if seat.video { JoinConference::video(&seat.room) } else { JoinConference::audio(&seat.room) };
     let room = client.join_conference(join).await?;
-    let options = switchboard_client::MediaOptions { video: seat.video, ..crate::load_media::PLAIN };
+    let options = switchboard_client::MediaOptions { video: seat.video, ..PLAIN };
     let (media, mut rx) = client.start_media_with(&room.sid, options).await?;
     let media = Arc::new(media);
     // Ask for everyone's video once they are in (those who join later are asked

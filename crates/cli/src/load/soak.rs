@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use switchboard_client::{Client, Credentials, Event, MakeCall, MediaEvent};
 
-use crate::load::{rss_kib, token, wait_for};
-use crate::load_media::{Scrape, PLAIN};
+use super::measure::{rss_kib, Scrape};
+use super::peers::{token, wait_for, PLAIN};
 
 /// Delay buckets: 1 ms each up to 1 s, then one for anything later.
 const BUCKETS: usize = 1001;
