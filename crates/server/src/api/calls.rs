@@ -21,7 +21,8 @@ use crate::store::RecordQuery;
 #[schema(as = Call)]
 pub(crate) struct CallView {
     /// Call ID (UUID with dashes).
-    sid: String,
+    #[schema(value_type = String)]
+    sid: Sid,
     from_service_id: String,
     from_user_id: String,
     to_service_id: String,
@@ -73,7 +74,7 @@ fn ended() -> String {
 impl CallView {
     fn live(live: &LiveCall) -> Self {
         CallView {
-            sid: live.sid.to_string(),
+            sid: live.sid.clone(),
             from_service_id: live.from_service_id.clone(),
             from_user_id: live.from_user_id.clone(),
             to_service_id: live.to_service_id.clone(),
@@ -116,7 +117,8 @@ pub(crate) struct CallPage {
 /// A force-ended call.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CallEnded {
-    sid: String,
+    #[schema(value_type = String)]
+    sid: Sid,
     ended: bool,
     /// USER_ERROR (1110).
     disconnect_reason: u16,
@@ -157,11 +159,11 @@ pub(crate) struct EndQuery {
 #[into_params(parameter_in = Path)]
 pub(crate) struct SidPath {
     /// Call ID (UUID with dashes).
-    #[param(pattern = "^[0-9a-fA-F-]{36}$")]
-    sid: String,
+    #[param(pattern = "^[0-9a-fA-F-]{36}$", value_type = String)]
+    sid: Sid,
 }
 
-fn valid_sid(sid: &str) -> Result<(), ApiError> {
+fn valid_sid(sid: &Sid) -> Result<(), ApiError> {
     let ok = sid.len() == 36 && sid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     if ok {
         Ok(())
@@ -184,8 +186,9 @@ fn parse_cursor(c: &str) -> Result<(u64, Sid), ApiError> {
     let bad = || ApiError::BadRequest("cursor is not one this API returned".into());
     let (t, sid) = c.split_once('_').ok_or_else(bad)?;
     let t = t.parse().map_err(|_| bad())?;
-    valid_sid(sid).map_err(|_| bad())?;
-    Ok((t, Sid::new(sid)))
+    let sid = Sid::new(sid);
+    valid_sid(&sid).map_err(|_| bad())?;
+    Ok((t, sid))
 }
 
 /// One call, live or ended.
@@ -204,7 +207,6 @@ pub(crate) async fn get_call(
 ) -> Result<Json<CallView>, ApiError> {
     params.none()?;
     valid_sid(&sid)?;
-    let sid = Sid::new(sid);
     let live = ask_core(&shared, |reply| CoreCmd::GetCall {
         service_id: service.id.clone(),
         sid: sid.clone(),
@@ -277,7 +279,7 @@ pub(crate) async fn end_call(
     valid_rel_code(&user_rel_code)?;
     let found = ask_core(&shared, |reply| CoreCmd::ForceEnd {
         service_id: service.id.clone(),
-        sid: Sid::new(sid.clone()),
+        sid: sid.clone(),
         user_rel_code: user_rel_code.clone(),
         reply,
     })

@@ -18,7 +18,8 @@ use crate::handles::{CoreCmd, RoomRequest, Shared};
 pub(crate) struct RoomView {
     room_id: String,
     /// Room session ID (32 hex chars), as in on_gcall_evt_cb.
-    sid: String,
+    #[schema(value_type = String)]
+    sid: crate::ids::Sid,
     /// `A` (audio) or `V` (video).
     media_type: String,
     /// Participants now.
@@ -33,7 +34,7 @@ impl From<&RoomInfo> for RoomView {
     fn from(room: &RoomInfo) -> Self {
         RoomView {
             room_id: room.room_id.clone(),
-            sid: room.sid.to_string(),
+            sid: room.sid.clone(),
             media_type: room.media_type.letter().into(),
             online: room.online,
             host_id: room.host_id.clone(),

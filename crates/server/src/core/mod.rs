@@ -459,7 +459,7 @@ impl Core {
     }
 
     /// The live call `sid` of this service (the caller's), if any.
-    pub fn live_call(&self, now: Now, service_id: &str, sid: &str) -> Option<LiveCall> {
+    pub fn live_call(&self, now: Now, service_id: &str, sid: &Sid) -> Option<LiveCall> {
         self.calls.live_call(now, service_id, sid)
     }
 
@@ -469,7 +469,7 @@ impl Core {
         &mut self,
         now: Now,
         service_id: &str,
-        sid: &str,
+        sid: &Sid,
         user_rel_code: Option<String>,
     ) -> bool {
         self.calls.force_end(&mut self.cx, now, service_id, sid, user_rel_code)

@@ -119,14 +119,14 @@ impl Presence {
     }
 
     /// A session no longer takes part in a call (its user may still).
-    pub fn unlink(&mut self, id: SessionId, sid: &str) {
+    pub fn unlink(&mut self, id: SessionId, sid: &Sid) {
         if let Some(s) = self.sessions.get_mut(&id) {
             s.calls.retain(|c| c != sid);
         }
     }
 
     /// A call is over for a user.
-    pub fn call_over(&mut self, party: &Party, sid: &str) {
+    pub fn call_over(&mut self, party: &Party, sid: &Sid) {
         if let Some(u) = self.users.get_mut(party) {
             u.calls.retain(|c| c != sid);
         }
@@ -142,7 +142,7 @@ impl Presence {
     }
 
     /// A user left a room.
-    pub fn left_room(&mut self, party: &Party, sid: &str) {
+    pub fn left_room(&mut self, party: &Party, sid: &Sid) {
         if let Some(u) = self.users.get_mut(party) {
             u.rooms.retain(|r| r != sid);
         }
@@ -183,7 +183,7 @@ mod tests {
         p.joined_room(&bob, &Sid::new("r"));
         p.call_over(&bob, &sid);
         assert!(p.in_room(&bob), "still in the room");
-        p.left_room(&bob, "r");
+        p.left_room(&bob, &Sid::new("r"));
         assert!(p.users.is_empty() && p.is_empty());
     }
 }

@@ -65,7 +65,7 @@ pub(super) fn sdp_problem(e: &str0m::error::SdpError) -> &'static str {
 }
 
 /// Why the relay refused an offer it could parse, in our words (the details are logged).
-pub(super) fn refused_offer(sid: &str, e: &str0m::RtcError) -> String {
+pub(super) fn refused_offer(sid: &crate::ids::Sid, e: &str0m::RtcError) -> String {
     tracing::debug!(%sid, error = %e, "SDP offer refused");
     let why = match e {
         str0m::RtcError::Sdp(sdp) => sdp_problem(sdp),

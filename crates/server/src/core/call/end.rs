@@ -82,16 +82,14 @@ impl Calls {
         cx: &mut Cx,
         now: Now,
         service_id: &str,
-        sid: &str,
+        sid: &Sid,
         user_rel_code: Option<String>,
     ) -> bool {
-        let Some(sid) =
-            self.calls.get(sid).filter(|c| c.caller.service_id == service_id).map(|c| c.sid.clone())
-        else {
+        if self.calls.get(sid).is_none_or(|c| c.caller.service_id != service_id) {
             return false;
-        };
+        }
         let (reason, source) = (DisconnectReason::UserError, DisconnectSource::AppServer);
-        self.finish(cx, now, &sid, reason, source, None, user_rel_code);
+        self.finish(cx, now, sid, reason, source, None, user_rel_code);
         true
     }
 

@@ -14,7 +14,7 @@ use crate::media_link::{MediaCmd, PartyKey, Reply};
 
 impl Calls {
     /// The side `session` plays in the connected call `sid`, if any.
-    fn connected_side(&self, session: SessionId, sid: &str) -> Result<(Side, &Call), ErrorCode> {
+    fn connected_side(&self, session: SessionId, sid: &Sid) -> Result<(Side, &Call), ErrorCode> {
         let call = self.calls.get(sid).ok_or(ErrorCode::NotFound)?;
         let side = if call.caller_session == Some(session) {
             Side::Caller

@@ -197,7 +197,7 @@ impl Calls {
     }
 
     /// The live call `sid` of this service (the caller's), if any.
-    pub fn live_call(&self, now: Now, service_id: &str, sid: &str) -> Option<LiveCall> {
+    pub fn live_call(&self, now: Now, service_id: &str, sid: &Sid) -> Option<LiveCall> {
         self.calls.get(sid).filter(|c| c.caller.service_id == service_id).map(|c| c.snapshot(now))
     }
 
@@ -230,7 +230,7 @@ impl Calls {
     }
 
     /// Writes the call's snapshot down (it changed).
-    fn changed(&self, cx: &mut Cx, now: Now, sid: &str) {
+    fn changed(&self, cx: &mut Cx, now: Now, sid: &Sid) {
         if let Some(c) = self.calls.get(sid) {
             cx.journal(Entry::LiveCall(c.snapshot(now)));
         }

@@ -15,13 +15,13 @@ use crate::media_link::{MediaCmd, PartyKey, Reply};
 
 impl Rooms {
     /// The relay's key of `session` in room `sid`, if a member.
-    fn media_party(&self, session: SessionId, sid: &str) -> Option<PartyKey> {
+    fn media_party(&self, session: SessionId, sid: &Sid) -> Option<PartyKey> {
         self.member(session, sid)
             .map(|(room, i)| PartyKey::Member(room.participants[i].party.user_id.clone()))
     }
 
     /// The session of the participant the relay knows as `party` in room `sid`.
-    pub fn session_of(&self, sid: &str, party: &PartyKey) -> Option<SessionId> {
+    pub fn session_of(&self, sid: &Sid, party: &PartyKey) -> Option<SessionId> {
         let user = party.member()?;
         let room = self.rooms.get(sid)?;
         room.participants.iter().find(|p| p.party.user_id == user).and_then(|p| p.session)

@@ -204,7 +204,7 @@ pub(crate) struct Rooms {
 
 impl Rooms {
     /// Whether `sid` is a live room.
-    pub fn contains(&self, sid: &str) -> bool {
+    pub fn contains(&self, sid: &Sid) -> bool {
         self.rooms.contains_key(sid)
     }
 
@@ -233,7 +233,7 @@ impl Rooms {
     }
 
     /// The room `sid` and the participant index of `session` in it.
-    fn member(&self, session: SessionId, sid: &str) -> Option<(&Room, usize)> {
+    fn member(&self, session: SessionId, sid: &Sid) -> Option<(&Room, usize)> {
         let room = self.rooms.get(sid)?;
         room.by_session(session).map(|i| (room, i))
     }

@@ -24,14 +24,14 @@ impl H {
     }
 
     /// Caller session 1 (alice) calls bob; returns (sid, cc_param).
-    pub(super) fn make(&mut self) -> (String, String) {
+    pub(super) fn make(&mut self) -> (Sid, String) {
         self.msg(
             1,
             r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"video","app_data":"hello"}"#,
         );
         let out = self.calls_out();
         let sid = sent(&out, 1).iter().find_map(|m| match m {
-            ServerMessage::CallCreated { sid, .. } => Some(sid.to_string()),
+            ServerMessage::CallCreated { sid, .. } => Some(sid.clone()),
             _ => None,
         });
         let sid = sid.expect("call created");
@@ -41,7 +41,7 @@ impl H {
                 Output::Journal(Entry::Notify { record, .. }) => Some(record.param.clone()),
                 _ => None,
             })
-            .or_else(|| self.core.cc_param(&Sid::new(sid.clone())))
+            .or_else(|| self.core.cc_param(&sid))
             .unwrap_or_default();
         (sid, param)
     }
@@ -52,8 +52,8 @@ impl H {
         self.calls_out()
     }
 
-    pub(super) fn push_result(&mut self, sid: &str, ok: bool) {
-        self.input(Input::PushResult { sid: Sid::new(sid), ok });
+    pub(super) fn push_result(&mut self, sid: &Sid, ok: bool) {
+        self.input(Input::PushResult { sid: sid.clone(), ok });
     }
 }
 
@@ -82,7 +82,7 @@ pub(super) fn record(out: &[Output]) -> CallRecord {
     records[0].clone()
 }
 
-pub(super) fn connected_call(h: &mut H) -> String {
+pub(super) fn connected_call(h: &mut H) -> Sid {
     h.open(1, "alice");
     h.open(2, "bob");
     let (sid, param) = h.make();

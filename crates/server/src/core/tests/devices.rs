@@ -22,7 +22,7 @@ impl H {
         self.input(Input::Open { session, party, auth, ip: format!("10.0.1.{session}"), ue_type });
     }
 
-    fn resume(&mut self, session: impl Into<SessionId>, sid: &str) -> Vec<Output> {
+    fn resume(&mut self, session: impl Into<SessionId>, sid: &Sid) -> Vec<Output> {
         let session: SessionId = session.into();
         self.msg(session, &format!(r#"{{"type":"resume","req":4,"sid":"{sid}"}}"#));
         self.calls_out()
@@ -38,7 +38,7 @@ fn is_error(out: &[Output], session: impl Into<SessionId>, code: ErrorCode) -> b
 fn pushed_cc_param_cannot_take_over_a_call_answered_on_a_token_device() {
     let mut h = H::new(rules(60, 0, true));
     let sid = connected_call(&mut h);
-    let param = h.core.cc_param(&Sid::new(sid.clone())).expect("live call");
+    let param = h.core.cc_param(&sid).expect("live call");
     // Whoever holds the pushed cc_param opens a session and tries to take the call.
     h.open_by_param(9, &param);
     let out = h.verify(9, &param);
@@ -55,7 +55,7 @@ fn pushed_cc_param_cannot_take_over_a_call_answered_on_a_token_device() {
 
 /// alice (session 1) calls bob; bob answers from cc_param session 2. Returns the sid,
 /// the pushed cc_param, the outputs of the answer and the device's resume_param.
-fn answered_by_param(h: &mut H) -> (String, String, Vec<Output>, String) {
+fn answered_by_param(h: &mut H) -> (Sid, String, Vec<Output>, String) {
     h.open(1, "alice");
     let (sid, param) = h.make();
     h.open_by_param(2, &param);
