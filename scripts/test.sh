@@ -20,6 +20,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# A fresh build is faster without incremental compilation (CI always builds fresh);
+# set CARGO_INCREMENTAL=1 to keep it while iterating.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # Each stage's wall time, printed at the end (and when a stage fails).
 stages=()
 stage() {
