@@ -45,8 +45,6 @@ summary() {
   echo "  total        $(printf '%4d' "$SECONDS") s"
 }
 
-stage fmt cargo fmt --all -- --check
-stage clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # Unit, scenario and CLI tests; the fuzz corpus replayed through each target's checks
 # (crates/fuzz-checks: the sanitizer runs are `bash scripts/fuzz.sh smoke` / `long`).
 # Four test threads on two cores: most scenario tests wait on sockets and timers.
