@@ -68,19 +68,27 @@ export function chromiumArgs(media = 'fake') {
 }
 
 const contexts = [];
+const browsers = new Map();
 
 /**
- * A headless Chromium with its own profile under `dir`, one page open at `url`; its
+ * A page of its own (a fresh browser context: its own storage, permissions and network)
+ * in a headless Chromium shared by every page with the same flags, opened at `url`; its
  * errors (and, with SB_LOG, its console) go to the test output. `args`: more Chromium
- * flags. `closeBrowsers()` closes every one.
+ * flags. Launching a Chromium costs 1.5-2 s and a context 0.5 s, so a file's pages
+ * share one. `closeBrowsers()` closes every page and browser.
  */
 export async function browserPage(dir, name, url, { media = 'fake', viewport, args = [] } = {}) {
-  const { chromium } = await import('playwright-core');
-  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(dir, `${name}-`)), {
-    executablePath: CHROMIUM, headless: true, viewport, args: [...chromiumArgs(media), ...args],
-  });
+  const flags = [...chromiumArgs(media), ...args];
+  const key = JSON.stringify(flags);
+  if (!browsers.has(key)) {
+    const launching = import('playwright-core').then(({ chromium }) => chromium.launch({ executablePath: CHROMIUM, headless: true, args: flags }));
+    // A failed launch is not cached: the next page tries again.
+    launching.catch(() => browsers.delete(key));
+    browsers.set(key, launching);
+  }
+  const ctx = await (await browsers.get(key)).newContext({ viewport });
   contexts.push(ctx);
-  const page = ctx.pages()[0] ?? await ctx.newPage();
+  const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
   page.on('console', (m) => { if (process.env.SB_LOG) console.error(`[${name}] ${m.text()}`); });
   await page.goto(url);
@@ -89,6 +97,9 @@ export async function browserPage(dir, name, url, { media = 'fake', viewport, ar
 
 export async function closeBrowsers() {
   for (const c of contexts.splice(0).reverse()) await c.close().catch(() => {});
+  const open = [...browsers.values()];
+  browsers.clear();
+  for (const b of open) await b.then((b) => b.close()).catch(() => {});
 }
 
 /**

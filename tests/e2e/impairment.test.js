@@ -185,8 +185,8 @@ on_call_evt_cb_url = "${app.url}/call_evt"
       await startMeter(page);
     }
 
-    // Each impairment for 8 s: 2 s to settle (the jitter buffer, the encoder's FEC), then
-    // 6 s measured.
+    // Each impairment for 6 s: 2 s to settle (the jitter buffer, the encoder's FEC), then
+    // 4 s measured.
     const figures = {};
     const phases = [
       ['clean', {}],
@@ -199,7 +199,7 @@ on_call_evt_cb_url = "${app.url}/call_evt"
       await sleep(2000);
       const before = { alice: await audioIn(alice), bob: await audioIn(bob) };
       for (const page of [alice, bob]) await page.evaluate((p) => { window.phase = p; }, name);
-      await sleep(6000);
+      await sleep(4000);
       for (const page of [alice, bob]) await page.evaluate(() => { window.phase = 'between'; });
       for (const [who, peer] of [['alice', 'bob'], ['bob', 'alice']]) {
         const heard = await tone(pages[who], name);
@@ -216,7 +216,7 @@ on_call_evt_cb_url = "${app.url}/call_evt"
     await sleep(2000);
     const back = net.until;
     for (const page of [alice, bob]) await page.evaluate(() => { window.phase = 'after blackout'; });
-    await sleep(4000);
+    await sleep(3000);
     for (const [who, peer] of [['alice', 'bob'], ['bob', 'alice']]) {
       const ms = await videoBackAfter(pages[who], back);
       figures[`blackout 2 s: ${who}'s video back after (ms)`] = ms;
