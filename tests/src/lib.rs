@@ -256,6 +256,7 @@ pub fn service(id: &str, secret: &str, app: &AppServer) -> ServiceConfig {
         notify_cb_url: Some(format!("{}/notify", app.url)),
         on_call_evt_cb_url: Some(format!("{}/call_evt", app.url)),
         on_gcall_evt_cb_url: Some(format!("{}/gcall_evt", app.url)),
+        on_group_call_evt_cb_url: Some(format!("{}/group_call_evt", app.url)),
         ring_timeout_secs: 60,
         max_call_secs: 0,
         rc_idc: "JP".into(),
@@ -504,6 +505,27 @@ impl RawSession {
         s.send(&format!(r#"{{"type":"hello","v":1,"token":"{}"}}"#, h.token("acme", user))).await;
         s.wait_for("welcome").await;
         s
+    }
+
+    /// Opens and says hello as `user` of `acme`, as a call-engine session.
+    pub async fn engine(h: &Harness, user: &str) -> RawSession {
+        let mut s = Self::open(h).await;
+        let token = h.token("acme", user);
+        s.send(&format!(r#"{{"type":"hello","v":1,"token":"{token}","engine":true}}"#)).await;
+        s.wait_for("welcome").await;
+        s
+    }
+
+    /// Waits for the call-engine event `name` (a `call_event` frame), skipping other
+    /// frames; the frame.
+    pub async fn wait_event(&mut self, name: &str) -> serde_json::Value {
+        loop {
+            match self.next().await {
+                RawFrame::Json(v) if v["type"] == "call_event" && v["event"]["name"] == name => return v,
+                RawFrame::Json(_) => continue,
+                other => panic!("waiting for {name}, got {other:?}"),
+            }
+        }
     }
 
     /// Sends a text frame.

@@ -109,6 +109,7 @@ impl Client {
                 user_id: Some(user_id.clone()),
                 cc_param: None,
                 ue_type: Some("UE_TYPE_UNDEFINED".into()),
+                engine: false,
             },
             Credentials::CcParam(p) => ClientMessage::Hello {
                 v: PROTOCOL_VERSION,
@@ -117,6 +118,7 @@ impl Client {
                 user_id: None,
                 cc_param: Some(p.clone()),
                 ue_type: Some("UE_TYPE_UNDEFINED".into()),
+                engine: false,
             },
         };
         let (ws, welcome) = dial(&url, &hello).await?;

@@ -5,12 +5,14 @@
 //! the app-server callback records with their exact query encoding ([`record`]).
 //! No IO happens in this crate.
 
+pub mod engine;
 pub mod ids;
 pub mod message;
 pub mod reason;
 pub mod record;
 pub mod reference;
 
+pub use engine::EngineEvent;
 pub use ids::Sid;
 pub use message::{ClientMessage, ErrorCode, MediaLine, MediaType, ParseError, RoomPeer, ServerMessage};
 pub use reason::{DisconnectReason, DisconnectSource, RelCode, StartFailReason};

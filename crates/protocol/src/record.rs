@@ -250,6 +250,120 @@ impl GcallRecord {
     }
 }
 
+/// How an invitee's part in a group call came out (`result` in
+/// [`GroupCallMember`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteResult {
+    /// The caller, or an invitee who took part (accepted or joined).
+    Joined,
+    /// Rejected the invitation.
+    Rejected,
+    /// Did not answer in time, or could not be reached.
+    NoResponse,
+    /// Was in another call, or ignored the invitation.
+    LineBusy,
+    /// The invitation was cancelled (the call ended while it rang).
+    Cancelled,
+}
+
+/// One user of a group call in its record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupCallMember {
+    /// The user.
+    pub user_id: String,
+    /// `caller` or `callee`.
+    pub role: String,
+    /// Who invited the user (the caller's own ID for the caller).
+    pub inviter: String,
+    /// How it came out.
+    pub result: InviteResult,
+    /// Invited (the caller: the call created), epoch milliseconds.
+    pub invited_ms: u64,
+    /// Accepted, rejected or ignored, epoch milliseconds (0 if never).
+    pub answered_ms: u64,
+    /// First in the call, epoch milliseconds (0 if never).
+    pub joined_ms: u64,
+    /// Last out of the call, epoch milliseconds (0 if never in).
+    pub left_ms: u64,
+    /// Time in the call, milliseconds (every stretch added up).
+    pub in_call_ms: u64,
+}
+
+/// on_group_call_evt_cb: the record of a call-engine group call, sent once when it
+/// ends, with every invitee's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCallRecord {
+    /// The call's ID (its room's session, 32 hex chars).
+    pub call_id: Sid,
+    /// The service.
+    pub service_id: String,
+    /// Who called.
+    pub caller_id: String,
+    /// `A` or `V` (at the end, after any switch).
+    pub media_type: String,
+    /// The call's room number (`roomID`).
+    pub room_id: u32,
+    /// The app's group ID (empty if none).
+    pub group_id: String,
+    /// The caller's `userData`.
+    pub user_data: Option<String>,
+    /// Created, epoch milliseconds.
+    pub setup_ms: u64,
+    /// First accepted (the call began), epoch milliseconds; 0 if it never began.
+    pub begin_ms: u64,
+    /// Ended, epoch milliseconds.
+    pub end_ms: u64,
+    /// Why it ended: a call-engine end reason (SPEC §6).
+    pub end_reason: u8,
+    /// The caller and every invitee, in the order they were invited.
+    pub members: Vec<GroupCallMember>,
+}
+
+impl GroupCallRecord {
+    /// Field names and values, in contract order (`members` as a JSON array).
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("call_id", self.call_id.to_string()),
+            ("service_id", self.service_id.clone()),
+            ("caller_id", self.caller_id.clone()),
+            ("media_type", self.media_type.clone()),
+            ("room_id", self.room_id.to_string()),
+            ("group_id", self.group_id.clone()),
+            ("user_data", self.user_data.clone().unwrap_or_default()),
+            ("setup_ms", self.setup_ms.to_string()),
+            ("begin_ms", self.begin_ms.to_string()),
+            ("end_ms", self.end_ms.to_string()),
+            ("end_reason", self.end_reason.to_string()),
+            ("members", serde_json::to_string(&self.members).unwrap_or_default()),
+        ]
+    }
+
+    /// The URL-encoded query string.
+    pub fn to_query(&self) -> String {
+        encode_query(&self.to_pairs())
+    }
+
+    /// The record as the REST API serves it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "group",
+            "call_id": self.call_id,
+            "service_id": self.service_id,
+            "caller_id": self.caller_id,
+            "media_type": self.media_type,
+            "room_id": self.room_id,
+            "group_id": self.group_id,
+            "user_data": self.user_data,
+            "setup_ms": self.setup_ms,
+            "begin_ms": self.begin_ms,
+            "end_ms": self.end_ms,
+            "end_reason": self.end_reason,
+            "members": self.members,
+        })
+    }
+}
+
 /// Encodes `name=value` pairs joined by `&`, percent-encoding everything but the
 /// RFC 3986 unreserved characters (so a space is `%20` and `+` is `%2B`).
 pub fn encode_query(pairs: &[(&str, String)]) -> String {

@@ -33,7 +33,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 service_id: None,
                 user_id,
                 cc_param,
-                ue_type: None
+                ue_type: None,
+                engine: false,
             }
         ),
         Just(ClientMessage::Ping {}),

@@ -52,6 +52,9 @@ pub struct ServiceConfig {
     /// on_gcall_evt_cb URL (HTTP GET).
     #[serde(default)]
     pub on_gcall_evt_cb_url: Option<String>,
+    /// on_group_call_evt_cb URL (HTTP GET): the record of each call-engine group call.
+    #[serde(default)]
+    pub on_group_call_evt_cb_url: Option<String>,
     /// Seconds a call rings before NOANSWER.
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout_secs: u32,
@@ -344,6 +347,7 @@ impl Config {
                 ("notify_cb_url", &s.notify_cb_url),
                 ("on_call_evt_cb_url", &s.on_call_evt_cb_url),
                 ("on_gcall_evt_cb_url", &s.on_gcall_evt_cb_url),
+                ("on_group_call_evt_cb_url", &s.on_group_call_evt_cb_url),
             ] {
                 if let Some(u) = url {
                     if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -453,6 +457,7 @@ fn add_demo_service(config: &mut Config, creds: DemoCredentials) -> Result<(), C
         notify_cb_url: None,
         on_call_evt_cb_url: None,
         on_gcall_evt_cb_url: None,
+        on_group_call_evt_cb_url: None,
         ring_timeout_secs: default_ring_timeout(),
         max_call_secs: 0,
         rc_idc: default_rc_idc(),

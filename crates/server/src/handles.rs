@@ -60,6 +60,7 @@ pub(crate) enum CoreCmd {
         auth: SessionAuth,
         ip: String,
         ue_type: String,
+        engine: bool,
         tx: SessionTx,
         welcome: ServerMessage,
     },

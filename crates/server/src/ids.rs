@@ -83,6 +83,9 @@ pub trait IdSource: Send {
     fn call_sid(&mut self) -> Sid;
     /// A new room session's sid: 32 lowercase hex digits.
     fn room_sid(&mut self) -> Sid;
+    /// A new group call's room number (`roomID`): 1 to 2^31 - 1, so that every
+    /// language's numbers hold it.
+    fn room_number(&mut self) -> u32;
 }
 
 /// Random version-4 UUIDs: what the server uses.
@@ -96,6 +99,10 @@ impl IdSource for RandomIds {
 
     fn room_sid(&mut self) -> Sid {
         Sid::new(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    fn room_number(&mut self) -> u32 {
+        (uuid::Uuid::new_v4().as_u128() as u32 & 0x7fff_ffff).max(1)
     }
 }
 
@@ -112,6 +119,11 @@ impl IdSource for CountingIds {
     fn room_sid(&mut self) -> Sid {
         self.0 += 1;
         Sid::new(format!("{:032x}", self.0))
+    }
+
+    fn room_number(&mut self) -> u32 {
+        self.0 += 1;
+        1000 + self.0 as u32
     }
 }
 

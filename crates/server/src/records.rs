@@ -4,7 +4,7 @@
 //! callbacks queued for the app server, and the [`Entry`] / [`Batch`] a step of the
 //! core hands to the journal.
 
-use switchboard_protocol::record::{CallRecord, GcallRecord, NotifyRecord};
+use switchboard_protocol::record::{CallRecord, GcallRecord, GroupCallRecord, NotifyRecord};
 use switchboard_protocol::{DisconnectReason, DisconnectSource};
 
 use crate::clock::Millis;
@@ -205,6 +205,8 @@ pub enum CallbackKind {
     Call,
     /// on_gcall_evt_cb.
     Gcall,
+    /// on_group_call_evt_cb.
+    GroupCall,
 }
 
 impl CallbackKind {
@@ -214,6 +216,7 @@ impl CallbackKind {
             CallbackKind::Notify => "notify",
             CallbackKind::Call => "call",
             CallbackKind::Gcall => "gcall",
+            CallbackKind::GroupCall => "group_call",
         }
     }
 
@@ -223,6 +226,7 @@ impl CallbackKind {
             "notify" => Some(CallbackKind::Notify),
             "call" => Some(CallbackKind::Call),
             "gcall" => Some(CallbackKind::Gcall),
+            "group_call" => Some(CallbackKind::GroupCall),
             _ => None,
         }
     }
@@ -290,14 +294,34 @@ impl NewCallback {
         }
     }
 
-    /// The push of a new call, given up at `deadline_ms`.
+    /// The push of a new call, given up at `deadline_ms`. A group call pushes each
+    /// invitee under a key of its own (`sid:user`): one slow device does not hold up
+    /// the others, and the outcome names the invitee.
     pub fn notify(service_id: String, record: &NotifyRecord, deadline_ms: Millis) -> NewCallback {
+        let (cb_id, key) = if record.sid.is_room_shaped() {
+            let key = format!("{}:{}", record.sid, record.to_user_id);
+            (format!("notify-{}-{}", record.sid, record.to_user_id), key)
+        } else {
+            (format!("notify-{}", record.sid), record.sid.to_string())
+        };
         NewCallback {
-            cb_id: format!("notify-{}", record.sid),
-            key: record.sid.to_string(),
+            cb_id,
+            key,
             kind: CallbackKind::Notify,
             query: record.to_query(),
             deadline_ms: Some(deadline_ms),
+            service_id,
+        }
+    }
+
+    /// The record of an ended group call.
+    pub fn group_call(service_id: String, record: &GroupCallRecord) -> NewCallback {
+        NewCallback {
+            cb_id: format!("group-call-{}", record.call_id),
+            key: record.call_id.to_string(),
+            kind: CallbackKind::GroupCall,
+            query: record.to_query(),
+            deadline_ms: None,
             service_id,
         }
     }
@@ -344,6 +368,16 @@ pub enum Entry {
     LiveRoom(LiveRoom),
     /// A room ended: its snapshot goes.
     RoomGone(Sid),
+    /// A group call ended: keep its record, and (`deliver`) queue it for
+    /// on_group_call_evt_cb.
+    GroupCallEnded {
+        /// The call's service.
+        service_id: String,
+        /// The record.
+        record: GroupCallRecord,
+        /// Whether the service takes on_group_call_evt_cb.
+        deliver: bool,
+    },
     /// A room changed: queue on_gcall_evt_cb number `seq` of the room.
     Gcall {
         /// The room's service.
@@ -362,6 +396,8 @@ pub struct Batch {
     pub live: Vec<(String, LiveCall)>,
     /// Ended calls' records, by caller service (their snapshots go).
     pub records: Vec<(String, CallRecord)>,
+    /// Ended group calls' records, by service.
+    pub group_records: Vec<(String, GroupCallRecord)>,
     /// Callbacks to queue.
     pub callbacks: Vec<NewCallback>,
     /// Live-room snapshots to keep (written before `rooms_gone`).
@@ -384,6 +420,12 @@ impl Batch {
             Entry::Gcall { service_id, seq, record } => {
                 self.callbacks.push(NewCallback::gcall(service_id, seq, &record))
             }
+            Entry::GroupCallEnded { service_id, record, deliver } => {
+                if deliver {
+                    self.callbacks.push(NewCallback::group_call(service_id.clone(), &record));
+                }
+                self.group_records.push((service_id, record));
+            }
         }
     }
 
@@ -399,6 +441,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
             && self.records.is_empty()
+            && self.group_records.is_empty()
             && self.callbacks.is_empty()
             && self.live_rooms.is_empty()
             && self.rooms_gone.is_empty()

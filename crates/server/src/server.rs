@@ -127,6 +127,7 @@ fn service_rules(services: &HashMap<String, ServiceConfig>) -> HashMap<String, S
                 has_notify: s.notify_cb_url.is_some(),
                 has_call_cb: s.on_call_evt_cb_url.is_some(),
                 has_gcall_cb: s.on_gcall_evt_cb_url.is_some(),
+                has_group_call_cb: s.on_group_call_evt_cb_url.is_some(),
                 max_room_participants: s.max_room_participants,
                 max_room_speakers: s.max_room_speakers as usize,
                 alone_kick_out_ms: u64::from(s.alone_kick_out_secs) * 1000,
@@ -328,7 +329,7 @@ impl CoreRunner {
                     }
                 }
                 Some(p) = pushes.recv() => {
-                    self.core.handle(Now::system(), Input::PushResult { sid: p.sid, ok: p.ok });
+                    self.core.handle(Now::system(), Input::PushResult { sid: p.sid, user: p.user, ok: p.ok });
                 }
                 _ = sleep_until(wake), if wake.is_some() => {
                     self.core.handle_timeout(Now::system());
@@ -342,10 +343,10 @@ impl CoreRunner {
 
     fn apply(&mut self, now: Now, cmd: CoreCmd) {
         match cmd {
-            CoreCmd::Open { session, party, auth, ip, ue_type, tx, welcome } => {
+            CoreCmd::Open { session, party, auth, ip, ue_type, engine, tx, welcome } => {
                 self.sessions.insert(session, tx);
                 self.greetings.push((session, welcome));
-                self.core.handle(now, Input::Open { session, party, auth, ip, ue_type });
+                self.core.handle(now, Input::Open { session, party, auth, ip, ue_type, engine });
             }
             CoreCmd::Input(input) => {
                 if let Input::Closed { session } = &input {

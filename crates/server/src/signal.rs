@@ -63,6 +63,7 @@ struct Authed {
     auth: SessionAuth,
     token_exp: Option<u64>,
     ue_type: String,
+    engine: bool,
 }
 
 /// Device kinds of on_gcall_evt_cb's `ue_type`; anything else is undefined.
@@ -98,7 +99,7 @@ fn check_token(shared: &Shared, token: &str, now: u64) -> Result<(Party, u64), R
 }
 
 fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused> {
-    let ClientMessage::Hello { v, token, service_id, user_id, cc_param, ue_type } = hello else {
+    let ClientMessage::Hello { v, token, service_id, user_id, cc_param, ue_type, engine } = hello else {
         return Err(refuse(DisconnectReason::AuthError, "the first message must be hello"));
     };
     if v < PROTOCOL_VERSION {
@@ -111,7 +112,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
     let authed = match (token, cc_param) {
         (Some(token), _) => {
             let (party, exp) = check_token(shared, &token, now)?;
-            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp), ue_type: String::new() }
+            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp), ue_type: String::new(), engine }
         }
         (None, Some(param)) => {
             let claims = shared
@@ -129,6 +130,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
                 auth: SessionAuth::CallParam { sid: claims.sid, device: claims.device },
                 token_exp: None,
                 ue_type: String::new(),
+                engine,
             }
         }
         (None, None) => {
@@ -333,6 +335,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         auth: authed.auth.clone(),
         ip: peer.ip().to_string(),
         ue_type: authed.ue_type.clone(),
+        engine: authed.engine,
         tx,
         welcome,
     };

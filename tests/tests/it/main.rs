@@ -8,6 +8,7 @@ mod bad_input;
 mod calls;
 mod chaos;
 mod delivery;
+mod engine;
 mod hardening;
 mod journal;
 mod layering;

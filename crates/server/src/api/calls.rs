@@ -71,6 +71,49 @@ fn ended() -> String {
     "ended".into()
 }
 
+/// The record of an ended call-engine group call (the query of on_group_call_evt_cb,
+/// as JSON).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct GroupCallView {
+    /// Always `group`.
+    kind: String,
+    /// The call's ID (its room's sid, 32 hex digits).
+    #[schema(value_type = String)]
+    call_id: Sid,
+    service_id: String,
+    caller_id: String,
+    /// `A` (audio) or `V` (video).
+    media_type: String,
+    /// The call's room number (`roomID`).
+    room_id: u32,
+    group_id: String,
+    user_data: Option<String>,
+    /// Created, epoch milliseconds.
+    setup_ms: u64,
+    /// First accepted, epoch milliseconds (0 if nobody did).
+    begin_ms: u64,
+    /// Ended, epoch milliseconds.
+    end_ms: u64,
+    /// Call-engine end reason: 1 hangup, 2 reject, 3 no response, 4 offline, 5 line
+    /// busy, 6 cancelled, 9 ended by the server.
+    end_reason: u8,
+    /// The caller and every invitee: `user_id`, `role`, `inviter`, `result` (`joined`,
+    /// `rejected`, `no_response`, `line_busy`, `cancelled`), `invited_ms`,
+    /// `answered_ms`, `joined_ms`, `left_ms`, `in_call_ms`.
+    #[schema(value_type = Vec<Object>)]
+    members: Vec<serde_json::Value>,
+}
+
+/// A 1-to-1 call, or a group call by its 32-hex ID.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AnyCallView {
+    /// A 1-to-1 call, live or ended.
+    Call(CallView),
+    /// An ended group call.
+    Group(GroupCallView),
+}
+
 impl CallView {
     fn live(live: &LiveCall) -> Self {
         CallView {
@@ -158,8 +201,8 @@ pub(crate) struct EndQuery {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct SidPath {
-    /// Call ID (UUID with dashes).
-    #[param(pattern = "^[0-9a-fA-F-]{36}$", value_type = String)]
+    /// Call ID (UUID with dashes; a group call's: 32 hex digits).
+    #[param(pattern = "^([0-9a-fA-F-]{36}|[0-9a-f]{32})$", value_type = String)]
     sid: Sid,
 }
 
@@ -195,8 +238,8 @@ fn parse_cursor(c: &str) -> Result<(u64, Sid), ApiError> {
 #[utoipa::path(get, path = "/v1/calls/{sid}", operation_id = "getCall", tag = "calls",
     params(SidPath),
     responses(
-        (status = 200, description = "The call.", body = CallView),
-        (status = 400, description = "`sid` is not a UUID with dashes.", body = ErrorBody),
+        (status = 200, description = "The call.", body = AnyCallView),
+        (status = 400, description = "`sid` is not a UUID with dashes (nor a group call's 32 hex digits).", body = ErrorBody),
         (status = 404, description = "This service has no such call.", body = ErrorBody),
     ))]
 pub(crate) async fn get_call(
@@ -204,8 +247,16 @@ pub(crate) async fn get_call(
     Authed(service): Authed,
     Path(SidPath { sid }): Path<SidPath>,
     params: Params,
-) -> Result<Json<CallView>, ApiError> {
+) -> Result<Json<AnyCallView>, ApiError> {
     params.none()?;
+    if sid.is_room_shaped() {
+        let Some(v) = shared.store.get(&service.id, &sid).await? else {
+            return Err(ApiError::NotFound(format!("no ended group call {sid}")));
+        };
+        let view = serde_json::from_value(v)
+            .map_err(|e| ApiError::Internal(format!("stored group call record: {e}")))?;
+        return Ok(Json(AnyCallView::Group(view)));
+    }
     valid_sid(&sid)?;
     let live = ask_core(&shared, |reply| CoreCmd::GetCall {
         service_id: service.id.clone(),
@@ -214,10 +265,10 @@ pub(crate) async fn get_call(
     })
     .await?;
     if let Some(live) = live {
-        return Ok(Json(CallView::live(&live)));
+        return Ok(Json(AnyCallView::Call(CallView::live(&live))));
     }
     match shared.store.get(&service.id, &sid).await? {
-        Some(v) => Ok(Json(CallView::record(v)?)),
+        Some(v) => Ok(Json(AnyCallView::Call(CallView::record(v)?))),
         None => Err(ApiError::NotFound(format!("no call {sid}"))),
     }
 }

@@ -17,7 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::{
-    ClientMessage, DisconnectReason, ErrorCode, ServerMessage, StartFailReason, MAX_APP_DATA_BYTES,
+    ClientMessage, DisconnectReason, EngineEvent, ErrorCode, ServerMessage, StartFailReason,
+    MAX_APP_DATA_BYTES,
 };
 
 use crate::auth::CcKey;
@@ -28,8 +29,10 @@ use crate::media_link::{MediaCmd, RelayEvent};
 use crate::records::{Entry, LiveCall};
 
 pub mod call;
+pub mod engine;
 pub mod presence;
 pub mod room;
+mod routing;
 mod timers;
 
 #[cfg(test)]
@@ -56,6 +59,8 @@ pub struct ServiceRules {
     pub has_call_cb: bool,
     /// Whether an on_gcall_evt_cb URL is configured.
     pub has_gcall_cb: bool,
+    /// Whether an on_group_call_evt_cb URL is configured.
+    pub has_group_call_cb: bool,
     /// Most participants in one room (ROOM_IS_FULL past it).
     pub max_room_participants: u32,
     /// Most speakers heard at once in a room: above it only the loudest are forwarded.
@@ -92,6 +97,8 @@ pub enum Input {
         ip: String,
         /// Its device kind (`BROWSER`, …; `UE_TYPE_UNDEFINED` when not said).
         ue_type: String,
+        /// A call-engine session: it gets `call_event` frames.
+        engine: bool,
     },
     /// A session's connection is gone (closed, or silent past the heartbeat timeout).
     Closed {
@@ -109,6 +116,8 @@ pub enum Input {
     PushResult {
         /// The call.
         sid: Sid,
+        /// The invitee pushed to, for a group call (one push per invitee).
+        user: Option<String>,
         /// 2xx within the deadline.
         ok: bool,
     },
@@ -143,6 +152,8 @@ pub struct Census {
     pub connected: usize,
     /// Live rooms and their participants.
     pub rooms: RoomCensus,
+    /// Live call-engine group calls (each also one of `rooms`).
+    pub group_calls: usize,
 }
 
 /// What a timer is for; the owner checks, when it fires, that it is still due.
@@ -152,6 +163,18 @@ pub(crate) enum Timer {
     Call(Sid, call::CallTimer),
     /// A room's.
     Room(Sid, room::RoomTimer),
+    /// A group call's invitation to a user ran out.
+    Invite(Sid, String),
+}
+
+/// Someone left a group call's room (for the call engine to act on).
+#[derive(Debug, Clone)]
+pub(crate) struct LeftCallRoom {
+    pub sid: Sid,
+    pub party: Party,
+    /// Its session, if it had one (not while within its reconnect grace).
+    pub session: Option<SessionId>,
+    pub reason: DisconnectReason,
 }
 
 /// What calls and rooms share: settings and rules, presence, the timer wheel, the
@@ -167,6 +190,8 @@ pub(crate) struct Cx {
     limiter: KeyedLimiter<Party>,
     /// The monotonic origin of the rate limiter's milliseconds.
     epoch: Instant,
+    /// Departures from group calls' rooms this step, for the engine.
+    left: Vec<LeftCallRoom>,
 }
 
 impl Cx {
@@ -184,6 +209,23 @@ impl Cx {
 
     pub fn room_left(&mut self, reason: DisconnectReason) {
         self.out.push_back(Output::RoomLeft { reason });
+    }
+
+    pub fn left_call_room(&mut self, left: LeftCallRoom) {
+        self.left.push(left);
+    }
+
+    /// A call-engine session's event.
+    pub fn call_event(&mut self, session: SessionId, call_id: &Sid, event: EngineEvent) {
+        if self.presence.session(session).is_some_and(|s| s.engine) {
+            self.send(session, ServerMessage::CallEvent { call_id: call_id.clone(), event });
+        }
+    }
+
+    /// The user's devices that take call-engine events.
+    pub fn engine_devices(&self, party: &Party) -> Vec<SessionId> {
+        let engine = |s: &&SessionId| self.presence.session(**s).is_some_and(|s| s.engine);
+        self.presence.devices(party).iter().filter(engine).copied().collect()
     }
 
     pub fn error(
@@ -245,6 +287,7 @@ pub struct Core {
     cx: Cx,
     calls: call::Calls,
     rooms: room::Rooms,
+    engine: engine::Engine,
 }
 
 impl Core {
@@ -269,9 +312,11 @@ impl Core {
                 out: VecDeque::new(),
                 limiter,
                 epoch: now.at,
+                left: Vec::new(),
             },
             calls: call::Calls::default(),
             rooms: room::Rooms::default(),
+            engine: engine::Engine::default(),
         }
     }
 
@@ -291,6 +336,21 @@ impl Core {
             match timer {
                 Timer::Call(sid, kind) => self.calls.timer(&mut self.cx, now, at, &sid, kind),
                 Timer::Room(sid, kind) => self.rooms.timer(&mut self.cx, now, at, &sid, kind),
+                Timer::Invite(sid, user) => {
+                    self.engine.invite_timer(&mut self.cx, &mut self.rooms, now, at, &sid, &user)
+                }
+            }
+            self.settle(now);
+        }
+    }
+
+    /// Lets the engine act on departures from its calls' rooms (a departure may end a
+    /// call, which empties its room: repeated until nothing is left).
+    fn settle(&mut self, now: Now) {
+        while !self.cx.left.is_empty() {
+            let left = std::mem::take(&mut self.cx.left);
+            for l in left {
+                self.engine.left_room(&mut self.cx, &mut self.rooms, now, l);
             }
         }
     }
@@ -298,12 +358,13 @@ impl Core {
     /// Feeds one input at `now`.
     pub fn handle(&mut self, now: Now, input: Input) {
         match input {
-            Input::Open { session, party, auth, ip, ue_type } => {
+            Input::Open { session, party, auth, ip, ue_type, engine } => {
                 let rung = auth == SessionAuth::Token;
-                self.cx.presence.open(session, party, auth, ip, ue_type);
+                self.cx.presence.open(session, party, auth, ip, ue_type, engine);
                 if rung {
                     // A device that comes online while a call rings for its user rings too.
                     self.calls.device_online(&mut self.cx, now, session);
+                    self.engine.device_online(&mut self.cx, session);
                 }
             }
             Input::Closed { session } => {
@@ -313,144 +374,20 @@ impl Core {
                 }
             }
             Input::Message { session, msg } => self.message(now, session, msg),
-            Input::PushResult { sid, ok } => self.calls.push_result(&mut self.cx, now, &sid, ok),
+            Input::PushResult { sid, user: Some(user), ok } => {
+                self.engine.push_result(&mut self.cx, &mut self.rooms, now, &sid, &user, ok)
+            }
+            Input::PushResult { sid, user: None, ok } => self.calls.push_result(&mut self.cx, now, &sid, ok),
             Input::Relay(event) => self.relay(now, event),
         }
-    }
-
-    /// Routes a client's message to the call or room it is for.
-    fn message(&mut self, now: Now, session: SessionId, msg: ClientMessage) {
-        use ClientMessage as M;
-        let Some(s) = self.cx.presence.session(session) else { return };
-        let token = s.auth == SessionAuth::Token;
-        let (cx, calls, rooms) = (&mut self.cx, &mut self.calls, &mut self.rooms);
-        match msg {
-            M::JoinRoom { req, .. } if !token => {
-                cx.error(session, req, ErrorCode::WrongState, "a cc_param session can only verify its call")
-            }
-            M::JoinRoom {
-                req,
-                room_id,
-                room_service_id,
-                media_type,
-                display_name,
-                app_data,
-                mic_muted,
-                video_enabled,
-            } => {
-                if cx.rate_ok(now, session, req) {
-                    let join = room::Join {
-                        req,
-                        room_id,
-                        room_service_id,
-                        media_type,
-                        display_name,
-                        app_data,
-                        mic_muted: mic_muted.unwrap_or(false),
-                        video_enabled: video_enabled.unwrap_or(true),
-                    };
-                    rooms.join(cx, now, session, join);
-                }
-            }
-            M::LeaveRoom { req, sid } => rooms.leave(cx, now, session, req, &sid, None, None),
-            M::ShortData { req, sid, data_type, data, targets } => {
-                rooms.short_data(cx, session, req, &sid, data_type, data, targets)
-            }
-            M::RequestPeerVideo { req, sid, user_id, resolution } => {
-                rooms.peer_video(cx, session, req, &sid, &user_id, Some(resolution))
-            }
-            M::RemovePeerVideo { req, sid, user_id } => {
-                rooms.peer_video(cx, session, req, &sid, &user_id, None)
-            }
-            M::EndCall { req, sid, reason, user_rel_code } if rooms.contains(&sid) => {
-                match call::client_end(reason, user_rel_code.as_deref()) {
-                    Ok(reason) => rooms.leave(cx, now, session, req, &sid, reason, user_rel_code),
-                    Err(message) => cx.error(session, req, ErrorCode::InvalidParam, message),
-                }
-            }
-            // A room that ended is told apart from a call that ended by its sid's shape.
-            M::Resume { req, sid } if token && sid.is_room_shaped() => rooms.resume(cx, session, req, &sid),
-            M::MediaOffer { req, sid, sdp } if rooms.contains(&sid) => {
-                rooms.media_offer(cx, session, req, &sid, sdp)
-            }
-            M::MediaAnswer { sid, offer_id, sdp } if rooms.contains(&sid) => {
-                rooms.media_answer(cx, session, &sid, offer_id, sdp)
-            }
-            M::AddMedia { sid, kind } if rooms.contains(&sid) => rooms.add_media(cx, session, &sid, &kind),
-            M::MediaState { sid, mic_muted, video_enabled, video_paused } if rooms.contains(&sid) => {
-                let state = room::MediaState { mic_muted, video_enabled, video_paused };
-                rooms.media_state(cx, now, session, &sid, state)
-            }
-            M::MakeCall { req, to_user_id, to_service_id, media_type, app_data, ring_timeout_secs } => {
-                let make =
-                    call::MakeCall { to_user_id, to_service_id, media_type, app_data, ring_timeout_secs };
-                calls.make_call(cx, now, session, req, make)
-            }
-            M::VerifyCall { req, cc_param } => calls.verify_call(cx, now, session, req, &cc_param),
-            M::AcceptCall { req, sid } => calls.accept_call(cx, now, session, req, &sid),
-            M::EndCall { req, sid, reason, user_rel_code } => {
-                calls.end_call(cx, now, session, req, &sid, reason, user_rel_code)
-            }
-            M::Resume { req, sid } => calls.resume(cx, now, session, req, &sid),
-            M::MediaOffer { req, sid, sdp } => calls.media_offer(cx, session, req, &sid, sdp),
-            M::MediaAnswer { sid, offer_id, sdp } => calls.media_answer(cx, session, &sid, offer_id, sdp),
-            M::AddMedia { sid, kind } => calls.add_media(cx, session, &sid, &kind),
-            M::MediaState { sid, mic_muted, video_enabled, video_paused } => calls.media_state(
-                cx,
-                session,
-                &sid,
-                room::MediaState { mic_muted, video_enabled, video_paused },
-            ),
-            M::Hello { .. } | M::Ping {} | M::RefreshToken { .. } => {
-                cx.error(session, None, ErrorCode::WrongState, "handled by the session, not the call core")
-            }
-        }
-    }
-
-    /// Routes what the relay reports to the call or room it is about.
-    fn relay(&mut self, now: Now, event: RelayEvent) {
-        let (cx, calls, rooms) = (&mut self.cx, &mut self.calls, &mut self.rooms);
-        match event {
-            RelayEvent::Answer { sid, reply, result, .. } => {
-                // The session that offered, if it is still open (a reconnect offers anew).
-                if cx.presence.session(reply.session).is_none() {
-                    return;
-                }
-                let msg = match result {
-                    Ok(sdp) => ServerMessage::MediaAnswer { req: reply.req, sid, sdp },
-                    Err(message) => ServerMessage::Error {
-                        req: reply.req,
-                        error: ErrorCode::InvalidParam,
-                        reason: None,
-                        message,
-                    },
-                };
-                cx.send(reply.session, msg);
-            }
-            RelayEvent::Offer { sid, party, offer_id, sdp } => {
-                let session = if rooms.contains(&sid) {
-                    rooms.session_of(&sid, &party)
-                } else {
-                    calls.session_of(&sid, &party)
-                };
-                if let Some(session) = session {
-                    cx.send(session, ServerMessage::MediaOffer { sid, offer_id, sdp });
-                }
-            }
-            RelayEvent::Lost { sid, party } if rooms.contains(&sid) => {
-                rooms.media_lost(cx, now, &sid, &party)
-            }
-            RelayEvent::Lost { sid, party } => calls.media_lost(cx, now, &sid, &party),
-            RelayEvent::Lines { sid, party, lines } => rooms.media_lines(cx, &sid, &party, lines),
-            RelayEvent::Levels { sid, levels } => rooms.levels(cx, &sid, levels),
-            RelayEvent::Quality { sid, quality } => rooms.quality(cx, &sid, quality),
-        }
+        self.settle(now);
     }
 
     /// Live counts.
     pub fn census(&self) -> Census {
         let (calls, connected) = self.calls.counts();
-        Census { sessions: self.cx.presence.len(), calls, connected, rooms: self.rooms.census() }
+        let (sessions, rooms, group_calls) = (self.cx.presence.len(), self.rooms.census(), self.engine.len());
+        Census { sessions, calls, connected, rooms, group_calls }
     }
 
     /// Live rooms and their participants (cheap: kept, not counted).
@@ -493,7 +430,9 @@ impl Core {
         room_id: &str,
         user_rel_code: Option<String>,
     ) -> bool {
-        self.rooms.force_close(&mut self.cx, now, service_id, room_id, user_rel_code)
+        let closed = self.rooms.force_close(&mut self.cx, now, service_id, room_id, user_rel_code);
+        self.settle(now);
+        closed
     }
 
     /// The app server kicks users out of a room (REST); the users found, or `None` for
@@ -506,7 +445,9 @@ impl Core {
         user_ids: &[String],
         user_rel_code: Option<String>,
     ) -> Option<Vec<String>> {
-        self.rooms.kick(&mut self.cx, now, service_id, room_id, user_ids, user_rel_code)
+        let kicked = self.rooms.kick(&mut self.cx, now, service_id, room_id, user_ids, user_rel_code);
+        self.settle(now);
+        kicked
     }
 
     /// The app server messages a room (REST); the sessions reached, or `None` for no

@@ -34,6 +34,8 @@ pub struct Session {
     pub ip: String,
     /// Kind of device (`BROWSER`, …).
     pub ue_type: String,
+    /// A call-engine session (it gets `call_event` frames).
+    pub engine: bool,
     /// The live calls this session takes part in.
     pub calls: Vec<Sid>,
 }
@@ -46,6 +48,8 @@ struct User {
     calls: Vec<Sid>,
     /// Rooms this user is in.
     rooms: Vec<Sid>,
+    /// Group calls whose invitation rings for this user.
+    invites: Vec<Sid>,
 }
 
 /// Every session and every user with a session or a live call.
@@ -57,12 +61,20 @@ pub struct Presence {
 
 impl Presence {
     /// A session signed in.
-    pub fn open(&mut self, id: SessionId, party: Party, auth: SessionAuth, ip: String, ue_type: String) {
+    pub fn open(
+        &mut self,
+        id: SessionId,
+        party: Party,
+        auth: SessionAuth,
+        ip: String,
+        ue_type: String,
+        engine: bool,
+    ) {
         let user = self.users.entry(party.clone()).or_default();
         if auth == SessionAuth::Token {
             user.devices.push(id);
         }
-        self.sessions.insert(id, Session { party, auth, ip, ue_type, calls: Vec::new() });
+        self.sessions.insert(id, Session { party, auth, ip, ue_type, engine, calls: Vec::new() });
     }
 
     /// A session is gone; what it was.
@@ -154,8 +166,34 @@ impl Presence {
         self.users.get(party).is_some_and(|u| !u.rooms.is_empty())
     }
 
+    /// A group call's invitation rings for a user.
+    pub fn add_invite(&mut self, party: &Party, call: &Sid) {
+        let user = self.users.entry(party.clone()).or_default();
+        if !user.invites.contains(call) {
+            user.invites.push(call.clone());
+        }
+    }
+
+    /// A group call's invitation no longer rings for a user.
+    pub fn remove_invite(&mut self, party: &Party, call: &Sid) {
+        if let Some(u) = self.users.get_mut(party) {
+            u.invites.retain(|c| c != call);
+        }
+        self.forget_if_idle(party);
+    }
+
+    /// Whether the user is in a call or room, or rung by a group call: busy for any new
+    /// call.
+    pub fn busy(&self, party: &Party) -> bool {
+        self.users
+            .get(party)
+            .is_some_and(|u| !u.calls.is_empty() || !u.rooms.is_empty() || !u.invites.is_empty())
+    }
+
     fn forget_if_idle(&mut self, party: &Party) {
-        let idle = |u: &User| u.devices.is_empty() && u.calls.is_empty() && u.rooms.is_empty();
+        let idle = |u: &User| {
+            u.devices.is_empty() && u.calls.is_empty() && u.rooms.is_empty() && u.invites.is_empty()
+        };
         if self.users.get(party).is_some_and(idle) {
             self.users.remove(party);
         }
@@ -170,9 +208,9 @@ mod tests {
     fn devices_calls_and_forgetting() {
         let mut p = Presence::default();
         let bob = Party::new("s", "bob");
-        p.open(SessionId(1), bob.clone(), SessionAuth::Token, "ip".into(), "BROWSER".into());
+        p.open(SessionId(1), bob.clone(), SessionAuth::Token, "ip".into(), "BROWSER".into(), false);
         let param = SessionAuth::CallParam { sid: Sid::new("x"), device: None };
-        p.open(SessionId(2), bob.clone(), param, "ip".into(), "BROWSER".into());
+        p.open(SessionId(2), bob.clone(), param, "ip".into(), "BROWSER".into(), false);
         assert_eq!(p.devices(&bob), &[SessionId(1)], "only token sessions are rung");
         let sid = Sid::new("00000000-0000-4000-8000-000000000001");
         p.link(SessionId(2), &sid);

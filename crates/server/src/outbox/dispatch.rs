@@ -80,9 +80,21 @@ pub enum Action {
     Push {
         /// The call.
         sid: Sid,
+        /// The invitee, for a group call's push (its key is `sid:user`).
+        user: Option<String>,
         /// Delivered in time.
         ok: bool,
     },
+}
+
+impl Action {
+    /// The outcome of the push queued under `key`.
+    fn push(key: &str, ok: bool) -> Action {
+        match key.split_once(':') {
+            Some((sid, user)) => Action::Push { sid: Sid::new(sid), user: Some(user.to_string()), ok },
+            None => Action::Push { sid: Sid::new(key), user: None, ok },
+        }
+    }
 }
 
 struct Entry {
@@ -203,7 +215,7 @@ impl Dispatcher {
             Ok(()) => {
                 let Some(done) = queue.pop_front() else { return };
                 if done.row.kind == Kind::Notify {
-                    self.out.push_back(Action::Push { sid: Sid::new(done.row.key.clone()), ok: true });
+                    self.out.push_back(Action::push(&done.row.key, true));
                 }
                 let latency_ms = now.saturating_sub(done.row.created_ms);
                 self.out.push_back(Action::Delivered { row: done.row, latency_ms });
@@ -227,7 +239,7 @@ impl Dispatcher {
                 if give_up {
                     let Some(done) = queue.pop_front() else { return };
                     if done.row.kind == Kind::Notify {
-                        self.out.push_back(Action::Push { sid: Sid::new(done.row.key.clone()), ok: false });
+                        self.out.push_back(Action::push(&done.row.key, false));
                     }
                     self.out.push_back(Action::GaveUp { row: done.row, error, dropped });
                 } else {
@@ -348,7 +360,7 @@ mod tests {
         drain(&mut d);
         d.handle_result(1515, ("svc", "sid1", 1), Err(Failure::Retry("500".into())), 0.0);
         let a = drain(&mut d);
-        assert_eq!(a[0], Action::Push { sid: Sid::new("sid1"), ok: false });
+        assert_eq!(a[0], Action::Push { sid: Sid::new("sid1"), user: None, ok: false });
         assert!(
             matches!(&a[1], Action::GaveUp { dropped: false, .. }),
             "failed: the app server kept refusing"
@@ -390,7 +402,7 @@ mod tests {
         d.enqueue(0, row(1, Kind::Notify, "sid1", 0, Some(5_000)));
         drain(&mut d);
         d.handle_result(20, ("svc", "sid1", 1), Ok(()), 0.0);
-        assert_eq!(drain(&mut d)[0], Action::Push { sid: "sid1".into(), ok: true });
+        assert_eq!(drain(&mut d)[0], Action::Push { sid: "sid1".into(), user: None, ok: true });
     }
 
     #[test]

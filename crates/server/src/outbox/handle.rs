@@ -19,6 +19,8 @@ pub(crate) enum DeliveryCmd {
 pub(crate) struct PushOutcome {
     /// The call.
     pub sid: Sid,
+    /// The invitee, for a group call's push.
+    pub user: Option<String>,
     /// A 2xx within the deadline.
     pub ok: bool,
 }

@@ -140,8 +140,8 @@ impl DeliveryRunner {
                     }
                     self.store.gave_up(row.id, row.attempts, error, dropped);
                 }
-                Action::Push { sid, ok } => {
-                    let _ = self.pushes.send(PushOutcome { sid, ok });
+                Action::Push { sid, user, ok } => {
+                    let _ = self.pushes.send(PushOutcome { sid, user, ok });
                 }
             }
         }
@@ -163,6 +163,7 @@ impl DeliveryRunner {
             Kind::Notify => lane.config.notify_cb_url.clone(),
             Kind::Call => lane.config.on_call_evt_cb_url.clone(),
             Kind::Gcall => lane.config.on_gcall_evt_cb_url.clone(),
+            Kind::GroupCall => lane.config.on_group_call_evt_cb_url.clone(),
         };
         let Some(url) = url else {
             let _ = me.send(done(&row, Err(Failure::Permanent("no callback URL configured".into()))));

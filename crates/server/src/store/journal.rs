@@ -56,6 +56,11 @@ impl CoreDb {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
+            let mut group = txn.prepare_cached(
+                "INSERT OR IGNORE INTO group_call_records
+                 (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
             let mut room = txn.prepare_cached(
                 "INSERT OR REPLACE INTO live_rooms (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
             )?;
@@ -86,6 +91,17 @@ impl CoreDb {
                         r.to_json().to_string()
                     ])?;
                     gone.execute(params![r.sid.as_str()])?;
+                }
+                for (service_id, r) in &batch.group_records {
+                    group.execute(params![
+                        r.call_id.as_str(),
+                        service_id,
+                        r.caller_id,
+                        (r.setup_ms / 1000) as i64,
+                        (r.end_ms / 1000) as i64,
+                        r.end_reason,
+                        r.to_json().to_string()
+                    ])?;
                 }
                 for c in &batch.callbacks {
                     cb.execute(params![

@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS call_records (
     record_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_records_by_time ON call_records (service_id, setup_time, sid);
+CREATE TABLE IF NOT EXISTS group_call_records (
+    call_id TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    caller_id TEXT NOT NULL,
+    setup_time INTEGER NOT NULL,
+    end_time INTEGER NOT NULL,
+    end_reason INTEGER NOT NULL,
+    record_json TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS live_rooms (
     sid TEXT PRIMARY KEY,
     service_id TEXT NOT NULL,

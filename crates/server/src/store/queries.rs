@@ -251,7 +251,12 @@ fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
         Cmd::GetRecord { service_id, sid, reply } => {
             let v = conn
                 .query_row(
-                    "SELECT record_json FROM call_records WHERE sid = ?1 AND service_id = ?2",
+                    // A group call's ID is its room's sid (32 hex digits).
+                    if sid.is_room_shaped() {
+                        "SELECT record_json FROM group_call_records WHERE call_id = ?1 AND service_id = ?2"
+                    } else {
+                        "SELECT record_json FROM call_records WHERE sid = ?1 AND service_id = ?2"
+                    },
                     params![sid.as_str(), service_id],
                     |r| r.get::<_, String>(0),
                 )

@@ -4,7 +4,7 @@
 
 use switchboard_protocol::{DisconnectReason, DisconnectSource, ErrorCode, ServerMessage, StartFailReason};
 
-use super::{CallTimer, Calls, Device, Phase};
+use super::{CallTimer, Calls, Device, Phase, Side};
 use crate::auth::CcClaims;
 use crate::clock::Now;
 use crate::core::{Cx, SessionAuth};
@@ -159,6 +159,13 @@ impl Calls {
             cx.send(c, connected(None, None));
         }
         cx.send(session, connected(req, resume_param));
+        if let Some(call) = self.calls.get(sid) {
+            let (to_caller, to_callee) = (call.begin(Side::Caller), call.begin(Side::Callee));
+            if let Some(c) = caller_session {
+                cx.call_event(c, sid, to_caller);
+            }
+            cx.call_event(session, sid, to_callee);
+        }
         self.changed(cx, now, sid);
         if let Some(at) = max_deadline {
             Calls::set_timer(cx, at, CallTimer::MaxTime, sid);
@@ -174,6 +181,11 @@ impl Calls {
         sid: &Sid,
         reason: DisconnectReason,
     ) {
+        if let Some(call) = self.calls.get(sid) {
+            for event in call.ended(Side::Callee, reason, None) {
+                cx.call_event(session, sid, event);
+            }
+        }
         cx.presence.unlink(session, sid);
         cx.send(
             session,

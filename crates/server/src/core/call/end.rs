@@ -107,6 +107,7 @@ impl Calls {
         user_rel_code: Option<String>,
     ) {
         let Some(call) = self.calls.remove(sid) else { return };
+        let billable = call.billable_ms(now);
         let recipients: Vec<(SessionId, Side)> = call
             .caller_session
             .map(|s| (s, Side::Caller))
@@ -128,6 +129,9 @@ impl Calls {
                     user_rel_code: user_rel_code.clone(),
                 },
             );
+            for event in call.ended(side, reason, billable) {
+                cx.call_event(session, sid, event);
+            }
         }
         for session in call.sessions() {
             cx.presence.unlink(session, sid);
@@ -138,8 +142,7 @@ impl Calls {
         if call.connected() {
             cx.media(MediaCmd::End { sid: sid.clone() });
         }
-        let record =
-            call.snapshot(now).record(now.wall_ms, reason, source, user_rel_code, call.billable_ms(now));
+        let record = call.snapshot(now).record(now.wall_ms, reason, source, user_rel_code, billable);
         let service_id = call.caller.service_id.clone();
         let deliver = cx.services.get(&service_id).is_some_and(|s| s.has_call_cb);
         cx.journal(Entry::CallEnded { service_id, record, deliver });

@@ -16,11 +16,14 @@ use crate::records::{Entry, LiveCall};
 
 mod answer;
 mod end;
+mod engine;
 mod media;
 mod resume;
 mod ringing;
 
 pub(crate) use end::client_end;
+#[cfg(test)]
+pub(crate) use engine::room_number;
 pub use ringing::MakeCall;
 
 /// Longest `user_rel_code` accepted, in bytes.

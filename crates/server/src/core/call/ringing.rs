@@ -93,7 +93,8 @@ impl Calls {
             caller_calls.iter().any(|c| c.caller == caller || c.connected()) || cx.presence.in_room(&caller);
         let caller_has_incoming =
             caller_calls.iter().any(|c| c.callee == caller && c.phase == Phase::Ringing);
-        let callee_busy = self.party_calls(cx, &callee).next().is_some() || cx.presence.in_room(&callee);
+        // Busy: in another call or a room, or rung by a group call.
+        let callee_busy = self.party_calls(cx, &callee).next().is_some() || cx.presence.busy(&callee);
 
         let ring_deadline = Cx::after(now, ring_ms);
         let call = Call {
@@ -217,8 +218,10 @@ impl Calls {
             app_data: call.app_data.clone(),
             cc_param,
         };
+        let received = call.received();
         cx.presence.link(session, sid);
         cx.send(session, msg);
+        cx.call_event(session, sid, received);
     }
 
     /// The push (notify_cb) was accepted or failed. A failed push ends the call only

@@ -13,7 +13,7 @@ use switchboard_protocol::{
 use super::records::{Change, Gone};
 use super::{Join, Participant, Room, RoomTimer, Rooms};
 use crate::clock::Now;
-use crate::core::{app_data_too_long, Cx, Timer};
+use crate::core::{app_data_too_long, Cx, LeftCallRoom, Timer};
 use crate::ids::{Party, RoomId, SessionId, Sid};
 use crate::media_link::{MediaCmd, PartyKey};
 
@@ -34,13 +34,15 @@ impl Leaving {
 }
 
 impl Rooms {
-    /// `join_room`.
-    pub fn join(&mut self, cx: &mut Cx, now: Now, session: SessionId, j: Join) {
+    /// `join_room`, or a group call's room joined for its call: the room's sid once
+    /// joined (`None`: refused, and the session told why).
+    pub fn join(&mut self, cx: &mut Cx, now: Now, session: SessionId, j: Join) -> Option<Sid> {
         use StartFailReason as F;
-        let Some(s) = cx.presence.session(session) else { return };
+        let s = cx.presence.session(session)?;
         let (party, ue_type) = (s.party.clone(), s.ue_type.clone());
         let fail = |cx: &mut Cx, reason: StartFailReason, message: &str| {
-            cx.start_failed(session, j.req, reason, message)
+            cx.start_failed(session, j.req, reason, message);
+            None
         };
         let service_id = j.room_service_id.clone().unwrap_or_else(|| party.service_id.clone());
         let Some(room_id) = RoomId::parse(&j.room_id) else {
@@ -65,16 +67,23 @@ impl Rooms {
             return fail(cx, F::InvalidParam, "display_name is over 128 bytes");
         }
         let key = (service_id.clone(), room_id.clone());
+        if let Some(room) = self.by_key.get(&key).and_then(|sid| self.rooms.get(sid)) {
+            if room.call != j.call {
+                let message = if room.call {
+                    "that room is a call's: answer or join the call instead"
+                } else {
+                    "that room number is taken by a room"
+                };
+                return fail(cx, F::InvalidRoomId, message);
+            }
+        }
         // The same user again, from another session: the old instance gives way.
         if let Some(sid) = self.by_key.get(&key).cloned() {
             if let Some(i) = self.rooms.get(&sid).and_then(|r| r.index_of(&party)) {
                 if self.rooms.get(&sid).is_some_and(|r| r.participants[i].session == Some(session)) {
-                    return cx.error(
-                        session,
-                        j.req,
-                        ErrorCode::WrongState,
-                        "this session is already in the room",
-                    );
+                    let message = "this session is already in the room";
+                    cx.error(session, j.req, ErrorCode::WrongState, message);
+                    return None;
                 }
                 let leaving =
                     Leaving::by(DisconnectReason::AnotherInstanceTryToJoin, DisconnectSource::CloudServer);
@@ -92,7 +101,8 @@ impl Rooms {
                     by_remote: false,
                     user_rel_code: None,
                 };
-                return cx.send(session, msg);
+                cx.send(session, msg);
+                return None;
             }
         }
         let sid = match existing {
@@ -112,6 +122,7 @@ impl Rooms {
                     max_deadline,
                     callbacks: 0,
                     talking: Default::default(),
+                    call: j.call,
                 };
                 self.rooms.insert(sid.clone(), room);
                 self.by_key.insert(key, sid.clone());
@@ -137,7 +148,7 @@ impl Rooms {
             video_from: Default::default(),
             told_talking: false,
         };
-        let Some(room) = self.rooms.get_mut(&sid) else { return };
+        let room = self.rooms.get_mut(&sid)?;
         let peers: Vec<RoomPeer> = room.participants.iter().map(Participant::peer).collect();
         let others: Vec<SessionId> = room.participants.iter().filter_map(|p| p.session).collect();
         let added = participant.peer();
@@ -173,12 +184,13 @@ impl Rooms {
         let first = total == 1;
         self.callback(cx, now, &sid, &party, if first { 'S' } else { 'C' }, Change::Connected, None);
         self.check_alone(cx, now, &sid, rules.alone_kick_out_ms);
+        Some(sid)
     }
 
     /// Starts or stops the alone kick-out clock after a change.
     fn check_alone(&mut self, cx: &mut Cx, now: Now, sid: &Sid, alone_ms: u64) {
         let Some(room) = self.rooms.get_mut(sid) else { return };
-        if room.participants.len() == 1 && alone_ms > 0 {
+        if room.participants.len() == 1 && alone_ms > 0 && !room.call {
             if room.alone_deadline.is_none() {
                 let at = Cx::after(now, alone_ms);
                 room.alone_deadline = Some(at);
@@ -264,6 +276,14 @@ impl Rooms {
             cx.send(other, msg);
         }
         cx.presence.left_room(party, sid);
+        if room.call {
+            cx.left_call_room(LeftCallRoom {
+                sid: sid.clone(),
+                party: party.clone(),
+                session: p.session,
+                reason: how.reason,
+            });
+        }
         cx.media(MediaCmd::Leave { sid: sid.clone(), party: PartyKey::Member(p.party.user_id.clone()) });
         cx.room_left(how.reason);
         let ended = total == 0;
@@ -281,7 +301,7 @@ impl Rooms {
     }
 
     /// Ends the whole room: everyone leaves with `reason`.
-    fn close(
+    pub(crate) fn close(
         &mut self,
         cx: &mut Cx,
         now: Now,

@@ -53,6 +53,9 @@ pub struct Join {
     pub mic_muted: bool,
     /// Camera on at join.
     pub video_enabled: bool,
+    /// A call-engine group call's room ([`crate::core::engine`]): joined only through
+    /// its call, never alone-kicked (the call ends itself).
+    pub call: bool,
 }
 
 /// A participant's microphone and camera, as `media_state` says (absent: unchanged).
@@ -145,6 +148,8 @@ struct Room {
     callbacks: u64,
     /// Who is talking now (by the relay's levels).
     talking: BTreeSet<String>,
+    /// A group call's room (see [`Join::call`]).
+    call: bool,
 }
 
 impl Room {
@@ -228,8 +233,19 @@ impl Rooms {
     }
 
     /// The sid of a service's live room.
-    fn sid_of(&self, service_id: &str, room_id: &str) -> Option<Sid> {
+    pub(crate) fn sid_of(&self, service_id: &str, room_id: &str) -> Option<Sid> {
         self.by_key.get(&(service_id.to_string(), RoomId::parse(room_id)?)).cloned()
+    }
+
+    /// The session of `party` in room `sid`, if it is in and connected.
+    pub fn session_in(&self, sid: &Sid, party: &Party) -> Option<SessionId> {
+        let room = self.rooms.get(sid)?;
+        room.index_of(party).and_then(|i| room.participants[i].session)
+    }
+
+    /// Whether `party` is in room `sid` (connected or within its reconnect grace).
+    pub fn has_member(&self, sid: &Sid, party: &Party) -> bool {
+        self.rooms.get(sid).is_some_and(|r| r.index_of(party).is_some())
     }
 
     /// The room `sid` and the participant index of `session` in it.

@@ -53,7 +53,7 @@ impl H {
     }
 
     pub(super) fn push_result(&mut self, sid: &Sid, ok: bool) {
-        self.input(Input::PushResult { sid: sid.clone(), ok });
+        self.input(Input::PushResult { sid: sid.clone(), user: None, ok });
     }
 }
 

@@ -19,7 +19,8 @@ impl H {
         let auth = SessionAuth::CallParam { sid: claims.sid, device: claims.device };
         let party = Party::new(claims.service_id, claims.user_id);
         let ue_type = "IOS".to_string();
-        self.input(Input::Open { session, party, auth, ip: format!("10.0.1.{session}"), ue_type });
+        let ip = format!("10.0.1.{session}");
+        self.input(Input::Open { session, party, auth, ip, ue_type, engine: false });
     }
 
     fn resume(&mut self, session: impl Into<SessionId>, sid: &Sid) -> Vec<Output> {

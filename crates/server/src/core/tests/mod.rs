@@ -15,6 +15,7 @@ use crate::ids::{CountingIds, Party, SessionId};
 mod calls;
 mod clock;
 mod devices;
+mod engine;
 mod rooms;
 
 /// Wall-clock time at the start of every test.
@@ -28,6 +29,7 @@ pub(super) fn rules(ring_s: u64, max_s: u64, has_notify: bool) -> ServiceRules {
         has_notify,
         has_call_cb: true,
         has_gcall_cb: true,
+        has_group_call_cb: true,
         max_room_participants: 50,
         max_room_speakers: 6,
         alone_kick_out_ms: 300_000,
@@ -66,10 +68,16 @@ impl H {
     }
 
     pub fn open(&mut self, session: impl Into<SessionId>, user: &str) {
+        self.open_as(session, user, false);
+    }
+
+    /// A token session of `user`; `engine`: a call-engine session.
+    pub fn open_as(&mut self, session: impl Into<SessionId>, user: &str, engine: bool) {
         let session: SessionId = session.into();
         let ip = format!("10.0.0.{session}");
         let party = Party::new("svc", user);
-        self.input(Input::Open { session, party, auth: SessionAuth::Token, ip, ue_type: "BROWSER".into() });
+        let ue_type = "BROWSER".to_string();
+        self.input(Input::Open { session, party, auth: SessionAuth::Token, ip, ue_type, engine });
     }
 
     pub fn closed(&mut self, session: impl Into<SessionId>) {

@@ -24,7 +24,7 @@ fn room(max_participants: u32, alone_s: u64, max_s: u64) -> H {
 }
 
 impl H {
-    fn say(&mut self, session: impl Into<SessionId>, json: &str) -> Vec<Output> {
+    pub(super) fn say(&mut self, session: impl Into<SessionId>, json: &str) -> Vec<Output> {
         self.msg(session, json);
         self.drain()
     }

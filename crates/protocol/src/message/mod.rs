@@ -73,6 +73,9 @@ pub enum ClientMessage {
         /// Kind of device (`BROWSER`, `ANDROID`, …), informational.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ue_type: Option<String>,
+        /// A call-engine session: it gets `call_event` frames.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        engine: bool,
     },
     /// Heartbeat; the server answers `pong`.
     Ping {},
@@ -253,6 +256,90 @@ pub enum ClientMessage {
         sid: Sid,
         /// Whose video.
         user_id: String,
+    },
+    /// Call-engine face: call one user (a 1-to-1 call, answered `call_created` as
+    /// `make_call` is) or several (a group call: answered `room_joined` with the call's
+    /// ID as its `sid`; every invitee gets `call_event` `onCallReceived`). Needs an
+    /// engine session (`hello` with `engine: true`).
+    Calls {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The invitees (at least one).
+        user_ids: Vec<String>,
+        /// `audio` or `video`.
+        media_type: String,
+        /// How long each invitation rings, seconds (default 30, at most the service's
+        /// ring time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u32>,
+        /// Opaque app data (≤ 4,096 bytes), in `onCallReceived` and the records.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_data: Option<String>,
+        /// The group call's room number (default: a free one drawn by the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<u32>,
+        /// The app's group ID, echoed in `onCallReceived`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_id: Option<String>,
+    },
+    /// Call-engine face: answer an invitation. A 1-to-1 call is answered `verified` then
+    /// `connected`; a group call `room_joined`.
+    Accept {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
+    },
+    /// Call-engine face: decline an invitation (the inviter sees `onUserReject`).
+    Reject {
+        /// Request number echoed in the answer (`done`).
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
+    },
+    /// Call-engine face: let an invitation go as if busy (the inviter sees
+    /// `onUserLineBusy`).
+    Ignore {
+        /// Request number echoed in the answer (`done`).
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
+    },
+    /// Call-engine face: leave the call; the inviter before anyone answered cancels every
+    /// invitation. Answered `disconnected`.
+    Hangup {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
+    },
+    /// Call-engine face: invite more users into a group call, by any participant.
+    /// Answered `done`.
+    InviteUser {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
+        /// The new invitees.
+        user_ids: Vec<String>,
+        /// How long each invitation rings, seconds (default 30).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u32>,
+    },
+    /// Call-engine face: join a live group call this user was invited to (after leaving,
+    /// rejecting or missing it). Answered `room_joined`.
+    JoinCall {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
     },
     /// Hand a fresh access token without dropping the session.
     RefreshToken {
@@ -570,6 +657,20 @@ pub enum ServerMessage {
         /// The data.
         data: String,
     },
+    /// Call-engine face: something happened in a call (an engine session only).
+    CallEvent {
+        /// The call.
+        call_id: Sid,
+        /// What, as seed 004 names it.
+        event: crate::engine::EngineEvent,
+    },
+    /// Answer to a request that has nothing else to say (`reject`, `ignore`,
+    /// `invite_user`).
+    Done {
+        /// The request's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+    },
     /// Answer to `refresh_token`.
     TokenRefreshed {
         /// The request's number.
@@ -641,6 +742,13 @@ pub const CLIENT_TYPES: &[&str] = &[
     "short_data",
     "request_peer_video",
     "remove_peer_video",
+    "calls",
+    "accept",
+    "reject",
+    "ignore",
+    "hangup",
+    "invite_user",
+    "join_call",
 ];
 
 impl ClientMessage {
@@ -753,165 +861,4 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_known_unknown_and_malformed() {
-        let m =
-            ClientMessage::parse(r#"{"type":"make_call","req":7,"to_user_id":"bob","media_type":"audio"}"#)
-                .unwrap();
-        assert!(matches!(m, ClientMessage::MakeCall { req: Some(7), .. }));
-        let e = ClientMessage::parse(r#"{"type":"teleport","req":3}"#).unwrap_err();
-        assert_eq!((e.code, e.req), (ErrorCode::UnknownType, Some(3)));
-        let e = ClientMessage::parse(r#"{"type":"make_call","req":4}"#).unwrap_err();
-        assert_eq!((e.code, e.req), (ErrorCode::Malformed, Some(4)));
-        let e = ClientMessage::parse("not json").unwrap_err();
-        assert_eq!(e.code, ErrorCode::Malformed);
-    }
-
-    #[test]
-    fn server_message_shape() {
-        let m = ServerMessage::Disconnected {
-            req: None,
-            sid: "s".into(),
-            reason: DisconnectReason::Decline,
-            source: DisconnectSource::Callee,
-            by_remote: true,
-            user_rel_code: None,
-        };
-        assert_eq!(
-            m.to_json(),
-            r#"{"type":"disconnected","sid":"s","reason":{"code":1002,"name":"DECLINE"},"source":{"code":1,"name":"callee"},"by_remote":true}"#
-        );
-        let back: ServerMessage = serde_json::from_str(&m.to_json()).unwrap();
-        assert_eq!(back, m);
-    }
-
-    #[test]
-    fn malformed_errors_never_echo_the_frame() {
-        let long = "x".repeat(5000);
-        for frame in [
-            format!(r#"{{"type":"make_call","to_user_id":{long}}}"#),
-            format!(r#"{{"type":"make_call","to_user_id":"bob","ring_timeout_secs":"{long}"}}"#),
-            format!(r#"["{long}"]"#),
-            format!(r#"{{"type":"end_call","sid":7,"x":"{long}"}}"#),
-        ] {
-            let e = ClientMessage::parse(&frame).unwrap_err();
-            assert!(e.message.len() < 200 && !e.message.contains("xxx"), "{}", e.message);
-        }
-        let e = ClientMessage::parse(r#"{"type":"accept_call"}"#).unwrap_err();
-        assert_eq!(e.message, "malformed message: missing field sid");
-    }
-
-    /// One message of every client type. The match is exhaustive: a new variant does
-    /// not compile until it is added here, and then the test checks `CLIENT_TYPES`.
-    fn one_of_each() -> Vec<ClientMessage> {
-        let all = vec![
-            ClientMessage::Hello {
-                v: 1,
-                token: None,
-                service_id: None,
-                user_id: None,
-                cc_param: None,
-                ue_type: None,
-            },
-            ClientMessage::Ping {},
-            ClientMessage::MakeCall {
-                req: None,
-                to_user_id: "b".into(),
-                to_service_id: None,
-                media_type: "audio".into(),
-                app_data: None,
-                ring_timeout_secs: None,
-            },
-            ClientMessage::VerifyCall { req: None, cc_param: "p".into() },
-            ClientMessage::AcceptCall { req: None, sid: "s".into() },
-            ClientMessage::EndCall { req: None, sid: "s".into(), reason: None, user_rel_code: None },
-            ClientMessage::Resume { req: None, sid: "s".into() },
-            ClientMessage::MediaOffer { req: None, sid: "s".into(), sdp: "v=0".into() },
-            ClientMessage::MediaAnswer { sid: "s".into(), offer_id: 1, sdp: "v=0".into() },
-            ClientMessage::AddMedia { sid: "s".into(), kind: "video".into() },
-            ClientMessage::MediaState {
-                sid: "s".into(),
-                mic_muted: None,
-                video_enabled: None,
-                video_paused: None,
-            },
-            ClientMessage::JoinRoom {
-                req: None,
-                room_id: "r".into(),
-                room_service_id: None,
-                media_type: "audio".into(),
-                display_name: None,
-                app_data: None,
-                mic_muted: None,
-                video_enabled: None,
-            },
-            ClientMessage::LeaveRoom { req: None, sid: "s".into() },
-            ClientMessage::ShortData {
-                req: None,
-                sid: "s".into(),
-                data_type: "t".into(),
-                data: "d".into(),
-                targets: None,
-            },
-            ClientMessage::RequestPeerVideo {
-                req: None,
-                sid: "s".into(),
-                user_id: "u".into(),
-                resolution: None,
-            },
-            ClientMessage::RemovePeerVideo { req: None, sid: "s".into(), user_id: "u".into() },
-            ClientMessage::RefreshToken { req: None, token: "t".into() },
-        ];
-        for m in &all {
-            match m {
-                ClientMessage::Hello { .. }
-                | ClientMessage::Ping {}
-                | ClientMessage::MakeCall { .. }
-                | ClientMessage::VerifyCall { .. }
-                | ClientMessage::AcceptCall { .. }
-                | ClientMessage::EndCall { .. }
-                | ClientMessage::Resume { .. }
-                | ClientMessage::MediaOffer { .. }
-                | ClientMessage::MediaAnswer { .. }
-                | ClientMessage::AddMedia { .. }
-                | ClientMessage::MediaState { .. }
-                | ClientMessage::JoinRoom { .. }
-                | ClientMessage::LeaveRoom { .. }
-                | ClientMessage::ShortData { .. }
-                | ClientMessage::RequestPeerVideo { .. }
-                | ClientMessage::RemovePeerVideo { .. }
-                | ClientMessage::RefreshToken { .. } => {}
-            }
-        }
-        all
-    }
-
-    #[test]
-    fn client_types_list_every_message() {
-        let all = one_of_each();
-        assert_eq!(all.len(), CLIENT_TYPES.len());
-        for m in all {
-            let json: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
-            let t = json["type"].as_str().unwrap().to_string();
-            assert!(CLIENT_TYPES.contains(&t.as_str()), "{t} is not in CLIENT_TYPES");
-            // A malformed frame of this type is malformed, not unknown.
-            let e = ClientMessage::parse(&format!(r#"{{"type":"{t}","v":"x","sid":7,"req":1}}"#));
-            if let Err(e) = e {
-                assert_eq!(e.code, ErrorCode::Malformed, "{t}");
-            }
-        }
-    }
-
-    #[test]
-    fn every_client_type_is_listed() {
-        for t in CLIENT_TYPES {
-            let e = ClientMessage::parse(&format!(r#"{{"type":"{t}","bogus_only":1}}"#));
-            if let Err(e) = e {
-                assert_eq!(e.code, ErrorCode::Malformed, "{t}");
-            }
-        }
-    }
-}
+mod tests;

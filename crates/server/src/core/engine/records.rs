@@ -1,0 +1,54 @@
+//! The record of a group call, written once when it ends: every invitee's outcome and
+//! times, for on_group_call_evt_cb and `GET /v1/calls/{id}`.
+
+use switchboard_protocol::engine::CallEndReason;
+use switchboard_protocol::record::{GroupCallMember, GroupCallRecord, InviteResult};
+
+use super::{Engine, GroupCall, State};
+use crate::clock::Now;
+use crate::core::Cx;
+use crate::records::Entry;
+
+impl Engine {
+    /// Writes the ended call's record down (and queues its callback if the service
+    /// takes one).
+    pub(super) fn record(&self, cx: &mut Cx, now: Now, call: &GroupCall, reason: CallEndReason) {
+        let members = call
+            .members
+            .iter()
+            .map(|m| GroupCallMember {
+                user_id: m.user.clone(),
+                role: if m.caller { "caller" } else { "callee" }.into(),
+                inviter: m.inviter.clone(),
+                result: match m.state {
+                    _ if m.joined => InviteResult::Joined,
+                    State::Rejected => InviteResult::Rejected,
+                    State::NoResponse => InviteResult::NoResponse,
+                    State::LineBusy => InviteResult::LineBusy,
+                    _ => InviteResult::Cancelled,
+                },
+                invited_ms: m.invited_ms,
+                answered_ms: m.answered_ms,
+                joined_ms: m.joined_ms,
+                left_ms: m.left_ms,
+                in_call_ms: m.time_in_call(now).as_millis() as u64,
+            })
+            .collect();
+        let record = GroupCallRecord {
+            call_id: call.id.clone(),
+            service_id: call.service_id.clone(),
+            caller_id: call.caller.clone(),
+            media_type: call.media.letter().into(),
+            room_id: call.room_number,
+            group_id: call.group_id.clone(),
+            user_data: call.user_data.clone(),
+            setup_ms: call.setup_ms,
+            begin_ms: call.begin_ms.unwrap_or(0),
+            end_ms: now.wall_ms,
+            end_reason: reason.into(),
+            members,
+        };
+        let deliver = cx.services.get(&call.service_id).is_some_and(|r| r.has_group_call_cb);
+        cx.journal(Entry::GroupCallEnded { service_id: call.service_id.clone(), record, deliver });
+    }
+}

@@ -1,0 +1,379 @@
+//! The call-engine face on simulated time: group calls with invitations (accept,
+//! reject, ignore, timeout, busy, cancel, invite mid-call, join back), seed 004's
+//! events case by case, the record, and the 1-to-1 call behind a one-invitee `calls`.
+
+use switchboard_protocol::engine::{CallEndReason as E, CallMediaType, CallRole};
+use switchboard_protocol::record::{GroupCallRecord, InviteResult};
+use switchboard_protocol::{
+    DisconnectReason as R, EngineEvent as Ev, ErrorCode, ServerMessage, StartFailReason,
+};
+
+use super::{rules, sent, settings, H, T0};
+use crate::core::Output;
+use crate::ids::Sid;
+use crate::records::Entry;
+
+const ALICE: u64 = 1;
+const BOB: u64 = 2;
+const CAROL: u64 = 3;
+const DAN: u64 = 4;
+
+fn engine() -> H {
+    let mut h = H::with(settings(100.0, 100.0), rules(60, 0, true));
+    for (s, user) in [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol"), (DAN, "dan")] {
+        h.open_as(s, user, true);
+    }
+    h
+}
+
+/// The engine events `session` got in `out`.
+fn events(out: &[Output], session: u64) -> Vec<Ev> {
+    sent(out, session)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::CallEvent { event, .. } => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn user(id: &str) -> String {
+    id.to_string()
+}
+
+/// The room number in the caller's `room_joined`.
+fn room_id_of(out: &[Output]) -> String {
+    sent(out, ALICE)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::RoomJoined { room_id, .. } => Some(room_id),
+            _ => None,
+        })
+        .expect("room_joined")
+}
+
+fn record(out: &[Output]) -> Option<GroupCallRecord> {
+    out.iter().find_map(|o| match o {
+        Output::Journal(Entry::GroupCallEnded { record, .. }) => Some(record.clone()),
+        _ => None,
+    })
+}
+
+/// Alice calls `users` (video); the call's ID.
+fn call(h: &mut H, users: &[&str]) -> (Sid, Vec<Output>) {
+    let ids = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(",");
+    let out = h.say(ALICE, &format!(r#"{{"type":"calls","req":1,"user_ids":[{ids}],"media_type":"video"}}"#));
+    let id = sent(&out, ALICE)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::RoomJoined { req: Some(1), sid, .. } => Some(sid),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no room_joined for calls: {out:?}"));
+    (id, out)
+}
+
+#[test]
+fn a_group_call_rings_everyone_and_each_answer_is_heard_as_seed_004_says() {
+    let mut h = engine();
+    let (id, out) = call(&mut h, &["bob", "carol", "dan"]);
+    assert!(id.is_room_shaped(), "a group call's ID is its room's sid");
+    let received = Ev::CallReceived {
+        caller_id: user("alice"),
+        callee_id_list: vec![user("bob"), user("carol"), user("dan")],
+        group_id: String::new(),
+        call_media_type: CallMediaType::Video,
+        user_data: String::new(),
+    };
+    for s in [BOB, CAROL, DAN] {
+        assert!(events(&out, s).contains(&received), "{s}: {:?}", events(&out, s));
+    }
+    let pushes: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Journal(Entry::Notify { record, .. }) => Some(record.to_user_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushes, ["bob", "carol", "dan"], "one push per invitee");
+    let inviting: Vec<Ev> = events(&out, ALICE);
+    assert!(inviting.contains(&Ev::UserInviting { user_id: user("dan") }), "{inviting:?}");
+
+    // Bob accepts: the call begins.
+    let out = h.say(BOB, &format!(r#"{{"type":"accept","req":2,"call_id":"{id}"}}"#));
+    assert!(sent(&out, BOB).iter().any(|m| matches!(m, ServerMessage::RoomJoined { req: Some(2), .. })));
+    let room_id = match events(&out, BOB).first() {
+        Some(Ev::CallBegin {
+            room_id,
+            call_role: CallRole::Called,
+            call_media_type: CallMediaType::Video,
+        }) => *room_id,
+        other => panic!("bob: {other:?}"),
+    };
+    assert!(events(&out, BOB).contains(&Ev::UserJoin { user_id: user("alice") }));
+    assert_eq!(
+        events(&out, ALICE),
+        [
+            Ev::CallBegin { room_id, call_media_type: CallMediaType::Video, call_role: CallRole::Caller },
+            Ev::UserJoin { user_id: user("bob") }
+        ]
+    );
+    assert_eq!(events(&out, CAROL), [Ev::UserJoin { user_id: user("bob") }], "the ringing hear it too");
+
+    // Carol rejects: she hears her own ID; the others hear onUserReject.
+    h.tick(1000);
+    let out = h.say(CAROL, &format!(r#"{{"type":"reject","req":3,"call_id":"{id}"}}"#));
+    assert!(sent(&out, CAROL).contains(&ServerMessage::Done { req: Some(3) }));
+    assert_eq!(
+        events(&out, CAROL),
+        [
+            Ev::CallCancelled { user_id: user("carol") },
+            Ev::CallNotConnected { reason: E::Reject, user_id: user("carol") }
+        ]
+    );
+    for s in [ALICE, BOB, DAN] {
+        assert_eq!(events(&out, s), [Ev::UserReject { user_id: user("carol") }], "{s}");
+    }
+
+    // Dan does not answer in 30 s (the engine's default invitation timeout).
+    h.advance(28_000);
+    assert!(h.drain().is_empty());
+    h.advance(2_000);
+    let out = h.drain();
+    assert_eq!(events(&out, DAN)[0], Ev::CallCancelled { user_id: user("dan") });
+    assert_eq!(events(&out, ALICE), [Ev::UserNoResponse { user_id: user("dan") }]);
+    assert!(record(&out).is_none(), "two are still in the call");
+
+    // Bob hangs up: fewer than two remain, the call ends for Alice too.
+    h.advance(10_000);
+    let out = h.say(BOB, &format!(r#"{{"type":"hangup","req":4,"call_id":"{id}"}}"#));
+    assert!(sent(&out, BOB)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Disconnected { req: Some(4), reason: R::Normal, .. })));
+    match &events(&out, BOB)[..] {
+        [Ev::CallEnd { call_role: CallRole::Called, reason: E::Hangup, total_time, .. }] => {
+            assert!((*total_time - 41.0).abs() < 0.01, "{total_time}")
+        }
+        other => panic!("bob: {other:?}"),
+    }
+    let alice = events(&out, ALICE);
+    assert_eq!(alice[0], Ev::UserLeave { user_id: user("bob") });
+    assert!(
+        matches!(alice[1], Ev::CallEnd { call_role: CallRole::Caller, reason: E::Hangup, .. }),
+        "{alice:?}"
+    );
+    assert!(
+        sent(&out, ALICE).iter().any(|m| matches!(m, ServerMessage::Disconnected { .. })),
+        "the room closed"
+    );
+    let rec = record(&out).expect("the group call's record");
+    assert_eq!((rec.caller_id.as_str(), rec.end_reason, rec.room_id), ("alice", 1, room_id));
+    let results: Vec<(&str, InviteResult)> =
+        rec.members.iter().map(|m| (m.user_id.as_str(), m.result)).collect();
+    assert_eq!(
+        results,
+        [
+            ("alice", InviteResult::Joined),
+            ("bob", InviteResult::Joined),
+            ("carol", InviteResult::Rejected),
+            ("dan", InviteResult::NoResponse)
+        ]
+    );
+    assert_eq!(rec.members[1].in_call_ms, 41_000);
+    assert_eq!((rec.setup_ms, rec.begin_ms, rec.end_ms), (T0, T0, T0 + 41_000));
+}
+
+#[test]
+fn the_caller_cancelling_tells_every_invitee_it_was_the_caller() {
+    let mut h = engine();
+    let (id, _) = call(&mut h, &["bob", "carol"]);
+    let out = h.say(ALICE, &format!(r#"{{"type":"hangup","req":5,"call_id":"{id}"}}"#));
+    for s in [BOB, CAROL] {
+        assert_eq!(events(&out, s)[0], Ev::CallCancelled { user_id: user("alice") }, "{s}");
+    }
+    assert_eq!(events(&out, ALICE)[0], Ev::CallCancelled { user_id: user("alice") });
+    assert!(sent(&out, ALICE).contains(&ServerMessage::Done { req: Some(5) }));
+    let rec = record(&out).expect("record");
+    assert_eq!((rec.end_reason, rec.begin_ms), (u8::from(E::Canceled), 0));
+    assert!(rec.members[1..].iter().all(|m| m.result == InviteResult::Cancelled));
+    // The room is gone with the call: a new call may take its users.
+    let (_, out) = call(&mut h, &["bob", "carol"]);
+    assert!(events(&out, BOB).iter().any(|e| matches!(e, Ev::CallReceived { .. })));
+}
+
+#[test]
+fn busy_and_rejected_invitees_end_a_call_nobody_accepted() {
+    let mut h = engine();
+    h.say(BOB, r#"{"type":"join_room","req":1,"room_id":"elsewhere","media_type":"audio"}"#);
+    let (id, out) = call(&mut h, &["bob", "carol"]);
+    assert!(events(&out, ALICE).contains(&Ev::UserLineBusy { user_id: user("bob") }), "in a room is busy");
+    assert!(events(&out, BOB).is_empty(), "a busy invitee is not rung");
+    let out = h.say(CAROL, &format!(r#"{{"type":"reject","call_id":"{id}"}}"#));
+    assert_eq!(
+        events(&out, ALICE),
+        [
+            Ev::UserReject { user_id: user("carol") },
+            Ev::CallCancelled { user_id: user("alice") },
+            Ev::CallNotConnected { reason: E::Reject, user_id: user("alice") }
+        ]
+    );
+    let rec = record(&out).expect("record");
+    assert_eq!(rec.end_reason, u8::from(E::Reject));
+    assert_eq!(rec.members[1].result, InviteResult::LineBusy);
+}
+
+#[test]
+fn ignore_is_line_busy_and_a_user_rung_by_a_group_call_is_busy_for_others() {
+    let mut h = engine();
+    let (id, _) = call(&mut h, &["bob", "carol"]);
+    // Dan calls Bob 1-to-1 while Alice's invitation rings for him: BUSY.
+    let out = h.say(DAN, r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio"}"#);
+    assert!(sent(&out, DAN).iter().any(|m| matches!(m, ServerMessage::Disconnected { reason: R::Busy, .. })));
+    let out = h.say(BOB, &format!(r#"{{"type":"ignore","call_id":"{id}"}}"#));
+    assert_eq!(events(&out, ALICE), [Ev::UserLineBusy { user_id: user("bob") }]);
+    assert_eq!(events(&out, CAROL), [Ev::UserLineBusy { user_id: user("bob") }]);
+}
+
+#[test]
+fn invite_user_mid_call_and_join_call_for_those_invited_only() {
+    let mut h = engine();
+    let (id, joined) = call(&mut h, &["bob", "carol"]);
+    h.say(BOB, &format!(r#"{{"type":"accept","call_id":"{id}"}}"#));
+    h.say(CAROL, &format!(r#"{{"type":"reject","call_id":"{id}"}}"#));
+    // Bob invites Dan: everyone hears onUserInviting, Dan is rung.
+    let out = h.say(BOB, &format!(r#"{{"type":"invite_user","req":7,"call_id":"{id}","user_ids":["dan"]}}"#));
+    assert!(sent(&out, BOB).contains(&ServerMessage::Done { req: Some(7) }));
+    for s in [ALICE, BOB] {
+        assert_eq!(events(&out, s), [Ev::UserInviting { user_id: user("dan") }], "{s}");
+    }
+    match &events(&out, DAN)[..] {
+        [Ev::CallReceived { callee_id_list, .. }] => assert_eq!(callee_id_list, &["bob", "dan"]),
+        other => panic!("dan: {other:?}"),
+    }
+    // Carol changes her mind and joins; Eve, never invited, cannot.
+    let out = h.say(CAROL, &format!(r#"{{"type":"join_call","req":8,"call_id":"{id}"}}"#));
+    assert!(sent(&out, CAROL).iter().any(|m| matches!(m, ServerMessage::RoomJoined { req: Some(8), .. })));
+    assert!(events(&out, ALICE).contains(&Ev::UserJoin { user_id: user("carol") }));
+    h.open_as(5u64, "eve", true);
+    let out = h.say(5, &format!(r#"{{"type":"join_call","req":9,"call_id":"{id}"}}"#));
+    assert!(
+        matches!(sent(&out, 5)[..], [ServerMessage::Error { req: Some(9), error: ErrorCode::NotFound, .. }]),
+        "{out:?}"
+    );
+    // Nor can anyone walk into the call's room by its number.
+    let room_number = room_id_of(&joined);
+    let out = h.say(
+        5,
+        &format!(r#"{{"type":"join_room","req":10,"room_id":"{room_number}","media_type":"audio"}}"#),
+    );
+    assert!(
+        matches!(
+            sent(&out, 5)[..],
+            [ServerMessage::StartFailed { reason: StartFailReason::InvalidRoomId, .. }]
+        ),
+        "a call's room is joined through its call: {out:?}"
+    );
+}
+
+#[test]
+fn calls_needs_an_engine_session_and_checks_its_invitees() {
+    let mut h = engine();
+    h.open_as(9u64, "plain", false);
+    let out = h.say(9, r#"{"type":"calls","req":1,"user_ids":["bob","carol"],"media_type":"audio"}"#);
+    assert!(matches!(sent(&out, 9)[..], [ServerMessage::Error { error: ErrorCode::WrongState, .. }]));
+    let out = h.say(ALICE, r#"{"type":"calls","req":1,"user_ids":["bob","alice"],"media_type":"audio"}"#);
+    assert!(matches!(
+        sent(&out, ALICE)[..],
+        [ServerMessage::StartFailed { reason: StartFailReason::IdConflict, .. }]
+    ));
+    let out = h.say(ALICE, r#"{"type":"calls","req":1,"user_ids":["bob","no spaces"],"media_type":"audio"}"#);
+    assert!(matches!(
+        sent(&out, ALICE)[..],
+        [ServerMessage::StartFailed { reason: StartFailReason::InvalidUserId, .. }]
+    ));
+    let out = h.say(ALICE, r#"{"type":"calls","req":1,"user_ids":[],"media_type":"audio"}"#);
+    assert!(matches!(
+        sent(&out, ALICE)[..],
+        [ServerMessage::StartFailed { reason: StartFailReason::InvalidUserId, .. }]
+    ));
+    let too_many: Vec<String> = (0..50).map(|i| format!("\"u{i}\"")).collect();
+    let out = h.say(
+        ALICE,
+        &format!(r#"{{"type":"calls","user_ids":[{}],"media_type":"audio"}}"#, too_many.join(",")),
+    );
+    assert!(matches!(
+        sent(&out, ALICE)[..],
+        [ServerMessage::StartFailed { reason: StartFailReason::InvalidParam, .. }]
+    ));
+}
+
+#[test]
+fn one_invitee_is_the_one_to_one_call_with_seed_004_events() {
+    let mut h = engine();
+    let out =
+        h.say(ALICE, r#"{"type":"calls","req":1,"user_ids":["bob"],"media_type":"audio","user_data":"x"}"#);
+    let sid = sent(&out, ALICE)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::CallCreated { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .expect("a 1-to-1 call");
+    assert!(!sid.is_room_shaped());
+    assert_eq!(
+        events(&out, BOB),
+        [Ev::CallReceived {
+            caller_id: user("alice"),
+            callee_id_list: vec![user("bob")],
+            group_id: String::new(),
+            call_media_type: CallMediaType::Audio,
+            user_data: user("x"),
+        }]
+    );
+    let out = h.say(BOB, &format!(r#"{{"type":"accept","req":2,"call_id":"{sid}"}}"#));
+    let begin = |role| Ev::CallBegin {
+        room_id: crate::core::call::room_number(&sid),
+        call_media_type: CallMediaType::Audio,
+        call_role: role,
+    };
+    assert_eq!(events(&out, ALICE), [begin(CallRole::Caller)]);
+    assert_eq!(events(&out, BOB), [begin(CallRole::Called)]);
+    assert!(sent(&out, BOB).iter().any(|m| matches!(m, ServerMessage::Connected { req: Some(2), .. })));
+    h.tick(5_000);
+    let out = h.say(ALICE, &format!(r#"{{"type":"hangup","req":3,"call_id":"{sid}"}}"#));
+    for (s, role) in [(ALICE, CallRole::Caller), (BOB, CallRole::Called)] {
+        match &events(&out, s)[..] {
+            [Ev::CallEnd { call_role, reason: E::Hangup, total_time, .. }] if *call_role == role => {
+                assert!((total_time - 5.0).abs() < 0.01)
+            }
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    // Rejected: the caller hears onUserReject and its own onCallCancelled; the callee its own.
+    let out = h.say(ALICE, r#"{"type":"calls","req":4,"user_ids":["bob"],"media_type":"audio"}"#);
+    let sid = sent(&out, ALICE)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::CallCreated { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .expect("a 1-to-1 call");
+    let out = h.say(BOB, &format!(r#"{{"type":"reject","req":5,"call_id":"{sid}"}}"#));
+    assert_eq!(
+        events(&out, ALICE),
+        [
+            Ev::UserReject { user_id: user("bob") },
+            Ev::CallCancelled { user_id: user("alice") },
+            Ev::CallNotConnected { reason: E::Reject, user_id: user("bob") }
+        ]
+    );
+    assert_eq!(events(&out, BOB)[0], Ev::CallCancelled { user_id: user("bob") });
+    assert!(sent(&out, BOB)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Disconnected { req: Some(5), reason: R::Decline, .. })));
+    let ended = out.iter().any(
+        |o| matches!(o, Output::Journal(Entry::CallEnded { record, .. }) if record.disconnect_reason == 1002),
+    );
+    assert!(ended, "the same record as a PlanetKit call: DECLINE");
+}

@@ -1,0 +1,140 @@
+//! The call-engine face through the real server: a group call with invitations over
+//! WebSocket engine sessions, the pushes to each invitee, the signed group call record
+//! at on_group_call_evt_cb, and the same record at `GET /v1/calls/{id}`; a pushed
+//! invitee answering with only its `cc_param`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use switchboard_tests::*;
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_call_rings_pushes_and_records_every_invitee() {
+    let h = Harness::start().await;
+    let mut alice = RawSession::engine(&h, "alice").await;
+    let mut bob = RawSession::engine(&h, "bob").await;
+    let mut carol = RawSession::engine(&h, "carol").await;
+    alice
+        .send(r#"{"type":"calls","req":1,"user_ids":["bob","carol","dan"],"media_type":"audio","user_data":"team sync","group_id":"g1"}"#)
+        .await;
+    let joined = alice.wait_for("room_joined").await;
+    assert_eq!(joined["req"], 1);
+    let id = joined["sid"].as_str().expect("the call's ID").to_string();
+    let room_id: u32 = joined["room_id"].as_str().and_then(|r| r.parse().ok()).expect("a numeric room");
+
+    let received = bob.wait_event("onCallReceived").await;
+    assert_eq!(received["call_id"], id.as_str());
+    assert_eq!(
+        received["event"],
+        serde_json::json!({"name": "onCallReceived", "callerId": "alice", "calleeIdList": ["bob", "carol", "dan"],
+                           "groupId": "g1", "callMediaType": 1, "userData": "team sync"})
+    );
+    carol.wait_event("onCallReceived").await;
+    // Every invitee is pushed, Dan (no device online) too, each with a cc_param of its own.
+    let mut params = Vec::new();
+    for user in ["bob", "carol", "dan"] {
+        let push = h.app.wait_for("/notify", |hit| hit.query["to_user_id"] == user).await;
+        assert_eq!(push.query["sid"], id);
+        params.push(push.query["param"].clone());
+    }
+    params.dedup();
+    assert_eq!(params.len(), 3);
+
+    // Bob accepts; Carol rejects; Dan's device wakes up by the push and ignores it.
+    bob.send(&format!(r#"{{"type":"accept","req":2,"call_id":"{id}"}}"#)).await;
+    assert_eq!(bob.wait_for("room_joined").await["sid"], id.as_str());
+    let begin = alice.wait_event("onCallBegin").await;
+    assert_eq!(
+        begin["event"],
+        serde_json::json!({"name": "onCallBegin", "roomID": room_id, "callMediaType": 1, "callRole": 1})
+    );
+    assert_eq!(alice.wait_event("onUserJoin").await["event"]["userId"], "bob");
+    carol.send(&format!(r#"{{"type":"reject","req":3,"call_id":"{id}"}}"#)).await;
+    assert_eq!(carol.wait_event("onCallCancelled").await["event"]["userId"], "carol");
+    assert_eq!(alice.wait_event("onUserReject").await["event"]["userId"], "carol");
+    let dan_param = &params[2];
+    let mut dan = RawSession::open(&h).await;
+    dan.send(&format!(r#"{{"type":"hello","v":1,"cc_param":"{dan_param}","engine":true}}"#)).await;
+    dan.wait_for("welcome").await;
+    dan.send(&format!(r#"{{"type":"ignore","req":4,"call_id":"{id}"}}"#)).await;
+    assert_eq!(dan.wait_for("done").await["req"], 4);
+    assert_eq!(alice.wait_event("onUserLineBusy").await["event"]["userId"], "dan");
+
+    // Bob hangs up: the call is over for Alice too.
+    bob.send(&format!(r#"{{"type":"hangup","req":5,"call_id":"{id}"}}"#)).await;
+    let end = bob.wait_event("onCallEnd").await;
+    assert_eq!((end["event"]["callRole"].as_u64(), end["event"]["reason"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(alice.wait_event("onUserLeave").await["event"]["userId"], "bob");
+    assert_eq!(alice.wait_event("onCallEnd").await["event"]["callRole"], 1);
+
+    // One signed record, with every invitee's outcome.
+    let hit = h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == id).await;
+    assert!(verify_as_documented(ACME_SECRET, &hit.signature, &hit.raw_query, now_secs(), 300));
+    assert_eq!(
+        hit.names,
+        [
+            "call_id",
+            "service_id",
+            "caller_id",
+            "media_type",
+            "room_id",
+            "group_id",
+            "user_data",
+            "setup_ms",
+            "begin_ms",
+            "end_ms",
+            "end_reason",
+            "members"
+        ]
+    );
+    assert_eq!((hit.query["caller_id"].as_str(), hit.query["end_reason"].as_str()), ("alice", "1"));
+    let members: Value = serde_json::from_str(&hit.query["members"]).expect("members is JSON");
+    let results: Vec<(&str, &str)> = members
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|m| (m["user_id"].as_str().unwrap_or(""), m["result"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        results,
+        [("alice", "joined"), ("bob", "joined"), ("carol", "rejected"), ("dan", "line_busy")]
+    );
+
+    // The same record over REST, under the call's ID.
+    let url = format!("{}/v1/calls/{id}", h.url());
+    let resp =
+        reqwest::Client::new().get(&url).basic_auth("acme-key", Some(ACME_SECRET)).send().await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.expect("JSON");
+    assert_eq!((v["kind"].as_str(), v["room_id"].as_u64()), (Some("group"), Some(u64::from(room_id))));
+    assert_eq!(v["members"], members);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_frames_go_to_engine_sessions_only_and_strangers_are_refused() {
+    let h = Harness::start().await;
+    let mut alice = RawSession::engine(&h, "alice").await;
+    let mut plain_bob = RawSession::connect(&h, "bob").await;
+    alice.send(r#"{"type":"calls","req":1,"user_ids":["bob","carol"],"media_type":"video"}"#).await;
+    let id = alice.wait_for("room_joined").await["sid"].as_str().expect("id").to_string();
+    // A PlanetKit-face session of an invitee is not rung by a group call (it could not
+    // answer one), and hears no engine frames.
+    plain_bob.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(plain_bob.wait_for("pong").await["type"], "pong");
+    let mut eve = RawSession::engine(&h, "eve").await;
+    eve.send(&format!(r#"{{"type":"join_call","req":2,"call_id":"{id}"}}"#)).await;
+    let refused = eve.wait_for("error").await;
+    assert_eq!((refused["req"].as_u64(), refused["error"].as_str()), (Some(2), Some("not_found")));
+    // A plain session cannot start one.
+    plain_bob.send(r#"{"type":"calls","req":3,"user_ids":["alice","carol"],"media_type":"audio"}"#).await;
+    let refused = plain_bob.wait_for("error").await;
+    assert_eq!(refused["error"], "wrong_state");
+    alice.send(&format!(r#"{{"type":"hangup","req":4,"call_id":"{id}"}}"#)).await;
+    assert_eq!(alice.wait_event("onCallCancelled").await["event"]["userId"], "alice");
+    let hit = h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == id).await;
+    assert_eq!(hit.query["end_reason"], "6");
+}
