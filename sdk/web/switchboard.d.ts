@@ -376,6 +376,74 @@ export declare class Engine {
 /** This SDK's version (the npm package's `version`). */
 export declare const SDK_VERSION: string;
 
+/** `callMediaType` (seed 004): 1 audio, 2 video. */
+export declare const CALL_MEDIA_TYPE: { readonly UNKNOWN: 0; readonly AUDIO: 1; readonly VIDEO: 2 };
+/** `callRole`: 1 caller, 2 callee. */
+export declare const CALL_ROLE: { readonly NONE: 0; readonly CALLER: 1; readonly CALLED: 2 };
+/** `reason` of `onCallEnd` / `onCallNotConnected`. */
+export declare const CALL_END_REASON: {
+  readonly UNKNOWN: 0; readonly HANGUP: 1; readonly REJECT: 2; readonly NO_RESPONSE: 3; readonly OFFLINE: 4;
+  readonly LINE_BUSY: 5; readonly CANCELED: 6; readonly OTHER_DEVICE_ACCEPTED: 7; readonly OTHER_DEVICE_REJECT: 8;
+  readonly END_BY_SERVER: 9;
+};
+export declare const CALL_EVENTS: readonly CallEventName[];
+
+/** Every payload carries the call's ID besides seed 004's fields. */
+interface WithCallId { callId: string }
+/** The TUICallEvents (seed 004) and their payloads. */
+export interface CallEventMap {
+  onError: { code: number; msg: string } & WithCallId;
+  onCallReceived: { callerId: string; calleeIdList: string[]; groupId: string; callMediaType: number; userData: string } & WithCallId;
+  onCallCancelled: { userId: string } & WithCallId;
+  onCallBegin: { roomID: number; callMediaType: number; callRole: number } & WithCallId;
+  onCallEnd: { roomID: number; callMediaType: number; callRole: number; totalTime: number; reason: number } & WithCallId;
+  onCallMediaTypeChanged: { oldCallMediaType: number; newCallMediaType: number } & WithCallId;
+  onUserReject: { userId: string } & WithCallId;
+  onUserNoResponse: { userId: string } & WithCallId;
+  onUserLineBusy: { userId: string } & WithCallId;
+  onUserJoin: { userId: string } & WithCallId;
+  onUserLeave: { userId: string } & WithCallId;
+  onUserInviting: { userId: string } & WithCallId;
+  onUserVideoAvailable: { userId: string; isVideoAvailable: boolean } & WithCallId;
+  onUserAudioAvailable: { userId: string; isAudioAvailable: boolean } & WithCallId;
+  onUserVoiceVolumeChanged: { volumeMap: Record<string, number> } & WithCallId;
+  onUserNetworkQualityChanged: { networkQualityList: { userId: string; quality: number }[] } & WithCallId;
+  onKickedOffline: WithCallId;
+  onUserSigExpired: WithCallId;
+  onCallNotConnected: { reason: number; userId: string } & WithCallId;
+}
+export type CallEventName = keyof CallEventMap;
+
+/**
+ * The call-engine face (seed 004, TUICallEngine): `calls` one or several users,
+ * `accept` / `reject` / `ignore` / `hangup`, `inviteUser`, `join`, and every
+ * TUICallEvent through `on`.
+ */
+export declare class CallEngine {
+  static login(opts: { serverUrl: string; userId?: string; serviceId?: string; accessToken: string }): Promise<CallEngine>;
+  readonly userId: string | undefined;
+  on<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
+  off<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
+  /** Resolves with the call ID. One user: a 1-to-1 call; several: a group call. */
+  calls(opts: {
+    userIdList: string[]; callMediaType?: number; timeout?: number; userData?: string; roomId?: number; groupId?: string;
+    mediaHtmlElement?: unknown;
+  }): Promise<string>;
+  accept(opts?: { mediaHtmlElement?: unknown }): Promise<string>;
+  reject(): Promise<void>;
+  ignore(): Promise<void>;
+  hangup(): Promise<void>;
+  inviteUser(opts: { userIdList: string[]; timeout?: number }): Promise<void>;
+  join(opts: { callId: string; callMediaType?: number; mediaHtmlElement?: unknown }): Promise<string>;
+  startRemoteView(opts: { userId: string; videoElement: HTMLVideoElement; resolution?: VideoResolution }): Promise<void>;
+  openMicrophone(): Promise<void>;
+  closeMicrophone(): Promise<void>;
+  openCamera(): Promise<void>;
+  closeCamera(): Promise<void>;
+  getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
+  logout(): void;
+}
+
 export interface PlanetKit extends CallControl {}
 /**
  * WebPlanetKit's shape: `const planetKit = new PlanetKit({ serverUrl })`, then
@@ -395,6 +463,7 @@ export declare class PlanetKit {
   static readonly Call: typeof Call;
   static readonly Conference: typeof Conference;
   static readonly Engine: typeof Engine;
+  static readonly CallEngine: typeof CallEngine;
   static readonly listenForCalls: typeof listenForCalls;
   static readonly getMediaDevices: typeof getMediaDevices;
   static readonly SwitchboardError: typeof SwitchboardError;

@@ -553,6 +553,7 @@ export class Engine {
   detach(owner) { for (const [sid, o] of this.routes) if (o === owner) this.routes.delete(sid); }
 
   _route(m) {
+    if (m.type === 'call_event') { call(this.onCallEvent, m); return; }
     if (m.type === 'token_expiring') {
       call(this.onTokenExpiring, { expiresAt: m.expires_at });
       for (const o of this._owners()) call(o.delegate?.evtTokenExpiring, { expiresAt: m.expires_at });
@@ -687,7 +688,8 @@ export class Call {
     this.role = 'caller';
     await this._localMedia();
     await this._connect({ token: params.accessToken, service_id: params.myServiceId, user_id: params.myId, ue_type: 'BROWSER' });
-    const m = await this.session.request({
+    // A CallEngine's call starts with its own request (`calls`).
+    const m = await this.session.request(params.startRequest ?? {
       type: 'make_call', to_user_id: params.peerId, to_service_id: params.peerServiceId ?? params.myServiceId,
       media_type: this.mediaType, app_data: params.appServerData,
     });
@@ -725,6 +727,24 @@ export class Call {
       return;
     }
     if (m.type === 'disconnected') { this.sid = m.sid; this._ended(m); return; }
+    this._teardown();
+    throw refusal(m);
+  }
+
+  /**
+   * A CallEngine's `accept` of the call `callId` rung on its engine: verified and
+   * answered in one request.
+   */
+  async _acceptRung(callId, params) {
+    const bad = this._start(params);
+    if (bad) return bad;
+    this.role = 'callee';
+    await this._connect();
+    this.sid = callId;
+    this.session.attach(callId, this);
+    await this._localMedia();
+    const m = await this.session.request({ type: 'accept', call_id: callId });
+    if (m.type === 'connected') return;
     this._teardown();
     throw refusal(m);
   }
@@ -1083,7 +1103,8 @@ export class Conference {
         throw joinError(e.reason ?? 'internal_initialization_error', e.message, e.code);
       }
     }
-    const m = await this.session.request({
+    // A CallEngine's group call is entered with its own request (`calls`, `accept`, `join_call`).
+    const m = await this.session.request(params.startRequest ?? {
       type: 'join_room', room_id: params.roomId, room_service_id: params.roomServiceId ?? params.myServiceId,
       media_type: this.mediaType, display_name: params.displayName, app_data: params.appServerData,
       mic_muted: !micOn, video_enabled: this.mediaType === 'video' && cameraOn,
@@ -1371,6 +1392,218 @@ export class Conference {
   }
 }
 
+/** `callMediaType` numbers of the call-engine face (seed 004). */
+export const CALL_MEDIA_TYPE = Object.freeze({ UNKNOWN: 0, AUDIO: 1, VIDEO: 2 });
+/** `callRole` numbers. */
+export const CALL_ROLE = Object.freeze({ NONE: 0, CALLER: 1, CALLED: 2 });
+/** `reason` numbers of `onCallEnd` and `onCallNotConnected`. */
+export const CALL_END_REASON = Object.freeze({
+  UNKNOWN: 0, HANGUP: 1, REJECT: 2, NO_RESPONSE: 3, OFFLINE: 4, LINE_BUSY: 5, CANCELED: 6,
+  OTHER_DEVICE_ACCEPTED: 7, OTHER_DEVICE_REJECT: 8, END_BY_SERVER: 9,
+});
+/** Every event name of seed 004 (TUICallEvent), and the newer engine's two. */
+export const CALL_EVENTS = Object.freeze([
+  'onError', 'onCallReceived', 'onCallCancelled', 'onCallBegin', 'onCallEnd', 'onCallMediaTypeChanged',
+  'onUserReject', 'onUserNoResponse', 'onUserLineBusy', 'onUserJoin', 'onUserLeave', 'onUserVideoAvailable',
+  'onUserAudioAvailable', 'onUserVoiceVolumeChanged', 'onUserNetworkQualityChanged', 'onKickedOffline',
+  'onUserSigExpired', 'onUserInviting', 'onCallNotConnected',
+]);
+
+const mediaName = (type) => (type === CALL_MEDIA_TYPE.VIDEO || type === 'video' ? 'video' : 'audio');
+// A group call's ID is its room's sid (32 hex digits); a 1-to-1 call's is a UUID.
+const isGroupId = (id) => /^[0-9a-f]{32}$/.test(id);
+
+/**
+ * The call-engine face (seed 004, TUICallEngine) for apps written the Tencent way:
+ * `calls` one or several users, `accept` / `reject` / `ignore` / `hangup`,
+ * `inviteUser`, `join`, and every TUICallEvent through `on(name, fn)`, with seed 004's
+ * payloads (plus `callId`). One call at a time per engine.
+ *
+ * ```js
+ * const engine = await CallEngine.login({ serverUrl, userId: 'alice', accessToken });
+ * engine.on('onCallReceived', ({ callId, callerId }) => engine.accept({ mediaHtmlElement }));
+ * await engine.calls({ userIdList: ['bob', 'carol'], callMediaType: CALL_MEDIA_TYPE.VIDEO });
+ * ```
+ */
+export class CallEngine {
+  /**
+   * Signs in (an engine session: it is rung by group calls and hears the events).
+   * `serviceId` defaults to the token's.
+   */
+  static async login({ serverUrl, userId, serviceId, accessToken }) {
+    const e = new CallEngine();
+    e.engine = new Engine(serverUrl, { token: accessToken, service_id: serviceId, user_id: userId, ue_type: 'BROWSER', engine: true });
+    e.engine.onCallEvent = (m) => e._serverEvent(m);
+    e.engine.onClosed = () => e._emit('onError', { code: 1611, msg: 'the connection to the server is gone' });
+    await e.engine.open();
+    return e;
+  }
+
+  constructor() {
+    this.listeners = new Map();
+    /** The call in progress: `{ id, group, owner }` (owner: a Call or a Conference). */
+    this.current = null;
+    /** The last call rung on this engine, waiting for accept / reject. */
+    this.rung = null;
+  }
+
+  /** My user ID, as the server authenticated it. */
+  get userId() { return this.engine.userId; }
+
+  /** Listens for a TUICallEvent. */
+  on(name, fn) {
+    if (!this.listeners.has(name)) this.listeners.set(name, new Set());
+    this.listeners.get(name).add(fn);
+  }
+
+  /** Stops listening. */
+  off(name, fn) { this.listeners.get(name)?.delete(fn); }
+
+  _emit(name, payload) { for (const fn of this.listeners.get(name) ?? []) call(fn, payload); }
+
+  _serverEvent(m) {
+    const { name, ...fields } = m.event;
+    if (name === 'onCallReceived') this.rung = { id: m.call_id, mediaType: mediaName(fields.callMediaType), callerId: fields.callerId };
+    if (['onCallCancelled', 'onCallNotConnected'].includes(name) && this.rung?.id === m.call_id) this.rung = null;
+    // Over for me (the server's own frame, `disconnected`, tears the media down).
+    if (['onCallEnd', 'onCallNotConnected'].includes(name) && (this.current?.id ?? this.current?.owner.sid) === m.call_id) this.current = null;
+    this._emit(name, { ...fields, callId: m.call_id });
+  }
+
+  /**
+   * Calls `userIdList` (one user: a 1-to-1 call; several: a group call). Resolves with
+   * the call ID once the server took it. `callMediaType`: 1 audio, 2 video. `timeout`
+   * (s, default 30), `userData`, `roomId` (a number), `groupId`. `mediaHtmlElement`:
+   * `{ peer: { audio, video }, my: { video } }` for a 1-to-1 call, `{ roomAudio, myVideo }`
+   * for a group call.
+   */
+  async calls({ userIdList, callMediaType = CALL_MEDIA_TYPE.AUDIO, timeout, userData, roomId, groupId, mediaHtmlElement }) {
+    if (this.current) throw sbError('invalid_param', 'already in a call');
+    const request = {
+      type: 'calls', user_ids: userIdList, media_type: mediaName(callMediaType), timeout_secs: timeout,
+      user_data: userData, room_id: roomId, group_id: groupId,
+    };
+    const group = userIdList.length !== 1 || roomId != null || groupId != null;
+    const params = { mediaType: request.media_type, mediaHtmlElement, delegate: this._delegate(group), startRequest: request };
+    return this._enter(group, params, userIdList[0]);
+  }
+
+  /** Accepts the call that rang (`onCallReceived`). */
+  async accept({ mediaHtmlElement } = {}) {
+    const rung = this.rung;
+    if (!rung) throw sbError('invalid_param', 'no call rings');
+    this.rung = null;
+    const group = isGroupId(rung.id);
+    const params = { mediaType: rung.mediaType, mediaHtmlElement, delegate: this._delegate(group) };
+    if (group) return this._enter(true, { ...params, startRequest: { type: 'accept', call_id: rung.id } });
+    const owner = new Call({ engine: this.engine });
+    this.current = { id: rung.id, group: false, owner, peerId: rung.callerId };
+    try {
+      await owner._acceptRung(rung.id, params);
+    } catch (e) {
+      this.current = null;
+      throw e;
+    }
+    return rung.id;
+  }
+
+  /** Rejects the call that rang (the caller hears onUserReject). */
+  async reject() { return this._decline('reject'); }
+
+  /** Lets the call that rang go as busy (the caller hears onUserLineBusy). */
+  async ignore() { return this._decline('ignore'); }
+
+  async _decline(type) {
+    const rung = this.rung;
+    if (!rung) throw sbError('invalid_param', 'no call rings');
+    this.rung = null;
+    const m = await this.engine.request({ type, call_id: rung.id });
+    if (m.type === 'error') throw refusal(m);
+  }
+
+  /** Leaves the call (the caller before anyone answered cancels it); a rung call is rejected. */
+  async hangup() {
+    if (!this.current) return this.rung ? this.reject() : undefined;
+    const { id } = this.current;
+    const m = await this.engine.request({ type: 'hangup', call_id: id });
+    if (m.type === 'error') throw refusal(m);
+  }
+
+  /** Invites more users into the group call in progress. */
+  async inviteUser({ userIdList, timeout }) {
+    if (!this.current?.group) throw sbError('invalid_param', 'not in a group call');
+    const m = await this.engine.request({ type: 'invite_user', call_id: this.current.id, user_ids: userIdList, timeout_secs: timeout });
+    if (m.type !== 'done') throw refusal(m);
+  }
+
+  /** Joins a live group call this user was invited to. */
+  async join({ callId, callMediaType = CALL_MEDIA_TYPE.AUDIO, mediaHtmlElement }) {
+    const params = { mediaType: mediaName(callMediaType), mediaHtmlElement, delegate: this._delegate(true), startRequest: { type: 'join_call', call_id: callId } };
+    return this._enter(true, params);
+  }
+
+  /** Shows a participant's video (a group call) in `videoElement`. */
+  async startRemoteView({ userId, videoElement, resolution }) {
+    const owner = this.current?.owner;
+    if (owner instanceof Conference) await owner.requestPeerVideo({ userId, resolution, videoViewElement: videoElement });
+  }
+
+  async openMicrophone() { await this.current?.owner.muteMyAudio(false); }
+  async closeMicrophone() { await this.current?.owner.muteMyAudio(true); }
+  async openCamera() { await this.current?.owner.enableVideo(); }
+  async closeCamera() { await this.current?.owner.disableVideo(); }
+
+  /** The call in progress: its RTCPeerConnection stats. */
+  async getStats() { return this.current?.owner.getStats() ?? new Map(); }
+
+  /** Signs out: the connection closes, and with it any call. */
+  logout() { this.engine.close(); }
+
+  async _enter(group, params, peerId) {
+    const owner = group ? new Conference({ engine: this.engine }) : new Call({ engine: this.engine });
+    this.current = { id: null, group, owner, peerId };
+    try {
+      if (group) await owner.joinConference(params); else await owner.makeCall(params);
+    } catch (e) {
+      this.current = null;
+      throw e;
+    }
+    this.current.id = owner.sid;
+    return owner.sid;
+  }
+
+  /** The delegate of the Call or Conference: the events an SDK sees itself, by seed 004's names. */
+  _delegate(group) {
+    const peer = () => this.current?.peerId;
+    const audio = (userId, on) => this._emit('onUserAudioAvailable', { userId, isAudioAvailable: on, callId: this.current?.id });
+    const video = (userId, on) => this._emit('onUserVideoAvailable', { userId, isVideoAvailable: on, callId: this.current?.id });
+    const done = () => { if (this.current?.owner && this.current.owner.ended) this.current = null; };
+    if (!group) {
+      return {
+        evtConnected: () => audio(peer(), true),
+        evtPeerMicMuted: () => audio(peer(), false),
+        evtPeerMicUnmuted: () => audio(peer(), true),
+        evtVideoEnabledByPeer: () => video(peer(), true),
+        evtVideoDisabledByPeer: () => video(peer(), false),
+        evtDisconnected: done,
+      };
+    }
+    return {
+      evtPeerListUpdated: ({ addedPeers }) => {
+        for (const p of addedPeers) { audio(p.userId, !p.micMuted); video(p.userId, !!p.videoEnabled); }
+      },
+      evtPeersMicMuted: (ps) => ps.forEach((p) => audio(p.userId, false)),
+      evtPeersMicUnmuted: (ps) => ps.forEach((p) => audio(p.userId, true)),
+      evtPeersVideoUpdated: (ps) => ps.forEach((p) => video(p.userId, !!p.videoEnabled)),
+      evtPeersAudioLevel: (levels) => this._emit('onUserVoiceVolumeChanged', { volumeMap: levels, callId: this.current?.id }),
+      evtPeersNetworkQuality: (q) => this._emit('onUserNetworkQualityChanged', {
+        networkQualityList: Object.entries(q).map(([userId, quality]) => ({ userId, quality })), callId: this.current?.id,
+      }),
+      evtDisconnected: done,
+    };
+  }
+}
+
 /**
  * WebPlanetKit's shape for code written against it: `new PlanetKit({ serverUrl })` is the
  * `planetKit` object of its samples: `makeCall` / `verifyCall` / `acceptCall` / `endCall`
@@ -1405,7 +1638,7 @@ export class PlanetKit {
   leaveConference() { return this.conference ? this.conference.leaveConference() : Promise.resolve(); }
 }
 Object.assign(PlanetKit, {
-  Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE,
+  Call, Conference, Engine, CallEngine, CALL_MEDIA_TYPE, CALL_ROLE, CALL_END_REASON, CALL_EVENTS, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE,
   KIT_DISCONNECT_REASON, MEDIA_TYPE, RESOLUTION, SDK_VERSION,
 });
 export default PlanetKit;

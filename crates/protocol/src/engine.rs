@@ -279,12 +279,13 @@ pub enum EngineEvent {
     /// This user's access token expired.
     #[serde(rename = "onUserSigExpired")]
     UserSigExpired {},
-    /// The call did not connect for this user, and why.
+    /// The call did not connect for this user (or is over for it before it began), and
+    /// why.
     #[serde(rename = "onCallNotConnected")]
     CallNotConnected {
         /// Why.
         reason: CallEndReason,
-        /// The user it is about.
+        /// The user it did not connect for: the receiver itself.
         user_id: String,
     },
 }

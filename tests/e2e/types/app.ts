@@ -3,6 +3,7 @@
 import PlanetKit, {
   Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError,
   KIT_DISCONNECT_REASON, DISCONNECT_SOURCE, START_FAIL_REASON, MEDIA_TYPE, RESOLUTION, SDK_VERSION,
+  CallEngine, CALL_MEDIA_TYPE, CALL_ROLE, CALL_END_REASON, CALL_EVENTS,
   type DisconnectedParam, type ConferenceDisconnectedParam, type PeerInfo,
 } from '@switchboard/web-sdk';
 
@@ -114,4 +115,25 @@ export async function room(accessToken: string): Promise<PeerInfo[]> {
   const peers = conf.getPeersInfo();
   await conf.leaveConference();
   return peers;
+}
+
+// The call-engine face: every TUICallEvent with its payload type.
+export async function callEngine(serverUrl: string, accessToken: string, roomAudio: HTMLAudioElement, video: HTMLVideoElement) {
+  const engine = await CallEngine.login({ serverUrl, userId: 'alice', accessToken });
+  engine.on('onCallReceived', ({ callId, callerId, calleeIdList, groupId, callMediaType, userData }) =>
+    console.log(callId, callerId, calleeIdList.join(), groupId, callMediaType === CALL_MEDIA_TYPE.VIDEO, userData));
+  engine.on('onCallBegin', ({ roomID, callMediaType, callRole }) => console.log(roomID + 1, callMediaType, callRole === CALL_ROLE.CALLER));
+  engine.on('onCallEnd', ({ totalTime, reason }) => console.log(totalTime.toFixed(1), reason === CALL_END_REASON.HANGUP));
+  engine.on('onUserVoiceVolumeChanged', ({ volumeMap }) => console.log(Object.entries(volumeMap)));
+  engine.on('onUserNetworkQualityChanged', ({ networkQualityList }) => console.log(networkQualityList.map((q) => q.quality)));
+  engine.on('onUserVideoAvailable', ({ userId, isVideoAvailable }) => console.log(userId, isVideoAvailable));
+  engine.on('onCallNotConnected', ({ reason, userId }) => console.log(reason, userId));
+  const callId: string = await engine.calls({ userIdList: ['bob', 'carol'], callMediaType: CALL_MEDIA_TYPE.VIDEO, timeout: 30, mediaHtmlElement: { roomAudio } });
+  await engine.inviteUser({ userIdList: ['dan'] });
+  await engine.startRemoteView({ userId: 'bob', videoElement: video, resolution: 'vga' });
+  await engine.closeMicrophone();
+  await engine.hangup();
+  await engine.join({ callId, callMediaType: CALL_MEDIA_TYPE.AUDIO });
+  console.log(CALL_EVENTS.length, engine.userId);
+  engine.logout();
 }

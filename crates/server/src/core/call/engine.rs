@@ -94,8 +94,8 @@ impl Call {
                     other => events
                         .push(EngineEvent::Error { code: i32::from(other.code()), msg: other.to_string() }),
                 }
-                events.push(EngineEvent::CallCancelled { user_id: caller });
-                events.push(EngineEvent::CallNotConnected { reason: why, user_id: callee });
+                events.push(EngineEvent::CallCancelled { user_id: caller.clone() });
+                events.push(EngineEvent::CallNotConnected { reason: why, user_id: caller });
             }
             Side::Callee => {
                 // Cancelled by the caller: the caller's ID; otherwise the callee's own.

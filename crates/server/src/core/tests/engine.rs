@@ -365,7 +365,7 @@ fn one_invitee_is_the_one_to_one_call_with_seed_004_events() {
         [
             Ev::UserReject { user_id: user("bob") },
             Ev::CallCancelled { user_id: user("alice") },
-            Ev::CallNotConnected { reason: E::Reject, user_id: user("bob") }
+            Ev::CallNotConnected { reason: E::Reject, user_id: user("alice") }
         ]
     );
     assert_eq!(events(&out, BOB)[0], Ev::CallCancelled { user_id: user("bob") });
