@@ -434,6 +434,8 @@ export declare class CallEngine {
   ignore(): Promise<void>;
   hangup(): Promise<void>;
   inviteUser(opts: { userIdList: string[]; timeout?: number }): Promise<void>;
+  /** 1 audio, 2 video: video to audio in any call, audio to video in a 1-to-1 call. */
+  switchCallMediaType(callMediaType: number): Promise<void>;
   join(opts: { callId: string; callMediaType?: number; mediaHtmlElement?: unknown }): Promise<string>;
   startRemoteView(opts: { userId: string; videoElement: HTMLVideoElement; resolution?: VideoResolution }): Promise<void>;
   openMicrophone(): Promise<void>;

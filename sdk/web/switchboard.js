@@ -1465,6 +1465,12 @@ export class CallEngine {
     const { name, ...fields } = m.event;
     if (name === 'onCallReceived') this.rung = { id: m.call_id, mediaType: mediaName(fields.callMediaType), callerId: fields.callerId };
     if (['onCallCancelled', 'onCallNotConnected'].includes(name) && this.rung?.id === m.call_id) this.rung = null;
+    // The camera follows the call's media type, whoever switched it.
+    if (name === 'onCallMediaTypeChanged' && this.current?.owner && !this.current.owner.ended) {
+      const owner = this.current.owner;
+      const change = fields.newCallMediaType === CALL_MEDIA_TYPE.VIDEO ? owner.enableVideo() : owner.disableVideo();
+      change.catch((e) => this._emit('onError', { code: e.code ?? 0, msg: e.message, callId: m.call_id }));
+    }
     // Over for me (the server's own frame, `disconnected`, tears the media down).
     if (['onCallEnd', 'onCallNotConnected'].includes(name) && (this.current?.id ?? this.current?.owner.sid) === m.call_id) this.current = null;
     this._emit(name, { ...fields, callId: m.call_id });
@@ -1540,6 +1546,17 @@ export class CallEngine {
   async join({ callId, callMediaType = CALL_MEDIA_TYPE.AUDIO, mediaHtmlElement }) {
     const params = { mediaType: mediaName(callMediaType), mediaHtmlElement, delegate: this._delegate(true), startRequest: { type: 'join_call', call_id: callId } };
     return this._enter(true, params);
+  }
+
+  /**
+   * Switches the call's media type (`callMediaType` 1 audio, 2 video): video to audio in
+   * any call, audio to video in a 1-to-1 call. Everyone hears onCallMediaTypeChanged,
+   * and cameras follow.
+   */
+  async switchCallMediaType(callMediaType) {
+    if (!this.current) throw sbError('invalid_param', 'not in a call');
+    const m = await this.engine.request({ type: 'switch_call_media', call_id: this.current.id ?? this.current.owner.sid, media_type: mediaName(callMediaType) });
+    if (m.type !== 'done') throw refusal(m);
   }
 
   /** Shows a participant's video (a group call) in `videoElement`. */

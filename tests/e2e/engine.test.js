@@ -2,7 +2,7 @@
 // public SDK it serves: a group call with invitations (accept, reject, the caller's
 // hang-up), audio heard through the room, volumes and every seed 004 event the app
 // would listen to; the group call's record at a real HTTP app server; and a 1-to-1
-// call started with `calls` and answered with `accept`.
+// call started with `calls`, answered with `accept` and switched from video to audio.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,7 +110,7 @@ test('a group call through the call engine: invitations, answers, audio, volumes
   assert.equal(await alice.evaluate(() => window.engine.current), null);
 });
 
-test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone heard, hang up', async () => {
+test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone heard, switched to audio, hang up', async () => {
   const [dan, erin] = [await enginePage('dan'), await enginePage('erin')];
   const sid = await dan.evaluate(() => window.engine.calls({
     userIdList: ['erin'], callMediaType: window.sb.CALL_MEDIA_TYPE.VIDEO,
@@ -143,6 +143,13 @@ test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone he
     return l > 0.01 && l;
   });
   assert.ok(level > 0.01);
+  // Dan turns the call into an audio call: both hear it, and Dan's camera goes.
+  await dan.evaluate(() => window.engine.switchCallMediaType(window.sb.CALL_MEDIA_TYPE.AUDIO));
+  for (const page of [dan, erin]) {
+    const changed = await waitEvent(page, 'onCallMediaTypeChanged');
+    assert.deepEqual([changed.oldCallMediaType, changed.newCallMediaType], [2, 1]);
+  }
+  await waitEvent(erin, 'onUserVideoAvailable', (e) => e.userId === 'dan' && !e.isVideoAvailable);
   await erin.evaluate(() => window.engine.hangup());
   for (const page of [dan, erin]) {
     const end = await waitEvent(page, 'onCallEnd');

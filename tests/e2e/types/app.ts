@@ -132,6 +132,8 @@ export async function callEngine(serverUrl: string, accessToken: string, roomAud
   await engine.inviteUser({ userIdList: ['dan'] });
   await engine.startRemoteView({ userId: 'bob', videoElement: video, resolution: 'vga' });
   await engine.closeMicrophone();
+  await engine.switchCallMediaType(CALL_MEDIA_TYPE.AUDIO);
+  engine.on('onCallMediaTypeChanged', ({ oldCallMediaType, newCallMediaType }) => console.log(oldCallMediaType < newCallMediaType));
   await engine.hangup();
   await engine.join({ callId, callMediaType: CALL_MEDIA_TYPE.AUDIO });
   console.log(CALL_EVENTS.length, engine.userId);

@@ -341,6 +341,18 @@ pub enum ClientMessage {
         /// The call.
         call_id: Sid,
     },
+    /// Call-engine face: switch the call's media type (`switchCallMediaType`): video to
+    /// audio in any call, audio to video in a 1-to-1 call. Everyone in it hears
+    /// `onCallMediaTypeChanged`; answered `done`.
+    SwitchCallMedia {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// The call.
+        call_id: Sid,
+        /// `audio` or `video`.
+        media_type: String,
+    },
     /// Hand a fresh access token without dropping the session.
     RefreshToken {
         /// Request number echoed in the answer.
@@ -749,6 +761,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "hangup",
     "invite_user",
     "join_call",
+    "switch_call_media",
 ];
 
 impl ClientMessage {

@@ -121,6 +121,7 @@ fn one_of_each() -> Vec<ClientMessage> {
         ClientMessage::Hangup { req: None, call_id: "s".into() },
         ClientMessage::InviteUser { req: None, call_id: "s".into(), user_ids: vec![], timeout_secs: None },
         ClientMessage::JoinCall { req: None, call_id: "s".into() },
+        ClientMessage::SwitchCallMedia { req: None, call_id: "s".into(), media_type: "audio".into() },
     ];
     for m in &all {
         match m {
@@ -147,7 +148,8 @@ fn one_of_each() -> Vec<ClientMessage> {
             | ClientMessage::Ignore { .. }
             | ClientMessage::Hangup { .. }
             | ClientMessage::InviteUser { .. }
-            | ClientMessage::JoinCall { .. } => {}
+            | ClientMessage::JoinCall { .. }
+            | ClientMessage::SwitchCallMedia { .. } => {}
         }
     }
     all

@@ -38,6 +38,12 @@ impl Core {
                 engine.invite_user(cx, rooms, now, session, req, &call_id, user_ids, timeout_secs)
             }
             M::JoinCall { req, call_id } => engine.join_call(cx, rooms, now, session, req, &call_id),
+            M::SwitchCallMedia { req, call_id, media_type } if call_id.is_room_shaped() => {
+                engine.switch_media(cx, rooms, now, session, req, &call_id, &media_type)
+            }
+            M::SwitchCallMedia { req, call_id, media_type } => {
+                calls.switch_media(cx, now, session, req, &call_id, &media_type)
+            }
             M::Accept { req, call_id } => calls.engine_accept(cx, now, session, req, &call_id),
             M::Reject { req, call_id } => {
                 calls.engine_decline(cx, now, session, req, &call_id, DisconnectReason::Decline)

@@ -180,3 +180,39 @@ impl Calls {
         true
     }
 }
+
+impl Calls {
+    /// `switch_call_media` of a 1-to-1 call by either side: both hear
+    /// `onCallMediaTypeChanged`, and the record carries the media type it ended with.
+    pub fn switch_media(
+        &mut self,
+        cx: &mut Cx,
+        now: Now,
+        session: SessionId,
+        req: Option<u64>,
+        sid: &Sid,
+        media_type: &str,
+    ) {
+        let Some(call) = self.calls.get_mut(sid).filter(|c| c.sessions().any(|s| s == session)) else {
+            return cx.error(session, req, ErrorCode::NotFound, "no such call for this session");
+        };
+        let Some(media) = switchboard_protocol::MediaType::parse(media_type) else {
+            return cx.error(session, req, ErrorCode::InvalidParam, "media_type must be audio or video");
+        };
+        cx.send(session, switchboard_protocol::ServerMessage::Done { req });
+        if media == call.media {
+            return;
+        }
+        let old = call.media_type();
+        call.media = media;
+        let event = EngineEvent::CallMediaTypeChanged {
+            old_call_media_type: old,
+            new_call_media_type: call.media_type(),
+        };
+        let sessions: Vec<SessionId> = call.sessions().collect();
+        for s in sessions {
+            cx.call_event(s, sid, event.clone());
+        }
+        self.changed(cx, now, sid);
+    }
+}

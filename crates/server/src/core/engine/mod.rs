@@ -28,6 +28,7 @@ use crate::ids::{Party, SessionId, Sid};
 
 mod answer;
 mod invite;
+mod media;
 mod records;
 
 pub use answer::Decline;

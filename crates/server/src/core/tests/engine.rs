@@ -377,3 +377,59 @@ fn one_invitee_is_the_one_to_one_call_with_seed_004_events() {
     );
     assert!(ended, "the same record as a PlanetKit call: DECLINE");
 }
+
+#[test]
+fn switch_call_media_video_to_audio_in_a_group_call_and_both_ways_one_to_one() {
+    let mut h = engine();
+    let (id, _) = call(&mut h, &["bob", "carol"]);
+    h.say(BOB, &format!(r#"{{"type":"accept","call_id":"{id}"}}"#));
+    let out = h.say(
+        BOB,
+        &format!(r#"{{"type":"switch_call_media","req":1,"call_id":"{id}","media_type":"audio"}}"#),
+    );
+    assert!(sent(&out, BOB).contains(&ServerMessage::Done { req: Some(1) }));
+    let changed = Ev::CallMediaTypeChanged {
+        old_call_media_type: CallMediaType::Video,
+        new_call_media_type: CallMediaType::Audio,
+    };
+    for s in [ALICE, BOB, CAROL] {
+        assert_eq!(events(&out, s), std::slice::from_ref(&changed), "{s}: in the call or rung by it");
+    }
+    let out = h.say(
+        BOB,
+        &format!(r#"{{"type":"switch_call_media","req":2,"call_id":"{id}","media_type":"video"}}"#),
+    );
+    assert!(matches!(sent(&out, BOB)[..], [ServerMessage::Error { error: ErrorCode::InvalidParam, .. }]));
+    let out = h.say(
+        DAN,
+        &format!(r#"{{"type":"switch_call_media","req":3,"call_id":"{id}","media_type":"audio"}}"#),
+    );
+    assert!(matches!(sent(&out, DAN)[..], [ServerMessage::Error { error: ErrorCode::NotFound, .. }]));
+    h.say(ALICE, &format!(r#"{{"type":"hangup","call_id":"{id}"}}"#));
+
+    // 1-to-1: audio to video and back, and the record says what it ended as.
+    let out = h.say(ALICE, r#"{"type":"calls","req":4,"user_ids":["dan"],"media_type":"audio"}"#);
+    let sid = sent(&out, ALICE)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::CallCreated { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .expect("a 1-to-1 call");
+    h.say(DAN, &format!(r#"{{"type":"accept","call_id":"{sid}"}}"#));
+    let out = h.say(
+        DAN,
+        &format!(r#"{{"type":"switch_call_media","req":5,"call_id":"{sid}","media_type":"video"}}"#),
+    );
+    let up = Ev::CallMediaTypeChanged {
+        old_call_media_type: CallMediaType::Audio,
+        new_call_media_type: CallMediaType::Video,
+    };
+    assert_eq!((events(&out, ALICE), events(&out, DAN)), (vec![up.clone()], vec![up]));
+    let out = h.say(ALICE, &format!(r#"{{"type":"hangup","call_id":"{sid}"}}"#));
+    let media = out.iter().find_map(|o| match o {
+        Output::Journal(Entry::CallEnded { record, .. }) => Some(record.media_type.clone()),
+        _ => None,
+    });
+    assert_eq!(media.as_deref(), Some("V"));
+}
