@@ -420,7 +420,7 @@ export type CallEventName = keyof CallEventMap;
  * TUICallEvent through `on`.
  */
 export declare class CallEngine {
-  static login(opts: { serverUrl: string; userId?: string; serviceId?: string; accessToken: string }): Promise<CallEngine>;
+  static login(opts: { serverUrl: string; userId?: string; serviceId?: string; accessToken: string; multiDevice?: boolean }): Promise<CallEngine>;
   readonly userId: string | undefined;
   on<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
   off<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;

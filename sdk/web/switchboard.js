@@ -554,6 +554,8 @@ export class Engine {
 
   _route(m) {
     if (m.type === 'call_event') { call(this.onCallEvent, m); return; }
+    // The token expired without a refresh: the server closes; coming back needs a new one.
+    if (m.type === 'error' && m.req == null && m.error === 'auth') { this.expired = true; call(this.onSigExpired); }
     if (m.type === 'token_expiring') {
       call(this.onTokenExpiring, { expiresAt: m.expires_at });
       for (const o of this._owners()) call(o.delegate?.evtTokenExpiring, { expiresAt: m.expires_at });
@@ -571,7 +573,7 @@ export class Engine {
   _owners() { return new Set([...this.routes.values(), this.fallback].filter(Boolean)); }
 
   _closed(lost) {
-    if (lost && !this.closedByApp) { this._reconnect(); return; }
+    if (lost && !this.closedByApp && !this.expired) { this._reconnect(); return; }
     this._giveUp();
   }
 
@@ -1428,13 +1430,21 @@ const isGroupId = (id) => /^[0-9a-f]{32}$/.test(id);
 export class CallEngine {
   /**
    * Signs in (an engine session: it is rung by group calls and hears the events).
-   * `serviceId` defaults to the token's.
+   * `serviceId` defaults to the token's. `multiDevice` (TUICallEngine's
+   * `enableMultiDeviceAbility`, default false): without it this login signs the user's
+   * other engine instances out (they get `onKickedOffline`); with it every device rings
+   * and the first to answer takes the call.
    */
-  static async login({ serverUrl, userId, serviceId, accessToken }) {
+  static async login({ serverUrl, userId, serviceId, accessToken, multiDevice = false }) {
     const e = new CallEngine();
-    e.engine = new Engine(serverUrl, { token: accessToken, service_id: serviceId, user_id: userId, ue_type: 'BROWSER', engine: true });
+    // One instance: its reconnects are not a second login that would sign it out.
+    const instance = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
+    e.engine = new Engine(serverUrl, {
+      token: accessToken, service_id: serviceId, user_id: userId, ue_type: 'BROWSER', engine: true, multi_device: multiDevice, instance,
+    });
     e.engine.onCallEvent = (m) => e._serverEvent(m);
-    e.engine.onClosed = () => e._emit('onError', { code: 1611, msg: 'the connection to the server is gone' });
+    e.engine.onSigExpired = () => e._emit('onUserSigExpired', {});
+    e.engine.onClosed = () => { if (!e.signedOut && !e.engine.expired) e._emit('onError', { code: 1611, msg: 'the connection to the server is gone' }); };
     await e.engine.open();
     return e;
   }
@@ -1463,6 +1473,13 @@ export class CallEngine {
 
   _serverEvent(m) {
     const { name, ...fields } = m.event;
+    if (name === 'onKickedOffline') {
+      // Signed in elsewhere (without multi-device): this instance is out for good.
+      this.signedOut = true;
+      this._emit(name, {});
+      this.engine.close();
+      return;
+    }
     if (name === 'onCallReceived') this.rung = { id: m.call_id, mediaType: mediaName(fields.callMediaType), callerId: fields.callerId };
     if (['onCallCancelled', 'onCallNotConnected'].includes(name) && this.rung?.id === m.call_id) this.rung = null;
     // The camera follows the call's media type, whoever switched it.

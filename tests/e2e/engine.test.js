@@ -158,3 +158,30 @@ test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone he
   const rec = await waitFor('the call record', () => (app.hits['/call_evt'] ?? []).find((r) => r.sid === sid));
   assert.equal(rec.disconnect_reason, '1001');
 });
+
+test('signing in again elsewhere signs the earlier instance out (onKickedOffline), unless multi-device', async () => {
+  const first = await enginePage('frank');
+  const second = await enginePage('frank');
+  await waitEvent(first, 'onKickedOffline');
+  assert.equal((await eventsOf(second)).filter((e) => e.name === 'onKickedOffline').length, 0);
+  // The one signed in now is the one rung.
+  const gina = await enginePage('gina');
+  await gina.evaluate(() => window.engine.calls({ userIdList: ['frank'], mediaHtmlElement: { peer: { audio: window.media.audio } } }));
+  await waitEvent(second, 'onCallReceived', (e) => e.callerId === 'gina');
+  assert.equal((await eventsOf(first)).filter((e) => e.name === 'onCallReceived').length, 0);
+  await gina.evaluate(() => window.engine.hangup());
+  await waitEvent(second, 'onCallCancelled', (e) => e.userId === 'gina');
+  // With multi-device a third login leaves the second one signed in: both ring.
+  const third = await browserPage(dir, 'frank3', `${base}/`);
+  await third.evaluate(async (accessToken) => {
+    const sb = await import('/sdk/switchboard.js');
+    window.events = [];
+    window.engine = await sb.CallEngine.login({ serverUrl: location.origin, userId: 'frank', accessToken, multiDevice: true });
+    for (const name of sb.CALL_EVENTS) window.engine.on(name, (p) => window.events.push({ name, ...p }));
+  }, token('frank'));
+  await gina.evaluate(() => window.engine.calls({ userIdList: ['frank'], mediaHtmlElement: { peer: { audio: window.media.audio } } }));
+  await waitEvent(third, 'onCallReceived', (e) => e.callerId === 'gina');
+  await waitFor('the second instance rung again', async () => (await eventsOf(second)).filter((e) => e.name === 'onCallReceived').length >= 2);
+  assert.equal((await eventsOf(second)).filter((e) => e.name === 'onKickedOffline').length, 0);
+  await gina.evaluate(() => window.engine.hangup());
+});

@@ -110,6 +110,8 @@ impl Client {
                 cc_param: None,
                 ue_type: Some("UE_TYPE_UNDEFINED".into()),
                 engine: false,
+                multi_device: false,
+                instance: None,
             },
             Credentials::CcParam(p) => ClientMessage::Hello {
                 v: PROTOCOL_VERSION,
@@ -119,6 +121,8 @@ impl Client {
                 cc_param: Some(p.clone()),
                 ue_type: Some("UE_TYPE_UNDEFINED".into()),
                 engine: false,
+                multi_device: false,
+                instance: None,
             },
         };
         let (ws, welcome) = dial(&url, &hello).await?;

@@ -35,6 +35,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 cc_param,
                 ue_type: None,
                 engine: false,
+                multi_device: false,
+                instance: None,
             }
         ),
         Just(ClientMessage::Ping {}),

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::CcKey;
 use crate::config::{Config, ServiceConfig};
-use crate::core::{Census, Input, RoomInfo, SessionAuth};
+use crate::core::{Census, ClientInfo, Input, RoomInfo, SessionAuth};
 use crate::ids::{Party, SessionId, Sid};
 use crate::limit::KeyedLimiter;
 use crate::metrics::Metrics;
@@ -59,8 +59,7 @@ pub(crate) enum CoreCmd {
         party: Party,
         auth: SessionAuth,
         ip: String,
-        ue_type: String,
-        engine: bool,
+        client: ClientInfo,
         tx: SessionTx,
         welcome: ServerMessage,
     },

@@ -343,10 +343,10 @@ impl CoreRunner {
 
     fn apply(&mut self, now: Now, cmd: CoreCmd) {
         match cmd {
-            CoreCmd::Open { session, party, auth, ip, ue_type, engine, tx, welcome } => {
+            CoreCmd::Open { session, party, auth, ip, client, tx, welcome } => {
                 self.sessions.insert(session, tx);
                 self.greetings.push((session, welcome));
-                self.core.handle(now, Input::Open { session, party, auth, ip, ue_type, engine });
+                self.core.handle(now, Input::Open { session, party, auth, ip, client });
             }
             CoreCmd::Input(input) => {
                 if let Input::Closed { session } = &input {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::auth::{self, TokenError};
 use crate::clock::{now_ms, sleep_until, Now};
-use crate::core::{Input, SessionAuth};
+use crate::core::{ClientInfo, Input, SessionAuth};
 use crate::handles::{CoreCmd, Frame, Shared};
 use crate::ids::{Party, SessionId};
 use crate::listener::Pending;
@@ -62,9 +62,11 @@ struct Authed {
     party: Party,
     auth: SessionAuth,
     token_exp: Option<u64>,
-    ue_type: String,
-    engine: bool,
+    client: ClientInfo,
 }
+
+/// Longest `instance` a `hello` may name.
+const MAX_INSTANCE_BYTES: usize = 64;
 
 /// Device kinds of on_gcall_evt_cb's `ue_type`; anything else is undefined.
 const UE_TYPES: &[&str] =
@@ -99,7 +101,18 @@ fn check_token(shared: &Shared, token: &str, now: u64) -> Result<(Party, u64), R
 }
 
 fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused> {
-    let ClientMessage::Hello { v, token, service_id, user_id, cc_param, ue_type, engine } = hello else {
+    let ClientMessage::Hello {
+        v,
+        token,
+        service_id,
+        user_id,
+        cc_param,
+        ue_type,
+        engine,
+        multi_device,
+        instance,
+    } = hello
+    else {
         return Err(refuse(DisconnectReason::AuthError, "the first message must be hello"));
     };
     if v < PROTOCOL_VERSION {
@@ -112,7 +125,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
     let authed = match (token, cc_param) {
         (Some(token), _) => {
             let (party, exp) = check_token(shared, &token, now)?;
-            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp), ue_type: String::new(), engine }
+            Authed { party, auth: SessionAuth::Token, token_exp: Some(exp), client: ClientInfo::default() }
         }
         (None, Some(param)) => {
             let claims = shared
@@ -129,8 +142,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
                 party: Party::new(claims.service_id, claims.user_id),
                 auth: SessionAuth::CallParam { sid: claims.sid, device: claims.device },
                 token_exp: None,
-                ue_type: String::new(),
-                engine,
+                client: ClientInfo::default(),
             }
         }
         (None, None) => {
@@ -147,7 +159,10 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
         return Err(refuse(DisconnectReason::AuthError, format!("credential is not for user {u:?}")));
     }
     let ue_type = ue_type.filter(|u| UE_TYPES.contains(&u.as_str())).unwrap_or_else(|| UE_TYPES[0].into());
-    Ok(Authed { ue_type, ..authed })
+    if instance.as_ref().is_some_and(|i| i.len() > MAX_INSTANCE_BYTES) {
+        return Err(refuse(DisconnectReason::AuthError, "instance is over 64 bytes"));
+    }
+    Ok(Authed { client: ClientInfo { ue_type, engine, multi_device, instance }, ..authed })
 }
 
 /// A client that does not take a frame within this long (its TCP window stays shut)
@@ -334,8 +349,7 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         party: authed.party.clone(),
         auth: authed.auth.clone(),
         ip: peer.ip().to_string(),
-        ue_type: authed.ue_type.clone(),
-        engine: authed.engine,
+        client: authed.client.clone(),
         tx,
         welcome,
     };

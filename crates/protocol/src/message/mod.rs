@@ -76,6 +76,15 @@ pub enum ClientMessage {
         /// A call-engine session: it gets `call_event` frames.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         engine: bool,
+        /// Call engine: this user may be signed in on several devices at once
+        /// (`enableMultiDeviceAbility(true)`). Without it, this session signs out the
+        /// user's other engine instances (`onKickedOffline`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        multi_device: bool,
+        /// The SDK instance (≤ 64 bytes): a new session of the same instance is a
+        /// reconnect, never a second login.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     /// Heartbeat; the server answers `pong`.
     Ping {},
@@ -671,8 +680,9 @@ pub enum ServerMessage {
     },
     /// Call-engine face: something happened in a call (an engine session only).
     CallEvent {
-        /// The call.
-        call_id: Sid,
+        /// The call (none for `onKickedOffline`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<Sid>,
         /// What, as seed 004 names it.
         event: crate::engine::EngineEvent,
     },
@@ -765,6 +775,38 @@ pub const CLIENT_TYPES: &[&str] = &[
 ];
 
 impl ClientMessage {
+    /// The request number, if the message has one.
+    pub fn req(&self) -> Option<u64> {
+        use ClientMessage as M;
+        match self {
+            M::Hello { .. }
+            | M::Ping {}
+            | M::MediaAnswer { .. }
+            | M::AddMedia { .. }
+            | M::MediaState { .. } => None,
+            M::MakeCall { req, .. }
+            | M::VerifyCall { req, .. }
+            | M::AcceptCall { req, .. }
+            | M::EndCall { req, .. }
+            | M::Resume { req, .. }
+            | M::MediaOffer { req, .. }
+            | M::JoinRoom { req, .. }
+            | M::LeaveRoom { req, .. }
+            | M::ShortData { req, .. }
+            | M::RequestPeerVideo { req, .. }
+            | M::RemovePeerVideo { req, .. }
+            | M::Calls { req, .. }
+            | M::Accept { req, .. }
+            | M::Reject { req, .. }
+            | M::Ignore { req, .. }
+            | M::Hangup { req, .. }
+            | M::InviteUser { req, .. }
+            | M::JoinCall { req, .. }
+            | M::SwitchCallMedia { req, .. }
+            | M::RefreshToken { req, .. } => *req,
+        }
+    }
+
     /// Reads one client frame, telling a malformed frame from an unknown type.
     pub fn parse(text: &str) -> Result<ClientMessage, ParseError> {
         match serde_json::from_str::<ClientMessage>(text) {

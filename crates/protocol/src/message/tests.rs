@@ -62,6 +62,8 @@ fn one_of_each() -> Vec<ClientMessage> {
             cc_param: None,
             ue_type: None,
             engine: false,
+            multi_device: false,
+            instance: None,
         },
         ClientMessage::Ping {},
         ClientMessage::MakeCall {

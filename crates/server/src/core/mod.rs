@@ -30,6 +30,7 @@ use crate::records::{Entry, LiveCall};
 
 pub mod call;
 pub mod engine;
+mod instances;
 pub mod presence;
 pub mod room;
 mod routing;
@@ -38,7 +39,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-pub use presence::SessionAuth;
+pub use presence::{ClientInfo, SessionAuth};
 pub use room::{RoomCensus, RoomInfo};
 
 use presence::Presence;
@@ -95,10 +96,8 @@ pub enum Input {
         auth: SessionAuth,
         /// Its remote IP address.
         ip: String,
-        /// Its device kind (`BROWSER`, …; `UE_TYPE_UNDEFINED` when not said).
-        ue_type: String,
-        /// A call-engine session: it gets `call_event` frames.
-        engine: bool,
+        /// What the client said of itself.
+        client: ClientInfo,
     },
     /// A session's connection is gone (closed, or silent past the heartbeat timeout).
     Closed {
@@ -217,14 +216,14 @@ impl Cx {
 
     /// A call-engine session's event.
     pub fn call_event(&mut self, session: SessionId, call_id: &Sid, event: EngineEvent) {
-        if self.presence.session(session).is_some_and(|s| s.engine) {
-            self.send(session, ServerMessage::CallEvent { call_id: call_id.clone(), event });
+        if self.presence.session(session).is_some_and(|s| s.client.engine) {
+            self.send(session, ServerMessage::CallEvent { call_id: Some(call_id.clone()), event });
         }
     }
 
     /// The user's devices that take call-engine events.
     pub fn engine_devices(&self, party: &Party) -> Vec<SessionId> {
-        let engine = |s: &&SessionId| self.presence.session(**s).is_some_and(|s| s.engine);
+        let engine = |s: &&SessionId| self.presence.session(**s).is_some_and(|s| s.client.engine);
         self.presence.devices(party).iter().filter(engine).copied().collect()
     }
 
@@ -358,9 +357,12 @@ impl Core {
     /// Feeds one input at `now`.
     pub fn handle(&mut self, now: Now, input: Input) {
         match input {
-            Input::Open { session, party, auth, ip, ue_type, engine } => {
+            Input::Open { session, party, auth, ip, client } => {
                 let rung = auth == SessionAuth::Token;
-                self.cx.presence.open(session, party, auth, ip, ue_type, engine);
+                self.cx.presence.open(session, party.clone(), auth, ip, client.clone());
+                if rung && client.engine && !client.multi_device {
+                    self.sign_out_elsewhere(now, session, &party, client.instance.as_deref());
+                }
                 if rung {
                     // A device that comes online while a call rings for its user rings too.
                     self.calls.device_online(&mut self.cx, now, session);

@@ -23,6 +23,19 @@ pub enum SessionAuth {
     },
 }
 
+/// What a client said of itself in its `hello`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Kind of device (`BROWSER`, …; `UE_TYPE_UNDEFINED` when not said).
+    pub ue_type: String,
+    /// A call-engine session: it gets `call_event` frames.
+    pub engine: bool,
+    /// Call engine: the user may be signed in on several devices at once.
+    pub multi_device: bool,
+    /// The SDK instance: a new session of the same instance is a reconnect.
+    pub instance: Option<String>,
+}
+
 /// One signaling session.
 #[derive(Debug)]
 pub struct Session {
@@ -32,10 +45,11 @@ pub struct Session {
     pub auth: SessionAuth,
     /// The device's IP address.
     pub ip: String,
-    /// Kind of device (`BROWSER`, …).
-    pub ue_type: String,
-    /// A call-engine session (it gets `call_event` frames).
-    pub engine: bool,
+    /// What the client said of itself.
+    pub client: ClientInfo,
+    /// Signed out by a later login of the same user elsewhere (call engine without
+    /// multi-device): it is rung for nothing and may do nothing.
+    pub kicked: bool,
     /// The live calls this session takes part in.
     pub calls: Vec<Sid>,
 }
@@ -61,20 +75,12 @@ pub struct Presence {
 
 impl Presence {
     /// A session signed in.
-    pub fn open(
-        &mut self,
-        id: SessionId,
-        party: Party,
-        auth: SessionAuth,
-        ip: String,
-        ue_type: String,
-        engine: bool,
-    ) {
+    pub fn open(&mut self, id: SessionId, party: Party, auth: SessionAuth, ip: String, client: ClientInfo) {
         let user = self.users.entry(party.clone()).or_default();
         if auth == SessionAuth::Token {
             user.devices.push(id);
         }
-        self.sessions.insert(id, Session { party, auth, ip, ue_type, engine, calls: Vec::new() });
+        self.sessions.insert(id, Session { party, auth, ip, client, kicked: false, calls: Vec::new() });
     }
 
     /// A session is gone; what it was.
@@ -85,6 +91,15 @@ impl Presence {
         }
         self.forget_if_idle(&s.party);
         Some(s)
+    }
+
+    /// A later login of the user signs this session out: it is no longer rung.
+    pub fn kick(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        s.kicked = true;
+        if let Some(user) = self.users.get_mut(&s.party) {
+            user.devices.retain(|x| *x != id);
+        }
     }
 
     /// Open sessions.
@@ -208,9 +223,9 @@ mod tests {
     fn devices_calls_and_forgetting() {
         let mut p = Presence::default();
         let bob = Party::new("s", "bob");
-        p.open(SessionId(1), bob.clone(), SessionAuth::Token, "ip".into(), "BROWSER".into(), false);
+        p.open(SessionId(1), bob.clone(), SessionAuth::Token, "ip".into(), ClientInfo::default());
         let param = SessionAuth::CallParam { sid: Sid::new("x"), device: None };
-        p.open(SessionId(2), bob.clone(), param, "ip".into(), "BROWSER".into(), false);
+        p.open(SessionId(2), bob.clone(), param, "ip".into(), ClientInfo::default());
         assert_eq!(p.devices(&bob), &[SessionId(1)], "only token sessions are rung");
         let sid = Sid::new("00000000-0000-4000-8000-000000000001");
         p.link(SessionId(2), &sid);

@@ -15,6 +15,15 @@ impl Core {
         use ClientMessage as M;
         let Some(s) = self.cx.presence.session(session) else { return };
         let token = s.auth == SessionAuth::Token;
+        if s.kicked {
+            let msg = ServerMessage::Error {
+                req: msg.req(),
+                error: ErrorCode::WrongState,
+                reason: Some(DisconnectReason::AnotherInstanceTryToJoin),
+                message: "this instance was signed out: the user signed in elsewhere".into(),
+            };
+            return self.cx.send(session, msg);
+        }
         let (cx, calls, rooms, engine) = (&mut self.cx, &mut self.calls, &mut self.rooms, &mut self.engine);
         match msg {
             M::Calls { req, user_ids, media_type, timeout_secs, user_data, room_id, group_id } => {

@@ -49,6 +49,25 @@ impl Calls {
         }
     }
 
+    /// A later login of the user elsewhere signed `session` out: the calls it is in
+    /// end (ANOTHER_INSTANCE_TRY_TO_JOIN, source cloud_server); the ones it only rang
+    /// for ring on without it.
+    pub fn session_signed_out(&mut self, cx: &mut Cx, now: Now, session: SessionId, calls: Vec<Sid>) {
+        for sid in calls {
+            let Some(call) = self.calls.get_mut(&sid) else { continue };
+            let in_it = call.caller_session == Some(session)
+                || (call.connected() && call.devices.iter().any(|d| d.session == session));
+            if in_it {
+                let (reason, source) =
+                    (DisconnectReason::AnotherInstanceTryToJoin, DisconnectSource::CloudServer);
+                self.finish(cx, now, &sid, reason, source, None, None);
+            } else {
+                call.devices.retain(|d| d.session != session);
+                cx.presence.unlink(session, &sid);
+            }
+        }
+    }
+
     /// `resume`: a party's new session takes its place in the call back.
     pub fn resume(&mut self, cx: &mut Cx, now: Now, session: SessionId, req: Option<u64>, sid: &Sid) {
         let Some(s) = cx.presence.session(session) else { return };

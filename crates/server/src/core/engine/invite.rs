@@ -55,7 +55,7 @@ impl Engine {
     ) {
         use StartFailReason as F;
         let Some(s) = cx.presence.session(session) else { return };
-        if s.auth != SessionAuth::Token || !s.engine {
+        if s.auth != SessionAuth::Token || !s.client.engine {
             let message = "calls needs a call-engine session (hello with a token and engine: true)";
             return cx.error(session, req, ErrorCode::WrongState, message);
         }
@@ -256,7 +256,7 @@ impl Engine {
     /// A token session opened: an engine device rings for every invitation ringing for
     /// its user.
     pub fn device_online(&mut self, cx: &mut Cx, session: SessionId) {
-        let Some(s) = cx.presence.session(session).filter(|s| s.engine) else { return };
+        let Some(s) = cx.presence.session(session).filter(|s| s.client.engine) else { return };
         let party = s.party.clone();
         for call in self.calls.values().filter(|c| c.service_id == party.service_id) {
             if call.member(&party.user_id).is_some_and(|m| m.state == State::Inviting) {

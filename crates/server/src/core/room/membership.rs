@@ -39,7 +39,7 @@ impl Rooms {
     pub fn join(&mut self, cx: &mut Cx, now: Now, session: SessionId, j: Join) -> Option<Sid> {
         use StartFailReason as F;
         let s = cx.presence.session(session)?;
-        let (party, ue_type) = (s.party.clone(), s.ue_type.clone());
+        let (party, ue_type) = (s.party.clone(), s.client.ue_type.clone());
         let fail = |cx: &mut Cx, reason: StartFailReason, message: &str| {
             cx.start_failed(session, j.req, reason, message);
             None
@@ -372,6 +372,26 @@ impl Rooms {
             ..Leaving::by(DisconnectReason::NetworkUnstable, DisconnectSource::Participant)
         };
         self.remove(cx, now, sid, party, leaving);
+    }
+
+    /// A later login of the user elsewhere signed `session` out: it leaves every room
+    /// it is in (ANOTHER_INSTANCE_TRY_TO_JOIN, source cloud_server).
+    pub fn session_signed_out(&mut self, cx: &mut Cx, now: Now, session: SessionId) {
+        let inside: Vec<(Sid, Party)> = self
+            .rooms
+            .values()
+            .flat_map(|r| {
+                r.participants
+                    .iter()
+                    .filter(|p| p.session == Some(session))
+                    .map(|p| (r.sid.clone(), p.party.clone()))
+            })
+            .collect();
+        for (sid, party) in inside {
+            let leaving =
+                Leaving::by(DisconnectReason::AnotherInstanceTryToJoin, DisconnectSource::CloudServer);
+            self.remove(cx, now, &sid, &party, leaving);
+        }
     }
 
     /// A session is gone: its participants wait for it to `resume` within the grace.

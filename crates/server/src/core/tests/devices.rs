@@ -8,7 +8,7 @@ use switchboard_protocol::{ErrorCode, ServerMessage};
 
 use super::calls::{connected_call, disconnect, record};
 use super::{rules, sent, H};
-use crate::core::{Input, Output, SessionAuth};
+use crate::core::{ClientInfo, Input, Output, SessionAuth};
 use crate::ids::{Party, SessionId, Sid};
 
 impl H {
@@ -20,7 +20,8 @@ impl H {
         let party = Party::new(claims.service_id, claims.user_id);
         let ue_type = "IOS".to_string();
         let ip = format!("10.0.1.{session}");
-        self.input(Input::Open { session, party, auth, ip, ue_type, engine: false });
+        let client = ClientInfo { ue_type, ..ClientInfo::default() };
+        self.input(Input::Open { session, party, auth, ip, client });
     }
 
     fn resume(&mut self, session: impl Into<SessionId>, sid: &Sid) -> Vec<Output> {

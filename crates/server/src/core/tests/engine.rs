@@ -9,7 +9,7 @@ use switchboard_protocol::{
 };
 
 use super::{rules, sent, settings, H, T0};
-use crate::core::Output;
+use crate::core::{ClientInfo, Output};
 use crate::ids::Sid;
 use crate::records::Entry;
 
@@ -432,4 +432,53 @@ fn switch_call_media_video_to_audio_in_a_group_call_and_both_ways_one_to_one() {
         _ => None,
     });
     assert_eq!(media.as_deref(), Some("V"));
+}
+
+#[test]
+fn without_multi_device_a_later_login_signs_the_earlier_instance_out() {
+    let mut h = H::with(settings(100.0, 100.0), rules(60, 0, true));
+    let single = |instance: &str| ClientInfo {
+        engine: true,
+        instance: Some(instance.into()),
+        ..ClientInfo::default()
+    };
+    h.open_with(1u64, "alice", single("laptop"));
+    h.open_as(BOB, "bob", true);
+    let out = h.say(1, r#"{"type":"calls","req":1,"user_ids":["bob"],"media_type":"audio"}"#);
+    let sid = sent(&out, 1u64)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::CallCreated { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .expect("a call");
+    h.say(BOB, &format!(r#"{{"type":"accept","call_id":"{sid}"}}"#));
+
+    // The same instance reconnecting is not a second login.
+    h.open_with(5u64, "alice", single("laptop"));
+    assert!(h.drain().is_empty());
+    // Another instance is: the laptop is signed out, its call ends for Bob with 1405.
+    h.open_with(6u64, "alice", single("phone"));
+    let out = h.drain();
+    for s in [1u64, 5] {
+        assert!(
+            sent(&out, s).contains(&ServerMessage::CallEvent { call_id: None, event: Ev::KickedOffline {} }),
+            "{s}: {out:?}"
+        );
+    }
+    assert!(sent(&out, BOB)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Disconnected { reason: R::AnotherInstanceTryToJoin, .. })));
+    let out = h.say(1, r#"{"type":"calls","req":9,"user_ids":["bob"],"media_type":"audio"}"#);
+    assert!(matches!(
+        sent(&out, 1u64)[..],
+        [ServerMessage::Error { req: Some(9), reason: Some(R::AnotherInstanceTryToJoin), .. }]
+    ));
+    // A signed-out instance is not rung; the phone is.
+    let out = h.say(BOB, r#"{"type":"calls","req":2,"user_ids":["alice"],"media_type":"audio"}"#);
+    assert!(events(&out, 1).is_empty() && events(&out, 5).is_empty());
+    assert!(matches!(events(&out, 6)[..], [Ev::CallReceived { .. }]));
+    // With multi-device, nobody is signed out.
+    h.open_with(7u64, "alice", ClientInfo { multi_device: true, ..single("tablet") });
+    assert!(sent(&h.drain(), 6u64).is_empty());
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_protocol::{ClientMessage, ServerMessage};
 
-use super::{Core, Input, Output, ServiceRules, SessionAuth, Settings};
+use super::{ClientInfo, Core, Input, Output, ServiceRules, SessionAuth, Settings};
 use crate::auth::CcKey;
 use crate::clock::{Millis, Now};
 use crate::ids::{CountingIds, Party, SessionId};
@@ -71,13 +71,20 @@ impl H {
         self.open_as(session, user, false);
     }
 
-    /// A token session of `user`; `engine`: a call-engine session.
+    /// A token session of `user`; `engine`: a call-engine session (with multi-device,
+    /// so that several sessions of a user in a test stay signed in).
     pub fn open_as(&mut self, session: impl Into<SessionId>, user: &str, engine: bool) {
+        let client = ClientInfo { engine, multi_device: true, ..ClientInfo::default() };
+        self.open_with(session, user, client);
+    }
+
+    /// A token session of `user` that says `client` of itself.
+    pub fn open_with(&mut self, session: impl Into<SessionId>, user: &str, client: ClientInfo) {
         let session: SessionId = session.into();
         let ip = format!("10.0.0.{session}");
         let party = Party::new("svc", user);
-        let ue_type = "BROWSER".to_string();
-        self.input(Input::Open { session, party, auth: SessionAuth::Token, ip, ue_type, engine });
+        let client = ClientInfo { ue_type: "BROWSER".into(), ..client };
+        self.input(Input::Open { session, party, auth: SessionAuth::Token, ip, client });
     }
 
     pub fn closed(&mut self, session: impl Into<SessionId>) {
