@@ -199,7 +199,7 @@ async fn tone_media(client: Client, sid: Sid, hz: f64, video: bool) -> Result<()
     Ok(())
 }
 
-fn start_tone(
+pub(crate) fn start_tone(
     client: &Client,
     sid: &Sid,
     tone: Option<f64>,

@@ -1,6 +1,7 @@
 //! `switchboard`: the server, token minting, CLI call clients and the load generator.
 
 mod clients;
+mod engine;
 mod join;
 mod load;
 
@@ -34,6 +35,10 @@ enum Command {
     /// Join a room and print every event as a JSON line; exits when this participant
     /// leaves (Ctrl-C leaves properly) or the room ends.
     Join(join::JoinArgs),
+    /// The call-engine face (seed 004): call one user or several (`--call bob,carol`),
+    /// or answer the first call that rings (`--on-ring accept`); prints every
+    /// TUICallEvent as a JSON line and exits when the call is over for this user.
+    Engine(engine::EngineArgs),
     /// Signaling benchmark: concurrent 1-to-1 calls against a spawned server and a
     /// local app server; prints setup latency, calls/s and RSS per idle client.
     Load(load::LoadArgs),
@@ -116,6 +121,7 @@ fn main() -> Result<()> {
             Command::Call(a) => clients::call(a).await.map(clients::Outcome::exit_code),
             Command::Answer(a) => clients::answer(a).await.map(clients::Outcome::exit_code),
             Command::Join(a) => join::join(a).await.map(clients::Outcome::exit_code),
+            Command::Engine(a) => engine::engine(a).await.map(clients::Outcome::exit_code),
             Command::Load(a) => load::run(a).await.map(|()| 0),
             Command::LoadCallbacks(a) => load::run_backlog(a).await.map(|()| 0),
         }

@@ -23,18 +23,22 @@
 //! an [`Event`] on the [`Events`] stream, named as in the contract (`WaitConnected`,
 //! `Verified`, `Connected`, `Disconnected`, `IncomingCall`).
 
+mod engine;
 mod media;
 mod session;
 #[cfg(feature = "tone")]
 pub mod tone;
 
+pub use engine::{Calls, Entered};
 pub use media::{
     connect_media, connect_media_with, BoxFuture, Media, MediaEvent, MediaOptions, MediaSignaling,
     MediaStats, RelayOffer,
 };
 pub use session::{Client, Events};
 pub use switchboard_protocol::{
-    DisconnectReason, DisconnectSource, ErrorCode, MediaLine, MediaType, RoomPeer, Sid, StartFailReason,
+    engine::{CallEndReason, CallMediaType, CallRole},
+    DisconnectReason, DisconnectSource, EngineEvent, ErrorCode, MediaLine, MediaType, RoomPeer, Sid,
+    StartFailReason,
 };
 
 /// How a client proves who it is.
@@ -330,6 +334,16 @@ pub enum Event {
     /// Connected again: every call and room of this client was resumed on the new
     /// connection (one that ended meanwhile gets its [`Event::Disconnected`]).
     Reconnected,
+    /// Call engine: a TUICallEvent (seed 004) of a call (an engine session only,
+    /// [`Client::connect_engine`]); printed by the CLI as
+    /// `{"event":"call","call_id":…,"name":"onUserJoin","userId":…}`.
+    Call {
+        /// The call (none for `onKickedOffline`).
+        call_id: Option<Sid>,
+        /// The event, with seed 004's name and fields.
+        #[serde(flatten)]
+        call_event: switchboard_protocol::EngineEvent,
+    },
     /// The signaling connection is gone for good (closed by us or the server, or not
     /// back within the reconnect grace).
     Closed {

@@ -100,7 +100,6 @@ impl Client {
     /// A dropped connection is connected again and every call and room resumed
     /// ([`Event::Reconnecting`], [`Event::Reconnected`]); media goes on meanwhile.
     pub async fn connect(server: &str, credentials: Credentials) -> Result<(Client, Events), ClientError> {
-        let url = signal_url(server)?;
         let hello = match &credentials {
             Credentials::Token { service_id, user_id, token } => ClientMessage::Hello {
                 v: PROTOCOL_VERSION,
@@ -125,6 +124,15 @@ impl Client {
                 instance: None,
             },
         };
+        Client::connect_hello(server, hello).await
+    }
+
+    /// Connects and says `hello`.
+    pub(crate) async fn connect_hello(
+        server: &str,
+        hello: ClientMessage,
+    ) -> Result<(Client, Events), ClientError> {
+        let url = signal_url(server)?;
         let (ws, welcome) = dial(&url, &hello).await?;
         let Welcome { session_id, service_id, user_id, heartbeat, grace } = welcome;
         let (out_tx, out_rx) = mpsc::channel(256);
@@ -169,7 +177,7 @@ impl Client {
         &self.user_id
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &self,
         build: impl FnOnce(Option<u64>) -> ClientMessage,
     ) -> Result<ServerMessage, ClientError> {
@@ -458,7 +466,7 @@ impl Client {
     }
 }
 
-fn unexpected(m: ServerMessage) -> ClientError {
+pub(crate) fn unexpected(m: ServerMessage) -> ClientError {
     ClientError::Server {
         error: switchboard_protocol::ErrorCode::Internal,
         reason: None,
@@ -503,6 +511,7 @@ fn to_event(m: &ServerMessage) -> Option<Event> {
         }
         ServerMessage::AppControlMessage { sid, data } => Event::AppControlMessage { sid, data },
         ServerMessage::Error { req: None, error, reason, message } => Event::Error { error, reason, message },
+        ServerMessage::CallEvent { call_id, event } => Event::Call { call_id, call_event: event },
         _ => return None,
     })
 }
@@ -519,6 +528,7 @@ fn req_of(m: &ServerMessage) -> Option<u64> {
         | ServerMessage::MediaAnswer { req, .. }
         | ServerMessage::TokenRefreshed { req, .. }
         | ServerMessage::RoomJoined { req, .. }
+        | ServerMessage::Done { req }
         | ServerMessage::PeerVideo { req, .. } => *req,
         _ => None,
     }

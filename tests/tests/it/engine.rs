@@ -1,11 +1,15 @@
 //! The call-engine face through the real server: a group call with invitations over
 //! WebSocket engine sessions, the pushes to each invitee, the signed group call record
 //! at on_group_call_evt_cb, and the same record at `GET /v1/calls/{id}`; a pushed
-//! invitee answering with only its `cc_param`.
+//! invitee answering with only its `cc_param`; the Rust SDK's engine face with real
+//! media through the call's room.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use switchboard_client::{
+    CallEndReason, CallRole, Calls, Client, EngineEvent, Entered, Event, Events, MediaEvent, Sid,
+};
 use switchboard_tests::*;
 
 fn now_secs() -> u64 {
@@ -137,4 +141,61 @@ async fn engine_frames_go_to_engine_sessions_only_and_strangers_are_refused() {
     assert_eq!(alice.wait_event("onCallCancelled").await["event"]["userId"], "alice");
     let hit = h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == id).await;
     assert_eq!(hit.query["end_reason"], "6");
+}
+
+/// A user of `acme` signed in to the Rust SDK as a call-engine session.
+async fn engine_user(h: &Harness, user: &str) -> (Client, Events) {
+    Client::connect_engine(&h.url(), "acme", user, &h.token("acme", user), false)
+        .await
+        .expect("engine session")
+}
+
+/// The next call-engine event named `name`.
+async fn call_event(ev: &mut Events, name: &str) -> (Option<Sid>, EngineEvent) {
+    wait_event(ev, |e| match e {
+        Event::Call { call_id, call_event } if call_event.name() == name => {
+            Some((call_id.clone(), call_event.clone()))
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_makes_a_group_call_with_the_engine_and_its_media_flows() {
+    let h = Harness::start().await;
+    let (alice, mut alice_ev) = engine_user(&h, "alice").await;
+    let (bob, mut bob_ev) = engine_user(&h, "bob").await;
+    let (carol, mut carol_ev) = engine_user(&h, "carol").await;
+    let entered = alice.calls(Calls::audio(["bob", "carol"])).await.expect("calls");
+    let Entered::Group(room) = &entered else { panic!("two invitees make a group call: {entered:?}") };
+    let id = room.sid.clone();
+    let (rung, received) = call_event(&mut bob_ev, "onCallReceived").await;
+    assert_eq!(rung.as_ref(), Some(&id));
+    assert!(matches!(received, EngineEvent::CallReceived { ref caller_id, .. } if caller_id == "alice"));
+    call_event(&mut carol_ev, "onCallReceived").await;
+    carol.reject(&id).await.expect("reject");
+    let (_, rejected) = call_event(&mut alice_ev, "onUserReject").await;
+    assert_eq!(rejected, EngineEvent::UserReject { user_id: "carol".into() });
+    let Entered::Group(_) = bob.accept(&id).await.expect("accept") else { panic!("a group call") };
+    let (_, begin) = call_event(&mut alice_ev, "onCallBegin").await;
+    assert!(matches!(begin, EngineEvent::CallBegin { call_role: CallRole::Caller, .. }));
+
+    // The call's media is its room's: Alice's tone reaches Bob.
+    let (am, mut a_rx) = alice.start_media(&id, false).await.expect("alice's media");
+    let (_bm, mut b_rx) = bob.start_media(&id, false).await.expect("bob's media");
+    media_event(&mut a_rx, |e| matches!(e, MediaEvent::Connected), "alice's media connected").await;
+    media_event(&mut b_rx, |e| matches!(e, MediaEvent::Connected), "bob's media connected").await;
+    let tone = send_tone(std::sync::Arc::new(am), 440.0, 4);
+    let pcm = receive_tone(&mut b_rx, 100).await;
+    let hz = switchboard_client::tone::power(&pcm[24_000..], 440.0)
+        / switchboard_client::tone::power(&pcm[24_000..], 1000.0);
+    assert!(hz > 100.0, "bob hears alice's 440 Hz (power ratio 440/1000 Hz: {hz})");
+    tone.abort();
+
+    bob.hangup(&id).await.expect("hangup");
+    let (_, end) = call_event(&mut alice_ev, "onCallEnd").await;
+    assert!(matches!(end, EngineEvent::CallEnd { reason: CallEndReason::Hangup, .. }), "{end:?}");
+    let hit = h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == id.as_str()).await;
+    assert_eq!(hit.query["end_reason"], "1");
 }

@@ -112,3 +112,61 @@ fn three_cli_participants_hear_the_other_two() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `switchboard engine`: Alice calls Bob and Carol at once; Bob's engine accepts and
+/// Carol's rejects; Alice and Bob hear each other's tones through the call's room, and
+/// Alice hangs up.
+#[test]
+fn cli_engines_make_a_group_call_with_invitations() {
+    let (server, url, data) = serve_defaults("engine");
+    let token = |user: &str| run(&["token", "--data-dir", &data, "--user", user]).1;
+    let wait = |user: &str, how: &str, hz: &str| {
+        let t = token(user);
+        let p = Proc::spawn(&[
+            "engine",
+            "--server",
+            &url,
+            "--user",
+            user,
+            "--token",
+            &t,
+            "--on-ring",
+            how,
+            "--tone",
+            hz,
+        ]);
+        p.until("session_open");
+        p
+    };
+    let (mut bob, mut carol) = (wait("bob", "accept", "880"), wait("carol", "reject", "660"));
+    let alice_token = token("alice");
+    let mut alice = Proc::spawn(&[
+        "engine",
+        "--server",
+        &url,
+        "--user",
+        "alice",
+        "--token",
+        &alice_token,
+        "--call",
+        "bob,carol",
+        "--tone",
+        "440",
+        "--hangup-after",
+        "6",
+    ]);
+    let caller = json_lines(&alice.until("\"onCallEnd\""));
+    let callee = json_lines(&bob.until("\"onCallEnd\""));
+    let named = |lines: &[serde_json::Value], name: &str| lines.iter().any(|l| l["name"] == name);
+    assert!(named(&caller, "onUserReject") && named(&caller, "onCallBegin"), "{caller:#?}");
+    assert!(named(&callee, "onCallReceived") && named(&callee, "onUserLeave"), "{callee:#?}");
+    let heard = |lines: &[serde_json::Value]| {
+        lines.iter().filter(|l| l["event"] == "media").filter_map(|l| l["dominant_hz"].as_f64()).next_back()
+    };
+    let (by_alice, by_bob) = (heard(&caller), heard(&callee));
+    assert!(by_alice.is_some_and(|hz| (hz - 880.0).abs() <= 10.0), "alice heard {by_alice:?}: {caller:#?}");
+    assert!(by_bob.is_some_and(|hz| (hz - 440.0).abs() <= 10.0), "bob heard {by_bob:?}: {callee:#?}");
+    assert_eq!((alice.exit_code(), bob.exit_code(), carol.exit_code()), (Some(0), Some(0), Some(0)));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
