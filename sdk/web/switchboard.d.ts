@@ -387,6 +387,8 @@ export declare const CALL_END_REASON: {
   readonly END_BY_SERVER: 9;
 };
 export declare const CALL_EVENTS: readonly CallEventName[];
+/** `CALL_EVENT.ON_USER_JOIN` is `'onUserJoin'`, and so on for every event. */
+export declare const CALL_EVENT: { readonly [name: string]: CallEventName };
 
 /** Every payload carries the call's ID besides seed 004's fields. */
 interface WithCallId { callId: string }
@@ -420,10 +422,18 @@ export type CallEventName = keyof CallEventMap;
  * TUICallEvent through `on`.
  */
 export declare class CallEngine {
+  /** `createInstance` + `enableMultiDeviceAbility` + `login` in one. */
   static login(opts: { serverUrl: string; userId?: string; serviceId?: string; accessToken: string; multiDevice?: boolean }): Promise<CallEngine>;
+  static createInstance(opts: { serverUrl: string }): CallEngine;
+  /** Before `login`; default false (a login signs the user's other instances out). */
+  enableMultiDeviceAbility(enable: boolean): void;
+  /** `userSig` is the access token your backend minted. */
+  login(opts: { userId?: string; serviceId?: string; userSig: string }): Promise<void>;
   readonly userId: string | undefined;
   on<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
   off<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
+  addEventListener<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
+  removeEventListener<K extends CallEventName>(name: K, fn: (payload: CallEventMap[K]) => void): void;
   /** Resolves with the call ID. One user: a 1-to-1 call; several: a group call. */
   calls(opts: {
     userIdList: string[]; callMediaType?: number; timeout?: number; userData?: string; roomId?: number; groupId?: string;
@@ -438,9 +448,13 @@ export declare class CallEngine {
   switchCallMediaType(callMediaType: number): Promise<void>;
   join(opts: { callId: string; callMediaType?: number; mediaHtmlElement?: unknown }): Promise<string>;
   startRemoteView(opts: { userId: string; videoElement: HTMLVideoElement; resolution?: VideoResolution }): Promise<void>;
+  startRemoteView(userId: string, videoElement: HTMLVideoElement): Promise<void>;
+  stopRemoteView(userId: string): Promise<void>;
   openMicrophone(): Promise<void>;
   closeMicrophone(): Promise<void>;
-  openCamera(): Promise<void>;
+  openCamera(previewElement?: HTMLVideoElement): Promise<void>;
+  getDevices(): ReturnType<typeof getMediaDevices>;
+  switchDevice(kind: 'audio' | 'video', deviceId: string): Promise<void>;
   closeCamera(): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
   logout(): void;

@@ -1272,12 +1272,15 @@ export class Conference {
         break;
       case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
       case 'peer_audio_levels': {
+        // The CallEngine's volumes include my own (seed 004's volumeMap is everyone's).
+        call(this.delegate.allLevels, { ...m.levels });
         const levels = { ...m.levels };
         delete levels[this.params.myId ?? this.session.userId];
         call(this.delegate.evtPeersAudioLevel, levels);
         break;
       }
       case 'peers_network_quality': {
+        call(this.delegate.allQuality, { ...m.quality });
         const quality = { ...m.quality };
         delete quality[this.params.myId ?? this.session.userId];
         call(this.delegate.evtPeersNetworkQuality, quality);
@@ -1411,6 +1414,9 @@ export const CALL_EVENTS = Object.freeze([
   'onUserSigExpired', 'onUserInviting', 'onCallNotConnected',
 ]);
 
+/** The event names as constants: `CALL_EVENT.ON_USER_JOIN` is `'onUserJoin'`. */
+export const CALL_EVENT = Object.freeze(Object.fromEntries(CALL_EVENTS.map((n) => [n.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase(), n])));
+
 const mediaName = (type) => (type === CALL_MEDIA_TYPE.VIDEO || type === 'video' ? 'video' : 'audio');
 // A group call's ID is its room's sid (32 hex digits); a 1-to-1 call's is a UUID.
 const isGroupId = (id) => /^[0-9a-f]{32}$/.test(id);
@@ -1436,31 +1442,57 @@ export class CallEngine {
    * and the first to answer takes the call.
    */
   static async login({ serverUrl, userId, serviceId, accessToken, multiDevice = false }) {
-    const e = new CallEngine();
-    // One instance: its reconnects are not a second login that would sign it out.
-    const instance = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
-    e.engine = new Engine(serverUrl, {
-      token: accessToken, service_id: serviceId, user_id: userId, ue_type: 'BROWSER', engine: true, multi_device: multiDevice, instance,
-    });
-    e.engine.onCallEvent = (m) => e._serverEvent(m);
-    e.engine.onSigExpired = () => e._emit('onUserSigExpired', {});
-    e.engine.onClosed = () => { if (!e.signedOut && !e.engine.expired) e._emit('onError', { code: 1611, msg: 'the connection to the server is gone' }); };
-    await e.engine.open();
+    const e = CallEngine.createInstance({ serverUrl });
+    e.enableMultiDeviceAbility(multiDevice);
+    await e.login({ userId, serviceId, userSig: accessToken });
     return e;
   }
 
-  constructor() {
+  /** An engine for `serverUrl`, not signed in yet (TUICallEngine.createInstance). */
+  static createInstance({ serverUrl }) { return new CallEngine(serverUrl); }
+
+  constructor(serverUrl) {
+    this.serverUrl = serverUrl;
     this.listeners = new Map();
     /** The call in progress: `{ id, group, owner }` (owner: a Call or a Conference). */
     this.current = null;
     /** The last call rung on this engine, waiting for accept / reject. */
     this.rung = null;
+    this.multiDevice = false;
+    // One instance: its reconnects are not a second login that would sign it out.
+    this.instance = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
   }
+
+  /**
+   * TUICallEngine's multi-device switch, before `login` (default false): without it a
+   * login signs the user's other instances out (`onKickedOffline`); with it every
+   * device rings and the first to answer takes the call.
+   */
+  enableMultiDeviceAbility(enable) { this.multiDevice = !!enable; }
+
+  /** Signs in with an access token (`userSig`), or again after `onUserSigExpired`. */
+  async login({ userId, serviceId, userSig }) {
+    this.signedOut = false;
+    const engine = new Engine(this.serverUrl, {
+      token: userSig, service_id: serviceId, user_id: userId, ue_type: 'BROWSER', engine: true, multi_device: this.multiDevice, instance: this.instance,
+    });
+    engine.onCallEvent = (m) => this._serverEvent(m);
+    engine.onSigExpired = () => this._emit('onUserSigExpired', {});
+    engine.onClosed = () => { if (!this.signedOut && !engine.expired) this._emit('onError', { code: 1611, msg: 'the connection to the server is gone' }); };
+    await engine.open();
+    this.engine = engine;
+  }
+
+  /** Listens for a TUICallEvent (the same as `on`). */
+  addEventListener(name, fn) { this.on(name, fn); }
+
+  /** Stops listening (the same as `off`). */
+  removeEventListener(name, fn) { this.off(name, fn); }
 
   /** My user ID, as the server authenticated it. */
   get userId() { return this.engine.userId; }
 
-  /** Listens for a TUICallEvent. */
+  /** Listens for a TUICallEvent (`CALL_EVENT.ON_USER_JOIN`, or its name). */
   on(name, fn) {
     if (!this.listeners.has(name)) this.listeners.set(name, new Set());
     this.listeners.get(name).add(fn);
@@ -1576,22 +1608,53 @@ export class CallEngine {
     if (m.type !== 'done') throw refusal(m);
   }
 
-  /** Shows a participant's video (a group call) in `videoElement`. */
-  async startRemoteView({ userId, videoElement, resolution }) {
+  /**
+   * Shows a participant's video in `videoElement`: `startRemoteView(userId, element)`
+   * (TUICallEngine's form) or `startRemoteView({ userId, videoElement, resolution })`.
+   * In a 1-to-1 call the peer's video plays in the element given at `calls` / `accept`
+   * (`mediaHtmlElement.peer.video`), or in this one.
+   */
+  async startRemoteView(userId, element) {
+    const { userId: user, videoElement, resolution } = typeof userId === 'object' ? userId : { userId, videoElement: element };
     const owner = this.current?.owner;
-    if (owner instanceof Conference) await owner.requestPeerVideo({ userId, resolution, videoViewElement: videoElement });
+    if (owner instanceof Conference) await owner.requestPeerVideo({ userId: user, resolution, videoViewElement: videoElement });
+    else if (owner?.remoteStream && videoElement) { videoElement.srcObject = owner.remoteStream; videoElement.play?.().catch(() => {}); }
+  }
+
+  /** Stops showing (and receiving) a participant's video. */
+  async stopRemoteView(userId) {
+    const owner = this.current?.owner;
+    if (owner instanceof Conference) await owner.removePeerVideo({ userId: typeof userId === 'object' ? userId.userId : userId });
   }
 
   async openMicrophone() { await this.current?.owner.muteMyAudio(false); }
   async closeMicrophone() { await this.current?.owner.muteMyAudio(true); }
-  async openCamera() { await this.current?.owner.enableVideo(); }
+
+  /** Turns my camera on (into the call), its preview in `element` if given. */
+  async openCamera(element) {
+    const owner = this.current?.owner;
+    if (!owner) return;
+    await owner.enableVideo();
+    if (element && owner.localStream) { element.srcObject = owner.localStream; element.muted = true; }
+  }
+
   async closeCamera() { await this.current?.owner.disableVideo(); }
+
+  /** The cameras, microphones and speakers (`getMediaDevices`). */
+  getDevices() { return getMediaDevices(); }
+
+  /** Switches the microphone or camera (`kind`: 'audio' / 'video') of the call in progress. */
+  async switchDevice(kind, deviceId) {
+    const owner = this.current?.owner;
+    if (!owner) return;
+    await (kind === 'video' ? owner.changeVideoInputDevice(deviceId) : owner.changeAudioInputDevice(deviceId));
+  }
 
   /** The call in progress: its RTCPeerConnection stats. */
   async getStats() { return this.current?.owner.getStats() ?? new Map(); }
 
   /** Signs out: the connection closes, and with it any call. */
-  logout() { this.engine.close(); }
+  logout() { this.signedOut = true; this.engine?.close(); }
 
   async _enter(group, params, peerId) {
     const owner = group ? new Conference({ engine: this.engine }) : new Call({ engine: this.engine });
@@ -1629,8 +1692,8 @@ export class CallEngine {
       evtPeersMicMuted: (ps) => ps.forEach((p) => audio(p.userId, false)),
       evtPeersMicUnmuted: (ps) => ps.forEach((p) => audio(p.userId, true)),
       evtPeersVideoUpdated: (ps) => ps.forEach((p) => video(p.userId, !!p.videoEnabled)),
-      evtPeersAudioLevel: (levels) => this._emit('onUserVoiceVolumeChanged', { volumeMap: levels, callId: this.current?.id }),
-      evtPeersNetworkQuality: (q) => this._emit('onUserNetworkQualityChanged', {
+      allLevels: (levels) => this._emit('onUserVoiceVolumeChanged', { volumeMap: levels, callId: this.current?.id }),
+      allQuality: (q) => this._emit('onUserNetworkQualityChanged', {
         networkQualityList: Object.entries(q).map(([userId, quality]) => ({ userId, quality })), callId: this.current?.id,
       }),
       evtDisconnected: done,
@@ -1672,7 +1735,7 @@ export class PlanetKit {
   leaveConference() { return this.conference ? this.conference.leaveConference() : Promise.resolve(); }
 }
 Object.assign(PlanetKit, {
-  Call, Conference, Engine, CallEngine, CALL_MEDIA_TYPE, CALL_ROLE, CALL_END_REASON, CALL_EVENTS, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE,
+  Call, Conference, Engine, CallEngine, CALL_MEDIA_TYPE, CALL_ROLE, CALL_END_REASON, CALL_EVENTS, CALL_EVENT, listenForCalls, getMediaDevices, SwitchboardError, START_FAIL_REASON, DISCONNECT_SOURCE,
   KIT_DISCONNECT_REASON, MEDIA_TYPE, RESOLUTION, SDK_VERSION,
 });
 export default PlanetKit;

@@ -1,7 +1,9 @@
 // The call-engine face (seed 004) in Chromium, through the real server, with only the
-// public SDK it serves: a group call with invitations (accept, reject, the caller's
-// hang-up), audio heard through the room, volumes and every seed 004 event the app
-// would listen to; the group call's record at a real HTTP app server; and a 1-to-1
+// public SDK it serves: a group call of five pages with invitations (accept, reject, no
+// answer, invite mid-call, leave, hang-up), audio heard through the room, volumes,
+// network quality and every seed 004 event the app would listen to; the group call's
+// record at a real HTTP app server; a CallEngine page and a PlanetKit page calling each
+// other; one instance per user unless multi-device; and a 1-to-1
 // call started with `calls`, answered with `accept` and switched from video to audio.
 
 import { test, before, after } from 'node:test';
@@ -58,56 +60,71 @@ const eventsOf = (page) => page.evaluate(() => window.events);
 const waitEvent = (page, name, pred = () => true) =>
   waitFor(`${name} on the page`, async () => (await eventsOf(page)).find((e) => e.name === name && pred(e)));
 
-test('a group call through the call engine: invitations, answers, audio, volumes, seed 004 events and the record', async () => {
-  const [alice, bob, carol] = [await enginePage('alice'), await enginePage('bob'), await enginePage('carol')];
-  const callId = await alice.evaluate(() => window.engine.calls({
-    userIdList: ['bob', 'carol'], callMediaType: window.sb.CALL_MEDIA_TYPE.AUDIO, userData: 'standup',
+test('four pages: A calls B, C and D; B accepts, C rejects, D never answers; A invites E; B leaves; A hangs up', async () => {
+  const [a, b, c, d] = [await enginePage('alice'), await enginePage('bob'), await enginePage('carol'), await enginePage('dan')];
+  const callId = await a.evaluate(() => window.engine.calls({
+    userIdList: ['bob', 'carol', 'dan'], callMediaType: window.sb.CALL_MEDIA_TYPE.AUDIO, timeout: 5, userData: 'standup',
     mediaHtmlElement: { roomAudio: window.roomAudio },
   }));
   assert.match(callId, /^[0-9a-f]{32}$/);
-  for (const page of [bob, carol]) {
+  for (const page of [b, c, d]) {
     const rung = await waitEvent(page, 'onCallReceived');
     assert.deepEqual(
       { callerId: rung.callerId, calleeIdList: rung.calleeIdList, callMediaType: rung.callMediaType, userData: rung.userData, callId: rung.callId },
-      { callerId: 'alice', calleeIdList: ['bob', 'carol'], callMediaType: 1, userData: 'standup', callId },
+      { callerId: 'alice', calleeIdList: ['bob', 'carol', 'dan'], callMediaType: 1, userData: 'standup', callId },
     );
   }
-  await bob.evaluate(() => window.engine.accept({ mediaHtmlElement: { roomAudio: window.roomAudio } }));
-  const begin = await waitEvent(alice, 'onCallBegin');
+  await b.evaluate(() => window.engine.accept({ mediaHtmlElement: { roomAudio: window.roomAudio } }));
+  await c.evaluate(() => window.engine.reject());
+  await waitEvent(c, 'onCallCancelled', (e) => e.userId === 'carol');
+  await waitEvent(a, 'onUserReject', (e) => e.userId === 'carol');
+  await waitEvent(a, 'onUserJoin', (e) => e.userId === 'bob');
+  const begin = await waitEvent(a, 'onCallBegin');
   assert.deepEqual([begin.callMediaType, begin.callRole], [1, 1]);
-  assert.equal((await waitEvent(bob, 'onCallBegin')).roomID, begin.roomID, 'one roomID for everyone');
-  await waitEvent(alice, 'onUserJoin', (e) => e.userId === 'bob');
-  await waitEvent(bob, 'onUserJoin', (e) => e.userId === 'alice');
-  await carol.evaluate(() => window.engine.reject());
-  await waitEvent(carol, 'onCallCancelled', (e) => e.userId === 'carol');
-  await waitEvent(alice, 'onUserReject', (e) => e.userId === 'carol');
-  await waitEvent(bob, 'onUserReject', (e) => e.userId === 'carol');
+  assert.equal((await waitEvent(b, 'onCallBegin')).roomID, begin.roomID, 'one roomID for everyone');
+  // Dan's invitation runs out after 5 s.
+  await waitEvent(a, 'onUserNoResponse', (e) => e.userId === 'dan');
+  await waitEvent(d, 'onCallCancelled', (e) => e.userId === 'dan');
+  const order = (await eventsOf(a)).map((e) => e.name).filter((n) => ['onUserReject', 'onCallBegin', 'onUserNoResponse'].includes(n));
+  assert.equal(order.at(-1), 'onUserNoResponse', order.join());
 
-  // Media is the room's: each hears the other, and volumes arrive by seed 004's name.
-  for (const page of [alice, bob]) {
+  // Media is the room's: each hears the other; volumes and network quality name both.
+  for (const page of [a, b]) {
     await waitFor('room audio', () => page.evaluate(() => window.roomAudio.srcObject != null));
     const level = await waitFor('audio heard', async () => { const l = await audioLevel(page, 'room'); return l > 0.01 && l; });
     assert.ok(level > 0.01);
+    const volumes = await waitEvent(page, 'onUserVoiceVolumeChanged', (e) => 'alice' in e.volumeMap && 'bob' in e.volumeMap);
+    assert.ok(Object.values(volumes.volumeMap).every((v) => v >= 0 && v <= 100), JSON.stringify(volumes));
+    await waitEvent(page, 'onUserNetworkQualityChanged', (e) => ['alice', 'bob'].every((u) => e.networkQualityList.some((q) => q.userId === u)));
   }
-  const volumes = await waitEvent(alice, 'onUserVoiceVolumeChanged', (e) => 'bob' in e.volumeMap);
-  assert.ok(volumes.volumeMap.bob >= 0 && volumes.volumeMap.bob <= 100, JSON.stringify(volumes));
-  await waitEvent(alice, 'onUserAudioAvailable', (e) => e.userId === 'bob' && e.isAudioAvailable);
+  await b.evaluate(() => window.engine.closeMicrophone());
+  await waitEvent(a, 'onUserAudioAvailable', (e) => e.userId === 'bob' && e.isAudioAvailable === false);
 
-  // Alice hangs up: two were left, so the call ends for Bob too.
-  await alice.evaluate(() => window.engine.hangup());
-  const aliceEnd = await waitEvent(alice, 'onCallEnd');
-  assert.deepEqual([aliceEnd.callRole, aliceEnd.reason], [1, 1]);
-  await waitEvent(bob, 'onUserLeave', (e) => e.userId === 'alice');
-  const bobEnd = await waitEvent(bob, 'onCallEnd');
-  assert.deepEqual([bobEnd.callRole, bobEnd.reason, bobEnd.roomID], [2, 1, begin.roomID]);
-  assert.ok(bobEnd.totalTime > 1, JSON.stringify(bobEnd));
+  // A invites E, who joins.
+  const e = await enginePage('erin');
+  await a.evaluate(() => window.engine.inviteUser({ userIdList: ['erin'] }));
+  await waitEvent(b, 'onUserInviting', (ev) => ev.userId === 'erin');
+  await waitEvent(e, 'onCallReceived', (ev) => ev.callId === callId);
+  await e.evaluate(() => window.engine.accept({ mediaHtmlElement: { roomAudio: window.roomAudio } }));
+  await waitEvent(a, 'onUserJoin', (ev) => ev.userId === 'erin');
+  await waitEvent(b, 'onUserJoin', (ev) => ev.userId === 'erin');
+
+  // B leaves; then A hangs up: fewer than two remain, so the call ends for E too.
+  await b.evaluate(() => window.engine.hangup());
+  await waitEvent(a, 'onUserLeave', (ev) => ev.userId === 'bob');
+  await waitEvent(e, 'onUserLeave', (ev) => ev.userId === 'bob');
+  await a.evaluate(() => window.engine.hangup());
+  for (const [page, role] of [[a, 1], [b, 2], [e, 2]]) {
+    const end = await waitEvent(page, 'onCallEnd');
+    assert.equal(end.callRole, role);
+    assert.ok(end.totalTime > 0 && end.reason === 1, JSON.stringify(end));
+  }
 
   const rec = await waitFor('the group call record', () => (app.hits['/group_call_evt'] ?? []).find((r) => r.call_id === callId));
   const results = JSON.parse(rec.members).map((m) => [m.user_id, m.result]);
-  assert.deepEqual(results, [['alice', 'joined'], ['bob', 'joined'], ['carol', 'rejected']]);
+  assert.deepEqual(results, [['alice', 'joined'], ['bob', 'joined'], ['carol', 'rejected'], ['dan', 'no_response'], ['erin', 'joined']]);
   assert.equal(rec.end_reason, '1');
-  // The engines are free for the next call.
-  assert.equal(await alice.evaluate(() => window.engine.current), null);
+  assert.equal(await a.evaluate(() => window.engine.current), null, 'the engine is free for the next call');
 });
 
 test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone heard, switched to audio, hang up', async () => {
@@ -159,7 +176,7 @@ test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone he
   assert.equal(rec.disconnect_reason, '1001');
 });
 
-test('signing in again elsewhere signs the earlier instance out (onKickedOffline), unless multi-device', async () => {
+test('signing in again elsewhere signs the earlier instance out (onKickedOffline); with multi-device every device rings and the first answer wins', async () => {
   const first = await enginePage('frank');
   const second = await enginePage('frank');
   await waitEvent(first, 'onKickedOffline');
@@ -183,5 +200,53 @@ test('signing in again elsewhere signs the earlier instance out (onKickedOffline
   await waitEvent(third, 'onCallReceived', (e) => e.callerId === 'gina');
   await waitFor('the second instance rung again', async () => (await eventsOf(second)).filter((e) => e.name === 'onCallReceived').length >= 2);
   assert.equal((await eventsOf(second)).filter((e) => e.name === 'onKickedOffline').length, 0);
+  // The first to answer takes the call; the other device is told another one did.
+  await third.evaluate(() => window.engine.accept({ mediaHtmlElement: { peer: { audio: document.createElement('audio') } } }));
+  await waitEvent(second, 'onCallNotConnected', (e) => e.reason === 7 && e.userId === 'frank');
+  await waitEvent(gina, 'onCallBegin');
   await gina.evaluate(() => window.engine.hangup());
+});
+
+test('a CallEngine page and a PlanetKit page call each other, both ways', async () => {
+  const engine = await enginePage('ivy');
+  const kit = await browserPage(dir, 'hank', `${base}/`);
+  await kit.evaluate(async (accessToken) => {
+    window.sb = await import('/sdk/switchboard.js');
+    window.events = [];
+    window.media = { audio: document.createElement('audio'), video: document.createElement('video') };
+    window.media.audio.autoplay = true;
+    document.body.append(window.media.audio, window.media.video);
+    window.delegate = new Proxy({}, { get: (_, evt) => (arg) => window.events.push({ name: evt, ...(arg ?? {}) }) });
+    // Answers whatever rings, the PlanetKit way.
+    await window.sb.listenForCalls({
+      serverUrl: location.origin, myId: 'hank', myServiceId: 'web', accessToken,
+      onIncomingCall: async (inc) => {
+        window.call = new window.sb.Call({ serverUrl: location.origin });
+        await window.call.verifyCall({ ccParam: inc.ccParam, mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+        await window.call.acceptCall();
+      },
+    });
+  }, token('hank'));
+  // The engine calls the PlanetKit page.
+  await engine.evaluate(() => window.engine.calls({ userIdList: ['hank'], mediaHtmlElement: { peer: { audio: window.media.audio } } }));
+  await waitEvent(engine, 'onCallBegin', (e) => e.callRole === 1);
+  await waitEvent(kit, 'evtConnected');
+  await engine.evaluate(() => window.engine.hangup());
+  await waitEvent(kit, 'evtDisconnected');
+  await waitEvent(engine, 'onCallEnd');
+  // The PlanetKit page calls the engine.
+  await kit.evaluate(async (accessToken) => {
+    window.out = new window.sb.Call({ serverUrl: location.origin });
+    await window.out.makeCall({
+      myId: 'hank', myServiceId: 'web', peerId: 'ivy', accessToken, mediaType: 'audio',
+      mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate,
+    });
+  }, token('hank'));
+  const rung = await waitEvent(engine, 'onCallReceived', (e) => e.callerId === 'hank');
+  assert.deepEqual(rung.calleeIdList, ['ivy']);
+  await engine.evaluate(() => window.engine.accept({ mediaHtmlElement: { peer: { audio: window.media.audio } } }));
+  await waitEvent(engine, 'onCallBegin', (e) => e.callRole === 2);
+  await waitFor('the PlanetKit caller connected', async () => (await eventsOf(kit)).filter((e) => e.name === 'evtConnected').length >= 2);
+  await kit.evaluate(() => window.out.endCall());
+  await waitFor('the engine hears the end', async () => (await eventsOf(engine)).filter((e) => e.name === 'onCallEnd').length >= 2);
 });

@@ -3,7 +3,7 @@
 import PlanetKit, {
   Call, Conference, Engine, listenForCalls, getMediaDevices, SwitchboardError,
   KIT_DISCONNECT_REASON, DISCONNECT_SOURCE, START_FAIL_REASON, MEDIA_TYPE, RESOLUTION, SDK_VERSION,
-  CallEngine, CALL_MEDIA_TYPE, CALL_ROLE, CALL_END_REASON, CALL_EVENTS,
+  CallEngine, CALL_MEDIA_TYPE, CALL_ROLE, CALL_END_REASON, CALL_EVENTS, CALL_EVENT,
   type DisconnectedParam, type ConferenceDisconnectedParam, type PeerInfo,
 } from '@switchboard/web-sdk';
 
@@ -138,4 +138,13 @@ export async function callEngine(serverUrl: string, accessToken: string, roomAud
   await engine.join({ callId, callMediaType: CALL_MEDIA_TYPE.AUDIO });
   console.log(CALL_EVENTS.length, engine.userId);
   engine.logout();
+  const tui = CallEngine.createInstance({ serverUrl });
+  tui.enableMultiDeviceAbility(true);
+  await tui.login({ userId: 'alice', userSig: accessToken });
+  tui.addEventListener(CALL_EVENT.ON_USER_JOIN, (p) => console.log(p.callId));
+  await tui.startRemoteView('bob', video);
+  await tui.stopRemoteView('bob');
+  await tui.openCamera(video);
+  console.log(await tui.getDevices());
+  await tui.switchDevice('audio', 'mic');
 }
