@@ -113,32 +113,24 @@ fn three_cli_participants_hear_the_other_two() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-/// `switchboard engine`: Alice calls Bob and Carol at once; Bob's engine accepts and
-/// Carol's rejects; Alice and Bob hear each other's tones through the call's room, and
-/// Alice hangs up.
+/// `switchboard engine`, the three-party check: Alice calls Bob and Carol at
+/// once; Bob's engine accepts after a second and Carol's rejects; Alice and Bob hear each
+/// other's tones through the call's room; every event line carries seed 004's name and
+/// the call's ID; Alice hangs up and all three exit 0.
 #[test]
 fn cli_engines_make_a_group_call_with_invitations() {
     let (server, url, data) = serve_defaults("engine");
     let token = |user: &str| run(&["token", "--data-dir", &data, "--user", user]).1;
-    let wait = |user: &str, how: &str, hz: &str| {
+    let wait = |user: &str, args: &[&str]| {
         let t = token(user);
-        let p = Proc::spawn(&[
-            "engine",
-            "--server",
-            &url,
-            "--user",
-            user,
-            "--token",
-            &t,
-            "--on-ring",
-            how,
-            "--tone",
-            hz,
-        ]);
+        let mut all = vec!["engine", "--server", &url, "--user", user, "--token", &t];
+        all.extend_from_slice(args);
+        let p = Proc::spawn(&all);
         p.until("session_open");
         p
     };
-    let (mut bob, mut carol) = (wait("bob", "accept", "880"), wait("carol", "reject", "660"));
+    let mut bob = wait("bob", &["--on-call", "accept", "--accept-after", "1", "--tone", "880"]);
+    let mut carol = wait("carol", &["--on-call", "reject"]);
     let alice_token = token("alice");
     let mut alice = Proc::spawn(&[
         "engine",
@@ -148,18 +140,31 @@ fn cli_engines_make_a_group_call_with_invitations() {
         "alice",
         "--token",
         &alice_token,
-        "--call",
+        "--calls",
         "bob,carol",
         "--tone",
         "440",
+        "--timeout",
+        "20",
+        "--user-data",
+        "standup",
         "--hangup-after",
         "6",
     ]);
     let caller = json_lines(&alice.until("\"onCallEnd\""));
     let callee = json_lines(&bob.until("\"onCallEnd\""));
-    let named = |lines: &[serde_json::Value], name: &str| lines.iter().any(|l| l["name"] == name);
-    assert!(named(&caller, "onUserReject") && named(&caller, "onCallBegin"), "{caller:#?}");
-    assert!(named(&callee, "onCallReceived") && named(&callee, "onUserLeave"), "{callee:#?}");
+    let rejecter = json_lines(&carol.until("\"onCallCancelled\""));
+    let call_id =
+        caller.iter().find(|l| l["event"] == "calls").and_then(|l| l["callId"].as_str()).expect("calls line");
+    let event = |lines: &[serde_json::Value], name: &str| lines.iter().find(|l| l["event"] == name).cloned();
+    let reject = event(&caller, "onUserReject").expect("alice hears carol's reject");
+    assert_eq!((reject["userId"].as_str(), reject["callId"].as_str()), (Some("carol"), Some(call_id)));
+    assert_eq!(event(&caller, "onCallBegin").expect("begin")["callRole"], 1);
+    let received = event(&callee, "onCallReceived").expect("bob is rung");
+    assert_eq!(received["calleeIdList"], serde_json::json!(["bob", "carol"]));
+    assert_eq!(received["userData"], "standup");
+    assert!(event(&callee, "onUserLeave").is_some_and(|l| l["userId"] == "alice"), "{callee:#?}");
+    assert_eq!(event(&rejecter, "onCallCancelled").expect("carol's own")["userId"], "carol");
     let heard = |lines: &[serde_json::Value]| {
         lines.iter().filter(|l| l["event"] == "media").filter_map(|l| l["dominant_hz"].as_f64()).next_back()
     };
