@@ -199,3 +199,152 @@ async fn the_rust_sdk_makes_a_group_call_with_the_engine_and_its_media_flows() {
     let hit = h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == id.as_str()).await;
     assert_eq!(hit.query["end_reason"], "1");
 }
+
+/// The engine events of `ev` until `last` (by name), inclusive.
+async fn events_until(ev: &mut Events, last: &str) -> Vec<EngineEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let (_, e) = wait_event(ev, |e| match e {
+            Event::Call { call_id, call_event } => Some((call_id.clone(), call_event.clone())),
+            _ => None,
+        })
+        .await;
+        let done = e.name() == last;
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn cancelled(user: &str) -> EngineEvent {
+    EngineEvent::CallCancelled { user_id: user.into() }
+}
+
+fn not_connected(reason: CallEndReason, user: &str) -> EngineEvent {
+    EngineEvent::CallNotConnected { reason, user_id: user.into() }
+}
+
+/// Every way a 1-to-1 engine call ends, through the Rust SDK: the events at both ends
+/// follow seed 004's onCallCancelled rules, and on_call_evt_cb has the matching reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_engine_calls_end_every_way_with_seed_004_events_and_the_record() {
+    let h = Harness::start().await;
+    let call = |caller: Client, callee: &str, timeout: Option<u32>| {
+        let callee = callee.to_string();
+        async move {
+            let calls = Calls { timeout_secs: timeout, ..Calls::audio([callee]) };
+            let Entered::OneToOne { sid } = caller.calls(calls).await.expect("calls") else {
+                panic!("1-to-1")
+            };
+            sid
+        }
+    };
+
+    // Answered, then hung up by the caller.
+    let (a, mut a_ev) = engine_user(&h, "a1").await;
+    let (b, mut b_ev) = engine_user(&h, "b1").await;
+    let sid = call(a.clone(), "b1", None).await;
+    call_event(&mut b_ev, "onCallReceived").await;
+    b.accept(&sid).await.expect("accept");
+    call_event(&mut a_ev, "onCallBegin").await;
+    a.hangup(&sid).await.expect("hangup");
+    for (ev, role) in [(&mut a_ev, CallRole::Caller), (&mut b_ev, CallRole::Called)] {
+        let (_, end) = call_event(ev, "onCallEnd").await;
+        assert!(
+            matches!(end, EngineEvent::CallEnd { call_role, reason: CallEndReason::Hangup, .. } if call_role == role)
+        );
+    }
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1001");
+
+    // Rejected.
+    let (a, mut a_ev) = engine_user(&h, "a2").await;
+    let (b, mut b_ev) = engine_user(&h, "b2").await;
+    let sid = call(a.clone(), "b2", None).await;
+    call_event(&mut b_ev, "onCallReceived").await;
+    b.reject(&sid).await.expect("reject");
+    let at_a = events_until(&mut a_ev, "onCallNotConnected").await;
+    assert_eq!(
+        at_a,
+        [
+            EngineEvent::UserReject { user_id: "b2".into() },
+            cancelled("a2"),
+            not_connected(CallEndReason::Reject, "a2")
+        ]
+    );
+    assert_eq!(events_until(&mut b_ev, "onCallCancelled").await, [cancelled("b2")]);
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1002");
+
+    // No response within the invitation's timeout.
+    let (a, mut a_ev) = engine_user(&h, "a3").await;
+    let (_b, mut b_ev) = engine_user(&h, "b3").await;
+    let sid = call(a.clone(), "b3", Some(1)).await;
+    call_event(&mut b_ev, "onCallReceived").await;
+    let at_a = events_until(&mut a_ev, "onCallNotConnected").await;
+    assert_eq!(
+        at_a,
+        [
+            EngineEvent::UserNoResponse { user_id: "b3".into() },
+            cancelled("a3"),
+            not_connected(CallEndReason::NoResponse, "a3")
+        ]
+    );
+    assert_eq!(events_until(&mut b_ev, "onCallCancelled").await, [cancelled("b3")]);
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1203");
+
+    // Line busy: the callee is in another call.
+    let (c, mut c_ev) = engine_user(&h, "c4").await;
+    let (b, mut b_ev) = engine_user(&h, "b4").await;
+    let other = call(c.clone(), "b4", None).await;
+    call_event(&mut b_ev, "onCallReceived").await;
+    b.accept(&other).await.expect("accept");
+    call_event(&mut c_ev, "onCallBegin").await;
+    let (a, mut a_ev) = engine_user(&h, "a4").await;
+    let sid = call(a.clone(), "b4", None).await;
+    let at_a = events_until(&mut a_ev, "onCallNotConnected").await;
+    assert_eq!(
+        at_a,
+        [
+            EngineEvent::UserLineBusy { user_id: "b4".into() },
+            cancelled("a4"),
+            not_connected(CallEndReason::LineBusy, "a4")
+        ]
+    );
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1202");
+
+    // Ignored: the caller sees line busy.
+    let (a, mut a_ev) = engine_user(&h, "a5").await;
+    let (b, mut b_ev) = engine_user(&h, "b5").await;
+    let sid = call(a.clone(), "b5", None).await;
+    call_event(&mut b_ev, "onCallReceived").await;
+    b.ignore(&sid).await.expect("ignore");
+    let at_a = events_until(&mut a_ev, "onCallNotConnected").await;
+    assert_eq!(at_a[0], EngineEvent::UserLineBusy { user_id: "b5".into() });
+    assert_eq!(events_until(&mut b_ev, "onCallCancelled").await, [cancelled("b5")]);
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1202");
+
+    // Cancelled by the caller: both hear it was the caller.
+    let (a, mut a_ev) = engine_user(&h, "a6").await;
+    let (_b, mut b_ev) = engine_user(&h, "b6").await;
+    let sid = call(a.clone(), "b6", None).await;
+    call_event(&mut b_ev, "onCallReceived").await;
+    a.hangup(&sid).await.expect("cancel");
+    assert_eq!(events_until(&mut a_ev, "onCallCancelled").await, [cancelled("a6")]);
+    assert_eq!(events_until(&mut b_ev, "onCallCancelled").await, [cancelled("a6")]);
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1201");
+
+    // The callee cannot be reached: no device online and its push fails.
+    h.app.set_notify_status(500);
+    let (a, mut a_ev) = engine_user(&h, "a7").await;
+    let sid = call(a.clone(), "nobody7", None).await;
+    let at_a = events_until(&mut a_ev, "onCallNotConnected").await;
+    assert_eq!(
+        at_a,
+        [
+            EngineEvent::UserNoResponse { user_id: "nobody7".into() },
+            cancelled("a7"),
+            not_connected(CallEndReason::Offline, "a7")
+        ]
+    );
+    assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1302");
+}
