@@ -457,7 +457,22 @@ export declare class CallEngine {
   switchDevice(kind: 'audio' | 'video', deviceId: string): Promise<void>;
   closeCamera(): Promise<void>;
   getStats(): Promise<RTCStatsReport | Map<string, unknown>>;
+  /** This user's own recent calls, newest first. */
+  queryRecentCalls(opts?: { begin?: number; end?: number; result?: 'MISSED' | 'INCOMING' | 'OUTGOING'; limit?: number }): Promise<RecentCall[]>;
   logout(): void;
+}
+
+/** One of this user's calls, as `queryRecentCalls` gives it. */
+export interface RecentCall {
+  callId: string;
+  scene: 'SINGLE_CALL' | 'GROUP_CALL';
+  inviter: string;
+  inviteList: string[];
+  mediaType: number;
+  role: number;
+  result: 'MISSED' | 'INCOMING' | 'OUTGOING';
+  beginTime: number;
+  totalTime: number;
 }
 
 export interface PlanetKit extends CallControl {}

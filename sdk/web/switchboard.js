@@ -1653,6 +1653,22 @@ export class CallEngine {
   /** The call in progress: its RTCPeerConnection stats. */
   async getStats() { return this.current?.owner.getStats() ?? new Map(); }
 
+  /**
+   * This user's own recent calls, 1-to-1 and group, newest first (TUICallEngine's
+   * `queryRecentCalls`): `begin` / `end` (epoch ms), `result` (`MISSED`, `INCOMING`,
+   * `OUTGOING`), `limit` (1-100, default 20). Each: `{ callId, scene, inviter,
+   * inviteList, mediaType, role, result, beginTime, totalTime }`.
+   */
+  async queryRecentCalls({ begin, end, result, limit } = {}) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries({ begin, end, result, limit })) if (v != null) q.set(k, String(v));
+    const url = new URL(`/v1/me/calls?${q}`, this.serverUrl.replace(/^ws/, 'http'));
+    const resp = await fetch(url, { headers: { Authorization: `Bearer ${this.engine.hello.token}` } });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw sbError(resp.status === 401 ? 'auth_error' : 'invalid_param', body.message ?? `HTTP ${resp.status}`);
+    return body.calls;
+  }
+
   /** Signs out: the connection closes, and with it any call. */
   logout() { this.signedOut = true; this.engine?.close(); }
 

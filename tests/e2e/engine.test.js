@@ -174,6 +174,11 @@ test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone he
   }
   const rec = await waitFor('the call record', () => (app.hits['/call_evt'] ?? []).find((r) => r.sid === sid));
   assert.equal(rec.disconnect_reason, '1001');
+  // queryRecentCalls: each sees the call from its side.
+  const mine = await erin.evaluate(() => window.engine.queryRecentCalls({ limit: 5 }));
+  assert.deepEqual(mine.map((c) => [c.callId, c.scene, c.inviter, c.result, c.role]), [[sid, 'SINGLE_CALL', 'dan', 'INCOMING', 2]]);
+  const outgoing = await dan.evaluate(() => window.engine.queryRecentCalls({ result: 'OUTGOING' }));
+  assert.deepEqual(outgoing.map((c) => c.callId), [sid]);
 });
 
 test('signing in again elsewhere signs the earlier instance out (onKickedOffline); with multi-device every device rings and the first answer wins', async () => {

@@ -29,7 +29,7 @@ mod session;
 #[cfg(feature = "tone")]
 pub mod tone;
 
-pub use engine::{Calls, Entered};
+pub use engine::{Calls, Entered, RecentCall, RecentCallsQuery};
 pub use media::{
     connect_media, connect_media_with, BoxFuture, Media, MediaEvent, MediaOptions, MediaSignaling,
     MediaStats, RelayOffer,

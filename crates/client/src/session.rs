@@ -41,6 +41,8 @@ type RelayOffers = Arc<Mutex<HashMap<Sid, (u64, mpsc::UnboundedSender<RelayOffer
 #[derive(Clone)]
 pub struct Client {
     server_host: String,
+    /// Whether the server is reached over TLS (`wss`).
+    tls: bool,
     /// What a reconnect signs in with (a refreshed token, a `resume_param`).
     hello: Hello,
     out: mpsc::Sender<Outbound>,
@@ -150,6 +152,7 @@ impl Client {
         let server_host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_string();
         let client = Client {
             server_host,
+            tls: url.starts_with("wss://"),
             hello,
             out: out_tx,
             pending,
@@ -399,6 +402,20 @@ impl Client {
     }
 
     /// The `host:port` of the signaling server (to pick the local address media uses).
+    /// The server's HTTP base URL (`http://host:port`, `https://…` for `wss`).
+    pub(crate) fn http_base(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.server_host)
+    }
+
+    /// The access token this client signs in with (the latest refreshed one).
+    pub(crate) fn token(&self) -> Option<String> {
+        match self.hello.lock().ok()?.clone() {
+            ClientMessage::Hello { token, .. } => token,
+            _ => None,
+        }
+    }
+
     pub(crate) fn server_host(&self) -> &str {
         &self.server_host
     }

@@ -81,6 +81,11 @@ fn refuse(reason: DisconnectReason, message: impl Into<String>) -> Refused {
     Refused { reason, message: message.into() }
 }
 
+/// Who an access token names, if it is good now (for REST routes a user calls itself).
+pub(crate) fn user_of_token(shared: &Shared, token: &str) -> Result<Party, String> {
+    check_token(shared, token, now_ms() / 1000).map(|(party, _)| party).map_err(|r| r.message)
+}
+
 fn check_token(shared: &Shared, token: &str, now: u64) -> Result<(Party, u64), Refused> {
     let claims = auth::peek_claims(token)
         .map_err(|e| refuse(DisconnectReason::ServiceAccessTokenError, e.to_string()))?;

@@ -147,4 +147,6 @@ export async function callEngine(serverUrl: string, accessToken: string, roomAud
   await tui.openCamera(video);
   console.log(await tui.getDevices());
   await tui.switchDevice('audio', 'mic');
+  const recent = await tui.queryRecentCalls({ result: 'MISSED', limit: 10 });
+  console.log(recent.map((r) => `${r.callId} ${r.scene} ${r.inviteList.join()} ${r.totalTime}`));
 }

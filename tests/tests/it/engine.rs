@@ -348,3 +348,77 @@ async fn one_to_one_engine_calls_end_every_way_with_seed_004_events_and_the_reco
     );
     assert_eq!(h.app.record_for(sid.as_str()).await.query["disconnect_reason"], "1302");
 }
+
+/// `queryRecentCalls`: a user's own 1-to-1 and group calls, never another user's, over
+/// the REST route authorised by the user's token (and open to pages of any origin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_recent_calls_returns_a_users_calls_and_never_another_users() {
+    let h = Harness::start().await;
+    let (alice, mut alice_ev) = engine_user(&h, "alice").await;
+    let (bob, mut bob_ev) = engine_user(&h, "bob").await;
+    let (carol, mut carol_ev) = engine_user(&h, "carol").await;
+    let Entered::Group(room) = alice.calls(Calls::audio(["bob", "carol"])).await.expect("calls") else {
+        panic!("a group call")
+    };
+    call_event(&mut bob_ev, "onCallReceived").await;
+    call_event(&mut carol_ev, "onCallReceived").await;
+    bob.accept(&room.sid).await.expect("accept");
+    carol.reject(&room.sid).await.expect("reject");
+    call_event(&mut alice_ev, "onCallBegin").await;
+    bob.hangup(&room.sid).await.expect("hangup");
+    call_event(&mut alice_ev, "onCallEnd").await;
+    h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == room.sid.as_str()).await;
+    // A 1-to-1 call between two others, missed by its callee.
+    let (dan, _dan_ev) = engine_user(&h, "dan").await;
+    let (_erin, mut erin_ev) = engine_user(&h, "erin").await;
+    let Entered::OneToOne { sid } = dan.calls(Calls::audio(["erin"])).await.expect("calls") else {
+        panic!("1-to-1")
+    };
+    call_event(&mut erin_ev, "onCallReceived").await;
+    dan.hangup(&sid).await.expect("cancel");
+    h.app.record_for(sid.as_str()).await;
+
+    let summary = |calls: Vec<switchboard_client::RecentCall>| -> Vec<(String, String, String, u8)> {
+        calls.into_iter().map(|c| (c.call_id, c.scene, c.result, c.role)).collect()
+    };
+    let group = room.sid.to_string();
+    let all = switchboard_client::RecentCallsQuery::default();
+    assert_eq!(
+        summary(alice.query_recent_calls(all.clone()).await.unwrap()),
+        [(group.clone(), "GROUP_CALL".into(), "OUTGOING".into(), 1)]
+    );
+    assert_eq!(
+        summary(bob.query_recent_calls(all.clone()).await.unwrap()),
+        [(group.clone(), "GROUP_CALL".into(), "INCOMING".into(), 2)]
+    );
+    assert_eq!(
+        summary(carol.query_recent_calls(all.clone()).await.unwrap()),
+        [(group.clone(), "GROUP_CALL".into(), "MISSED".into(), 2)]
+    );
+    assert_eq!(
+        summary(_erin.query_recent_calls(all.clone()).await.unwrap()),
+        [(sid.to_string(), "SINGLE_CALL".into(), "MISSED".into(), 2)]
+    );
+    let missed = switchboard_client::RecentCallsQuery { result: Some("MISSED".into()), ..all.clone() };
+    assert!(bob.query_recent_calls(missed).await.unwrap().is_empty());
+    let bob_calls = bob.query_recent_calls(all).await.unwrap();
+    assert_eq!(bob_calls[0].invite_list, ["bob", "carol"]);
+    assert_eq!(bob_calls[0].inviter, "alice");
+
+    // No token, a forged one, a bad filter: refused; a page on another origin may ask.
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/me/calls", h.url());
+    assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 401);
+    let forged = format!("{}x", h.token("acme", "bob"));
+    assert_eq!(http.get(&url).bearer_auth(forged).send().await.unwrap().status().as_u16(), 401);
+    let bad = http.get(format!("{url}?result=ALL")).bearer_auth(h.token("acme", "bob")).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let pre = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+}

@@ -8,6 +8,7 @@
 
 mod callbacks;
 mod calls;
+mod me;
 mod rooms;
 
 use std::collections::HashMap;
@@ -117,6 +118,8 @@ fn parts() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
 pub(crate) fn router() -> Router<Arc<Shared>> {
     let (router, doc) = parts();
     let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
+    // A user's own calls, with the user's token (docs/api.md), outside the app server's API.
+    let router = router.route("/v1/me/calls", get(me::recent_calls).options(me::preflight));
     router.route(
         "/v1/openapi.json",
         get(move || {

@@ -56,6 +56,9 @@ impl CoreDb {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
+            let mut member = txn.prepare_cached(
+                "INSERT OR IGNORE INTO group_call_members (call_id, service_id, user_id, setup_time) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             let mut group = txn.prepare_cached(
                 "INSERT OR IGNORE INTO group_call_records
                  (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
@@ -102,6 +105,14 @@ impl CoreDb {
                         r.end_reason,
                         r.to_json().to_string()
                     ])?;
+                    for m in &r.members {
+                        member.execute(params![
+                            r.call_id.as_str(),
+                            service_id,
+                            m.user_id,
+                            (r.setup_ms / 1000) as i64
+                        ])?;
+                    }
                 }
                 for c in &batch.callbacks {
                     cb.execute(params![

@@ -61,6 +61,16 @@ CREATE TABLE IF NOT EXISTS group_call_records (
     end_reason INTEGER NOT NULL,
     record_json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS group_call_members (
+    call_id TEXT NOT NULL,
+    service_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    setup_time INTEGER NOT NULL,
+    PRIMARY KEY (call_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS group_call_members_by_user ON group_call_members (service_id, user_id, setup_time);
+CREATE INDEX IF NOT EXISTS call_records_by_from ON call_records (service_id, from_user_id, setup_time);
+CREATE INDEX IF NOT EXISTS call_records_by_to ON call_records (service_id, to_user_id, setup_time);
 CREATE TABLE IF NOT EXISTS live_rooms (
     sid TEXT PRIMARY KEY,
     service_id TEXT NOT NULL,

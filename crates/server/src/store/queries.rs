@@ -30,14 +30,56 @@ pub struct RecordQuery {
 }
 
 enum Cmd {
-    Delivered { id: i64, at_ms: u64, attempts: u32 },
-    Retry { id: i64, attempts: u32, next_ms: u64, error: String },
-    GaveUp { id: i64, attempts: u32, error: String, dropped: bool },
-    GetRecord { service_id: String, sid: Sid, reply: oneshot::Sender<Option<serde_json::Value>> },
-    ListRecords { service_id: String, q: RecordQuery, reply: oneshot::Sender<Vec<serde_json::Value>> },
-    ListCallbacks { service_id: String, state: String, limit: u32, reply: oneshot::Sender<Vec<CallbackRow>> },
-    Retrigger { service_id: String, id: i64, now_ms: u64, reply: oneshot::Sender<Option<CallbackRow>> },
-    Count { reply: oneshot::Sender<u64> },
+    Delivered {
+        id: i64,
+        at_ms: u64,
+        attempts: u32,
+    },
+    Retry {
+        id: i64,
+        attempts: u32,
+        next_ms: u64,
+        error: String,
+    },
+    GaveUp {
+        id: i64,
+        attempts: u32,
+        error: String,
+        dropped: bool,
+    },
+    GetRecord {
+        service_id: String,
+        sid: Sid,
+        reply: oneshot::Sender<Option<serde_json::Value>>,
+    },
+    ListRecords {
+        service_id: String,
+        q: RecordQuery,
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    ListCallbacks {
+        service_id: String,
+        state: String,
+        limit: u32,
+        reply: oneshot::Sender<Vec<CallbackRow>>,
+    },
+    Retrigger {
+        service_id: String,
+        id: i64,
+        now_ms: u64,
+        reply: oneshot::Sender<Option<CallbackRow>>,
+    },
+    Count {
+        reply: oneshot::Sender<u64>,
+    },
+    Recent {
+        service_id: String,
+        user_id: String,
+        from: u64,
+        to: u64,
+        limit: u32,
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
 }
 
 /// Handle to the store thread.
@@ -91,6 +133,20 @@ impl Store {
     /// The stored record of a call of this service.
     pub async fn get(&self, service_id: &str, sid: &Sid) -> Result<Option<serde_json::Value>, StoreError> {
         self.ask(|reply| Cmd::GetRecord { service_id: service_id.into(), sid: sid.clone(), reply }).await
+    }
+
+    /// A user's own 1-to-1 and group call records set up in `[from, to)` (epoch
+    /// seconds), newest first, at most `limit`.
+    pub async fn recent(
+        &self,
+        service_id: &str,
+        user_id: &str,
+        from: u64,
+        to: u64,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let (service_id, user_id) = (service_id.to_string(), user_id.to_string());
+        self.ask(|reply| Cmd::Recent { service_id, user_id, from, to, limit, reply }).await
     }
 
     /// A page of this service's call records, newest first.
@@ -262,6 +318,25 @@ fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
                 )
                 .optional()?;
             let _ = reply.send(v.map(parse));
+        }
+        Cmd::Recent { service_id, user_id, from, to, limit, reply } => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT record_json, setup_time FROM call_records
+                   WHERE service_id = ?1 AND from_user_id = ?2 AND setup_time >= ?3 AND setup_time < ?4
+                 UNION ALL
+                 SELECT record_json, setup_time FROM call_records
+                   WHERE service_id = ?1 AND to_user_id = ?2 AND from_user_id != ?2
+                     AND setup_time >= ?3 AND setup_time < ?4
+                 UNION ALL
+                 SELECT g.record_json, g.setup_time FROM group_call_members m
+                   JOIN group_call_records g ON g.call_id = m.call_id
+                   WHERE m.service_id = ?1 AND m.user_id = ?2 AND m.setup_time >= ?3 AND m.setup_time < ?4
+                 ORDER BY setup_time DESC LIMIT ?5",
+            )?;
+            let to = to.min(i64::MAX as u64) as i64;
+            let rows = stmt
+                .query_map(params![service_id, user_id, from as i64, to, limit], |r| r.get::<_, String>(0))?;
+            let _ = reply.send(rows.filter_map(Result::ok).map(parse).collect());
         }
         Cmd::ListRecords { service_id, q, reply } => {
             let (cur_t, cur_sid) =
