@@ -257,3 +257,28 @@ test('a CallEngine page and a PlanetKit page call each other, both ways', async 
   await kit.evaluate(() => window.out.endCall());
   await waitFor('the engine hears the end', async () => (await eventsOf(engine)).filter((e) => e.name === 'onCallEnd').length >= 2);
 });
+
+test('onUserSigExpired: a token that runs out ends the session; login with a fresh one brings the user back', async () => {
+  // Minted here as an app backend would (docs/sdk-web.md), expired 27 s ago: the
+  // server's 30 s clock skew lets it in, then closes the session within seconds.
+  const { createHmac } = await import('node:crypto');
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'web', uid: 'kim', iss: 'web-key', iat: now - 60, exp: now - 27 })}`;
+  const stale = `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+  const kim = await browserPage(dir, 'kim', `${base}/`);
+  await kim.evaluate(async (accessToken) => {
+    window.sb = await import('/sdk/switchboard.js');
+    window.events = [];
+    window.engine = window.sb.CallEngine.createInstance({ serverUrl: location.origin });
+    for (const name of window.sb.CALL_EVENTS) window.engine.on(name, (p) => window.events.push({ name, ...p }));
+    await window.engine.login({ userId: 'kim', userSig: accessToken });
+  }, stale);
+  await waitEvent(kim, 'onUserSigExpired');
+  await kim.evaluate((fresh) => window.engine.login({ userId: 'kim', userSig: fresh }), token('kim'));
+  // Back: a call reaches her.
+  const lee = await enginePage('lee');
+  await lee.evaluate(() => window.engine.calls({ userIdList: ['kim'], mediaHtmlElement: { peer: { audio: window.media.audio } } }));
+  await waitEvent(kim, 'onCallReceived', (e) => e.callerId === 'lee');
+  await lee.evaluate(() => window.engine.hangup());
+});

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 mod app;
 mod backlog;
+mod engine;
 mod measure;
 mod media;
 mod peers;
@@ -63,6 +64,10 @@ pub struct LoadArgs {
     /// Seconds of media measured (after every call's media is up), reported per 10 s.
     #[arg(long, default_value_t = 60)]
     media_secs: u64,
+    /// Call-engine benchmark instead: this many group calls of 4 (a caller and three
+    /// invitees, who accept when rung), all invited at once; signaling only.
+    #[arg(long, default_value_t = 0)]
+    engine: usize,
     /// Soak instead: this many minutes of `--media` concurrent audio calls (200 if not
     /// given) with churn, reported every minute.
     #[arg(long, default_value_t = 0)]
@@ -208,6 +213,12 @@ on_call_evt_cb_url = "{app_url}/call_evt"
     }
     if a.rooms > 0 {
         let result = rooms::rooms_phase(&server, pid, a.rooms, a.room_size, a.big_room, a.media_secs).await;
+        child.kill().await.ok();
+        std::fs::remove_dir_all(&dir).ok();
+        return result;
+    }
+    if a.engine > 0 {
+        let result = engine::engine_phase(&server, pid, a.engine).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;

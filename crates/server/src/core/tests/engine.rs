@@ -482,3 +482,65 @@ fn without_multi_device_a_later_login_signs_the_earlier_instance_out() {
     h.open_with(7u64, "alice", ClientInfo { multi_device: true, ..single("tablet") });
     assert!(sent(&h.drain(), 6u64).is_empty());
 }
+
+#[test]
+fn bad_requests_change_nothing_and_floods_are_rate_limited() {
+    let mut h = engine();
+    let (id, _) = call(&mut h, &["bob", "carol"]);
+    h.say(BOB, &format!(r#"{{"type":"accept","call_id":"{id}"}}"#));
+    // Dan, not in the call, cannot invite; nobody is rung.
+    let out = h.say(DAN, &format!(r#"{{"type":"invite_user","req":1,"call_id":"{id}","user_ids":["eve"]}}"#));
+    assert!(matches!(
+        sent(&out, DAN)[..],
+        [ServerMessage::Error { req: Some(1), error: ErrorCode::NotFound, .. }]
+    ));
+    assert_eq!(out.len(), 1, "{out:?}");
+    // Inviting someone busy: line busy at once, the call goes on.
+    h.open_as(5u64, "eve", true);
+    h.say(5, r#"{"type":"join_room","req":1,"room_id":"elsewhere","media_type":"audio"}"#);
+    let out =
+        h.say(ALICE, &format!(r#"{{"type":"invite_user","req":2,"call_id":"{id}","user_ids":["eve"]}}"#));
+    assert!(events(&out, BOB).contains(&Ev::UserLineBusy { user_id: user("eve") }), "{out:?}");
+    assert!(record(&out).is_none());
+    // Carol accepts; Bob leaves (two remain) and comes back with join_call.
+    h.say(CAROL, &format!(r#"{{"type":"accept","call_id":"{id}"}}"#));
+    h.say(BOB, &format!(r#"{{"type":"hangup","call_id":"{id}"}}"#));
+    let out = h.say(BOB, &format!(r#"{{"type":"join_call","req":3,"call_id":"{id}"}}"#));
+    assert!(
+        sent(&out, BOB).iter().any(|m| matches!(m, ServerMessage::RoomJoined { req: Some(3), .. })),
+        "{out:?}"
+    );
+    assert!(events(&out, ALICE).contains(&Ev::UserJoin { user_id: user("bob") }));
+    // Everyone leaves: accepting the call that is over is refused.
+    for s in [ALICE, BOB] {
+        h.say(s, &format!(r#"{{"type":"hangup","call_id":"{id}"}}"#));
+    }
+    let out = h.say(DAN, &format!(r#"{{"type":"accept","req":4,"call_id":"{id}"}}"#));
+    assert!(matches!(
+        sent(&out, DAN)[..],
+        [ServerMessage::Error { req: Some(4), error: ErrorCode::NotFound, .. }]
+    ));
+
+    // An invitation flood: the per-user call rate (burst 10 here) stops it.
+    let mut h = H::with(settings(1.0, 3.0), rules(60, 0, true));
+    h.open_as(ALICE, "alice", true);
+    let mut refused = 0;
+    for i in 0..6 {
+        let out = h.say(
+            ALICE,
+            &format!(r#"{{"type":"calls","req":{i},"user_ids":["u{i}a","u{i}b"],"media_type":"audio"}}"#),
+        );
+        if sent(&out, ALICE)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error { error: ErrorCode::RateLimited, .. }))
+        {
+            refused += 1;
+        } else if let Some(id) = sent(&out, ALICE).iter().find_map(|m| match m {
+            ServerMessage::RoomJoined { sid, .. } => Some(sid.clone()),
+            _ => None,
+        }) {
+            h.say(ALICE, &format!(r#"{{"type":"hangup","call_id":"{id}"}}"#));
+        }
+    }
+    assert_eq!(refused, 3, "a burst of 3, then refused");
+}
