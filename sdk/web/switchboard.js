@@ -1532,24 +1532,24 @@ export class CallEngine {
    * `{ peer: { audio, video }, my: { video } }` for a 1-to-1 call, `{ roomAudio, myVideo }`
    * for a group call.
    */
-  async calls({ userIdList, callMediaType = CALL_MEDIA_TYPE.AUDIO, timeout, userData, roomId, groupId, mediaHtmlElement }) {
+  async calls({ userIdList, callMediaType = CALL_MEDIA_TYPE.AUDIO, timeout, userData, roomId, groupId, mediaHtmlElement, delegate }) {
     if (this.current) throw sbError('invalid_param', 'already in a call');
     const request = {
       type: 'calls', user_ids: userIdList, media_type: mediaName(callMediaType), timeout_secs: timeout,
       user_data: userData, room_id: roomId, group_id: groupId,
     };
     const group = userIdList.length !== 1 || roomId != null || groupId != null;
-    const params = { mediaType: request.media_type, mediaHtmlElement, delegate: this._delegate(group), startRequest: request };
+    const params = { mediaType: request.media_type, mediaHtmlElement, delegate: this._delegate(group, delegate), startRequest: request };
     return this._enter(group, params, userIdList[0]);
   }
 
   /** Accepts the call that rang (`onCallReceived`). */
-  async accept({ mediaHtmlElement } = {}) {
+  async accept({ mediaHtmlElement, delegate } = {}) {
     const rung = this.rung;
     if (!rung) throw sbError('invalid_param', 'no call rings');
     this.rung = null;
     const group = isGroupId(rung.id);
-    const params = { mediaType: rung.mediaType, mediaHtmlElement, delegate: this._delegate(group) };
+    const params = { mediaType: rung.mediaType, mediaHtmlElement, delegate: this._delegate(group, delegate) };
     if (group) return this._enter(true, { ...params, startRequest: { type: 'accept', call_id: rung.id } });
     const owner = new Call({ engine: this.engine });
     this.current = { id: rung.id, group: false, owner, peerId: rung.callerId };
@@ -1579,9 +1579,11 @@ export class CallEngine {
   /** Leaves the call (the caller before anyone answered cancels it); a rung call is rejected. */
   async hangup() {
     if (!this.current) return this.rung ? this.reject() : undefined;
-    const { id } = this.current;
-    const m = await this.engine.request({ type: 'hangup', call_id: id });
+    const { id, owner } = this.current;
+    const m = await this.engine.request({ type: 'hangup', call_id: id ?? owner.sid });
     if (m.type === 'error') throw refusal(m);
+    // Left (the answer is the room's or call's `disconnected`): its media goes now.
+    if (m.type === 'disconnected' && !owner.ended) owner._ended(m);
   }
 
   /** Invites more users into the group call in progress. */
@@ -1592,8 +1594,8 @@ export class CallEngine {
   }
 
   /** Joins a live group call this user was invited to. */
-  async join({ callId, callMediaType = CALL_MEDIA_TYPE.AUDIO, mediaHtmlElement }) {
-    const params = { mediaType: mediaName(callMediaType), mediaHtmlElement, delegate: this._delegate(true), startRequest: { type: 'join_call', call_id: callId } };
+  async join({ callId, callMediaType = CALL_MEDIA_TYPE.AUDIO, mediaHtmlElement, delegate }) {
+    const params = { mediaType: mediaName(callMediaType), mediaHtmlElement, delegate: this._delegate(true, delegate), startRequest: { type: 'join_call', call_id: callId } };
     return this._enter(true, params);
   }
 
@@ -1678,15 +1680,28 @@ export class CallEngine {
     try {
       if (group) await owner.joinConference(params); else await owner.makeCall(params);
     } catch (e) {
-      this.current = null;
+      if (this.current?.owner === owner) this.current = null;
       throw e;
     }
-    this.current.id = owner.sid;
+    // (A call may be over before its start resolved: all invitees busy, say.)
+    if (this.current?.owner === owner) this.current.id = owner.sid;
     return owner.sid;
   }
 
-  /** The delegate of the Call or Conference: the events an SDK sees itself, by seed 004's names. */
-  _delegate(group) {
+  /**
+   * The delegate of the Call or Conference: the events an SDK sees itself, by seed 004's
+   * names; then the app's own `delegate` (PlanetKit's events of the same Call or
+   * Conference, for an app that draws a room view), if it gave one.
+   */
+  _delegate(group, extra) {
+    const ours = this._ownDelegate(group);
+    if (!extra) return ours;
+    return new Proxy({}, {
+      get: (_, name) => (arg) => { call(ours[name], arg); call(extra[name], arg); },
+    });
+  }
+
+  _ownDelegate(group) {
     const peer = () => this.current?.peerId;
     const audio = (userId, on) => this._emit('onUserAudioAvailable', { userId, isAudioAvailable: on, callId: this.current?.id });
     const video = (userId, on) => this._emit('onUserVideoAvailable', { userId, isVideoAvailable: on, callId: this.current?.id });

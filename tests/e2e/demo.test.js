@@ -201,3 +201,33 @@ test('demo page states: the ringing box goes with its call, a call takes the pag
   assert.deepEqual(errors, [], 'no script errors on either page');
   assert.deepEqual(missing, [], 'nothing the pages asked for was missing');
 });
+
+test('a group call from the demo page: each invitee\'s state on screen, then the room view', async () => {
+  const [ann, ben, cat] = [await browser('ann'), await browser('ben'), await browser('cat')];
+  for (const [page, user] of [[ann, 'ann'], [ben, 'ben'], [cat, 'cat']]) {
+    await signIn(page, user);
+    await page.waitForSelector('#groupDial:not(.hidden)');
+  }
+  await ann.fill('#groupPeers', 'ben, cat');
+  await ann.click('#groupVoiceBtn');
+  await ann.waitForSelector('#invitee-ben[data-state="ringing"]');
+  for (const page of [ben, cat]) {
+    await page.waitForSelector('#incoming:not(.hidden)');
+    assert.match(await page.textContent('#inKind'), /Group voice call/);
+  }
+  assert.equal(await ben.textContent('#inWho'), 'ann is calling you and cat');
+  await ben.click('#acceptBtn');
+  await cat.click('#declineBtn');
+  await ann.waitForSelector('#invitee-ben[data-state="joined"]');
+  await ann.waitForSelector('#invitee-cat[data-state="declined"]');
+  await ann.waitForSelector('#tile-ben');
+  await ben.waitForSelector('#tile-ann');
+  await ann.waitForFunction(() => document.getElementById('roomState').textContent === 'Connected');
+  // Ann hangs up: two were left, so it is over for Ben too.
+  await ann.click('#leaveBtn');
+  await ann.waitForSelector('#roomEnded:not(.hidden)');
+  await ben.waitForSelector('#roomEnded:not(.hidden)');
+  assert.equal(await ben.textContent('#roomWhy'), 'The call ended');
+  assert.equal(await ann.textContent('#roomWhy'), 'You left the call');
+  assert.equal(await cat.isVisible('#incoming'), false);
+});

@@ -110,7 +110,12 @@ test('four pages: A calls B, C and D; B accepts, C rejects, D never answers; A i
   await waitEvent(b, 'onUserJoin', (ev) => ev.userId === 'erin');
 
   // B leaves; then A hangs up: fewer than two remain, so the call ends for E too.
-  await b.evaluate(() => window.engine.hangup());
+  const left = await b.evaluate(async () => {
+    const room = window.engine.current.owner;
+    await window.engine.hangup();
+    return [window.engine.current, room.ended, room.pc?.connectionState];
+  });
+  assert.deepEqual(left, [null, true, 'closed'], 'B left: its media is gone');
   await waitEvent(a, 'onUserLeave', (ev) => ev.userId === 'bob');
   await waitEvent(e, 'onUserLeave', (ev) => ev.userId === 'bob');
   await a.evaluate(() => window.engine.hangup());
