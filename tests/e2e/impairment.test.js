@@ -185,8 +185,8 @@ on_call_evt_cb_url = "${app.url}/call_evt"
       await startMeter(page);
     }
 
-    // Each impairment for 6 s: 2 s to settle (the jitter buffer, the encoder's FEC), then
-    // 4 s measured.
+    // Each impairment for 4.5 s: 1.5 s to settle (the jitter buffer, the encoder's FEC),
+    // then 3 s measured.
     const figures = {};
     const phases = [
       ['clean', {}],
@@ -196,10 +196,10 @@ on_call_evt_cb_url = "${app.url}/call_evt"
     ];
     for (const [name, shape] of phases) {
       Object.assign(net, { loss: 0, delayMs: 0, jitterMs: 0 }, shape);
-      await sleep(2000);
+      await sleep(1500);
       const before = { alice: await audioIn(alice), bob: await audioIn(bob) };
       for (const page of [alice, bob]) await page.evaluate((p) => { window.phase = p; }, name);
-      await sleep(4000);
+      await sleep(3000);
       for (const page of [alice, bob]) await page.evaluate(() => { window.phase = 'between'; });
       for (const [who, peer] of [['alice', 'bob'], ['bob', 'alice']]) {
         const heard = await tone(pages[who], name);
@@ -216,7 +216,7 @@ on_call_evt_cb_url = "${app.url}/call_evt"
     await sleep(2000);
     const back = net.until;
     for (const page of [alice, bob]) await page.evaluate(() => { window.phase = 'after blackout'; });
-    await sleep(3000);
+    await sleep(2500);
     for (const [who, peer] of [['alice', 'bob'], ['bob', 'alice']]) {
       const ms = await videoBackAfter(pages[who], back);
       figures[`blackout 2 s: ${who}'s video back after (ms)`] = ms;
