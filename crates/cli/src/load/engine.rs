@@ -20,18 +20,27 @@ async fn engine_client(server: &str, user: &str) -> Result<(Client, Events)> {
     Client::connect_engine(server, "load", user, &token(user), true).await.map_err(|e| anyhow!("{user}: {e}"))
 }
 
-/// An invitee: accepts the first call that rings, then waits for it to end.
-async fn invitee(client: Client, mut events: Events) -> Result<()> {
+/// An invitee: accepts the first call that rings; once the caller left, leaves too (a
+/// call lasts while two are in it).
+async fn invitee(client: Client, mut events: Events, caller: String) -> Result<()> {
     let call_id = wait_for(&mut events, |e| match e {
         Event::Call { call_id: Some(id), call_event: EngineEvent::CallReceived { .. } } => Some(id.clone()),
         _ => None,
     })
     .await?;
     client.accept(&call_id).await?;
-    wait_for(&mut events, |e| {
-        matches!(e, Event::Call { call_event: EngineEvent::CallEnd { .. }, .. }).then_some(())
+    let ended = wait_for(&mut events, |e| match e {
+        Event::Call { call_event: EngineEvent::CallEnd { .. }, .. } => Some(true),
+        Event::Call { call_event: EngineEvent::UserLeave { user_id }, .. } if *user_id == caller => {
+            Some(false)
+        }
+        _ => None,
     })
     .await?;
+    if !ended {
+        // The last two may both hang up at once: the call is over for one of them.
+        let _ = client.hangup(&call_id).await;
+    }
     Ok(())
 }
 
@@ -72,7 +81,7 @@ pub(crate) async fn engine_phase(server: &str, pid: u32, calls: usize) -> Result
         let users: Vec<String> = (0..INVITEES).map(|j| format!("inv{i}x{j}")).collect();
         for u in &users {
             let (c, ev) = engine_client(server, u).await?;
-            invitees.push(tokio::spawn(invitee(c, ev)));
+            invitees.push(tokio::spawn(invitee(c, ev, format!("caller{i}"))));
         }
         callers.push((engine_client(server, &format!("caller{i}")).await?, users));
     }
