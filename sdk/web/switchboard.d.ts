@@ -395,7 +395,11 @@ interface WithCallId { callId: string }
 /** The TUICallEvents (seed 004) and their payloads. */
 export interface CallEventMap {
   onError: { code: number; msg: string } & WithCallId;
-  onCallReceived: { callerId: string; calleeIdList: string[]; groupId: string; callMediaType: number; userData: string } & WithCallId;
+  onCallReceived: {
+    callerId: string; calleeIdList: string[]; groupId: string; callMediaType: number; userData: string;
+    /** The caller's `setSelfInfo`, if it set one. */
+    callerNickname?: string; callerAvatarUrl?: string;
+  } & WithCallId;
   onCallCancelled: { userId: string } & WithCallId;
   onCallBegin: { roomID: number; callMediaType: number; callRole: number } & WithCallId;
   onCallEnd: { roomID: number; callMediaType: number; callRole: number; totalTime: number; reason: number } & WithCallId;
@@ -444,6 +448,9 @@ export declare class CallEngine {
   ignore(): Promise<void>;
   hangup(): Promise<void>;
   inviteUser(opts: { userIdList: string[]; timeout?: number }): Promise<void>;
+  /** Nickname and avatar, seen by invitees (`onCallReceived`) and in group call records. */
+  setSelfInfo(nickname: string, avatarUrl?: string): Promise<void>;
+  setSelfInfo(opts: { nickname?: string; avatarUrl?: string }): Promise<void>;
   /** 1 audio, 2 video: video to audio in any call, audio to video in a 1-to-1 call. */
   switchCallMediaType(callMediaType: number): Promise<void>;
   join(opts: { callId: string; callMediaType?: number; mediaHtmlElement?: unknown }): Promise<string>;

@@ -1586,6 +1586,18 @@ export class CallEngine {
     if (m.type === 'disconnected' && !owner.ended) owner._ended(m);
   }
 
+  /**
+   * This user's nickname and avatar (TUICallEngine's `setSelfInfo`): its invitees see
+   * them in `onCallReceived` (`callerNickname`, `callerAvatarUrl`), group call records
+   * and the others' room views keep the nickname. `setSelfInfo(nickname, avatarUrl)` or
+   * `setSelfInfo({ nickname, avatarUrl })`.
+   */
+  async setSelfInfo(nickname, avatarUrl) {
+    const o = typeof nickname === 'object' && nickname !== null ? nickname : { nickname, avatarUrl };
+    const m = await this.engine.request({ type: 'set_self_info', nickname: o.nickname, avatar_url: o.avatarUrl });
+    if (m.type !== 'done') throw refusal(m);
+  }
+
   /** Invites more users into the group call in progress. */
   async inviteUser({ userIdList, timeout }) {
     if (!this.current?.group) throw sbError('invalid_param', 'not in a group call');

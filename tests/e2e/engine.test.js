@@ -62,6 +62,7 @@ const waitEvent = (page, name, pred = () => true) =>
 
 test('four pages: A calls B, C and D; B accepts, C rejects, D never answers; A invites E; B leaves; A hangs up', async () => {
   const [a, b, c, d] = [await enginePage('alice'), await enginePage('bob'), await enginePage('carol'), await enginePage('dan')];
+  await a.evaluate(() => window.engine.setSelfInfo('Alice A.', 'https://example.com/alice.png'));
   const callId = await a.evaluate(() => window.engine.calls({
     userIdList: ['bob', 'carol', 'dan'], callMediaType: window.sb.CALL_MEDIA_TYPE.AUDIO, timeout: 5, userData: 'standup',
     mediaHtmlElement: { roomAudio: window.roomAudio },
@@ -73,6 +74,7 @@ test('four pages: A calls B, C and D; B accepts, C rejects, D never answers; A i
       { callerId: rung.callerId, calleeIdList: rung.calleeIdList, callMediaType: rung.callMediaType, userData: rung.userData, callId: rung.callId },
       { callerId: 'alice', calleeIdList: ['bob', 'carol', 'dan'], callMediaType: 1, userData: 'standup', callId },
     );
+    assert.deepEqual([rung.callerNickname, rung.callerAvatarUrl], ['Alice A.', 'https://example.com/alice.png']);
   }
   await b.evaluate(() => window.engine.accept({ mediaHtmlElement: { roomAudio: window.roomAudio } }));
   await c.evaluate(() => window.engine.reject());

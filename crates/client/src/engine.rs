@@ -178,6 +178,21 @@ impl Client {
         room_joined(self.request(|req| ClientMessage::JoinCall { req, call_id: call_id.clone() }).await?)
     }
 
+    /// `set_self_info`: this user's nickname and avatar, shown to its invitees
+    /// (`onCallReceived`) and kept in group call records (empty strings clear them).
+    pub async fn set_self_info(
+        &self,
+        nickname: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let msg = |req| ClientMessage::SetSelfInfo {
+            req,
+            nickname: nickname.map(str::to_string),
+            avatar_url: avatar_url.map(str::to_string),
+        };
+        done(self.request(msg).await?)
+    }
+
     /// `switch_call_media` (`audio` / `video`): everyone hears `onCallMediaTypeChanged`.
     pub async fn switch_call_media(&self, call_id: &Sid, media_type: &str) -> Result<(), ClientError> {
         let msg = |req| ClientMessage::SwitchCallMedia {

@@ -167,6 +167,12 @@ pub enum EngineEvent {
         call_media_type: CallMediaType,
         /// The inviter's `userData` (empty if none).
         user_data: String,
+        /// The inviter's nickname (`setSelfInfo`), if it set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller_nickname: Option<String>,
+        /// The inviter's avatar URL (`setSelfInfo`), if it set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller_avatar_url: Option<String>,
     },
     /// The call is over for this user before it began (see seed 004's rules: the
     /// inviter's ID when the inviter cancelled, the user's own otherwise).
@@ -332,6 +338,8 @@ mod tests {
                     group_id: String::new(),
                     call_media_type: CallMediaType::Video,
                     user_data: "x".into(),
+                    caller_nickname: None,
+                    caller_avatar_url: None,
                 },
                 json!({"name": "onCallReceived", "callerId": "alice", "calleeIdList": ["bob", "carol"],
                        "groupId": "", "callMediaType": 2, "userData": "x"}),

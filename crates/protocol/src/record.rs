@@ -288,6 +288,9 @@ pub struct GroupCallMember {
     pub left_ms: u64,
     /// Time in the call, milliseconds (every stretch added up).
     pub in_call_ms: u64,
+    /// The user's nickname (`setSelfInfo`), if it set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
 }
 
 /// on_group_call_evt_cb: the record of a call-engine group call, sent once when it

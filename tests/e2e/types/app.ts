@@ -147,6 +147,9 @@ export async function callEngine(serverUrl: string, accessToken: string, roomAud
   await tui.openCamera(video);
   console.log(await tui.getDevices());
   await tui.switchDevice('audio', 'mic');
+  await tui.setSelfInfo('Alice', 'https://example.com/a.png');
+  await tui.setSelfInfo({ nickname: 'Alice' });
+  tui.on('onCallReceived', ({ callerNickname, callerAvatarUrl }) => console.log(callerNickname ?? '', callerAvatarUrl ?? ''));
   const recent = await tui.queryRecentCalls({ result: 'MISSED', limit: 10 });
   console.log(recent.map((r) => `${r.callId} ${r.scene} ${r.inviteList.join()} ${r.totalTime}`));
 }

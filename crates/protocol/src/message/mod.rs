@@ -350,6 +350,20 @@ pub enum ClientMessage {
         /// The call.
         call_id: Sid,
     },
+    /// Call-engine face: this user's nickname and avatar (`setSelfInfo`), shown to the
+    /// invitees of its calls (`onCallReceived`) and kept in group call records, for as
+    /// long as the user has a session. Answered `done`.
+    SetSelfInfo {
+        /// Request number echoed in the answer.
+        #[serde(default)]
+        req: Option<u64>,
+        /// Nickname (≤ 128 bytes; empty clears it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nickname: Option<String>,
+        /// Avatar URL (≤ 512 bytes; empty clears it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avatar_url: Option<String>,
+    },
     /// Call-engine face: switch the call's media type (`switchCallMediaType`): video to
     /// audio in any call, audio to video in a 1-to-1 call. Everyone in it hears
     /// `onCallMediaTypeChanged`; answered `done`.
@@ -772,6 +786,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "invite_user",
     "join_call",
     "switch_call_media",
+    "set_self_info",
 ];
 
 impl ClientMessage {
@@ -803,6 +818,7 @@ impl ClientMessage {
             | M::InviteUser { req, .. }
             | M::JoinCall { req, .. }
             | M::SwitchCallMedia { req, .. }
+            | M::SetSelfInfo { req, .. }
             | M::RefreshToken { req, .. } => *req,
         }
     }

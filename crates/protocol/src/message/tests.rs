@@ -124,6 +124,7 @@ fn one_of_each() -> Vec<ClientMessage> {
         ClientMessage::InviteUser { req: None, call_id: "s".into(), user_ids: vec![], timeout_secs: None },
         ClientMessage::JoinCall { req: None, call_id: "s".into() },
         ClientMessage::SwitchCallMedia { req: None, call_id: "s".into(), media_type: "audio".into() },
+        ClientMessage::SetSelfInfo { req: None, nickname: None, avatar_url: None },
     ];
     for m in &all {
         match m {
@@ -151,7 +152,8 @@ fn one_of_each() -> Vec<ClientMessage> {
             | ClientMessage::Hangup { .. }
             | ClientMessage::InviteUser { .. }
             | ClientMessage::JoinCall { .. }
-            | ClientMessage::SwitchCallMedia { .. } => {}
+            | ClientMessage::SwitchCallMedia { .. }
+            | ClientMessage::SetSelfInfo { .. } => {}
         }
     }
     all

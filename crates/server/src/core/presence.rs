@@ -64,6 +64,17 @@ struct User {
     rooms: Vec<Sid>,
     /// Group calls whose invitation rings for this user.
     invites: Vec<Sid>,
+    /// What `set_self_info` said (kept while the user is known).
+    profile: Profile,
+}
+
+/// A user's nickname and avatar (`set_self_info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
 }
 
 /// Every session and every user with a session or a live call.
@@ -195,6 +206,16 @@ impl Presence {
             u.invites.retain(|c| c != call);
         }
         self.forget_if_idle(party);
+    }
+
+    /// A user's nickname and avatar.
+    pub fn set_profile(&mut self, party: &Party, profile: Profile) {
+        self.users.entry(party.clone()).or_default().profile = profile;
+    }
+
+    /// A user's nickname and avatar (none set: both `None`).
+    pub fn profile(&self, party: &Party) -> Profile {
+        self.users.get(party).map(|u| u.profile.clone()).unwrap_or_default()
     }
 
     /// Whether the user is in a call or room, or rung by a group call: busy for any new

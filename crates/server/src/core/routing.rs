@@ -4,7 +4,8 @@
 
 use switchboard_protocol::{ClientMessage, DisconnectReason, ErrorCode, ServerMessage};
 
-use super::{call, engine, room, Core, SessionAuth};
+use super::presence::Profile;
+use super::{call, engine, room, Core, Cx, SessionAuth};
 use crate::clock::Now;
 use crate::ids::SessionId;
 use crate::media_link::RelayEvent;
@@ -47,6 +48,9 @@ impl Core {
                 engine.invite_user(cx, rooms, now, session, req, &call_id, user_ids, timeout_secs)
             }
             M::JoinCall { req, call_id } => engine.join_call(cx, rooms, now, session, req, &call_id),
+            M::SetSelfInfo { req, nickname, avatar_url } => {
+                set_self_info(cx, session, req, nickname, avatar_url)
+            }
             M::SwitchCallMedia { req, call_id, media_type } if call_id.is_room_shaped() => {
                 engine.switch_media(cx, rooms, now, session, req, &call_id, &media_type)
             }
@@ -183,4 +187,37 @@ impl Core {
             RelayEvent::Quality { sid, quality } => rooms.quality(cx, &sid, quality),
         }
     }
+}
+
+/// Longest avatar URL `set_self_info` takes, in bytes.
+const MAX_AVATAR_URL_BYTES: usize = 512;
+
+/// `set_self_info`: the user's nickname and avatar, for its invitees and records.
+fn set_self_info(
+    cx: &mut Cx,
+    session: SessionId,
+    req: Option<u64>,
+    nickname: Option<String>,
+    avatar_url: Option<String>,
+) {
+    let Some(party) =
+        cx.presence.session(session).filter(|s| s.auth == SessionAuth::Token).map(|s| s.party.clone())
+    else {
+        return cx.error(session, req, ErrorCode::WrongState, "a cc_param session has no profile");
+    };
+    if nickname.as_ref().is_some_and(|n| n.len() > switchboard_protocol::MAX_DISPLAY_NAME_BYTES) {
+        return cx.error(session, req, ErrorCode::InvalidParam, "nickname is over 128 bytes");
+    }
+    if avatar_url.as_ref().is_some_and(|a| a.len() > MAX_AVATAR_URL_BYTES) {
+        return cx.error(session, req, ErrorCode::InvalidParam, "avatar_url is over 512 bytes");
+    }
+    let mut p: Profile = cx.presence.profile(&party);
+    if let Some(n) = nickname {
+        p.nickname = (!n.is_empty()).then_some(n);
+    }
+    if let Some(a) = avatar_url {
+        p.avatar_url = (!a.is_empty()).then_some(a);
+    }
+    cx.presence.set_profile(&party, p);
+    cx.send(session, ServerMessage::Done { req });
 }

@@ -10,6 +10,7 @@ use switchboard_protocol::{DisconnectReason, DisconnectSource, EngineEvent, Erro
 
 use super::{Call, Calls, Device, Phase, Side};
 use crate::clock::Now;
+use crate::core::presence::Profile;
 use crate::core::{Cx, SessionAuth};
 use crate::ids::{SessionId, Sid};
 
@@ -34,14 +35,16 @@ impl Call {
         CallMediaType::of(self.media)
     }
 
-    /// `onCallReceived` for a callee device.
-    pub(super) fn received(&self) -> EngineEvent {
+    /// `onCallReceived` for a callee device; `caller` is the caller's profile.
+    pub(super) fn received(&self, caller: Profile) -> EngineEvent {
         EngineEvent::CallReceived {
             caller_id: self.caller.user_id.clone(),
             callee_id_list: vec![self.callee.user_id.clone()],
             group_id: String::new(),
             call_media_type: self.media_type(),
             user_data: self.app_data.clone().unwrap_or_default(),
+            caller_nickname: caller.nickname,
+            caller_avatar_url: caller.avatar_url,
         }
     }
 

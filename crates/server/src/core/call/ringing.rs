@@ -218,7 +218,7 @@ impl Calls {
             app_data: call.app_data.clone(),
             cc_param,
         };
-        let received = call.received();
+        let received = call.received(cx.presence.profile(&call.caller));
         cx.presence.link(session, sid);
         cx.send(session, msg);
         cx.call_event(session, sid, received);

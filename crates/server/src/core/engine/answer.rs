@@ -100,7 +100,8 @@ impl Engine {
     ) {
         let Some(call) = self.calls.get(id) else { return };
         let was = call.member(&party.user_id).map(|m| m.state);
-        if rooms.join(cx, now, session, room_join(req, call)).is_none() {
+        let nickname = cx.presence.profile(party).nickname;
+        if rooms.join(cx, now, session, room_join(req, call, nickname)).is_none() {
             return;
         }
         let Some(call) = self.calls.get_mut(id) else { return };

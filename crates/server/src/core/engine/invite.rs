@@ -125,7 +125,8 @@ impl Engine {
             opening: true,
         };
         // The caller is in the room from the start; `room_joined` answers `calls`.
-        let Some(id) = rooms.join(cx, now, session, room_join(req, &call)) else { return };
+        let nickname = cx.presence.profile(&caller).nickname;
+        let Some(id) = rooms.join(cx, now, session, room_join(req, &call, nickname)) else { return };
         call.id = id.clone();
         let mut me = Member::new(&caller.user_id, &caller.user_id, now);
         me.caller = true;
@@ -298,12 +299,15 @@ impl Member {
 
 /// Sends `onCallReceived` to one device.
 fn ring(cx: &mut Cx, call: &GroupCall, session: SessionId) {
+    let me = cx.presence.profile(&call.party(&call.caller));
     let event = EngineEvent::CallReceived {
         caller_id: call.caller.clone(),
         callee_id_list: call.callee_ids(),
         group_id: call.group_id.clone(),
         call_media_type: call.media_type(),
         user_data: call.user_data.clone().unwrap_or_default(),
+        caller_nickname: me.nickname,
+        caller_avatar_url: me.avatar_url,
     };
     cx.call_event(session, &call.id, event);
 }

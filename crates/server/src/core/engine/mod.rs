@@ -363,14 +363,14 @@ impl Engine {
     }
 }
 
-/// A member's way into the call's room.
-fn room_join(req: Option<u64>, call: &GroupCall) -> room::Join {
+/// A member's way into the call's room, under its nickname.
+fn room_join(req: Option<u64>, call: &GroupCall, nickname: Option<String>) -> room::Join {
     room::Join {
         req,
         room_id: call.room_number.to_string(),
         room_service_id: Some(call.service_id.clone()),
         media_type: call.media.as_str().to_string(),
-        display_name: None,
+        display_name: nickname,
         app_data: None,
         mic_muted: false,
         video_enabled: true,

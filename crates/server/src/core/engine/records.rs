@@ -32,6 +32,7 @@ impl Engine {
                 joined_ms: m.joined_ms,
                 left_ms: m.left_ms,
                 in_call_ms: m.time_in_call(now).as_millis() as u64,
+                nickname: cx.presence.profile(&call.party(&m.user)).nickname,
             })
             .collect();
         let record = GroupCallRecord {

@@ -84,6 +84,8 @@ fn a_group_call_rings_everyone_and_each_answer_is_heard_as_seed_004_says() {
         group_id: String::new(),
         call_media_type: CallMediaType::Video,
         user_data: String::new(),
+        caller_nickname: None,
+        caller_avatar_url: None,
     };
     for s in [BOB, CAROL, DAN] {
         assert!(events(&out, s).contains(&received), "{s}: {:?}", events(&out, s));
@@ -328,6 +330,8 @@ fn one_invitee_is_the_one_to_one_call_with_seed_004_events() {
             group_id: String::new(),
             call_media_type: CallMediaType::Audio,
             user_data: user("x"),
+            caller_nickname: None,
+            caller_avatar_url: None,
         }]
     );
     let out = h.say(BOB, &format!(r#"{{"type":"accept","req":2,"call_id":"{sid}"}}"#));
@@ -543,4 +547,31 @@ fn bad_requests_change_nothing_and_floods_are_rate_limited() {
         }
     }
     assert_eq!(refused, 3, "a burst of 3, then refused");
+}
+
+#[test]
+fn set_self_info_shows_the_callers_nickname_to_invitees_and_in_the_record() {
+    let mut h = engine();
+    let out = h.say(
+        ALICE,
+        r#"{"type":"set_self_info","req":1,"nickname":"Alice A.","avatar_url":"https://x/a.png"}"#,
+    );
+    assert!(sent(&out, ALICE).contains(&ServerMessage::Done { req: Some(1) }));
+    let long = "n".repeat(129);
+    let out = h.say(BOB, &format!(r#"{{"type":"set_self_info","req":2,"nickname":"{long}"}}"#));
+    assert!(matches!(sent(&out, BOB)[..], [ServerMessage::Error { error: ErrorCode::InvalidParam, .. }]));
+    let (id, out) = call(&mut h, &["bob", "carol"]);
+    match &events(&out, BOB)[..] {
+        [Ev::CallReceived { caller_nickname, caller_avatar_url, .. }] => {
+            assert_eq!(
+                (caller_nickname.as_deref(), caller_avatar_url.as_deref()),
+                (Some("Alice A."), Some("https://x/a.png"))
+            )
+        }
+        other => panic!("bob: {other:?}"),
+    }
+    let out = h.say(ALICE, &format!(r#"{{"type":"hangup","call_id":"{id}"}}"#));
+    let rec = record(&out).expect("record");
+    assert_eq!(rec.members[0].nickname.as_deref(), Some("Alice A."));
+    assert_eq!(rec.members[1].nickname, None);
 }
