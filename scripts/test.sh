@@ -48,13 +48,9 @@ summary() {
 # Unit, scenario and CLI tests; the fuzz corpus replayed through each target's checks
 # (crates/fuzz-checks: the sanitizer runs are `bash scripts/fuzz.sh smoke` / `long`).
 # Eight test threads on two cores: most scenario tests wait on sockets and timers (the
-# scenario binary: 33 s with four, 23 s with eight). The CLI's tests spawn a server and
-# client processes each: four at a time (eight starved one of them once).
-rust_tests() {
-  cargo test --workspace --exclude switchboard --all-features --locked -- --test-threads 8 &&
-    cargo test -p switchboard --all-features --locked -- --test-threads 4
-}
-stage cargo-test rust_tests
+# scenario binary: 33 s with four, 23 s with eight); the CLI's tests, which start
+# processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
+stage cargo-test cargo test --workspace --all-features --locked -- --test-threads 8
 # The browser tests drive the server binary that cargo test just built.
 browser() {
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error &&

@@ -13,6 +13,7 @@ fn ended(p: &Proc) -> (String, String) {
 
 #[test]
 fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
+    let _slot = crate::common::slot();
     let dir = std::env::temp_dir().join(format!("switchboard-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -109,6 +110,7 @@ fn serve_on_embedded_defaults_then_call_and_answer_from_the_cli() {
 /// up; Ctrl-C on `join` leaves the room. The exit code is 0 for the side that meant it.
 #[test]
 fn ctrl_c_and_sigterm_end_calls_and_rooms_as_meant_with_exit_codes() {
+    let _slot = crate::common::slot();
     let (server, url, data) = crate::common::serve_defaults("ctrlc");
     let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
     let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);

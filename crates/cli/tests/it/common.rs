@@ -7,6 +7,31 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+static RUNNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// At most four of these tests at once, however many test threads run: each starts a
+/// server and several client processes, and more at once starve one another on two
+/// cores (a 15 s wait for a line ran out once with seven).
+pub struct Slot;
+
+pub fn slot() -> Slot {
+    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    while *running >= 4 {
+        running = FREED.wait(running).unwrap_or_else(|e| e.into_inner());
+    }
+    *running += 1;
+    Slot
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        *running -= 1;
+        FREED.notify_one();
+    }
+}
+
 pub struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,

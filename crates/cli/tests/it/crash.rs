@@ -13,6 +13,7 @@ use switchboard_tests::{incoming, pick_up, AppServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
+    let _slot = crate::common::slot();
     let dir = std::env::temp_dir().join(format!("switchboard-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -61,6 +61,7 @@ fn service_busy<T>(r: Result<T, ClientError>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_disk_refuses_new_calls_and_loses_nothing() {
+    let _slot = crate::common::slot();
     let dir = std::env::temp_dir().join(format!("switchboard-diskfull-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -5,6 +5,7 @@ use crate::common::{json_lines, run, serve_defaults, Proc};
 
 #[test]
 fn cli_clients_hear_each_others_tones() {
+    let _slot = crate::common::slot();
     let (server, url, data) = serve_defaults("tone");
     let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
     let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
@@ -50,6 +51,7 @@ fn cli_clients_hear_each_others_tones() {
 /// tones; each reports the other two frequencies, under the other two users' names.
 #[test]
 fn three_cli_participants_hear_the_other_two() {
+    let _slot = crate::common::slot();
     let (server, url, data) = serve_defaults("join");
     let users = [("ann", "440"), ("ben", "660"), ("cid", "880")];
     let procs: Vec<Proc> = users
@@ -119,6 +121,7 @@ fn three_cli_participants_hear_the_other_two() {
 /// the call's ID; Alice hangs up and all three exit 0.
 #[test]
 fn cli_engines_make_a_group_call_with_invitations() {
+    let _slot = crate::common::slot();
     let (server, url, data) = serve_defaults("engine");
     let token = |user: &str| run(&["token", "--data-dir", &data, "--user", user]).1;
     let wait = |user: &str, args: &[&str]| {
