@@ -422,3 +422,31 @@ async fn query_recent_calls_returns_a_users_calls_and_never_another_users() {
     assert_eq!(pre.headers()["access-control-allow-origin"], "*");
     assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
 }
+
+/// A user flooding `GET /v1/me/calls` gets 429 past its own budget; another user and
+/// the app server's API are not held back by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_flooding_its_call_history_is_rate_limited_alone() {
+    let h = Harness::start_with(|c| {
+        c.limits.api_per_service_per_sec = 0.1;
+        c.limits.api_per_service_burst = 3.0;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/me/calls", h.url());
+    let ask = |user: &str| http.get(&url).bearer_auth(h.token("acme", user)).send();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(ask("mallory").await.unwrap().status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    let refused = ask("mallory").await.unwrap();
+    assert_eq!(
+        refused.headers()["access-control-allow-origin"],
+        "*",
+        "a page on another origin reads the refusal"
+    );
+    assert_eq!(ask("alice").await.unwrap().status().as_u16(), 200, "another user has a budget of its own");
+    let api = http.get(format!("{}/v1/calls", h.url())).basic_auth("acme-key", Some(ACME_SECRET)).send();
+    assert_eq!(api.await.unwrap().status().as_u16(), 200, "the app server's API has its own");
+}

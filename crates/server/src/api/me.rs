@@ -133,8 +133,12 @@ pub(crate) async fn preflight() -> Response {
 }
 
 /// `GET /v1/me/calls?begin=&end=&result=&limit=`: the bearer's own calls, newest first.
+/// Each user has a request budget of its own, as large as a service's for the app
+/// server's API (`api_per_service_*`): a user flooding it gets 429 and neither starves
+/// the others nor the app server.
 pub(crate) async fn recent_calls(
     State(shared): State<Arc<Shared>>,
+    pending: Option<axum::Extension<crate::listener::Pending>>,
     headers: HeaderMap,
     query: Result<Query<RecentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -150,6 +154,18 @@ pub(crate) async fn recent_calls(
         Ok(party) => party,
         Err(message) => return refuse(StatusCode::UNAUTHORIZED, message),
     };
+    // A valid token: the connection no longer counts as unauthenticated.
+    if let Some(axum::Extension(p)) = pending {
+        p.release();
+    }
+    let key = format!("me:{}/{}", party.service_id, party.user_id);
+    let allowed =
+        shared.api_limiter.lock().map(|mut l| l.allow(&key, crate::clock::now_ms())).unwrap_or(true);
+    if !allowed {
+        let message = "too many requests for this user; slow down".to_string();
+        let body = Json(serde_json::json!({"error": "rate_limited", "message": message}));
+        return cors((StatusCode::TOO_MANY_REQUESTS, body).into_response());
+    }
     let Ok(Query(q)) = query else {
         return cors(super::ApiError::BadRequest("unknown or malformed parameter".into()).into_response());
     };
