@@ -8,7 +8,7 @@
 
 use switchboard_protocol::{ClientMessage, ServerMessage, Sid, PROTOCOL_VERSION};
 
-use crate::session::unexpected;
+use crate::session::{room_joined, unexpected};
 use crate::{Client, ClientError, Events, RoomJoined};
 
 /// Parameters of [`Client::calls`].
@@ -65,25 +65,6 @@ impl Entered {
             Entered::OneToOne { sid } => sid,
             Entered::Group(room) => &room.sid,
         }
-    }
-}
-
-fn room_joined(m: ServerMessage) -> Result<RoomJoined, ClientError> {
-    match m {
-        ServerMessage::RoomJoined {
-            sid,
-            room_id,
-            room_service_id,
-            media_type,
-            host_id,
-            setup_time,
-            peers,
-            ..
-        } => Ok(RoomJoined { sid, room_id, room_service_id, media_type, host_id, setup_time, peers }),
-        ServerMessage::Disconnected { reason, source, .. } => {
-            Err(ClientError::Disconnected { reason, by: source })
-        }
-        other => Err(unexpected(other)),
     }
 }
 

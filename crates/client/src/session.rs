@@ -299,22 +299,7 @@ impl Client {
                 video_enabled: Some(p.camera_on),
             })
             .await?;
-        match answer {
-            ServerMessage::RoomJoined {
-                sid,
-                room_id,
-                room_service_id,
-                media_type,
-                host_id,
-                setup_time,
-                peers,
-                ..
-            } => Ok(RoomJoined { sid, room_id, room_service_id, media_type, host_id, setup_time, peers }),
-            ServerMessage::Disconnected { reason, source, .. } => {
-                Err(ClientError::Disconnected { reason, by: source })
-            }
-            other => Err(unexpected(other)),
-        }
+        room_joined(answer)
     }
 
     /// Leaves a room; resolves once the server took this session out.
@@ -480,6 +465,27 @@ impl Client {
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = self.out.send(Outbound::Close).await;
+    }
+}
+
+/// The answer of a join (`join_room`, and the engine's `calls`, `accept`, `join_call`
+/// of a group call): in the room, or refused by it.
+pub(crate) fn room_joined(m: ServerMessage) -> Result<RoomJoined, ClientError> {
+    match m {
+        ServerMessage::RoomJoined {
+            sid,
+            room_id,
+            room_service_id,
+            media_type,
+            host_id,
+            setup_time,
+            peers,
+            ..
+        } => Ok(RoomJoined { sid, room_id, room_service_id, media_type, host_id, setup_time, peers }),
+        ServerMessage::Disconnected { reason, source, .. } => {
+            Err(ClientError::Disconnected { reason, by: source })
+        }
+        other => Err(unexpected(other)),
     }
 }
 

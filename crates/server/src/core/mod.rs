@@ -214,17 +214,21 @@ impl Cx {
         self.left.push(left);
     }
 
+    /// Whether `session` is a call-engine session (worth building its events for).
+    pub fn is_engine(&self, session: SessionId) -> bool {
+        self.presence.session(session).is_some_and(|s| s.client.engine)
+    }
+
     /// A call-engine session's event.
     pub fn call_event(&mut self, session: SessionId, call_id: &Sid, event: EngineEvent) {
-        if self.presence.session(session).is_some_and(|s| s.client.engine) {
+        if self.is_engine(session) {
             self.send(session, ServerMessage::CallEvent { call_id: Some(call_id.clone()), event });
         }
     }
 
     /// The user's devices that take call-engine events.
     pub fn engine_devices(&self, party: &Party) -> Vec<SessionId> {
-        let engine = |s: &&SessionId| self.presence.session(**s).is_some_and(|s| s.client.engine);
-        self.presence.devices(party).iter().filter(engine).copied().collect()
+        self.presence.devices(party).iter().copied().filter(|s| self.is_engine(*s)).collect()
     }
 
     pub fn error(

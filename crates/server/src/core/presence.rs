@@ -200,6 +200,11 @@ impl Presence {
         }
     }
 
+    /// The group calls whose invitation rings for a user.
+    pub fn invites_of(&self, party: &Party) -> &[Sid] {
+        self.users.get(party).map_or(&[], |u| &u.invites)
+    }
+
     /// A group call's invitation no longer rings for a user.
     pub fn remove_invite(&mut self, party: &Party, call: &Sid) {
         if let Some(u) = self.users.get_mut(party) {

@@ -181,7 +181,7 @@ impl Calls {
         sid: &Sid,
         reason: DisconnectReason,
     ) {
-        if let Some(call) = self.calls.get(sid) {
+        if let Some(call) = self.calls.get(sid).filter(|_| cx.is_engine(session)) {
             for event in call.ended(Side::Callee, reason, None) {
                 cx.call_event(session, sid, event);
             }

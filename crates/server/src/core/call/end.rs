@@ -129,8 +129,10 @@ impl Calls {
                     user_rel_code: user_rel_code.clone(),
                 },
             );
-            for event in call.ended(side, reason, billable) {
-                cx.call_event(session, sid, event);
+            if cx.is_engine(session) {
+                for event in call.ended(side, reason, billable) {
+                    cx.call_event(session, sid, event);
+                }
             }
         }
         for session in call.sessions() {

@@ -94,7 +94,7 @@ impl Calls {
         let caller_has_incoming =
             caller_calls.iter().any(|c| c.callee == caller && c.phase == Phase::Ringing);
         // Busy: in another call or a room, or rung by a group call.
-        let callee_busy = self.party_calls(cx, &callee).next().is_some() || cx.presence.busy(&callee);
+        let callee_busy = cx.presence.busy(&callee);
 
         let ring_deadline = Cx::after(now, ring_ms);
         let call = Call {
@@ -218,10 +218,13 @@ impl Calls {
             app_data: call.app_data.clone(),
             cc_param,
         };
-        let received = call.received(cx.presence.profile(&call.caller));
+        // Built for call-engine devices only: most are not, and this is every call's path.
+        let received = cx.is_engine(session).then(|| call.received(cx.presence.profile(&call.caller)));
         cx.presence.link(session, sid);
         cx.send(session, msg);
-        cx.call_event(session, sid, received);
+        if let Some(event) = received {
+            cx.call_event(session, sid, event);
+        }
     }
 
     /// The push (notify_cb) was accepted or failed. A failed push ends the call only

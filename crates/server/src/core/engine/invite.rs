@@ -259,8 +259,8 @@ impl Engine {
     pub fn device_online(&mut self, cx: &mut Cx, session: SessionId) {
         let Some(s) = cx.presence.session(session).filter(|s| s.client.engine) else { return };
         let party = s.party.clone();
-        for call in self.calls.values().filter(|c| c.service_id == party.service_id) {
-            if call.member(&party.user_id).is_some_and(|m| m.state == State::Inviting) {
+        for id in cx.presence.invites_of(&party).to_vec() {
+            if let Some(call) = self.calls.get(&id) {
                 ring(cx, call, session);
             }
         }

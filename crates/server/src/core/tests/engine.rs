@@ -41,6 +41,17 @@ fn user(id: &str) -> String {
     id.to_string()
 }
 
+/// The sid of the 1-to-1 call `session` was told was created.
+fn created(out: &[Output], session: u64) -> Sid {
+    sent(out, session)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::CallCreated { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .expect("a 1-to-1 call")
+}
+
 /// The room number in the caller's `room_joined`.
 fn room_id_of(out: &[Output]) -> String {
     sent(out, ALICE)
@@ -314,13 +325,7 @@ fn one_invitee_is_the_one_to_one_call_with_seed_004_events() {
     let mut h = engine();
     let out =
         h.say(ALICE, r#"{"type":"calls","req":1,"user_ids":["bob"],"media_type":"audio","user_data":"x"}"#);
-    let sid = sent(&out, ALICE)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMessage::CallCreated { sid, .. } => Some(sid),
-            _ => None,
-        })
-        .expect("a 1-to-1 call");
+    let sid = created(&out, ALICE);
     assert!(!sid.is_room_shaped());
     assert_eq!(
         events(&out, BOB),
@@ -356,13 +361,7 @@ fn one_invitee_is_the_one_to_one_call_with_seed_004_events() {
 
     // Rejected: the caller hears onUserReject and its own onCallCancelled; the callee its own.
     let out = h.say(ALICE, r#"{"type":"calls","req":4,"user_ids":["bob"],"media_type":"audio"}"#);
-    let sid = sent(&out, ALICE)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMessage::CallCreated { sid, .. } => Some(sid),
-            _ => None,
-        })
-        .expect("a 1-to-1 call");
+    let sid = created(&out, ALICE);
     let out = h.say(BOB, &format!(r#"{{"type":"reject","req":5,"call_id":"{sid}"}}"#));
     assert_eq!(
         events(&out, ALICE),
@@ -413,13 +412,7 @@ fn switch_call_media_video_to_audio_in_a_group_call_and_both_ways_one_to_one() {
 
     // 1-to-1: audio to video and back, and the record says what it ended as.
     let out = h.say(ALICE, r#"{"type":"calls","req":4,"user_ids":["dan"],"media_type":"audio"}"#);
-    let sid = sent(&out, ALICE)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMessage::CallCreated { sid, .. } => Some(sid),
-            _ => None,
-        })
-        .expect("a 1-to-1 call");
+    let sid = created(&out, ALICE);
     h.say(DAN, &format!(r#"{{"type":"accept","call_id":"{sid}"}}"#));
     let out = h.say(
         DAN,
@@ -449,13 +442,7 @@ fn without_multi_device_a_later_login_signs_the_earlier_instance_out() {
     h.open_with(1u64, "alice", single("laptop"));
     h.open_as(BOB, "bob", true);
     let out = h.say(1, r#"{"type":"calls","req":1,"user_ids":["bob"],"media_type":"audio"}"#);
-    let sid = sent(&out, 1u64)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMessage::CallCreated { sid, .. } => Some(sid),
-            _ => None,
-        })
-        .expect("a call");
+    let sid = created(&out, 1u64);
     h.say(BOB, &format!(r#"{{"type":"accept","call_id":"{sid}"}}"#));
 
     // The same instance reconnecting is not a second login.
