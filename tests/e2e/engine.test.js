@@ -167,6 +167,13 @@ test('calls with one user is a 1-to-1 call: accept, begin on both sides, tone he
     return l > 0.01 && l;
   });
   assert.ok(level > 0.01);
+  // Volumes and network quality in a 1-to-1 call too, naming both users, at both ends.
+  for (const page of [dan, erin]) {
+    const volumes = await waitEvent(page, 'onUserVoiceVolumeChanged', (e) => 'dan' in e.volumeMap && 'erin' in e.volumeMap);
+    assert.ok(Object.values(volumes.volumeMap).every((v) => v >= 0 && v <= 100), JSON.stringify(volumes));
+    assert.equal(volumes.callId, sid);
+    await waitEvent(page, 'onUserNetworkQualityChanged', (e) => ['dan', 'erin'].every((u) => e.networkQualityList.some((q) => q.userId === u && q.quality >= 1 && q.quality <= 6)));
+  }
   // Dan turns the call into an audio call: both hear it, and Dan's camera goes.
   await dan.evaluate(() => window.engine.switchCallMediaType(window.sb.CALL_MEDIA_TYPE.AUDIO));
   for (const page of [dan, erin]) {

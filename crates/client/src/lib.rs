@@ -23,12 +23,14 @@
 //! an [`Event`] on the [`Events`] stream, named as in the contract (`WaitConnected`,
 //! `Verified`, `Connected`, `Disconnected`, `IncomingCall`).
 
+mod call_engine;
 mod engine;
 mod media;
 mod session;
 #[cfg(feature = "tone")]
 pub mod tone;
 
+pub use call_engine::{CallEngine, CallEvent, CallEvents, CallParams, LoginOptions, SIGNALING_LOST};
 pub use engine::{Calls, Entered, RecentCall, RecentCallsQuery};
 pub use media::{
     connect_media, connect_media_with, BoxFuture, Media, MediaEvent, MediaOptions, MediaSignaling,
@@ -36,7 +38,7 @@ pub use media::{
 };
 pub use session::{Client, Events};
 pub use switchboard_protocol::{
-    engine::{CallEndReason, CallMediaType, CallRole},
+    engine::{CallEndReason, CallMediaType, CallRole, NetworkQuality, NetworkQualityGrade},
     DisconnectReason, DisconnectSource, EngineEvent, ErrorCode, MediaLine, MediaType, RoomPeer, Sid,
     StartFailReason,
 };

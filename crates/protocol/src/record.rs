@@ -294,8 +294,8 @@ pub struct GroupCallMember {
 }
 
 /// on_group_call_evt_cb: the record of a call-engine group call, sent once when it
-/// ends, with every invitee's outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// ends, with every invitee's outcome. (Serde: the server's snapshot of a live call.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupCallRecord {
     /// The call's ID (its room's session, 32 hex chars).
     pub call_id: Sid,

@@ -368,7 +368,15 @@ pub enum Entry {
     LiveRoom(LiveRoom),
     /// A room ended: its snapshot goes.
     RoomGone(Sid),
-    /// A group call ended: keep its record, and (`deliver`) queue it for
+    /// A live group call changed: keep its record as it would be if the call ended now
+    /// (a restart after a crash completes it).
+    LiveGroupCall {
+        /// The call's service.
+        service_id: String,
+        /// The record so far.
+        record: GroupCallRecord,
+    },
+    /// A group call ended: keep its record (its snapshot goes), and (`deliver`) queue it for
     /// on_group_call_evt_cb.
     GroupCallEnded {
         /// The call's service.
@@ -396,8 +404,10 @@ pub struct Batch {
     pub live: Vec<(String, LiveCall)>,
     /// Ended calls' records, by caller service (their snapshots go).
     pub records: Vec<(String, CallRecord)>,
-    /// Ended group calls' records, by service.
+    /// Ended group calls' records, by service (their snapshots go).
     pub group_records: Vec<(String, GroupCallRecord)>,
+    /// Live group calls' snapshots, by service (written before `group_records`).
+    pub live_group_calls: Vec<(String, GroupCallRecord)>,
     /// Callbacks to queue.
     pub callbacks: Vec<NewCallback>,
     /// Live-room snapshots to keep (written before `rooms_gone`).
@@ -420,13 +430,19 @@ impl Batch {
             Entry::Gcall { service_id, seq, record } => {
                 self.callbacks.push(NewCallback::gcall(service_id, seq, &record))
             }
+            Entry::LiveGroupCall { service_id, record } => self.live_group_calls.push((service_id, record)),
             Entry::GroupCallEnded { service_id, record, deliver } => {
-                if deliver {
-                    self.callbacks.push(NewCallback::group_call(service_id.clone(), &record));
-                }
-                self.group_records.push((service_id, record));
+                self.add_group_record(service_id, record, deliver)
             }
         }
+    }
+
+    /// Adds an ended group call's record, and its on_group_call_evt_cb when `deliver`.
+    pub fn add_group_record(&mut self, service_id: String, record: GroupCallRecord, deliver: bool) {
+        if deliver {
+            self.callbacks.push(NewCallback::group_call(service_id.clone(), &record));
+        }
+        self.group_records.push((service_id, record));
     }
 
     /// Adds an ended call's record, and its on_call_evt_cb when `deliver`.
@@ -442,6 +458,7 @@ impl Batch {
         self.live.is_empty()
             && self.records.is_empty()
             && self.group_records.is_empty()
+            && self.live_group_calls.is_empty()
             && self.callbacks.is_empty()
             && self.live_rooms.is_empty()
             && self.rooms_gone.is_empty()

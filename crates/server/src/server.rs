@@ -148,14 +148,16 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     crate::config::secure_data_dir(&config.data_dir, &db_files)
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let cc_key = CcKey::new(crate::config::server_secret(&config.data_dir)?);
-    let wants_record = |id: &str| config.service(id).is_some_and(|s| s.on_call_evt_cb_url.is_some());
-    let wants_gcall = |id: &str| config.service(id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some());
-    let recovery = crate::store::recover(&db_path, now_ms(), wants_record, wants_gcall)?;
-    if !recovery.closed_calls.is_empty() || !recovery.closed_rooms.is_empty() || !recovery.pending.is_empty()
+    let recovery = crate::store::recover(&db_path, now_ms(), &CallbackUrls(&config))?;
+    if !recovery.closed_calls.is_empty()
+        || !recovery.closed_rooms.is_empty()
+        || !recovery.closed_group_calls.is_empty()
+        || !recovery.pending.is_empty()
     {
         tracing::warn!(
             closed_calls = recovery.closed_calls.len(),
             closed_rooms = recovery.closed_rooms.len(),
+            closed_group_calls = recovery.closed_group_calls.len(),
             pending_callbacks = recovery.pending.len(),
             dropped_notifies = recovery.dropped_notifies,
             "recovered from an unclean stop"
@@ -467,6 +469,23 @@ impl CoreRunner {
                 self.sessions.remove(&session);
             }
         }
+    }
+}
+
+/// The callbacks each configured service takes, for the records a restart queues.
+struct CallbackUrls<'a>(&'a Config);
+
+impl crate::store::Wants for CallbackUrls<'_> {
+    fn record(&self, service_id: &str) -> bool {
+        self.0.service(service_id).is_some_and(|s| s.on_call_evt_cb_url.is_some())
+    }
+
+    fn gcall(&self, service_id: &str) -> bool {
+        self.0.service(service_id).is_some_and(|s| s.on_gcall_evt_cb_url.is_some())
+    }
+
+    fn group_call(&self, service_id: &str) -> bool {
+        self.0.service(service_id).is_some_and(|s| s.on_group_call_evt_cb_url.is_some())
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use switchboard_client::{
-    CallEndReason, CallRole, Calls, Client, EngineEvent, Entered, Event, Events, MediaEvent, Sid,
+    CallEndReason, CallEngine, CallEvent, CallEvents, CallMediaType, CallParams, CallRole, Calls, Client,
+    EngineEvent, Entered, Event, Events, MediaEvent, Sid,
 };
 use switchboard_tests::*;
 
@@ -161,43 +162,128 @@ async fn call_event(ev: &mut Events, name: &str) -> (Option<Sid>, EngineEvent) {
     .await
 }
 
+/// A user of `acme` signed in to the Rust SDK's `CallEngine`.
+async fn engine_login(h: &Harness, user: &str) -> (CallEngine, CallEvents) {
+    CallEngine::login(&h.url(), "acme", user, &h.token("acme", user)).await.expect("login")
+}
+
+/// The next `CallEngine` event named `name` for which `pick` holds.
+async fn engine_event(ev: &mut CallEvents, name: &str, pick: impl Fn(&EngineEvent) -> bool) -> CallEvent {
+    let wait = async {
+        while let Some(e) = ev.next().await {
+            if e.event.name() == name && pick(&e.event) {
+                return e;
+            }
+        }
+        panic!("the events ended before {name}");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(15), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {name} within 15 s"))
+}
+
+/// Whether a volume or network quality event names every one of `users`.
+fn names_all(e: &EngineEvent, users: &[&str]) -> bool {
+    match e {
+        EngineEvent::UserVoiceVolumeChanged { volume_map } => {
+            users.iter().all(|u| volume_map.get(*u).is_some_and(|v| *v <= 100))
+        }
+        EngineEvent::UserNetworkQualityChanged { network_quality_list } => {
+            users.iter().all(|u| network_quality_list.iter().any(|q| q.user_id == *u))
+        }
+        _ => false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_sdk_makes_a_group_call_with_the_engine_and_its_media_flows() {
+async fn the_rust_call_engine_makes_a_group_call_and_its_media_flows() {
     let h = Harness::start().await;
-    let (alice, mut alice_ev) = engine_user(&h, "alice").await;
-    let (bob, mut bob_ev) = engine_user(&h, "bob").await;
-    let (carol, mut carol_ev) = engine_user(&h, "carol").await;
-    let entered = alice.calls(Calls::audio(["bob", "carol"])).await.expect("calls");
-    let Entered::Group(room) = &entered else { panic!("two invitees make a group call: {entered:?}") };
-    let id = room.sid.clone();
-    let (rung, received) = call_event(&mut bob_ev, "onCallReceived").await;
-    assert_eq!(rung.as_ref(), Some(&id));
-    assert!(matches!(received, EngineEvent::CallReceived { ref caller_id, .. } if caller_id == "alice"));
-    call_event(&mut carol_ev, "onCallReceived").await;
+    let (alice, mut alice_ev) = engine_login(&h, "alice").await;
+    let (bob, mut bob_ev) = engine_login(&h, "bob").await;
+    let (carol, mut carol_ev) = engine_login(&h, "carol").await;
+    let id = alice.calls(["bob", "carol"], CallMediaType::Audio, CallParams::default()).await.expect("calls");
+    let rung = engine_event(&mut bob_ev, "onCallReceived", |_| true).await;
+    assert_eq!(rung.call_id.as_ref(), Some(&id));
+    assert!(matches!(rung.event, EngineEvent::CallReceived { ref caller_id, .. } if caller_id == "alice"));
+    engine_event(&mut carol_ev, "onCallReceived", |_| true).await;
     carol.reject(&id).await.expect("reject");
-    let (_, rejected) = call_event(&mut alice_ev, "onUserReject").await;
-    assert_eq!(rejected, EngineEvent::UserReject { user_id: "carol".into() });
-    let Entered::Group(_) = bob.accept(&id).await.expect("accept") else { panic!("a group call") };
-    let (_, begin) = call_event(&mut alice_ev, "onCallBegin").await;
-    assert!(matches!(begin, EngineEvent::CallBegin { call_role: CallRole::Caller, .. }));
+    let rejected = engine_event(&mut alice_ev, "onUserReject", |_| true).await;
+    assert_eq!(rejected.event, EngineEvent::UserReject { user_id: "carol".into() });
+    bob.accept(&id).await.expect("accept");
+    let begin = engine_event(&mut alice_ev, "onCallBegin", |_| true).await;
+    assert!(matches!(begin.event, EngineEvent::CallBegin { call_role: CallRole::Caller, .. }));
 
     // The call's media is its room's: Alice's tone reaches Bob.
     let (am, mut a_rx) = alice.start_media(&id, false).await.expect("alice's media");
-    let (_bm, mut b_rx) = bob.start_media(&id, false).await.expect("bob's media");
+    let (bm, mut b_rx) = bob.start_media(&id, false).await.expect("bob's media");
     media_event(&mut a_rx, |e| matches!(e, MediaEvent::Connected), "alice's media connected").await;
     media_event(&mut b_rx, |e| matches!(e, MediaEvent::Connected), "bob's media connected").await;
-    let tone = send_tone(std::sync::Arc::new(am), 440.0, 4);
+    let tones = [send_tone(std::sync::Arc::new(am), 440.0, 4), send_tone(std::sync::Arc::new(bm), 660.0, 4)];
     let pcm = receive_tone(&mut b_rx, 100).await;
     let hz = switchboard_client::tone::power(&pcm[24_000..], 440.0)
         / switchboard_client::tone::power(&pcm[24_000..], 1000.0);
     assert!(hz > 100.0, "bob hears alice's 440 Hz (power ratio 440/1000 Hz: {hz})");
-    tone.abort();
+    // The room's reports in the engine's words: volumes and quality naming both,
+    // and Bob's microphone closing.
+    for ev in [&mut alice_ev, &mut bob_ev] {
+        let volumes = engine_event(ev, "onUserVoiceVolumeChanged", |e| names_all(e, &["alice", "bob"])).await;
+        assert_eq!(volumes.call_id.as_ref(), Some(&id));
+        engine_event(ev, "onUserNetworkQualityChanged", |e| names_all(e, &["alice", "bob"])).await;
+    }
+    bob.close_microphone(&id).await.expect("close microphone");
+    let muted = engine_event(&mut alice_ev, "onUserAudioAvailable", |e| {
+        matches!(e, EngineEvent::UserAudioAvailable { user_id, is_audio_available: false } if user_id == "bob")
+    })
+    .await;
+    assert_eq!(muted.call_id.as_ref(), Some(&id));
+    tones.iter().for_each(|t| t.abort());
 
     bob.hangup(&id).await.expect("hangup");
-    let (_, end) = call_event(&mut alice_ev, "onCallEnd").await;
-    assert!(matches!(end, EngineEvent::CallEnd { reason: CallEndReason::Hangup, .. }), "{end:?}");
+    let end = engine_event(&mut alice_ev, "onCallEnd", |_| true).await;
+    assert!(matches!(end.event, EngineEvent::CallEnd { reason: CallEndReason::Hangup, .. }), "{end:?}");
     let hit = h.app.wait_for("/group_call_evt", |hit| hit.query["call_id"] == id.as_str()).await;
     assert_eq!(hit.query["end_reason"], "1");
+}
+
+/// A 1-to-1 call through the Rust `CallEngine`: both ends hear both users' volume and
+/// network quality from the relay, and the peer's microphone closing by its user ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_to_one_engine_call_reports_volumes_quality_and_the_peers_microphone() {
+    let h = Harness::start().await;
+    let (dan, mut dan_ev) = engine_login(&h, "dan").await;
+    let (erin, mut erin_ev) = engine_login(&h, "erin").await;
+    let id = dan.calls(["erin"], CallMediaType::Audio, CallParams::default()).await.expect("calls");
+    engine_event(&mut erin_ev, "onCallReceived", |_| true).await;
+    erin.accept(&id).await.expect("accept");
+    for ev in [&mut dan_ev, &mut erin_ev] {
+        engine_event(ev, "onCallBegin", |_| true).await;
+    }
+    let (dm, mut d_rx) = dan.start_media(&id, false).await.expect("dan's media");
+    let (em, mut e_rx) = erin.start_media(&id, false).await.expect("erin's media");
+    media_event(&mut d_rx, |e| matches!(e, MediaEvent::Connected), "dan's media connected").await;
+    media_event(&mut e_rx, |e| matches!(e, MediaEvent::Connected), "erin's media connected").await;
+    let tones = [send_tone(std::sync::Arc::new(dm), 440.0, 5), send_tone(std::sync::Arc::new(em), 660.0, 5)];
+    for ev in [&mut dan_ev, &mut erin_ev] {
+        let volumes = engine_event(ev, "onUserVoiceVolumeChanged", |e| names_all(e, &["dan", "erin"])).await;
+        assert_eq!(volumes.call_id.as_ref(), Some(&id));
+        let quality =
+            engine_event(ev, "onUserNetworkQualityChanged", |e| names_all(e, &["dan", "erin"])).await;
+        assert_eq!(quality.call_id.as_ref(), Some(&id));
+    }
+    erin.close_microphone(&id).await.expect("close microphone");
+    engine_event(&mut dan_ev, "onUserAudioAvailable", |e| {
+        matches!(e, EngineEvent::UserAudioAvailable { user_id, is_audio_available: false } if user_id == "erin")
+    })
+    .await;
+    tones.iter().for_each(|t| t.abort());
+    dan.hangup(&id).await.expect("hangup");
+    for ev in [&mut dan_ev, &mut erin_ev] {
+        let end = engine_event(ev, "onCallEnd", |_| true).await;
+        assert!(matches!(end.event, EngineEvent::CallEnd { reason: CallEndReason::Hangup, .. }), "{end:?}");
+    }
+    // Signed out by the app: no error follows.
+    dan.logout().await;
+    assert_eq!(dan_ev.next().await, None);
 }
 
 /// The engine events of `ev` until `last` (by name), inclusive.

@@ -219,6 +219,7 @@ api_secret = "{secret}"
 notify_cb_url = "http://127.0.0.1:{app_port}/notify"
 on_call_evt_cb_url = "http://127.0.0.1:{app_port}/call_evt"
 on_gcall_evt_cb_url = "http://127.0.0.1:{app_port}/gcall_evt"
+on_group_call_evt_cb_url = "http://127.0.0.1:{app_port}/group_call_evt"
 "#,
         data = data.display()
     )

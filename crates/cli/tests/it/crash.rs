@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use crate::common::{
-    acme_config, acme_outbox_drained, acme_user as user, free_port, spawn_logged as spawn_server,
+    acme_config, acme_outbox_drained, acme_token, acme_user as user, free_port, spawn_logged as spawn_server,
     wait_listening,
 };
-use switchboard_client::{JoinConference, MakeCall};
-use switchboard_tests::{incoming, pick_up, AppServer};
+use switchboard_client::{Calls, Client, EngineEvent, Event, JoinConference, MakeCall};
+use switchboard_tests::{incoming, pick_up, wait_event, AppServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
@@ -55,6 +55,22 @@ async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
     let (hank, _hank_ev) = user(&url, "hank").await;
     let room = gina.join_conference(JoinConference::audio("crash-room")).await.expect("gina joins").sid;
     hank.join_conference(JoinConference::audio("crash-room")).await.expect("hank joins");
+    // 5. A call-engine group call, live at the kill: Ivan called Judy and Kim, Judy is
+    //    in it, Kim's invitation still rings.
+    let engine = |u: &'static str| {
+        let url = url.clone();
+        async move { Client::connect_engine(&url, "acme", u, &acme_token(u), false).await.expect(u) }
+    };
+    let ((ivan, _ivan_ev), (judy, mut judy_ev), (_kim, mut kim_ev)) =
+        (engine("ivan").await, engine("judy").await, engine("kim").await);
+    let group = ivan.calls(Calls::audio(["judy", "kim"])).await.expect("calls").call_id().clone();
+    for ev in [&mut judy_ev, &mut kim_ev] {
+        wait_event(ev, |e| {
+            matches!(e, Event::Call { call_event: EngineEvent::CallReceived { .. }, .. }).then_some(())
+        })
+        .await;
+    }
+    judy.accept(&group).await.expect("judy accepts");
     // Every step above was answered, so it is on disk (frames go out after the commit).
 
     server.kill();
@@ -105,6 +121,22 @@ async fn sigkill_then_restart_delivers_everything_and_closes_live_calls() {
         .collect();
     assert_eq!(seq, ["SC gina 1 0", "CC hank 2 0", "CD gina 1 1305", "ED hank 0 1305"]);
     assert_eq!(gcalls[3].id, format!("gcall-{room}-4"));
+
+    // The group call: one record, ended by the server, Ivan and Judy in it until the
+    // end, Kim's invitation cancelled.
+    let hit = app.wait_for("/group_call_evt", |h| h.query["call_id"] == group.as_str()).await;
+    assert_eq!(hit.query["end_reason"], "9");
+    let members: serde_json::Value = serde_json::from_str(&hit.query["members"]).expect("members");
+    let outcome: Vec<(&str, &str, bool)> = members
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let (user, result) = (m["user_id"].as_str().unwrap_or(""), m["result"].as_str().unwrap_or(""));
+            (user, result, m["left_ms"].as_u64().is_some_and(|l| l > 0))
+        })
+        .collect();
+    assert_eq!(outcome, [("ivan", "joined", true), ("judy", "joined", true), ("kim", "cancelled", false)]);
 
     // Nothing twice, and no push for calls that no longer exist.
     acme_outbox_drained(&url).await;

@@ -348,7 +348,8 @@ impl Core {
     }
 
     /// Lets the engine act on departures from its calls' rooms (a departure may end a
-    /// call, which empties its room: repeated until nothing is left).
+    /// call, which empties its room: repeated until nothing is left), then keep the
+    /// snapshots of the group calls that changed.
     fn settle(&mut self, now: Now) {
         while !self.cx.left.is_empty() {
             let left = std::mem::take(&mut self.cx.left);
@@ -356,6 +357,7 @@ impl Core {
                 self.engine.left_room(&mut self.cx, &mut self.rooms, now, l);
             }
         }
+        self.engine.snapshot_changed(&mut self.cx, now);
     }
 
     /// Feeds one input at `now`.

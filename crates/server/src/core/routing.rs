@@ -183,8 +183,10 @@ impl Core {
             }
             RelayEvent::Lost { sid, party } => calls.media_lost(cx, now, &sid, &party),
             RelayEvent::Lines { sid, party, lines } => rooms.media_lines(cx, &sid, &party, lines),
-            RelayEvent::Levels { sid, levels } => rooms.levels(cx, &sid, levels),
-            RelayEvent::Quality { sid, quality } => rooms.quality(cx, &sid, quality),
+            RelayEvent::Levels { sid, levels } if rooms.contains(&sid) => rooms.levels(cx, &sid, levels),
+            RelayEvent::Levels { sid, levels } => calls.levels(cx, &sid, levels),
+            RelayEvent::Quality { sid, quality } if rooms.contains(&sid) => rooms.quality(cx, &sid, quality),
+            RelayEvent::Quality { sid, quality } => calls.quality(cx, &sid, quality),
         }
     }
 }

@@ -64,6 +64,10 @@ impl CoreDb {
                  (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let mut live_group = txn.prepare_cached(
+                "INSERT OR REPLACE INTO live_group_calls (call_id, service_id, snapshot) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut group_gone = txn.prepare_cached("DELETE FROM live_group_calls WHERE call_id = ?1")?;
             let mut room = txn.prepare_cached(
                 "INSERT OR REPLACE INTO live_rooms (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
             )?;
@@ -95,7 +99,11 @@ impl CoreDb {
                     ])?;
                     gone.execute(params![r.sid.as_str()])?;
                 }
+                for (service_id, r) in &batch.live_group_calls {
+                    live_group.execute(params![r.call_id.as_str(), service_id, json(r)?])?;
+                }
                 for (service_id, r) in &batch.group_records {
+                    group_gone.execute(params![r.call_id.as_str()])?;
                     group.execute(params![
                         r.call_id.as_str(),
                         service_id,

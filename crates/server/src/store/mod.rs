@@ -22,7 +22,7 @@ pub mod recovery;
 
 pub use journal::{CoreDb, DiskGuard, Journal};
 pub use queries::{RecordQuery, Store};
-pub use recovery::{recover, Recovery};
+pub use recovery::{recover, Recovery, Wants};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,11 @@ CREATE TABLE IF NOT EXISTS group_call_members (
 CREATE INDEX IF NOT EXISTS group_call_members_by_user ON group_call_members (service_id, user_id, setup_time);
 CREATE INDEX IF NOT EXISTS call_records_by_from ON call_records (service_id, from_user_id, setup_time);
 CREATE INDEX IF NOT EXISTS call_records_by_to ON call_records (service_id, to_user_id, setup_time);
+CREATE TABLE IF NOT EXISTS live_group_calls (
+    call_id TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    snapshot TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS live_rooms (
     sid TEXT PRIMARY KEY,
     service_id TEXT NOT NULL,

@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use rusqlite::OptionalExtension;
+use switchboard_protocol::engine::CallEndReason;
+use switchboard_protocol::record::{GroupCallRecord, InviteResult};
 use switchboard_protocol::{DisconnectReason, DisconnectSource};
 
 use super::{row_to_callback, CoreDb, StoreError};
@@ -20,6 +22,8 @@ pub struct Recovery {
     /// Rooms that were live, now closed (every participant out with
     /// SERVER_INTERNAL_ERROR).
     pub closed_rooms: Vec<Sid>,
+    /// Group calls that were live, now recorded (ended by the server).
+    pub closed_group_calls: Vec<Sid>,
     /// Pending callbacks to deliver, in queue order.
     pub pending: Vec<CallbackRow>,
     /// notify_cb requests dropped because their calls are gone.
@@ -29,15 +33,11 @@ pub struct Recovery {
 /// Puts the database right after a stop or crash: live calls are closed with
 /// SERVER_INTERNAL_ERROR (source cloud_server) at the last moment the server was known
 /// alive, their records are queued, live rooms are closed participant by participant,
-/// and stale notify_cb requests are dropped. `wants_record(service_id)` /
-/// `wants_gcall(service_id)` say whether the service takes on_call_evt_cb /
-/// on_gcall_evt_cb.
-pub fn recover(
-    path: &Path,
-    now_ms: u64,
-    wants_record: impl Fn(&str) -> bool,
-    wants_gcall: impl Fn(&str) -> bool,
-) -> Result<Recovery, StoreError> {
+/// live group calls get their records (END_BY_SERVER, each member in the call until
+/// then), and stale notify_cb requests are dropped. `wants.record(service_id)`,
+/// `wants.gcall(service_id)` and `wants.group_call(service_id)` say whether the service
+/// takes on_call_evt_cb, on_gcall_evt_cb and on_group_call_evt_cb.
+pub fn recover(path: &Path, now_ms: u64, wants: &dyn Wants) -> Result<Recovery, StoreError> {
     let mut db = CoreDb::open(path)?;
     let alive_ms: Option<i64> =
         db.conn.query_row("SELECT v FROM meta WHERE k = 'alive_ms'", [], |r| r.get(0)).optional()?;
@@ -53,7 +53,7 @@ pub fn recover(
             let end = end_ms.max(live.setup_ms);
             let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
             let record = live.record(end, reason, source, None, None);
-            let deliver = wants_record(&service_id);
+            let deliver = wants.record(&service_id);
             batch.add_record(service_id, record, deliver);
         }
     }
@@ -65,7 +65,7 @@ pub fn recover(
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         for json in rows {
             let room: LiveRoom = serde_json::from_str(&json?).map_err(corrupt)?;
-            if wants_gcall(&room.service_id) {
+            if wants.gcall(&room.service_id) {
                 let end = end_ms.max(room.setup_ms);
                 let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
                 for (seq, record) in room.closing(end, reason, source) {
@@ -74,6 +74,19 @@ pub fn recover(
             }
             batch.rooms_gone.push(room.sid.clone());
             closed_rooms.push(room.sid);
+        }
+    }
+    // Group calls live at the crash end there too: their last snapshot, completed.
+    let mut closed_group_calls = Vec::new();
+    {
+        let mut stmt = db.conn.prepare("SELECT service_id, snapshot FROM live_group_calls")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (service_id, json) = row?;
+            let record = ended(serde_json::from_str(&json).map_err(corrupt)?, end_ms);
+            closed_group_calls.push(record.call_id.clone());
+            let deliver = wants.group_call(&service_id);
+            batch.add_group_record(service_id, record, deliver);
         }
     }
     let dropped_notifies = db.conn.execute(
@@ -87,13 +100,38 @@ pub fn recover(
         let rows = stmt.query_map([], row_to_callback)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    Ok(Recovery { closed_calls, closed_rooms, pending, dropped_notifies })
+    Ok(Recovery { closed_calls, closed_rooms, closed_group_calls, pending, dropped_notifies })
+}
+
+/// Which callbacks each service takes, for the records a restart queues.
+pub trait Wants {
+    /// on_call_evt_cb.
+    fn record(&self, service_id: &str) -> bool;
+    /// on_gcall_evt_cb.
+    fn gcall(&self, service_id: &str) -> bool;
+    /// on_group_call_evt_cb.
+    fn group_call(&self, service_id: &str) -> bool;
+}
+
+/// A live group call's snapshot (its record as of `snapshot.end_ms`), ended by the
+/// server at `end_ms`: whoever was in the call was in it until then.
+fn ended(mut snapshot: GroupCallRecord, end_ms: u64) -> GroupCallRecord {
+    let end_ms = end_ms.max(snapshot.end_ms);
+    for m in &mut snapshot.members {
+        if m.result == InviteResult::Joined && m.left_ms == 0 {
+            m.in_call_ms += end_ms - snapshot.end_ms;
+            m.left_ms = end_ms;
+        }
+    }
+    snapshot.end_ms = end_ms;
+    snapshot.end_reason = CallEndReason::EndByServer.into();
+    snapshot
 }
 
 #[cfg(test)]
 mod tests {
     use rusqlite::params;
-    use switchboard_protocol::record::NotifyRecord;
+    use switchboard_protocol::record::{GroupCallMember, NotifyRecord};
 
     use super::*;
     use crate::ids::Party;
@@ -118,6 +156,56 @@ mod tests {
             rc_idc: "JP".into(),
             interrupted_ms: 0,
             lost_since_ms: None,
+        }
+    }
+
+    /// Every service takes every callback.
+    struct All;
+
+    impl Wants for All {
+        fn record(&self, _: &str) -> bool {
+            true
+        }
+        fn gcall(&self, _: &str) -> bool {
+            true
+        }
+        fn group_call(&self, _: &str) -> bool {
+            true
+        }
+    }
+
+    /// A group call as snapshot at T + 60 s: Ann (caller) in it since T, Ben in it
+    /// since T + 10 s, Cy still ringing.
+    fn group_call(id: &str) -> GroupCallRecord {
+        let m = |user: &str, joined_ms: u64, in_call_ms: u64, result| GroupCallMember {
+            user_id: user.into(),
+            role: if user == "ann" { "caller" } else { "callee" }.into(),
+            inviter: "ann".into(),
+            result,
+            invited_ms: T,
+            answered_ms: joined_ms,
+            joined_ms,
+            left_ms: 0,
+            in_call_ms,
+            nickname: None,
+        };
+        GroupCallRecord {
+            call_id: Sid::new(id),
+            service_id: "svc".into(),
+            caller_id: "ann".into(),
+            media_type: "A".into(),
+            room_id: 7,
+            group_id: String::new(),
+            user_data: None,
+            setup_ms: T,
+            begin_ms: T + 10_000,
+            end_ms: T + 60_000,
+            end_reason: 9,
+            members: vec![
+                m("ann", T, 60_000, InviteResult::Joined),
+                m("ben", T + 10_000, 50_000, InviteResult::Joined),
+                m("cy", 0, 0, InviteResult::Cancelled),
+            ],
         }
     }
 
@@ -152,6 +240,7 @@ mod tests {
         let mut first = Batch::default();
         first.push(Entry::LiveCall(connected("call-a")));
         first.push(Entry::LiveRoom(room("room-r")));
+        first.push(Entry::LiveGroupCall { service_id: "svc".into(), record: group_call("group-g") });
         let notify = NotifyRecord {
             sid: Sid::new("call-b"),
             from_service_id: "svc".into(),
@@ -184,9 +273,10 @@ mod tests {
         }
         drop(db);
 
-        let r = recover(&path, T + 90_000, |_| true, |_| true).expect("recovered");
+        let r = recover(&path, T + 90_000, &All).expect("recovered");
         assert_eq!(r.closed_calls, [Sid::new("call-a")]);
         assert_eq!(r.closed_rooms, [Sid::new("room-r")]);
+        assert_eq!(r.closed_group_calls, [Sid::new("group-g")]);
         assert_eq!(r.dropped_notifies, 1, "the push of a call that is gone");
         let kinds: Vec<(CallbackKind, String)> =
             r.pending.iter().map(|c| (c.kind, c.cb_id.clone())).collect();
@@ -196,6 +286,7 @@ mod tests {
                 (CallbackKind::Call, "call-call-a".to_string()),
                 (CallbackKind::Gcall, "gcall-room-r-3".to_string()),
                 (CallbackKind::Gcall, "gcall-room-r-4".to_string()),
+                (CallbackKind::GroupCall, r.pending[3].cb_id.clone()),
             ],
             "one record per call (none from the cut step), the room's end numbered after its last callback"
         );
@@ -206,10 +297,38 @@ mod tests {
             "ended when last known alive: {record}"
         );
         assert!(r.pending[2].query.contains("sc=E"));
+        // The group call: ended by the server when it was last known alive (T + 62 s),
+        // those in it in it until then, the ringing invitation cancelled.
+        let group = CoreDb::open(&path)
+            .expect("db")
+            .conn
+            .query_row("SELECT record_json FROM group_call_records WHERE call_id = 'group-g'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .expect("the group call's record");
+        let group: serde_json::Value = serde_json::from_str(&group).expect("json");
+        assert_eq!((group["end_ms"].as_u64(), group["end_reason"].as_u64()), (Some(T + 62_000), Some(9)));
+        let times: Vec<(u64, u64, &str)> = group["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                let n = |k: &str| m[k].as_u64().unwrap_or(u64::MAX);
+                (n("left_ms"), n("in_call_ms"), m["result"].as_str().unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(
+            times,
+            [(T + 62_000, 62_000, "joined"), (T + 62_000, 52_000, "joined"), (0, 0, "cancelled")]
+        );
         // Nothing live remains: a second restart closes nothing and re-queues the same.
-        let again = recover(&path, T + 95_000, |_| true, |_| true).expect("again");
-        assert!(again.closed_calls.is_empty() && again.closed_rooms.is_empty());
-        assert_eq!(again.pending.len(), 3);
+        let again = recover(&path, T + 95_000, &All).expect("again");
+        assert!(
+            again.closed_calls.is_empty()
+                && again.closed_rooms.is_empty()
+                && again.closed_group_calls.is_empty()
+        );
+        assert_eq!(again.pending.len(), 4);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,6 +9,7 @@ use crate::auth::CcClaims;
 use crate::clock::Now;
 use crate::core::{Cx, SessionAuth};
 use crate::ids::{SessionId, Sid};
+use crate::media_link::MediaCmd;
 
 /// A `resume_param` is good for at least this long (or the service's maximum call
 /// time, when longer), plus the reconnect grace.
@@ -149,6 +150,12 @@ impl Calls {
             self.drop_device(cx, other, sid, DisconnectReason::MultidevAnswer);
         }
         let resume_param = if from_cc_param { self.resume_param(cx, now, sid, session) } else { None };
+        // A call-engine side hears both users' volume and network quality
+        // (onUserVoiceVolumeChanged, onUserNetworkQualityChanged): the relay measures
+        // them as it does in a room of two, from the first offer on.
+        if caller_session.is_some_and(|c| cx.is_engine(c)) || cx.is_engine(session) {
+            cx.media(MediaCmd::Room { sid: sid.clone(), speakers: 2, video: false });
+        }
         let connected = |req, resume_param| ServerMessage::Connected {
             req,
             sid: sid.clone(),

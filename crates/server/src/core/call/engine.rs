@@ -3,9 +3,12 @@
 //! step of the call (ringing, connected, ended), derived from the same reasons the
 //! PlanetKit face sees.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use switchboard_protocol::engine::{CallEndReason, CallMediaType, CallRole};
+use switchboard_protocol::engine::{
+    CallEndReason, CallMediaType, CallRole, NetworkQuality, NetworkQualityGrade,
+};
 use switchboard_protocol::{DisconnectReason, DisconnectSource, EngineEvent, ErrorCode};
 
 use super::{Call, Calls, Device, Phase, Side};
@@ -13,6 +16,7 @@ use crate::clock::Now;
 use crate::core::presence::Profile;
 use crate::core::{Cx, SessionAuth};
 use crate::ids::{SessionId, Sid};
+use crate::media_link::PartyKey;
 
 /// A 1-to-1 call's `roomID`: a number drawn from its sid, the same on both sides.
 pub(crate) fn room_number(sid: &Sid) -> u32 {
@@ -217,5 +221,49 @@ impl Calls {
             cx.call_event(s, sid, event.clone());
         }
         self.changed(cx, now, sid);
+    }
+}
+
+impl Calls {
+    /// The relay's audio levels of an engine call (every 500 ms): both users' volume,
+    /// 0-100, to its engine sessions.
+    pub fn levels(&mut self, cx: &mut Cx, sid: &Sid, levels: Vec<(PartyKey, u8, bool)>) {
+        let Some(call) = self.calls.get(sid).filter(|c| c.connected()) else { return };
+        let volume_map: BTreeMap<String, u8> =
+            levels.into_iter().filter_map(|(p, level, _)| Some((call.user_of(&p)?, level))).collect();
+        call.tell(cx, EngineEvent::UserVoiceVolumeChanged { volume_map });
+    }
+
+    /// The relay's network grades of an engine call (every 2 s), to its engine
+    /// sessions.
+    pub fn quality(&mut self, cx: &mut Cx, sid: &Sid, quality: Vec<(PartyKey, u8)>) {
+        let Some(call) = self.calls.get(sid).filter(|c| c.connected()) else { return };
+        let network_quality_list = quality
+            .into_iter()
+            .filter_map(|(p, grade)| {
+                Some(NetworkQuality {
+                    user_id: call.user_of(&p)?,
+                    quality: NetworkQualityGrade::try_from(grade).unwrap_or(NetworkQualityGrade::Unknown),
+                })
+            })
+            .collect();
+        call.tell(cx, EngineEvent::UserNetworkQualityChanged { network_quality_list });
+    }
+}
+
+impl Call {
+    /// The user ID of the relay's party of this call.
+    fn user_of(&self, party: &PartyKey) -> Option<String> {
+        match Side::of_party(party)? {
+            Side::Caller => Some(self.caller.user_id.clone()),
+            Side::Callee => Some(self.callee.user_id.clone()),
+        }
+    }
+
+    /// An event for both sides' engine sessions.
+    fn tell(&self, cx: &mut Cx, event: EngineEvent) {
+        for session in self.sessions() {
+            cx.call_event(session, &self.sid, event.clone());
+        }
     }
 }

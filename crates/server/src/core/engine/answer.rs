@@ -114,6 +114,7 @@ impl Engine {
         }
         m.joined = true;
         m.state = State::InCall;
+        self.changed.insert(id.clone());
         m.deadline = None;
         m.in_since = Some(now.at);
         let role = m.role();

@@ -228,6 +228,7 @@ impl Engine {
         let Some(m) = call.member_mut(user) else { return };
         m.state = State::Inviting;
         m.deadline = Some(deadline);
+        self.changed.insert(id.clone());
         cx.presence.add_invite(&party, id);
         cx.timer(deadline, Timer::Invite(id.clone(), user.to_string()));
         let call = &self.calls[id];

@@ -41,6 +41,7 @@ impl Engine {
         }
         let old = CallMediaType::of(call.media);
         call.media = media;
+        self.changed.insert(id.clone());
         cx.send(session, ServerMessage::Done { req });
         let event = EngineEvent::CallMediaTypeChanged {
             old_call_media_type: old,

@@ -15,7 +15,7 @@
 //! `onUserReject` / `onUserNoResponse` / `onUserLineBusy` / `onUserJoin` /
 //! `onUserLeave` / `onUserInviting` about the others.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::engine::{CallEndReason, CallMediaType, CallRole};
@@ -151,6 +151,9 @@ impl GroupCall {
 #[derive(Default)]
 pub(crate) struct Engine {
     calls: HashMap<Sid, GroupCall>,
+    /// Calls whose invitees changed this step: their snapshots are journaled at its
+    /// end ([`Engine::snapshot_changed`]).
+    changed: BTreeSet<Sid>,
 }
 
 /// The sessions that hear about `user` in `call`: its room session while in the call,
@@ -229,6 +232,7 @@ impl Engine {
         }
         m.out(now, State::Left);
         let (role, total) = (m.role(), m.in_call);
+        self.changed.insert(l.sid.clone());
         let reason = end_reason(l.reason);
         if let Some(session) = l.session {
             let begun = call.begin_ms.is_some();
@@ -340,6 +344,7 @@ impl Engine {
         let Some(call) = self.calls.get_mut(id) else { return };
         let Some(m) = call.member_mut(user) else { return };
         let was_ringing = m.state == State::Inviting;
+        self.changed.insert(id.clone());
         m.state = state;
         m.deadline = None;
         if matches!(state, State::Rejected | State::LineBusy) {

@@ -16,6 +16,7 @@ mod calls;
 mod clock;
 mod devices;
 mod engine;
+mod engine_one_to_one;
 mod rooms;
 
 /// Wall-clock time at the start of every test.
