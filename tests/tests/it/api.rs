@@ -19,8 +19,11 @@ impl Api {
 
     async fn call(&self, method: reqwest::Method, path: &str, auth: Option<(&str, &str)>) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((k, s)) = auth {
-            req = req.basic_auth(k, Some(s));
+        match auth {
+            // A user's own route takes the user's token, which `self.base`'s harness mints.
+            Some((_, token)) if path.starts_with("/v1/me/") => req = req.bearer_auth(token),
+            Some((k, s)) => req = req.basic_auth(k, Some(s)),
+            None => {}
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
@@ -199,9 +202,14 @@ async fn credentials_rate_limit_openapi_and_metrics() {
         "/v1/rooms/{room_id}",
         "/v1/rooms/{room_id}/kick",
         "/v1/rooms/{room_id}/messages",
+        "/v1/me/calls",
     ] {
         assert!(doc["paths"][p].is_object(), "{p}");
     }
+    // A user's own calls take the user's token, not the service's key.
+    let me = &doc["paths"]["/v1/me/calls"]["get"];
+    assert_eq!(me["security"][0]["bearer"], serde_json::json!([]));
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     let (alice, _a) = h.user("alice").await;
     let sid = alice.make_call(MakeCall::audio("nobody")).await.unwrap();
@@ -321,6 +329,7 @@ async fn every_documented_operation_is_served_and_every_route_documented() {
         "GET /v1/callbacks",
         "GET /v1/calls",
         "GET /v1/calls/{sid}",
+        "GET /v1/me/calls",
         "GET /v1/rooms",
         "GET /v1/rooms/{room_id}",
         "POST /v1/callbacks/{id}/retry",
@@ -350,7 +359,9 @@ async fn every_documented_operation_is_served_and_every_route_documented() {
     // The query parameters agree too: each documented one is taken (never refused as
     // unknown), and one the document does not name is refused.
     let api = Api::new(&h);
+    let alice = h.token("acme", "alice");
     for (path, ops) in doc["paths"].as_object().expect("paths") {
+        let auth = if path.starts_with("/v1/me/") { Some(("alice", alice.as_str())) } else { ACME };
         for (method, op) in ops.as_object().expect("operations") {
             let concrete = path
                 .replace("{sid}", "6364e8b3-bdac-436e-9631-0bce2498ce0c")
@@ -367,7 +378,7 @@ async fn every_documented_operation_is_served_and_every_route_documented() {
                     }
                     _ => "x".to_string(),
                 };
-                let (status, body) = api.call(m.clone(), &format!("{concrete}?{name}={sample}"), ACME).await;
+                let (status, body) = api.call(m.clone(), &format!("{concrete}?{name}={sample}"), auth).await;
                 let words = body["message"].as_str().unwrap_or_default();
                 assert!(
                     !words.contains("unknown parameter"),
@@ -375,7 +386,7 @@ async fn every_documented_operation_is_served_and_every_route_documented() {
                 );
                 assert!(!words.contains("wrong type"), "{method} {path} refused {name}={sample}: {body}");
             }
-            let (status, body) = api.call(m.clone(), &format!("{concrete}?undocumented=1"), ACME).await;
+            let (status, body) = api.call(m.clone(), &format!("{concrete}?undocumented=1"), auth).await;
             assert_eq!(status, 400, "{method} {path} took an undocumented parameter");
             assert!(body["message"].as_str().unwrap_or_default().contains("unknown parameter"), "{body}");
         }

@@ -11,11 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::handles::Shared;
 
 /// The query of `GET /v1/me/calls`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecentQuery {
     /// Set up at or after this, epoch milliseconds.
@@ -23,13 +25,15 @@ pub(crate) struct RecentQuery {
     /// Set up before this, epoch milliseconds.
     end: Option<u64>,
     /// Only `MISSED`, `INCOMING` or `OUTGOING` calls.
+    #[param(pattern = "^(MISSED|INCOMING|OUTGOING)$")]
     result: Option<String>,
     /// At most this many (1-100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
 /// One call as `queryRecentCalls` gives it (TUICallEngine's call record).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RecentCall {
     call_id: String,
@@ -47,6 +51,13 @@ pub(crate) struct RecentCall {
     begin_time: u64,
     /// Seconds this user was in the call.
     total_time: u64,
+}
+
+/// A page of `GET /v1/me/calls`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RecentCalls {
+    /// Newest first.
+    calls: Vec<RecentCall>,
 }
 
 const RESULTS: [&str; 3] = ["MISSED", "INCOMING", "OUTGOING"];
@@ -136,6 +147,13 @@ pub(crate) async fn preflight() -> Response {
 /// Each user has a request budget of its own, as large as a service's for the app
 /// server's API (`api_per_service_*`): a user flooding it gets 429 and neither starves
 /// the others nor the app server.
+#[utoipa::path(get, path = "/v1/me/calls", operation_id = "queryRecentCalls", tag = "me",
+    params(RecentQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's own calls, 1-to-1 and group, newest first.", body = RecentCalls),
+        (status = 400, description = "A malformed or unknown parameter.", body = super::ErrorBody),
+    ))]
 pub(crate) async fn recent_calls(
     State(shared): State<Arc<Shared>>,
     pending: Option<axum::Extension<crate::listener::Pending>>,
@@ -166,8 +184,12 @@ pub(crate) async fn recent_calls(
         let body = Json(serde_json::json!({"error": "rate_limited", "message": message}));
         return cors((StatusCode::TOO_MANY_REQUESTS, body).into_response());
     }
-    let Ok(Query(q)) = query else {
-        return cors(super::ApiError::BadRequest("unknown or malformed parameter".into()).into_response());
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            let message = format!("unknown parameter or wrong type: {}", e.body_text());
+            return cors(super::ApiError::BadRequest(message).into_response());
+        }
     };
     if q.result.as_deref().is_some_and(|r| !RESULTS.contains(&r)) {
         let message = "result must be MISSED, INCOMING or OUTGOING".to_string();
@@ -191,5 +213,5 @@ pub(crate) async fn recent_calls(
         .filter(|c| q.end.is_none_or(|e| c.begin_time < e) && c.begin_time >= q.begin.unwrap_or(0))
         .take(limit as usize)
         .collect();
-    cors(Json(serde_json::json!({ "calls": calls })).into_response())
+    cors(Json(RecentCalls { calls }).into_response())
 }

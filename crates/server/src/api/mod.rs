@@ -43,7 +43,8 @@ const MAX_PAGE: u32 = 500;
         version = "1",
         description = "Call records, force-ending calls, room control and callback delivery state. \
             HTTP Basic with the service's api_key:api_secret; a service sees only its own data. \
-            Rate limited per service (429). See docs/api.md."
+            Rate limited per service (429). `/v1/me/...` is a user's own, with its access token \
+            (Bearer), rate limited per user. See docs/api.md."
     ),
     components(schemas(ErrorBody)),
     modifiers(&Common),
@@ -61,8 +62,13 @@ impl utoipa::Modify for Common {
             "basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
         for (name, words) in [
             ("Unauthorized", "Missing or wrong credentials (`WWW-Authenticate: Basic`)."),
+            ("UnauthorizedUser", "Missing, forged or expired user access token (`Authorization: Bearer`)."),
             ("TooManyRequests", "Over the service's request rate."),
         ] {
             let response = ResponseBuilder::new()
@@ -76,12 +82,14 @@ impl utoipa::Modify for Common {
                 .build();
             components.responses.insert(name.to_string(), RefOr::T(response));
         }
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            // `/v1/me/…` is the user's, with its own token; the rest the app server's.
+            let unauthorized = if path.starts_with("/v1/me/") { "UnauthorizedUser" } else { "Unauthorized" };
             for op in [&mut item.get, &mut item.post, &mut item.delete, &mut item.put, &mut item.patch]
                 .into_iter()
                 .flatten()
             {
-                for (status, name) in [("401", "Unauthorized"), ("429", "TooManyRequests")] {
+                for (status, name) in [("401", unauthorized), ("429", "TooManyRequests")] {
                     let shared: RefOr<DocResponse> =
                         RefOr::Ref(utoipa::openapi::Ref::new(format!("#/components/responses/{name}")));
                     op.responses.responses.insert(status.to_string(), shared);
@@ -102,6 +110,7 @@ fn parts() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
         .routes(routes!(rooms::room_message))
         .routes(routes!(callbacks::list_callbacks))
         .routes(routes!(callbacks::retry_callback))
+        .routes(routes!(me::recent_calls))
         .split_for_parts();
     // The annotations give the operations; the document's frame and what every
     // operation shares come after, so they reach every path.
@@ -118,8 +127,9 @@ fn parts() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
 pub(crate) fn router() -> Router<Arc<Shared>> {
     let (router, doc) = parts();
     let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
-    // A user's own calls, with the user's token (docs/api.md), outside the app server's API.
-    let router = router.route("/v1/me/calls", get(me::recent_calls).options(me::preflight));
+    // A user's own calls, with the user's token (docs/api.md): a page on any origin
+    // asks, so its CORS preflight is answered too.
+    let router = router.route("/v1/me/calls", axum::routing::options(me::preflight));
     router.route(
         "/v1/openapi.json",
         get(move || {
