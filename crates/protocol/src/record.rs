@@ -265,6 +265,8 @@ pub enum InviteResult {
     LineBusy,
     /// The invitation was cancelled (the call ended while it rang).
     Cancelled,
+    /// The invitation rings: only in a live call's view, never in a record.
+    Inviting,
 }
 
 /// One user of a group call in its record.

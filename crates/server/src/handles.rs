@@ -70,6 +70,12 @@ pub(crate) enum CoreCmd {
         sid: Sid,
         reply: oneshot::Sender<Option<LiveCall>>,
     },
+    /// A live group call's record so far, and whether it began.
+    GetGroupCall {
+        service_id: String,
+        sid: Sid,
+        reply: oneshot::Sender<Option<(switchboard_protocol::record::GroupCallRecord, bool)>>,
+    },
     ForceEnd {
         service_id: String,
         sid: Sid,

@@ -367,6 +367,9 @@ impl CoreRunner {
             CoreCmd::GetCall { service_id, sid, reply } => {
                 let _ = reply.send(self.core.live_call(now, &service_id, &sid));
             }
+            CoreCmd::GetGroupCall { service_id, sid, reply } => {
+                let _ = reply.send(self.core.live_group_call(now, &service_id, &sid));
+            }
             CoreCmd::Room(request) => self.room_request(now, request),
             CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
                 let _ = reply.send(self.core.force_end(now, &service_id, &sid, user_rel_code));

@@ -48,6 +48,30 @@ async fn a_group_call_rings_pushes_and_records_every_invitee() {
     }
     params.dedup();
     assert_eq!(params.len(), 3);
+    // Live over REST while it rings: everyone invited is `inviting`.
+    let url = format!("{}/v1/calls/{id}", h.url());
+    let get = || async {
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .basic_auth("acme-key", Some(ACME_SECRET))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json::<Value>().await.expect("JSON")
+    };
+    let results = |v: &Value| -> Vec<String> {
+        let members = v["members"].as_array().cloned().unwrap_or_default();
+        members
+            .iter()
+            .map(|m| {
+                format!("{} {}", m["user_id"].as_str().unwrap_or(""), m["result"].as_str().unwrap_or(""))
+            })
+            .collect()
+    };
+    let live = get().await;
+    assert_eq!((live["state"].as_str(), live["end_ms"].as_u64()), (Some("ringing"), Some(0)));
+    assert_eq!(results(&live), ["alice joined", "bob inviting", "carol inviting", "dan inviting"]);
 
     // Bob accepts; Carol rejects; Dan's device wakes up by the push and ignores it.
     bob.send(&format!(r#"{{"type":"accept","req":2,"call_id":"{id}"}}"#)).await;
@@ -58,6 +82,9 @@ async fn a_group_call_rings_pushes_and_records_every_invitee() {
         serde_json::json!({"name": "onCallBegin", "roomID": room_id, "callMediaType": 1, "callRole": 1})
     );
     assert_eq!(alice.wait_event("onUserJoin").await["event"]["userId"], "bob");
+    let live = get().await;
+    assert_eq!(live["state"], "connected");
+    assert_eq!(results(&live), ["alice joined", "bob joined", "carol inviting", "dan inviting"]);
     carol.send(&format!(r#"{{"type":"reject","req":3,"call_id":"{id}"}}"#)).await;
     assert_eq!(carol.wait_event("onCallCancelled").await["event"]["userId"], "carol");
     assert_eq!(alice.wait_event("onUserReject").await["event"]["userId"], "carol");
@@ -110,12 +137,9 @@ async fn a_group_call_rings_pushes_and_records_every_invitee() {
     );
 
     // The same record over REST, under the call's ID.
-    let url = format!("{}/v1/calls/{id}", h.url());
-    let resp =
-        reqwest::Client::new().get(&url).basic_auth("acme-key", Some(ACME_SECRET)).send().await.expect("GET");
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = resp.json().await.expect("JSON");
+    let v = get().await;
     assert_eq!((v["kind"].as_str(), v["room_id"].as_u64()), (Some("group"), Some(u64::from(room_id))));
+    assert_eq!(v["state"], "ended");
     assert_eq!(v["members"], members);
 }
 

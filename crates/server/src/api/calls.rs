@@ -92,16 +92,20 @@ pub(crate) struct GroupCallView {
     setup_ms: u64,
     /// First accepted, epoch milliseconds (0 if nobody did).
     begin_ms: u64,
-    /// Ended, epoch milliseconds.
+    /// Ended, epoch milliseconds (0 while live).
     end_ms: u64,
     /// Call-engine end reason: 1 hangup, 2 reject, 3 no response, 4 offline, 5 line
-    /// busy, 6 cancelled, 9 ended by the server.
+    /// busy, 6 cancelled, 9 ended by the server (0 while live).
     end_reason: u8,
     /// The caller and every invitee: `user_id`, `role`, `inviter`, `result` (`joined`,
-    /// `rejected`, `no_response`, `line_busy`, `cancelled`), `invited_ms`,
-    /// `answered_ms`, `joined_ms`, `left_ms`, `in_call_ms`.
+    /// `rejected`, `no_response`, `line_busy`, `cancelled`; `inviting` while live),
+    /// `invited_ms`, `answered_ms`, `joined_ms`, `left_ms` (0 while in the call),
+    /// `in_call_ms` (so far).
     #[schema(value_type = Vec<Object>)]
     members: Vec<serde_json::Value>,
+    /// `ringing` (nobody accepted yet), `connected` or `ended`.
+    #[serde(default = "ended")]
+    state: String,
 }
 
 /// A 1-to-1 call, or a group call by its 32-hex ID.
@@ -110,7 +114,7 @@ pub(crate) struct GroupCallView {
 pub(crate) enum AnyCallView {
     /// A 1-to-1 call, live or ended.
     Call(CallView),
-    /// An ended group call.
+    /// A group call, live or ended.
     Group(GroupCallView),
 }
 
@@ -250,8 +254,20 @@ pub(crate) async fn get_call(
 ) -> Result<Json<AnyCallView>, ApiError> {
     params.none()?;
     if sid.is_room_shaped() {
+        let live = ask_core(&shared, |reply| CoreCmd::GetGroupCall {
+            service_id: service.id.clone(),
+            sid: sid.clone(),
+            reply,
+        })
+        .await?;
+        if let Some((record, begun)) = live {
+            let mut view: GroupCallView = serde_json::from_value(record.to_json())
+                .map_err(|e| ApiError::Internal(format!("live group call: {e}")))?;
+            view.state = if begun { "connected" } else { "ringing" }.into();
+            return Ok(Json(AnyCallView::Group(view)));
+        }
         let Some(v) = shared.store.get(&service.id, &sid).await? else {
-            return Err(ApiError::NotFound(format!("no ended group call {sid}")));
+            return Err(ApiError::NotFound(format!("no group call {sid}")));
         };
         let view = serde_json::from_value(v)
             .map_err(|e| ApiError::Internal(format!("stored group call record: {e}")))?;

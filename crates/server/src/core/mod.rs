@@ -408,6 +408,17 @@ impl Core {
         self.calls.live_call(now, service_id, sid)
     }
 
+    /// A live group call of `service_id` (REST): its record so far and whether it
+    /// began.
+    pub fn live_group_call(
+        &self,
+        now: Now,
+        service_id: &str,
+        id: &Sid,
+    ) -> Option<(switchboard_protocol::record::GroupCallRecord, bool)> {
+        self.engine.live(&self.cx, now, service_id, id)
+    }
+
     /// The app server force-ends a call (REST): USER_ERROR, source app_server. Whether
     /// it was a live call of this service.
     pub fn force_end(

@@ -114,10 +114,14 @@ pub trait Wants {
 }
 
 /// A live group call's snapshot (its record as of `snapshot.end_ms`), ended by the
-/// server at `end_ms`: whoever was in the call was in it until then.
+/// server at `end_ms`: whoever was in the call was in it until then, an invitation that
+/// rang is cancelled.
 fn ended(mut snapshot: GroupCallRecord, end_ms: u64) -> GroupCallRecord {
     let end_ms = end_ms.max(snapshot.end_ms);
     for m in &mut snapshot.members {
+        if m.result == InviteResult::Inviting {
+            m.result = InviteResult::Cancelled;
+        }
         if m.result == InviteResult::Joined && m.left_ms == 0 {
             m.in_call_ms += end_ms - snapshot.end_ms;
             m.left_ms = end_ms;
@@ -204,7 +208,7 @@ mod tests {
             members: vec![
                 m("ann", T, 60_000, InviteResult::Joined),
                 m("ben", T + 10_000, 50_000, InviteResult::Joined),
-                m("cy", 0, 0, InviteResult::Cancelled),
+                m("cy", 0, 0, InviteResult::Inviting),
             ],
         }
     }

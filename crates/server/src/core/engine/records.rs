@@ -7,6 +7,7 @@ use switchboard_protocol::record::{GroupCallMember, GroupCallRecord, InviteResul
 use super::{Engine, GroupCall, State};
 use crate::clock::Now;
 use crate::core::Cx;
+use crate::ids::Sid;
 use crate::records::Entry;
 
 impl Engine {
@@ -17,6 +18,15 @@ impl Engine {
         let record = as_of(cx, now, call, reason);
         let deliver = cx.services.get(&call.service_id).is_some_and(|r| r.has_group_call_cb);
         cx.journal(Entry::GroupCallEnded { service_id: call.service_id.clone(), record, deliver });
+    }
+
+    /// A live call of `service_id` as it stands (REST): its record so far, with
+    /// `end_ms` and `end_reason` 0, and whether it began.
+    pub fn live(&self, cx: &Cx, now: Now, service_id: &str, id: &Sid) -> Option<(GroupCallRecord, bool)> {
+        let call = self.calls.get(id).filter(|c| c.service_id == service_id)?;
+        let mut record = as_of(cx, now, call, CallEndReason::Unknown);
+        (record.end_ms, record.end_reason) = (0, 0);
+        Some((record, call.begin_ms.is_some()))
     }
 
     /// Journals a snapshot of every live call whose invitees changed this step: the
@@ -46,6 +56,7 @@ fn as_of(cx: &Cx, now: Now, call: &GroupCall, reason: CallEndReason) -> GroupCal
                 State::Rejected => InviteResult::Rejected,
                 State::NoResponse => InviteResult::NoResponse,
                 State::LineBusy => InviteResult::LineBusy,
+                State::Inviting => InviteResult::Inviting,
                 _ => InviteResult::Cancelled,
             },
             invited_ms: m.invited_ms,
