@@ -25,6 +25,31 @@ pub struct Login {
     /// My access token.
     #[arg(long, env = "SWITCHBOARD_TOKEN")]
     pub token: String,
+    /// How media reaches the relay: `any` (UDP where it works, else TCP), `udp` or
+    /// `tcp` (ICE over TCP, for networks that drop UDP).
+    #[arg(long, value_enum, default_value = "any")]
+    pub ice_transport: IceArg,
+}
+
+/// `--ice-transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IceArg {
+    /// UDP where it works, else TCP.
+    Any,
+    /// UDP only.
+    Udp,
+    /// TCP only.
+    Tcp,
+}
+
+impl From<IceArg> for switchboard_client::IceTransport {
+    fn from(a: IceArg) -> Self {
+        match a {
+            IceArg::Any => switchboard_client::IceTransport::Any,
+            IceArg::Udp => switchboard_client::IceTransport::Udp,
+            IceArg::Tcp => switchboard_client::IceTransport::Tcp,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -90,6 +115,9 @@ pub struct AnswerArgs {
     /// media relay and report what arrives (needs the `tone` build feature).
     #[arg(long)]
     tone: Option<f64>,
+    /// How media reaches the relay: `any`, `udp` or `tcp` (as `call`).
+    #[arg(long, value_enum, default_value = "any")]
+    ice_transport: IceArg,
 }
 
 pub(crate) fn print(v: serde_json::Value) {
@@ -129,7 +157,7 @@ pub(crate) async fn connect_with_token(login: &Login) -> Result<(Client, Events)
     match Client::connect(&login.server, creds).await {
         Ok((client, events)) => {
             print_session(&client);
-            Ok((client, events))
+            Ok((client.with_ice_transport(login.ice_transport.into()), events))
         }
         Err(e) => {
             print_error(&e);
@@ -362,7 +390,7 @@ pub async fn answer(a: AnswerArgs) -> Result<Outcome> {
         (None, None) => bail!("give --token with --wait, or --cc-param"),
     };
     let (client, mut events) = match Client::connect(&a.server, creds).await {
-        Ok(c) => c,
+        Ok((c, e)) => (c.with_ice_transport(a.ice_transport.into()), e),
         Err(e) => {
             print_error(&e);
             bail!("could not connect: {e}");

@@ -107,7 +107,7 @@ pub async fn engine(a: EngineArgs) -> Result<Outcome> {
     let l = &a.login;
     let (client, mut events) =
         match Client::connect_engine(&l.server, &l.service, &l.user, &l.token, a.multi_device).await {
-            Ok(c) => c,
+            Ok((c, e)) => (c.with_ice_transport(l.ice_transport.into()), e),
             Err(e) => {
                 print_error(&e);
                 bail!("could not connect: {e}");

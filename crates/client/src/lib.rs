@@ -25,6 +25,7 @@
 
 mod call_engine;
 mod engine;
+mod ice_tcp;
 mod media;
 mod session;
 #[cfg(feature = "tone")]
@@ -33,8 +34,8 @@ pub mod tone;
 pub use call_engine::{CallEngine, CallEvent, CallEvents, CallParams, LoginOptions, SIGNALING_LOST};
 pub use engine::{Calls, Entered, RecentCall, RecentCallsQuery};
 pub use media::{
-    connect_media, connect_media_with, BoxFuture, Media, MediaEvent, MediaOptions, MediaSignaling,
-    MediaStats, RelayOffer,
+    connect_media, connect_media_with, BoxFuture, IceTransport, Media, MediaEvent, MediaOptions,
+    MediaSignaling, MediaStats, RelayOffer,
 };
 pub use session::{Client, Events};
 pub use switchboard_protocol::{

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use switchboard_protocol::Sid;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{Client, ClientError};
+use crate::{ice_tcp, Client, ClientError};
 
 /// Something the media connection received or noticed.
 #[derive(Debug, Clone)]
@@ -69,6 +69,20 @@ pub struct MediaOptions {
     /// from the next one, as browsers with the web SDK do; RED about doubles the audio
     /// bit rate.
     pub plain_opus: bool,
+    /// Which transports ICE may use to reach the relay.
+    pub ice: IceTransport,
+}
+
+/// Which transports a media connection offers ICE (`--ice-transport` of the CLI).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IceTransport {
+    /// UDP where it works, else TCP to the relay's ICE-TCP port (as browsers do).
+    #[default]
+    Any,
+    /// UDP only.
+    Udp,
+    /// TCP only (RFC 6544, to the relay's passive ICE-TCP candidate).
+    Tcp,
 }
 
 enum Cmd {
@@ -198,7 +212,11 @@ impl Client {
         sid: &Sid,
         video: bool,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
-        self.start_media_with(sid, MediaOptions { video, ..MediaOptions::default() }).await
+        self.start_media_with(
+            sid,
+            MediaOptions { video, ice: self.ice_transport(), ..MediaOptions::default() },
+        )
+        .await
     }
 
     /// [`Client::start_media`] with options.
@@ -243,8 +261,24 @@ pub async fn connect_media_with(
         builder = builder.set_dtls_cert(cert);
     }
     let mut rtc = builder.build(Instant::now());
-    let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
-    rtc.add_local_candidate(candidate);
+    if options.ice != IceTransport::Tcp {
+        let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+    }
+    // An active TCP candidate: ICE connects to the relay's passive one.
+    let tcp_local = SocketAddr::new(ip, ice_tcp::ACTIVE_PORT);
+    let tcp = if options.ice == IceTransport::Udp {
+        None
+    } else {
+        let candidate = Candidate::builder()
+            .tcp()
+            .host(tcp_local)
+            .tcptype(TcpType::Active)
+            .build()
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        Some(ice_tcp::TcpLinks::new())
+    };
     let mut change = rtc.sdp_api();
     let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
     let video_mid = video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
@@ -257,10 +291,16 @@ pub async fn connect_media_with(
     let (tx, rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(MediaStats::default()));
+    let (tcp, tcp_rx) = match tcp {
+        Some((links, rx)) => (Some(links), Some(rx)),
+        None => (None, None),
+    };
     let task = MediaTask {
         rtc,
         socket,
         local,
+        tcp,
+        tcp_local,
         audio,
         video: video_mid,
         events: ev_tx,
@@ -272,7 +312,7 @@ pub async fn connect_media_with(
         sent: 0,
         connected: false,
     };
-    tokio::spawn(task.run(rx, relay_offers));
+    tokio::spawn(task.run(rx, relay_offers, tcp_rx));
     Ok((Media { tx, stats }, ev_rx))
 }
 
@@ -280,6 +320,10 @@ struct MediaTask {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
+    /// ICE-TCP connections, when TCP is allowed.
+    tcp: Option<ice_tcp::TcpLinks>,
+    /// The active TCP candidate's address (what TCP packets arrive at, for ICE).
+    tcp_local: SocketAddr,
     audio: Mid,
     video: Option<Mid>,
     events: mpsc::UnboundedSender<MediaEvent>,
@@ -301,6 +345,7 @@ impl MediaTask {
         mut self,
         mut rx: mpsc::UnboundedReceiver<Cmd>,
         mut relay_offers: mpsc::UnboundedReceiver<RelayOffer>,
+        mut tcp_rx: Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
     ) {
         let mut buf = vec![0u8; 2048];
         let (mut audio_ts, mut video_ts) = (0u64, 0u64);
@@ -331,6 +376,13 @@ impl MediaTask {
                     Some(Cmd::Stop) | None => break,
                 },
                 Some(offer) = relay_offers.recv() => self.relay_offer(offer),
+                Some((source, data)) = from_tcp(tcp_rx.as_mut()) => {
+                    let Ok(contents) = data.as_slice().try_into() else { continue };
+                    let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Tcp, source, destination: self.tcp_local, contents });
+                    if self.rtc.accepts(&input) {
+                        let _ = self.rtc.handle_input(input);
+                    }
+                }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
                 }
@@ -405,7 +457,12 @@ impl MediaTask {
                             continue;
                         }
                     }
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    match (t.proto, self.tcp.as_mut()) {
+                        (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, t.contents.into()),
+                        _ => {
+                            let _ = self.socket.try_send_to(&t.contents, t.destination);
+                        }
+                    }
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
@@ -434,5 +491,13 @@ impl MediaTask {
                 Err(_) => self.rtc.disconnect(),
             }
         }
+    }
+}
+
+/// What an ICE-TCP connection received next, or never without ICE-TCP.
+async fn from_tcp(rx: Option<&mut mpsc::Receiver<(SocketAddr, Vec<u8>)>>) -> Option<(SocketAddr, Vec<u8>)> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -52,6 +52,8 @@ pub struct Client {
     session_id: String,
     service_id: String,
     user_id: String,
+    /// The transports [`Client::start_media`] lets ICE use.
+    ice: crate::IceTransport,
 }
 
 enum Outbound {
@@ -161,8 +163,21 @@ impl Client {
             session_id,
             service_id,
             user_id,
+            ice: crate::IceTransport::default(),
         };
         Ok((client, Events { rx: ev_rx }))
+    }
+
+    /// The same session, whose [`Client::start_media`] lets ICE use only `ice` (UDP,
+    /// TCP; by default whichever works).
+    pub fn with_ice_transport(mut self, ice: crate::IceTransport) -> Self {
+        self.ice = ice;
+        self
+    }
+
+    /// The transports this client's media may use.
+    pub fn ice_transport(&self) -> crate::IceTransport {
+        self.ice
     }
 
     /// The server's ID for this session.

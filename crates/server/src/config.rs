@@ -217,6 +217,15 @@ pub struct Config {
     /// core.
     #[serde(default)]
     pub media_shards: usize,
+    /// Passive ICE-TCP (RFC 6544) for clients whose network drops UDP: a TCP port on
+    /// `media_bind`'s address (shard `i` listens on port + `i`; 0: an ephemeral port
+    /// per shard), offered beside UDP at a lower priority. Production: a fixed port
+    /// (7881) opened in the firewall.
+    #[serde(default)]
+    pub media_tcp_port: u16,
+    /// Offer ICE-TCP at all (default true).
+    #[serde(default = "yes")]
+    pub media_tcp: bool,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -236,6 +245,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_media_bind() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn yes() -> bool {
+    true
 }
 fn default_media_socket_buffer() -> usize {
     4 * 1024 * 1024
@@ -282,6 +294,8 @@ impl Default for Config {
             media_socket_buffer_bytes: default_media_socket_buffer(),
             min_free_disk_bytes: default_min_free_disk(),
             media_shards: 0,
+            media_tcp_port: 0,
+            media_tcp: true,
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),

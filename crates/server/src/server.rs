@@ -195,6 +195,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             advertise: config.media_advertise,
             buffer_bytes: config.media_socket_buffer_bytes,
             shards: config.media_shards,
+            tcp_port: config.media_tcp.then_some(config.media_tcp_port),
         },
         Duration::from_millis(config.media_timeout_ms),
         relay_tx,

@@ -74,6 +74,7 @@ impl Room {
             advertise: None,
             buffer_bytes: 0,
             shards: 1,
+            tcp_port: None,
         };
         let relay =
             MediaRelay::start(socket, Duration::from_secs(30), tx, Arc::default()).await.expect("relay");

@@ -35,5 +35,9 @@ pub(crate) async fn wait_for<T>(events: &mut Events, mut pick: impl FnMut(&Event
 
 /// The benchmarks send plain Opus (80-byte payloads), as they did before the SDK sent
 /// RED, so that figures stay comparable across builds.
-pub(crate) const PLAIN: switchboard_client::MediaOptions =
-    switchboard_client::MediaOptions { video: false, drop_every: 0, plain_opus: true };
+pub(crate) const PLAIN: switchboard_client::MediaOptions = switchboard_client::MediaOptions {
+    video: false,
+    drop_every: 0,
+    plain_opus: true,
+    ice: switchboard_client::IceTransport::Udp,
+};

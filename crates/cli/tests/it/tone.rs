@@ -3,10 +3,12 @@
 
 use crate::common::{json_lines, run, serve_defaults, Proc};
 
-#[test]
-fn cli_clients_hear_each_others_tones() {
+/// `switchboard call` and `answer`, both forced to `transport`, send their tones
+/// through the relay; what each decoded is the other's frequency. Returns the server's
+/// `/metrics` text as it was once both media connections were up.
+fn tones_through(tag: &str, transport: &str) -> String {
     let _slot = crate::common::slot();
-    let (server, url, data) = serve_defaults("tone");
+    let (server, url, data) = serve_defaults(tag);
     let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
     let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
     let answer = Proc::spawn(&[
@@ -22,16 +24,38 @@ fn cli_clients_hear_each_others_tones() {
         "--wait",
         "--tone",
         "880",
+        "--ice-transport",
+        transport,
         // Long enough for a report or two after media is up on a busy machine.
         "--hangup-after",
         "6",
     ]);
     answer.until("session_open");
     let call = Proc::spawn(&[
-        "call", "--server", &url, "--user", "alice", "--token", &alice, "--to", "bob", "--tone", "440",
+        "call",
+        "--server",
+        &url,
+        "--user",
+        "alice",
+        "--token",
+        &alice,
+        "--to",
+        "bob",
+        "--tone",
+        "440",
+        "--ice-transport",
+        transport,
     ]);
-    let caller = json_lines(&call.until("\"disconnected\""));
-    let callee = json_lines(&answer.until("\"disconnected\""));
+    let mut caller = call.until("media_connected");
+    let mut callee = answer.until("media_connected");
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("{url}/metrics")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    caller.extend(call.until("\"disconnected\""));
+    callee.extend(answer.until("\"disconnected\""));
+    let (caller, callee) = (json_lines(&caller), json_lines(&callee));
     let heard = |lines: &[serde_json::Value]| {
         lines.iter().filter(|l| l["event"] == "media").filter_map(|l| l["dominant_hz"].as_f64()).next_back()
     };
@@ -45,6 +69,30 @@ fn cli_clients_hear_each_others_tones() {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
+    metrics
+}
+
+/// Open ICE-TCP connections in a `/metrics` text, every shard.
+fn tcp_connections(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("switchboard_media_tcp_connections{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn cli_clients_hear_each_others_tones_over_udp() {
+    let metrics = tones_through("tone-udp", "udp");
+    assert_eq!(tcp_connections(&metrics), 0, "UDP only: no ICE-TCP connection");
+}
+
+/// ICE over TCP (RFC 6544): neither client offers a UDP candidate, so the media can
+/// only go through the relay's passive TCP candidates.
+#[test]
+fn cli_clients_hear_each_others_tones_over_ice_tcp() {
+    let metrics = tones_through("tone-tcp", "tcp");
+    assert!(tcp_connections(&metrics) >= 2, "both clients on ICE-TCP: {metrics}");
 }
 
 /// The CLI check for rooms: three `switchboard join` processes with different

@@ -38,6 +38,8 @@ pub struct ShardMetrics {
     pub send_dropped: AtomicU64,
     /// Local UDP port of the shard's socket (for the kernel's drop counter).
     pub port: AtomicU64,
+    /// ICE-TCP connections open on the shard.
+    pub tcp_connections: AtomicU64,
 }
 
 impl Default for ShardMetrics {
@@ -47,6 +49,7 @@ impl Default for ShardMetrics {
             lag: Histogram::new(LAG_BUCKETS),
             send_dropped: AtomicU64::new(0),
             port: AtomicU64::new(0),
+            tcp_connections: AtomicU64::new(0),
         }
     }
 }
@@ -150,6 +153,16 @@ impl Collector for MediaMetrics {
                     _ => ConstCounter::new(get(st)).encode(metric)?,
                 }
             }
+        }
+        let mut family = encoder.encode_descriptor(
+            "switchboard_media_tcp_connections",
+            "ICE-TCP connections open (clients whose network drops UDP).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, m) in shards.iter().enumerate() {
+            let open = m.tcp_connections.load(Ordering::Relaxed);
+            ConstGauge::new(open as i64).encode(family.encode_family(&[shard(i)])?)?;
         }
         let mut family = encoder.encode_descriptor(
             "switchboard_media_loop_busy",

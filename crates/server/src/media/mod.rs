@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod relay;
 mod sdp;
 mod speakers;
+mod tcp;
 mod udp;
 
 pub use metrics::{MediaMetrics, ShardMetrics};
@@ -66,6 +67,9 @@ pub struct SocketSettings {
     pub buffer_bytes: usize,
     /// Relay shards (threads, each with its own socket and sessions); 0: one per core.
     pub shards: usize,
+    /// Passive ICE-TCP (RFC 6544) on this port of the bind address (shard `i`: port +
+    /// `i`; 0: an ephemeral port per shard), advertised beside UDP; `None`: UDP only.
+    pub tcp_port: Option<u16>,
 }
 
 /// One relay shard: a thread owning a socket and the sessions placed on it.
@@ -84,6 +88,8 @@ pub struct MediaRelay {
     shards: Arc<std::sync::Mutex<Placement>>,
     /// The UDP address of each shard, as advertised in its answers.
     pub advertised: Vec<SocketAddr>,
+    /// The ICE-TCP address of each shard, as advertised (empty without ICE-TCP).
+    pub advertised_tcp: Vec<SocketAddr>,
 }
 
 struct Placement {
@@ -120,6 +126,7 @@ impl MediaRelay {
         let shard_metrics = metrics.init_shards(count);
         let mut shards = Vec::with_capacity(count);
         let mut advertised = Vec::with_capacity(count);
+        let mut advertised_tcp = Vec::new();
         for (i, m) in shard_metrics.into_iter().enumerate() {
             let offset = u16::try_from(i).unwrap_or(u16::MAX);
             let mut bind = socket.bind;
@@ -135,7 +142,23 @@ impl MediaRelay {
                 a
             });
             let addr = crate::config::Advertise::address(advertise, local);
-            let relay = Relay::new(addr, cert.clone(), media_timeout);
+            let mut relay = Relay::new(addr, cert.clone(), media_timeout);
+            let tcp = match socket.tcp_port {
+                Some(port) => {
+                    let at =
+                        SocketAddr::new(bind.ip(), if port == 0 { 0 } else { port.saturating_add(offset) });
+                    let listener = tcp::bind(at).map_err(|source| MediaError::Bind { addr: at, source })?;
+                    let bound =
+                        listener.local_addr().map_err(|source| MediaError::Bind { addr: at, source })?;
+                    // Advertised at the media address clients reach, on the bound port.
+                    let reach = SocketAddr::new(addr.ip(), bound.port());
+                    relay.set_tcp(reach);
+                    advertised_tcp.push(reach);
+                    tracing::info!(shard = i, local = %bound, advertised = %reach, "ICE-TCP listening");
+                    Some(listener)
+                }
+                None => None,
+            };
             let (tx, rx) = mpsc::unbounded_channel();
             let events = events.clone();
             let thread = std::thread::Builder::new()
@@ -146,8 +169,14 @@ impl MediaRelay {
                         Err(e) => return tracing::error!(error = %e, shard = i, "relay shard cannot start"),
                     };
                     rt.block_on(async move {
+                        let tcp = match tcp.map(tcp::TcpIce::new).transpose() {
+                            Ok(t) => t,
+                            Err(e) => {
+                                return tracing::error!(error = %e, shard = i, "relay shard cannot use its TCP listener")
+                            }
+                        };
                         match UdpSocket::from_std(udp) {
-                            Ok(udp) => run(udp, relay, rx, events, m).await,
+                            Ok(udp) => run(udp, tcp, relay, rx, events, m).await,
                             Err(e) => {
                                 tracing::error!(error = %e, shard = i, "relay shard cannot use its socket")
                             }
@@ -160,7 +189,7 @@ impl MediaRelay {
             advertised.push(addr);
         }
         let placement = Placement { shards, by_sid: std::collections::HashMap::new() };
-        Ok(Self { shards: Arc::new(std::sync::Mutex::new(placement)), advertised })
+        Ok(Self { shards: Arc::new(std::sync::Mutex::new(placement)), advertised, advertised_tcp })
     }
 
     /// Stops every shard (their sessions end, their sockets close) and waits for their
@@ -282,41 +311,97 @@ fn force_buffers(socket: &socket2::Socket, bytes: usize) {
 #[cfg(not(target_os = "linux"))]
 fn force_buffers(_: &socket2::Socket, _: usize) {}
 
-/// The relay task: datagrams, commands and timers into the core; its transmits onto
-/// the socket, its events to the owner.
+/// A shard's sockets: the UDP socket with its send batch, and ICE-TCP if on.
+struct Io {
+    socket: UdpSocket,
+    out: udp::SendBatch,
+    tcp: Option<tcp::TcpIce>,
+}
+
+/// The next ICE-TCP client, or never without ICE-TCP.
+async fn accept_tcp(tcp: Option<&tcp::TcpIce>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match tcp {
+        Some(t) => t.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What an ICE-TCP connection says next, or never without ICE-TCP.
+async fn from_tcp(rx: Option<&mut mpsc::Receiver<tcp::TcpIn>>) -> Option<tcp::TcpIn> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The relay task: datagrams, TCP frames, commands and timers into the core; its
+/// transmits onto the socket (or the TCP connection they are for), its events to the
+/// owner.
 async fn run(
     socket: UdpSocket,
+    tcp: Option<(tcp::TcpIce, mpsc::Receiver<tcp::TcpIn>)>,
     mut relay: Relay,
     mut rx: mpsc::UnboundedReceiver<MediaCmd>,
     events: mpsc::UnboundedSender<RelayEvent>,
     metrics: Arc<ShardMetrics>,
 ) {
+    let (tcp, mut tcp_rx) = match tcp {
+        Some((t, r)) => (Some(t), Some(r)),
+        None => (None, None),
+    };
+    let mut io = Io { socket, out: udp::SendBatch::default(), tcp };
     let mut incoming = udp::RecvBatch::new();
-    let mut out = udp::SendBatch::default();
     let mut published = Instant::now();
     loop {
         let next = relay.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
-            r = socket.readable(), if !incoming.has_pending() => {
+            r = io.socket.readable(), if !incoming.has_pending() => {
                 if r.is_ok() {
-                    take_datagrams(&socket, &mut incoming, &mut relay, &mut out, &metrics);
+                    take_datagrams(&mut io, &mut incoming, &mut relay, &metrics);
                 }
             }
             // Datagrams a turn had no time for: first thing in the next.
             _ = std::future::ready(()), if incoming.has_pending() => {
-                take_datagrams(&socket, &mut incoming, &mut relay, &mut out, &metrics);
+                take_datagrams(&mut io, &mut incoming, &mut relay, &metrics);
+            }
+            accepted = accept_tcp(io.tcp.as_ref()) => {
+                if let (Ok((stream, peer)), Some(tcp)) = (accepted, io.tcp.as_mut()) {
+                    tcp.serve(stream, peer);
+                    metrics.tcp_connections.store(tcp.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Some(msg) = from_tcp(tcp_rx.as_mut()) => {
+                let started = Instant::now();
+                match msg {
+                    tcp::TcpIn::Frame(peer, data) => {
+                        let claimed = relay.handle_tcp(started, peer, &data);
+                        if let Some(tcp) = io.tcp.as_mut() {
+                            tcp.claimed(peer, claimed);
+                        }
+                        flush(&mut io, &mut relay, &metrics);
+                    }
+                    tcp::TcpIn::Closed(peer) => {
+                        if let Some(tcp) = io.tcp.as_mut() {
+                            tcp.closed(peer);
+                        }
+                    }
+                }
+                if let Some(tcp) = io.tcp.as_ref() {
+                    metrics.tcp_connections.store(tcp.len() as u64, Ordering::Relaxed);
+                }
+                metrics.lag(started.elapsed());
             }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let started = Instant::now();
                 command(&mut relay, cmd);
-                flush(&socket, &mut relay, &mut out, &metrics);
+                flush(&mut io, &mut relay, &metrics);
                 metrics.lag(started.elapsed());
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                 let started = Instant::now();
                 relay.handle_timeout(started);
-                flush(&socket, &mut relay, &mut out, &metrics);
+                flush(&mut io, &mut relay, &metrics);
                 metrics.lag(started.elapsed());
             }
         }
@@ -333,35 +418,35 @@ async fn run(
 /// One turn of datagrams: what the socket holds, read in batches, and what they make,
 /// sent in batches; bounded in count and time ([`TURN_DATAGRAMS`], [`TURN_TIME`]), so
 /// that a burst of DTLS handshakes does not hold up forwarding, timers and commands.
-fn take_datagrams(
-    socket: &UdpSocket,
-    incoming: &mut udp::RecvBatch,
-    relay: &mut Relay,
-    out: &mut udp::SendBatch,
-    metrics: &ShardMetrics,
-) {
+fn take_datagrams(io: &mut Io, incoming: &mut udp::RecvBatch, relay: &mut Relay, metrics: &ShardMetrics) {
     let started = Instant::now();
     let mut taken = 0;
     let mut now = started;
     while taken < TURN_DATAGRAMS && now.duration_since(started) < TURN_TIME {
-        if !incoming.has_pending() && incoming.recv(socket).is_err() {
+        if !incoming.has_pending() && incoming.recv(&io.socket).is_err() {
             break;
         }
         if let Some((from, data)) = incoming.take() {
             relay.handle_datagram(now, from, data);
-            send(socket, relay, out, metrics);
+            send(io, relay, metrics);
             taken += 1;
         }
         now = Instant::now();
     }
-    flush(socket, relay, out, metrics);
+    flush(io, relay, metrics);
     metrics.lag(started.elapsed());
 }
 
-/// Queues what the core has to send (full batches go out at once).
-fn send(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metrics: &ShardMetrics) {
+/// Queues what the core has to send (full batches go out at once); TCP frames go to
+/// their connection's queue.
+fn send(io: &mut Io, relay: &mut Relay, metrics: &ShardMetrics) {
     while let Some(t) = relay.poll_transmit() {
-        let dropped = out.push(socket, t);
+        let dropped = if t.proto == str0m::net::Protocol::Tcp {
+            let dropped = io.tcp.as_mut().is_none_or(|tcp| tcp.send(t.destination, t.contents.into()));
+            u64::from(dropped)
+        } else {
+            io.out.push(&io.socket, t)
+        };
         if dropped > 0 {
             metrics.send_dropped.fetch_add(dropped, Ordering::Relaxed);
         }
@@ -370,9 +455,9 @@ fn send(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metrics
 
 /// Sends everything the core has to send and what is queued. UDP: a full send buffer
 /// drops the datagram, as the network might; it is counted.
-fn flush(socket: &UdpSocket, relay: &mut Relay, out: &mut udp::SendBatch, metrics: &ShardMetrics) {
-    send(socket, relay, out, metrics);
-    let dropped = out.flush(socket);
+fn flush(io: &mut Io, relay: &mut Relay, metrics: &ShardMetrics) {
+    send(io, relay, metrics);
+    let dropped = io.out.flush(&io.socket);
     if dropped > 0 {
         metrics.send_dropped.fetch_add(dropped, Ordering::Relaxed);
     }

@@ -25,22 +25,29 @@ pub(super) enum Relayed {
 }
 
 impl Relay {
-    pub(super) fn receive(&mut self, now: Instant, data: &[u8], source: SocketAddr) -> Option<ConnId> {
+    pub(super) fn receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Option<ConnId> {
         let Ok(contents) = data.try_into() else {
             self.stats.dropped_bad_input += 1;
             return None;
         };
-        // Packets are addressed to our one candidate, the advertised address: behind a
-        // NAT or port mapping that is not the socket's own address, and ICE must see
-        // the address it announced.
-        let input = Input::Receive(
-            now,
-            Receive { proto: Protocol::Udp, source, destination: self.advertised, contents },
-        );
+        // Packets are addressed to our candidate of their transport, the advertised
+        // address: behind a NAT or port mapping that is not the socket's own address,
+        // and ICE must see the address it announced.
+        let destination = match proto {
+            Protocol::Tcp => self.tcp_advertised?,
+            _ => self.advertised,
+        };
+        let input = Input::Receive(now, Receive { proto, source, destination, contents });
         // A dead connection's address may come back as a new one's: ask `accepts` again.
         let known = self
             .by_addr
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|id| self.parties.get(id).is_some_and(|p| p.rtc.is_alive()));
         let id = match known {
@@ -56,7 +63,7 @@ impl Relay {
                     self.stats.dropped_unknown_source += 1;
                     return None;
                 };
-                self.by_addr.insert(source, id);
+                self.by_addr.insert((proto, source), id);
                 id
             }
         };

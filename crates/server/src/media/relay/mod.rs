@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use str0m::config::DtlsCert;
 use str0m::media::{MediaKind, Mid, Rid};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use str0m::Input;
 
 use super::feeds::{self, ConnId, Source};
@@ -89,8 +89,11 @@ pub struct Relay {
     next_id: u64,
     next_offer: u64,
     parties: HashMap<ConnId, Connection>,
-    /// Which connection a remote address belongs to (learnt from `accepts`).
-    by_addr: HashMap<SocketAddr, ConnId>,
+    /// Which connection a remote address belongs to, by transport (learnt from
+    /// `accepts`).
+    by_addr: HashMap<(Protocol, SocketAddr), ConnId>,
+    /// The passive ICE-TCP candidate (RFC 6544) offered beside UDP, if any.
+    tcp_advertised: Option<SocketAddr>,
     /// Connections of each session.
     by_call: HashMap<Sid, Vec<ConnId>>,
     /// Where each source's media goes: (party, line) pairs.
@@ -139,6 +142,7 @@ impl Relay {
             next_offer: 1,
             parties: HashMap::new(),
             by_addr: HashMap::new(),
+            tcp_advertised: None,
             by_call: HashMap::new(),
             routes: HashMap::new(),
             wake: BTreeSet::new(),
@@ -207,12 +211,30 @@ impl Relay {
         self.settle(now);
     }
 
+    /// Also offer a passive ICE-TCP candidate at `addr` (RFC 6544), for clients whose
+    /// network drops UDP; its frames come in through [`Relay::handle_tcp`] and go out as
+    /// transmits with [`Protocol::Tcp`].
+    pub fn set_tcp(&mut self, addr: SocketAddr) {
+        self.tcp_advertised = Some(addr);
+    }
+
     /// A datagram arrived at the relay's socket from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
-        if let Some(id) = self.receive(now, data, source) {
+        if let Some(id) = self.receive(now, Protocol::Udp, source, data) {
             self.drive(now, id);
         }
         self.settle(now);
+    }
+
+    /// A frame (RFC 4571) arrived on the ICE-TCP connection from `source`; whether a
+    /// connection of ours claims it (a TCP connection nobody claims is closed).
+    pub fn handle_tcp(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
+        let claimed = self.receive(now, Protocol::Tcp, source, data);
+        if let Some(id) = claimed {
+            self.drive(now, id);
+        }
+        self.settle(now);
+        claimed.is_some()
     }
 
     /// A party's SDP offer: the answer, or what was wrong with the offer in our words.

@@ -9,6 +9,7 @@ use std::time::Instant;
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 
 use super::connection::{Connection, NetSeen, PendingOffer};
@@ -86,6 +87,16 @@ impl Relay {
             "the relay could not take the offer (internal error)".to_string()
         })?;
         rtc.add_local_candidate(candidate);
+        // Passive ICE-TCP beside UDP (RFC 6544): a client whose network drops UDP
+        // connects to it; its priority is below UDP's, so UDP wins where it works.
+        if let Some(tcp) = self.tcp_advertised {
+            match Candidate::builder().tcp().host(tcp).tcptype(TcpType::Passive).build() {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::error!(error = %e, %tcp, "relay TCP candidate refused"),
+            }
+        }
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| refused_offer(sid, &e))?;
         let mut party = Connection {
             sid: sid.clone(),
