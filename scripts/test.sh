@@ -11,6 +11,10 @@ pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
 # Browser tests: Debian's Chromium (no browser downloads by test tools) and Node.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Calls through networks that drop UDP: a network namespace of the test's own
+# (`unshare -n`, `ip`) whose firewall nftables sets.
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -1,0 +1,126 @@
+// Calls for users whose network drops UDP, run by ../ice-tcp.test.js inside a network
+// namespace of its own (`unshare -n`: only its loopback, which nothing outside shares),
+// where this file sets the firewall with nftables: UDP dropped from the start, or cut
+// in the middle of a call. Media then goes over ICE-TCP (RFC 6544) to the relay.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers } from '../harness.js';
+
+const SECRET = 'c3'.repeat(32);
+let app; let dir; let base; let token;
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-ice-tcp-'));
+  app = await startApp();
+  ({ base, token } = await startServer(dir, 'ice-tcp', `
+[[service]]
+id = "web"
+api_key = "web-key"
+api_secret = "${SECRET}"
+on_call_evt_cb_url = "${app.url}/call_evt"
+`));
+});
+
+after(async () => {
+  udp(true);
+  await closeBrowsers();
+  stopServers();
+  app?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Lets UDP through (`on`) or drops every UDP packet sent in this namespace. */
+function udp(on) {
+  try { execFileSync('nft', ['delete', 'table', 'inet', 'sbtest'], { stdio: 'ignore' }); } catch { /* none yet */ }
+  if (!on) {
+    execFileSync('nft', ['-f', '-'], {
+      input: 'table inet sbtest {\n chain out {\n type filter hook output priority 0; policy accept;\n meta l4proto udp drop\n }\n}\n',
+    });
+  }
+}
+
+/** The transport of the ICE candidate pair a page's call uses now: 'udp', 'tcp' or null. */
+const transport = (page) => page.evaluate(async () => {
+  const stats = await window.call.getStats();
+  const all = [...stats.values()];
+  const id = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId)?.selectedCandidatePairId;
+  const pair = id ? stats.get(id) : all.find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
+  return (pair && stats.get(pair.localCandidateId)?.protocol) ?? null;
+});
+
+/** The strongest frequency a page hears from its call's peer, within 15 Hz of `hz`. */
+const hears = (page, hz) => waitFor(`${hz} Hz`, () => page.evaluate(async (hz) => {
+  if (!window.call?.peerStream?.getAudioTracks().length) return null;
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  ctx.createMediaStreamSource(window.call.peerStream).connect(analyser);
+  await new Promise((r) => setTimeout(r, 600));
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  let best = 0;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+  const found = (best * ctx.sampleRate) / analyser.fftSize;
+  await ctx.close();
+  return Math.abs(found - hz) <= 15 ? found : null;
+}, hz), 20000);
+
+const eventsOf = (page) => page.evaluate(() => window.events);
+const waitEvent = (page, evt) => waitFor(evt, async () => (await eventsOf(page)).find((e) => e.evt === evt), 20000);
+
+test('with UDP dropped, the CLI and a browser call each other over ICE-TCP and hear each other', async () => {
+  udp(false);
+  try {
+    const bob = await sdkPage(dir, 'bob', base);
+    await answerCalls(bob, 'bob', token('bob'));
+    // The CLI is not told: it offers UDP and TCP and ICE finds that only TCP works.
+    const cli = spawn(BIN, ['call', '--server', base, '--service', 'web', '--user', 'alice', '--token', token('alice'),
+      '--to', 'bob', '--tone', '440', '--hangup-after', '5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines = [];
+    cli.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
+    const exited = new Promise((r) => cli.on('exit', r));
+    await waitEvent(bob, 'evtConnected');
+    const hz = await hears(bob, 440);
+    assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz`);
+    assert.equal(await transport(bob), 'tcp');
+    await exited;
+    const media = lines.filter((l) => l.event === 'media');
+    assert.ok(media.length > 0 && media.at(-1).packets_in > 50, `the CLI received the browser's audio: ${JSON.stringify(media.at(-1))}`);
+    const end = lines.find((l) => l.event === 'disconnected');
+    assert.equal(end.reason.name, 'NORMAL');
+  } finally {
+    udp(true);
+  }
+});
+
+test('a browser call whose UDP is cut mid-call moves to ICE-TCP, keeps its audio and ends NORMAL', async () => {
+  const [carol, dave] = [await sdkPage(dir, 'carol', base), await sdkPage(dir, 'dave', base)];
+  await answerCalls(dave, 'dave', token('dave'));
+  await carol.evaluate(async ({ accessToken }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin });
+    await window.call.makeCall({ myId: 'carol', myServiceId: 'web', peerId: 'dave', accessToken, mediaType: 'audio',
+      mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+  }, { accessToken: token('carol') });
+  await waitEvent(dave, 'evtConnected');
+  await waitFor('udp at first', async () => (await transport(dave)) === 'udp');
+  await waitFor('dave hears carol over UDP', async () => (await audioLevel(dave, 'peer')) > 0.01);
+  udp(false);
+  try {
+    await waitFor('the call on TCP', async () => (await transport(dave)) === 'tcp' && (await transport(carol)) === 'tcp', 30000);
+    // Audio that arrived after the move: the level of what plays now.
+    await waitFor('dave hears carol over TCP', async () => (await audioLevel(dave, 'peer')) > 0.01);
+    await carol.evaluate(() => window.call.endCall());
+    const ended = (await waitEvent(dave, 'evtDisconnected')).arg;
+    assert.deepEqual([ended.reason.strCode, ended.source], ['PLANETKIT_DISCONNECT_REASON_NORMAL', 'caller']);
+    const rec = await waitFor('the record', () => (app.hits['/call_evt'] ?? []).find((r) => r.to_user_id === 'dave'));
+    assert.equal(rec.disconnect_reason, '1001');
+  } finally {
+    udp(true);
+  }
+});
