@@ -164,6 +164,11 @@ export interface CallOptions {
    * only to parties that offered it too.
    */
   videoCodecs?: string[];
+  /**
+   * `'relay'`: media only through the server's TURN (for a network known to let
+   * nothing else through, or to test it); default `'all'`: UDP, ICE-TCP, then TURN.
+   */
+  iceTransportPolicy?: RTCIceTransportPolicy;
 }
 
 /**
@@ -329,7 +334,7 @@ export interface Conference extends MediaSession {}
 /** A room (group call); with every {@link MediaSession} method. */
 export declare class Conference {
   /** `serverUrl` for a private session, or `engine` to run on a shared one. */
-  constructor(opts: { serverUrl?: string; engine?: Engine });
+  constructor(opts: { serverUrl?: string; engine?: Engine; iceTransportPolicy?: RTCIceTransportPolicy });
   readonly sid: string | null;
   joinConference(params: JoinConferenceParams): Promise<void>;
   leaveConference(): Promise<void>;

@@ -421,6 +421,16 @@ function resumed(owner, m) {
  * credentials on the same DTLS association, which the relay takes up on the same
  * connection (its keys and lines go on). Resolves true once applied.
  */
+/**
+ * An RTCPeerConnection's configuration: the server's own TURN servers from `welcome`
+ * (short-lived credentials), so that a network that lets only TURN through still
+ * connects, and the app's `iceTransportPolicy` ('relay': TURN only).
+ */
+function pcConfig(owner) {
+  const iceServers = (owner.session?.welcome?.ice_servers ?? []).map(({ urls, username, credential }) => ({ urls, username, credential }));
+  return { iceServers, iceTransportPolicy: owner.iceTransportPolicy ?? 'all', bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+}
+
 async function restartIce(owner) {
   const pc = owner.pc;
   if (!pc || owner.ended || pc.signalingState === 'closed') return false;
@@ -635,10 +645,11 @@ function call(fn, ...args) {
  * the callee, then acceptCall() / endCall().
  */
 export class Call {
-  constructor({ serverUrl, videoCodecs, engine } = {}) {
+  constructor({ serverUrl, videoCodecs, engine, iceTransportPolicy } = {}) {
     if (!serverUrl && !engine) throw new TypeError('serverUrl or engine is required');
     this.engine = engine ?? null;
     this.videoCodecs = videoCodecs;
+    this.iceTransportPolicy = iceTransportPolicy;
     if (typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia) {
       this.unsupported = true;
     }
@@ -940,7 +951,7 @@ export class Call {
   _media() { return this._negotiate(() => this._firstOffer()); }
 
   async _firstOffer() {
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection(pcConfig(this));
     this.pc = pc;
     this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
     this._unwatchMedia = watchMedia(this, pc);
@@ -1055,9 +1066,10 @@ const joinError = (reason, message, code, strCode) => sbError(reason, message, c
  * peer's video arrives only after `requestPeerVideo`.
  */
 export class Conference {
-  constructor({ serverUrl, engine } = {}) {
+  constructor({ serverUrl, engine, iceTransportPolicy } = {}) {
     if (!serverUrl && !engine) throw new TypeError('serverUrl or engine is required');
     this.engine = engine ?? null;
+    this.iceTransportPolicy = iceTransportPolicy;
     this.serverUrl = serverUrl ?? engine.serverUrl;
     this.unsupported = typeof RTCPeerConnection === 'undefined' || !navigator.mediaDevices?.getUserMedia;
     this.sid = null;
@@ -1332,7 +1344,7 @@ export class Conference {
   }
 
   async _firstOffer() {
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection(pcConfig(this));
     this.pc = pc;
     this._unwatchIce = watchIce(pc, () => this._negotiate(() => this._restartIce()));
     this._unwatchMedia = watchMedia(this, pc);

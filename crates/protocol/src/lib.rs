@@ -14,7 +14,9 @@ pub mod reference;
 
 pub use engine::EngineEvent;
 pub use ids::Sid;
-pub use message::{ClientMessage, ErrorCode, MediaLine, MediaType, ParseError, RoomPeer, ServerMessage};
+pub use message::{
+    ClientMessage, ErrorCode, IceServer, MediaLine, MediaType, ParseError, RoomPeer, ServerMessage,
+};
 pub use reason::{DisconnectReason, DisconnectSource, RelCode, StartFailReason};
 
 /// Signaling protocol version spoken by this crate. A client announcing an older

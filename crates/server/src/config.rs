@@ -226,6 +226,27 @@ pub struct Config {
     /// Offer ICE-TCP at all (default true).
     #[serde(default = "yes")]
     pub media_tcp: bool,
+    /// The embedded TURN server (RFC 8656) for networks that let only a TURN server
+    /// through: UDP and TCP on this port of `media_bind`'s address (0: one picked at
+    /// start; production: 3478). It relays only to the relay's own media addresses.
+    #[serde(default)]
+    pub turn_port: u16,
+    /// Run the embedded TURN server (default true).
+    #[serde(default = "yes")]
+    pub turn: bool,
+    /// Where allocations' relayed sockets bind (default: `media_bind`'s address).
+    #[serde(default)]
+    pub turn_relay_ip: Option<std::net::IpAddr>,
+    /// How long the TURN credentials in `welcome` are good, seconds (they are checked
+    /// at each allocation and refresh, so a call needs them for its whole length).
+    #[serde(default = "default_turn_ttl")]
+    pub turn_credential_ttl_secs: u64,
+    /// Allocations one user may hold at once.
+    #[serde(default = "default_turn_allocations")]
+    pub turn_allocations_per_user: usize,
+    /// Bytes per second one allocation may relay each way.
+    #[serde(default = "default_turn_bytes_per_sec")]
+    pub turn_bytes_per_sec: u64,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -248,6 +269,16 @@ fn default_media_bind() -> SocketAddr {
 }
 fn yes() -> bool {
     true
+}
+fn default_turn_ttl() -> u64 {
+    12 * 3600
+}
+fn default_turn_allocations() -> usize {
+    10
+}
+fn default_turn_bytes_per_sec() -> u64 {
+    // 4 Mbit/s: a 720p video call with room to spare.
+    500_000
 }
 fn default_media_socket_buffer() -> usize {
     4 * 1024 * 1024
@@ -296,6 +327,12 @@ impl Default for Config {
             media_shards: 0,
             media_tcp_port: 0,
             media_tcp: true,
+            turn_port: 0,
+            turn: true,
+            turn_relay_ip: None,
+            turn_credential_ttl_secs: default_turn_ttl(),
+            turn_allocations_per_user: default_turn_allocations(),
+            turn_bytes_per_sec: default_turn_bytes_per_sec(),
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),

@@ -126,6 +126,19 @@ pub(crate) struct Shared {
     pub api_limiter: Mutex<KeyedLimiter<String>>,
     /// How far the journal got (frames wait for it).
     pub committed: tokio::sync::watch::Receiver<u64>,
+    /// The embedded TURN server's URLs and credential secret, if it runs.
+    pub turn: Option<TurnInfo>,
+}
+
+/// What `welcome` needs to hand out TURN credentials.
+#[derive(Clone)]
+pub(crate) struct TurnInfo {
+    /// `turn:` URLs.
+    pub urls: Vec<String>,
+    /// The secret credentials are derived from.
+    pub secret: Vec<u8>,
+    /// How long credentials are good.
+    pub ttl_secs: u64,
 }
 
 /// The core is gone (the server is stopping).

@@ -71,12 +71,24 @@ pub struct ServerHandle {
     stop: tokio::sync::watch::Sender<bool>,
     /// The core task (it owns the relay shards and the journal) and the delivery task.
     tasks: Vec<JoinHandle<()>>,
+    /// The embedded TURN server (stopped when the handle goes).
+    turn: Option<crate::turn::shell::TurnServer>,
 }
 
 impl ServerHandle {
     /// Live counts of sessions and calls.
     pub async fn census(&self) -> Census {
         self.shared.core.census().await
+    }
+
+    /// Where the embedded TURN server listens (UDP and TCP), if it runs.
+    pub fn turn_addr(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().map(|t| t.local)
+    }
+
+    /// The embedded TURN server's counters, if it runs.
+    pub fn turn_stats(&self) -> Option<crate::turn::TurnStats> {
+        self.turn.as_ref().map(|t| t.stats())
     }
 
     /// The database.
@@ -147,7 +159,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         ["", "-wal", "-shm"].iter().map(|x| config.data_dir.join(format!("switchboard.db{x}"))).collect();
     crate::config::secure_data_dir(&config.data_dir, &db_files)
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
-    let cc_key = CcKey::new(crate::config::server_secret(&config.data_dir)?);
+    let server_secret = crate::config::server_secret(&config.data_dir)?;
+    let cc_key = CcKey::new(server_secret.clone());
     let recovery = crate::store::recover(&db_path, now_ms(), &CallbackUrls(&config))?;
     if !recovery.closed_calls.is_empty()
         || !recovery.closed_rooms.is_empty()
@@ -202,6 +215,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         metrics.media.clone(),
     )
     .await?;
+    let turn = start_turn(&config, &media, &server_secret).await?;
     let (push_tx, push_rx) = mpsc::unbounded_channel::<PushOutcome>();
     let delivery = DeliveryRunner::new(
         &config,
@@ -252,6 +266,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         next_session: AtomicU64::new(1),
         config: config.clone(),
         committed,
+        turn: turn.as_ref().map(|(info, _)| info.clone()),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -273,6 +288,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         join,
         stop,
         tasks: vec![core_task, delivery_task],
+        turn: turn.map(|(_, server)| server),
     })
 }
 
@@ -474,6 +490,46 @@ impl CoreRunner {
             }
         }
     }
+}
+
+/// The embedded TURN server, if configured: its `welcome` details and the server.
+async fn start_turn(
+    config: &Config,
+    media: &MediaRelay,
+    server_secret: &[u8],
+) -> Result<Option<(crate::handles::TurnInfo, crate::turn::shell::TurnServer)>, ServerError> {
+    if !config.turn {
+        return Ok(None);
+    }
+    // A secret of its own, derived: a TURN credential reveals nothing of the others.
+    let secret = {
+        use hmac::Mac;
+        let mut h = hmac::Hmac::<sha2::Sha256>::new_from_slice(server_secret)
+            .map_err(|_| ServerError::Config(ConfigError::Invalid("the server secret is unusable".into())))?;
+        h.update(b"switchboard turn credentials");
+        h.finalize().into_bytes().to_vec()
+    };
+    let settings = crate::turn::Settings {
+        secret: secret.clone(),
+        peers: media.advertised.clone(),
+        max_allocations_per_user: config.turn_allocations_per_user,
+        bytes_per_sec: config.turn_bytes_per_sec,
+    };
+    let bind = SocketAddr::new(config.media_bind.ip(), config.turn_port);
+    let relay_ip = config.turn_relay_ip.unwrap_or(config.media_bind.ip());
+    let server = crate::turn::shell::TurnServer::start(bind, relay_ip, settings)
+        .await
+        .map_err(|source| ServerError::Bind { addr: bind, source })?;
+    // Clients reach it at the media address they are told.
+    let host = match media.advertised.first().map(|a| a.ip()) {
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        Some(ip) => ip.to_string(),
+        None => server.local.ip().to_string(),
+    };
+    let port = server.local.port();
+    let urls = vec![format!("turn:{host}:{port}?transport=udp"), format!("turn:{host}:{port}?transport=tcp")];
+    let info = crate::handles::TurnInfo { urls, secret, ttl_secs: config.turn_credential_ttl_secs };
+    Ok(Some((info, server)))
 }
 
 /// The callbacks each configured service takes, for the records a restart queues.

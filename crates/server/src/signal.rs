@@ -347,6 +347,16 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         heartbeat_secs: shared.config.heartbeat_secs,
         token_expires_at: authed.token_exp,
         reconnect_grace_ms: Some(shared.config.reconnect_grace_ms),
+        ice_servers: shared
+            .turn
+            .iter()
+            .map(|t| {
+                let user = format!("{}:{}", authed.party.service_id, authed.party.user_id);
+                let (username, credential) =
+                    crate::turn::credentials(&t.secret, &user, crate::clock::now_ms() / 1000, t.ttl_secs);
+                switchboard_protocol::IceServer { urls: t.urls.clone(), username, credential }
+            })
+            .collect(),
     };
     let (tx, mut rx) = mpsc::channel::<Frame>(256);
     let open = CoreCmd::Open {

@@ -9,15 +9,23 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers } from '../harness.js';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, freePort } from '../harness.js';
 
 const SECRET = 'c3'.repeat(32);
-let app; let dir; let base; let token;
+// The far end of a call, on a network that lets everything through: a CLI running as
+// this user, whose packets the firewall leaves alone.
+const FAR_UID = 65534;
+let app; let dir; let base; let token; let iceTcpPort;
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-ice-tcp-'));
   app = await startApp();
-  ({ base, token } = await startServer(dir, 'ice-tcp', `
+  iceTcpPort = await freePort();
+  // TURN's relayed sockets on 127.0.0.2, which the firewall below leaves alone: the
+  // TURN server's own leg to the relay is inside the server's host, not the user's network.
+  ({ base, token } = await startServer(dir, 'ice-tcp', `media_shards = 1
+media_tcp_port = ${iceTcpPort}
+turn_relay_ip = "127.0.0.2"
 [[service]]
 id = "web"
 api_key = "web-key"
@@ -34,24 +42,33 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Lets UDP through (`on`) or drops every UDP packet sent in this namespace. */
-function udp(on) {
+/**
+ * Lets everything through (`on`), or drops every UDP packet sent in this namespace, and
+ * with `tcpToMedia` false TCP to the relay's ICE-TCP port too (what is left: signaling
+ * and the TURN server's TCP port).
+ */
+function udp(on, { tcpToMedia = true } = {}) {
   try { execFileSync('nft', ['delete', 'table', 'inet', 'sbtest'], { stdio: 'ignore' }); } catch { /* none yet */ }
   if (!on) {
+    const tcp = tcpToMedia ? '' : `\n tcp dport ${iceTcpPort} drop`;
     execFileSync('nft', ['-f', '-'], {
-      input: 'table inet sbtest {\n chain out {\n type filter hook output priority 0; policy accept;\n meta l4proto udp drop\n }\n}\n',
+      input: `table inet sbtest {\n chain out {\n type filter hook output priority 0; policy accept;\n ip saddr 127.0.0.2 accept\n ip daddr 127.0.0.2 accept\n meta skuid ${FAR_UID} accept\n meta l4proto udp drop${tcp}\n }\n}\n`,
     });
   }
 }
 
-/** The transport of the ICE candidate pair a page's call uses now: 'udp', 'tcp' or null. */
-const transport = (page) => page.evaluate(async () => {
+/** The local candidate of the pair a page's call uses now (its `protocol`, `candidateType`, `relayProtocol`). */
+const selected = (page) => page.evaluate(async () => {
   const stats = await window.call.getStats();
   const all = [...stats.values()];
   const id = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId)?.selectedCandidatePairId;
   const pair = id ? stats.get(id) : all.find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
-  return (pair && stats.get(pair.localCandidateId)?.protocol) ?? null;
+  const local = pair && stats.get(pair.localCandidateId);
+  return local ? { protocol: local.protocol, candidateType: local.candidateType, relayProtocol: local.relayProtocol ?? null } : null;
 });
+
+/** The transport of that pair: 'udp', 'tcp' or null. */
+const transport = async (page) => (await selected(page))?.protocol ?? null;
 
 /** The strongest frequency a page hears from its call's peer, within 15 Hz of `hz`. */
 const hears = (page, hz) => waitFor(`${hz} Hz`, () => page.evaluate(async (hz) => {
@@ -120,6 +137,48 @@ test('a browser call whose UDP is cut mid-call moves to ICE-TCP, keeps its audio
     assert.deepEqual([ended.reason.strCode, ended.source], ['PLANETKIT_DISCONNECT_REASON_NORMAL', 'caller']);
     const rec = await waitFor('the record', () => (app.hits['/call_evt'] ?? []).find((r) => r.to_user_id === 'dave'));
     assert.equal(rec.disconnect_reason, '1001');
+  } finally {
+    udp(true);
+  }
+});
+
+/**
+ * A browser page (`iceTransportPolicy` as given) that calls `peer`: the CLI, on an open
+ * network, answering with a 440 Hz tone. The local candidate the page's call settled on.
+ */
+async function turnCall(name, peer, iceTransportPolicy) {
+  const page = await sdkPage(dir, name, base);
+  const cli = spawn(BIN, ['answer', '--server', base, '--service', 'web', '--user', peer, '--token', token(peer),
+    '--wait', '--tone', '440', '--hangup-after', '5'], { stdio: ['ignore', 'pipe', 'inherit'], uid: FAR_UID, gid: FAR_UID });
+  const lines = [];
+  cli.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
+  const exited = new Promise((r) => cli.on('exit', r));
+  await waitFor('the CLI signed in', () => lines.some((l) => l.event === 'session_open'));
+  await page.evaluate(async ({ accessToken, peer, iceTransportPolicy }) => {
+    window.call = new window.sb.Call({ serverUrl: location.origin, iceTransportPolicy });
+    await window.call.makeCall({ myId: 'turn-user', myServiceId: 'web', peerId: peer, accessToken, mediaType: 'audio',
+      mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+  }, { accessToken: token('turn-user'), peer, iceTransportPolicy });
+  await waitEvent(page, 'evtConnected');
+  const hz = await hears(page, 440);
+  assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz through TURN`);
+  const local = await selected(page);
+  await exited;
+  const media = lines.filter((l) => l.event === 'media');
+  assert.ok(media.length > 0 && media.at(-1).packets_in > 50, `the CLI received the browser's audio: ${JSON.stringify(media.at(-1))}`);
+  return local;
+}
+
+test('iceTransportPolicy relay: a call through the embedded TURN server over UDP', async () => {
+  const local = await turnCall('turn-udp', 'erin', 'relay');
+  assert.deepEqual([local.candidateType, local.relayProtocol], ['relay', 'udp'], JSON.stringify(local));
+});
+
+test('with UDP and the ICE-TCP port dropped, a call finds its way through TURN over TCP', async () => {
+  udp(false, { tcpToMedia: false });
+  try {
+    const local = await turnCall('turn-tcp', 'frank', 'all');
+    assert.deepEqual([local.candidateType, local.relayProtocol], ['relay', 'tcp'], JSON.stringify(local));
   } finally {
     udp(true);
   }

@@ -239,3 +239,39 @@ async fn a_lost_relay_offer_is_sent_again_and_video_turned_on_later_still_arrive
         t.abort();
     }
 }
+
+/// The relay's ICE-TCP port takes connections from anyone, so it keeps only the ones a
+/// peer connection claims (by the STUN username of their first frame): one whose first
+/// frame is not a STUN request of a party is closed at once, one that sends nothing
+/// within 5 s too, and the relay goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_tcp_connections_nobody_claims_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let socket = switchboard_server::media::SocketSettings {
+        bind: "127.0.0.1:0".parse().expect("address"),
+        advertise: None,
+        buffer_bytes: 0,
+        shards: 1,
+        tcp_port: Some(0),
+    };
+    let relay = MediaRelay::start(socket, Duration::from_secs(30), tx, Arc::default()).await.expect("relay");
+    let port = relay.advertised_tcp[0];
+    let closed = |mut s: tokio::net::TcpStream, within: Duration| async move {
+        let mut buf = [0u8; 64];
+        matches!(tokio::time::timeout(within, s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    };
+    // A framed packet that is no party's STUN request.
+    let mut garbage = tokio::net::TcpStream::connect(port).await.expect("connect");
+    let mut frame = 20u16.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0x42; 20]);
+    garbage.write_all(&frame).await.expect("write");
+    assert!(closed(garbage, Duration::from_secs(2)).await, "an unclaimed connection is closed");
+    // Silence.
+    let silent = tokio::net::TcpStream::connect(port).await.expect("connect");
+    assert!(closed(silent, Duration::from_secs(8)).await, "a silent connection is closed");
+    // Still accepting.
+    let again = tokio::net::TcpStream::connect(port).await;
+    assert!(again.is_ok());
+    relay.shutdown().await;
+}

@@ -134,9 +134,11 @@ fn three_cli_participants_hear_the_other_two() {
         for _ in 0..10 {
             let lines = json_lines(&p.until("\"media\""));
             last = lines.into_iter().rev().find(|l| l["event"] == "media").unwrap_or_default();
+            // A full second of each: a peer whose media just started has few packets.
             let hears_both = users.iter().filter(|(u, _)| *u != me).all(|(u, hz)| {
                 let want: f64 = hz.parse().unwrap_or_default();
                 last["peers"][u]["dominant_hz"].as_f64().is_some_and(|got| (got - want).abs() <= 10.0)
+                    && last["peers"][u]["packets_in"].as_u64().unwrap_or(0) >= 25
             });
             if hears_both {
                 break;

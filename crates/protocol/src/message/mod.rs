@@ -410,6 +410,17 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// A TURN server as `RTCPeerConnection` takes it (`iceServers`), in `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:host:port?transport=udp`, `turn:host:port?transport=tcp`, `turns:…`.
+    pub urls: Vec<String>,
+    /// `expiry:user` (TURN REST convention).
+    pub username: String,
+    /// base64(HMAC-SHA1(secret, username)).
+    pub credential: String,
+}
+
 /// A frame sent by the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -433,6 +444,10 @@ pub enum ServerMessage {
         /// from a new one (milliseconds): how long a client should try to reconnect.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reconnect_grace_ms: Option<u64>,
+        /// TURN servers for media when nothing else gets through, with short-lived
+        /// credentials (`RTCPeerConnection`'s `iceServers`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// Answer to `ping`.
     Pong {},

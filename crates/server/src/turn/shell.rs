@@ -1,0 +1,231 @@
+//! The TURN server's sockets: UDP and TCP on one port (RFC 8656 §3.1), a task per TCP
+//! client splitting its stream into STUN messages and ChannelData, and one UDP socket
+//! per allocation (its relayed address) whose datagrams come back to the one task that
+//! owns the [`Turn`] state.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::{stun, Client, Output, Settings, Transport, Turn, TurnStats};
+
+/// TCP clients at once; more are refused.
+const MAX_TCP_CLIENTS: usize = 4096;
+/// A TCP client must send something this often (allocations refresh every few minutes,
+/// permissions every five; media flows far more often).
+const TCP_IDLE: Duration = Duration::from_secs(330);
+/// Packets queued for one TCP client (past it one is dropped, as UDP would lose it).
+const QUEUE: usize = 512;
+
+/// What the TURN task hears from its helpers.
+enum Event {
+    /// A STUN message or ChannelData from a TCP client.
+    Frame(Client, Vec<u8>),
+    /// A TCP client's connection closed.
+    Gone(Client),
+    /// A datagram from a peer at an allocation's relayed address.
+    Peer(SocketAddr, SocketAddr, Vec<u8>),
+}
+
+/// A running TURN server.
+pub struct TurnServer {
+    /// Where it listens (UDP and TCP, one port).
+    pub local: SocketAddr,
+    stats: Arc<std::sync::Mutex<TurnStats>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TurnServer {
+    /// Binds UDP and TCP on `bind` (port 0: one free for both) and serves; allocations
+    /// get relayed sockets on `relay_ip`.
+    pub async fn start(bind: SocketAddr, relay_ip: IpAddr, settings: Settings) -> std::io::Result<Self> {
+        let (udp, tcp) = bind_both(bind).await?;
+        let local = udp.local_addr()?;
+        let stats = Arc::new(std::sync::Mutex::new(TurnStats::default()));
+        let task = tokio::spawn(run(Turn::new(settings), udp, tcp, relay_ip, stats.clone()));
+        tracing::info!(%local, "TURN listening (UDP and TCP)");
+        Ok(TurnServer { local, stats, task })
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> TurnStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops it.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TurnServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// UDP and TCP on the same port; with port 0 the UDP socket's port, tried a few times
+/// (TCP may find it taken).
+async fn bind_both(bind: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let udp = UdpSocket::bind(bind).await?;
+        let at = SocketAddr::new(bind.ip(), udp.local_addr()?.port());
+        match TcpListener::bind(at).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if bind.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port free for both UDP and TCP")))
+}
+
+struct Relayed {
+    socket: Arc<UdpSocket>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+async fn run(
+    mut turn: Turn,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    relay_ip: IpAddr,
+    stats: Arc<std::sync::Mutex<TurnStats>>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Event>(4096);
+    let mut tcp_clients: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut relayed: HashMap<SocketAddr, Relayed> = HashMap::new();
+    let mut buf = vec![0u8; stun::MAX_LEN];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let now = Instant::now();
+        let now_secs = crate::clock::now_ms() / 1000;
+        // Opens the relayed socket of a new allocation.
+        let mut bind = || {
+            let std = std::net::UdpSocket::bind(SocketAddr::new(relay_ip, 0)).ok()?;
+            std.set_nonblocking(true).ok()?;
+            let socket = Arc::new(UdpSocket::from_std(std).ok()?);
+            let addr = socket.local_addr().ok()?;
+            let reader = tokio::spawn(read_peers(socket.clone(), addr, tx.clone()));
+            relayed.insert(addr, Relayed { socket, reader });
+            Some(addr)
+        };
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    let client = Client { transport: Transport::Udp, addr: from };
+                    turn.handle_client(now, now_secs, client, &buf[..n], &mut bind);
+                }
+            }
+            accepted = tcp.accept() => {
+                if let Ok((stream, peer)) = accepted {
+                    if tcp_clients.len() < MAX_TCP_CLIENTS {
+                        let _ = stream.set_nodelay(true);
+                        let (out_tx, out_rx) = mpsc::channel(QUEUE);
+                        tcp_clients.insert(peer, out_tx);
+                        let client = Client { transport: Transport::Tcp, addr: peer };
+                        tokio::spawn(serve_tcp(stream, client, tx.clone(), out_rx));
+                    }
+                }
+            }
+            Some(ev) = rx.recv() => match ev {
+                Event::Frame(client, data) => turn.handle_client(now, now_secs, client, &data, &mut bind),
+                Event::Gone(client) => {
+                    tcp_clients.remove(&client.addr);
+                    turn.client_gone(client);
+                }
+                Event::Peer(at, peer, data) => turn.handle_peer(now, at, peer, &data),
+            },
+            _ = tick.tick() => {
+                turn.expire(now);
+                if let Ok(mut s) = stats.lock() {
+                    *s = turn.stats();
+                }
+            }
+        }
+        while let Some(out) = turn.poll() {
+            match out {
+                Output::ToClient(c, bytes) => match c.transport {
+                    Transport::Udp => {
+                        let _ = udp.try_send_to(&bytes, c.addr);
+                    }
+                    Transport::Tcp => {
+                        if let Some(q) = tcp_clients.get(&c.addr) {
+                            let _ = q.try_send(bytes);
+                        }
+                    }
+                },
+                Output::ToPeer { relayed: at, peer, data } => {
+                    if let Some(r) = relayed.get(&at) {
+                        let _ = r.socket.try_send_to(&data, peer);
+                    }
+                }
+                Output::Release(at) => {
+                    if let Some(r) = relayed.remove(&at) {
+                        r.reader.abort();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Datagrams from peers at a relayed socket.
+async fn read_peers(socket: Arc<UdpSocket>, at: SocketAddr, tx: mpsc::Sender<Event>) {
+    let mut buf = vec![0u8; stun::MAX_LEN];
+    while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+        if tx.send(Event::Peer(at, peer, buf[..n].to_vec())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP client: its stream cut into STUN messages and ChannelData (each knows its own
+/// length), and what the server sends it.
+async fn serve_tcp(
+    stream: TcpStream,
+    client: Client,
+    tx: mpsc::Sender<Event>,
+    mut out: mpsc::Receiver<Vec<u8>>,
+) {
+    let (mut r, mut w) = stream.into_split();
+    let reading = async {
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 8192];
+        loop {
+            while let Some(len) = stun::framed_len(&buf) {
+                if len > stun::MAX_LEN {
+                    return;
+                }
+                if buf.len() < len {
+                    break;
+                }
+                let frame: Vec<u8> = buf.drain(..len).collect();
+                if tx.send(Event::Frame(client, frame)).await.is_err() {
+                    return;
+                }
+            }
+            match tokio::time::timeout(TCP_IDLE, r.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+    };
+    let writing = async {
+        while let Some(bytes) = out.recv().await {
+            if w.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = reading => {}
+        _ = writing => {}
+    }
+    let _ = tx.send(Event::Gone(client)).await;
+}
