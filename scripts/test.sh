@@ -15,6 +15,8 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # (`unshare -n`, `ip`) whose firewall nftables sets.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# An independent TURN client against the embedded TURN server (coturn's turnutils_uclient).
+command -v turnutils_uclient >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -54,11 +56,16 @@ summary() {
 # Eight test threads on two cores: most scenario tests wait on sockets and timers (the
 # scenario binary: 33 s with four, 23 s with eight); the CLI's tests, which start
 # processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
-stage cargo-test cargo test --workspace --all-features --locked -- --test-threads 8
-# The browser tests drive the server binary that cargo test just built.
-# The namespace tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall) spend most
-# of their time waiting for Chromium's ICE timeouts, in a network namespace and a
-# Chromium of their own: they run beside the others, their output after them.
+# Built first; then they run beside the browser tests (below), which mostly wait on
+# media and timers too: the two took 60 s and 280 s one after the other.
+stage build cargo test --workspace --all-features --locked --no-run
+rust_tests() {
+  cargo test --workspace --all-features --locked -- --test-threads 8
+}
+# The browser tests drive the server binary that cargo test built. The namespace
+# tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall) spend most of their time
+# waiting for Chromium's ICE timeouts, in a network namespace and a Chromium of their
+# own: they run beside the others too. Each part's output follows the others'.
 browser() {
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || return 1
   local bin="$PWD/target/debug/switchboard" log="$PWD/target/e2e-netns.log" ns rest=0 netns=0
@@ -70,5 +77,17 @@ browser() {
   cat "$log"
   [ $rest -eq 0 ] && [ $netns -eq 0 ]
 }
-stage browser browser
+tests() {
+  local log="$PWD/target/rust-tests.log" rust browser_rc=0 rust_rc=0
+  rust_tests > "$log" 2>&1 &
+  rust=$!
+  browser || browser_rc=$?
+  wait $rust || rust_rc=$?
+  echo "== Rust tests (cargo test)"
+  cat "$log"
+  [ $rust_rc -eq 0 ] || echo "== Rust tests FAILED"
+  [ $browser_rc -eq 0 ] || echo "== browser tests FAILED"
+  [ $rust_rc -eq 0 ] && [ $browser_rc -eq 0 ]
+}
+stage tests tests
 summary

@@ -25,8 +25,9 @@ pub struct Login {
     /// My access token.
     #[arg(long, env = "SWITCHBOARD_TOKEN")]
     pub token: String,
-    /// How media reaches the relay: `any` (UDP where it works, else TCP), `udp` or
-    /// `tcp` (ICE over TCP, for networks that drop UDP).
+    /// How media reaches the relay: `any` (UDP where it works, else TCP), `udp`, `tcp`
+    /// (ICE over TCP, for networks that drop UDP), `turn-udp` or `turn-tcp` (through
+    /// the server's TURN server only).
     #[arg(long, value_enum, default_value = "any")]
     pub ice_transport: IceArg,
 }
@@ -40,6 +41,10 @@ pub enum IceArg {
     Udp,
     /// TCP only.
     Tcp,
+    /// Through the server's TURN server, over UDP.
+    TurnUdp,
+    /// Through the server's TURN server, over TCP.
+    TurnTcp,
 }
 
 impl From<IceArg> for switchboard_client::IceTransport {
@@ -48,6 +53,8 @@ impl From<IceArg> for switchboard_client::IceTransport {
             IceArg::Any => switchboard_client::IceTransport::Any,
             IceArg::Udp => switchboard_client::IceTransport::Udp,
             IceArg::Tcp => switchboard_client::IceTransport::Tcp,
+            IceArg::TurnUdp => switchboard_client::IceTransport::TurnUdp,
+            IceArg::TurnTcp => switchboard_client::IceTransport::TurnTcp,
         }
     }
 }

@@ -30,6 +30,7 @@ mod media;
 mod session;
 #[cfg(feature = "tone")]
 pub mod tone;
+mod turn;
 
 pub use call_engine::{CallEngine, CallEvent, CallEvents, CallParams, LoginOptions, SIGNALING_LOST};
 pub use engine::{Calls, Entered, RecentCall, RecentCallsQuery};

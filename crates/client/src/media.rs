@@ -15,7 +15,7 @@ use switchboard_protocol::Sid;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{ice_tcp, Client, ClientError};
+use crate::{ice_tcp, turn, Client, ClientError};
 
 /// Something the media connection received or noticed.
 #[derive(Debug, Clone)]
@@ -83,6 +83,10 @@ pub enum IceTransport {
     Udp,
     /// TCP only (RFC 6544, to the relay's passive ICE-TCP candidate).
     Tcp,
+    /// Through the server's TURN server over UDP only (a relayed candidate).
+    TurnUdp,
+    /// Through the server's TURN server over TCP only.
+    TurnTcp,
 }
 
 enum Cmd {
@@ -160,6 +164,10 @@ pub trait MediaSignaling: Send + Sync + 'static {
     fn answer(&self, offer_id: u64, sdp: String);
     /// Asks the relay for a line to send `kind` (`audio` / `video`) on.
     fn add_media(&self, kind: &str);
+    /// The server's TURN servers with their credentials (none by default).
+    fn ice_servers(&self) -> Vec<switchboard_protocol::IceServer> {
+        Vec::new()
+    }
 }
 
 /// An offer of the relay (renegotiation) for a media connection.
@@ -183,6 +191,10 @@ struct CallSignaling {
 }
 
 impl MediaSignaling for CallSignaling {
+    fn ice_servers(&self) -> Vec<switchboard_protocol::IceServer> {
+        self.client.ice_servers().to_vec()
+    }
+
     fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>> {
         let (client, sid) = (self.client.clone(), self.sid.clone());
         Box::pin(async move { client.media_offer(&sid, sdp).await })
@@ -261,13 +273,32 @@ pub async fn connect_media_with(
         builder = builder.set_dtls_cert(cert);
     }
     let mut rtc = builder.build(Instant::now());
-    if options.ice != IceTransport::Tcp {
+    let connect = |e: String| ClientError::Connect(e);
+    // Forced through TURN: an allocation, and its relayed address the only candidate.
+    let turn = match options.ice {
+        IceTransport::TurnUdp | IceTransport::TurnTcp => {
+            let servers = signaling.ice_servers();
+            let server = servers.first().ok_or_else(|| connect("the server offers no TURN server".into()))?;
+            let transport = if options.ice == IceTransport::TurnUdp {
+                turn::TurnTransport::Udp
+            } else {
+                turn::TurnTransport::Tcp
+            };
+            let (link, rx) = turn::TurnLink::allocate(server, transport, ip).await?;
+            let candidate =
+                Candidate::relayed(link.relayed, local, "udp").map_err(|e| connect(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+            Some((link, rx))
+        }
+        _ => None,
+    };
+    if matches!(options.ice, IceTransport::Any | IceTransport::Udp) {
         let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
         rtc.add_local_candidate(candidate);
     }
     // An active TCP candidate: ICE connects to the relay's passive one.
     let tcp_local = SocketAddr::new(ip, ice_tcp::ACTIVE_PORT);
-    let tcp = if options.ice == IceTransport::Udp {
+    let tcp = if !matches!(options.ice, IceTransport::Any | IceTransport::Tcp) {
         None
     } else {
         let candidate = Candidate::builder()
@@ -295,12 +326,17 @@ pub async fn connect_media_with(
         Some((links, rx)) => (Some(links), Some(rx)),
         None => (None, None),
     };
+    let (turn, turn_rx) = match turn {
+        Some((link, rx)) => (Some(link), Some(rx)),
+        None => (None, None),
+    };
     let task = MediaTask {
         rtc,
         socket,
         local,
         tcp,
         tcp_local,
+        turn,
         audio,
         video: video_mid,
         events: ev_tx,
@@ -312,7 +348,7 @@ pub async fn connect_media_with(
         sent: 0,
         connected: false,
     };
-    tokio::spawn(task.run(rx, relay_offers, tcp_rx));
+    tokio::spawn(task.run(rx, relay_offers, tcp_rx, turn_rx));
     Ok((Media { tx, stats }, ev_rx))
 }
 
@@ -324,6 +360,8 @@ struct MediaTask {
     tcp: Option<ice_tcp::TcpLinks>,
     /// The active TCP candidate's address (what TCP packets arrive at, for ICE).
     tcp_local: SocketAddr,
+    /// The TURN allocation, when forced through TURN.
+    turn: Option<turn::TurnLink>,
     audio: Mid,
     video: Option<Mid>,
     events: mpsc::UnboundedSender<MediaEvent>,
@@ -346,6 +384,7 @@ impl MediaTask {
         mut rx: mpsc::UnboundedReceiver<Cmd>,
         mut relay_offers: mpsc::UnboundedReceiver<RelayOffer>,
         mut tcp_rx: Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
+        mut turn_rx: Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
     ) {
         let mut buf = vec![0u8; 2048];
         let (mut audio_ts, mut video_ts) = (0u64, 0u64);
@@ -376,6 +415,14 @@ impl MediaTask {
                     Some(Cmd::Stop) | None => break,
                 },
                 Some(offer) = relay_offers.recv() => self.relay_offer(offer),
+                Some((source, data)) = from_tcp(turn_rx.as_mut()) => {
+                    let Some(relayed) = self.turn.as_ref().map(|t| t.relayed) else { continue };
+                    let Ok(contents) = data.as_slice().try_into() else { continue };
+                    let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: relayed, contents });
+                    if self.rtc.accepts(&input) {
+                        let _ = self.rtc.handle_input(input);
+                    }
+                }
                 Some((source, data)) = from_tcp(tcp_rx.as_mut()) => {
                     let Ok(contents) = data.as_slice().try_into() else { continue };
                     let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Tcp, source, destination: self.tcp_local, contents });
@@ -456,6 +503,10 @@ impl MediaTask {
                         if self.sent.is_multiple_of(u64::from(self.drop_every)) {
                             continue;
                         }
+                    }
+                    if let Some(turn) = self.turn.as_ref().filter(|turn| turn.relayed == t.source) {
+                        turn.send(t.destination, t.contents.into());
+                        continue;
                     }
                     match (t.proto, self.tcp.as_mut()) {
                         (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, t.contents.into()),

@@ -54,6 +54,8 @@ pub struct Client {
     user_id: String,
     /// The transports [`Client::start_media`] lets ICE use.
     ice: crate::IceTransport,
+    /// The server's TURN servers, with credentials (from `welcome`).
+    ice_servers: Arc<Vec<switchboard_protocol::IceServer>>,
 }
 
 enum Outbound {
@@ -138,7 +140,7 @@ impl Client {
     ) -> Result<(Client, Events), ClientError> {
         let url = signal_url(server)?;
         let (ws, welcome) = dial(&url, &hello).await?;
-        let Welcome { session_id, service_id, user_id, heartbeat, grace } = welcome;
+        let Welcome { session_id, service_id, user_id, heartbeat, grace, ice_servers } = welcome;
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
@@ -164,6 +166,7 @@ impl Client {
             service_id,
             user_id,
             ice: crate::IceTransport::default(),
+            ice_servers: Arc::new(ice_servers),
         };
         Ok((client, Events { rx: ev_rx }))
     }
@@ -178,6 +181,11 @@ impl Client {
     /// The transports this client's media may use.
     pub fn ice_transport(&self) -> crate::IceTransport {
         self.ice
+    }
+
+    /// The server's TURN servers with this session's credentials (from `welcome`).
+    pub fn ice_servers(&self) -> &[switchboard_protocol::IceServer] {
+        &self.ice_servers
     }
 
     /// The server's ID for this session.
@@ -588,6 +596,7 @@ struct Welcome {
     user_id: String,
     heartbeat: Duration,
     grace: Duration,
+    ice_servers: Vec<switchboard_protocol::IceServer>,
 }
 
 /// Connects, says hello, waits for `welcome`.
@@ -627,11 +636,12 @@ async fn dial(url: &str, hello: &ClientMessage) -> Result<(Ws, Welcome), ClientE
             user_id,
             heartbeat_secs,
             reconnect_grace_ms,
+            ice_servers,
             ..
         } => {
             let grace = reconnect_grace_ms.map_or(DEFAULT_GRACE, Duration::from_millis);
             let heartbeat = Duration::from_secs(u64::from(heartbeat_secs.max(1)));
-            Ok((ws, Welcome { session_id, service_id, user_id, heartbeat, grace }))
+            Ok((ws, Welcome { session_id, service_id, user_id, heartbeat, grace, ice_servers }))
         }
         ServerMessage::Error { reason, message, .. } => {
             Err(ClientError::Refused { reason: reason.unwrap_or(DisconnectReason::AuthError), message })

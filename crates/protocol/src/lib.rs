@@ -11,6 +11,7 @@ pub mod message;
 pub mod reason;
 pub mod record;
 pub mod reference;
+pub mod stun;
 
 pub use engine::EngineEvent;
 pub use ids::Sid;

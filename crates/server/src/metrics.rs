@@ -61,6 +61,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// The media relay's figures.
     pub media: Arc<crate::media::MediaMetrics>,
+    /// The embedded TURN server's figures.
+    pub turn: Arc<crate::turn::metrics::TurnMetrics>,
     registry: Registry,
 }
 
@@ -82,6 +84,7 @@ impl Default for Metrics {
             room_leaves: Family::default(),
             connections_refused: Counter::default(),
             media: Arc::default(),
+            turn: Arc::default(),
             registry: Registry::default(),
         };
         let r = &mut m.registry;
@@ -138,6 +141,7 @@ impl Default for Metrics {
             m.connections_refused.clone(),
         );
         r.register_collector(Box::new(m.media.clone()));
+        r.register_collector(Box::new(m.turn.clone()));
         m
     }
 }

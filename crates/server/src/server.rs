@@ -215,7 +215,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         metrics.media.clone(),
     )
     .await?;
-    let turn = start_turn(&config, &media, &server_secret).await?;
+    let turn = start_turn(&config, &media, &server_secret, metrics.turn.clone()).await?;
     let (push_tx, push_rx) = mpsc::unbounded_channel::<PushOutcome>();
     let delivery = DeliveryRunner::new(
         &config,
@@ -497,18 +497,12 @@ async fn start_turn(
     config: &Config,
     media: &MediaRelay,
     server_secret: &[u8],
+    metrics: Arc<crate::turn::metrics::TurnMetrics>,
 ) -> Result<Option<(crate::handles::TurnInfo, crate::turn::shell::TurnServer)>, ServerError> {
     if !config.turn {
         return Ok(None);
     }
-    // A secret of its own, derived: a TURN credential reveals nothing of the others.
-    let secret = {
-        use hmac::Mac;
-        let mut h = hmac::Hmac::<sha2::Sha256>::new_from_slice(server_secret)
-            .map_err(|_| ServerError::Config(ConfigError::Invalid("the server secret is unusable".into())))?;
-        h.update(b"switchboard turn credentials");
-        h.finalize().into_bytes().to_vec()
-    };
+    let secret = crate::turn::secret(server_secret);
     let settings = crate::turn::Settings {
         secret: secret.clone(),
         peers: media.advertised.clone(),
@@ -517,7 +511,7 @@ async fn start_turn(
     };
     let bind = SocketAddr::new(config.media_bind.ip(), config.turn_port);
     let relay_ip = config.turn_relay_ip.unwrap_or(config.media_bind.ip());
-    let server = crate::turn::shell::TurnServer::start(bind, relay_ip, settings)
+    let server = crate::turn::shell::TurnServer::start(bind, relay_ip, settings, metrics)
         .await
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     // Clients reach it at the media address they are told.

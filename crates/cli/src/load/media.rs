@@ -42,7 +42,7 @@ struct Party {
 }
 
 /// Sets up call `i` and both parties' media; returns the two parties.
-async fn setup(server: String, i: usize) -> Result<[Party; 2]> {
+async fn setup(server: String, i: usize, ice: switchboard_client::IceTransport) -> Result<[Party; 2]> {
     let (a_id, b_id) = (format!("ma{i}"), format!("mb{i}"));
     let (a, mut a_ev) = Client::connect(&server, Credentials::token("load", &a_id, token(&a_id))).await?;
     let (b, mut b_ev) = Client::connect(&server, Credentials::token("load", &b_id, token(&b_id))).await?;
@@ -59,7 +59,7 @@ async fn setup(server: String, i: usize) -> Result<[Party; 2]> {
     let connected = accepted.elapsed();
     // Both parties start their media at once, as two real apps would.
     let timed = |c: Client, sid: Sid| async move {
-        let r = c.start_media_with(&sid, PLAIN).await;
+        let r = c.start_media_with(&sid, switchboard_client::MediaOptions { ice, ..PLAIN }).await;
         (r, accepted.elapsed())
     };
     let ((a_started, a_answered), (b_started, b_answered)) =
@@ -153,11 +153,18 @@ async fn run_party(
 }
 
 /// N audio calls through the relay, measured as the module doc says.
-pub(crate) async fn media_phase(server: &str, pid: u32, calls: usize, secs: u64) -> Result<()> {
+pub(crate) async fn media_phase(
+    server: &str,
+    pid: u32,
+    calls: usize,
+    secs: u64,
+    ice: switchboard_client::IceTransport,
+) -> Result<()> {
     let base = Instant::now();
     let cpu_at_start = (cpu_ticks(pid).unwrap_or(0), cpu_ticks(std::process::id()).unwrap_or(0));
     println!("setting up {calls} audio calls with media, all at once ...");
-    let setups: Vec<_> = (0..calls).map(|i| tokio::spawn(setup(server.to_string(), i))).collect();
+    println!("media transport: {ice:?}");
+    let setups: Vec<_> = (0..calls).map(|i| tokio::spawn(setup(server.to_string(), i, ice))).collect();
     let window: Arc<OnceLock<(Instant, Instant)>> = Arc::default();
     let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut parties = Vec::with_capacity(calls * 2);

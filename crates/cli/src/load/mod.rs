@@ -78,6 +78,10 @@ pub struct LoadArgs {
     /// who gives it one core.
     #[arg(long)]
     pin: bool,
+    /// With `--media`: how the calls' media reaches the relay (`udp`, `tcp`: ICE-TCP,
+    /// `turn-udp`, `turn-tcp`: through the server's TURN server).
+    #[arg(long, value_enum, default_value = "udp")]
+    ice_transport: crate::clients::IceArg,
 }
 
 /// Moves every thread of process `pid` (this load generator) to CPU `cpu`.
@@ -232,7 +236,7 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         return result;
     }
     if a.media > 0 {
-        let result = media::media_phase(&server, pid, a.media, a.media_secs).await;
+        let result = media::media_phase(&server, pid, a.media, a.media_secs, a.ice_transport.into()).await;
         child.kill().await.ok();
         std::fs::remove_dir_all(&dir).ok();
         return result;

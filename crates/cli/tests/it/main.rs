@@ -8,3 +8,4 @@ mod crash;
 mod disk_full;
 #[cfg(feature = "tone")]
 mod tone;
+mod turn;

@@ -48,6 +48,8 @@ fn tones_through(tag: &str, transport: &str) -> String {
     ]);
     let mut caller = call.until("media_connected");
     let mut callee = answer.until("media_connected");
+    // A second of media first: the figures are published within 200 ms.
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let metrics = std::process::Command::new("curl")
         .args(["-sf", &format!("{url}/metrics")])
         .output()
@@ -93,6 +95,33 @@ fn cli_clients_hear_each_others_tones_over_udp() {
 fn cli_clients_hear_each_others_tones_over_ice_tcp() {
     let metrics = tones_through("tone-tcp", "tcp");
     assert!(tcp_connections(&metrics) >= 2, "both clients on ICE-TCP: {metrics}");
+}
+
+/// A counter or gauge in a `/metrics` text, summed over its labels where `labels`
+/// (a part of the label set) matches.
+fn metric(metrics: &str, name: &str, labels: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Through the server's TURN server (RFC 8656) over UDP: each client's only candidate
+/// is its allocation's relayed address.
+#[test]
+fn cli_clients_hear_each_others_tones_through_turn_over_udp() {
+    let metrics = tones_through("tone-turn-udp", "turn-udp");
+    assert!(metric(&metrics, "switchboard_turn_allocations_total", "") >= 2, "{metrics}");
+    assert!(metric(&metrics, "switchboard_turn_relayed_packets_total", "to_peer") > 0, "{metrics}");
+}
+
+/// The same through TURN over TCP.
+#[test]
+fn cli_clients_hear_each_others_tones_through_turn_over_tcp() {
+    let metrics = tones_through("tone-turn-tcp", "turn-tcp");
+    assert!(metric(&metrics, "switchboard_turn_allocations_total", "") >= 2, "{metrics}");
+    assert!(metric(&metrics, "switchboard_turn_relayed_packets_total", "to_client") > 0, "{metrics}");
 }
 
 /// The CLI check for rooms: three `switchboard join` processes with different

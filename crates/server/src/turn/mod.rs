@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 
+pub mod metrics;
 pub mod shell;
-pub mod stun;
 
 use stun::{attr, method, Builder, Class, Message};
+pub use switchboard_protocol::stun;
 
 /// The realm of the long-term credentials.
 pub const REALM: &str = "switchboard";
@@ -142,6 +143,14 @@ pub struct Turn {
     by_relayed: HashMap<SocketAddr, Client>,
     out: VecDeque<Output>,
     stats: TurnStats,
+}
+
+/// The TURN credentials' secret, derived from the server secret: a TURN credential
+/// reveals nothing of the server's other keys.
+pub fn secret(server_secret: &[u8]) -> Vec<u8> {
+    let mut h = Hmac::<sha2::Sha256>::new_from_slice(server_secret).expect("HMAC takes any key");
+    h.update(b"switchboard turn credentials");
+    h.finalize().into_bytes().to_vec()
 }
 
 /// Short-lived TURN credentials for `user` (TURN REST convention), good for `ttl`.

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::metrics::TurnMetrics;
 use super::{stun, Client, Output, Settings, Transport, Turn, TurnStats};
 
 /// TCP clients at once; more are refused.
@@ -36,25 +37,29 @@ enum Event {
 pub struct TurnServer {
     /// Where it listens (UDP and TCP, one port).
     pub local: SocketAddr,
-    stats: Arc<std::sync::Mutex<TurnStats>>,
+    metrics: Arc<TurnMetrics>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TurnServer {
     /// Binds UDP and TCP on `bind` (port 0: one free for both) and serves; allocations
-    /// get relayed sockets on `relay_ip`.
-    pub async fn start(bind: SocketAddr, relay_ip: IpAddr, settings: Settings) -> std::io::Result<Self> {
+    /// get relayed sockets on `relay_ip`. Its figures go to `metrics` every second.
+    pub async fn start(
+        bind: SocketAddr,
+        relay_ip: IpAddr,
+        settings: Settings,
+        metrics: Arc<TurnMetrics>,
+    ) -> std::io::Result<Self> {
         let (udp, tcp) = bind_both(bind).await?;
         let local = udp.local_addr()?;
-        let stats = Arc::new(std::sync::Mutex::new(TurnStats::default()));
-        let task = tokio::spawn(run(Turn::new(settings), udp, tcp, relay_ip, stats.clone()));
+        let task = tokio::spawn(run(Turn::new(settings), udp, tcp, relay_ip, metrics.clone()));
         tracing::info!(%local, "TURN listening (UDP and TCP)");
-        Ok(TurnServer { local, stats, task })
+        Ok(TurnServer { local, metrics, task })
     }
 
-    /// Its counters.
+    /// Its counters (as of the last second).
     pub fn stats(&self) -> TurnStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.metrics.stats()
     }
 
     /// Stops it.
@@ -90,18 +95,13 @@ struct Relayed {
     reader: tokio::task::JoinHandle<()>,
 }
 
-async fn run(
-    mut turn: Turn,
-    udp: UdpSocket,
-    tcp: TcpListener,
-    relay_ip: IpAddr,
-    stats: Arc<std::sync::Mutex<TurnStats>>,
-) {
+async fn run(mut turn: Turn, udp: UdpSocket, tcp: TcpListener, relay_ip: IpAddr, metrics: Arc<TurnMetrics>) {
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
     let mut tcp_clients: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut relayed: HashMap<SocketAddr, Relayed> = HashMap::new();
     let mut buf = vec![0u8; stun::MAX_LEN];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut published = (Instant::now(), 0usize);
     loop {
         let now = Instant::now();
         let now_secs = crate::clock::now_ms() / 1000;
@@ -143,10 +143,12 @@ async fn run(
             },
             _ = tick.tick() => {
                 turn.expire(now);
-                if let Ok(mut s) = stats.lock() {
-                    *s = turn.stats();
-                }
             }
+        }
+        // Figures for /metrics: at once when allocations come or go, else every 200 ms.
+        if turn.len() != published.1 || published.0.elapsed() >= Duration::from_millis(200) {
+            metrics.publish(turn.stats(), turn.len());
+            published = (Instant::now(), turn.len());
         }
         while let Some(out) = turn.poll() {
             match out {

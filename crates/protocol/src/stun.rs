@@ -1,6 +1,7 @@
-//! The STUN messages (RFC 8489) a TURN server (RFC 8656) reads and writes: the header,
-//! the attributes TURN uses, XOR-mangled addresses, MESSAGE-INTEGRITY with a long-term
-//! key, and ChannelData framing. Pure functions over bytes.
+//! The STUN messages (RFC 8489) TURN (RFC 8656) speaks, for the server's embedded TURN
+//! server and the SDK's TURN client: the header, the attributes TURN uses,
+//! XOR-mangled addresses, MESSAGE-INTEGRITY with a long-term key, and ChannelData
+//! framing. Pure functions over bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
