@@ -56,16 +56,40 @@ summary() {
 # Eight test threads on two cores: most scenario tests wait on sockets and timers (the
 # scenario binary: 33 s with four, 23 s with eight); the CLI's tests, which start
 # processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
-# Built first; then they run beside the browser tests (below), which mostly wait on
-# media and timers too: the two took 60 s and 280 s one after the other.
-stage build cargo test --workspace --all-features --locked --no-run
-rust_tests() {
-  cargo test --workspace --all-features --locked -- --test-threads 8
+#
+# Built once, then run as `cargo test` would run them (each binary from its package's
+# directory): the CLI's binary alone (its tone tests count packets per second), then the
+# others beside the browser tests, at a lower priority, so that the browsers' media keep
+# their CPU (one after the other the two took 60 s and 280 s).
+build_tests() {
+  cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics \
+    > target/test-artifacts.json
 }
-# The browser tests drive the server binary that cargo test built. The namespace
-# tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall) spend most of their time
-# waiting for Chromium's ICE timeouts, in a network namespace and a Chromium of their
-# own: they run beside the others too. Each part's output follows the others'.
+# The test binaries whose manifest path matches $1 (a grep pattern), as "dir exe" lines.
+test_bins() {
+  local line exe dir
+  while IFS= read -r line; do
+    case $line in *'"test":true},"features"'*'"executable":"'*) ;; *) continue ;; esac
+    exe=${line#*\"executable\":\"}; exe=${exe%%\"*}
+    dir=${line#*\"manifest_path\":\"}; dir=$(dirname "${dir%%\"*}")
+    echo "$dir $exe"
+  done < target/test-artifacts.json | grep -E "$@"
+}
+# Runs the test binaries of `test_bins $1` one after the other.
+run_bins() {
+  local dir exe failed=0
+  while read -r dir exe; do
+    echo "== $(basename "$exe") ($dir)"
+    (cd "$dir" && "$exe" --test-threads 8) || failed=1
+  done < <(test_bins "$@")
+  [ $failed -eq 0 ]
+}
+stage build build_tests
+stage cli-tests run_bins '^[^ ]*/crates/cli '
+# The browser tests drive the server binary built above. The namespace tests
+# (ice-tcp.test.js: ICE-TCP and TURN behind a firewall) spend most of their time waiting
+# for Chromium's ICE timeouts, in a network namespace and a Chromium of their own: they
+# run beside the others. Each part's output follows the others'.
 browser() {
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || return 1
   local bin="$PWD/target/debug/switchboard" log="$PWD/target/e2e-netns.log" ns rest=0 netns=0
@@ -77,13 +101,17 @@ browser() {
   cat "$log"
   [ $rest -eq 0 ] && [ $netns -eq 0 ]
 }
+# The other Rust tests, and the SDK's doc example compiled as `cargo test` would.
+other_rust_tests() {
+  run_bins -v '^[^ ]*/crates/cli ' && cargo test --doc --workspace --all-features --locked
+}
 tests() {
   local log="$PWD/target/rust-tests.log" rust browser_rc=0 rust_rc=0
-  rust_tests > "$log" 2>&1 &
+  nice -n 10 bash -c "$(declare -f test_bins run_bins other_rust_tests); other_rust_tests" > "$log" 2>&1 &
   rust=$!
   browser || browser_rc=$?
   wait $rust || rust_rc=$?
-  echo "== Rust tests (cargo test)"
+  echo "== Rust tests"
   cat "$log"
   [ $rust_rc -eq 0 ] || echo "== Rust tests FAILED"
   [ $browser_rc -eq 0 ] || echo "== browser tests FAILED"

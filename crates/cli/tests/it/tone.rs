@@ -28,7 +28,7 @@ fn tones_through(tag: &str, transport: &str) -> String {
         transport,
         // Long enough for a report or two after media is up on a busy machine.
         "--hangup-after",
-        "6",
+        "5",
     ]);
     answer.until("session_open");
     let call = Proc::spawn(&[
@@ -48,7 +48,7 @@ fn tones_through(tag: &str, transport: &str) -> String {
     ]);
     let mut caller = call.until("media_connected");
     let mut callee = answer.until("media_connected");
-    // A second of media first: the figures are published within 200 ms.
+    // A second of media first: the figures are published every 250 ms.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let metrics = std::process::Command::new("curl")
         .args(["-sf", &format!("{url}/metrics")])

@@ -51,7 +51,8 @@ async fn coturns_client_relays_to_the_media_address_only_and_with_good_credentia
     assert!(ice.urls.contains(&format!("turn:127.0.0.1:{turn_port}?transport=udp")), "{:?}", ice.urls);
 
     // Good credentials, the media address: allocated, and every packet relayed to it
-    // (no answer comes back: the relay drops what no connection of its claims).
+    // (no answer comes back: the relay drops what no connection of its claims). The
+    // figures are published every 250 ms.
     let run = tokio::task::spawn_blocking({
         let ice = ice.clone();
         move || {
@@ -64,7 +65,7 @@ async fn coturns_client_relays_to_the_media_address_only_and_with_good_credentia
     for out in [&udp, &tcp] {
         assert!(out.contains("tot_send_msgs=20") && !out.contains("error"), "{out}");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let m = metrics(&url);
     assert!(metric(&m, "switchboard_turn_allocations_total", "") >= 2, "{m}");
     assert!(metric(&m, "switchboard_turn_relayed_packets_total", "to_peer") >= 40, "{m}");
@@ -87,7 +88,7 @@ async fn coturns_client_relays_to_the_media_address_only_and_with_good_credentia
     // RTCP pair would ask): 403.
     let elsewhere = uclient(turn_port, &ice.username, &ice.credential, media_port + 1, &[]);
     assert!(elsewhere.contains("403"), "{elsewhere}");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let m = metrics(&url);
     assert!(metric(&m, "switchboard_turn_refused_total", "unauthorized") >= 2, "{m}");
     assert!(metric(&m, "switchboard_turn_refused_total", "forbidden") >= 1, "{m}");

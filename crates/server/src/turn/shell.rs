@@ -100,8 +100,9 @@ async fn run(mut turn: Turn, udp: UdpSocket, tcp: TcpListener, relay_ip: IpAddr,
     let mut tcp_clients: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut relayed: HashMap<SocketAddr, Relayed> = HashMap::new();
     let mut buf = vec![0u8; stun::MAX_LEN];
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut published = (Instant::now(), 0usize);
+    // Expiry, and the figures for /metrics (at once too when allocations come or go).
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut live = 0usize;
     loop {
         let now = Instant::now();
         let now_secs = crate::clock::now_ms() / 1000;
@@ -143,12 +144,12 @@ async fn run(mut turn: Turn, udp: UdpSocket, tcp: TcpListener, relay_ip: IpAddr,
             },
             _ = tick.tick() => {
                 turn.expire(now);
+                metrics.publish(turn.stats(), turn.len());
             }
         }
-        // Figures for /metrics: at once when allocations come or go, else every 200 ms.
-        if turn.len() != published.1 || published.0.elapsed() >= Duration::from_millis(200) {
-            metrics.publish(turn.stats(), turn.len());
-            published = (Instant::now(), turn.len());
+        if turn.len() != live {
+            live = turn.len();
+            metrics.publish(turn.stats(), live);
         }
         while let Some(out) = turn.poll() {
             match out {
