@@ -62,6 +62,7 @@ summary() {
 # others beside the browser tests, at a lower priority, so that the browsers' media keep
 # their CPU (one after the other the two took 60 s and 280 s).
 build_tests() {
+  mkdir -p target
   cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics \
     > target/test-artifacts.json
 }
