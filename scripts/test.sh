@@ -58,15 +58,17 @@ summary() {
 # processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
 #
 # Built once, then run as `cargo test` would run them (each binary from its package's
-# directory): the CLI's binary alone (its tone tests count packets per second), then the
-# others beside the browser tests, at a lower priority, so that the browsers' media keep
-# their CPU (one after the other the two took 60 s and 280 s).
+# directory), the CLI's first. Meanwhile the namespace browser tests (ice-tcp.test.js:
+# ICE-TCP and TURN behind a firewall, in a network namespace and a Chromium of their
+# own), which spend most of their time waiting for Chromium's ICE timeouts, run beside
+# them at a lower priority; the other browser tests run after, alone (their media
+# checks, like the Rust ones, want the CPU: run side by side, both lost packets).
 build_tests() {
   mkdir -p target
   cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics \
     > target/test-artifacts.json
 }
-# The test binaries whose manifest path matches $1 (a grep pattern), as "dir exe" lines.
+# The test binaries, as "dir exe" lines, filtered by `grep -E "$@"`.
 test_bins() {
   local line exe dir
   while IFS= read -r line; do
@@ -76,7 +78,7 @@ test_bins() {
     echo "$dir $exe"
   done < target/test-artifacts.json | grep -E "$@"
 }
-# Runs the test binaries of `test_bins $1` one after the other.
+# Runs the test binaries of `test_bins "$@"` one after the other.
 run_bins() {
   local dir exe failed=0
   while read -r dir exe; do
@@ -85,38 +87,25 @@ run_bins() {
   done < <(test_bins "$@")
   [ $failed -eq 0 ]
 }
-stage build build_tests
-stage cli-tests run_bins '^[^ ]*/crates/cli '
-# The browser tests drive the server binary built above. The namespace tests
-# (ice-tcp.test.js: ICE-TCP and TURN behind a firewall) spend most of their time waiting
-# for Chromium's ICE timeouts, in a network namespace and a Chromium of their own: they
-# run beside the others. Each part's output follows the others'.
-browser() {
+rust_tests() {
+  local log="$PWD/target/e2e-netns.log" ns rc=0 netns=0
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || return 1
-  local bin="$PWD/target/debug/switchboard" log="$PWD/target/e2e-netns.log" ns rest=0 netns=0
-  (cd tests/e2e && SWITCHBOARD_BIN="$bin" node --test ice-tcp.test.js > "$log" 2>&1) &
+  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test ice-tcp.test.js > "$log" 2>&1) &
   ns=$!
-  (cd tests/e2e && SWITCHBOARD_BIN="$bin" node --test $(ls ./*.test.js | grep -v '/ice-tcp.test.js$')) || rest=$?
+  run_bins '^[^ ]*/crates/cli ' || rc=1
+  run_bins -v '^[^ ]*/crates/cli ' || rc=1
+  # The SDK's doc example, compiled as `cargo test` would.
+  cargo test --doc --workspace --all-features --locked || rc=1
   wait $ns || netns=$?
-  echo "== browser tests in a network namespace (ice-tcp.test.js)"
+  echo "== browser tests in a network namespace (ice-tcp.test.js), run beside the Rust tests"
   cat "$log"
-  [ $rest -eq 0 ] && [ $netns -eq 0 ]
+  [ $rc -eq 0 ] && [ $netns -eq 0 ]
 }
-# The other Rust tests, and the SDK's doc example compiled as `cargo test` would.
-other_rust_tests() {
-  run_bins -v '^[^ ]*/crates/cli ' && cargo test --doc --workspace --all-features --locked
+stage build build_tests
+stage rust-tests rust_tests
+# The browser tests drive the server binary built above.
+browser() {
+  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test $(ls ./*.test.js | grep -v '/ice-tcp.test.js$'))
 }
-tests() {
-  local log="$PWD/target/rust-tests.log" rust browser_rc=0 rust_rc=0
-  nice -n 10 bash -c "$(declare -f test_bins run_bins other_rust_tests); other_rust_tests" > "$log" 2>&1 &
-  rust=$!
-  browser || browser_rc=$?
-  wait $rust || rust_rc=$?
-  echo "== Rust tests"
-  cat "$log"
-  [ $rust_rc -eq 0 ] || echo "== Rust tests FAILED"
-  [ $browser_rc -eq 0 ] || echo "== browser tests FAILED"
-  [ $rust_rc -eq 0 ] && [ $browser_rc -eq 0 ]
-}
-stage tests tests
+stage browser browser
 summary
