@@ -58,11 +58,11 @@ summary() {
 # processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
 #
 # Built once, then run as `cargo test` would run them (each binary from its package's
-# directory), the CLI's first. Meanwhile the namespace browser tests (ice-tcp.test.js:
-# ICE-TCP and TURN behind a firewall, in a network namespace and a Chromium of their
-# own), which spend most of their time waiting for Chromium's ICE timeouts, run beside
-# them at a lower priority; the other browser tests run after, alone (their media
-# checks, like the Rust ones, want the CPU: run side by side, both lost packets).
+# directory). Meanwhile the namespace browser tests (ice-tcp.test.js: ICE-TCP and TURN
+# behind a firewall, in a network namespace and a Chromium of their own), which spend
+# most of their time waiting for Chromium's ICE timeouts, run beside them at a lower
+# priority; the other browser tests run after, alone (their media checks, like the Rust
+# ones, want the CPU: run side by side, both lost packets).
 build_tests() {
   mkdir -p target
   cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics \
@@ -87,15 +87,25 @@ run_bins() {
   done < <(test_bins "$@")
   [ $failed -eq 0 ]
 }
+# The binaries whose tests keep no wall-clock time (unit tests on simulated time, the
+# fuzz corpus, property tests, the doc example) run beside the CLI's at a lower
+# priority; the scenario tests (real-time media) after, alone.
+quiet_tests() {
+  run_bins '^[^ ]*/crates/(fuzz-checks|protocol|client|server) ' || return 1
+  # The SDK's doc example, compiled as `cargo test` would.
+  cargo test --doc --workspace --all-features --locked
+}
 rust_tests() {
-  local log="$PWD/target/e2e-netns.log" ns rc=0 netns=0
+  local log="$PWD/target/e2e-netns.log" quiet="$PWD/target/quiet-tests.log" ns side rc=0 netns=0
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || return 1
   (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test ice-tcp.test.js > "$log" 2>&1) &
   ns=$!
+  nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_tests); quiet_tests" > "$quiet" 2>&1 &
+  side=$!
   run_bins '^[^ ]*/crates/cli ' || rc=1
-  run_bins -v '^[^ ]*/crates/cli ' || rc=1
-  # The SDK's doc example, compiled as `cargo test` would.
-  cargo test --doc --workspace --all-features --locked || rc=1
+  wait $side || rc=1
+  cat "$quiet"
+  run_bins '^[^ ]*/tests ' || rc=1
   wait $ns || netns=$?
   echo "== browser tests in a network namespace (ice-tcp.test.js), run beside the Rust tests"
   cat "$log"
