@@ -58,11 +58,13 @@ summary() {
 # processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
 #
 # Built once, then run as `cargo test` would run them (each binary from its package's
-# directory). Meanwhile the namespace browser tests (ice-tcp.test.js: ICE-TCP and TURN
-# behind a firewall, in a network namespace and a Chromium of their own), which spend
-# most of their time waiting for Chromium's ICE timeouts, run beside them at a lower
-# priority; the other browser tests run after, alone (their media checks, like the Rust
+# directory). Meanwhile the browser tests that check no media quality run beside them
+# at a lower priority: the namespace tests (ice-tcp.test.js: ICE-TCP and TURN behind a
+# firewall, in a network namespace and a Chromium of their own), which spend most of
+# their time waiting for Chromium's ICE timeouts, and the SDK's package, sample and
+# refusals; the other browser tests run after, alone (their media checks, like the Rust
 # ones, want the CPU: run side by side, both lost packets).
+BESIDE_RUST="ice-tcp.test.js types.test.js seed.test.js sdk.test.js"
 build_tests() {
   mkdir -p target
   cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics \
@@ -98,7 +100,7 @@ quiet_tests() {
 rust_tests() {
   local log="$PWD/target/e2e-netns.log" quiet="$PWD/target/quiet-tests.log" ns side rc=0 netns=0
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || return 1
-  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test ice-tcp.test.js > "$log" 2>&1) &
+  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test $BESIDE_RUST > "$log" 2>&1) &
   ns=$!
   nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_tests); quiet_tests" > "$quiet" 2>&1 &
   side=$!
@@ -107,7 +109,7 @@ rust_tests() {
   cat "$quiet"
   run_bins '^[^ ]*/tests ' || rc=1
   wait $ns || netns=$?
-  echo "== browser tests in a network namespace (ice-tcp.test.js), run beside the Rust tests"
+  echo "== browser tests run beside the Rust tests ($BESIDE_RUST)"
   cat "$log"
   [ $rc -eq 0 ] && [ $netns -eq 0 ]
 }
@@ -115,7 +117,9 @@ stage build build_tests
 stage rust-tests rust_tests
 # The browser tests drive the server binary built above.
 browser() {
-  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test $(ls ./*.test.js | grep -v '/ice-tcp.test.js$'))
+  local files
+  files=$(cd tests/e2e && ls ./*.test.js | grep -v -E "/($(echo "$BESIDE_RUST" | sed 's/\./\\./g; s/ /|/g'))\$")
+  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test $files)
 }
 stage browser browser
 summary
