@@ -277,7 +277,6 @@ impl Turn {
         data: &[u8],
         bind: &mut dyn FnMut() -> Option<SocketAddr>,
     ) {
-        self.expire(now);
         if let Some((channel, payload)) = stun::parse_channel_data(data) {
             return self.channel_data(now, client, channel, payload);
         }
@@ -509,7 +508,8 @@ impl Turn {
         }
     }
 
-    /// Allocations past their lifetime go.
+    /// Allocations past their lifetime go (the shell calls this on its timer, not per
+    /// packet: it walks every allocation).
     pub fn expire(&mut self, now: Instant) {
         let gone: Vec<Client> =
             self.allocations.iter().filter(|(_, a)| a.expires <= now).map(|(c, _)| *c).collect();
