@@ -155,6 +155,9 @@ test('a call through loss, delay with jitter and a blackout keeps its tone and v
   const srv = await startServer(dir, 'netem', `media_advertise = "127.0.0.1:${via.port}"
 media_shards = 1
 media_timeout_ms = ${MEDIA_TIMEOUT_MS}
+# Media only through the shaped UDP path: ICE-TCP and TURN would go around it.
+media_tcp = false
+turn = false
 [[service]]
 id = "web"
 api_key = "web-key"
