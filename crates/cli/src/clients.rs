@@ -7,6 +7,8 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use switchboard_client::{Client, ClientError, Credentials, Event, Events, MakeCall, Sid};
 
+use crate::interrupts::interrupted;
+
 /// The service of the embedded defaults: every client command's default.
 pub const DEFAULT_SERVICE: &str = "demo";
 
@@ -289,21 +291,6 @@ impl Outcome {
             Outcome::Otherwise => 2,
         }
     }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM: the user (or a service manager) wants out.
-pub async fn interrupted() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Prints events until the call `sid` ends; hangs up `hangup_after` after connect;

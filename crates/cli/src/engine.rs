@@ -11,7 +11,8 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use switchboard_client::{CallEndReason, Calls, Client, EngineEvent, Entered, Event, Sid};
 
-use crate::clients::{interrupted, print, print_error, print_session, start_tone, Outcome};
+use crate::clients::{print, print_error, print_session, start_tone, Outcome};
+use crate::interrupts::interrupted;
 
 /// What to do with the first call that rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -8,7 +8,8 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use switchboard_client::{Client, ClientError, Event, JoinConference, Sid};
 
-use crate::clients::{interrupted, print, print_error, Outcome};
+use crate::clients::{print, print_error, Outcome};
+use crate::interrupts::interrupted;
 
 #[derive(clap::Args)]
 pub struct JoinArgs {

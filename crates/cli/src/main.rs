@@ -2,6 +2,7 @@
 
 mod clients;
 mod engine;
+mod interrupts;
 mod join;
 mod load;
 
@@ -118,10 +119,22 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(a) => serve(a).await.map(|()| 0),
             Command::Token(a) => token(a).map(|()| 0),
-            Command::Call(a) => clients::call(a).await.map(clients::Outcome::exit_code),
-            Command::Answer(a) => clients::answer(a).await.map(clients::Outcome::exit_code),
-            Command::Join(a) => join::join(a).await.map(clients::Outcome::exit_code),
-            Command::Engine(a) => engine::engine(a).await.map(clients::Outcome::exit_code),
+            Command::Call(a) => {
+                interrupts::listen();
+                clients::call(a).await.map(clients::Outcome::exit_code)
+            }
+            Command::Answer(a) => {
+                interrupts::listen();
+                clients::answer(a).await.map(clients::Outcome::exit_code)
+            }
+            Command::Join(a) => {
+                interrupts::listen();
+                join::join(a).await.map(clients::Outcome::exit_code)
+            }
+            Command::Engine(a) => {
+                interrupts::listen();
+                engine::engine(a).await.map(clients::Outcome::exit_code)
+            }
             Command::Load(a) => load::run(a).await.map(|()| 0),
             Command::LoadCallbacks(a) => load::run_backlog(a).await.map(|()| 0),
         }

@@ -88,6 +88,24 @@ const hears = (page, hz) => waitFor(`${hz} Hz`, () => page.evaluate(async (hz) =
   return Math.abs(found - hz) <= 15 ? found : null;
 }, hz), 20000);
 
+/**
+ * The CLI at the far end (`args`, spawn `opts`): the JSON lines it printed, its exit, and
+ * a wait until it has received more than 50 packets of the page's audio (a second).
+ */
+function farEnd(args, opts = {}) {
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
+  const lines = [];
+  proc.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
+  const exited = new Promise((r) => proc.on('exit', r));
+  const received = () => lines.filter((l) => l.event === 'media').at(-1)?.packets_in ?? 0;
+  return {
+    lines,
+    exited,
+    hearsThePage: () => waitFor(`the CLI receives the page's audio (${received()} packets so far)`, () => received() > 50, 20000),
+    kill: () => { if (proc.exitCode === null) proc.kill('SIGKILL'); },
+  };
+}
+
 const eventsOf = (page) => page.evaluate(() => window.events);
 const waitEvent = (page, evt) => waitFor(evt, async () => (await eventsOf(page)).find((e) => e.evt === evt), 20000);
 
@@ -97,20 +115,23 @@ test('with UDP dropped, the CLI and a browser call each other over ICE-TCP and h
     const bob = await sdkPage(dir, 'bob', base);
     await answerCalls(bob, 'bob', token('bob'));
     // The CLI is not told: it offers UDP and TCP and ICE finds that only TCP works.
-    const cli = spawn(BIN, ['call', '--server', base, '--service', 'web', '--user', 'alice', '--token', token('alice'),
-      '--to', 'bob', '--tone', '440', '--hangup-after', '5'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const lines = [];
-    cli.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
-    const exited = new Promise((r) => cli.on('exit', r));
-    await waitEvent(bob, 'evtConnected');
-    const hz = await hears(bob, 440);
-    assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz`);
-    assert.equal(await transport(bob), 'tcp');
-    await exited;
-    const media = lines.filter((l) => l.event === 'media');
-    assert.ok(media.length > 0 && media.at(-1).packets_in > 50, `the CLI received the browser's audio: ${JSON.stringify(media.at(-1))}`);
-    const end = lines.find((l) => l.event === 'disconnected');
-    assert.equal(end.reason.name, 'NORMAL');
+    const cli = farEnd(['call', '--server', base, '--service', 'web', '--user', 'alice', '--token', token('alice'),
+      '--to', 'bob', '--tone', '440']);
+    try {
+      await waitEvent(bob, 'evtConnected');
+      const hz = await hears(bob, 440);
+      assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz`);
+      assert.equal(await transport(bob), 'tcp');
+      await cli.hearsThePage();
+      // The browser hangs up once both have heard each other (not the CLI on a timer,
+      // which a slow ICE on a busy machine could beat).
+      await bob.evaluate(() => window.call.endCall());
+      await cli.exited;
+      const end = cli.lines.find((l) => l.event === 'disconnected');
+      assert.equal(end.reason.name, 'NORMAL');
+    } finally {
+      cli.kill();
+    }
   } finally {
     udp(true);
   }
@@ -148,25 +169,26 @@ test('a browser call whose UDP is cut mid-call moves to ICE-TCP, keeps its audio
  */
 async function turnCall(name, peer, iceTransportPolicy) {
   const page = await sdkPage(dir, name, base);
-  const cli = spawn(BIN, ['answer', '--server', base, '--service', 'web', '--user', peer, '--token', token(peer),
-    '--wait', '--tone', '440', '--hangup-after', '5'], { stdio: ['ignore', 'pipe', 'inherit'], uid: FAR_UID, gid: FAR_UID });
-  const lines = [];
-  cli.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
-  const exited = new Promise((r) => cli.on('exit', r));
-  await waitFor('the CLI signed in', () => lines.some((l) => l.event === 'session_open'));
-  await page.evaluate(async ({ accessToken, peer, iceTransportPolicy }) => {
-    window.call = new window.sb.Call({ serverUrl: location.origin, iceTransportPolicy });
-    await window.call.makeCall({ myId: 'turn-user', myServiceId: 'web', peerId: peer, accessToken, mediaType: 'audio',
-      mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
-  }, { accessToken: token('turn-user'), peer, iceTransportPolicy });
-  await waitEvent(page, 'evtConnected');
-  const hz = await hears(page, 440);
-  assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz through TURN`);
-  const local = await selected(page);
-  await exited;
-  const media = lines.filter((l) => l.event === 'media');
-  assert.ok(media.length > 0 && media.at(-1).packets_in > 50, `the CLI received the browser's audio: ${JSON.stringify(media.at(-1))}`);
-  return local;
+  const cli = farEnd(['answer', '--server', base, '--service', 'web', '--user', peer, '--token', token(peer),
+    '--wait', '--tone', '440'], { uid: FAR_UID, gid: FAR_UID });
+  try {
+    await waitFor('the CLI signed in', () => cli.lines.some((l) => l.event === 'session_open'));
+    await page.evaluate(async ({ accessToken, peer, iceTransportPolicy }) => {
+      window.call = new window.sb.Call({ serverUrl: location.origin, iceTransportPolicy });
+      await window.call.makeCall({ myId: 'turn-user', myServiceId: 'web', peerId: peer, accessToken, mediaType: 'audio',
+        mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
+    }, { accessToken: token('turn-user'), peer, iceTransportPolicy });
+    await waitEvent(page, 'evtConnected');
+    const hz = await hears(page, 440);
+    assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz through TURN`);
+    const local = await selected(page);
+    await cli.hearsThePage();
+    await page.evaluate(() => window.call.endCall());
+    await cli.exited;
+    return local;
+  } finally {
+    cli.kill();
+  }
 }
 
 test('iceTransportPolicy relay: a call through the embedded TURN server over UDP', async () => {
