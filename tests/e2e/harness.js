@@ -6,6 +6,7 @@ import path from 'node:path';
 import net from 'node:net';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import dgram from 'node:dgram';
 import { spawn, execFileSync } from 'node:child_process';
 
@@ -130,10 +131,10 @@ const servers = [];
 /**
  * A server of its own under `dir` (`name`.toml: a free port, its data dir, media on
  * 127.0.0.1, then `toml`), started and answering `/healthz`. `token(user)` mints a token
- * for `user` of service `web` (valid `ttl` seconds, default an hour). `stopServers()` kills
- * every one.
+ * for `user` of service `web` (valid `ttl` seconds, default an hour). With `ca` (a CA's
+ * PEM) it speaks https, checked against that CA. `stopServers()` kills every one.
  */
-export async function startServer(dir, name, toml, { mediaBind = '127.0.0.1:0' } = {}) {
+export async function startServer(dir, name, toml, { mediaBind = '127.0.0.1:0', ca } = {}) {
   const port = await freePort();
   const config = path.join(dir, `${name}.toml`);
   fs.writeFileSync(config, `listen = "127.0.0.1:${port}"
@@ -143,10 +144,24 @@ ${toml}`);
   const proc = spawn(BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.SB_LOG ?? 'warn' } });
   proc.stderr.on('data', (d) => process.stderr.write(d));
   servers.push(proc);
-  const base = `http://127.0.0.1:${port}`;
-  await waitFor('the server', () => fetch(`${base}/healthz`).then((r) => r.ok).catch(() => false));
+  // With `ca`, the server serves TLS (its toml names the certificate that CA signed).
+  const base = `${ca ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const healthy = () => new Promise((resolve) => {
+    (ca ? https : http).get(`${base}/healthz`, { ca }, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
+  });
+  await waitFor('the server', healthy);
   const token = (user, service = 'web', ttl = 3600) => execFileSync(BIN, ['token', '--config', config, '--service', service, '--user', user, '--ttl', String(ttl)]).toString().trim();
   return { base, config, proc, token };
+}
+
+/**
+ * A test CA and a server certificate it signed for localhost and 127.0.0.1
+ * (scripts/test-certs.sh) in `dir`: `{ ca, cert, key }`, the paths, and `caPem`.
+ */
+export function testCerts(dir) {
+  execFileSync('bash', [path.resolve(import.meta.dirname, '../../scripts/test-certs.sh'), dir]);
+  const [ca, cert, key] = ['ca.pem', 'cert.pem', 'key.pem'].map((f) => path.join(dir, f));
+  return { ca, cert, key, caPem: fs.readFileSync(ca) };
 }
 
 export function stopServers() {

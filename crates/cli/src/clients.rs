@@ -47,6 +47,8 @@ pub enum IceArg {
     TurnUdp,
     /// Through the server's TURN server, over TCP.
     TurnTcp,
+    /// Through a TURN server over TLS (`SSL_CERT_FILE` names a private CA to trust).
+    TurnTls,
 }
 
 impl From<IceArg> for switchboard_client::IceTransport {
@@ -57,6 +59,7 @@ impl From<IceArg> for switchboard_client::IceTransport {
             IceArg::Tcp => switchboard_client::IceTransport::Tcp,
             IceArg::TurnUdp => switchboard_client::IceTransport::TurnUdp,
             IceArg::TurnTcp => switchboard_client::IceTransport::TurnTcp,
+            IceArg::TurnTls => switchboard_client::IceTransport::TurnTls,
         }
     }
 }

@@ -170,7 +170,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         eprintln!("  a token:      switchboard token --data-dir {} --user alice", config.data_dir.display());
     }
     let server = switchboard_server::start(config).await?;
-    eprintln!("  listening on: {} (signaling at ws://{}/v1/signal)", server.url(), server.addr);
+    let ws = if server.url().starts_with("https:") { "wss" } else { "ws" };
+    eprintln!("  listening on: {} (signaling at {ws}://{}/v1/signal)", server.url(), server.addr);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("shutting down");

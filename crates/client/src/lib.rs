@@ -28,6 +28,7 @@ mod engine;
 mod ice_tcp;
 mod media;
 mod session;
+mod tls;
 #[cfg(feature = "tone")]
 pub mod tone;
 mod turn;

@@ -87,6 +87,9 @@ pub enum IceTransport {
     TurnUdp,
     /// Through the server's TURN server over TCP only.
     TurnTcp,
+    /// Through a TURN server over TLS only (a `turns:` URL of `welcome`; the certificate
+    /// is checked against the platform's roots, or `SSL_CERT_FILE`'s).
+    TurnTls,
 }
 
 enum Cmd {
@@ -276,15 +279,13 @@ pub async fn connect_media_with(
     let connect = |e: String| ClientError::Connect(e);
     // Forced through TURN: an allocation, and its relayed address the only candidate.
     let turn = match options.ice {
-        IceTransport::TurnUdp | IceTransport::TurnTcp => {
-            let servers = signaling.ice_servers();
-            let server = servers.first().ok_or_else(|| connect("the server offers no TURN server".into()))?;
-            let transport = if options.ice == IceTransport::TurnUdp {
-                turn::TurnTransport::Udp
-            } else {
-                turn::TurnTransport::Tcp
+        IceTransport::TurnUdp | IceTransport::TurnTcp | IceTransport::TurnTls => {
+            let transport = match options.ice {
+                IceTransport::TurnUdp => turn::TurnTransport::Udp,
+                IceTransport::TurnTcp => turn::TurnTransport::Tcp,
+                _ => turn::TurnTransport::Tls,
             };
-            let (link, rx) = turn::TurnLink::allocate(server, transport, ip).await?;
+            let (link, rx) = turn::TurnLink::allocate(&signaling.ice_servers(), transport, ip).await?;
             let candidate =
                 Candidate::relayed(link.relayed, local, "udp").map_err(|e| connect(e.to_string()))?;
             rtc.add_local_candidate(candidate);

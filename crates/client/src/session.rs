@@ -605,7 +605,12 @@ async fn dial(url: &str, hello: &ClientMessage) -> Result<(Ws, Welcome), ClientE
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0);
-    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let tls = if url.starts_with("wss:") {
+        Some(tokio_tungstenite::Connector::Rustls(crate::tls::client_config()?))
+    } else {
+        None
+    };
+    let connect = tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, tls);
     let (mut ws, _) = connect.await.map_err(|e| match e {
         tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status().as_u16() == 429 => {
             ClientError::Refused {

@@ -1,5 +1,5 @@
 //! A TURN client (RFC 8656) for the SDK's media, for networks that let nothing through
-//! but the server's TURN server: one allocation over UDP or TCP with the credentials of
+//! but the server's TURN server: one allocation over UDP, TCP or TLS with the credentials of
 //! `welcome`, a channel per peer ICE sends to, refreshed while the media lives. ICE sees
 //! the allocation as a relayed candidate; what it sends from there goes through here.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use switchboard_protocol::stun::{self, attr, method, Builder, Class, Message};
 use switchboard_protocol::IceServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -22,6 +22,8 @@ pub(crate) enum TurnTransport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP (a `turns:` URL).
+    Tls,
 }
 
 /// Allocation and permissions are refreshed this often (they last 10 and 5 minutes).
@@ -29,17 +31,26 @@ const REFRESH_EVERY: Duration = Duration::from_secs(240);
 /// One request's wait for its answer (UDP: sent again meanwhile).
 const ANSWER: Duration = Duration::from_secs(5);
 
-/// The way to the server: a UDP socket or a TCP stream.
+/// A TCP or TLS stream to the server.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> Stream for S {}
+
+/// The way to the server: a UDP socket, or a TCP or TLS stream (and what was read of
+/// it past the last whole frame).
 enum Conn {
     Udp(UdpSocket),
-    Tcp(TcpStream, Vec<u8>),
+    Tcp(Box<dyn Stream>, Vec<u8>),
 }
 
 impl Conn {
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Conn::Udp(s) => s.send(bytes).await.map(drop),
-            Conn::Tcp(s, _) => s.write_all(bytes).await,
+            Conn::Tcp(s, _) => {
+                s.write_all(bytes).await?;
+                // TLS holds what it was given until flushed.
+                s.flush().await
+            }
         }
     }
 
@@ -101,15 +112,19 @@ fn tid() -> [u8; 12] {
     t
 }
 
-/// The server's address for `transport` from `server`'s URLs (`turn:host:port?transport=…`).
-fn server_addr(server: &IceServer, transport: TurnTransport) -> Option<SocketAddr> {
-    let want = match transport {
-        TurnTransport::Udp => "transport=udp",
-        TurnTransport::Tcp => "transport=tcp",
+/// The server's host and port for `transport` from `server`'s URLs
+/// (`turn:host:port?transport=udp|tcp`, `turns:host:port?transport=tcp`).
+fn server_at(server: &IceServer, transport: TurnTransport) -> Option<(String, u16)> {
+    let (scheme, want) = match transport {
+        TurnTransport::Udp => ("turn:", "transport=udp"),
+        TurnTransport::Tcp => ("turn:", "transport=tcp"),
+        TurnTransport::Tls => ("turns:", "transport=tcp"),
     };
-    server.urls.iter().find(|u| u.starts_with("turn:") && u.ends_with(want)).and_then(|u| {
-        let hostport = u.trim_start_matches("turn:").split('?').next()?;
-        hostport.parse().ok()
+    server.urls.iter().find(|u| u.starts_with(scheme) && u.ends_with(want)).and_then(|u| {
+        let hostport = u.strip_prefix(scheme)?.split('?').next()?;
+        let (host, port) = hostport.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some((host.to_string(), port.parse().ok()?))
     })
 }
 
@@ -148,29 +163,47 @@ pub(crate) struct TurnLink {
 }
 
 impl TurnLink {
-    /// Allocates on `server` over `transport` (from `ip`); what peers send comes on the
-    /// receiver, with the peer's address.
+    /// Allocates over `transport` (from `ip`) on the first of `servers` that offers it;
+    /// what peers send comes on the receiver, with the peer's address.
     pub async fn allocate(
-        server: &IceServer,
+        servers: &[IceServer],
         transport: TurnTransport,
         ip: std::net::IpAddr,
     ) -> Result<(TurnLink, mpsc::Receiver<(SocketAddr, Vec<u8>)>), ClientError> {
-        let at = server_addr(server, transport)
+        let (server, (host, port)) = servers
+            .iter()
+            .find_map(|s| Some((s, server_at(s, transport)?)))
             .ok_or_else(|| ClientError::Connect(format!("the server offers no TURN over {transport:?}")))?;
-        let io = |e: std::io::Error| ClientError::Connect(format!("TURN {at}: {e}"));
+        let io = |e: std::io::Error| ClientError::Connect(format!("TURN {host}:{port}: {e}"));
+        let at = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(io)?
+            .next()
+            .ok_or_else(|| ClientError::Connect(format!("TURN {host}: no address")))?;
+        let tcp = || async {
+            let s = tokio::time::timeout(ANSWER, TcpStream::connect(at))
+                .await
+                .map_err(|_| ClientError::Connect(format!("TURN {at}: connect timed out")))?
+                .map_err(io)?;
+            let _ = s.set_nodelay(true);
+            Ok::<_, ClientError>(s)
+        };
         let mut conn = match transport {
             TurnTransport::Udp => {
                 let s = UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(io)?;
                 s.connect(at).await.map_err(io)?;
                 Conn::Udp(s)
             }
-            TurnTransport::Tcp => {
-                let s = tokio::time::timeout(ANSWER, TcpStream::connect(at))
+            TurnTransport::Tcp => Conn::Tcp(Box::new(tcp().await?), Vec::new()),
+            TurnTransport::Tls => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| ClientError::Connect(format!("TURN {host}: {e}")))?;
+                let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config()?);
+                let s = tokio::time::timeout(ANSWER, connector.connect(name, tcp().await?))
                     .await
-                    .map_err(|_| ClientError::Connect(format!("TURN {at}: connect timed out")))?
+                    .map_err(|_| ClientError::Connect(format!("TURN {at}: TLS handshake timed out")))?
                     .map_err(io)?;
-                let _ = s.set_nodelay(true);
-                Conn::Tcp(s, Vec::new())
+                Conn::Tcp(Box::new(s), Vec::new())
             }
         };
         let udp_transport = [17u8, 0, 0, 0];

@@ -247,6 +247,29 @@ pub struct Config {
     /// Bytes per second one allocation may relay each way.
     #[serde(default = "default_turn_bytes_per_sec")]
     pub turn_bytes_per_sec: u64,
+    /// TLS in the server itself: with a certificate chain and its key (PEM files), the
+    /// signaling listener serves https and wss (a small deployment needs no proxy), and
+    /// the embedded TURN server answers TURN over TLS on that same port too (a STUN
+    /// message after the handshake goes to TURN, anything else is HTTP), so a firewall
+    /// that lets only 443 through still carries calls.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// TURN over TLS on a port of its own as well (needs `tls_cert`; 0: one picked at
+    /// start). Production: 5349, or 443 on an address of its own.
+    #[serde(default)]
+    pub turn_tls_port: Option<u16>,
+    /// A `turns:` URL to hand out when TLS is terminated in front of the server (a load
+    /// balancer that forwards the decrypted stream to `turn_port` over TCP), e.g.
+    /// `turns:turn.example.com:443?transport=tcp`. Needs no certificate here.
+    #[serde(default)]
+    pub turn_tls_url: Option<String>,
+    /// TURN servers run apart from Switchboard (coturn with `use-auth-secret`): each gets
+    /// TURN REST credentials in `welcome`, made with its shared secret.
+    #[serde(default)]
+    pub turn_servers: Vec<ExternalTurn>,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -259,6 +282,16 @@ pub struct Config {
     /// Set when the server runs on embedded defaults with the generated demo service.
     #[serde(skip)]
     pub demo: bool,
+}
+
+/// A TURN server run apart from Switchboard, sharing a secret with it (TURN REST
+/// credentials: coturn's `use-auth-secret` and `static-auth-secret`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ExternalTurn {
+    /// Its `turn:` / `turns:` URLs as the clients are to use them.
+    pub urls: Vec<String>,
+    /// The shared secret.
+    pub secret: String,
 }
 
 fn default_listen() -> SocketAddr {
@@ -333,6 +366,11 @@ impl Default for Config {
             turn_credential_ttl_secs: default_turn_ttl(),
             turn_allocations_per_user: default_turn_allocations(),
             turn_bytes_per_sec: default_turn_bytes_per_sec(),
+            tls_cert: None,
+            tls_key: None,
+            turn_tls_port: None,
+            turn_tls_url: None,
+            turn_servers: Vec::new(),
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),
@@ -417,6 +455,25 @@ impl Config {
             return bad(
                 "media_bind is a wildcard address: set media_advertise to the address clients reach".into()
             );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together".into());
+        }
+        if self.turn_tls_port.is_some() && (self.tls_cert.is_none() || !self.turn) {
+            return bad("turn_tls_port needs tls_cert and tls_key, and turn".into());
+        }
+        if let Some(u) = &self.turn_tls_url {
+            if !u.starts_with("turns:") {
+                return bad(format!("turn_tls_url {u:?} must be a turns: URL"));
+            }
+        }
+        for t in &self.turn_servers {
+            if t.urls.is_empty() || t.secret.is_empty() {
+                return bad("turn_servers: each needs urls and a secret".into());
+            }
+            if let Some(u) = t.urls.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+                return bad(format!("turn_servers: {u:?} is not a turn: or turns: URL"));
+            }
         }
         let cb = &self.callbacks;
         if cb.retry_first_ms == 0 || cb.retry_max_ms < cb.retry_first_ms || cb.per_service_concurrency == 0 {

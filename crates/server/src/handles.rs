@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use switchboard_protocol::ServerMessage;
+use switchboard_protocol::{IceServer, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::CcKey;
@@ -130,15 +130,57 @@ pub(crate) struct Shared {
     pub turn: Option<TurnInfo>,
 }
 
-/// What `welcome` needs to hand out TURN credentials.
+/// What `welcome` needs to hand out the embedded TURN server's credentials.
 #[derive(Clone)]
 pub(crate) struct TurnInfo {
-    /// `turn:` URLs.
+    /// `turn:` URLs (UDP and TCP), and a `turns:` one when TLS is terminated in front.
     pub urls: Vec<String>,
+    /// TURN over TLS shares the signaling listener's port: `turns:` at the host and port
+    /// the client reached signaling by.
+    pub tls_shared: bool,
+    /// TURN over TLS on a port of its own: `turns:` at that host, this port.
+    pub tls_port: Option<u16>,
     /// The secret credentials are derived from.
     pub secret: Vec<u8>,
     /// How long credentials are good.
     pub ttl_secs: u64,
+}
+
+/// The ICE servers `welcome` hands `user` (`service:user`) who reached signaling at
+/// `host` (the Host header): the embedded TURN server, then the external ones, each with
+/// TURN REST credentials good for the configured time.
+pub(crate) fn ice_servers(shared: &Shared, user: &str, host: Option<&str>, now_secs: u64) -> Vec<IceServer> {
+    let ttl = shared.config.turn_credential_ttl_secs;
+    let mut out = Vec::new();
+    if let Some(t) = &shared.turn {
+        let mut urls = t.urls.clone();
+        if let Some((name, port)) = host.and_then(split_host) {
+            if t.tls_shared {
+                urls.push(format!("turns:{name}:{}?transport=tcp", port.unwrap_or(443)));
+            }
+            if let Some(p) = t.tls_port {
+                urls.push(format!("turns:{name}:{p}?transport=tcp"));
+            }
+        }
+        let (username, credential) = crate::turn::credentials(&t.secret, user, now_secs, t.ttl_secs);
+        out.push(IceServer { urls, username, credential });
+    }
+    for ext in &shared.config.turn_servers {
+        let (username, credential) = crate::turn::credentials(ext.secret.as_bytes(), user, now_secs, ttl);
+        out.push(IceServer { urls: ext.urls.clone(), username, credential });
+    }
+    out
+}
+
+/// A Host header's name and port (`example.com:8443`, `[::1]:443`, `example.com`);
+/// None for what is not a plain host.
+fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !n.is_empty() && (!n.contains(':') || n.ends_with(']')) => (n, Some(p.parse().ok()?)),
+        _ => (host, None),
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b);
+    (!name.is_empty() && name.bytes().all(plain)).then_some((name, port))
 }
 
 /// The core is gone (the server is stopping).
@@ -169,5 +211,24 @@ impl CoreHandle {
     /// Live counts (zero once the core stopped).
     pub async fn census(&self) -> Census {
         self.ask(CoreCmd::Census).await.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn host_headers_split_into_name_and_port() {
+        assert_eq!(split_host("example.com:8443"), Some(("example.com", Some(8443))));
+        assert_eq!(split_host("example.com"), Some(("example.com", None)));
+        assert_eq!(split_host("127.0.0.1:7880"), Some(("127.0.0.1", Some(7880))));
+        assert_eq!(split_host("[::1]:443"), Some(("[::1]", Some(443))));
+        assert_eq!(split_host("[::1]"), Some(("[::1]", None)));
+        // Nothing a URL could be built from.
+        assert_eq!(split_host("a b:1"), None);
+        assert_eq!(split_host("evil.com/x?"), None);
+        assert_eq!(split_host("h:port"), None);
+        assert_eq!(split_host(""), None);
     }
 }

@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 mod signal;
 pub mod store;
+pub mod tls;
 pub mod turn;
 mod web;
 

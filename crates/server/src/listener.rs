@@ -1,5 +1,7 @@
 //! The HTTP listener: accepts TCP connections and serves HTTP/1.1 (and WebSocket
-//! upgrades) on them, with two guards that `axum::serve` lacks:
+//! upgrades) on them, over TLS when configured (where a TURN client's first STUN message
+//! sends the connection to the TURN server instead), with two guards that `axum::serve`
+//! lacks:
 //! - a **header timeout**: a connection must send a complete request head within
 //!   `header_timeout_ms`, or it is closed (idle keep-alive connections too);
 //! - a **per-address cap on pending connections**: connections that have not
@@ -110,6 +112,13 @@ impl Drop for PendingInner {
     }
 }
 
+/// TLS on the listener: the acceptor, and where TURN clients (a STUN message after the
+/// handshake) go.
+pub(crate) struct TlsMux {
+    pub acceptor: crate::tls::TlsAcceptor,
+    pub turn: Option<crate::turn::shell::TurnStreams>,
+}
+
 /// Settings of the listener.
 pub(crate) struct ListenerSettings {
     pub header_timeout: Duration,
@@ -122,9 +131,11 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     settings: ListenerSettings,
+    tls: Option<TlsMux>,
     metrics: Arc<Metrics>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let tls = tls.map(Arc::new);
     let pending = PendingCounts::new(settings.pending_per_ip);
     // Every connection task holds a receiver: `closed()` resolves when all are gone.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -160,7 +171,15 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(tcp, peer, app.clone(), guard, settings.header_timeout, shutdown_rx.clone()));
+        let (app, header_timeout, shutdown) = (app.clone(), settings.header_timeout, shutdown_rx.clone());
+        match &tls {
+            None => {
+                tokio::spawn(connection(TokioIo::new(tcp), peer, app, guard, header_timeout, shutdown));
+            }
+            Some(tls) => {
+                tokio::spawn(tls_connection(tcp, peer, tls.clone(), app, guard, header_timeout, shutdown));
+            }
+        }
     }
     drop(listener);
     let _ = shutdown_tx.send(true);
@@ -168,14 +187,53 @@ pub(crate) async fn serve(
     shutdown_tx.closed().await;
 }
 
-async fn connection(
+/// A TLS connection: the handshake and the first byte within the header timeout, then
+/// TURN (a STUN message) or HTTP (anything else).
+async fn tls_connection(
     tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<TlsMux>,
+    app: Router,
+    guard: Pending,
+    header_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncReadExt;
+    let first = tokio::time::timeout(header_timeout, async {
+        let mut stream = tls.acceptor.accept(tcp).await?;
+        let mut first = [0u8; 1];
+        let n = stream.read(&mut first).await?;
+        Ok::<_, std::io::Error>((stream, first, n))
+    })
+    .await;
+    let (stream, first) = match first {
+        Ok(Ok((stream, first, 1))) => (stream, first),
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "closed a TLS connection that sent nothing in time"),
+    };
+    let stream = crate::tls::Rewound::new(first.to_vec(), stream);
+    if crate::tls::is_stun(first[0]) {
+        if let Some(turn) = &tls.turn {
+            // TURN has its own limits; this is no pending signaling connection.
+            guard.release();
+            turn.hand_over(stream, peer);
+        }
+        return;
+    }
+    connection(TokioIo::new(stream), peer, app, guard, header_timeout, shutdown).await
+}
+
+async fn connection<I>(
+    io: TokioIo<I>,
     peer: SocketAddr,
     app: Router,
     guard: Pending,
     header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let request_guard = guard.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -190,7 +248,7 @@ async fn connection(
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+    let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let ended = tokio::select! {
         r = conn.as_mut() => r,

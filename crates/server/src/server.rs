@@ -55,6 +55,9 @@ pub enum ServerError {
     /// Media relay.
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
+    /// The TLS certificate or key.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub use crate::clock::now_ms;
@@ -73,6 +76,8 @@ pub struct ServerHandle {
     tasks: Vec<JoinHandle<()>>,
     /// The embedded TURN server (stopped when the handle goes).
     turn: Option<crate::turn::shell::TurnServer>,
+    /// The listener serves https and wss.
+    tls: bool,
 }
 
 impl ServerHandle {
@@ -103,7 +108,13 @@ impl ServerHandle {
 
     /// Base URL (`http://addr`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Where the embedded TURN server's own TLS port listens, if it has one.
+    pub fn turn_tls_addr(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().and_then(|t| t.tls_local)
     }
 
     /// Stops everything it started: stops accepting and closes connections, then stops
@@ -215,7 +226,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         metrics.media.clone(),
     )
     .await?;
-    let turn = start_turn(&config, &media, &server_secret, metrics.turn.clone()).await?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let turn = start_turn(&config, &media, tls.clone(), &server_secret, metrics.turn.clone()).await?;
     let (push_tx, push_rx) = mpsc::unbounded_channel::<PushOutcome>();
     let delivery = DeliveryRunner::new(
         &config,
@@ -279,8 +294,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         header_timeout: Duration::from_millis(config.limits.header_timeout_ms),
         pending_per_ip: config.limits.pending_per_ip,
     };
-    let join = tokio::spawn(crate::listener::serve(listener, app, settings, shared.metrics.clone(), stop_rx));
-    tracing::info!(%addr, services = shared.services.len(), "switchboard listening");
+    let mux = tls.map(|acceptor| crate::listener::TlsMux {
+        acceptor,
+        turn: turn.as_ref().map(|(_, server)| server.streams()),
+    });
+    let tls = mux.is_some();
+    let join =
+        tokio::spawn(crate::listener::serve(listener, app, settings, mux, shared.metrics.clone(), stop_rx));
+    tracing::info!(%addr, tls, services = shared.services.len(), "switchboard listening");
     Ok(ServerHandle {
         addr,
         shared,
@@ -289,6 +310,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         stop,
         tasks: vec![core_task, delivery_task],
         turn: turn.map(|(_, server)| server),
+        tls,
     })
 }
 
@@ -496,6 +518,7 @@ impl CoreRunner {
 async fn start_turn(
     config: &Config,
     media: &MediaRelay,
+    tls: Option<crate::tls::TlsAcceptor>,
     server_secret: &[u8],
     metrics: Arc<crate::turn::metrics::TurnMetrics>,
 ) -> Result<Option<(crate::handles::TurnInfo, crate::turn::shell::TurnServer)>, ServerError> {
@@ -511,7 +534,13 @@ async fn start_turn(
     };
     let bind = SocketAddr::new(config.media_bind.ip(), config.turn_port);
     let relay_ip = config.turn_relay_ip.unwrap_or(config.media_bind.ip());
-    let server = crate::turn::shell::TurnServer::start(bind, relay_ip, settings, metrics)
+    let own_tls = match (config.turn_tls_port, &tls) {
+        (Some(port), Some(acceptor)) => {
+            Some((SocketAddr::new(config.media_bind.ip(), port), acceptor.clone()))
+        }
+        _ => None,
+    };
+    let server = crate::turn::shell::TurnServer::start(bind, relay_ip, own_tls, settings, metrics)
         .await
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     // Clients reach it at the media address they are told.
@@ -521,8 +550,16 @@ async fn start_turn(
         None => server.local.ip().to_string(),
     };
     let port = server.local.port();
-    let urls = vec![format!("turn:{host}:{port}?transport=udp"), format!("turn:{host}:{port}?transport=tcp")];
-    let info = crate::handles::TurnInfo { urls, secret, ttl_secs: config.turn_credential_ttl_secs };
+    let mut urls =
+        vec![format!("turn:{host}:{port}?transport=udp"), format!("turn:{host}:{port}?transport=tcp")];
+    urls.extend(config.turn_tls_url.iter().cloned());
+    let info = crate::handles::TurnInfo {
+        urls,
+        tls_shared: tls.is_some(),
+        tls_port: server.tls_local.map(|a| a.port()),
+        secret,
+        ttl_secs: config.turn_credential_ttl_secs,
+    };
     Ok(Some((info, server)))
 }
 

@@ -40,6 +40,7 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(shared): State<Arc<Shared>>,
     pending: Option<Extension<Pending>>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let allowed = shared.ip_limiter.lock().map(|mut l| l.allow(&peer.ip(), now_ms())).unwrap_or(true);
     if !allowed {
@@ -50,12 +51,18 @@ pub(crate) async fn upgrade(
         });
         return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     }
+    // The host the client reached us by: `turns:` URLs name it (its certificate does).
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.len() <= 255)
+        .map(str::to_owned);
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |socket| session(socket, peer, shared, pending.map(|Extension(p)| p)))
+        .on_upgrade(move |socket| session(socket, peer, host, shared, pending.map(|Extension(p)| p)))
 }
 
 struct Authed {
@@ -296,7 +303,13 @@ async fn end_after(ws: &mut WebSocket, read: Read, session_id: Option<u64>, peer
     }
 }
 
-async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pending: Option<Pending>) {
+async fn session(
+    mut ws: WebSocket,
+    peer: SocketAddr,
+    host: Option<String>,
+    shared: Arc<Shared>,
+    pending: Option<Pending>,
+) {
     let limits = session::Limits {
         silence: Duration::from_secs(u64::from(shared.config.session_timeout_secs)),
         rate: shared.config.limits.messages_per_session_per_sec,
@@ -347,16 +360,12 @@ async fn session(mut ws: WebSocket, peer: SocketAddr, shared: Arc<Shared>, pendi
         heartbeat_secs: shared.config.heartbeat_secs,
         token_expires_at: authed.token_exp,
         reconnect_grace_ms: Some(shared.config.reconnect_grace_ms),
-        ice_servers: shared
-            .turn
-            .iter()
-            .map(|t| {
-                let user = format!("{}:{}", authed.party.service_id, authed.party.user_id);
-                let (username, credential) =
-                    crate::turn::credentials(&t.secret, &user, crate::clock::now_ms() / 1000, t.ttl_secs);
-                switchboard_protocol::IceServer { urls: t.urls.clone(), username, credential }
-            })
-            .collect(),
+        ice_servers: crate::handles::ice_servers(
+            &shared,
+            &format!("{}:{}", authed.party.service_id, authed.party.user_id),
+            host.as_deref(),
+            crate::clock::now_ms() / 1000,
+        ),
     };
     let (tx, mut rx) = mpsc::channel::<Frame>(256);
     let open = CoreCmd::Open {

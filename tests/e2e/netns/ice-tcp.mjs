@@ -9,7 +9,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, freePort } from '../harness.js';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, freePort, testCerts } from '../harness.js';
 
 const SECRET = 'c3'.repeat(32);
 // The far end of a call, on a network that lets everything through: a CLI running as
@@ -166,18 +166,21 @@ test('a browser call whose UDP is cut mid-call moves to ICE-TCP, keeps its audio
 /**
  * A browser page (`iceTransportPolicy` as given) that calls `peer`: the CLI, on an open
  * network, answering with a 440 Hz tone. The local candidate the page's call settled on.
+ * `server`: the one of this file, or another (`{ base, token, ca, pageArgs }`).
  */
-async function turnCall(name, peer, iceTransportPolicy) {
-  const page = await sdkPage(dir, name, base);
-  const cli = farEnd(['answer', '--server', base, '--service', 'web', '--user', peer, '--token', token(peer),
-    '--wait', '--tone', '440'], { uid: FAR_UID, gid: FAR_UID });
+async function turnCall(name, peer, iceTransportPolicy, server = { base, token }) {
+  const { ca, pageArgs } = server;
+  const page = await sdkPage(dir, name, server.base, { args: pageArgs ?? [] });
+  const env = ca ? { ...process.env, SSL_CERT_FILE: ca } : process.env;
+  const cli = farEnd(['answer', '--server', server.base, '--service', 'web', '--user', peer, '--token', server.token(peer),
+    '--wait', '--tone', '440'], { uid: FAR_UID, gid: FAR_UID, env });
   try {
     await waitFor('the CLI signed in', () => cli.lines.some((l) => l.event === 'session_open'));
     await page.evaluate(async ({ accessToken, peer, iceTransportPolicy }) => {
       window.call = new window.sb.Call({ serverUrl: location.origin, iceTransportPolicy });
       await window.call.makeCall({ myId: 'turn-user', myServiceId: 'web', peerId: peer, accessToken, mediaType: 'audio',
         mediaHtmlElement: { peer: { audio: window.media.audio } }, delegate: window.delegate });
-    }, { accessToken: token('turn-user'), peer, iceTransportPolicy });
+    }, { accessToken: server.token('turn-user'), peer, iceTransportPolicy });
     await waitEvent(page, 'evtConnected');
     const hz = await hears(page, 440);
     assert.ok(Math.abs(hz - 440) <= 15, `the browser heard ${hz} Hz through TURN`);
@@ -201,6 +204,39 @@ test('with UDP and the ICE-TCP port dropped, a call finds its way through TURN o
   try {
     const local = await turnCall('turn-tcp', 'frank', 'all');
     assert.deepEqual([local.candidateType, local.relayProtocol], ['relay', 'tcp'], JSON.stringify(local));
+  } finally {
+    udp(true);
+  }
+});
+
+test('over wss to the server\'s own TLS listener, with only that TCP port open, a call goes through TURN over TLS on it', async () => {
+  const certs = testCerts(path.join(dir, 'tls'));
+  // The far end's CLI (another user) reads the CA.
+  fs.chmodSync(dir, 0o755);
+  const [tcpPort, turnPort] = [await freePort(), await freePort()];
+  const tls = await startServer(dir, 'tls', `media_shards = 1
+media_tcp_port = ${tcpPort}
+turn_port = ${turnPort}
+turn_relay_ip = "127.0.0.2"
+tls_cert = "${certs.cert}"
+tls_key = "${certs.key}"
+[[service]]
+id = "web"
+api_key = "web-key"
+api_secret = "${SECRET}"
+on_call_evt_cb_url = "${app.url}/call_evt"
+`, { ca: certs.caPem });
+  const listen = Number(new URL(tls.base).port);
+  const appPort = Number(new URL(app.url).port);
+  // Nothing but TCP to the listener (and replies): no UDP, no ICE-TCP, no TURN port.
+  // The app server's port stays open for the callbacks, the far end's CLI is exempt.
+  execFileSync('nft', ['-f', '-'], {
+    input: `table inet sbtest {\n chain out {\n type filter hook output priority 0; policy accept;\n ct state established,related accept\n ip saddr 127.0.0.2 accept\n ip daddr 127.0.0.2 accept\n meta skuid ${FAR_UID} accept\n meta l4proto udp drop\n tcp dport != { ${listen}, ${appPort} } drop\n }\n}\n`,
+  });
+  try {
+    // A certificate the browser trusts by flag (the test CA is no root of its).
+    const local = await turnCall('turn-tls', 'gina', 'all', { ...tls, ca: certs.ca, pageArgs: ['--ignore-certificate-errors'] });
+    assert.deepEqual([local.candidateType, local.relayProtocol], ['relay', 'tls'], JSON.stringify(local));
   } finally {
     udp(true);
   }

@@ -275,3 +275,51 @@ async fn ice_tcp_connections_nobody_claims_are_closed() {
     assert!(again.is_ok());
     relay.shutdown().await;
 }
+
+/// `welcome`'s ICE servers: the embedded TURN server (UDP, TCP, and the `turns:` URL of
+/// a TLS-terminating load balancer in front of it), then a coturn run apart, each with
+/// TURN REST credentials for this user that its own secret signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_hands_out_the_embedded_and_the_external_turn_servers_with_their_credentials() {
+    let external = vec![
+        "turn:turn.example.net:3478?transport=udp".to_string(),
+        "turns:turn.example.net:5349?transport=tcp".to_string(),
+    ];
+    let h = switchboard_tests::Harness::start_with(|c| {
+        c.turn_tls_url = Some("turns:turn.example.com:443?transport=tcp".into());
+        c.turn_servers = vec![switchboard_server::config::ExternalTurn {
+            urls: external.clone(),
+            secret: "sh4red".into(),
+        }];
+    })
+    .await;
+    let (alice, _events) = h.user("alice").await;
+    let servers = alice.ice_servers();
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    let embedded = &servers[0];
+    assert!(
+        embedded.urls.iter().any(|u| u.starts_with("turn:") && u.ends_with("?transport=udp")),
+        "{embedded:?}"
+    );
+    assert!(
+        embedded.urls.iter().any(|u| u.starts_with("turn:") && u.ends_with("?transport=tcp")),
+        "{embedded:?}"
+    );
+    assert!(embedded.urls.contains(&"turns:turn.example.com:443?transport=tcp".to_string()), "{embedded:?}");
+    // Plain http here: no `turns:` at the listener's own address.
+    assert!(
+        !embedded.urls.iter().any(|u| u.contains("127.0.0.1") && u.starts_with("turns:")),
+        "{embedded:?}"
+    );
+    let ext = &servers[1];
+    assert_eq!(ext.urls, external);
+    let (expiry, user) = ext.username.split_once(':').expect("expiry:user");
+    assert_eq!(user, "acme:alice");
+    let expiry: u64 = expiry.parse().expect("a number");
+    let now = switchboard_server::server::now_ms() / 1000;
+    assert!(expiry > now && expiry <= now + h.config.turn_credential_ttl_secs + 5, "{expiry} vs {now}");
+    let ttl = h.config.turn_credential_ttl_secs;
+    let (_, expected) = switchboard_server::turn::credentials(b"sh4red", "acme:alice", expiry - ttl, ttl);
+    assert_eq!(ext.credential, expected, "HMAC-SHA1 of the username with the shared secret, base64");
+    assert_ne!(ext.credential, embedded.credential);
+}

@@ -39,9 +39,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// With these environment variables set too.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -139,6 +145,37 @@ pub fn serve_defaults(tag: &str) -> (Proc, String, String) {
     let server = Proc::spawn(&["serve", "--data-dir", &data, "--listen", &listen]);
     server.until("listening on");
     (server, format!("http://{listen}"), data)
+}
+
+/// A test CA and a server certificate it signed (`scripts/test-certs.sh`) in `dir`:
+/// the paths of `ca.pem`, `cert.pem` and `key.pem`.
+pub fn test_certs(dir: &std::path::Path) -> (String, String, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/test-certs.sh");
+    let ok = Command::new("bash").arg(script).arg(dir).status().is_ok_and(|s| s.success());
+    assert!(ok, "scripts/test-certs.sh failed (is openssl installed?)");
+    let path = |f: &str| dir.join(f).to_string_lossy().to_string();
+    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}
+
+/// Like [`serve_defaults`], with TLS on the listener (https, wss and TURN over TLS on
+/// one port) and TURN over TLS on a port of its own too; also returns the CA to trust.
+pub fn serve_tls(tag: &str) -> (Proc, String, String, String) {
+    let dir = std::env::temp_dir().join(format!("switchboard-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ca, cert, key) = test_certs(&dir.join("tls"));
+    let port = free_port();
+    let data = dir.to_string_lossy().to_string();
+    let config = dir.join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\nturn_tls_port = 0\n"
+        ),
+    )
+    .expect("config");
+    let server = Proc::spawn(&["serve", "--config", &config.to_string_lossy()]);
+    server.until("listening on");
+    (server, format!("https://127.0.0.1:{port}"), data, ca)
 }
 
 /// The ended calls of `user` on a server started by [`serve_defaults`], newest first, from

@@ -9,49 +9,63 @@ use crate::common::{json_lines, run, serve_defaults, Proc};
 fn tones_through(tag: &str, transport: &str) -> String {
     let _slot = crate::common::slot();
     let (server, url, data) = serve_defaults(tag);
-    let (_, alice) = run(&["token", "--data-dir", &data, "--user", "alice"]);
-    let (_, bob) = run(&["token", "--data-dir", &data, "--user", "bob"]);
-    let answer = Proc::spawn(&[
-        "answer",
-        "--server",
-        &url,
-        "--service",
-        "demo",
-        "--user",
-        "bob",
-        "--token",
-        &bob,
-        "--wait",
-        "--tone",
-        "880",
-        "--ice-transport",
-        transport,
-        // Long enough for a report or two after media is up on a busy machine.
-        "--hangup-after",
-        "5",
-    ]);
+    tones(server, &url, &data, transport, None)
+}
+
+/// [`tones_through`] on a running `server` (base `url`, data dir `data`); with `ca`,
+/// the clients and curl trust that CA.
+fn tones(server: Proc, url: &str, data: &str, transport: &str, ca: Option<&str>) -> String {
+    let (_, alice) = run(&["token", "--data-dir", data, "--user", "alice"]);
+    let (_, bob) = run(&["token", "--data-dir", data, "--user", "bob"]);
+    let env: Vec<(&str, &str)> = ca.map(|ca| ("SSL_CERT_FILE", ca)).into_iter().collect();
+    let answer = Proc::spawn_with_env(
+        &[
+            "answer",
+            "--server",
+            url,
+            "--service",
+            "demo",
+            "--user",
+            "bob",
+            "--token",
+            &bob,
+            "--wait",
+            "--tone",
+            "880",
+            "--ice-transport",
+            transport,
+            // Long enough for a report or two after media is up on a busy machine.
+            "--hangup-after",
+            "5",
+        ],
+        &env,
+    );
     answer.until("session_open");
-    let call = Proc::spawn(&[
-        "call",
-        "--server",
-        &url,
-        "--user",
-        "alice",
-        "--token",
-        &alice,
-        "--to",
-        "bob",
-        "--tone",
-        "440",
-        "--ice-transport",
-        transport,
-    ]);
+    let call = Proc::spawn_with_env(
+        &[
+            "call",
+            "--server",
+            url,
+            "--user",
+            "alice",
+            "--token",
+            &alice,
+            "--to",
+            "bob",
+            "--tone",
+            "440",
+            "--ice-transport",
+            transport,
+        ],
+        &env,
+    );
     let mut caller = call.until("media_connected");
     let mut callee = answer.until("media_connected");
     // A second of media first: the figures are published every 250 ms.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let metrics = std::process::Command::new("curl")
         .args(["-sf", &format!("{url}/metrics")])
+        .args(ca.map(|ca| ["--cacert", ca]).into_iter().flatten())
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
@@ -70,7 +84,7 @@ fn tones_through(tag: &str, transport: &str) -> String {
         "{media}"
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(data);
     metrics
 }
 
@@ -120,6 +134,19 @@ fn cli_clients_hear_each_others_tones_through_turn_over_udp() {
 #[test]
 fn cli_clients_hear_each_others_tones_through_turn_over_tcp() {
     let metrics = tones_through("tone-turn-tcp", "turn-tcp");
+    assert!(metric(&metrics, "switchboard_turn_allocations_total", "") >= 2, "{metrics}");
+    assert!(metric(&metrics, "switchboard_turn_relayed_packets_total", "to_client") > 0, "{metrics}");
+}
+
+/// TLS in the server itself: the clients sign in over wss (trusting the test CA through
+/// `SSL_CERT_FILE`, as the platform's roots would trust a real one) and relay their media
+/// through TURN over TLS on that same port, the one port such a deployment opens.
+#[test]
+fn cli_clients_hear_each_others_tones_through_turn_over_tls_on_the_signaling_port() {
+    let _slot = crate::common::slot();
+    let (server, url, data, ca) = crate::common::serve_tls("tone-turn-tls");
+    assert!(url.starts_with("https://"));
+    let metrics = tones(server, &url, &data, "turn-tls", Some(&ca));
     assert!(metric(&metrics, "switchboard_turn_allocations_total", "") >= 2, "{metrics}");
     assert!(metric(&metrics, "switchboard_turn_relayed_packets_total", "to_client") > 0, "{metrics}");
 }

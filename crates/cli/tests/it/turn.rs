@@ -53,15 +53,15 @@ async fn coturns_client_relays_to_the_media_address_only_and_with_good_credentia
     // Good credentials, the media address: allocated, and every packet relayed to it
     // (no answer comes back: the relay drops what no connection of its claims). The
     // figures are published every 250 ms.
-    let run = tokio::task::spawn_blocking({
+    // Both at once: each waits some 12 s for answers the relay never sends.
+    let uclient_with = |extra: &'static [&'static str]| {
         let ice = ice.clone();
-        move || {
-            let udp = uclient(turn_port, &ice.username, &ice.credential, media_port, &["-s"]);
-            let tcp = uclient(turn_port, &ice.username, &ice.credential, media_port, &["-s", "-t"]);
-            (udp, tcp)
-        }
-    });
-    let (udp, tcp) = run.await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            uclient(turn_port, &ice.username, &ice.credential, media_port, extra)
+        })
+    };
+    let (udp, tcp) = (uclient_with(&["-s"]), uclient_with(&["-s", "-t"]));
+    let (udp, tcp) = (udp.await.unwrap(), tcp.await.unwrap());
     for out in [&udp, &tcp] {
         assert!(out.contains("tot_send_msgs=20") && !out.contains("error"), "{out}");
     }
@@ -92,6 +92,57 @@ async fn coturns_client_relays_to_the_media_address_only_and_with_good_credentia
     let m = metrics(&url);
     assert!(metric(&m, "switchboard_turn_refused_total", "unauthorized") >= 2, "{m}");
     assert!(metric(&m, "switchboard_turn_refused_total", "forbidden") >= 1, "{m}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TURN over TLS, by the same independent client (`-S`): on the server's own TLS listener,
+/// which also serves https (a STUN message after the handshake goes to TURN, a request to
+/// HTTP), and on TURN's TLS port of its own. Both allocate and relay to the media address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturns_client_relays_over_tls_on_the_signaling_port_and_on_turns_own() {
+    let _slot = crate::common::slot();
+    let dir = std::env::temp_dir().join(format!("switchboard-turn-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ca, cert, key) = crate::common::test_certs(&dir.join("tls"));
+    let (port, app_port, media_port, turn_port, tls_port) =
+        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let config = dir.join("switchboard.toml");
+    let top = format!(
+        "media_bind = \"127.0.0.1:{media_port}\"\nmedia_shards = 1\nturn_port = {turn_port}\n\
+         tls_cert = \"{cert}\"\ntls_key = \"{key}\"\nturn_tls_port = {tls_port}\n"
+    );
+    std::fs::write(&config, acme_config(port, app_port, &dir.join("data"), &top)).unwrap();
+    let server = spawn_logged(&config, &dir.join("server.log"));
+    wait_listening(port).await;
+    let url = format!("https://127.0.0.1:{port}");
+    let curl = |path: &str| {
+        let out = Command::new("curl").args(["-sf", "--cacert", &ca, &format!("{url}{path}")]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
+    };
+    assert_eq!(curl("/healthz"), "ok", "https on the listener");
+    let secret = switchboard_server::turn::secret(
+        &switchboard_server::config::server_secret(&dir.join("data")).unwrap(),
+    );
+    let now = switchboard_server::server::now_ms() / 1000;
+    let (user, password) = switchboard_server::turn::credentials(&secret, "acme:alice", now, 3600);
+    // Both at once: each waits some 12 s for answers the relay never sends.
+    let uclient_at = |at: u16| {
+        let (user, password) = (user.clone(), password.clone());
+        tokio::task::spawn_blocking(move || uclient(at, &user, &password, media_port, &["-s", "-t", "-S"]))
+    };
+    let (shared, own) = (uclient_at(port), uclient_at(tls_port));
+    let (shared, own) = (shared.await.unwrap(), own.await.unwrap());
+    // (It tries TLS 1.0 and 1.1 first, which are refused: those lines say "error".)
+    for out in [&shared, &own] {
+        assert!(out.contains("tot_send_msgs=20") && !out.contains("Cannot complete Allocation"), "{out}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let m = curl("/metrics");
+    assert!(metric(&m, "switchboard_turn_allocations_total", "") >= 2, "{m}");
+    assert!(metric(&m, "switchboard_turn_relayed_packets_total", "to_peer") >= 40, "{m}");
+    // And the listener still serves https after those connections went to TURN.
+    assert_eq!(curl("/healthz"), "ok");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

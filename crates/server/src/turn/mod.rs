@@ -42,8 +42,10 @@ const UDP: u8 = 17;
 pub enum Transport {
     /// UDP.
     Udp,
-    /// TCP (or TLS, terminated by the shell).
+    /// TCP.
     Tcp,
+    /// TLS over TCP (terminated by the shell).
+    Tls,
 }
 
 /// A client of the TURN server: its transport and address (the 5-tuple's client side).
@@ -482,7 +484,7 @@ impl Turn {
         }
         self.stats.relayed[1] += 1;
         let bytes = match a.by_peer.get(&peer) {
-            Some(channel) => stun::channel_data(*channel, data, a.client.transport == Transport::Tcp),
+            Some(channel) => stun::channel_data(*channel, data, a.client.transport != Transport::Udp),
             None => {
                 let mut tid = [0u8; 12];
                 let n = self.stats.relayed[1].to_be_bytes();

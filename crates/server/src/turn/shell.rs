@@ -1,15 +1,16 @@
-//! The TURN server's sockets: UDP and TCP on one port (RFC 8656 §3.1), a task per TCP
-//! client splitting its stream into STUN messages and ChannelData, and one UDP socket
-//! per allocation (its relayed address) whose datagrams come back to the one task that
-//! owns the [`Turn`] state.
+//! The TURN server's sockets: UDP and TCP on one port (RFC 8656 §3.1), TLS on a port of
+//! its own and on the signaling listener's (which hands its TURN clients over), a task
+//! per TCP or TLS client splitting its stream into STUN messages and ChannelData, and one
+//! UDP socket per allocation (its relayed address) whose datagrams come back to the one
+//! task that owns the [`Turn`] state.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use super::metrics::TurnMetrics;
@@ -22,6 +23,13 @@ const MAX_TCP_CLIENTS: usize = 4096;
 const TCP_IDLE: Duration = Duration::from_secs(330);
 /// Packets queued for one TCP client (past it one is dropped, as UDP would lose it).
 const QUEUE: usize = 512;
+/// TLS handshakes under way at once on the TURN/TLS port, and how long one may take.
+const HANDSHAKES: usize = 256;
+const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
+
+/// A client's stream (TCP, or TLS the shell or the signaling listener terminated).
+pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> ClientStream for S {}
 
 /// What the TURN task hears from its helpers.
 enum Event {
@@ -31,30 +39,63 @@ enum Event {
     Gone(Client),
     /// A datagram from a peer at an allocation's relayed address.
     Peer(SocketAddr, SocketAddr, Vec<u8>),
+    /// A TLS client whose handshake is done (here or at the signaling listener).
+    Stream(Box<dyn ClientStream>, SocketAddr),
+}
+
+/// The way to hand the TURN server a client whose TLS another listener terminated.
+#[derive(Clone)]
+pub struct TurnStreams(mpsc::Sender<Event>);
+
+impl TurnStreams {
+    /// Gives it the decrypted stream of a TURN client at `peer` (dropped, so closed,
+    /// when the server is gone or too busy).
+    pub fn hand_over(&self, stream: impl ClientStream, peer: SocketAddr) {
+        let _ = self.0.try_send(Event::Stream(Box::new(stream), peer));
+    }
 }
 
 /// A running TURN server.
 pub struct TurnServer {
     /// Where it listens (UDP and TCP, one port).
     pub local: SocketAddr,
+    /// Its TLS port, if it has one of its own.
+    pub tls_local: Option<SocketAddr>,
+    streams: TurnStreams,
     metrics: Arc<TurnMetrics>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl TurnServer {
     /// Binds UDP and TCP on `bind` (port 0: one free for both) and serves; allocations
-    /// get relayed sockets on `relay_ip`. Its figures go to `metrics` every second.
+    /// get relayed sockets on `relay_ip`. With `tls`, TURN over TLS on that address too
+    /// (port 0: any). Its figures go to `metrics` every second.
     pub async fn start(
         bind: SocketAddr,
         relay_ip: IpAddr,
+        tls: Option<(SocketAddr, crate::tls::TlsAcceptor)>,
         settings: Settings,
         metrics: Arc<TurnMetrics>,
     ) -> std::io::Result<Self> {
         let (udp, tcp) = bind_both(bind).await?;
         let local = udp.local_addr()?;
-        let task = tokio::spawn(run(Turn::new(settings), udp, tcp, relay_ip, metrics.clone()));
-        tracing::info!(%local, "TURN listening (UDP and TCP)");
-        Ok(TurnServer { local, metrics, task })
+        let (tx, rx) = mpsc::channel::<Event>(4096);
+        let streams = TurnStreams(tx.clone());
+        let mut tasks =
+            vec![tokio::spawn(run(Turn::new(settings), udp, tcp, relay_ip, metrics.clone(), tx, rx))];
+        let mut tls_local = None;
+        if let Some((at, acceptor)) = tls {
+            let listener = TcpListener::bind(at).await?;
+            tls_local = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(serve_tls_port(listener, acceptor, streams.clone())));
+        }
+        tracing::info!(%local, tls = ?tls_local, "TURN listening (UDP and TCP, TLS)");
+        Ok(TurnServer { local, tls_local, streams, metrics, tasks })
+    }
+
+    /// The way for another TLS listener to hand over its TURN clients.
+    pub fn streams(&self) -> TurnStreams {
+        self.streams.clone()
     }
 
     /// Its counters (as of the last second).
@@ -64,13 +105,38 @@ impl TurnServer {
 
     /// Stops it.
     pub fn stop(&self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
 impl Drop for TurnServer {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
+    }
+}
+
+/// The TURN/TLS port: handshakes (a bounded number at once, each in bounded time), then
+/// the decrypted stream to the TURN task.
+async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor, streams: TurnStreams) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, streams) = (acceptor.clone(), streams.clone());
+        tokio::spawn(async move {
+            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIME, acceptor.accept(tcp)).await {
+                streams.hand_over(tls, peer);
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -95,9 +161,26 @@ struct Relayed {
     reader: tokio::task::JoinHandle<()>,
 }
 
-async fn run(mut turn: Turn, udp: UdpSocket, tcp: TcpListener, relay_ip: IpAddr, metrics: Arc<TurnMetrics>) {
-    let (tx, mut rx) = mpsc::channel::<Event>(4096);
-    let mut tcp_clients: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+async fn run(
+    mut turn: Turn,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    relay_ip: IpAddr,
+    metrics: Arc<TurnMetrics>,
+    tx: mpsc::Sender<Event>,
+    mut rx: mpsc::Receiver<Event>,
+) {
+    let mut tcp_clients: HashMap<Client, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    // A stream client (TCP or TLS): its queue, and the task that reads and writes it.
+    let add = |clients: &mut HashMap<Client, mpsc::Sender<Vec<u8>>>,
+               stream: Box<dyn ClientStream>,
+               client: Client| {
+        if clients.len() < MAX_TCP_CLIENTS {
+            let (out_tx, out_rx) = mpsc::channel(QUEUE);
+            clients.insert(client, out_tx);
+            tokio::spawn(serve_stream(stream, client, tx.clone(), out_rx));
+        }
+    };
     let mut relayed: HashMap<SocketAddr, Relayed> = HashMap::new();
     let mut buf = vec![0u8; stun::MAX_LEN];
     // Expiry, and the figures for /metrics (at once too when allocations come or go).
@@ -125,20 +208,18 @@ async fn run(mut turn: Turn, udp: UdpSocket, tcp: TcpListener, relay_ip: IpAddr,
             }
             accepted = tcp.accept() => {
                 if let Ok((stream, peer)) = accepted {
-                    if tcp_clients.len() < MAX_TCP_CLIENTS {
-                        let _ = stream.set_nodelay(true);
-                        let (out_tx, out_rx) = mpsc::channel(QUEUE);
-                        tcp_clients.insert(peer, out_tx);
-                        let client = Client { transport: Transport::Tcp, addr: peer };
-                        tokio::spawn(serve_tcp(stream, client, tx.clone(), out_rx));
-                    }
+                    let _ = stream.set_nodelay(true);
+                    add(&mut tcp_clients, Box::new(stream), Client { transport: Transport::Tcp, addr: peer });
                 }
             }
             Some(ev) = rx.recv() => match ev {
                 Event::Frame(client, data) => turn.handle_client(now, now_secs, client, &data, &mut bind),
                 Event::Gone(client) => {
-                    tcp_clients.remove(&client.addr);
+                    tcp_clients.remove(&client);
                     turn.client_gone(client);
+                }
+                Event::Stream(stream, peer) => {
+                    add(&mut tcp_clients, stream, Client { transport: Transport::Tls, addr: peer });
                 }
                 Event::Peer(at, peer, data) => turn.handle_peer(now, at, peer, &data),
             },
@@ -157,8 +238,8 @@ async fn run(mut turn: Turn, udp: UdpSocket, tcp: TcpListener, relay_ip: IpAddr,
                     Transport::Udp => {
                         let _ = udp.try_send_to(&bytes, c.addr);
                     }
-                    Transport::Tcp => {
-                        if let Some(q) = tcp_clients.get(&c.addr) {
+                    Transport::Tcp | Transport::Tls => {
+                        if let Some(q) = tcp_clients.get(&c) {
                             let _ = q.try_send(bytes);
                         }
                     }
@@ -188,15 +269,15 @@ async fn read_peers(socket: Arc<UdpSocket>, at: SocketAddr, tx: mpsc::Sender<Eve
     }
 }
 
-/// A TCP client: its stream cut into STUN messages and ChannelData (each knows its own
-/// length), and what the server sends it.
-async fn serve_tcp(
-    stream: TcpStream,
+/// A TCP or TLS client: its stream cut into STUN messages and ChannelData (each knows
+/// its own length), and what the server sends it.
+async fn serve_stream(
+    stream: Box<dyn ClientStream>,
     client: Client,
     tx: mpsc::Sender<Event>,
     mut out: mpsc::Receiver<Vec<u8>>,
 ) {
-    let (mut r, mut w) = stream.into_split();
+    let (mut r, mut w) = tokio::io::split(stream);
     let reading = async {
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = vec![0u8; 8192];
