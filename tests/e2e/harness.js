@@ -51,6 +51,19 @@ export const audioLevel = (page, which) => page.evaluate(async (which) => {
   return peak;
 }, which);
 
+/** A 48 kHz mono WAV of a `hz` tone, a whole number of cycles long so it loops cleanly. */
+export function toneWav(file, hz, secs = 2) {
+  const rate = 48000; const n = rate * secs;
+  const buf = Buffer.alloc(44 + n * 2);
+  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 2, 4); buf.write('WAVE', 8);
+  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(1, 22);
+  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 2, 28); buf.writeUInt16LE(2, 32); buf.writeUInt16LE(16, 34);
+  buf.write('data', 36); buf.writeUInt32LE(n * 2, 40);
+  for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * 12000), 44 + 2 * i);
+  fs.writeFileSync(file, buf);
+  return file;
+}
+
 /** Chromium's flags for these tests. `media`: 'fake' (fake camera and microphone,
  * allowed), 'denied' (the user refuses access), 'none' (no camera or microphone). */
 export function chromiumArgs(media = 'fake') {

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waitFor, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, udpPath, freeUdpPort } from './harness.js';
+import { waitFor, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, udpPath, freeUdpPort, toneWav } from './harness.js';
 
 const SECRET = 'c3'.repeat(32);
 const MEDIA_TIMEOUT_MS = 5000;
@@ -47,18 +47,6 @@ function netem() {
   return n;
 }
 
-/** A 48 kHz mono WAV of a `hz` tone, a whole number of cycles long so it loops cleanly. */
-function toneWav(file, hz, secs = 2) {
-  const rate = 48000; const n = rate * secs;
-  const buf = Buffer.alloc(44 + n * 2);
-  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 2, 4); buf.write('WAVE', 8);
-  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(1, 22);
-  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 2, 28); buf.writeUInt16LE(2, 32); buf.writeUInt16LE(16, 34);
-  buf.write('data', 36); buf.writeUInt32LE(n * 2, 40);
-  for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * 12000), 44 + 2 * i);
-  fs.writeFileSync(file, buf);
-  return file;
-}
 
 const eventsOf = (page) => page.evaluate(() => window.events);
 const waitEvent = (page, evt, ms) => waitFor(evt, async () => (await eventsOf(page)).find((e) => e.evt === evt), ms);

@@ -285,6 +285,18 @@ pub struct Harness {
     pub app: AppServer,
     /// The config it runs with.
     pub config: Config,
+    /// Its data dir, removed with it.
+    pub data_dir: RemovedOnDrop,
+}
+
+/// A directory removed when this goes: a test leaves nothing behind (its server may still
+/// hold the database open then; on Linux that is no obstacle).
+pub struct RemovedOnDrop(pub std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Harness {
@@ -316,7 +328,8 @@ impl Harness {
         tune(&mut config);
         config.validate().expect("valid test config");
         let server = switchboard_server::start(config.clone()).await.expect("server starts");
-        Harness { server, app, config }
+        let data_dir = RemovedOnDrop(config.data_dir.clone());
+        Harness { server, app, config, data_dir }
     }
 
     /// Waits (up to 15 s) until no callback of any service is pending: everything the

@@ -9,16 +9,20 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, freePort, testCerts } from '../harness.js';
+import { BIN, waitFor, audioLevel, startServer, stopServers, appServer as startApp, sdkPage, answerCalls, closeBrowsers, freePort, testCerts, toneWav } from '../harness.js';
 
 const SECRET = 'c3'.repeat(32);
 // The far end of a call, on a network that lets everything through: a CLI running as
 // this user, whose packets the firewall leaves alone.
 const FAR_UID = 65534;
-let app; let dir; let base; let token; let iceTcpPort;
+// What the pages that call the CLI send (Chromium's fake microphone playing a WAV), and
+// the CLI checks it decodes: audio both ways, each at its frequency.
+const PAGE_HZ = 660;
+let app; let dir; let base; let token; let iceTcpPort; let pageTone;
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-ice-tcp-'));
+  pageTone = [`--use-file-for-fake-audio-capture=${toneWav(path.join(dir, 'page.wav'), PAGE_HZ)}`];
   app = await startApp();
   iceTcpPort = await freePort();
   // TURN's relayed sockets on 127.0.0.2, which the firewall below leaves alone: the
@@ -90,18 +94,21 @@ const hears = (page, hz) => waitFor(`${hz} Hz`, () => page.evaluate(async (hz) =
 
 /**
  * The CLI at the far end (`args`, spawn `opts`): the JSON lines it printed, its exit, and
- * a wait until it has received more than 50 packets of the page's audio (a second).
+ * a wait until it has received more than 50 packets of the page's audio (a second) and
+ * decodes the page's tone (`PAGE_HZ`) from them.
  */
 function farEnd(args, opts = {}) {
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
   const lines = [];
   proc.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l))));
   const exited = new Promise((r) => proc.on('exit', r));
-  const received = () => lines.filter((l) => l.event === 'media').at(-1)?.packets_in ?? 0;
+  const last = () => lines.filter((l) => l.event === 'media').at(-1);
+  const hears = () => last()?.packets_in > 50 && Math.abs((last()?.dominant_hz ?? 0) - PAGE_HZ) <= 10;
   return {
     lines,
     exited,
-    hearsThePage: () => waitFor(`the CLI receives the page's audio (${received()} packets so far)`, () => received() > 50, 20000),
+    hearsThePage: () => waitFor('the CLI decodes the page\'s tone', hears, 20000)
+      .catch((e) => { throw new Error(`${e.message}; it last said ${JSON.stringify(last())}`); }),
     kill: () => { if (proc.exitCode === null) proc.kill('SIGKILL'); },
   };
 }
@@ -112,7 +119,7 @@ const waitEvent = (page, evt) => waitFor(evt, async () => (await eventsOf(page))
 test('with UDP dropped, the CLI and a browser call each other over ICE-TCP and hear each other', async () => {
   udp(false);
   try {
-    const bob = await sdkPage(dir, 'bob', base);
+    const bob = await sdkPage(dir, 'bob', base, { args: pageTone });
     await answerCalls(bob, 'bob', token('bob'));
     // The CLI is not told: it offers UDP and TCP and ICE finds that only TCP works.
     const cli = farEnd(['call', '--server', base, '--service', 'web', '--user', 'alice', '--token', token('alice'),
@@ -170,7 +177,7 @@ test('a browser call whose UDP is cut mid-call moves to ICE-TCP, keeps its audio
  */
 async function turnCall(name, peer, iceTransportPolicy, server = { base, token }) {
   const { ca, pageArgs } = server;
-  const page = await sdkPage(dir, name, server.base, { args: pageArgs ?? [] });
+  const page = await sdkPage(dir, name, server.base, { args: [...pageTone, ...(pageArgs ?? [])] });
   const env = ca ? { ...process.env, SSL_CERT_FILE: ca } : process.env;
   const cli = farEnd(['answer', '--server', server.base, '--service', 'web', '--user', peer, '--token', server.token(peer),
     '--wait', '--tone', '440'], { uid: FAR_UID, gid: FAR_UID, env });

@@ -79,9 +79,17 @@ pub struct LoadArgs {
     #[arg(long)]
     pin: bool,
     /// With `--media`: how the calls' media reaches the relay (`udp`, `tcp`: ICE-TCP,
-    /// `turn-udp`, `turn-tcp`: through the server's TURN server).
+    /// `turn-udp`, `turn-tcp`, `turn-tls`: through the server's TURN server; `turn-tls`
+    /// needs `--tls-cert`).
     #[arg(long, value_enum, default_value = "udp")]
     ice_transport: crate::clients::IceArg,
+    /// The spawned server speaks TLS with this certificate chain (PEM): https, wss and
+    /// TURN over TLS on its one port. Its CA must be trusted here (`SSL_CERT_FILE`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Moves every thread of process `pid` (this load generator) to CPU `cpu`.
@@ -151,10 +159,19 @@ pub async fn run(a: LoadArgs) -> Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = std::env::temp_dir().join(format!("switchboard-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    if a.ice_transport == crate::clients::IceArg::TurnTls && a.tls_cert.is_none() {
+        bail!("--ice-transport turn-tls needs --tls-cert and --tls-key (the server's TLS)");
+    }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            format!("tls_cert = {:?}\ntls_key = {:?}\n", cert.canonicalize()?, key.canonicalize()?)
+        }
+        _ => String::new(),
+    };
     let config = format!(
         r#"listen = "127.0.0.1:{port}"
 data_dir = "{data}"
-[limits]
+{tls}[limits]
 connects_per_ip_per_sec = 1000000.0
 connects_per_ip_burst = 1000000.0
 pending_per_ip = 100000
@@ -198,7 +215,8 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         .spawn()
         .with_context(|| format!("spawning {}", bin.display()))?;
     let pid = child.id().ok_or_else(|| anyhow!("server exited at once"))?;
-    let server = format!("http://127.0.0.1:{port}");
+    let scheme = if tls.is_empty() { "http" } else { "https" };
+    let server = format!("{scheme}://127.0.0.1:{port}");
     let up = Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if let Ok(Some(status)) = child.try_wait() {

@@ -134,7 +134,7 @@ fn cli_clients_hear_each_others_tones_through_turn_over_udp() {
 #[test]
 fn cli_clients_hear_each_others_tones_through_turn_over_tcp() {
     let metrics = tones_through("tone-turn-tcp", "turn-tcp");
-    assert!(metric(&metrics, "switchboard_turn_allocations_total", "") >= 2, "{metrics}");
+    assert!(metric(&metrics, "switchboard_turn_allocations_live", "transport=\"tcp\"") >= 2, "{metrics}");
     assert!(metric(&metrics, "switchboard_turn_relayed_packets_total", "to_client") > 0, "{metrics}");
 }
 
@@ -147,7 +147,7 @@ fn cli_clients_hear_each_others_tones_through_turn_over_tls_on_the_signaling_por
     let (server, url, data, ca) = crate::common::serve_tls("tone-turn-tls");
     assert!(url.starts_with("https://"));
     let metrics = tones(server, &url, &data, "turn-tls", Some(&ca));
-    assert!(metric(&metrics, "switchboard_turn_allocations_total", "") >= 2, "{metrics}");
+    assert!(metric(&metrics, "switchboard_turn_allocations_live", "transport=\"tls\"") >= 2, "{metrics}");
     assert!(metric(&metrics, "switchboard_turn_relayed_packets_total", "to_client") > 0, "{metrics}");
 }
 

@@ -11,15 +11,16 @@ use prometheus_client::metrics::MetricType;
 
 use super::TurnStats;
 
-/// What the TURN task publishes: its counters and live allocations.
+/// What the TURN task publishes: its counters and live allocations (by the transport
+/// their clients came by: UDP, TCP, TLS).
 #[derive(Debug, Default)]
 pub struct TurnMetrics {
-    now: Mutex<(TurnStats, usize)>,
+    now: Mutex<(TurnStats, [usize; 3])>,
 }
 
 impl TurnMetrics {
     /// The figures as they are now.
-    pub fn publish(&self, stats: TurnStats, live: usize) {
+    pub fn publish(&self, stats: TurnStats, live: [usize; 3]) {
         if let Ok(mut n) = self.now.lock() {
             *n = (stats, live);
         }
@@ -41,13 +42,15 @@ impl Collector for TurnMetrics {
             MetricType::Counter,
         )?;
         ConstCounter::new(s.allocations).encode(f)?;
-        let f = encoder.encode_descriptor(
+        let mut f = encoder.encode_descriptor(
             "switchboard_turn_allocations_live",
-            "TURN allocations alive now.",
+            "TURN allocations alive now, by the transport their clients came by (udp, tcp, tls).",
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(live as i64).encode(f)?;
+        for (transport, n) in ["udp", "tcp", "tls"].into_iter().zip(live) {
+            ConstGauge::new(n as i64).encode(f.encode_family(&[("transport", transport)])?)?;
+        }
         let mut f = encoder.encode_descriptor(
             "switchboard_turn_refused",
             "TURN requests or packets refused, by why: unauthorized (wrong, expired or stale credentials), forbidden (an address not the relay's), over_budget (bandwidth).",

@@ -197,6 +197,15 @@ impl Turn {
         self.allocations.len()
     }
 
+    /// Allocations alive now by how their clients came: UDP, TCP, TLS.
+    pub fn live_by_transport(&self) -> [usize; 3] {
+        let mut n = [0; 3];
+        for c in self.allocations.keys() {
+            n[c.transport as usize] += 1;
+        }
+        n
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.allocations.is_empty()

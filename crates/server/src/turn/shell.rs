@@ -185,7 +185,7 @@ async fn run(
     let mut buf = vec![0u8; stun::MAX_LEN];
     // Expiry, and the figures for /metrics (at once too when allocations come or go).
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut live = 0usize;
+    let mut live = [0usize; 3];
     loop {
         let now = Instant::now();
         let now_secs = crate::clock::now_ms() / 1000;
@@ -225,11 +225,11 @@ async fn run(
             },
             _ = tick.tick() => {
                 turn.expire(now);
-                metrics.publish(turn.stats(), turn.len());
+                metrics.publish(turn.stats(), turn.live_by_transport());
             }
         }
-        if turn.len() != live {
-            live = turn.len();
+        if turn.live_by_transport() != live {
+            live = turn.live_by_transport();
             metrics.publish(turn.stats(), live);
         }
         while let Some(out) = turn.poll() {
