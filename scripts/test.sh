@@ -60,13 +60,15 @@ summary() {
 # processes, take a slot of four among themselves (crates/cli/tests/it/common.rs).
 #
 # Built once, then run as `cargo test` would run them (each binary from its package's
-# directory). Meanwhile two browser files that check no media quality run beside the
-# CLI's tests at a lower priority: the namespace tests (ice-tcp.test.js: ICE-TCP and TURN
-# behind a firewall, in a network namespace and a Chromium of their own), which spend
-# most of their time waiting for Chromium's ICE timeouts, and the SDK package's types.
-# The scenario tests run after them, alone, and the other browser tests after those,
-# alone: their media checks want the CPU (beside a Chromium, the scenario tests' packet
-# counts came up short in two runs of five).
+# directory). The scenario tests (real-time media, packet counts) run first, with only
+# the tests that keep no wall-clock time beside them at a lower priority. Then the CLI's
+# tests, and beside them at a lower priority two browser files that check no media
+# quality: the namespace tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall, in
+# a network namespace and a Chromium of their own), which spend most of their time
+# waiting for Chromium's ICE timeouts, and the SDK package's types. The other browser
+# tests run after, alone: their media checks want the CPU (beside a Chromium, the
+# scenario tests' packet counts came up short in two runs of five: Chromium's audio
+# threads run at a real-time priority that nice does not lower).
 BESIDE_RUST="ice-tcp.test.js types.test.js"
 build_tests() {
   mkdir -p target
@@ -102,19 +104,31 @@ quiet_tests() {
 }
 rust_tests() {
   local log="$PWD/target/e2e-netns.log" quiet="$PWD/target/quiet-tests.log" ns side rc=0 netns=0
-  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || return 1
-  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test $BESIDE_RUST > "$log" 2>&1) &
-  ns=$!
+  wait_npm || return 1
   nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_tests); quiet_tests" > "$quiet" 2>&1 &
   side=$!
-  run_bins '^[^ ]*/crates/cli ' || rc=1
+  run_bins '^[^ ]*/tests ' || rc=1
   wait $side || rc=1
   cat "$quiet"
+  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test $BESIDE_RUST > "$log" 2>&1) &
+  ns=$!
+  run_bins '^[^ ]*/crates/cli ' || rc=1
   wait $ns || netns=$?
   echo "== browser tests run beside the CLI's ($BESIDE_RUST)"
   cat "$log"
-  run_bins '^[^ ]*/tests ' || rc=1
   [ $rc -eq 0 ] && [ $netns -eq 0 ]
+}
+# The browser tests' npm packages, fetched while the build runs.
+npm_log="$PWD/target/npm-ci.log"
+mkdir -p target
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) > "$npm_log" 2>&1 &
+npm_pid=$!
+wait_npm() {
+  local rc=0
+  wait $npm_pid || rc=$?
+  cat "$npm_log"
+  [ $rc -eq 0 ] || echo "npm ci failed" >&2
+  return $rc
 }
 stage build build_tests
 stage rust-tests rust_tests

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Raises the soft open-file limit to the hard one (many sockets, one process).
 pub(crate) fn raise_fd_limit() {
@@ -79,13 +78,9 @@ impl Scrape {
 }
 
 async fn get_metrics(server: &str) -> Result<String> {
-    let host = server.trim_start_matches("http://");
-    let mut tcp = tokio::net::TcpStream::connect(host).await?;
-    tcp.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out)).await??;
-    Ok(out)
+    // Over https when the spawned server speaks TLS (its CA trusted through SSL_CERT_FILE).
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    Ok(client.get(format!("{server}/metrics")).send().await?.error_for_status()?.text().await?)
 }
 
 /// CPU time (user + system) of a process, from /proc, in clock ticks (1/100 s).

@@ -23,6 +23,8 @@ const MAX_TCP_CLIENTS: usize = 4096;
 const TCP_IDLE: Duration = Duration::from_secs(330);
 /// Packets queued for one TCP client (past it one is dropped, as UDP would lose it).
 const QUEUE: usize = 512;
+/// Most bytes written to a stream client at once (a TLS record's worth).
+const WRITE_BATCH: usize = 16 * 1024;
 /// TLS handshakes under way at once on the TURN/TLS port, and how long one may take.
 const HANDSHAKES: usize = 256;
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
@@ -185,7 +187,7 @@ async fn run(
     let mut buf = vec![0u8; stun::MAX_LEN];
     // Expiry, and the figures for /metrics (at once too when allocations come or go).
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut live = [0usize; 3];
+    let mut live = 0usize;
     loop {
         let now = Instant::now();
         let now_secs = crate::clock::now_ms() / 1000;
@@ -228,9 +230,11 @@ async fn run(
                 metrics.publish(turn.stats(), turn.live_by_transport());
             }
         }
-        if turn.live_by_transport() != live {
-            live = turn.live_by_transport();
-            metrics.publish(turn.stats(), live);
+        // (By count, which costs nothing per packet; the tick catches a swap of one
+        // transport's allocation for another's.)
+        if turn.len() != live {
+            live = turn.len();
+            metrics.publish(turn.stats(), turn.live_by_transport());
         }
         while let Some(out) = turn.poll() {
             match out {
@@ -301,8 +305,20 @@ async fn serve_stream(
         }
     };
     let writing = async {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
         while let Some(bytes) = out.recv().await {
-            if w.write_all(&bytes).await.is_err() {
+            // What else is queued goes out in the same write: one system call, and over
+            // TLS one record, for a burst rather than one per packet.
+            batch.clear();
+            batch.extend_from_slice(&bytes);
+            while batch.len() < WRITE_BATCH {
+                match out.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            // TLS holds what it was given until flushed.
+            if w.write_all(&batch).await.is_err() || w.flush().await.is_err() {
                 return;
             }
         }
