@@ -557,6 +557,14 @@ export class Engine {
     this.hello = { ...this.hello, token: accessToken };
     const m = await this.request({ type: 'refresh_token', token: accessToken });
     if (m.type !== 'token_refreshed') throw refusal(m);
+    // Fresh TURN credentials: new connections, and live ones at their next allocation
+    // (an ICE restart), use them; a call can outlast the first ones.
+    if (m.ice_servers?.length && this.welcome) {
+      this.welcome = { ...this.welcome, ice_servers: m.ice_servers };
+      for (const owner of this._owners()) {
+        try { owner.pc?.setConfiguration(pcConfig(owner)); } catch { /* a closed connection */ }
+      }
+    }
   }
 
   attach(sid, owner) { this.routes.set(sid, owner); }

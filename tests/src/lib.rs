@@ -507,14 +507,33 @@ pub enum RawFrame {
 impl RawSession {
     /// Opens the WebSocket without saying hello.
     pub async fn open(h: &Harness) -> RawSession {
+        Self::open_with_headers(h, &[]).await
+    }
+
+    /// Opens the WebSocket, the upgrade request carrying these headers too.
+    pub async fn open_with_headers(h: &Harness, headers: &[(&'static str, &str)]) -> RawSession {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("ws://{}{}", h.server.addr, switchboard_protocol::SIGNAL_PATH);
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("raw connect");
+        let mut request = url.as_str().into_client_request().expect("a request");
+        for (name, value) in headers {
+            request.headers_mut().append(*name, value.parse().expect("a header value"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("raw connect");
         RawSession { ws }
     }
 
     /// Opens and says hello as `user` of `acme`.
     pub async fn connect(h: &Harness, user: &str) -> RawSession {
-        let mut s = Self::open(h).await;
+        Self::connect_with_headers(h, user, &[]).await
+    }
+
+    /// [`RawSession::connect`], the upgrade request carrying these headers too.
+    pub async fn connect_with_headers(
+        h: &Harness,
+        user: &str,
+        headers: &[(&'static str, &str)],
+    ) -> RawSession {
+        let mut s = Self::open_with_headers(h, headers).await;
         s.send(&format!(r#"{{"type":"hello","v":1,"token":"{}"}}"#, h.token("acme", user))).await;
         s.wait_for("welcome").await;
         s

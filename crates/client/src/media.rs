@@ -195,7 +195,7 @@ struct CallSignaling {
 
 impl MediaSignaling for CallSignaling {
     fn ice_servers(&self) -> Vec<switchboard_protocol::IceServer> {
-        self.client.ice_servers().to_vec()
+        self.client.ice_servers()
     }
 
     fn offer(&self, sdp: String) -> BoxFuture<'static, Result<String, ClientError>> {

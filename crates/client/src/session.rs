@@ -54,9 +54,13 @@ pub struct Client {
     user_id: String,
     /// The transports [`Client::start_media`] lets ICE use.
     ice: crate::IceTransport,
-    /// The server's TURN servers, with credentials (from `welcome`).
-    ice_servers: Arc<Vec<switchboard_protocol::IceServer>>,
+    /// The server's TURN servers, with credentials (from the last `welcome` or
+    /// `token_refreshed`).
+    ice_servers: IceServers,
 }
+
+/// The TURN servers and their credentials, renewed by each reconnect and token refresh.
+type IceServers = Arc<Mutex<Vec<switchboard_protocol::IceServer>>>;
 
 enum Outbound {
     Msg(ClientMessage),
@@ -146,12 +150,13 @@ impl Client {
         let pending: Pending = Arc::default();
         let relay_offers: RelayOffers = Arc::default();
         let hello: Hello = Arc::new(Mutex::new(hello));
+        let ice_servers: IceServers = Arc::new(Mutex::new(ice_servers));
         tokio::spawn(run(
             ws,
             out_rx,
             Routes { events: ev_tx, pending: pending.clone(), relay_offers: relay_offers.clone() },
             heartbeat,
-            Redial { url: url.clone(), hello: hello.clone(), grace },
+            Redial { url: url.clone(), hello: hello.clone(), grace, ice_servers: ice_servers.clone() },
         ));
         let server_host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_string();
         let client = Client {
@@ -166,7 +171,7 @@ impl Client {
             service_id,
             user_id,
             ice: crate::IceTransport::default(),
-            ice_servers: Arc::new(ice_servers),
+            ice_servers,
         };
         Ok((client, Events { rx: ev_rx }))
     }
@@ -183,9 +188,10 @@ impl Client {
         self.ice
     }
 
-    /// The server's TURN servers with this session's credentials (from `welcome`).
-    pub fn ice_servers(&self) -> &[switchboard_protocol::IceServer] {
-        &self.ice_servers
+    /// The server's TURN servers with this session's credentials (from `welcome`,
+    /// renewed by each reconnect and [`Client::refresh_token`]).
+    pub fn ice_servers(&self) -> Vec<switchboard_protocol::IceServer> {
+        self.ice_servers.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// The server's ID for this session.
@@ -399,7 +405,14 @@ impl Client {
             }
         }
         match self.request(|req| ClientMessage::RefreshToken { req, token: token.to_string() }).await? {
-            ServerMessage::TokenRefreshed { expires_at, .. } => Ok(expires_at),
+            ServerMessage::TokenRefreshed { expires_at, ice_servers, .. } => {
+                if !ice_servers.is_empty() {
+                    if let Ok(mut s) = self.ice_servers.lock() {
+                        *s = ice_servers;
+                    }
+                }
+                Ok(expires_at)
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -660,6 +673,7 @@ struct Redial {
     url: String,
     hello: Hello,
     grace: Duration,
+    ice_servers: IceServers,
 }
 
 impl Redial {
@@ -676,7 +690,12 @@ impl Redial {
             wait = (wait * 2).min(REDIAL_MAX);
             let hello = self.hello.lock().ok()?.clone();
             match tokio::time::timeout(left, dial(&self.url, &hello)).await {
-                Ok(Ok((ws, _))) => return Some(ws),
+                Ok(Ok((ws, welcome))) => {
+                    if let Ok(mut s) = self.ice_servers.lock() {
+                        *s = welcome.ice_servers;
+                    }
+                    return Some(ws);
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "reconnect failed; trying again"),
                 Err(_) => return None,
             }

@@ -270,6 +270,12 @@ pub struct Config {
     /// TURN REST credentials in `welcome`, made with its shared secret.
     #[serde(default)]
     pub turn_servers: Vec<ExternalTurn>,
+    /// Load balancers in front of the server (addresses or networks, `10.0.0.0/8`):
+    /// from them, and only from them, the client address a `Forwarded` or
+    /// `X-Forwarded-For` header names counts (for `srcip`/`dstip` in records and the
+    /// per-address connection limits).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -371,6 +377,7 @@ impl Default for Config {
             turn_tls_port: None,
             turn_tls_url: None,
             turn_servers: Vec::new(),
+            trusted_proxies: Vec::new(),
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),
@@ -455,6 +462,9 @@ impl Config {
             return bad(
                 "media_bind is a wildcard address: set media_advertise to the address clients reach".into()
             );
+        }
+        if let Err(e) = crate::proxies::TrustedProxies::parse(&self.trusted_proxies) {
+            return bad(format!("trusted_proxies: {e:?} is no address or network"));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together".into());

@@ -128,6 +128,8 @@ pub(crate) struct Shared {
     pub committed: tokio::sync::watch::Receiver<u64>,
     /// The embedded TURN server's URLs and credential secret, if it runs.
     pub turn: Option<TurnInfo>,
+    /// The load balancers whose forwarded client addresses are believed.
+    pub proxies: crate::proxies::TrustedProxies,
 }
 
 /// What `welcome` needs to hand out the embedded TURN server's credentials.

@@ -22,6 +22,7 @@ pub mod media;
 pub mod media_link;
 pub mod metrics;
 pub mod outbox;
+pub mod proxies;
 pub mod records;
 pub mod server;
 pub mod session;

@@ -282,6 +282,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         config: config.clone(),
         committed,
         turn: turn.as_ref().map(|(info, _)| info.clone()),
+        proxies: crate::proxies::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e:?} is no address or network")))?,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -42,6 +42,9 @@ pub(crate) async fn upgrade(
     pending: Option<Extension<Pending>>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    // Behind a trusted load balancer, the client it names (for the limits and records).
+    let client = shared.proxies.client_ip(peer.ip(), &headers);
+    let peer = if client == peer.ip() { peer } else { SocketAddr::new(client, 0) };
     let allowed = shared.ip_limiter.lock().map(|mut l| l.allow(&peer.ip(), now_ms())).unwrap_or(true);
     if !allowed {
         let body = serde_json::json!({
@@ -427,7 +430,7 @@ async fn session(
                     Ok(ClientMessage::Ping {}) => Some(ServerMessage::Pong {}),
                     Ok(ClientMessage::Hello { .. }) => Some(error_msg(None, ErrorCode::WrongState, None, "already said hello".into())),
                     Ok(ClientMessage::RefreshToken { req, token }) => {
-                        let reply = refresh(&shared, &authed, req, &token);
+                        let reply = refresh(&shared, &authed, host.as_deref(), req, &token);
                         if let ServerMessage::TokenRefreshed { expires_at, .. } = &reply {
                             proto.refreshed(now, *expires_at);
                         }
@@ -466,9 +469,16 @@ async fn session(
     let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: SessionId(session_id) })).await;
 }
 
-/// `refresh_token`: `token_refreshed` with the new token's expiry, or the error to
+/// `refresh_token`: `token_refreshed` with the new token's expiry and fresh TURN
+/// credentials (a call longer than their lifetime keeps its relay), or the error to
 /// answer with.
-fn refresh(shared: &Shared, authed: &Authed, req: Option<u64>, token: &str) -> ServerMessage {
+fn refresh(
+    shared: &Shared,
+    authed: &Authed,
+    host: Option<&str>,
+    req: Option<u64>,
+    token: &str,
+) -> ServerMessage {
     if authed.auth != SessionAuth::Token {
         return error_msg(
             req,
@@ -478,7 +488,16 @@ fn refresh(shared: &Shared, authed: &Authed, req: Option<u64>, token: &str) -> S
         );
     }
     match check_token(shared, token, now_ms() / 1000) {
-        Ok((party, exp)) if party == authed.party => ServerMessage::TokenRefreshed { req, expires_at: exp },
+        Ok((party, exp)) if party == authed.party => ServerMessage::TokenRefreshed {
+            req,
+            expires_at: exp,
+            ice_servers: crate::handles::ice_servers(
+                shared,
+                &format!("{}:{}", party.service_id, party.user_id),
+                host,
+                now_ms() / 1000,
+            ),
+        },
         Ok(_) => error_msg(
             req,
             ErrorCode::Auth,

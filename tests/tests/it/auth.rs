@@ -109,8 +109,17 @@ async fn token_refresh_without_dropping() {
     })
     .await;
     let fresh = h.token("acme", "alice");
+    // The TURN credentials come again with the token, good from the refresh on (a second
+    // later, so that their expiry moves).
+    let turn_expiry = |c: &Client| -> u64 {
+        let servers = c.ice_servers();
+        servers[0].username.split(':').next().and_then(|e| e.parse().ok()).expect("expiry:service:user")
+    };
+    let first = turn_expiry(&alice);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let new_exp = alice.refresh_token(&fresh).await.unwrap();
     assert!(new_exp > expires_at);
+    assert!(turn_expiry(&alice) > first, "fresh TURN credentials with the refreshed token");
     let err = alice.refresh_token(&h.token("acme", "bob")).await.unwrap_err();
     assert!(matches!(err, ClientError::Server { reason: Some(R::AuthError), .. }), "{err:?}");
     assert!(alice.make_call(MakeCall::audio("bob")).await.is_ok());

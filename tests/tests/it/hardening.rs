@@ -455,3 +455,28 @@ async fn a_session_ends_when_its_token_expires_unless_refreshed() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     alice.make_call(MakeCall::audio("bob")).await.expect("the refreshed session is open");
 }
+
+/// Behind a load balancer: the client address a forwarded header names counts (here in
+/// the record's `srcip`) only when the connection comes from a trusted proxy, and then
+/// the nearest hop that is no proxy, not whatever the client wrote at the front; from
+/// anyone else the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_client_addresses_count_only_from_trusted_proxies() {
+    for (trusted, srcip) in [(vec!["127.0.0.0/8".to_string()], "203.0.113.9"), (Vec::new(), "127.0.0.1")] {
+        let h = Harness::start_with(|c| c.trusted_proxies = trusted.clone()).await;
+        let forwarded = [("x-forwarded-for", "198.51.100.20, 203.0.113.9")];
+        let mut alice = RawSession::connect_with_headers(&h, "alice", &forwarded).await;
+        let (bob, mut bob_ev) = h.user("bob").await;
+        alice.send(r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio"}"#).await;
+        let (sid, cc) = incoming(&mut bob_ev).await;
+        bob.verify_call(&cc).await.expect("verified");
+        bob.end_call(&sid, None, None).await.expect("declined");
+        let r = h.app.record_for(sid.as_ref()).await;
+        let field = |k: &str| r.query.get(k).cloned().unwrap_or_default();
+        assert_eq!(
+            (field("srcip"), field("dstip")),
+            (srcip.to_string(), "127.0.0.1".to_string()),
+            "{trusted:?}"
+        );
+    }
+}

@@ -729,6 +729,9 @@ pub enum ServerMessage {
         req: Option<u64>,
         /// The new expiry, epoch seconds.
         expires_at: u64,
+        /// The TURN servers again, with fresh credentials (as in `welcome`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
 }
 
