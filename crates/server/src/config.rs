@@ -276,6 +276,12 @@ pub struct Config {
     /// per-address connection limits).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The trusted proxies speak the PROXY protocol (HAProxy's v1 or v2, as TCP load
+    /// balancers do): every connection from them starts with a header naming the client,
+    /// who is then counted (`pending_per_ip` too) and recorded as if it had connected
+    /// itself. Connections from other addresses are served as they are.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -378,6 +384,7 @@ impl Default for Config {
             turn_tls_url: None,
             turn_servers: Vec::new(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
             services: Vec::new(),
@@ -465,6 +472,9 @@ impl Config {
         }
         if let Err(e) = crate::proxies::TrustedProxies::parse(&self.trusted_proxies) {
             return bad(format!("trusted_proxies: {e:?} is no address or network"));
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return bad("proxy_protocol needs trusted_proxies (the load balancers that send it)".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together".into());

@@ -21,7 +21,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::metrics::Metrics;
@@ -123,6 +123,8 @@ pub(crate) struct TlsMux {
 pub(crate) struct ListenerSettings {
     pub header_timeout: Duration,
     pub pending_per_ip: u32,
+    /// Connections from these start with a PROXY protocol header.
+    pub proxy_protocol: Option<crate::proxies::TrustedProxies>,
 }
 
 /// Serves `app` on `listener` until `stop` fires; then stops accepting, lets every
@@ -158,6 +160,38 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let (app, header_timeout, shutdown) = (app.clone(), settings.header_timeout, shutdown_rx.clone());
+        if settings.proxy_protocol.as_ref().is_some_and(|p| p.contains(peer.ip())) {
+            // A load balancer speaking the PROXY protocol: its header, within the header
+            // timeout, names the client, who is then counted and served as if it had
+            // connected itself.
+            let (pending, metrics, tls) = (pending.clone(), metrics.clone(), tls.clone());
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let read = tokio::time::timeout(header_timeout, crate::proxies::read_proxy_header(tcp)).await;
+                let (stream, client) = match read {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "closed a proxied connection"),
+                    Err(_) => {
+                        return tracing::debug!(%peer, "closed a proxied connection: no PROXY header in time")
+                    }
+                };
+                let peer = client.unwrap_or(peer);
+                let Some(guard) = pending.admit(peer.ip()) else {
+                    metrics.connections_refused.inc();
+                    return;
+                };
+                match tls {
+                    None => {
+                        connection(TokioIo::new(stream), peer, app, guard, header_timeout, shutdown).await
+                    }
+                    Some(tls) => {
+                        tls_connection(stream, peer, tls, app, guard, header_timeout, shutdown).await
+                    }
+                }
+            });
+            continue;
+        }
         let Some(guard) = pending.admit(peer.ip()) else {
             metrics.connections_refused.inc();
             if refusals.allow() {
@@ -171,7 +205,6 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (app, header_timeout, shutdown) = (app.clone(), settings.header_timeout, shutdown_rx.clone());
         match &tls {
             None => {
                 tokio::spawn(connection(TokioIo::new(tcp), peer, app, guard, header_timeout, shutdown));
@@ -189,15 +222,17 @@ pub(crate) async fn serve(
 
 /// A TLS connection: the handshake and the first byte within the header timeout, then
 /// TURN (a STUN message) or HTTP (anything else).
-async fn tls_connection(
-    tcp: TcpStream,
+async fn tls_connection<S>(
+    tcp: S,
     peer: SocketAddr,
     tls: Arc<TlsMux>,
     app: Router,
     guard: Pending,
     header_timeout: Duration,
     shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     use tokio::io::AsyncReadExt;
     let first = tokio::time::timeout(header_timeout, async {
         let mut stream = tls.acceptor.accept(tcp).await?;

@@ -169,3 +169,150 @@ mod tests {
         assert!(TrustedProxies::parse(&["::/0".into(), "0.0.0.0/0".into()]).unwrap().contains(ip("8.8.8.8")));
     }
 }
+
+/// What the start of a connection from a load balancer that speaks the PROXY protocol
+/// (HAProxy's, v1 text or v2 binary) says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// More bytes are needed.
+    Incomplete,
+    /// Not a PROXY header (the connection is closed: a trusted proxy always sends one).
+    Invalid,
+    /// A header of `len` bytes naming the client (None: `UNKNOWN` or `LOCAL`, a health
+    /// check: the proxy itself is the client).
+    Done {
+        /// Its length; what follows is the client's stream.
+        len: usize,
+        /// The client's address.
+        client: Option<std::net::SocketAddr>,
+    },
+}
+
+const V2_SIGNATURE: [u8; 12] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
+/// A v1 header is at most this long (its spec).
+const V1_MAX: usize = 107;
+
+/// Reads a PROXY protocol header at the start of `buf`.
+pub fn proxy_header(buf: &[u8]) -> ProxyHeader {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    let prefix = |sig: &[u8]| buf.len() < sig.len() && sig.starts_with(buf) || buf.starts_with(sig);
+    if buf.starts_with(&V2_SIGNATURE) {
+        if buf.len() < 16 {
+            return ProxyHeader::Incomplete;
+        }
+        let (ver_cmd, fam) = (buf[12], buf[13]);
+        let len = 16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+        if ver_cmd >> 4 != 2 {
+            return ProxyHeader::Invalid;
+        }
+        if buf.len() < len {
+            return ProxyHeader::Incomplete;
+        }
+        let a = &buf[16..len];
+        let client = match (ver_cmd & 0x0F, fam >> 4) {
+            (0, _) => None,
+            (1, 1) if a.len() >= 12 => {
+                let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+                Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]])))
+            }
+            (1, 2) if a.len() >= 36 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&a[..16]);
+                Some(SocketAddr::new(Ipv6Addr::from(o).into(), u16::from_be_bytes([a[32], a[33]])))
+            }
+            (1, _) => None,
+            _ => return ProxyHeader::Invalid,
+        };
+        return ProxyHeader::Done { len, client };
+    }
+    if prefix(&V2_SIGNATURE) && buf.len() < V2_SIGNATURE.len() {
+        return ProxyHeader::Incomplete;
+    }
+    if !prefix(b"PROXY ") {
+        return ProxyHeader::Invalid;
+    }
+    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+        return if buf.len() < V1_MAX { ProxyHeader::Incomplete } else { ProxyHeader::Invalid };
+    };
+    let Ok(line) = std::str::from_utf8(&buf[..end]) else { return ProxyHeader::Invalid };
+    let parts: Vec<&str> = line.split(' ').collect();
+    let client = match parts.as_slice() {
+        ["PROXY", "UNKNOWN", ..] => None,
+        ["PROXY", "TCP4" | "TCP6", src, _dst, sport, _dport] => {
+            match (src.parse::<std::net::IpAddr>(), sport.parse()) {
+                (Ok(ip), Ok(port)) => Some(SocketAddr::new(ip, port)),
+                _ => return ProxyHeader::Invalid,
+            }
+        }
+        _ => return ProxyHeader::Invalid,
+    };
+    ProxyHeader::Done { len: end + 2, client }
+}
+
+/// Reads the PROXY header from the start of `stream`; the stream with what came after
+/// it, and the client it names. An error for anything that is no PROXY header.
+pub async fn read_proxy_header<S>(
+    mut stream: S,
+) -> std::io::Result<(crate::tls::Rewound<S>, Option<std::net::SocketAddr>)>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        match proxy_header(&buf) {
+            ProxyHeader::Done { len, client } => {
+                let rest = buf.split_off(len);
+                return Ok((crate::tls::Rewound::new(rest, stream), client));
+            }
+            ProxyHeader::Invalid => return Err(std::io::Error::other("no PROXY protocol header")),
+            ProxyHeader::Incomplete => {}
+        }
+        if buf.len() > 16 + usize::from(u16::MAX) {
+            return Err(std::io::Error::other("PROXY header too long"));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod proxy_protocol_tests {
+    use super::*;
+
+    #[test]
+    fn v1_and_v2_headers_name_the_client_and_say_how_long_they_are() {
+        let v1 = b"PROXY TCP4 203.0.113.5 192.0.2.1 40000 443\r\nGET / HTTP/1.1\r\n";
+        assert_eq!(
+            proxy_header(v1),
+            ProxyHeader::Done { len: 44, client: Some("203.0.113.5:40000".parse().unwrap()) }
+        );
+        assert_eq!(
+            proxy_header(b"PROXY TCP6 2001:db8::5 2001:db8::1 1 2\r\n"),
+            ProxyHeader::Done { len: 40, client: Some("[2001:db8::5]:1".parse().unwrap()) }
+        );
+        assert_eq!(proxy_header(b"PROXY UNKNOWN\r\n"), ProxyHeader::Done { len: 15, client: None });
+        assert_eq!(proxy_header(b"PROXY TCP4 203.0"), ProxyHeader::Incomplete);
+        assert_eq!(proxy_header(b"PRO"), ProxyHeader::Incomplete);
+        assert_eq!(proxy_header(b"GET / HTTP/1.1\r\n"), ProxyHeader::Invalid);
+        assert_eq!(proxy_header(b"PROXY TCP4 not-an-ip 192.0.2.1 1 2\r\n"), ProxyHeader::Invalid);
+        assert_eq!(proxy_header(&[b'P'; 200]), ProxyHeader::Invalid);
+
+        let mut v2 = V2_SIGNATURE.to_vec();
+        v2.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 5, 192, 0, 2, 1, 0x9C, 0x40, 0x01, 0xBB]);
+        v2.extend_from_slice(b"\x16\x03\x01");
+        assert_eq!(
+            proxy_header(&v2),
+            ProxyHeader::Done { len: 28, client: Some("203.0.113.5:40000".parse().unwrap()) }
+        );
+        assert_eq!(proxy_header(&v2[..20]), ProxyHeader::Incomplete);
+        assert_eq!(proxy_header(&v2[..5]), ProxyHeader::Incomplete);
+        let mut local = V2_SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        assert_eq!(proxy_header(&local), ProxyHeader::Done { len: 16, client: None });
+    }
+}

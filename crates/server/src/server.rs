@@ -295,6 +295,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let settings = crate::listener::ListenerSettings {
         header_timeout: Duration::from_millis(config.limits.header_timeout_ms),
         pending_per_ip: config.limits.pending_per_ip,
+        proxy_protocol: config.proxy_protocol.then(|| shared.proxies.clone()),
     };
     let mux = tls.map(|acceptor| crate::listener::TlsMux {
         acceptor,

@@ -480,3 +480,50 @@ async fn forwarded_client_addresses_count_only_from_trusted_proxies() {
         );
     }
 }
+
+/// A TCP load balancer speaking the PROXY protocol (v1 and v2) from a trusted address:
+/// the client its header names is the one recorded; from that address a connection with
+/// no header is closed unanswered, and a client elsewhere is served as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_protocol_header_from_a_trusted_balancer_names_the_client() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let h = Harness::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.2".into()];
+        c.proxy_protocol = true;
+    })
+    .await;
+    // What the balancer at 127.0.0.2 opens its connections with.
+    let mut v2 = vec![0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
+    v2.extend_from_slice(&[0x21, 0x11, 0, 12, 198, 51, 100, 7, 127, 0, 0, 1, 0x9C, 0x40, 0x1F, 0x40]);
+    let from_balancer = || async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().expect("address")).expect("bind 127.0.0.2");
+        socket.connect(h.server.addr).await.expect("connect")
+    };
+    let (bob, mut bob_ev) = h.user("bob").await;
+    for (header, client) in
+        [(b"PROXY TCP4 203.0.113.5 127.0.0.1 40000 7880\r\n".to_vec(), "203.0.113.5"), (v2, "198.51.100.7")]
+    {
+        let mut tcp = from_balancer().await;
+        tcp.write_all(&header).await.expect("header");
+        let url = format!("ws://{}{}", h.server.addr, switchboard_protocol::SIGNAL_PATH);
+        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await.expect("upgrade");
+        let hello = format!(r#"{{"type":"hello","v":1,"token":"{}"}}"#, h.token("acme", "alice"));
+        ws.send(Message::Text(hello.into())).await.expect("hello");
+        let call = r#"{"type":"make_call","req":1,"to_user_id":"bob","media_type":"audio"}"#;
+        ws.send(Message::Text(call.into())).await.expect("make_call");
+        let (sid, cc) = incoming(&mut bob_ev).await;
+        bob.verify_call(&cc).await.expect("verified");
+        bob.end_call(&sid, None, None).await.expect("declined");
+        let r = h.app.record_for(sid.as_ref()).await;
+        let field = |k: &str| r.query.get(k).cloned().unwrap_or_default();
+        assert_eq!((field("srcip"), field("dstip")), (client.to_string(), "127.0.0.1".to_string()));
+    }
+    // From the balancer's address without a header: closed, unanswered.
+    let mut bare = from_balancer().await;
+    bare.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), bare.read_to_end(&mut got)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{:?}", String::from_utf8_lossy(&got));
+}
