@@ -71,9 +71,6 @@ summary() {
 # scenario tests' packet counts came up short in two runs of five: Chromium's audio
 # threads run at a real-time priority that nice does not lower).
 BESIDE_RUST="ice-tcp.test.js types.test.js"
-# And, in a runner of its own at the same time, the browser tests that mostly wait on
-# timers (graces, offline periods, session timeouts) and check only that audio is back.
-BESIDE_RUST_TIMERS="resilience.test.js"
 build_tests() {
   mkdir -p target
   cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics \
@@ -107,16 +104,13 @@ quiet_tests() {
   cargo test --doc --workspace --all-features --locked
 }
 rust_tests() {
-  local log="$PWD/target/e2e-netns.log" quiet="$PWD/target/quiet-tests.log" timers="$PWD/target/e2e-timers.log"
-  local ns side tm rc=0 netns=0
+  local log="$PWD/target/e2e-netns.log" quiet="$PWD/target/quiet-tests.log" ns side rc=0 netns=0
   wait_npm || return 1
   nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_tests); quiet_tests" > "$quiet" 2>&1 &
   side=$!
   run_bins '^[^ ]*/tests ' || rc=1
   (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test $BESIDE_RUST > "$log" 2>&1) &
   ns=$!
-  (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test $BESIDE_RUST_TIMERS > "$timers" 2>&1) &
-  tm=$!
   run_bins '^[^ ]*/crates/cli ' || rc=1
   wait $side || rc=1
   echo "== the tests that keep no wall-clock time (run beside the others)"
@@ -124,9 +118,6 @@ rust_tests() {
   wait $ns || netns=$?
   echo "== browser tests run beside the CLI's ($BESIDE_RUST)"
   cat "$log"
-  wait $tm || netns=$?
-  echo "== browser tests run beside the CLI's, in a runner of their own ($BESIDE_RUST_TIMERS)"
-  cat "$timers"
   [ $rc -eq 0 ] && [ $netns -eq 0 ]
 }
 # The browser tests' npm packages, fetched while the build runs.
@@ -146,7 +137,7 @@ stage rust-tests rust_tests
 # The browser tests drive the server binary built above.
 browser() {
   local files
-  files=$(cd tests/e2e && ls ./*.test.js | grep -v -E "/($(echo "$BESIDE_RUST $BESIDE_RUST_TIMERS" | sed 's/\./\\./g; s/ /|/g'))\$")
+  files=$(cd tests/e2e && ls ./*.test.js | grep -v -E "/($(echo "$BESIDE_RUST" | sed 's/\./\\./g; s/ /|/g'))\$")
   (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test $files)
 }
 stage browser browser
