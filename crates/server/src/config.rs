@@ -276,6 +276,11 @@ pub struct Config {
     /// per-address connection limits).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write the client into: `x-forwarded-for` (nginx,
+    /// HAProxy, the cloud balancers) or `forwarded` (RFC 7239). Only that one is read: the
+    /// other, passed through untouched, is the client's to forge.
+    #[serde(default = "default_forwarded_header")]
+    pub forwarded_header: String,
     /// The trusted proxies speak the PROXY protocol (HAProxy's v1 or v2, as TCP load
     /// balancers do): every connection from them starts with a header naming the client,
     /// who is then counted (`pending_per_ip` too) and recorded as if it had connected
@@ -304,6 +309,10 @@ pub struct ExternalTurn {
     pub urls: Vec<String>,
     /// The shared secret.
     pub secret: String,
+}
+
+fn default_forwarded_header() -> String {
+    "x-forwarded-for".into()
 }
 
 fn default_listen() -> SocketAddr {
@@ -384,6 +393,7 @@ impl Default for Config {
             turn_tls_url: None,
             turn_servers: Vec::new(),
             trusted_proxies: Vec::new(),
+            forwarded_header: default_forwarded_header(),
             proxy_protocol: false,
             limits: LimitsConfig::default(),
             callbacks: CallbacksConfig::default(),
@@ -470,8 +480,10 @@ impl Config {
                 "media_bind is a wildcard address: set media_advertise to the address clients reach".into()
             );
         }
-        if let Err(e) = crate::proxies::TrustedProxies::parse(&self.trusted_proxies) {
-            return bad(format!("trusted_proxies: {e:?} is no address or network"));
+        if let Err(e) = crate::proxies::TrustedProxies::parse(&self.trusted_proxies, &self.forwarded_header) {
+            return bad(format!(
+                "trusted_proxies: {e:?} is no address or network (or forwarded_header names neither \"x-forwarded-for\" nor \"forwarded\")"
+            ));
         }
         if self.proxy_protocol && self.trusted_proxies.is_empty() {
             return bad("proxy_protocol needs trusted_proxies (the load balancers that send it)".into());

@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 
 /// How an address is counted: IPv4 addresses one by one, IPv6 by /64 (one host
 /// usually holds a whole /64).
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

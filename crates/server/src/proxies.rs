@@ -7,13 +7,25 @@ use std::net::IpAddr;
 
 use axum::http::HeaderMap;
 
-/// The trusted proxies: addresses and networks (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+/// The trusted proxies: addresses and networks (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`),
+/// and the one header they write the client into.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub struct TrustedProxies {
+    nets: Vec<(IpAddr, u8)>,
+    /// `Forwarded` (RFC 7239) rather than `X-Forwarded-For`. Only the header the proxies
+    /// write is read: the other one, passed through untouched, is the client's to forge.
+    rfc7239: bool,
+}
 
 impl TrustedProxies {
-    /// Parses the config's list; the entry that is no address or network, if any.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
+    /// Parses the config's list (`header`: `x-forwarded-for` or `forwarded`); the entry
+    /// that is no address or network (or the header that is neither), if any.
+    pub fn parse(list: &[String], header: &str) -> Result<Self, String> {
+        let rfc7239 = match header.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => false,
+            "forwarded" => true,
+            _ => return Err(header.to_string()),
+        };
         let mut nets = Vec::with_capacity(list.len());
         for entry in list {
             let (addr, len) = match entry.split_once('/') {
@@ -26,20 +38,26 @@ impl TrustedProxies {
                 Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| entry.clone())?,
                 None => max,
             };
+            // An IPv4-mapped network is the IPv4 network it carries (addresses compare
+            // that way too); a shorter prefix stays an IPv6 network.
+            let (ip, len) = match canonical(ip) {
+                IpAddr::V4(v4) if ip.is_ipv6() && len >= 96 => (IpAddr::V4(v4), len - 96),
+                _ => (ip, len),
+            };
             nets.push((ip, len));
         }
-        Ok(TrustedProxies(nets))
+        Ok(TrustedProxies { nets, rfc7239 })
     }
 
     /// Whether none are configured.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     /// Whether `ip` is one of them.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|(net, len)| in_net(ip, canonical(*net), *len))
+        self.nets.iter().any(|(net, len)| in_net(ip, *net, *len))
     }
 
     /// The client's address for a connection from `peer` with these request headers:
@@ -50,7 +68,7 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
-        let chain = forwarded_chain(headers);
+        let chain = forwarded_chain(headers, self.rfc7239);
         let mut client = peer;
         for hop in chain.iter().rev() {
             let Some(ip) = hop else { break };
@@ -86,15 +104,14 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 }
 
 /// The forwarded addresses, client first: from every `Forwarded` header's `for=`
-/// parameters, or if there is none from every `X-Forwarded-For`; None for an entry that
-/// is no address (`unknown`, an obfuscated name, garbage).
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// parameters (`rfc7239`) or every `X-Forwarded-For`; None for an entry that is no
+/// address (`unknown`, an obfuscated name, garbage, a `Forwarded` element without `for`).
+fn forwarded_chain(headers: &HeaderMap, rfc7239: bool) -> Vec<Option<IpAddr>> {
     let values = |name: &str| -> Vec<String> {
         headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
     };
-    let forwarded = values("forwarded");
-    if !forwarded.is_empty() {
-        return forwarded
+    if rfc7239 {
+        return values("forwarded")
             .iter()
             .flat_map(|v| v.split(','))
             .map(|element| {
@@ -139,8 +156,8 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
-        let t = TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into(), "192.0.2.7".into()])
-            .unwrap();
+        let list = ["10.0.0.0/8".to_string(), "2001:db8::/32".into(), "192.0.2.7".into()];
+        let t = TrustedProxies::parse(&list, "x-forwarded-for").unwrap();
         let xff = headers(&[("x-forwarded-for", "203.0.113.9")]);
         assert_eq!(t.client_ip(ip("10.1.2.3"), &xff), ip("203.0.113.9"), "from a trusted proxy");
         assert_eq!(t.client_ip(ip("198.51.100.1"), &xff), ip("198.51.100.1"), "from anyone else: ignored");
@@ -149,12 +166,22 @@ mod tests {
         // A client that writes its own header in front: the nearest untrusted hop wins.
         let forged = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.9.9.9")]);
         assert_eq!(t.client_ip(ip("192.0.2.7"), &forged), ip("203.0.113.9"));
-        // Forwarded (RFC 7239) first, quoted IPv6 with a port.
+        // Only the header the proxies write: a client's own `Forwarded` beside the
+        // proxy's X-Forwarded-For changes nothing, and the other way round.
         let fwd = headers(&[
             ("forwarded", "for=\"[2001:db9::17]:4711\";proto=https, for=10.0.0.1"),
             ("x-forwarded-for", "203.0.113.50"),
         ]);
-        assert_eq!(t.client_ip(ip("2001:db8::1"), &fwd), ip("2001:db9::17"));
+        assert_eq!(t.client_ip(ip("2001:db8::1"), &fwd), ip("203.0.113.50"));
+        let t7239 = TrustedProxies::parse(&list, "Forwarded").unwrap();
+        assert_eq!(t7239.client_ip(ip("2001:db8::1"), &fwd), ip("2001:db9::17"), "quoted IPv6 with a port");
+        let no_for =
+            headers(&[("forwarded", "for=203.0.113.50, proto=https"), ("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(
+            t7239.client_ip(ip("10.0.0.1"), &no_for),
+            ip("10.0.0.1"),
+            "an element without for= stops the walk"
+        );
         // Garbage is not followed: the hop before it stands.
         let junk = headers(&[("x-forwarded-for", "203.0.113.9, not-an-address, 10.0.0.2")]);
         assert_eq!(t.client_ip(ip("10.0.0.1"), &junk), ip("10.0.0.2"));
@@ -163,10 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn bad_entries_are_named() {
-        assert_eq!(TrustedProxies::parse(&["10.0.0.0/33".into()]).unwrap_err(), "10.0.0.0/33");
-        assert_eq!(TrustedProxies::parse(&["proxy.example".into()]).unwrap_err(), "proxy.example");
-        assert!(TrustedProxies::parse(&["::/0".into(), "0.0.0.0/0".into()]).unwrap().contains(ip("8.8.8.8")));
+    fn bad_entries_are_named_and_mapped_networks_are_their_ipv4_ones() {
+        let parse = |l: &[&str]| {
+            TrustedProxies::parse(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "x-forwarded-for")
+        };
+        assert_eq!(parse(&["10.0.0.0/33"]).unwrap_err(), "10.0.0.0/33");
+        assert_eq!(parse(&["proxy.example"]).unwrap_err(), "proxy.example");
+        assert!(parse(&["::/0", "0.0.0.0/0"]).unwrap().contains(ip("8.8.8.8")));
+        let mapped = parse(&["::ffff:10.0.0.0/104"]).unwrap();
+        assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.1.2.3")));
+        assert!(!mapped.contains(ip("11.0.0.1")));
+        assert!(parse(&["::ffff:0:0/96"]).unwrap().contains(ip("192.0.2.1")));
+        assert!(TrustedProxies::parse(&[], "x-real-ip").is_err());
     }
 }
 

@@ -282,7 +282,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         config: config.clone(),
         committed,
         turn: turn.as_ref().map(|(info, _)| info.clone()),
-        proxies: crate::proxies::TrustedProxies::parse(&config.trusted_proxies)
+        proxies: crate::proxies::TrustedProxies::parse(&config.trusted_proxies, &config.forwarded_header)
             .map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e:?} is no address or network")))?,
     });
 

@@ -43,7 +43,10 @@ pub(crate) async fn upgrade(
     headers: axum::http::HeaderMap,
 ) -> Response {
     // Behind a trusted load balancer, the client it names (for the limits and records).
-    let client = shared.proxies.client_ip(peer.ip(), &headers);
+    // With the PROXY protocol the listener has done that already, and HTTP headers come
+    // from the client (a TCP balancer writes none): they are not read.
+    let client =
+        if shared.config.proxy_protocol { peer.ip() } else { shared.proxies.client_ip(peer.ip(), &headers) };
     let peer = if client == peer.ip() { peer } else { SocketAddr::new(client, 0) };
     let allowed = shared.ip_limiter.lock().map(|mut l| l.allow(&peer.ip(), now_ms())).unwrap_or(true);
     if !allowed {

@@ -16,8 +16,13 @@ use tokio::sync::mpsc;
 use super::metrics::TurnMetrics;
 use super::{stun, Client, Output, Settings, Transport, Turn, TurnStats};
 
-/// TCP clients at once; more are refused.
+/// TCP and TLS clients at once; more are refused.
 const MAX_TCP_CLIENTS: usize = 4096;
+/// ... and from one address (a /64 for IPv6 counts as one), so that one host cannot
+/// take every place.
+const TCP_CLIENTS_PER_ADDRESS: usize = 32;
+/// TLS handshakes under way at once from one address on TURN's own TLS port.
+const HANDSHAKES_PER_ADDRESS: usize = 8;
 /// A TCP client must send something this often (allocations refresh every few minutes,
 /// permissions every five; media flows far more often).
 const TCP_IDLE: Duration = Duration::from_secs(330);
@@ -119,13 +124,17 @@ impl Drop for TurnServer {
     }
 }
 
-/// The TURN/TLS port: handshakes (a bounded number at once, each in bounded time), then
-/// the decrypted stream to the TURN task.
+/// The TURN/TLS port: handshakes (a bounded number at once, and from one address, each
+/// in bounded time), then the decrypted stream to the TURN task.
 async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor, streams: TurnStreams) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
+    let by_address = crate::listener::PendingCounts::new(HANDSHAKES_PER_ADDRESS as u32);
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Some(place) = by_address.admit(peer.ip()) else {
             continue;
         };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
@@ -137,8 +146,46 @@ async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor
             if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIME, acceptor.accept(tcp)).await {
                 streams.hand_over(tls, peer);
             }
-            drop(permit);
+            drop((permit, place));
         });
+    }
+}
+
+/// The stream clients' queues, and how many each address has.
+#[derive(Default)]
+struct StreamClients {
+    queues: HashMap<Client, mpsc::Sender<Vec<u8>>>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl StreamClients {
+    /// A queue for `client`, unless the server or its address is at its limit (or it is
+    /// here already).
+    fn admit(&mut self, client: Client) -> Option<mpsc::Receiver<Vec<u8>>> {
+        let key = crate::listener::address_key(client.addr.ip());
+        let n = self.per_address.get(&key).copied().unwrap_or(0);
+        if self.queues.len() >= MAX_TCP_CLIENTS
+            || n >= TCP_CLIENTS_PER_ADDRESS
+            || self.queues.contains_key(&client)
+        {
+            return None;
+        }
+        let (out_tx, out_rx) = mpsc::channel(QUEUE);
+        self.queues.insert(client, out_tx);
+        self.per_address.insert(key, n + 1);
+        Some(out_rx)
+    }
+
+    fn remove(&mut self, client: &Client) {
+        if self.queues.remove(client).is_some() {
+            let key = crate::listener::address_key(client.addr.ip());
+            if let Some(n) = self.per_address.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_address.remove(&key);
+                }
+            }
+        }
     }
 }
 
@@ -172,14 +219,10 @@ async fn run(
     tx: mpsc::Sender<Event>,
     mut rx: mpsc::Receiver<Event>,
 ) {
-    let mut tcp_clients: HashMap<Client, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut tcp_clients = StreamClients::default();
     // A stream client (TCP or TLS): its queue, and the task that reads and writes it.
-    let add = |clients: &mut HashMap<Client, mpsc::Sender<Vec<u8>>>,
-               stream: Box<dyn ClientStream>,
-               client: Client| {
-        if clients.len() < MAX_TCP_CLIENTS {
-            let (out_tx, out_rx) = mpsc::channel(QUEUE);
-            clients.insert(client, out_tx);
+    let add = |clients: &mut StreamClients, stream: Box<dyn ClientStream>, client: Client| {
+        if let Some(out_rx) = clients.admit(client) {
             tokio::spawn(serve_stream(stream, client, tx.clone(), out_rx));
         }
     };
@@ -243,7 +286,7 @@ async fn run(
                         let _ = udp.try_send_to(&bytes, c.addr);
                     }
                     Transport::Tcp | Transport::Tls => {
-                        if let Some(q) = tcp_clients.get(&c) {
+                        if let Some(q) = tcp_clients.queues.get(&c) {
                             let _ = q.try_send(bytes);
                         }
                     }
@@ -328,4 +371,26 @@ async fn serve_stream(
         _ = writing => {}
     }
     let _ = tx.send(Event::Gone(client)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_gets_a_bounded_share_of_the_stream_places() {
+        let mut clients = StreamClients::default();
+        let at = |ip: &str, port: u16| Client {
+            transport: Transport::Tls,
+            addr: SocketAddr::new(ip.parse().unwrap(), port),
+        };
+        for port in 0..TCP_CLIENTS_PER_ADDRESS as u16 {
+            assert!(clients.admit(at("192.0.2.1", 1000 + port)).is_some());
+        }
+        assert!(clients.admit(at("192.0.2.1", 5000)).is_none(), "that address is at its limit");
+        assert!(clients.admit(at("192.0.2.2", 1000)).is_some(), "another address is not");
+        assert!(clients.admit(at("192.0.2.2", 1000)).is_none(), "one client is not let in twice");
+        clients.remove(&at("192.0.2.1", 1000));
+        assert!(clients.admit(at("192.0.2.1", 5000)).is_some(), "a place freed is a place again");
+    }
 }
