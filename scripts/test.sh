@@ -61,9 +61,8 @@ summary() {
 #
 # Built once, then run as `cargo test` would run them (each binary from its package's
 # directory). The scenario tests (real-time media, packet counts) run first, with only
-# the tests that keep no wall-clock time beside them at a lower priority (those go on
-# until they are done). Then the CLI's tests, and beside them at a lower priority two
-# browser files that check no media
+# the tests that keep no wall-clock time beside them at a lower priority. Then the CLI's
+# tests, and beside them at a lower priority two browser files that check no media
 # quality: the namespace tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall, in
 # a network namespace and a Chromium of their own), which spend most of their time
 # waiting for Chromium's ICE timeouts, and the SDK package's types. The other browser
@@ -109,12 +108,14 @@ rust_tests() {
   nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_tests); quiet_tests" > "$quiet" 2>&1 &
   side=$!
   run_bins '^[^ ]*/tests ' || rc=1
+  # They finish before the CLI's start: with them, the namespace tests' Chromium and
+  # the CLI's processes all at once, a CLI once got three one-second ticks in 15 s.
+  wait $side || rc=1
+  echo "== the tests that keep no wall-clock time (run beside the scenario tests)"
+  cat "$quiet"
   (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" nice -n 10 node --test $BESIDE_RUST > "$log" 2>&1) &
   ns=$!
   run_bins '^[^ ]*/crates/cli ' || rc=1
-  wait $side || rc=1
-  echo "== the tests that keep no wall-clock time (run beside the others)"
-  cat "$quiet"
   wait $ns || netns=$?
   echo "== browser tests run beside the CLI's ($BESIDE_RUST)"
   cat "$log"

@@ -1,7 +1,24 @@
-//! Token-bucket rate limits, on caller-supplied time so they run on simulated time.
+//! Token-bucket rate limits, on caller-supplied time so they run on simulated time, and
+//! how a client address is counted for the per-address limits.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
+
+/// How an address is counted: IPv4 addresses one by one, IPv6 by /64 (one host
+/// usually holds a whole /64).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
 
 /// One token bucket.
 #[derive(Debug, Clone)]

@@ -128,15 +128,23 @@ impl Drop for TurnServer {
 /// in bounded time), then the decrypted stream to the TURN task.
 async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor, streams: TurnStreams) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
-    let by_address = crate::listener::PendingCounts::new(HANDSHAKES_PER_ADDRESS as u32);
+    let by_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Some(place) = by_address.admit(peer.ip()) else {
+        let key = crate::limit::address_key(peer.ip());
+        let admitted = by_address.lock().is_ok_and(|mut m| {
+            let n = m.entry(key).or_insert(0);
+            *n += 1;
+            *n <= HANDSHAKES_PER_ADDRESS
+        });
+        // Given back when the handshake task ends (or at once when refused).
+        let place = HandshakePlace(by_address.clone(), key);
+        if !admitted {
             continue;
-        };
+        }
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             continue;
         };
@@ -151,6 +159,22 @@ async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor
     }
 }
 
+/// One handshake's place in its address's count.
+struct HandshakePlace(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, IpAddr);
+
+impl Drop for HandshakePlace {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
+    }
+}
+
 /// The stream clients' queues, and how many each address has.
 #[derive(Default)]
 struct StreamClients {
@@ -162,7 +186,7 @@ impl StreamClients {
     /// A queue for `client`, unless the server or its address is at its limit (or it is
     /// here already).
     fn admit(&mut self, client: Client) -> Option<mpsc::Receiver<Vec<u8>>> {
-        let key = crate::listener::address_key(client.addr.ip());
+        let key = crate::limit::address_key(client.addr.ip());
         let n = self.per_address.get(&key).copied().unwrap_or(0);
         if self.queues.len() >= MAX_TCP_CLIENTS
             || n >= TCP_CLIENTS_PER_ADDRESS
@@ -178,7 +202,7 @@ impl StreamClients {
 
     fn remove(&mut self, client: &Client) {
         if self.queues.remove(client).is_some() {
-            let key = crate::listener::address_key(client.addr.ip());
+            let key = crate::limit::address_key(client.addr.ip());
             if let Some(n) = self.per_address.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
