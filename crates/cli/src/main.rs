@@ -116,25 +116,20 @@ fn main() -> Result<()> {
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async move {
+        // The call clients decide what Ctrl-C and SIGTERM do from the start.
+        if matches!(
+            cli.command,
+            Command::Call(_) | Command::Answer(_) | Command::Join(_) | Command::Engine(_)
+        ) {
+            interrupts::listen();
+        }
         match cli.command {
             Command::Serve(a) => serve(a).await.map(|()| 0),
             Command::Token(a) => token(a).map(|()| 0),
-            Command::Call(a) => {
-                interrupts::listen();
-                clients::call(a).await.map(clients::Outcome::exit_code)
-            }
-            Command::Answer(a) => {
-                interrupts::listen();
-                clients::answer(a).await.map(clients::Outcome::exit_code)
-            }
-            Command::Join(a) => {
-                interrupts::listen();
-                join::join(a).await.map(clients::Outcome::exit_code)
-            }
-            Command::Engine(a) => {
-                interrupts::listen();
-                engine::engine(a).await.map(clients::Outcome::exit_code)
-            }
+            Command::Call(a) => clients::call(a).await.map(clients::Outcome::exit_code),
+            Command::Answer(a) => clients::answer(a).await.map(clients::Outcome::exit_code),
+            Command::Join(a) => join::join(a).await.map(clients::Outcome::exit_code),
+            Command::Engine(a) => engine::engine(a).await.map(clients::Outcome::exit_code),
             Command::Load(a) => load::run(a).await.map(|()| 0),
             Command::LoadCallbacks(a) => load::run_backlog(a).await.map(|()| 0),
         }

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// How an address is counted: IPv4 addresses one by one, IPv6 by /64 (one host
 /// usually holds a whole /64).
@@ -17,6 +19,78 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
+    }
+}
+
+/// Connections per address that have not proved who they are yet (signaling before
+/// `hello`, TLS handshakes), each held by a [`Pending`] place.
+#[derive(Debug)]
+pub(crate) struct PendingCounts {
+    cap: u32,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl PendingCounts {
+    pub(crate) fn new(cap: u32) -> Arc<Self> {
+        Arc::new(PendingCounts { cap, counts: Mutex::new(HashMap::new()) })
+    }
+
+    /// Counts a new connection from `ip`, or refuses it when its address is at the cap.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Pending> {
+        let key = address_key(ip);
+        let mut counts = self.counts.lock().ok()?;
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Pending(Arc::new(PendingInner { counts: self.clone(), key, released: AtomicBool::new(false) })))
+    }
+
+    fn release(&self, key: IpAddr) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(n) = counts.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Pending connections of `ip`'s address now.
+    #[cfg(test)]
+    fn count(&self, ip: IpAddr) -> u32 {
+        self.counts.lock().map(|c| c.get(&address_key(ip)).copied().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+/// One pending connection's place in its address's count. It is given back when the
+/// connection authenticates ([`Pending::release`]) or ends, whichever comes first.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending(Arc<PendingInner>);
+
+#[derive(Debug)]
+struct PendingInner {
+    counts: Arc<PendingCounts>,
+    key: IpAddr,
+    released: AtomicBool,
+}
+
+impl Pending {
+    /// The connection proved who it is: it no longer counts as pending.
+    pub(crate) fn release(&self) {
+        if !self.0.released.swap(true, Ordering::AcqRel) {
+            self.0.counts.release(self.0.key);
+        }
+    }
+}
+
+impl Drop for PendingInner {
+    fn drop(&mut self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.counts.release(self.key);
+        }
     }
 }
 
@@ -100,5 +174,34 @@ mod tests {
         assert!(l.allow(&"other", 0));
         assert!(!l.allow(&"u", 400));
         assert!(l.allow(&"u", 500));
+    }
+
+    #[test]
+    fn pending_cap_counts_addresses_and_frees_on_release_or_drop() {
+        let counts = PendingCounts::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = counts.admit(a).unwrap();
+        let second = counts.admit(a).unwrap();
+        assert!(counts.admit(a).is_none(), "third connection from one address is refused");
+        assert!(counts.admit(b).is_some(), "another address has its own count");
+        first.release();
+        first.release();
+        assert_eq!(counts.count(a), 1, "release counts once");
+        drop(first);
+        assert_eq!(counts.count(a), 1, "dropping a released guard changes nothing");
+        let copy = second.clone();
+        drop(second);
+        assert_eq!(counts.count(a), 1, "a clone still holds the place");
+        drop(copy);
+        assert_eq!(counts.count(a), 0);
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64() {
+        let counts = PendingCounts::new(1);
+        let _one = counts.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(counts.admit("2001:db8::2".parse().unwrap()).is_none());
+        assert!(counts.admit("2001:db8:0:1::1".parse().unwrap()).is_some());
     }
 }

@@ -10,11 +10,9 @@
 //!   `pending_per_ip`, new ones are closed at once, so one client cannot take every
 //!   file descriptor of the server.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -24,79 +22,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::limit::address_key;
+pub(crate) use crate::limit::{Pending, PendingCounts};
 use crate::metrics::Metrics;
-
-/// Pending (not yet authenticated) connections per address.
-#[derive(Debug)]
-pub(crate) struct PendingCounts {
-    cap: u32,
-    counts: Mutex<HashMap<IpAddr, u32>>,
-}
-
-impl PendingCounts {
-    pub(crate) fn new(cap: u32) -> Arc<Self> {
-        Arc::new(PendingCounts { cap, counts: Mutex::new(HashMap::new()) })
-    }
-
-    /// Counts a new connection from `ip`, or refuses it when its address is at the cap.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Pending> {
-        let key = address_key(ip);
-        let mut counts = self.counts.lock().ok()?;
-        let n = counts.entry(key).or_insert(0);
-        if *n >= self.cap {
-            return None;
-        }
-        *n += 1;
-        Some(Pending(Arc::new(PendingInner { counts: self.clone(), key, released: AtomicBool::new(false) })))
-    }
-
-    fn release(&self, key: IpAddr) {
-        if let Ok(mut counts) = self.counts.lock() {
-            if let Some(n) = counts.get_mut(&key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Pending connections of `ip`'s address now.
-    #[cfg(test)]
-    fn count(&self, ip: IpAddr) -> u32 {
-        self.counts.lock().map(|c| c.get(&address_key(ip)).copied().unwrap_or(0)).unwrap_or(0)
-    }
-}
-
-/// One pending connection's place in its address's count. It is given back when the
-/// connection authenticates ([`Pending::release`]) or ends, whichever comes first.
-#[derive(Debug, Clone)]
-pub(crate) struct Pending(Arc<PendingInner>);
-
-#[derive(Debug)]
-struct PendingInner {
-    counts: Arc<PendingCounts>,
-    key: IpAddr,
-    released: AtomicBool,
-}
-
-impl Pending {
-    /// The connection proved who it is: it no longer counts as pending.
-    pub(crate) fn release(&self) {
-        if !self.0.released.swap(true, Ordering::AcqRel) {
-            self.0.counts.release(self.0.key);
-        }
-    }
-}
-
-impl Drop for PendingInner {
-    fn drop(&mut self) {
-        if !self.released.swap(true, Ordering::AcqRel) {
-            self.counts.release(self.key);
-        }
-    }
-}
 
 /// TLS on the listener: the acceptor, and where TURN clients (a STUN message after the
 /// handshake) go.
@@ -307,39 +234,5 @@ impl LogLimiter {
         }
         self.last = Some(now);
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_cap_counts_addresses_and_frees_on_release_or_drop() {
-        let counts = PendingCounts::new(2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let first = counts.admit(a).unwrap();
-        let second = counts.admit(a).unwrap();
-        assert!(counts.admit(a).is_none(), "third connection from one address is refused");
-        assert!(counts.admit(b).is_some(), "another address has its own count");
-        first.release();
-        first.release();
-        assert_eq!(counts.count(a), 1, "release counts once");
-        drop(first);
-        assert_eq!(counts.count(a), 1, "dropping a released guard changes nothing");
-        let copy = second.clone();
-        drop(second);
-        assert_eq!(counts.count(a), 1, "a clone still holds the place");
-        drop(copy);
-        assert_eq!(counts.count(a), 0);
-    }
-
-    #[test]
-    fn ipv6_counts_by_slash_64() {
-        let counts = PendingCounts::new(1);
-        let _one = counts.admit("2001:db8::1".parse().unwrap()).unwrap();
-        assert!(counts.admit("2001:db8::2".parse().unwrap()).is_none());
-        assert!(counts.admit("2001:db8:0:1::1".parse().unwrap()).is_some());
     }
 }

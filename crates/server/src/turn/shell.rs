@@ -128,23 +128,15 @@ impl Drop for TurnServer {
 /// in bounded time), then the decrypted stream to the TURN task.
 async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor, streams: TurnStreams) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
-    let by_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let by_address = crate::limit::PendingCounts::new(HANDSHAKES_PER_ADDRESS as u32);
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let key = crate::limit::address_key(peer.ip());
-        let admitted = by_address.lock().is_ok_and(|mut m| {
-            let n = m.entry(key).or_insert(0);
-            *n += 1;
-            *n <= HANDSHAKES_PER_ADDRESS
-        });
-        // Given back when the handshake task ends (or at once when refused).
-        let place = HandshakePlace(by_address.clone(), key);
-        if !admitted {
+        let Some(place) = by_address.admit(peer.ip()) else {
             continue;
-        }
+        };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             continue;
         };
@@ -156,22 +148,6 @@ async fn serve_tls_port(listener: TcpListener, acceptor: crate::tls::TlsAcceptor
             }
             drop((permit, place));
         });
-    }
-}
-
-/// One handshake's place in its address's count.
-struct HandshakePlace(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, IpAddr);
-
-impl Drop for HandshakePlace {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.0.lock() {
-            if let Some(n) = m.get_mut(&self.1) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.1);
-                }
-            }
-        }
     }
 }
 
