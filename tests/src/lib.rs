@@ -1,6 +1,8 @@
 //! Scenario-test harness: the real server in-process on 127.0.0.1, a real HTTP app
 //! server that records every callback, and real SDK clients.
 
+pub mod postgres;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};

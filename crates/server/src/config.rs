@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -179,6 +180,21 @@ pub struct Config {
     /// have room. 0 turns the check off.
     #[serde(default = "default_min_free_disk")]
     pub min_free_disk_bytes: u64,
+    /// PostgreSQL instead of the embedded SQLite file in `data_dir`:
+    /// `postgres://user:password@host:port/db`. Nodes of one deployment share it; each
+    /// has its own `node_id`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// This node's name in a deployment of several (needed with `database_url`): the
+    /// calls and rooms it owns and the callbacks it delivers are marked with it. Keep it
+    /// across restarts: a node that comes back closes what it left live.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// How long a node's hold on a pending callback lasts without being renewed (it
+    /// renews every third of it). When a node dies, another takes over its callbacks once
+    /// this has run out: every callback is delivered, none by two nodes at once.
+    #[serde(default = "default_outbox_lease_ms")]
+    pub outbox_lease_ms: u64,
     /// Clients send `ping` at least this often (seconds).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u32,
@@ -338,6 +354,9 @@ fn default_media_socket_buffer() -> usize {
     4 * 1024 * 1024
 }
 
+fn default_outbox_lease_ms() -> u64 {
+    30_000
+}
 fn default_min_free_disk() -> u64 {
     16 * 1024 * 1024
 }
@@ -378,6 +397,9 @@ impl Default for Config {
             media_timeout_ms: default_media_timeout(),
             media_socket_buffer_bytes: default_media_socket_buffer(),
             min_free_disk_bytes: default_min_free_disk(),
+            database_url: None,
+            node_id: None,
+            outbox_lease_ms: default_outbox_lease_ms(),
             media_shards: 0,
             media_tcp_port: 0,
             media_tcp: true,
@@ -424,8 +446,12 @@ impl Config {
 
     /// Secrets may come from the environment instead of the file:
     /// `SWITCHBOARD_<SERVICE>_API_SECRET` and `SWITCHBOARD_<SERVICE>_API_KEY`, where
-    /// `<SERVICE>` is the service ID upper-cased with `.` and `-` turned into `_`.
+    /// `<SERVICE>` is the service ID upper-cased with `.` and `-` turned into `_`; and
+    /// `SWITCHBOARD_DATABASE_URL` (it carries PostgreSQL's password).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = get("SWITCHBOARD_DATABASE_URL") {
+            self.database_url = Some(url);
+        }
         for s in &mut self.services {
             let stem = env_stem(&s.id);
             if let Some(v) = get(&format!("SWITCHBOARD_{stem}_API_SECRET")) {
@@ -440,6 +466,25 @@ impl Config {
     /// Checks IDs, secrets, URLs and numbers.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(url) = &self.database_url {
+            if url.parse::<postgres::Config>().is_err() {
+                return bad(
+                    "database_url is no PostgreSQL URL (postgres://user:password@host:port/db)".into()
+                );
+            }
+            let node_ok = self.node_id.as_deref().is_some_and(|n| {
+                (1..=64).contains(&n.len())
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            });
+            if !node_ok {
+                return bad("database_url needs node_id, this node's name: [A-Za-z0-9._-]{1,64}".into());
+            }
+        } else if self.node_id.is_some() {
+            return bad("node_id names a node of a deployment on PostgreSQL: set database_url too".into());
+        }
+        if self.outbox_lease_ms < 1000 {
+            return bad("outbox_lease_ms must be at least 1000".into());
+        }
         let mut ids = std::collections::HashSet::new();
         for s in &self.services {
             if !switchboard_protocol::ids::is_valid_service_id(&s.id) {
@@ -537,6 +582,19 @@ fn env_stem(id: &str) -> String {
 struct DemoCredentials {
     api_key: String,
     api_secret: String,
+}
+
+impl Config {
+    /// The database: PostgreSQL with `database_url`, else `switchboard.db` in
+    /// `data_dir`.
+    pub fn database(&self) -> crate::store::Database {
+        let mut db = match (&self.database_url, &self.node_id) {
+            (Some(url), Some(node)) => crate::store::Database::postgres(url, node),
+            _ => crate::store::Database::sqlite(&self.data_dir.join("switchboard.db")),
+        };
+        db.lease = Duration::from_millis(self.outbox_lease_ms);
+        db
+    }
 }
 
 /// Creates the data dir and, when `config` has no services, adds the demo service

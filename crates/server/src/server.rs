@@ -165,29 +165,13 @@ fn service_rules(services: &HashMap<String, ServiceConfig>) -> HashMap<String, S
 /// is put right after any crash: live calls are closed and recorded, and every
 /// callback still pending is queued again.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
-    let db_path = config.data_dir.join("switchboard.db");
+    let database = config.database();
     let db_files: Vec<_> =
         ["", "-wal", "-shm"].iter().map(|x| config.data_dir.join(format!("switchboard.db{x}"))).collect();
     crate::config::secure_data_dir(&config.data_dir, &db_files)
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let server_secret = crate::config::server_secret(&config.data_dir)?;
     let cc_key = CcKey::new(server_secret.clone());
-    let recovery = crate::store::recover(&db_path, now_ms(), &CallbackUrls(&config))?;
-    if !recovery.closed_calls.is_empty()
-        || !recovery.closed_rooms.is_empty()
-        || !recovery.closed_group_calls.is_empty()
-        || !recovery.pending.is_empty()
-    {
-        tracing::warn!(
-            closed_calls = recovery.closed_calls.len(),
-            closed_rooms = recovery.closed_rooms.len(),
-            closed_group_calls = recovery.closed_group_calls.len(),
-            pending_callbacks = recovery.pending.len(),
-            dropped_notifies = recovery.dropped_notifies,
-            "recovered from an unclean stop"
-        );
-    }
-    let store = Store::open(&db_path)?;
     let callbacks = Callbacks::new()?;
     let metrics = Arc::new(Metrics::default());
     let services: HashMap<String, ServiceConfig> =
@@ -209,7 +193,30 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         })
     };
     let disk = crate::store::DiskGuard { dir: config.data_dir.clone(), min_free: config.min_free_disk_bytes };
-    let journal = Journal::open(&db_path, Some(disk), on_commit)?;
+    // The free space of the data directory guards an SQLite file only.
+    let disk = matches!(database.place, crate::store::Place::Sqlite(_)).then_some(disk);
+    // Opening the database blocks (and PostgreSQL's client runs a runtime of its own).
+    let wants = CallbackUrls(config.clone());
+    let (recovery, store, journal) = tokio::task::spawn_blocking(move || {
+        let recovery = crate::store::recover(&database, now_ms(), &wants)?;
+        Ok::<_, StoreError>((recovery, Store::open(&database)?, Journal::open(&database, disk, on_commit)?))
+    })
+    .await
+    .map_err(|_| StoreError::Closed)??;
+    if !recovery.closed_calls.is_empty()
+        || !recovery.closed_rooms.is_empty()
+        || !recovery.closed_group_calls.is_empty()
+        || !recovery.pending.is_empty()
+    {
+        tracing::warn!(
+            closed_calls = recovery.closed_calls.len(),
+            closed_rooms = recovery.closed_rooms.len(),
+            closed_group_calls = recovery.closed_group_calls.len(),
+            pending_callbacks = recovery.pending.len(),
+            dropped_notifies = recovery.dropped_notifies,
+            "recovered from an unclean stop"
+        );
+    }
     let (core_tx, core_rx) = mpsc::channel(8192);
     let core = CoreHandle::new(core_tx);
     let (relay_tx, relay_rx) = mpsc::unbounded_channel::<RelayEvent>();
@@ -567,9 +574,11 @@ async fn start_turn(
 }
 
 /// The callbacks each configured service takes, for the records a restart queues.
-struct CallbackUrls<'a>(&'a Config);
+/// Which callbacks each service takes, from its config (owned: recovery runs off the
+/// runtime).
+struct CallbackUrls(Config);
 
-impl crate::store::Wants for CallbackUrls<'_> {
+impl crate::store::Wants for CallbackUrls {
     fn record(&self, service_id: &str) -> bool {
         self.0.service(service_id).is_some_and(|s| s.on_call_evt_cb_url.is_some())
     }

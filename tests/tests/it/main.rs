@@ -13,6 +13,7 @@ mod hardening;
 mod journal;
 mod layering;
 mod media;
+mod postgres;
 mod reconnect;
 mod relay;
 mod rooms;

@@ -31,7 +31,7 @@ pub struct BacklogArgs {
 pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
     use switchboard_protocol::record::CallRecord;
     use switchboard_server::records::{Batch, CallbackKind, NewCallback};
-    use switchboard_server::store::CoreDb;
+    use switchboard_server::store::{CoreDb, Database};
 
     let app = Arc::new(AppServer::default());
     let first_at = Arc::new(Mutex::new(None::<Instant>));
@@ -70,7 +70,7 @@ pub async fn run_backlog(a: BacklogArgs) -> Result<()> {
         app_svr_data: Some("order=1234".into()),
     };
     let t = Instant::now();
-    let mut db = CoreDb::open(&data.join("switchboard.db"))?;
+    let mut db = CoreDb::open(&Database::sqlite(&data.join("switchboard.db")))?;
     for chunk in (0..a.records).collect::<Vec<_>>().chunks(5_000) {
         let mut batch = Batch::default();
         for i in chunk {

@@ -31,6 +31,10 @@ pub(crate) struct DeliveryRunner {
     me: DeliveryHandle,
     metrics: Arc<Metrics>,
     timeout: Duration,
+    /// Attempts start only until then: this node's leases on its callbacks were last
+    /// renewed with a third of their length to spare. Past it (the database out of
+    /// reach), another node may have taken them over.
+    leased_until: tokio::time::Instant,
 }
 
 impl DeliveryRunner {
@@ -70,6 +74,7 @@ impl DeliveryRunner {
             me,
             metrics,
             timeout: Duration::from_millis(config.callback_timeout_ms),
+            leased_until: tokio::time::Instant::now() + config.database().lease * 2 / 3,
         }
     }
 
@@ -81,12 +86,32 @@ impl DeliveryRunner {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut batch = Vec::with_capacity(256);
+        let lease = self.store.lease();
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewing: Option<tokio::task::JoinHandle<_>> = None;
         loop {
             let wake = self
                 .dispatcher
                 .poll_timeout()
                 .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            let held = tokio::time::Instant::now() >= self.leased_until;
             tokio::select! {
+                _ = renew.tick(), if renewing.is_none() => {
+                    let (store, asked) = (self.store.clone(), tokio::time::Instant::now());
+                    renewing = Some(tokio::spawn(async move { (asked, store.leases(now_ms()).await) }));
+                }
+                done = async { renewing.as_mut().expect("guarded").await }, if renewing.is_some() => {
+                    renewing = None;
+                    match done {
+                        Ok((asked, Ok(claimed))) => {
+                            self.leased_until = asked + lease * 2 / 3;
+                            self.take_over(claimed);
+                        }
+                        Ok((_, Err(e))) => tracing::warn!(error = %e, "callback leases not renewed"),
+                        Err(e) => tracing::warn!(error = %e, "callback lease renewal failed"),
+                    }
+                }
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
                         break;
@@ -95,12 +120,27 @@ impl DeliveryRunner {
                         self.apply(cmd);
                     }
                 }
-                _ = crate::clock::sleep_until(wake), if wake.is_some() => {
+                _ = crate::clock::sleep_until(wake), if wake.is_some() && !held => {
                     self.dispatcher.handle_timeout(now_ms());
                 }
                 _ = stop.wait_for(|s| *s) => break,
             }
-            self.drain();
+            if tokio::time::Instant::now() < self.leased_until {
+                self.drain();
+            }
+        }
+    }
+
+    /// Callbacks of a node that died, now this node's to deliver. Its pushes are not
+    /// sent: their calls went with it.
+    fn take_over(&mut self, rows: Vec<CallbackRow>) {
+        let now = now_ms();
+        for row in rows {
+            if row.kind == Kind::Notify {
+                self.store.gave_up(row.id, row.attempts, "its node died; the call is gone".into(), true);
+            } else {
+                self.dispatcher.enqueue(now, row);
+            }
         }
     }
 

@@ -10,26 +10,29 @@
 //! meanwhile [`Journal::healthy`] is false (the server refuses new calls with
 //! SERVICE_BUSY) and later steps wait behind it.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
 use tokio::sync::watch;
 
-use super::{may_pass, open_conn, StoreError, RETRY_FIRST, RETRY_MAX};
+use super::db::{vals, Conn, Database};
+use super::{StoreError, RETRY_FIRST, RETRY_MAX};
 use crate::records::{Batch, CallbackRow};
 
 /// The core task's connection: commits each step's decisions atomically.
 pub struct CoreDb {
-    pub(super) conn: Connection,
+    pub(super) conn: Conn,
+    /// This node: the owner of the live rows it writes, the holder of its callbacks.
+    node: String,
+    lease_ms: u64,
 }
 
 impl CoreDb {
-    /// Opens the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { conn: open_conn(path)? })
+    /// Opens the database.
+    pub fn open(db: &Database) -> Result<Self, StoreError> {
+        let lease_ms = u64::try_from(db.lease.as_millis()).unwrap_or(u64::MAX);
+        Ok(Self { conn: super::schema::open(&db.place)?, node: db.node.clone(), lease_ms })
     }
 
     /// Writes a batch in one transaction; returns the new callbacks as stored rows.
@@ -38,120 +41,122 @@ impl CoreDb {
     }
 
     /// Writes several batches in one transaction; returns their stored callbacks, in
-    /// order.
+    /// order. The new callbacks are leased to this node (it delivers what it decided).
     pub fn commit_steps<'a>(
         &mut self,
         batches: impl Iterator<Item = &'a Batch>,
         now_ms: u64,
     ) -> Result<Vec<CallbackRow>, StoreError> {
-        let txn = self.conn.transaction()?;
-        let mut rows = Vec::new();
-        {
-            let mut live = txn.prepare_cached(
-                "INSERT OR REPLACE INTO live_calls (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut record = txn.prepare_cached(
-                "INSERT OR IGNORE INTO call_records
-                 (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut gone = txn.prepare_cached("DELETE FROM live_calls WHERE sid = ?1")?;
-            let mut member = txn.prepare_cached(
-                "INSERT OR IGNORE INTO group_call_members (call_id, service_id, user_id, setup_time) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut group = txn.prepare_cached(
-                "INSERT OR IGNORE INTO group_call_records
-                 (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut live_group = txn.prepare_cached(
-                "INSERT OR REPLACE INTO live_group_calls (call_id, service_id, snapshot) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut group_gone = txn.prepare_cached("DELETE FROM live_group_calls WHERE call_id = ?1")?;
-            let mut room = txn.prepare_cached(
-                "INSERT OR REPLACE INTO live_rooms (sid, service_id, snapshot) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut room_gone = txn.prepare_cached("DELETE FROM live_rooms WHERE sid = ?1")?;
-            let mut cb = txn.prepare_cached(
-                "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms, deadline_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
-            )?;
+        let node = self.node.as_str();
+        let lease_until = now_ms.saturating_add(self.lease_ms);
+        self.conn.transaction(|c| {
+            let mut rows = Vec::new();
             for batch in batches {
                 for r in &batch.live_rooms {
-                    room.execute(params![r.sid.as_str(), r.service_id, json(r)?])?;
+                    c.exec(
+                        "INSERT INTO live_rooms (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                        vals![r.sid.as_str(), &r.service_id, json(r)?, node],
+                    )?;
                 }
                 for sid in &batch.rooms_gone {
-                    room_gone.execute(params![sid.as_str()])?;
+                    c.exec("DELETE FROM live_rooms WHERE sid = $1", vals![sid.as_str()])?;
                 }
                 for (service_id, snap) in &batch.live {
-                    live.execute(params![snap.sid.as_str(), service_id, json(snap)?])?;
+                    c.exec(
+                        "INSERT INTO live_calls (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                        vals![snap.sid.as_str(), service_id, json(snap)?, node],
+                    )?;
                 }
                 for (service_id, r) in &batch.records {
-                    record.execute(params![
-                        r.sid.as_str(),
-                        service_id,
-                        r.from_user_id,
-                        r.to_user_id,
-                        r.setup_time as i64,
-                        r.end_time as i64,
-                        r.disconnect_reason,
-                        r.to_json().to_string()
-                    ])?;
-                    gone.execute(params![r.sid.as_str()])?;
+                    c.exec(
+                        "INSERT INTO call_records
+                         (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                        vals![
+                            r.sid.as_str(),
+                            service_id,
+                            &r.from_user_id,
+                            &r.to_user_id,
+                            r.setup_time,
+                            r.end_time,
+                            r.disconnect_reason,
+                            r.to_json().to_string()
+                        ],
+                    )?;
+                    c.exec("DELETE FROM live_calls WHERE sid = $1", vals![r.sid.as_str()])?;
                 }
                 for (service_id, r) in &batch.live_group_calls {
-                    live_group.execute(params![r.call_id.as_str(), service_id, json(r)?])?;
+                    c.exec(
+                        "INSERT INTO live_group_calls (call_id, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (call_id) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                        vals![r.call_id.as_str(), service_id, json(r)?, node],
+                    )?;
                 }
                 for (service_id, r) in &batch.group_records {
-                    group_gone.execute(params![r.call_id.as_str()])?;
-                    group.execute(params![
-                        r.call_id.as_str(),
-                        service_id,
-                        r.caller_id,
-                        (r.setup_ms / 1000) as i64,
-                        (r.end_ms / 1000) as i64,
-                        r.end_reason,
-                        r.to_json().to_string()
-                    ])?;
-                    for m in &r.members {
-                        member.execute(params![
+                    c.exec("DELETE FROM live_group_calls WHERE call_id = $1", vals![r.call_id.as_str()])?;
+                    c.exec(
+                        "INSERT INTO group_call_records
+                         (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                        vals![
                             r.call_id.as_str(),
                             service_id,
-                            m.user_id,
-                            (r.setup_ms / 1000) as i64
-                        ])?;
+                            &r.caller_id,
+                            r.setup_ms / 1000,
+                            r.end_ms / 1000,
+                            r.end_reason,
+                            r.to_json().to_string()
+                        ],
+                    )?;
+                    for m in &r.members {
+                        c.exec(
+                            "INSERT INTO group_call_members (call_id, service_id, user_id, setup_time)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                            vals![r.call_id.as_str(), service_id, &m.user_id, r.setup_ms / 1000],
+                        )?;
                     }
                 }
-                for c in &batch.callbacks {
-                    cb.execute(params![
-                        c.cb_id,
-                        c.service_id,
-                        c.kind.as_str(),
-                        c.key,
-                        c.query,
-                        now_ms as i64,
-                        c.deadline_ms.map(|d| d as i64)
-                    ])?;
+                for cb in &batch.callbacks {
+                    let id = c
+                        .query_opt(
+                            "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms,
+                               next_attempt_ms, deadline_ms, lease_node, lease_until_ms)
+                             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, $9) RETURNING id",
+                            vals![
+                                &cb.cb_id,
+                                &cb.service_id,
+                                cb.kind.as_str(),
+                                &cb.key,
+                                &cb.query,
+                                now_ms,
+                                cb.deadline_ms,
+                                node,
+                                lease_until
+                            ],
+                        )?
+                        .ok_or_else(|| StoreError::Corrupt("an insert returned no id".into()))?
+                        .int(0)?;
                     rows.push(CallbackRow {
-                        id: txn.last_insert_rowid(),
-                        cb_id: c.cb_id.clone(),
-                        service_id: c.service_id.clone(),
-                        kind: c.kind,
-                        key: c.key.clone(),
-                        query: c.query.clone(),
+                        id,
+                        cb_id: cb.cb_id.clone(),
+                        service_id: cb.service_id.clone(),
+                        kind: cb.kind,
+                        key: cb.key.clone(),
+                        query: cb.query.clone(),
                         state: "pending".into(),
                         attempts: 0,
                         created_ms: now_ms,
                         next_attempt_ms: now_ms,
                         delivered_ms: None,
-                        deadline_ms: c.deadline_ms,
+                        deadline_ms: cb.deadline_ms,
                         last_error: None,
                     });
                 }
             }
-        }
-        txn.commit()?;
-        Ok(rows)
+            Ok(rows)
+        })
     }
 }
 
@@ -227,8 +232,8 @@ impl DiskGuard {
 impl Journal {
     /// Opens the database at `path` and starts the journal thread, with `disk` guarding
     /// the free space of its filesystem and `on_commit` taking the new callbacks.
-    pub fn open(path: &Path, disk: Option<DiskGuard>, on_commit: OnCommit) -> Result<Self, StoreError> {
-        Self::start(CoreDb::open(path)?, disk, on_commit)
+    pub fn open(db: &Database, disk: Option<DiskGuard>, on_commit: OnCommit) -> Result<Self, StoreError> {
+        Self::start(CoreDb::open(db)?, disk, on_commit)
     }
 
     /// Whether new calls may start: the last write succeeded and the disk has its
@@ -319,7 +324,7 @@ fn write(db: &mut CoreDb, steps: &[(u64, Batch)], healthy: &AtomicBool) -> Vec<C
                 }
                 return rows;
             }
-            Err(e) if may_pass(&e) => {
+            Err(e) if e.may_pass() => {
                 if healthy.swap(false, Ordering::Relaxed) {
                     tracing::error!(error = %e, steps = steps.len(), "database write failed; retrying, new calls are refused until it works");
                 }
@@ -327,7 +332,7 @@ fn write(db: &mut CoreDb, steps: &[(u64, Batch)], healthy: &AtomicBool) -> Vec<C
                 wait = (wait * 2).min(RETRY_MAX);
             }
             Err(e) => {
-                // Not the disk but the data: retrying cannot help.
+                // Not the disk or the connection but the data: retrying cannot help.
                 tracing::error!(error = %e, steps = steps.len(), "database write refused; these steps' records and callbacks are lost");
                 return Vec::new();
             }
@@ -387,7 +392,7 @@ mod tests {
         let dir = temp_dir("journal-order");
         let (tx, rx) = mpsc::channel();
         let journal = Journal::open(
-            &dir.join("db"),
+            &Database::sqlite(&dir.join("db")),
             None,
             Box::new(move |rows| {
                 let _ = tx.send(rows);
@@ -406,7 +411,7 @@ mod tests {
         let rows: Vec<CallbackRow> = rx.try_iter().flatten().collect();
         assert_eq!(rows.iter().map(|r| r.query.as_str()).collect::<Vec<_>>(), ["q1", "q2", "q3"]);
         assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
-        let n: i64 = Connection::open(dir.join("db"))
+        let n: i64 = rusqlite::Connection::open(dir.join("db"))
             .and_then(|c| c.query_row("SELECT COUNT(*) FROM live_calls", [], |r| r.get(0)))
             .expect("count");
         assert_eq!(n, 3);
@@ -420,13 +425,14 @@ mod tests {
     fn a_full_disk_holds_the_step_until_it_can_be_written() {
         let dir = temp_dir("journal-full");
         let path = dir.join("switchboard.db");
-        let db = CoreDb::open(&path).expect("db");
-        db.conn.execute_batch("CREATE TABLE filler (x BLOB)").expect("filler");
+        let mut db = CoreDb::open(&Database::sqlite(&path)).expect("db");
+        db.conn.batch("CREATE TABLE filler (x BLOB)").expect("filler");
         for _ in 0..64 {
-            db.conn.execute("INSERT INTO filler VALUES (zeroblob(32768))", []).expect("fill");
+            db.conn.exec("INSERT INTO filler VALUES (zeroblob(32768))", &[]).expect("fill");
         }
-        let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
-        db.conn.pragma_update(None, "max_page_count", pages).expect("cap");
+        let pages =
+            db.conn.query_opt("PRAGMA page_count", &[]).expect("pages").expect("a row").int(0).expect("int");
+        db.conn.batch(&format!("PRAGMA max_page_count = {pages}")).expect("cap");
         let (tx, rx) = mpsc::channel();
         let journal = Journal::start(
             db,
@@ -445,7 +451,7 @@ mod tests {
         assert_eq!(*committed.borrow_and_update(), 0, "nothing published");
         assert!(!journal.healthy());
         // Room again: another connection frees pages, as an operator frees disk space.
-        let other = Connection::open(&path).expect("second connection");
+        let other = rusqlite::Connection::open(&path).expect("second connection");
         other.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
         other.execute("DELETE FROM filler", []).expect("free pages");
         assert_eq!(rx.recv_timeout(Duration::from_secs(15)).expect("written and released"), 1);

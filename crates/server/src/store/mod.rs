@@ -1,6 +1,6 @@
-//! The database (SQLite, WAL): call records, live call and room snapshots, and the
-//! callback outbox. The record types it keeps are [`crate::records`]'; this module only
-//! keeps them.
+//! The database (SQLite with WAL by default, PostgreSQL for several nodes, one interface:
+//! [`db`]): call records, live call and room snapshots, and the callback outbox. The
+//! record types it keeps are [`crate::records`]'; this module only keeps them.
 //!
 //! Two writers with one job each. The [`journal`] thread commits what each step of the
 //! core decided (snapshots, records, new callbacks) in one transaction, steps grouped,
@@ -9,17 +9,17 @@
 //! the REST API; losing its last writes in a crash only means a callback is delivered
 //! again (at least once). At start, [`recovery`] puts the database right after a crash.
 
-use std::path::Path;
 use std::time::Duration;
-
-use rusqlite::Connection;
 
 use crate::records::{CallbackKind, CallbackRow};
 
+pub mod db;
 pub mod journal;
 pub mod queries;
 pub mod recovery;
+mod schema;
 
+pub use db::{Database, Place};
 pub use journal::{CoreDb, DiskGuard, Journal};
 pub use queries::{RecordQuery, Store};
 pub use recovery::{recover, Recovery, Wants};
@@ -30,6 +30,12 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no, or could not be reached.
+    #[error("postgres: {}", db::describe(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The database is not one this server can use (its URL, its schema's version).
+    #[error("database: {0}")]
+    Config(String),
     /// A stored snapshot could not be read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -38,104 +44,46 @@ pub enum StoreError {
     Closed,
 }
 
-const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS call_records (
-    sid TEXT PRIMARY KEY,
-    service_id TEXT NOT NULL,
-    from_user_id TEXT NOT NULL,
-    to_user_id TEXT NOT NULL,
-    setup_time INTEGER NOT NULL,
-    end_time INTEGER NOT NULL,
-    disconnect_reason INTEGER NOT NULL,
-    record_json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS call_records_by_time ON call_records (service_id, setup_time, sid);
-CREATE TABLE IF NOT EXISTS group_call_records (
-    call_id TEXT PRIMARY KEY,
-    service_id TEXT NOT NULL,
-    caller_id TEXT NOT NULL,
-    setup_time INTEGER NOT NULL,
-    end_time INTEGER NOT NULL,
-    end_reason INTEGER NOT NULL,
-    record_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS group_call_members (
-    call_id TEXT NOT NULL,
-    service_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    setup_time INTEGER NOT NULL,
-    PRIMARY KEY (call_id, user_id)
-);
-CREATE INDEX IF NOT EXISTS group_call_members_by_user ON group_call_members (service_id, user_id, setup_time);
-CREATE INDEX IF NOT EXISTS call_records_by_from ON call_records (service_id, from_user_id, setup_time);
-CREATE INDEX IF NOT EXISTS call_records_by_to ON call_records (service_id, to_user_id, setup_time);
-CREATE TABLE IF NOT EXISTS live_group_calls (
-    call_id TEXT PRIMARY KEY,
-    service_id TEXT NOT NULL,
-    snapshot TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS live_rooms (
-    sid TEXT PRIMARY KEY,
-    service_id TEXT NOT NULL,
-    snapshot TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS live_calls (
-    sid TEXT PRIMARY KEY,
-    service_id TEXT NOT NULL,
-    snapshot TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    cb_id TEXT NOT NULL,
-    service_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    query TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL,
-    next_attempt_ms INTEGER NOT NULL,
-    delivered_ms INTEGER,
-    deadline_ms INTEGER,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, id);
-CREATE INDEX IF NOT EXISTS outbox_by_service ON outbox (service_id, state, id);
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
-";
-
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute_batch(SCHEMA)?;
-    Ok(conn)
+impl StoreError {
+    /// A write that failed for a reason that may pass (a full disk, an IO error, a lock,
+    /// PostgreSQL restarting or out of reach): worth trying again rather than giving the
+    /// step up.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => sqlite_may_pass(e),
+            StoreError::Postgres(e) => db::postgres_may_pass(e),
+            StoreError::Config(_) | StoreError::Corrupt(_) | StoreError::Closed => false,
+        }
+    }
 }
 
-fn row_to_callback(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallbackRow> {
-    let kind: String = r.get("kind")?;
+/// The columns of an outbox row, in [`row_to_callback`]'s order (a literal, for
+/// `concat!`).
+macro_rules! callback_columns {
+    () => {
+        "id, cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms, \
+         delivered_ms, deadline_ms, last_error"
+    };
+}
+pub(crate) use callback_columns;
+
+fn row_to_callback(r: &db::Row) -> Result<CallbackRow, StoreError> {
+    let kind = r.text(3)?;
     Ok(CallbackRow {
-        id: r.get("id")?,
-        cb_id: r.get("cb_id")?,
-        service_id: r.get("service_id")?,
+        id: r.int(0)?,
+        cb_id: r.text(1)?,
+        service_id: r.text(2)?,
         kind: CallbackKind::parse(&kind).unwrap_or(CallbackKind::Call),
-        key: r.get("key")?,
-        query: r.get("query")?,
-        state: r.get("state")?,
-        attempts: r.get("attempts")?,
-        created_ms: r.get::<_, i64>("created_ms")? as u64,
-        next_attempt_ms: r.get::<_, i64>("next_attempt_ms")? as u64,
-        delivered_ms: r.get::<_, Option<i64>>("delivered_ms")?.map(|v| v as u64),
-        deadline_ms: r.get::<_, Option<i64>>("deadline_ms")?.map(|v| v as u64),
-        last_error: r.get("last_error")?,
+        key: r.text(4)?,
+        query: r.text(5)?,
+        state: r.text(6)?,
+        attempts: u32::try_from(r.int(7)?).unwrap_or(u32::MAX),
+        created_ms: r.int(8)? as u64,
+        next_attempt_ms: r.int(9)? as u64,
+        delivered_ms: r.opt_int(10)?.map(|v| v as u64),
+        deadline_ms: r.opt_int(11)?.map(|v| v as u64),
+        last_error: r.opt_text(12)?,
     })
-}
-
-/// A write that failed for a reason that may pass (a full disk, an IO error, a lock):
-/// worth trying again rather than giving the step up.
-fn may_pass(e: &StoreError) -> bool {
-    matches!(e, StoreError::Sqlite(e) if sqlite_may_pass(e))
 }
 
 fn sqlite_may_pass(e: &rusqlite::Error) -> bool {
@@ -146,6 +94,15 @@ fn sqlite_may_pass(e: &rusqlite::Error) -> bool {
             if matches!(f.code, C::DiskFull | C::SystemIoFailure | C::DatabaseBusy | C::DatabaseLocked
                 | C::CannotOpen | C::ReadOnly | C::OutOfMemory)
     )
+}
+
+/// The meta key of a node's last sign of life (the end time of its calls cut by a crash).
+fn alive_key(node: &str) -> String {
+    if node.is_empty() {
+        "alive_ms".into()
+    } else {
+        format!("alive_ms:{node}")
+    }
 }
 
 /// Retries of a failing write wait this long at first, doubling up to the maximum.

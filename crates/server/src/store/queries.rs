@@ -3,14 +3,13 @@
 //! restart) and the queries of the REST API (call records, callbacks by state, a
 //! failed callback retried).
 
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::{open_conn, row_to_callback, sqlite_may_pass, StoreError, RETRY_FIRST, RETRY_MAX};
+use super::db::{vals, Conn, Database};
+use super::{alive_key, callback_columns, row_to_callback, StoreError, RETRY_FIRST, RETRY_MAX};
 use crate::ids::Sid;
 use crate::records::CallbackRow;
 
@@ -72,6 +71,10 @@ enum Cmd {
     Count {
         reply: oneshot::Sender<u64>,
     },
+    Leases {
+        now_ms: u64,
+        reply: oneshot::Sender<Vec<CallbackRow>>,
+    },
     Recent {
         service_id: String,
         user_id: String,
@@ -86,21 +89,36 @@ enum Cmd {
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Cmd>,
+    lease: Duration,
 }
 
 /// How long delivered and dropped callbacks are kept.
 const KEEP_DONE_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl Store {
-    /// Opens the database at `path` and starts the store thread.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = open_conn(path)?;
+    /// Opens the database and starts the store thread.
+    pub fn open(db: &Database) -> Result<Self, StoreError> {
+        let conn = super::schema::open(&db.place)?;
         let (tx, rx) = mpsc::channel();
+        let node =
+            Node { name: db.node.clone(), lease_ms: u64::try_from(db.lease.as_millis()).unwrap_or(u64::MAX) };
         std::thread::Builder::new()
             .name("switchboard-store".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, node, rx))
             .map_err(|_| StoreError::Closed)?;
-        Ok(Self { tx })
+        Ok(Self { tx, lease: db.lease })
+    }
+
+    /// How long this node's hold on a callback lasts unless renewed.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Renews this node's leases on its pending callbacks, and takes over those whose
+    /// node let its leases run out (it died, or lost the database): they are returned,
+    /// to be delivered here. An error means the leases could not be renewed.
+    pub async fn leases(&self, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+        self.ask(|reply| Cmd::Leases { now_ms, reply }).await
     }
 
     fn send(&self, cmd: Cmd) {
@@ -205,13 +223,20 @@ impl Cmd {
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
+/// This node, as the store thread writes it.
+struct Node {
+    name: String,
+    lease_ms: u64,
+}
+
+fn run(mut conn: Conn, node: Node, rx: mpsc::Receiver<Cmd>) {
     let mut last_prune = 0u64;
     // Delivery progress whose write failed for a reason that may pass (a full disk):
     // written with the next batch, so a delivered callback is not sent again after a
     // restart.
     let mut held: Vec<Cmd> = Vec::new();
     let mut wait = RETRY_FIRST;
+    let alive = alive_key(&node.name);
     loop {
         let first = match rx.recv_timeout(if held.is_empty() { Duration::from_millis(1000) } else { wait }) {
             Ok(c) => Some(c),
@@ -236,14 +261,14 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
         }
         let now = crate::clock::now_ms();
         let progress: Vec<Cmd> = batch.iter().filter_map(Cmd::progress).collect();
-        match apply(&mut conn, batch, now) {
+        match apply(&mut conn, &node, &alive, batch, now) {
             Ok(()) => {
                 if wait != RETRY_FIRST {
                     tracing::warn!("delivery progress written again");
                 }
                 wait = RETRY_FIRST;
             }
-            Err(e) if sqlite_may_pass(&e) => {
+            Err(e) if e.may_pass() => {
                 if wait == RETRY_FIRST {
                     tracing::error!(error = %e, held = progress.len(), "store write failed; delivery progress held and retried");
                 }
@@ -254,10 +279,10 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
         }
         if now > last_prune + 3_600_000 {
             last_prune = now;
-            let cutoff = now.saturating_sub(KEEP_DONE_MS) as i64;
-            if let Err(e) = conn.execute(
-                "DELETE FROM outbox WHERE state IN ('delivered', 'dropped') AND created_ms < ?1",
-                params![cutoff],
+            let cutoff = now.saturating_sub(KEEP_DONE_MS);
+            if let Err(e) = conn.exec(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'dropped') AND created_ms < $1",
+                vals![cutoff],
             ) {
                 tracing::warn!(error = %e, "pruning the outbox failed");
             }
@@ -265,129 +290,160 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
     }
 }
 
-fn apply(conn: &mut Connection, batch: Vec<Cmd>, now: u64) -> Result<(), rusqlite::Error> {
-    let txn = conn.transaction()?;
-    // The heartbeat that recovery uses as the end time of calls cut by a crash.
-    txn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('alive_ms', ?1)", params![now as i64])?;
-    let mut queries = Vec::new();
-    for cmd in batch {
-        match cmd {
-            Cmd::Delivered { id, at_ms, attempts } => {
-                txn.execute(
-                    "UPDATE outbox SET state = 'delivered', delivered_ms = ?2, attempts = ?3, last_error = NULL WHERE id = ?1",
-                    params![id, at_ms as i64, attempts],
-                )?;
+fn apply(conn: &mut Conn, node: &Node, alive: &str, batch: Vec<Cmd>, now: u64) -> Result<(), StoreError> {
+    let queries = conn.transaction(|c| {
+        // The heartbeat that recovery uses as the end time of calls cut by a crash.
+        c.exec(
+            "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            vals![alive, now],
+        )?;
+        let mut queries = Vec::new();
+        for cmd in batch {
+            match cmd {
+                Cmd::Delivered { id, at_ms, attempts } => {
+                    c.exec(
+                        "UPDATE outbox SET state = 'delivered', delivered_ms = $2, attempts = $3, last_error = NULL WHERE id = $1",
+                        vals![id, at_ms, attempts],
+                    )?;
+                }
+                Cmd::Retry { id, attempts, next_ms, error } => {
+                    c.exec(
+                        "UPDATE outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4 WHERE id = $1 AND state = 'pending'",
+                        vals![id, attempts, next_ms, error],
+                    )?;
+                }
+                Cmd::GaveUp { id, attempts, error, dropped } => {
+                    let state = if dropped { "dropped" } else { "failed" };
+                    c.exec(
+                        "UPDATE outbox SET state = $2, attempts = $3, last_error = $4 WHERE id = $1",
+                        vals![id, state, attempts, error],
+                    )?;
+                }
+                other => queries.push(other),
             }
-            Cmd::Retry { id, attempts, next_ms, error } => {
-                txn.execute(
-                    "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1 AND state = 'pending'",
-                    params![id, attempts, next_ms as i64, error],
-                )?;
-            }
-            Cmd::GaveUp { id, attempts, error, dropped } => {
-                let state = if dropped { "dropped" } else { "failed" };
-                txn.execute(
-                    "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
-                    params![id, state, attempts, error],
-                )?;
-            }
-            other => queries.push(other),
         }
-    }
-    txn.commit()?;
+        Ok(queries)
+    })?;
     for q in queries {
-        answer(conn, q)?;
+        answer(conn, node, q)?;
     }
     Ok(())
 }
 
-fn answer(conn: &Connection, cmd: Cmd) -> Result<(), rusqlite::Error> {
+fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
     let parse = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or(serde_json::Value::Null);
+    let texts = |rows: Vec<super::db::Row>| -> Result<Vec<serde_json::Value>, StoreError> {
+        rows.iter().map(|r| r.text(0).map(parse)).collect()
+    };
     match cmd {
         Cmd::GetRecord { service_id, sid, reply } => {
-            let v = conn
-                .query_row(
-                    // A group call's ID is its room's sid (32 hex digits).
-                    if sid.is_room_shaped() {
-                        "SELECT record_json FROM group_call_records WHERE call_id = ?1 AND service_id = ?2"
-                    } else {
-                        "SELECT record_json FROM call_records WHERE sid = ?1 AND service_id = ?2"
-                    },
-                    params![sid.as_str(), service_id],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?;
-            let _ = reply.send(v.map(parse));
+            let v = conn.query_opt(
+                // A group call's ID is its room's sid (32 hex digits).
+                if sid.is_room_shaped() {
+                    "SELECT record_json FROM group_call_records WHERE call_id = $1 AND service_id = $2"
+                } else {
+                    "SELECT record_json FROM call_records WHERE sid = $1 AND service_id = $2"
+                },
+                vals![sid.as_str(), service_id],
+            )?;
+            let _ = reply.send(v.map(|r| r.text(0)).transpose()?.map(parse));
         }
         Cmd::Recent { service_id, user_id, from, to, limit, reply } => {
-            let mut stmt = conn.prepare_cached(
+            let rows = conn.query(
                 "SELECT record_json, setup_time FROM call_records
-                   WHERE service_id = ?1 AND from_user_id = ?2 AND setup_time >= ?3 AND setup_time < ?4
+                   WHERE service_id = $1 AND from_user_id = $2 AND setup_time >= $3 AND setup_time < $4
                  UNION ALL
                  SELECT record_json, setup_time FROM call_records
-                   WHERE service_id = ?1 AND to_user_id = ?2 AND from_user_id != ?2
-                     AND setup_time >= ?3 AND setup_time < ?4
+                   WHERE service_id = $1 AND to_user_id = $2 AND from_user_id != $2
+                     AND setup_time >= $3 AND setup_time < $4
                  UNION ALL
                  SELECT g.record_json, g.setup_time FROM group_call_members m
                    JOIN group_call_records g ON g.call_id = m.call_id
-                   WHERE m.service_id = ?1 AND m.user_id = ?2 AND m.setup_time >= ?3 AND m.setup_time < ?4
-                 ORDER BY setup_time DESC LIMIT ?5",
+                   WHERE m.service_id = $1 AND m.user_id = $2 AND m.setup_time >= $3 AND m.setup_time < $4
+                 ORDER BY setup_time DESC LIMIT $5",
+                vals![service_id, user_id, from, to, limit],
             )?;
-            let to = to.min(i64::MAX as u64) as i64;
-            let rows = stmt
-                .query_map(params![service_id, user_id, from as i64, to, limit], |r| r.get::<_, String>(0))?;
-            let _ = reply.send(rows.filter_map(Result::ok).map(parse).collect());
+            let _ = reply.send(texts(rows)?);
         }
         Cmd::ListRecords { service_id, q, reply } => {
             let (cur_t, cur_sid) =
                 q.cursor.map_or((i64::MAX as u64, String::new()), |(t, s)| (t, s.to_string()));
-            let mut stmt = conn.prepare_cached(
+            let rows = conn.query(
                 "SELECT record_json FROM call_records
-                 WHERE service_id = ?1
-                   AND (?2 IS NULL OR from_user_id = ?2 OR to_user_id = ?2)
-                   AND setup_time >= ?3 AND setup_time < ?4
-                   AND (setup_time < ?5 OR (setup_time = ?5 AND (?6 = '' OR sid < ?6)))
-                 ORDER BY setup_time DESC, sid DESC LIMIT ?7",
-            )?;
-            let rows = stmt.query_map(
-                params![
+                 WHERE service_id = $1
+                   AND (CAST($2 AS TEXT) IS NULL OR from_user_id = $2 OR to_user_id = $2)
+                   AND setup_time >= $3 AND setup_time < $4
+                   AND (setup_time < $5 OR (setup_time = $5 AND ($6 = '' OR sid < $6)))
+                 ORDER BY setup_time DESC, sid DESC LIMIT $7",
+                vals![
                     service_id,
                     q.user_id,
-                    q.from.unwrap_or(0) as i64,
-                    q.to.map_or(i64::MAX, |t| t as i64),
-                    cur_t.min(i64::MAX as u64) as i64,
+                    q.from.unwrap_or(0),
+                    q.to.map_or(i64::MAX, |t| i64::try_from(t).unwrap_or(i64::MAX)),
+                    cur_t,
                     cur_sid,
                     q.limit
                 ],
-                |r| r.get::<_, String>(0),
             )?;
-            let list = rows.collect::<Result<Vec<_>, _>>()?.into_iter().map(parse).collect();
-            let _ = reply.send(list);
+            let _ = reply.send(texts(rows)?);
         }
         Cmd::ListCallbacks { service_id, state, limit, reply } => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT * FROM outbox WHERE service_id = ?1 AND state = ?2 ORDER BY id LIMIT ?3",
+            let rows = conn.query(
+                concat!(
+                    "SELECT ",
+                    callback_columns!(),
+                    " FROM outbox WHERE service_id = $1 AND state = $2 ORDER BY id LIMIT $3"
+                ),
+                vals![service_id, state, limit],
             )?;
-            let rows = stmt.query_map(params![service_id, state, limit], row_to_callback)?;
-            let _ = reply.send(rows.collect::<Result<Vec<_>, _>>()?);
+            let _ = reply.send(rows.iter().map(row_to_callback).collect::<Result<_, _>>()?);
         }
         Cmd::Retrigger { service_id, id, now_ms, reply } => {
-            let changed = conn.execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?3, created_ms = ?3
-                 WHERE id = ?1 AND service_id = ?2 AND state = 'failed' AND kind != 'notify'",
-                params![id, service_id, now_ms as i64],
+            // The node that retries it delivers it.
+            let rows = conn.query(
+                concat!(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = $3, created_ms = $3,
+                       lease_node = $4, lease_until_ms = $5
+                     WHERE id = $1 AND service_id = $2 AND state = 'failed' AND kind != 'notify' RETURNING ",
+                    callback_columns!()
+                ),
+                vals![id, service_id, now_ms, &node.name, now_ms.saturating_add(node.lease_ms)],
             )?;
-            let row = if changed == 1 {
-                conn.query_row("SELECT * FROM outbox WHERE id = ?1", params![id], row_to_callback)
-                    .optional()?
-            } else {
-                None
-            };
-            let _ = reply.send(row);
+            let _ = reply.send(rows.first().map(row_to_callback).transpose()?);
         }
         Cmd::Count { reply } => {
-            let n: i64 = conn.query_row("SELECT COUNT(*) FROM call_records", [], |r| r.get(0))?;
-            let _ = reply.send(n as u64);
+            let n =
+                conn.query_opt("SELECT COUNT(*) FROM call_records", &[])?.map(|r| r.int(0)).transpose()?;
+            let _ = reply.send(n.unwrap_or(0) as u64);
+        }
+        Cmd::Leases { now_ms, reply } => {
+            let until = now_ms.saturating_add(node.lease_ms);
+            conn.exec(
+                "UPDATE outbox SET lease_until_ms = $2 WHERE lease_node = $1 AND state = 'pending'",
+                vals![&node.name, until],
+            )?;
+            // One SQLite file has one node: nobody else's to take over.
+            let mut claimed = if conn.is_postgres() {
+                let rows = conn.query(
+                    concat!(
+                        "UPDATE outbox SET lease_node = $1, lease_until_ms = $2
+                         WHERE id IN (SELECT id FROM outbox
+                                      WHERE state = 'pending' AND lease_until_ms < $3 AND lease_node <> $1
+                                      ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                         RETURNING ",
+                        callback_columns!()
+                    ),
+                    vals![&node.name, until, now_ms],
+                )?;
+                rows.iter().map(row_to_callback).collect::<Result<Vec<_>, _>>()?
+            } else {
+                Vec::new()
+            };
+            claimed.sort_by_key(|r| r.id);
+            if !claimed.is_empty() {
+                tracing::warn!(callbacks = claimed.len(), "took over callbacks whose node's lease ran out");
+            }
+            let _ = reply.send(claimed);
         }
         Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } => {}
     }
@@ -437,14 +493,14 @@ mod tests {
     fn records_are_listed_newest_first_in_pages() {
         let dir = temp_dir("queries-records");
         let path = dir.join("db");
-        let mut db = CoreDb::open(&path).expect("db");
+        let mut db = CoreDb::open(&Database::sqlite(&path)).expect("db");
         let mut batch = Batch::default();
         for (i, user) in ["ann", "ben", "ann", "ann"].iter().enumerate() {
             batch.add_record("svc".into(), record(&format!("s{i}"), user, 100 + i as u64), true);
         }
         batch.add_record("other".into(), record("t0", "ann", 100), false);
         db.commit(&batch, 1).expect("commit");
-        let store = Store::open(&path).expect("store");
+        let store = Store::open(&Database::sqlite(&path)).expect("store");
         runtime().block_on(async {
             let q =
                 |cursor| RecordQuery { user_id: Some("ann".into()), limit: 2, cursor, ..Default::default() };
@@ -468,7 +524,7 @@ mod tests {
     fn callbacks_move_between_states_and_failed_ones_are_retried() {
         let dir = temp_dir("queries-callbacks");
         let path = dir.join("db");
-        let mut db = CoreDb::open(&path).expect("db");
+        let mut db = CoreDb::open(&Database::sqlite(&path)).expect("db");
         let mut batch = Batch::default();
         for (key, kind) in [("a", CallbackKind::Call), ("b", CallbackKind::Call), ("c", CallbackKind::Notify)]
         {
@@ -482,7 +538,7 @@ mod tests {
             });
         }
         let rows = db.commit(&batch, 1).expect("commit");
-        let store = Store::open(&path).expect("store");
+        let store = Store::open(&Database::sqlite(&path)).expect("store");
         store.delivered(rows[0].id, 10, 1);
         store.gave_up(rows[1].id, 3, "503".into(), false);
         store.gave_up(rows[2].id, 3, "503".into(), false);

@@ -3,14 +3,12 @@
 //! was known alive), pushes for calls that no longer exist are dropped, and the
 //! callbacks still pending are handed back for delivery.
 
-use std::path::Path;
-
-use rusqlite::OptionalExtension;
 use switchboard_protocol::engine::CallEndReason;
 use switchboard_protocol::record::{GroupCallRecord, InviteResult};
 use switchboard_protocol::{DisconnectReason, DisconnectSource};
 
-use super::{row_to_callback, CoreDb, StoreError};
+use super::db::{vals, Database};
+use super::{alive_key, callback_columns, row_to_callback, CoreDb, StoreError};
 use crate::ids::Sid;
 use crate::records::{Batch, CallbackRow, LiveCall, LiveRoom, NewCallback};
 
@@ -37,69 +35,74 @@ pub struct Recovery {
 /// then), and stale notify_cb requests are dropped. `wants.record(service_id)`,
 /// `wants.gcall(service_id)` and `wants.group_call(service_id)` say whether the service
 /// takes on_call_evt_cb, on_gcall_evt_cb and on_group_call_evt_cb.
-pub fn recover(path: &Path, now_ms: u64, wants: &dyn Wants) -> Result<Recovery, StoreError> {
-    let mut db = CoreDb::open(path)?;
-    let alive_ms: Option<i64> =
-        db.conn.query_row("SELECT v FROM meta WHERE k = 'alive_ms'", [], |r| r.get(0)).optional()?;
+pub fn recover(database: &Database, now_ms: u64, wants: &dyn Wants) -> Result<Recovery, StoreError> {
+    let mut db = CoreDb::open(database)?;
+    let node = database.node.as_str();
+    let alive_ms = db.conn.query_opt("SELECT v FROM meta WHERE k = $1", vals![alive_key(node)])?;
+    let alive_ms = alive_ms.map(|r| r.int(0)).transpose()?;
     let end_ms = alive_ms.map_or(now_ms, |a| (a as u64).min(now_ms));
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
     let mut batch = Batch::default();
-    {
-        let mut stmt = db.conn.prepare("SELECT service_id, snapshot FROM live_calls")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (service_id, json) = row?;
-            let live: LiveCall = serde_json::from_str(&json).map_err(corrupt)?;
-            let end = end_ms.max(live.setup_ms);
-            let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
-            let record = live.record(end, reason, source, None, None);
-            let deliver = wants.record(&service_id);
-            batch.add_record(service_id, record, deliver);
-        }
+    for row in db.conn.query("SELECT service_id, snapshot FROM live_calls WHERE node = $1", vals![node])? {
+        let (service_id, json) = (row.text(0)?, row.text(1)?);
+        let live: LiveCall = serde_json::from_str(&json).map_err(corrupt)?;
+        let end = end_ms.max(live.setup_ms);
+        let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
+        let record = live.record(end, reason, source, None, None);
+        let deliver = wants.record(&service_id);
+        batch.add_record(service_id, record, deliver);
     }
     let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
     // Rooms live at the crash end there and then, for everyone in them.
     let mut closed_rooms = Vec::new();
-    {
-        let mut stmt = db.conn.prepare("SELECT snapshot FROM live_rooms")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        for json in rows {
-            let room: LiveRoom = serde_json::from_str(&json?).map_err(corrupt)?;
-            if wants.gcall(&room.service_id) {
-                let end = end_ms.max(room.setup_ms);
-                let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
-                for (seq, record) in room.closing(end, reason, source) {
-                    batch.callbacks.push(NewCallback::gcall(room.service_id.clone(), seq, &record));
-                }
+    for row in db.conn.query("SELECT snapshot FROM live_rooms WHERE node = $1", vals![node])? {
+        let room: LiveRoom = serde_json::from_str(&row.text(0)?).map_err(corrupt)?;
+        if wants.gcall(&room.service_id) {
+            let end = end_ms.max(room.setup_ms);
+            let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
+            for (seq, record) in room.closing(end, reason, source) {
+                batch.callbacks.push(NewCallback::gcall(room.service_id.clone(), seq, &record));
             }
-            batch.rooms_gone.push(room.sid.clone());
-            closed_rooms.push(room.sid);
         }
+        batch.rooms_gone.push(room.sid.clone());
+        closed_rooms.push(room.sid);
     }
     // Group calls live at the crash end there too: their last snapshot, completed.
     let mut closed_group_calls = Vec::new();
+    for row in
+        db.conn.query("SELECT service_id, snapshot FROM live_group_calls WHERE node = $1", vals![node])?
     {
-        let mut stmt = db.conn.prepare("SELECT service_id, snapshot FROM live_group_calls")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (service_id, json) = row?;
-            let record = ended(serde_json::from_str(&json).map_err(corrupt)?, end_ms);
-            closed_group_calls.push(record.call_id.clone());
-            let deliver = wants.group_call(&service_id);
-            batch.add_group_record(service_id, record, deliver);
-        }
+        let service_id = row.text(0)?;
+        let record = ended(serde_json::from_str(&row.text(1)?).map_err(corrupt)?, end_ms);
+        closed_group_calls.push(record.call_id.clone());
+        let deliver = wants.group_call(&service_id);
+        batch.add_group_record(service_id, record, deliver);
     }
-    let dropped_notifies = db.conn.execute(
+    let dropped_notifies = db.conn.exec(
         "UPDATE outbox SET state = 'dropped', last_error = 'server restarted; the call is gone'
-         WHERE state = 'pending' AND kind = 'notify'",
-        [],
-    )?;
+         WHERE state = 'pending' AND kind = 'notify' AND lease_node = $1",
+        vals![node],
+    )? as usize;
     db.commit(&batch, now_ms)?;
-    let pending = {
-        let mut stmt = db.conn.prepare("SELECT * FROM outbox WHERE state = 'pending' ORDER BY id")?;
-        let rows = stmt.query_map([], row_to_callback)?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
+    // This node's own (and, one SQLite file being one node, those of an older version),
+    // held again before another node's takeover gets to them.
+    db.conn.exec(
+        "UPDATE outbox SET lease_until_ms = $2 WHERE lease_node = $1 AND state = 'pending'",
+        vals![node, now_ms.saturating_add(u64::try_from(database.lease.as_millis()).unwrap_or(u64::MAX))],
+    )?;
+    let pending = db
+        .conn
+        .query(
+            concat!(
+                "SELECT ",
+                callback_columns!(),
+                " FROM outbox WHERE state = 'pending' AND lease_node = $1 ORDER BY id"
+            ),
+            vals![node],
+        )?
+        .iter()
+        .map(row_to_callback)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Recovery { closed_calls, closed_rooms, closed_group_calls, pending, dropped_notifies })
 }
 
@@ -134,7 +137,6 @@ fn ended(mut snapshot: GroupCallRecord, end_ms: u64) -> GroupCallRecord {
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::params;
     use switchboard_protocol::record::{GroupCallMember, NotifyRecord};
 
     use super::*;
@@ -240,7 +242,8 @@ mod tests {
     fn a_crash_mid_batch_leaves_the_last_committed_state_and_recovery_closes_it() {
         let dir = temp_dir("recovery");
         let path = dir.join("switchboard.db");
-        let mut db = CoreDb::open(&path).expect("db");
+        let database = Database::sqlite(&path);
+        let mut db = CoreDb::open(&database).expect("db");
         let mut first = Batch::default();
         first.push(Entry::LiveCall(connected("call-a")));
         first.push(Entry::LiveRoom(room("room-r")));
@@ -257,27 +260,21 @@ mod tests {
         };
         first.push(Entry::Notify { service_id: "svc".into(), record: notify, deadline_ms: T + 5_000 });
         db.commit(&first, T).expect("first step");
-        db.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (k, v) VALUES ('alive_ms', ?1)",
-                params![(T + 62_000) as i64],
-            )
-            .expect("alive");
+        db.conn.exec("INSERT INTO meta (k, v) VALUES ('alive_ms', $1)", vals![T + 62_000]).expect("alive");
         // The next step (call-a's end and record) is cut by the crash mid-transaction.
-        {
-            let txn = db.conn.transaction().expect("txn");
-            txn.execute("DELETE FROM live_calls WHERE sid = 'call-a'", []).expect("half a step");
-            txn.execute(
+        db.conn.batch("BEGIN").expect("txn");
+        db.conn.exec("DELETE FROM live_calls WHERE sid = 'call-a'", &[]).expect("half a step");
+        db.conn
+            .exec(
                 "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms, next_attempt_ms)
                  VALUES ('call-call-a', 'svc', 'call', 'call-a', 'q', 'pending', 0, 0, 0)",
-                [],
+                &[],
             )
             .expect("half a step");
-            // Dropped without commit: what a process killed here leaves.
-        }
+        // Dropped without commit: what a process killed here leaves.
         drop(db);
 
-        let r = recover(&path, T + 90_000, &All).expect("recovered");
+        let r = recover(&database, T + 90_000, &All).expect("recovered");
         assert_eq!(r.closed_calls, [Sid::new("call-a")]);
         assert_eq!(r.closed_rooms, [Sid::new("room-r")]);
         assert_eq!(r.closed_group_calls, [Sid::new("group-g")]);
@@ -303,13 +300,14 @@ mod tests {
         assert!(r.pending[2].query.contains("sc=E"));
         // The group call: ended by the server when it was last known alive (T + 62 s),
         // those in it in it until then, the ringing invitation cancelled.
-        let group = CoreDb::open(&path)
+        let group = CoreDb::open(&database)
             .expect("db")
             .conn
-            .query_row("SELECT record_json FROM group_call_records WHERE call_id = 'group-g'", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .expect("the group call's record");
+            .query_opt("SELECT record_json FROM group_call_records WHERE call_id = 'group-g'", &[])
+            .expect("query")
+            .expect("the group call's record")
+            .text(0)
+            .expect("text");
         let group: serde_json::Value = serde_json::from_str(&group).expect("json");
         assert_eq!((group["end_ms"].as_u64(), group["end_reason"].as_u64()), (Some(T + 62_000), Some(9)));
         let times: Vec<(u64, u64, &str)> = group["members"]
@@ -326,7 +324,7 @@ mod tests {
             [(T + 62_000, 62_000, "joined"), (T + 62_000, 52_000, "joined"), (0, 0, "cancelled")]
         );
         // Nothing live remains: a second restart closes nothing and re-queues the same.
-        let again = recover(&path, T + 95_000, &All).expect("again");
+        let again = recover(&database, T + 95_000, &All).expect("again");
         assert!(
             again.closed_calls.is_empty()
                 && again.closed_rooms.is_empty()
