@@ -9,6 +9,7 @@ mod load;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -164,20 +165,57 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
         eprintln!("  a token:      switchboard token --data-dir {} --user alice", config.data_dir.display());
     }
+    let drain_timeout = Duration::from_secs(config.drain_timeout_secs);
+    let services: Vec<String> = config.services.iter().map(|s| s.id.clone()).collect();
     let server = switchboard_server::start(config).await?;
     let ws = if server.url().starts_with("https:") { "wss" } else { "ws" };
     eprintln!("  listening on: {} (signaling at {ws}://{}/v1/signal)", server.url(), server.addr);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("shutting down");
-            server.shutdown().await;
         }
-        _ = wait_terminate() => {
-            tracing::info!("terminated; shutting down");
-            server.shutdown().await;
+        _ = wait_terminate() => drain(&server, &services, drain_timeout).await,
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// SIGTERM: no new calls or rooms, and a stop once the live ones are over and their
+/// callbacks delivered (or at `timeout`, or at a second SIGTERM or Ctrl-C). Callbacks
+/// still failing after 10 s stay queued for the next start.
+async fn drain(server: &switchboard_server::ServerHandle, services: &[String], timeout: Duration) {
+    server.drain().await;
+    eprintln!(
+        "  draining: no new calls; stopping when the live ones are over (at most {} s)",
+        timeout.as_secs()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if server.owns_nothing().await {
+            tracing::info!("drained: no call or room left; delivering what is queued, then shutting down");
+            let flush_until = tokio::time::Instant::now() + Duration::from_secs(10);
+            while tokio::time::Instant::now() < flush_until.min(deadline) {
+                let mut pending = 0;
+                for s in services {
+                    pending += server.store().callbacks(s, "pending", 1).await.map_or(1, |c| c.len());
+                }
+                if pending == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("drain timeout: shutting down with calls still live");
+                return;
+            }
+            _ = wait_terminate() => return,
+            _ = tokio::signal::ctrl_c() => return,
         }
     }
-    Ok(())
 }
 
 async fn wait_terminate() {

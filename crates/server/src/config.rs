@@ -195,6 +195,12 @@ pub struct Config {
     /// this has run out: every callback is delivered, none by two nodes at once.
     #[serde(default = "default_outbox_lease_ms")]
     pub outbox_lease_ms: u64,
+    /// On SIGTERM the server drains: it takes no new calls or rooms
+    /// (SERVICE_MAINTENANCE), lets the live ones end, and stops when none is left or
+    /// after this many seconds, whichever comes first. A second SIGTERM (or Ctrl-C)
+    /// stops it at once.
+    #[serde(default = "default_drain_timeout_secs")]
+    pub drain_timeout_secs: u64,
     /// Clients send `ping` at least this often (seconds).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u32,
@@ -354,6 +360,9 @@ fn default_media_socket_buffer() -> usize {
     4 * 1024 * 1024
 }
 
+fn default_drain_timeout_secs() -> u64 {
+    1800
+}
 fn default_outbox_lease_ms() -> u64 {
     30_000
 }
@@ -400,6 +409,7 @@ impl Default for Config {
             database_url: None,
             node_id: None,
             outbox_lease_ms: default_outbox_lease_ms(),
+            drain_timeout_secs: default_drain_timeout_secs(),
             media_shards: 0,
             media_tcp_port: 0,
             media_tcp: true,

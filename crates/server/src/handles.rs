@@ -84,6 +84,9 @@ pub(crate) enum CoreCmd {
     },
     /// The app server reads or controls rooms (REST).
     Room(RoomRequest),
+    /// Stop taking new calls and rooms (the node drains before it stops); those live go
+    /// on.
+    Drain,
 }
 
 /// What the REST API asks of the rooms; each answers on its `reply`.

@@ -81,6 +81,19 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// Stops taking new calls and rooms: `make_call`, `join_room` and the engine's
+    /// `calls` are refused with SERVICE_MAINTENANCE (1503); calls and rooms already live
+    /// go on. [`ServerHandle::owns_nothing`] says when they are all over.
+    pub async fn drain(&self) {
+        let _ = self.shared.core.send(CoreCmd::Drain).await;
+    }
+
+    /// Whether no call or room is live here (a draining node may stop).
+    pub async fn owns_nothing(&self) -> bool {
+        let c = self.census().await;
+        c.calls == 0 && c.rooms.rooms == 0
+    }
+
     /// Live counts of sessions and calls.
     pub async fn census(&self) -> Census {
         self.shared.core.census().await
@@ -264,6 +277,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         sessions: HashMap::new(),
         journal,
         step: 0,
+        draining: false,
         media,
         greetings: Vec::new(),
         metrics: metrics.clone(),
@@ -346,6 +360,8 @@ struct CoreRunner {
     journal: Journal,
     /// Steps handed to the journal so far (their numbers are 1, 2, …).
     step: u64,
+    /// New calls and rooms are refused (SERVICE_MAINTENANCE): the node is draining.
+    draining: bool,
     media: MediaRelay,
     greetings: Vec<(SessionId, ServerMessage)>,
     metrics: Arc<Metrics>,
@@ -404,7 +420,9 @@ impl CoreRunner {
                     self.sessions.remove(session);
                 }
                 if let Input::Message { session, msg } = &input {
-                    if !self.journal.healthy() && self.refuse_while_store_fails(*session, msg) {
+                    let refused = (self.draining || !self.journal.healthy())
+                        && self.refuse_new(*session, msg, self.draining);
+                    if refused {
                         return;
                     }
                 }
@@ -423,28 +441,47 @@ impl CoreRunner {
             CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
                 let _ = reply.send(self.core.force_end(now, &service_id, &sid, user_rel_code));
             }
+            CoreCmd::Drain => {
+                if !self.draining {
+                    self.draining = true;
+                    tracing::warn!(
+                        "draining: new calls and rooms are refused with SERVICE_MAINTENANCE (1503); live ones go on"
+                    );
+                }
+            }
         }
     }
 
-    /// While the database cannot be written, nothing new starts: a call or room whose
-    /// record could not be kept is refused with SERVICE_BUSY (1504) instead. Calls
-    /// already live go on; their steps wait for the disk.
-    fn refuse_while_store_fails(
+    /// Refuses what would start a call or room (`make_call`, `join_room`, the engine's
+    /// `calls`); false for anything else. While draining: SERVICE_MAINTENANCE (1503),
+    /// the node takes nothing new. While the database cannot be written: SERVICE_BUSY
+    /// (1504), a call or room whose record could not be kept does not start. Either way
+    /// calls already live go on (their steps wait for the disk).
+    fn refuse_new(
         &self,
         session: SessionId,
         msg: &switchboard_protocol::ClientMessage,
+        draining: bool,
     ) -> bool {
-        use switchboard_protocol::ClientMessage as M;
+        use switchboard_protocol::{ClientMessage as M, DisconnectReason as R};
         let req = match msg {
-            M::MakeCall { req, .. } | M::JoinRoom { req, .. } => *req,
+            M::MakeCall { req, .. } | M::JoinRoom { req, .. } | M::Calls { req, .. } => *req,
             _ => return false,
+        };
+        let (reason, message) = if draining {
+            (
+                R::ServiceMaintenance,
+                "this server is draining for maintenance and takes no new calls; try again shortly",
+            )
+        } else {
+            (R::ServiceBusy, "the server cannot store calls right now; try again shortly")
         };
         if let Some(tx) = self.sessions.get(&session) {
             let refusal = ServerMessage::Error {
                 req,
                 error: switchboard_protocol::ErrorCode::Internal,
-                reason: Some(switchboard_protocol::DisconnectReason::ServiceBusy),
-                message: "the server cannot store calls right now; try again shortly".into(),
+                reason: Some(reason),
+                message: message.into(),
             };
             let _ = tx.try_send(Frame::new(&refusal, 0));
         }

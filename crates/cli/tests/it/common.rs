@@ -208,6 +208,39 @@ impl Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// SIGTERM (it drains, then exits).
+    pub fn terminate(&self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill has no memory preconditions; the pid is our child's, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+
+    /// Its exit code once it exited by itself within `within`; None if it still runs.
+    pub async fn exited(&mut self, within: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits (up to 10 s) until the log file at `log` has a line containing `needle`.
+pub async fn log_says(log: &std::path::Path, needle: &str) {
+    for _ in 0..200 {
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} never said {needle:?}", log.display());
 }
 
 impl Drop for Server {

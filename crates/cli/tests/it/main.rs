@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod crash;
 mod disk_full;
+mod drain;
 #[cfg(feature = "tone")]
 mod tone;
 mod turn;
