@@ -195,6 +195,11 @@ pub struct Config {
     /// this has run out: every callback is delivered, none by two nodes at once.
     #[serde(default = "default_outbox_lease_ms")]
     pub outbox_lease_ms: u64,
+    /// With `database_url`: a node whose heartbeat in the database is older than this
+    /// counts as gone, and another node closes the calls and rooms it left live (their
+    /// records and callbacks, each once). Keep the nodes' clocks in sync (NTP).
+    #[serde(default = "default_node_timeout_ms")]
+    pub node_timeout_ms: u64,
     /// On SIGTERM the server drains: it takes no new calls or rooms
     /// (SERVICE_MAINTENANCE), lets the live ones end, and stops when none is left or
     /// after this many seconds, whichever comes first. A second SIGTERM (or Ctrl-C)
@@ -363,6 +368,9 @@ fn default_media_socket_buffer() -> usize {
 fn default_drain_timeout_secs() -> u64 {
     1800
 }
+fn default_node_timeout_ms() -> u64 {
+    30_000
+}
 fn default_outbox_lease_ms() -> u64 {
     30_000
 }
@@ -409,6 +417,7 @@ impl Default for Config {
             database_url: None,
             node_id: None,
             outbox_lease_ms: default_outbox_lease_ms(),
+            node_timeout_ms: default_node_timeout_ms(),
             drain_timeout_secs: default_drain_timeout_secs(),
             media_shards: 0,
             media_tcp_port: 0,
@@ -494,6 +503,11 @@ impl Config {
         }
         if self.outbox_lease_ms < 1000 {
             return bad("outbox_lease_ms must be at least 1000".into());
+        }
+        if self.node_timeout_ms < 2000 {
+            return bad(
+                "node_timeout_ms must be at least 2000 (a node writes its heartbeat once a second)".into()
+            );
         }
         let mut ids = std::collections::HashSet::new();
         for s in &self.services {
@@ -603,6 +617,7 @@ impl Config {
             _ => crate::store::Database::sqlite(&self.data_dir.join("switchboard.db")),
         };
         db.lease = Duration::from_millis(self.outbox_lease_ms);
+        db.node_timeout = Duration::from_millis(self.node_timeout_ms);
         db
     }
 }

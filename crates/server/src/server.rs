@@ -209,10 +209,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     // The free space of the data directory guards an SQLite file only.
     let disk = matches!(database.place, crate::store::Place::Sqlite(_)).then_some(disk);
     // Opening the database blocks (and PostgreSQL's client runs a runtime of its own).
-    let wants = CallbackUrls(config.clone());
+    let wants = Arc::new(CallbackUrls(config.clone()));
     let (recovery, store, journal) = tokio::task::spawn_blocking(move || {
-        let recovery = crate::store::recover(&database, now_ms(), &wants)?;
-        Ok::<_, StoreError>((recovery, Store::open(&database)?, Journal::open(&database, disk, on_commit)?))
+        let recovery = crate::store::recover(&database, now_ms(), wants.as_ref())?;
+        let store = Store::open(&database, wants)?;
+        Ok::<_, StoreError>((recovery, store, Journal::open(&database, disk, on_commit)?))
     })
     .await
     .map_err(|_| StoreError::Closed)??;

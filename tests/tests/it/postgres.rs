@@ -1,11 +1,12 @@
 //! PostgreSQL as the store (a real cluster from Debian's packages, a database per test):
 //! records, callbacks and recovery as with SQLite; several nodes on one database, each
-//! delivering its own callbacks, and a node that stops has its callbacks delivered by
-//! another once its lease runs out, exactly once.
+//! delivering its own callbacks; a node that stops has its callbacks delivered by
+//! another once its lease runs out, and what it left live closed by another once it is
+//! silent for the node timeout, each exactly once.
 
 use std::time::Duration;
 
-use switchboard_client::{MakeCall, Sid};
+use switchboard_client::{JoinConference, MakeCall, Sid};
 use switchboard_server::Config;
 use switchboard_tests::postgres;
 use switchboard_tests::*;
@@ -50,7 +51,7 @@ async fn a_server_on_postgres_keeps_records_and_callbacks_there_and_recovers_fro
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2], "every migration applied once");
+    assert_eq!(versions, [1, 2, 3], "every migration applied once");
 
     // A call live when the node stops is closed by the node when it comes back, from
     // what PostgreSQL kept.
@@ -161,4 +162,54 @@ async fn postgres_restarting_mid_call_loses_and_doubles_nothing() {
     assert_eq!(rows(&url, "SELECT sid FROM call_records").len(), 2, "no record lost or doubled");
     drop(h);
     cluster.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_silent_node_left_live_is_closed_once_by_another() {
+    let url = postgres::database("silent");
+    let node = |name: &str| {
+        let on = on_postgres(&url, name);
+        move |c: &mut Config| {
+            on(c);
+            c.node_timeout_ms = 3000;
+        }
+    };
+    let a = Harness::start_with(node("node-a")).await;
+    let b = Harness::start_with(node("node-b")).await;
+    let (ann, mut ann_ev) = a.user("ann").await;
+    let (ben, mut ben_ev) = a.user("ben").await;
+    let sid = ann.make_call(MakeCall::audio("ben")).await.expect("created");
+    pick_up(&ben, &mut ben_ev, &mut ann_ev).await;
+    let (cat, _cat_ev) = a.user("cat").await;
+    let room = cat.join_conference(JoinConference::audio("silent-room")).await.expect("joins").sid;
+
+    // A stops, and its heartbeat with it, leaving the call and the room live in the
+    // database. B closes them once A is silent for the node timeout.
+    let config_a = a.config.clone();
+    let Harness { server, app: a_app, .. } = a;
+    let stopped = std::time::Instant::now();
+    server.shutdown().await;
+    let rec = b.app.record_for(sid.as_str()).await;
+    println!("a silent node's call closed by another after {:?} (node timeout 3 s)", stopped.elapsed());
+    assert_eq!((rec.query["disconnect_reason"].as_str(), rec.query["releaser_type"].as_str()), ("1305", "4"));
+    b.app
+        .wait_for("/gcall_evt", |h| {
+            h.status == 200 && h.query.get("sid") == Some(&room.to_string()) && h.query["sc"] == "E"
+        })
+        .await;
+    let live: Vec<String> = rows(&url, "SELECT node FROM live_calls UNION ALL SELECT node FROM live_rooms")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(live.is_empty(), "nothing left live: {live:?}");
+
+    // A comes back under its name: nothing of its own is left to close, nothing doubles.
+    let again = switchboard_server::start(config_a).await.expect("A starts again");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    b.settled().await;
+    assert_eq!(b.app.success_counts().get(&format!("call-{sid}")), Some(&1));
+    assert!(a_app.hits_on("/call_evt").is_empty(), "A queued no second record");
+    let records: Vec<String> = rows(&url, "SELECT sid FROM call_records").iter().map(|r| r.get(0)).collect();
+    assert_eq!(records, [sid.to_string()]);
+    again.shutdown().await;
 }

@@ -47,22 +47,37 @@ pub struct Database {
     /// How long a node's claim on a pending callback lasts without being renewed: after
     /// a node dies, another one delivers its callbacks once this has passed.
     pub lease: Duration,
+    /// How long a node may go without a heartbeat in the database before the others
+    /// close the calls and rooms it left live (PostgreSQL only).
+    pub node_timeout: Duration,
 }
 
 impl Database {
     /// The embedded default: an SQLite file, one node.
     pub fn sqlite(path: &Path) -> Self {
-        Database { place: Place::Sqlite(path.to_path_buf()), node: String::new(), lease: DEFAULT_LEASE }
+        Database {
+            place: Place::Sqlite(path.to_path_buf()),
+            node: String::new(),
+            lease: DEFAULT_LEASE,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
+        }
     }
 
     /// A PostgreSQL database shared by nodes, this one named `node`.
     pub fn postgres(url: &str, node: &str) -> Self {
-        Database { place: Place::Postgres(url.into()), node: node.into(), lease: DEFAULT_LEASE }
+        Database {
+            place: Place::Postgres(url.into()),
+            node: node.into(),
+            lease: DEFAULT_LEASE,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
+        }
     }
 }
 
 /// A callback lease's default length.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The default silence after which a node counts as gone.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A value bound to a statement or read from a row.
 #[derive(Debug, Clone, PartialEq, Eq)]

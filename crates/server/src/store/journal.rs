@@ -24,8 +24,8 @@ use crate::records::{Batch, CallbackRow};
 pub struct CoreDb {
     pub(super) conn: Conn,
     /// This node: the owner of the live rows it writes, the holder of its callbacks.
-    node: String,
-    lease_ms: u64,
+    pub(super) node: String,
+    pub(super) lease_ms: u64,
 }
 
 impl CoreDb {
@@ -119,11 +119,13 @@ impl CoreDb {
                     }
                 }
                 for cb in &batch.callbacks {
-                    let id = c
-                        .query_opt(
-                            "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms,
-                               next_attempt_ms, deadline_ms, lease_node, lease_until_ms)
-                             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, $9) RETURNING id",
+                    // A record's callback already queued (its call closed twice: by its
+                    // node and by one that took its silence for death) is not queued again.
+                    let inserted = c.query_opt(
+                        "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms,
+                           next_attempt_ms, deadline_ms, lease_node, lease_until_ms)
+                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, $9)
+                         ON CONFLICT (cb_id) WHERE kind <> 'notify' DO NOTHING RETURNING id",
                             vals![
                                 &cb.cb_id,
                                 &cb.service_id,
@@ -135,9 +137,8 @@ impl CoreDb {
                                 node,
                                 lease_until
                             ],
-                        )?
-                        .ok_or_else(|| StoreError::Corrupt("an insert returned no id".into()))?
-                        .int(0)?;
+                    )?;
+                    let Some(id) = inserted.map(|r| r.int(0)).transpose()? else { continue };
                     rows.push(CallbackRow {
                         id,
                         cb_id: cb.cb_id.clone(),

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use std::sync::Arc;
+
 use super::db::{vals, Conn, Database};
-use super::{alive_key, callback_columns, row_to_callback, StoreError, RETRY_FIRST, RETRY_MAX};
+use super::recovery::{close_silent_nodes, Wants};
+use super::{alive_key, callback_columns, row_to_callback, CoreDb, StoreError, RETRY_FIRST, RETRY_MAX};
 use crate::ids::Sid;
 use crate::records::CallbackRow;
 
@@ -96,15 +99,20 @@ pub struct Store {
 const KEEP_DONE_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl Store {
-    /// Opens the database and starts the store thread.
-    pub fn open(db: &Database) -> Result<Self, StoreError> {
-        let conn = super::schema::open(&db.place)?;
+    /// Opens the database and starts the store thread. `wants` says which callbacks
+    /// the records of calls it closes for a silent node go to.
+    pub fn open(db: &Database, wants: Arc<dyn Wants + Send + Sync>) -> Result<Self, StoreError> {
+        let core_db = CoreDb::open(db)?;
         let (tx, rx) = mpsc::channel();
-        let node =
-            Node { name: db.node.clone(), lease_ms: u64::try_from(db.lease.as_millis()).unwrap_or(u64::MAX) };
+        let node = Node {
+            name: db.node.clone(),
+            lease_ms: millis(db.lease),
+            timeout_ms: millis(db.node_timeout),
+            wants,
+        };
         std::thread::Builder::new()
             .name("switchboard-store".into())
-            .spawn(move || run(conn, node, rx))
+            .spawn(move || run(core_db, node, rx))
             .map_err(|_| StoreError::Closed)?;
         Ok(Self { tx, lease: db.lease })
     }
@@ -115,8 +123,9 @@ impl Store {
     }
 
     /// Renews this node's leases on its pending callbacks, and takes over those whose
-    /// node let its leases run out (it died, or lost the database): they are returned,
-    /// to be delivered here. An error means the leases could not be renewed.
+    /// node let its leases run out (it died, or lost the database), and closes what
+    /// nodes silent for longer than the node timeout left live: their callbacks are
+    /// returned, to be delivered here. An error means the leases could not be renewed.
     pub async fn leases(&self, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
         self.ask(|reply| Cmd::Leases { now_ms, reply }).await
     }
@@ -223,13 +232,19 @@ impl Cmd {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// This node, as the store thread writes it.
 struct Node {
     name: String,
     lease_ms: u64,
+    timeout_ms: u64,
+    wants: Arc<dyn Wants + Send + Sync>,
 }
 
-fn run(mut conn: Conn, node: Node, rx: mpsc::Receiver<Cmd>) {
+fn run(mut db: CoreDb, node: Node, rx: mpsc::Receiver<Cmd>) {
     let mut last_prune = 0u64;
     // Delivery progress whose write failed for a reason that may pass (a full disk):
     // written with the next batch, so a delivered callback is not sent again after a
@@ -261,7 +276,7 @@ fn run(mut conn: Conn, node: Node, rx: mpsc::Receiver<Cmd>) {
         }
         let now = crate::clock::now_ms();
         let progress: Vec<Cmd> = batch.iter().filter_map(Cmd::progress).collect();
-        match apply(&mut conn, &node, &alive, batch, now) {
+        match apply(&mut db, &node, &alive, batch, now) {
             Ok(()) => {
                 if wait != RETRY_FIRST {
                     tracing::warn!("delivery progress written again");
@@ -280,7 +295,7 @@ fn run(mut conn: Conn, node: Node, rx: mpsc::Receiver<Cmd>) {
         if now > last_prune + 3_600_000 {
             last_prune = now;
             let cutoff = now.saturating_sub(KEEP_DONE_MS);
-            if let Err(e) = conn.exec(
+            if let Err(e) = db.conn.exec(
                 "DELETE FROM outbox WHERE state IN ('delivered', 'dropped') AND created_ms < $1",
                 vals![cutoff],
             ) {
@@ -290,8 +305,8 @@ fn run(mut conn: Conn, node: Node, rx: mpsc::Receiver<Cmd>) {
     }
 }
 
-fn apply(conn: &mut Conn, node: &Node, alive: &str, batch: Vec<Cmd>, now: u64) -> Result<(), StoreError> {
-    let queries = conn.transaction(|c| {
+fn apply(db: &mut CoreDb, node: &Node, alive: &str, batch: Vec<Cmd>, now: u64) -> Result<(), StoreError> {
+    let queries = db.conn.transaction(|c| {
         // The heartbeat that recovery uses as the end time of calls cut by a crash.
         c.exec(
             "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
@@ -325,9 +340,48 @@ fn apply(conn: &mut Conn, node: &Node, alive: &str, batch: Vec<Cmd>, now: u64) -
         Ok(queries)
     })?;
     for q in queries {
-        answer(conn, node, q)?;
+        if let Cmd::Leases { now_ms, reply } = q {
+            let mut rows = leases(&mut db.conn, node, now_ms)?;
+            if db.conn.is_postgres() {
+                let silent_before = now_ms.saturating_sub(node.timeout_ms);
+                rows.extend(close_silent_nodes(db, silent_before, now_ms, node.wants.as_ref())?.1);
+            }
+            let _ = reply.send(rows);
+        } else {
+            answer(&mut db.conn, node, q)?;
+        }
     }
     Ok(())
+}
+
+/// Renews this node's leases and takes over the callbacks of nodes whose leases ran out.
+fn leases(conn: &mut Conn, node: &Node, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+    let until = now_ms.saturating_add(node.lease_ms);
+    conn.exec(
+        "UPDATE outbox SET lease_until_ms = $2 WHERE lease_node = $1 AND state = 'pending'",
+        vals![&node.name, until],
+    )?;
+    // One SQLite file has one node: nobody else's to take over.
+    if !conn.is_postgres() {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        concat!(
+            "UPDATE outbox SET lease_node = $1, lease_until_ms = $2
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE state = 'pending' AND lease_until_ms < $3 AND lease_node <> $1
+                          ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED)
+             RETURNING ",
+            callback_columns!()
+        ),
+        vals![&node.name, until, now_ms],
+    )?;
+    let mut claimed = rows.iter().map(row_to_callback).collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|r| r.id);
+    if !claimed.is_empty() {
+        tracing::warn!(callbacks = claimed.len(), "took over callbacks whose node's lease ran out");
+    }
+    Ok(claimed)
 }
 
 fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
@@ -416,36 +470,7 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
                 conn.query_opt("SELECT COUNT(*) FROM call_records", &[])?.map(|r| r.int(0)).transpose()?;
             let _ = reply.send(n.unwrap_or(0) as u64);
         }
-        Cmd::Leases { now_ms, reply } => {
-            let until = now_ms.saturating_add(node.lease_ms);
-            conn.exec(
-                "UPDATE outbox SET lease_until_ms = $2 WHERE lease_node = $1 AND state = 'pending'",
-                vals![&node.name, until],
-            )?;
-            // One SQLite file has one node: nobody else's to take over.
-            let mut claimed = if conn.is_postgres() {
-                let rows = conn.query(
-                    concat!(
-                        "UPDATE outbox SET lease_node = $1, lease_until_ms = $2
-                         WHERE id IN (SELECT id FROM outbox
-                                      WHERE state = 'pending' AND lease_until_ms < $3 AND lease_node <> $1
-                                      ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED)
-                         RETURNING ",
-                        callback_columns!()
-                    ),
-                    vals![&node.name, until, now_ms],
-                )?;
-                rows.iter().map(row_to_callback).collect::<Result<Vec<_>, _>>()?
-            } else {
-                Vec::new()
-            };
-            claimed.sort_by_key(|r| r.id);
-            if !claimed.is_empty() {
-                tracing::warn!(callbacks = claimed.len(), "took over callbacks whose node's lease ran out");
-            }
-            let _ = reply.send(claimed);
-        }
-        Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } => {}
+        Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } | Cmd::Leases { .. } => {}
     }
     Ok(())
 }
@@ -484,6 +509,21 @@ mod tests {
         }
     }
 
+    /// Every service takes every callback.
+    struct Takes;
+
+    impl Wants for Takes {
+        fn record(&self, _: &str) -> bool {
+            true
+        }
+        fn gcall(&self, _: &str) -> bool {
+            true
+        }
+        fn group_call(&self, _: &str) -> bool {
+            true
+        }
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
     }
@@ -500,7 +540,7 @@ mod tests {
         }
         batch.add_record("other".into(), record("t0", "ann", 100), false);
         db.commit(&batch, 1).expect("commit");
-        let store = Store::open(&Database::sqlite(&path)).expect("store");
+        let store = Store::open(&Database::sqlite(&path), Arc::new(Takes)).expect("store");
         runtime().block_on(async {
             let q =
                 |cursor| RecordQuery { user_id: Some("ann".into()), limit: 2, cursor, ..Default::default() };
@@ -538,7 +578,7 @@ mod tests {
             });
         }
         let rows = db.commit(&batch, 1).expect("commit");
-        let store = Store::open(&Database::sqlite(&path)).expect("store");
+        let store = Store::open(&Database::sqlite(&path), Arc::new(Takes)).expect("store");
         store.delivered(rows[0].id, 10, 1);
         store.gave_up(rows[1].id, 3, "503".into(), false);
         store.gave_up(rows[2].id, 3, "503".into(), false);

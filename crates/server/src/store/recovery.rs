@@ -38,52 +38,25 @@ pub struct Recovery {
 pub fn recover(database: &Database, now_ms: u64, wants: &dyn Wants) -> Result<Recovery, StoreError> {
     let mut db = CoreDb::open(database)?;
     let node = database.node.as_str();
-    let alive_ms = db.conn.query_opt("SELECT v FROM meta WHERE k = $1", vals![alive_key(node)])?;
-    let alive_ms = alive_ms.map(|r| r.int(0)).transpose()?;
-    let end_ms = alive_ms.map_or(now_ms, |a| (a as u64).min(now_ms));
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-    let mut batch = Batch::default();
-    for row in db.conn.query("SELECT service_id, snapshot FROM live_calls WHERE node = $1", vals![node])? {
-        let (service_id, json) = (row.text(0)?, row.text(1)?);
-        let live: LiveCall = serde_json::from_str(&json).map_err(corrupt)?;
-        let end = end_ms.max(live.setup_ms);
-        let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
-        let record = live.record(end, reason, source, None, None);
-        let deliver = wants.record(&service_id);
-        batch.add_record(service_id, record, deliver);
-    }
-    let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
-    // Rooms live at the crash end there and then, for everyone in them.
-    let mut closed_rooms = Vec::new();
-    for row in db.conn.query("SELECT snapshot FROM live_rooms WHERE node = $1", vals![node])? {
-        let room: LiveRoom = serde_json::from_str(&row.text(0)?).map_err(corrupt)?;
-        if wants.gcall(&room.service_id) {
-            let end = end_ms.max(room.setup_ms);
-            let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
-            for (seq, record) in room.closing(end, reason, source) {
-                batch.callbacks.push(NewCallback::gcall(room.service_id.clone(), seq, &record));
-            }
-        }
-        batch.rooms_gone.push(room.sid.clone());
-        closed_rooms.push(room.sid);
-    }
-    // Group calls live at the crash end there too: their last snapshot, completed.
-    let mut closed_group_calls = Vec::new();
-    for row in
-        db.conn.query("SELECT service_id, snapshot FROM live_group_calls WHERE node = $1", vals![node])?
-    {
-        let service_id = row.text(0)?;
-        let record = ended(serde_json::from_str(&row.text(1)?).map_err(corrupt)?, end_ms);
-        closed_group_calls.push(record.call_id.clone());
-        let deliver = wants.group_call(&service_id);
-        batch.add_group_record(service_id, record, deliver);
-    }
+    let end_ms = last_alive(&mut db, node)?.map_or(now_ms, |a| a.min(now_ms));
+    let live = LiveRows {
+        calls: pairs(
+            db.conn.query("SELECT service_id, snapshot FROM live_calls WHERE node = $1", vals![node])?,
+        )?,
+        rooms: pairs(
+            db.conn.query("SELECT service_id, snapshot FROM live_rooms WHERE node = $1", vals![node])?,
+        )?,
+        groups: pairs(
+            db.conn
+                .query("SELECT service_id, snapshot FROM live_group_calls WHERE node = $1", vals![node])?,
+        )?,
+    };
     let dropped_notifies = db.conn.exec(
         "UPDATE outbox SET state = 'dropped', last_error = 'server restarted; the call is gone'
          WHERE state = 'pending' AND kind = 'notify' AND lease_node = $1",
         vals![node],
     )? as usize;
-    db.commit(&batch, now_ms)?;
+    let (closed, _) = close(&mut db, live, end_ms, now_ms, wants)?;
     // This node's own (and, one SQLite file being one node, those of an older version),
     // held again before another node's takeover gets to them.
     db.conn.exec(
@@ -103,7 +76,121 @@ pub fn recover(database: &Database, now_ms: u64, wants: &dyn Wants) -> Result<Re
         .iter()
         .map(row_to_callback)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Recovery { closed_calls, closed_rooms, closed_group_calls, pending, dropped_notifies })
+    Ok(Recovery { pending, dropped_notifies, ..closed })
+}
+
+/// Closes, as [`recover`] closes its own, what the nodes silent since before
+/// `silent_before_ms` (epoch ms; they died, or lost the database for that long) left
+/// live: each of their calls, rooms and group calls is first made this node's (one
+/// row at a time: two nodes sweeping at once close each once), then closed at the
+/// moment its node was last known alive. Returns what was closed and the callbacks
+/// queued for it, this node's to deliver.
+pub fn close_silent_nodes(
+    db: &mut CoreDb,
+    silent_before_ms: u64,
+    now_ms: u64,
+    wants: &dyn Wants,
+) -> Result<(Recovery, Vec<CallbackRow>), StoreError> {
+    let me = db.node.clone();
+    let silent = db.conn.query(
+        "SELECT k, v FROM meta WHERE k LIKE 'alive_ms:%' AND v < $1 AND k <> $2",
+        vals![silent_before_ms, alive_key(&me)],
+    )?;
+    let mut all = (Recovery::default(), Vec::new());
+    for row in silent {
+        let Some(node) = row.text(0)?.strip_prefix("alive_ms:").map(str::to_owned) else { continue };
+        let end_ms = (row.int(1)? as u64).min(now_ms);
+        let live = LiveRows {
+            calls: pairs(db.conn.query(
+                "UPDATE live_calls SET node = $2 WHERE node = $1 RETURNING service_id, snapshot",
+                vals![&node, &me],
+            )?)?,
+            rooms: pairs(db.conn.query(
+                "UPDATE live_rooms SET node = $2 WHERE node = $1 RETURNING service_id, snapshot",
+                vals![&node, &me],
+            )?)?,
+            groups: pairs(db.conn.query(
+                "UPDATE live_group_calls SET node = $2 WHERE node = $1 RETURNING service_id, snapshot",
+                vals![&node, &me],
+            )?)?,
+        };
+        if live.calls.is_empty() && live.rooms.is_empty() && live.groups.is_empty() {
+            continue;
+        }
+        let (closed, rows) = close(db, live, end_ms, now_ms, wants)?;
+        tracing::warn!(
+            node,
+            calls = closed.closed_calls.len(),
+            rooms = closed.closed_rooms.len(),
+            group_calls = closed.closed_group_calls.len(),
+            "closed what a silent node left live"
+        );
+        all.0.closed_calls.extend(closed.closed_calls);
+        all.0.closed_rooms.extend(closed.closed_rooms);
+        all.0.closed_group_calls.extend(closed.closed_group_calls);
+        all.1.extend(rows);
+    }
+    Ok(all)
+}
+
+/// When `node` was last known alive (its store's heartbeat), epoch ms.
+fn last_alive(db: &mut CoreDb, node: &str) -> Result<Option<u64>, StoreError> {
+    let row = db.conn.query_opt("SELECT v FROM meta WHERE k = $1", vals![alive_key(node)])?;
+    Ok(row.map(|r| r.int(0)).transpose()?.map(|v| v as u64))
+}
+
+/// Snapshots of live calls, rooms and group calls, with their services.
+struct LiveRows {
+    calls: Vec<(String, String)>,
+    rooms: Vec<(String, String)>,
+    groups: Vec<(String, String)>,
+}
+
+fn pairs(rows: Vec<super::db::Row>) -> Result<Vec<(String, String)>, StoreError> {
+    rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
+}
+
+/// Closes `live` at `end_ms` in one step; what was closed, and the callbacks queued.
+fn close(
+    db: &mut CoreDb,
+    live: LiveRows,
+    end_ms: u64,
+    now_ms: u64,
+    wants: &dyn Wants,
+) -> Result<(Recovery, Vec<CallbackRow>), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
+    let mut batch = Batch::default();
+    for (service_id, json) in live.calls {
+        let live: LiveCall = serde_json::from_str(&json).map_err(corrupt)?;
+        let record = live.record(end_ms.max(live.setup_ms), reason, source, None, None);
+        let deliver = wants.record(&service_id);
+        batch.add_record(service_id, record, deliver);
+    }
+    let closed_calls = batch.records.iter().map(|(_, r)| r.sid.clone()).collect();
+    // Rooms live at the crash end there and then, for everyone in them.
+    let mut closed_rooms = Vec::new();
+    for (_, json) in live.rooms {
+        let room: LiveRoom = serde_json::from_str(&json).map_err(corrupt)?;
+        if wants.gcall(&room.service_id) {
+            for (seq, record) in room.closing(end_ms.max(room.setup_ms), reason, source) {
+                batch.callbacks.push(NewCallback::gcall(room.service_id.clone(), seq, &record));
+            }
+        }
+        batch.rooms_gone.push(room.sid.clone());
+        closed_rooms.push(room.sid);
+    }
+    // Group calls live at the crash end there too: their last snapshot, completed.
+    let mut closed_group_calls = Vec::new();
+    for (service_id, json) in live.groups {
+        let record = ended(serde_json::from_str(&json).map_err(corrupt)?, end_ms);
+        closed_group_calls.push(record.call_id.clone());
+        let deliver = wants.group_call(&service_id);
+        batch.add_group_record(service_id, record, deliver);
+    }
+    let rows = db.commit(&batch, now_ms)?;
+    let closed = Recovery { closed_calls, closed_rooms, closed_group_calls, ..Recovery::default() };
+    Ok((closed, rows))
 }
 
 /// Which callbacks each service takes, for the records a restart queues.

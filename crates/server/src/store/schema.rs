@@ -19,10 +19,14 @@ const MIGRATIONS: &[Migration] = &[
     // Nodes: who owns each live call and room, who holds each pending callback and
     // until when (a lease another node takes over once it runs out).
     Migration { version: 2, sqlite: V2, postgres: V2 },
+    // A record's callback is queued once, whoever closes its call (the node that ran it,
+    // or the node that closes what a silent node left); pushes may repeat (an invitee
+    // invited again).
+    Migration { version: 3, sqlite: V3, postgres: V3 },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// The `pg_advisory_lock` key migrations hold ("sbschema").
 const LOCK_KEY: i64 = 0x7362_7363_6865_6d61;
@@ -225,3 +229,51 @@ ALTER TABLE outbox ADD COLUMN lease_node TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX outbox_by_lease ON outbox (state, lease_until_ms);
 ";
+
+const V3: &str = "
+DELETE FROM outbox WHERE kind <> 'notify'
+    AND id NOT IN (SELECT MIN(id) FROM outbox WHERE kind <> 'notify' GROUP BY cb_id);
+CREATE UNIQUE INDEX outbox_once ON outbox (cb_id) WHERE kind <> 'notify';
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_dir;
+
+    /// A database of a version before migrations (its tables, no `schema_migrations`)
+    /// is brought up to date and keeps its rows; opening it again changes nothing.
+    #[test]
+    fn an_older_sqlite_database_is_migrated_and_keeps_its_rows() {
+        let dir = temp_dir("schema-old");
+        let path = dir.join("switchboard.db");
+        {
+            let old = rusqlite::Connection::open(&path).expect("old db");
+            old.execute_batch(V1_SQLITE).expect("old schema");
+            old.execute(
+                "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, created_ms, next_attempt_ms)
+                 VALUES ('call-x', 'svc', 'call', 'x', 'q', 'pending', 1, 1)",
+                [],
+            )
+            .expect("old row");
+        }
+        let place = Place::Sqlite(path.clone());
+        let mut conn = open(&place).expect("migrated");
+        let row = conn
+            .query_opt("SELECT cb_id, lease_node, lease_until_ms FROM outbox", &[])
+            .expect("query")
+            .expect("the old row");
+        assert_eq!(
+            (row.text(0).unwrap(), row.text(1).unwrap(), row.int(2).unwrap()),
+            ("call-x".into(), String::new(), 0)
+        );
+        let versions = |c: &mut Conn| {
+            c.query("SELECT version FROM schema_migrations ORDER BY version", &[]).expect("versions").len()
+        };
+        assert_eq!(versions(&mut conn), LATEST as usize);
+        drop(conn);
+        let mut again = open(&place).expect("opened again");
+        assert_eq!(versions(&mut again), LATEST as usize, "nothing applied twice");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
