@@ -166,67 +166,88 @@ async fn serve(args: ServeArgs) -> Result<()> {
         eprintln!("  a token:      switchboard token --data-dir {} --user alice", config.data_dir.display());
     }
     let drain_timeout = Duration::from_secs(config.drain_timeout_secs);
-    let services: Vec<String> = config.services.iter().map(|s| s.id.clone()).collect();
+    // Listening from the start: a signal that comes while the server starts or drains
+    // is not lost.
+    let mut signals = Signals::new();
     let server = switchboard_server::start(config).await?;
     let ws = if server.url().starts_with("https:") { "wss" } else { "ws" };
     eprintln!("  listening on: {} (signaling at {ws}://{}/v1/signal)", server.url(), server.addr);
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-        }
-        _ = wait_terminate() => drain(&server, &services, drain_timeout).await,
+    if signals.next().await == SignalKind::terminate() {
+        drain(&server, drain_timeout, &mut signals).await;
+    } else {
+        tracing::info!("shutting down");
     }
     server.shutdown().await;
     Ok(())
 }
 
-/// SIGTERM: no new calls or rooms, and a stop once the live ones are over and their
-/// callbacks delivered (or at `timeout`, or at a second SIGTERM or Ctrl-C). Callbacks
-/// still failing after 10 s stay queued for the next start.
-async fn drain(server: &switchboard_server::ServerHandle, services: &[String], timeout: Duration) {
+use tokio::signal::unix::SignalKind;
+
+/// SIGTERM and SIGINT (Ctrl-C), each one stream for the whole run.
+struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        let listen = |kind| tokio::signal::unix::signal(kind).ok();
+        Signals { terminate: listen(SignalKind::terminate()), interrupt: listen(SignalKind::interrupt()) }
+    }
+
+    /// The next of them to come.
+    async fn next(&mut self) -> SignalKind {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.terminate) => SignalKind::terminate(),
+            _ = recv(&mut self.interrupt) => SignalKind::interrupt(),
+        }
+    }
+}
+
+/// SIGTERM: no new calls or rooms, and a stop once the live ones are over and the
+/// callbacks this node holds are delivered (or at `timeout`, or at a second SIGTERM or
+/// a Ctrl-C). Callbacks still failing after 10 s stay queued for the next start.
+async fn drain(server: &switchboard_server::ServerHandle, timeout: Duration, signals: &mut Signals) {
     server.drain().await;
     eprintln!(
         "  draining: no new calls; stopping when the live ones are over (at most {} s)",
         timeout.as_secs()
     );
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut flush_until = None;
     loop {
-        if server.owns_nothing().await {
+        if flush_until.is_none() && server.owns_nothing().await {
             tracing::info!("drained: no call or room left; delivering what is queued, then shutting down");
-            let flush_until = tokio::time::Instant::now() + Duration::from_secs(10);
-            while tokio::time::Instant::now() < flush_until.min(deadline) {
-                let mut pending = 0;
-                for s in services {
-                    pending += server.store().callbacks(s, "pending", 1).await.map_or(1, |c| c.len());
-                }
-                if pending == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            flush_until = Some(deadline.min(tokio::time::Instant::now() + Duration::from_secs(10)));
+        }
+        if let Some(until) = flush_until {
+            // The last steps written (their callbacks queued), then delivered.
+            let written = server.flushed(until.saturating_duration_since(tokio::time::Instant::now())).await;
+            let pending = server.store().pending_here().await.unwrap_or(0);
+            if !written {
+                tracing::warn!("stopping with steps not yet written: the next start closes their calls");
             }
-            return;
+            if pending == 0 || tokio::time::Instant::now() >= until {
+                return;
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::warn!("drain timeout: shutting down with calls still live");
                 return;
             }
-            _ = wait_terminate() => return,
-            _ = tokio::signal::ctrl_c() => return,
+            _ = signals.next() => return,
         }
     }
-}
-
-async fn wait_terminate() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-            return;
-        }
-    }
-    std::future::pending::<()>().await
 }
 
 fn token(args: TokenArgs) -> Result<()> {

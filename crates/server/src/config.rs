@@ -501,13 +501,17 @@ impl Config {
         } else if self.node_id.is_some() {
             return bad("node_id names a node of a deployment on PostgreSQL: set database_url too".into());
         }
-        if self.outbox_lease_ms < 1000 {
-            return bad("outbox_lease_ms must be at least 1000".into());
+        const DAY_MS: u64 = 86_400_000;
+        if !(1000..=DAY_MS).contains(&self.outbox_lease_ms) {
+            return bad("outbox_lease_ms must be between 1000 and 86400000".into());
         }
-        if self.node_timeout_ms < 2000 {
-            return bad(
-                "node_timeout_ms must be at least 2000 (a node writes its heartbeat once a second)".into()
-            );
+        // A node writes its heartbeat once a second; a short blip of the database must
+        // not pass for its death.
+        if !(3000..=DAY_MS).contains(&self.node_timeout_ms) {
+            return bad("node_timeout_ms must be between 3000 and 86400000".into());
+        }
+        if self.drain_timeout_secs > 7 * 86_400 {
+            return bad("drain_timeout_secs must be at most 604800 (a week)".into());
         }
         let mut ids = std::collections::HashSet::new();
         for s in &self.services {

@@ -87,6 +87,8 @@ pub(crate) enum CoreCmd {
     /// Stop taking new calls and rooms (the node drains before it stops); those live go
     /// on.
     Drain,
+    /// The number of the last step handed to the journal.
+    Step(oneshot::Sender<u64>),
 }
 
 /// What the REST API asks of the rooms; each answers on its `reply`.

@@ -88,6 +88,15 @@ impl ServerHandle {
         let _ = self.shared.core.send(CoreCmd::Drain).await;
     }
 
+    /// Waits (at most `within`) until every step the core took so far is written: what
+    /// a stop loses nothing of. False if it was not in time.
+    pub async fn flushed(&self, within: Duration) -> bool {
+        let Ok(step) = self.shared.core.ask(CoreCmd::Step).await else { return true };
+        let mut committed = self.shared.committed.clone();
+        let written = tokio::time::timeout(within, committed.wait_for(|s| *s >= step)).await;
+        matches!(written, Ok(Ok(_)))
+    }
+
     /// Whether no call or room is live here (a draining node may stop).
     pub async fn owns_nothing(&self) -> bool {
         let c = self.census().await;
@@ -441,6 +450,9 @@ impl CoreRunner {
             CoreCmd::Room(request) => self.room_request(now, request),
             CoreCmd::ForceEnd { service_id, sid, user_rel_code, reply } => {
                 let _ = reply.send(self.core.force_end(now, &service_id, &sid, user_rel_code));
+            }
+            CoreCmd::Step(reply) => {
+                let _ = reply.send(self.step);
             }
             CoreCmd::Drain => {
                 if !self.draining {

@@ -90,6 +90,10 @@ pub struct LoadArgs {
     /// The key of `--tls-cert` (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// The spawned server keeps its records in this PostgreSQL database (an empty one:
+    /// the load's records stay there) instead of SQLite; `SWITCHBOARD_DATABASE_URL` too.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 /// Moves every thread of process `pid` (this load generator) to CPU `cpu`.
@@ -168,10 +172,14 @@ pub async fn run(a: LoadArgs) -> Result<()> {
         }
         _ => String::new(),
     };
+    let database = match &a.database_url {
+        Some(url) => format!("database_url = {url:?}\nnode_id = \"load\"\n"),
+        None => String::new(),
+    };
     let config = format!(
         r#"listen = "127.0.0.1:{port}"
 data_dir = "{data}"
-{tls}[limits]
+{tls}{database}[limits]
 connects_per_ip_per_sec = 1000000.0
 connects_per_ip_burst = 1000000.0
 pending_per_ip = 100000

@@ -52,5 +52,13 @@ async fn sigterm_drains_new_calls_are_refused_live_ones_finish_then_it_exits() {
     assert_eq!(server.exited(Duration::from_millis(500)).await, None, "the room is still live");
     gina.leave_conference(&room).await.expect("gina leaves");
     assert_eq!(server.exited(Duration::from_secs(10)).await, Some(0), "it exits once nothing is live");
+    // Its last callbacks delivered before it went: the room's end.
+    let room = room.to_string();
+    assert!(
+        app.successes()
+            .iter()
+            .any(|h| h.path == "/gcall_evt" && h.query.get("sid") == Some(&room) && h.query["sc"] == "E"),
+        "the room's end delivered before the exit"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

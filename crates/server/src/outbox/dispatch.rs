@@ -142,10 +142,37 @@ impl Dispatcher {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// Queues a stored callback.
+    /// The ids of the callbacks queued or in flight.
+    pub fn ids(&self) -> std::collections::HashSet<i64> {
+        self.queues.values().flat_map(|q| q.iter().map(|e| e.row.id)).collect()
+    }
+
+    /// Drops the callbacks that `drop` says another node now holds (their attempt in
+    /// flight, if any, is no longer reported); the number dropped.
+    pub fn forget(&mut self, now: u64, drop: impl Fn(&CallbackRow) -> bool) -> usize {
+        let mut n = 0;
+        let mut changed = Vec::new();
+        for (key, queue) in &mut self.queues {
+            let before = queue.len();
+            queue.retain(|e| !drop(&e.row));
+            if queue.len() != before {
+                n += before - queue.len();
+                changed.push(key.clone());
+            }
+        }
+        for key in changed {
+            self.start_head(now, &key);
+        }
+        n
+    }
+
+    /// Queues a stored callback (once: a callback already queued is not queued again).
     pub fn enqueue(&mut self, now: u64, row: CallbackRow) {
         let key = qkey(&row);
         let queue = self.queues.entry(key.clone()).or_default();
+        if queue.iter().any(|e| e.row.id == row.id) {
+            return;
+        }
         // A record behind a notify_cb that is waiting to retry means the call is over:
         // the push is no longer wanted.
         if row.kind != Kind::Notify {

@@ -4,6 +4,7 @@
 //! outcomes on its `pushes` channel.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +32,36 @@ pub(crate) struct DeliveryRunner {
     me: DeliveryHandle,
     metrics: Arc<Metrics>,
     timeout: Duration,
-    /// Attempts start only until then: this node's leases on its callbacks were last
-    /// renewed with a third of their length to spare. Past it (the database out of
-    /// reach), another node may have taken them over.
-    leased_until: tokio::time::Instant,
+    /// This node's hold on its callbacks (several nodes on PostgreSQL; `None` for one
+    /// SQLite file, which no other node shares).
+    lease: Option<LeaseClock>,
+    /// Attempts due while the lease was not held, made once it is again.
+    parked: Vec<CallbackRow>,
+}
+
+/// Until when this node may start attempts: its leases were last renewed with a third
+/// of their length to spare. Past it (the database out of reach), another node may have
+/// taken them over. Shared with the attempts, which check it again once they get their
+/// turn, and end their request before the lease itself can have run out.
+#[derive(Clone)]
+struct LeaseClock {
+    epoch: tokio::time::Instant,
+    /// Milliseconds after `epoch`.
+    until_ms: Arc<AtomicU64>,
+    length: Duration,
+}
+
+impl LeaseClock {
+    fn set(&self, until: tokio::time::Instant) {
+        let ms = u64::try_from(until.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        self.until_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long attempts may still start (zero: not now).
+    fn left(&self) -> Duration {
+        let until = self.epoch + Duration::from_millis(self.until_ms.load(Ordering::Relaxed));
+        until.saturating_duration_since(tokio::time::Instant::now())
+    }
 }
 
 impl DeliveryRunner {
@@ -74,7 +101,17 @@ impl DeliveryRunner {
             me,
             metrics,
             timeout: Duration::from_millis(config.callback_timeout_ms),
-            leased_until: tokio::time::Instant::now() + config.database().lease * 2 / 3,
+            lease: config.database_url.is_some().then(|| {
+                let clock = LeaseClock {
+                    epoch: tokio::time::Instant::now(),
+                    until_ms: Arc::default(),
+                    length: config.database().lease,
+                };
+                // Recovery renewed them just now.
+                clock.set(tokio::time::Instant::now() + clock.length * 2 / 3);
+                clock
+            }),
+            parked: Vec::new(),
         }
     }
 
@@ -86,8 +123,7 @@ impl DeliveryRunner {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut batch = Vec::with_capacity(256);
-        let lease = self.store.lease();
-        let mut renew = tokio::time::interval(lease / 3);
+        let mut renew = tokio::time::interval(self.store.lease() / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewing: Option<tokio::task::JoinHandle<_>> = None;
         loop {
@@ -95,19 +131,18 @@ impl DeliveryRunner {
                 .dispatcher
                 .poll_timeout()
                 .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
-            let held = tokio::time::Instant::now() >= self.leased_until;
             tokio::select! {
-                _ = renew.tick(), if renewing.is_none() => {
-                    let (store, asked) = (self.store.clone(), tokio::time::Instant::now());
-                    renewing = Some(tokio::spawn(async move { (asked, store.leases(now_ms()).await) }));
+                _ = renew.tick(), if renewing.is_none() && self.lease.is_some() => {
+                    let store = self.store.clone();
+                    renewing = Some(tokio::spawn(async move {
+                        let asked = (tokio::time::Instant::now(), now_ms());
+                        (asked, store.leases(asked.1).await)
+                    }));
                 }
                 done = async { renewing.as_mut().expect("guarded").await }, if renewing.is_some() => {
                     renewing = None;
                     match done {
-                        Ok((asked, Ok(claimed))) => {
-                            self.leased_until = asked + lease * 2 / 3;
-                            self.take_over(claimed);
-                        }
+                        Ok((asked, Ok(leases))) => self.renewed(asked, leases),
                         Ok((_, Err(e))) => tracing::warn!(error = %e, "callback leases not renewed"),
                         Err(e) => tracing::warn!(error = %e, "callback lease renewal failed"),
                     }
@@ -120,14 +155,48 @@ impl DeliveryRunner {
                         self.apply(cmd);
                     }
                 }
-                _ = crate::clock::sleep_until(wake), if wake.is_some() && !held => {
+                _ = crate::clock::sleep_until(wake), if wake.is_some() => {
                     self.dispatcher.handle_timeout(now_ms());
                 }
                 _ = stop.wait_for(|s| *s) => break,
             }
-            if tokio::time::Instant::now() < self.leased_until {
-                self.drain();
+            self.drain();
+        }
+    }
+
+    /// The leases were renewed at `asked` (monotonic, epoch ms): attempts may start again;
+    /// what another node holds now is forgotten, what this node holds but did not know
+    /// (a takeover or a write whose answer was lost) is fetched and queued.
+    fn renewed(&mut self, asked: (tokio::time::Instant, u64), leases: crate::store::Leases) {
+        let now = now_ms();
+        if let (Some(clock), Some(held)) = (&self.lease, leases.held) {
+            clock.set(asked.0 + clock.length * 2 / 3);
+            let held: std::collections::HashSet<i64> = held.into_iter().collect();
+            // Only what was queued well before the renewal: a callback committed while it
+            // ran is this node's even if the renewal did not see it.
+            let gone =
+                self.dispatcher.forget(now, |r| !held.contains(&r.id) && r.created_ms + 5_000 < asked.1);
+            if gone > 0 {
+                tracing::warn!(callbacks = gone, "callbacks taken over by another node; left to it");
             }
+            let known = self.dispatcher.ids();
+            let taken: std::collections::HashSet<i64> = leases.taken.iter().map(|r| r.id).collect();
+            let unknown: Vec<i64> =
+                held.into_iter().filter(|id| !known.contains(id) && !taken.contains(id)).collect();
+            if !unknown.is_empty() {
+                let (store, me) = (self.store.clone(), self.me.clone());
+                tokio::spawn(async move {
+                    if let Ok(rows) = store.rows(unknown).await {
+                        me.send(DeliveryCmd::Enqueue(rows));
+                    }
+                });
+            }
+        }
+        self.take_over(leases.taken);
+        let parked = std::mem::take(&mut self.parked);
+        let queued = self.dispatcher.ids();
+        for row in parked.into_iter().filter(|r| queued.contains(&r.id)) {
+            self.attempt(row);
         }
     }
 
@@ -161,6 +230,9 @@ impl DeliveryRunner {
     fn drain(&mut self) {
         while let Some(action) = self.dispatcher.poll_action() {
             match action {
+                Action::Attempt(row) if self.lease.as_ref().is_some_and(|l| l.left().is_zero()) => {
+                    self.parked.push(row);
+                }
                 Action::Attempt(row) => self.attempt(row),
                 Action::Delivered { row, latency_ms } => {
                     self.metrics.delivered(latency_ms);
@@ -216,8 +288,20 @@ impl DeliveryRunner {
         if let Some(deadline) = row.deadline_ms {
             timeout = timeout.min(Duration::from_millis(deadline.saturating_sub(now_ms()).max(1)));
         }
+        let lease = self.lease.clone();
         tokio::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else { return };
+            // Its turn may come late: the lease must still be held, and the request
+            // ends before the lease itself can have passed to another node.
+            if let Some(lease) = &lease {
+                let left = lease.left();
+                if left.is_zero() {
+                    let _ =
+                        me.send(done(&row, Err(Failure::Retry("this node's lease was not renewed".into()))));
+                    return;
+                }
+                timeout = timeout.min(left + lease.length / 3);
+            }
             let result = callbacks
                 .get(&url, &row.query, &row.cb_id, &secret, timeout)
                 .await

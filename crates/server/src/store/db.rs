@@ -189,6 +189,9 @@ struct Postgres {
     config: postgres::Config,
     client: Option<postgres::Client>,
     statements: HashMap<&'static str, postgres::Statement>,
+    /// A transaction is open: a connection lost now is not opened again behind its back
+    /// (the rest would run outside it); the transaction fails instead.
+    in_transaction: bool,
 }
 
 impl Conn {
@@ -207,10 +210,21 @@ impl Conn {
                 if config.get_connect_timeout().is_none() {
                     config.connect_timeout(Duration::from_secs(3));
                 }
-                // A server that vanished without a word (a cut cable) is noticed.
-                config.keepalives(true).keepalives_idle(Duration::from_secs(10));
+                // A server that vanished without a word (a cut cable) is noticed within
+                // seconds, also mid-statement: unacknowledged data fails the connection.
+                config
+                    .keepalives(true)
+                    .keepalives_idle(Duration::from_secs(5))
+                    .keepalives_interval(Duration::from_secs(2))
+                    .keepalives_retries(3)
+                    .tcp_user_timeout(Duration::from_secs(10));
                 config.application_name("switchboard");
-                Inner::Postgres(Box::new(Postgres { config, client: None, statements: HashMap::new() }))
+                Inner::Postgres(Box::new(Postgres {
+                    config,
+                    client: None,
+                    statements: HashMap::new(),
+                    in_transaction: false,
+                }))
             }
         };
         Ok(Conn { inner })
@@ -279,12 +293,28 @@ impl Conn {
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.batch("BEGIN")?;
+        self.set_in_transaction(true);
         let done = f(self).and_then(|v| self.batch("COMMIT").map(|()| v));
-        if done.is_err() {
-            // Nothing to undo when the connection itself is gone.
+        self.set_in_transaction(false);
+        if done.is_err() && self.connected() {
             let _ = self.batch("ROLLBACK");
         }
         done
+    }
+
+    fn set_in_transaction(&mut self, open: bool) {
+        if let Inner::Postgres(p) = &mut self.inner {
+            p.in_transaction = open;
+        }
+    }
+
+    /// Whether a connection is there (SQLite's always is): nothing to roll back on a
+    /// PostgreSQL connection that was lost, and no reason to open one for it.
+    fn connected(&self) -> bool {
+        match &self.inner {
+            Inner::Sqlite(_) => true,
+            Inner::Postgres(p) => p.client.as_ref().is_some_and(|c| !c.is_closed()),
+        }
     }
 }
 
@@ -300,6 +330,9 @@ impl Postgres {
     fn client(&mut self) -> Result<&mut postgres::Client, StoreError> {
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
+        }
+        if self.client.is_none() && self.in_transaction {
+            return Err(StoreError::Lost);
         }
         if self.client.is_none() {
             self.statements.clear();
@@ -317,8 +350,14 @@ impl Postgres {
     ) -> Result<T, StoreError> {
         let client = self.client()?;
         let out = f(client);
-        if out.is_err() && client.is_closed() {
-            self.client = None;
+        if let Err(e) = &out {
+            if client.is_closed() {
+                self.client = None;
+            } else if e.code().is_some_and(|c| matches!(c.code(), "0A000" | "26000")) {
+                // A prepared statement the server no longer accepts (the schema changed
+                // under it): prepared again next time.
+                self.statements.clear();
+            }
         }
         Ok(out?)
     }
@@ -425,19 +464,15 @@ pub(super) fn describe(e: &postgres::Error) -> String {
     }
 }
 
-/// Whether a PostgreSQL error may pass: the connection (a restart, a cut), the server
-/// short of resources or shutting down, a conflict between transactions.
+/// Whether a PostgreSQL error may pass. Only bad data (class 22) and a broken
+/// constraint (class 23) cannot: anything else (the connection, a restart, a server
+/// read-only after a failover, a password being changed, a schema in the middle of a
+/// migration) is retried, which holds the steps behind it and shows the node unhealthy
+/// rather than dropping what it decided.
 pub(super) fn postgres_may_pass(e: &postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
     match e.code() {
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "40001" || c == "40P01"
-        }
-        // Not an answer of the server: the connection failed (refused, reset, timed out).
-        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+        Some(code) => !(code.code().starts_with("22") || code.code().starts_with("23")),
+        None => true,
     }
 }
 

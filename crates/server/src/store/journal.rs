@@ -49,116 +49,130 @@ impl CoreDb {
     ) -> Result<Vec<CallbackRow>, StoreError> {
         let node = self.node.as_str();
         let lease_until = now_ms.saturating_add(self.lease_ms);
-        self.conn.transaction(|c| {
-            let mut rows = Vec::new();
-            for batch in batches {
-                for r in &batch.live_rooms {
-                    c.exec(
-                        "INSERT INTO live_rooms (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
-                        vals![r.sid.as_str(), &r.service_id, json(r)?, node],
-                    )?;
-                }
-                for sid in &batch.rooms_gone {
-                    c.exec("DELETE FROM live_rooms WHERE sid = $1", vals![sid.as_str()])?;
-                }
-                for (service_id, snap) in &batch.live {
-                    c.exec(
-                        "INSERT INTO live_calls (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
-                        vals![snap.sid.as_str(), service_id, json(snap)?, node],
-                    )?;
-                }
-                for (service_id, r) in &batch.records {
-                    c.exec(
-                        "INSERT INTO call_records
-                         (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                        vals![
-                            r.sid.as_str(),
-                            service_id,
-                            &r.from_user_id,
-                            &r.to_user_id,
-                            r.setup_time,
-                            r.end_time,
-                            r.disconnect_reason,
-                            r.to_json().to_string()
-                        ],
-                    )?;
-                    c.exec("DELETE FROM live_calls WHERE sid = $1", vals![r.sid.as_str()])?;
-                }
-                for (service_id, r) in &batch.live_group_calls {
-                    c.exec(
-                        "INSERT INTO live_group_calls (call_id, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (call_id) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
-                        vals![r.call_id.as_str(), service_id, json(r)?, node],
-                    )?;
-                }
-                for (service_id, r) in &batch.group_records {
-                    c.exec("DELETE FROM live_group_calls WHERE call_id = $1", vals![r.call_id.as_str()])?;
-                    c.exec(
-                        "INSERT INTO group_call_records
-                         (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                        vals![
-                            r.call_id.as_str(),
-                            service_id,
-                            &r.caller_id,
-                            r.setup_ms / 1000,
-                            r.end_ms / 1000,
-                            r.end_reason,
-                            r.to_json().to_string()
-                        ],
-                    )?;
-                    for m in &r.members {
-                        c.exec(
-                            "INSERT INTO group_call_members (call_id, service_id, user_id, setup_time)
-                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                            vals![r.call_id.as_str(), service_id, &m.user_id, r.setup_ms / 1000],
-                        )?;
-                    }
-                }
-                for cb in &batch.callbacks {
-                    // A record's callback already queued (its call closed twice: by its
-                    // node and by one that took its silence for death) is not queued again.
-                    let inserted = c.query_opt(
-                        "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms,
-                           next_attempt_ms, deadline_ms, lease_node, lease_until_ms)
-                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, $9)
-                         ON CONFLICT (cb_id) WHERE kind <> 'notify' DO NOTHING RETURNING id",
-                            vals![
-                                &cb.cb_id,
-                                &cb.service_id,
-                                cb.kind.as_str(),
-                                &cb.key,
-                                &cb.query,
-                                now_ms,
-                                cb.deadline_ms,
-                                node,
-                                lease_until
-                            ],
-                    )?;
-                    let Some(id) = inserted.map(|r| r.int(0)).transpose()? else { continue };
-                    rows.push(CallbackRow {
-                        id,
-                        cb_id: cb.cb_id.clone(),
-                        service_id: cb.service_id.clone(),
-                        kind: cb.kind,
-                        key: cb.key.clone(),
-                        query: cb.query.clone(),
-                        state: "pending".into(),
-                        attempts: 0,
-                        created_ms: now_ms,
-                        next_attempt_ms: now_ms,
-                        delivered_ms: None,
-                        deadline_ms: cb.deadline_ms,
-                        last_error: None,
-                    });
-                }
-            }
-            Ok(rows)
-        })
+        self.conn.transaction(|c| write_steps(c, node, lease_until, batches, now_ms))
     }
+}
+
+/// Writes batches in the transaction open on `c`, the live rows marked as `node`'s and
+/// the new callbacks leased to it until `lease_until`; the stored callbacks, in order.
+pub(super) fn write_steps<'a>(
+    c: &mut Conn,
+    node: &str,
+    lease_until: u64,
+    batches: impl Iterator<Item = &'a Batch>,
+    now_ms: u64,
+) -> Result<Vec<CallbackRow>, StoreError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for r in &batch.live_rooms {
+            c.exec(
+                "INSERT INTO live_rooms (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                vals![r.sid.as_str(), &r.service_id, json(r)?, node],
+            )?;
+        }
+        for sid in &batch.rooms_gone {
+            c.exec("DELETE FROM live_rooms WHERE sid = $1", vals![sid.as_str()])?;
+        }
+        for (service_id, snap) in &batch.live {
+            c.exec(
+                "INSERT INTO live_calls (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                vals![snap.sid.as_str(), service_id, json(snap)?, node],
+            )?;
+        }
+        for (service_id, r) in &batch.records {
+            c.exec(
+                "INSERT INTO call_records
+                 (sid, service_id, from_user_id, to_user_id, setup_time, end_time, disconnect_reason, record_json)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                vals![
+                    r.sid.as_str(),
+                    service_id,
+                    &r.from_user_id,
+                    &r.to_user_id,
+                    r.setup_time,
+                    r.end_time,
+                    r.disconnect_reason,
+                    r.to_json().to_string()
+                ],
+            )?;
+            c.exec("DELETE FROM live_calls WHERE sid = $1", vals![r.sid.as_str()])?;
+        }
+        for (service_id, r) in &batch.live_group_calls {
+            c.exec(
+                "INSERT INTO live_group_calls (call_id, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (call_id) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                vals![r.call_id.as_str(), service_id, json(r)?, node],
+            )?;
+        }
+        for (service_id, r) in &batch.group_records {
+            c.exec("DELETE FROM live_group_calls WHERE call_id = $1", vals![r.call_id.as_str()])?;
+            c.exec(
+                "INSERT INTO group_call_records
+                 (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                vals![
+                    r.call_id.as_str(),
+                    service_id,
+                    &r.caller_id,
+                    r.setup_ms / 1000,
+                    r.end_ms / 1000,
+                    r.end_reason,
+                    r.to_json().to_string()
+                ],
+            )?;
+            for m in &r.members {
+                c.exec(
+                    "INSERT INTO group_call_members (call_id, service_id, user_id, setup_time)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    vals![r.call_id.as_str(), service_id, &m.user_id, r.setup_ms / 1000],
+                )?;
+            }
+        }
+        for cb in &batch.callbacks {
+            // A record's callback already queued by another node (its call closed
+            // twice: by its node and by one that took its silence for death) is not
+            // queued again; one this node queued itself (a write retried after its
+            // commit's answer was lost) is handed on again, to be delivered once.
+            let inserted = c.query_opt(
+                "INSERT INTO outbox (cb_id, service_id, kind, key, query, state, attempts, created_ms,
+                   next_attempt_ms, deadline_ms, lease_node, lease_until_ms)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, $9)
+                 ON CONFLICT (cb_id) WHERE kind <> 'notify' DO UPDATE SET lease_until_ms = excluded.lease_until_ms
+                   WHERE outbox.lease_node = excluded.lease_node AND outbox.state = 'pending'
+                 RETURNING id",
+                    vals![
+                        &cb.cb_id,
+                        &cb.service_id,
+                        cb.kind.as_str(),
+                        &cb.key,
+                        &cb.query,
+                        now_ms,
+                        cb.deadline_ms,
+                        node,
+                        lease_until
+                    ],
+            )?;
+            let Some(id) = inserted.map(|r| r.int(0)).transpose()? else { continue };
+            rows.push(CallbackRow {
+                id,
+                cb_id: cb.cb_id.clone(),
+                service_id: cb.service_id.clone(),
+                kind: cb.kind,
+                key: cb.key.clone(),
+                query: cb.query.clone(),
+                state: "pending".into(),
+                attempts: 0,
+                created_ms: now_ms,
+                next_attempt_ms: now_ms,
+                delivered_ms: None,
+                deadline_ms: cb.deadline_ms,
+                last_error: None,
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// A snapshot as its row keeps it.
@@ -416,6 +430,37 @@ mod tests {
             .and_then(|c| c.query_row("SELECT COUNT(*) FROM live_calls", [], |r| r.get(0)))
             .expect("count");
         assert_eq!(n, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A record's callback is queued once: written again by this node (a retry after a
+    /// lost answer) it is handed on again under the same id; written by another node
+    /// (closing the call twice) it is not queued again.
+    #[test]
+    fn a_records_callback_is_queued_once_whoever_writes_it() {
+        let dir = temp_dir("journal-once");
+        let path = dir.join("db");
+        let mut db = CoreDb::open(&Database::sqlite(&path)).expect("db");
+        let mut batch = Batch::default();
+        batch.callbacks.push(NewCallback {
+            cb_id: "call-x".into(),
+            service_id: "svc".into(),
+            kind: CallbackKind::Call,
+            key: "x".into(),
+            query: "q".into(),
+            deadline_ms: None,
+        });
+        let first = db.commit(&batch, 1).expect("first");
+        let again = db.commit(&batch, 2).expect("again");
+        assert_eq!(
+            again.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [first[0].id],
+            "the same row, handed on again"
+        );
+        db.node = "other".into();
+        assert!(db.commit(&batch, 3).expect("by another").is_empty(), "not queued by another node");
+        let n = db.conn.query_opt("SELECT COUNT(*) FROM outbox", &[]).expect("count").expect("row").int(0);
+        assert_eq!(n.expect("int"), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

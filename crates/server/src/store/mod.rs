@@ -21,7 +21,7 @@ mod schema;
 
 pub use db::{Database, Place};
 pub use journal::{CoreDb, DiskGuard, Journal};
-pub use queries::{RecordQuery, Store};
+pub use queries::{Leases, RecordQuery, Store};
 pub use recovery::{recover, Recovery, Wants};
 
 /// Why the store failed.
@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The store thread is gone.
     #[error("store is closed")]
     Closed,
+    /// The connection to the database was lost in the middle of a transaction (which
+    /// did not happen; it is tried again on a new one).
+    #[error("database connection lost mid-transaction")]
+    Lost,
 }
 
 impl StoreError {
@@ -52,6 +56,7 @@ impl StoreError {
         match self {
             StoreError::Sqlite(e) => sqlite_may_pass(e),
             StoreError::Postgres(e) => db::postgres_may_pass(e),
+            StoreError::Lost => true,
             StoreError::Config(_) | StoreError::Corrupt(_) | StoreError::Closed => false,
         }
     }

@@ -76,7 +76,14 @@ enum Cmd {
     },
     Leases {
         now_ms: u64,
+        reply: oneshot::Sender<Leases>,
+    },
+    Rows {
+        ids: Vec<i64>,
         reply: oneshot::Sender<Vec<CallbackRow>>,
+    },
+    PendingHere {
+        reply: oneshot::Sender<u64>,
     },
     Recent {
         service_id: String,
@@ -86,6 +93,17 @@ enum Cmd {
         limit: u32,
         reply: oneshot::Sender<Vec<serde_json::Value>>,
     },
+}
+
+/// What a lease renewal found.
+#[derive(Debug, Default)]
+pub struct Leases {
+    /// Callbacks taken over from nodes whose leases ran out, and those of the calls
+    /// closed for silent nodes: this node's to deliver now.
+    pub taken: Vec<CallbackRow>,
+    /// Every pending callback this node holds after the renewal, by id (PostgreSQL;
+    /// `None` for one SQLite file: one node, nobody to share with).
+    pub held: Option<Vec<i64>>,
 }
 
 /// Handle to the store thread.
@@ -126,8 +144,18 @@ impl Store {
     /// node let its leases run out (it died, or lost the database), and closes what
     /// nodes silent for longer than the node timeout left live: their callbacks are
     /// returned, to be delivered here. An error means the leases could not be renewed.
-    pub async fn leases(&self, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+    pub async fn leases(&self, now_ms: u64) -> Result<Leases, StoreError> {
         self.ask(|reply| Cmd::Leases { now_ms, reply }).await
+    }
+
+    /// The pending callbacks among `ids` that this node holds.
+    pub async fn rows(&self, ids: Vec<i64>) -> Result<Vec<CallbackRow>, StoreError> {
+        self.ask(|reply| Cmd::Rows { ids, reply }).await
+    }
+
+    /// How many callbacks this node holds pending (all of them on one SQLite file).
+    pub async fn pending_here(&self) -> Result<u64, StoreError> {
+        self.ask(|reply| Cmd::PendingHere { reply }).await
     }
 
     fn send(&self, cmd: Cmd) {
@@ -321,17 +349,19 @@ fn apply(db: &mut CoreDb, node: &Node, alive: &str, batch: Vec<Cmd>, now: u64) -
                         vals![id, at_ms, attempts],
                     )?;
                 }
+                // Only while this node holds it: another node that took it over decides.
                 Cmd::Retry { id, attempts, next_ms, error } => {
                     c.exec(
-                        "UPDATE outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4 WHERE id = $1 AND state = 'pending'",
-                        vals![id, attempts, next_ms, error],
+                        "UPDATE outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4
+                         WHERE id = $1 AND state = 'pending' AND lease_node = $5",
+                        vals![id, attempts, next_ms, error, &node.name],
                     )?;
                 }
                 Cmd::GaveUp { id, attempts, error, dropped } => {
                     let state = if dropped { "dropped" } else { "failed" };
                     c.exec(
-                        "UPDATE outbox SET state = $2, attempts = $3, last_error = $4 WHERE id = $1",
-                        vals![id, state, attempts, error],
+                        "UPDATE outbox SET state = $2, attempts = $3, last_error = $4 WHERE id = $1 AND lease_node = $5",
+                        vals![id, state, attempts, error, &node.name],
                     )?;
                 }
                 other => queries.push(other),
@@ -339,32 +369,53 @@ fn apply(db: &mut CoreDb, node: &Node, alive: &str, batch: Vec<Cmd>, now: u64) -
         }
         Ok(queries)
     })?;
+    // Each question on its own: one that fails leaves the others their answers (its
+    // asker hears that the store failed).
     for q in queries {
-        if let Cmd::Leases { now_ms, reply } = q {
-            let mut rows = leases(&mut db.conn, node, now_ms)?;
-            if db.conn.is_postgres() {
-                let silent_before = now_ms.saturating_sub(node.timeout_ms);
-                rows.extend(close_silent_nodes(db, silent_before, now_ms, node.wants.as_ref())?.1);
-            }
-            let _ = reply.send(rows);
-        } else {
-            answer(&mut db.conn, node, q)?;
+        let answered = match q {
+            Cmd::Leases { now_ms, reply } => leases(db, node, now_ms).map(|l| {
+                let _ = reply.send(l);
+            }),
+            other => answer(&mut db.conn, node, other),
+        };
+        if let Err(e) = answered {
+            tracing::warn!(error = %e, "store query failed");
         }
     }
     Ok(())
 }
 
-/// Renews this node's leases and takes over the callbacks of nodes whose leases ran out.
-fn leases(conn: &mut Conn, node: &Node, now_ms: u64) -> Result<Vec<CallbackRow>, StoreError> {
+/// Takes over the callbacks of nodes whose leases ran out, closes what silent nodes
+/// left live, then renews this node's leases (the ones just taken included).
+fn leases(db: &mut CoreDb, node: &Node, now_ms: u64) -> Result<Leases, StoreError> {
     let until = now_ms.saturating_add(node.lease_ms);
-    conn.exec(
-        "UPDATE outbox SET lease_until_ms = $2 WHERE lease_node = $1 AND state = 'pending'",
+    // One SQLite file has one node: nobody else's to take over, nobody to share with.
+    if !db.conn.is_postgres() {
+        return Ok(Leases::default());
+    }
+    let mut taken = take_expired(&mut db.conn, node, now_ms, until)?;
+    let silent_before = now_ms.saturating_sub(node.timeout_ms);
+    match close_silent_nodes(db, silent_before, now_ms, node.wants.as_ref()) {
+        Ok((_, rows)) => taken.extend(rows),
+        Err(e) => {
+            tracing::warn!(error = %e, "closing what a silent node left live failed; tried again later")
+        }
+    }
+    let held = db.conn.query(
+        "UPDATE outbox SET lease_until_ms = $2 WHERE lease_node = $1 AND state = 'pending' RETURNING id",
         vals![&node.name, until],
     )?;
-    // One SQLite file has one node: nobody else's to take over.
-    if !conn.is_postgres() {
-        return Ok(Vec::new());
-    }
+    let held = held.iter().map(|r| r.int(0)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Leases { taken, held: Some(held) })
+}
+
+/// Takes over the pending callbacks whose node's lease ran out.
+fn take_expired(
+    conn: &mut Conn,
+    node: &Node,
+    now_ms: u64,
+    until: u64,
+) -> Result<Vec<CallbackRow>, StoreError> {
     let rows = conn.query(
         concat!(
             "UPDATE outbox SET lease_node = $1, lease_until_ms = $2
@@ -465,12 +516,38 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
             )?;
             let _ = reply.send(rows.first().map(row_to_callback).transpose()?);
         }
+        Cmd::Rows { ids, reply } => {
+            let mut rows = Vec::new();
+            for id in ids.into_iter().take(1000) {
+                let row = conn.query_opt(
+                    concat!(
+                        "SELECT ",
+                        callback_columns!(),
+                        " FROM outbox WHERE id = $1 AND state = 'pending' AND lease_node = $2"
+                    ),
+                    vals![id, &node.name],
+                )?;
+                rows.extend(row.as_ref().map(row_to_callback).transpose()?);
+            }
+            let _ = reply.send(rows);
+        }
+        Cmd::PendingHere { reply } => {
+            let n = conn
+                .query_opt(
+                    "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND lease_node = $1",
+                    vals![&node.name],
+                )?
+                .map(|r| r.int(0))
+                .transpose()?;
+            let _ = reply.send(n.unwrap_or(0) as u64);
+        }
         Cmd::Count { reply } => {
             let n =
                 conn.query_opt("SELECT COUNT(*) FROM call_records", &[])?.map(|r| r.int(0)).transpose()?;
             let _ = reply.send(n.unwrap_or(0) as u64);
         }
-        Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } | Cmd::Leases { .. } => {}
+        Cmd::Delivered { .. } | Cmd::Retry { .. } | Cmd::GaveUp { .. } => {}
+        Cmd::Leases { reply, .. } => drop(reply),
     }
     Ok(())
 }

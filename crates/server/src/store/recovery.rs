@@ -8,6 +8,7 @@ use switchboard_protocol::record::{GroupCallRecord, InviteResult};
 use switchboard_protocol::{DisconnectReason, DisconnectSource};
 
 use super::db::{vals, Database};
+use super::journal::write_steps;
 use super::{alive_key, callback_columns, row_to_callback, CoreDb, StoreError};
 use crate::ids::Sid;
 use crate::records::{Batch, CallbackRow, LiveCall, LiveRoom, NewCallback};
@@ -76,15 +77,21 @@ pub fn recover(database: &Database, now_ms: u64, wants: &dyn Wants) -> Result<Re
         .iter()
         .map(row_to_callback)
         .collect::<Result<Vec<_>, _>>()?;
+    // Alive again: no other node takes this one for silent while it starts.
+    db.conn.exec(
+        "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+        vals![alive_key(node), now_ms],
+    )?;
     Ok(Recovery { pending, dropped_notifies, ..closed })
 }
 
 /// Closes, as [`recover`] closes its own, what the nodes silent since before
 /// `silent_before_ms` (epoch ms; they died, or lost the database for that long) left
-/// live: each of their calls, rooms and group calls is first made this node's (one
-/// row at a time: two nodes sweeping at once close each once), then closed at the
-/// moment its node was last known alive. Returns what was closed and the callbacks
-/// queued for it, this node's to deliver.
+/// live: for each such node, its calls, rooms and group calls are made this node's and
+/// closed at the moment it was last known alive, in one transaction that checks the
+/// silence again (a node that speaks up meanwhile keeps what it has; two nodes sweeping
+/// at once close each once). Returns what was closed and the callbacks queued for it,
+/// this node's to deliver.
 pub fn close_silent_nodes(
     db: &mut CoreDb,
     silent_before_ms: u64,
@@ -92,32 +99,42 @@ pub fn close_silent_nodes(
     wants: &dyn Wants,
 ) -> Result<(Recovery, Vec<CallbackRow>), StoreError> {
     let me = db.node.clone();
+    let lease_until = now_ms.saturating_add(db.lease_ms);
     let silent = db.conn.query(
         "SELECT k, v FROM meta WHERE k LIKE 'alive_ms:%' AND v < $1 AND k <> $2",
         vals![silent_before_ms, alive_key(&me)],
     )?;
     let mut all = (Recovery::default(), Vec::new());
     for row in silent {
-        let Some(node) = row.text(0)?.strip_prefix("alive_ms:").map(str::to_owned) else { continue };
+        let key = row.text(0)?;
+        let Some(node) = key.strip_prefix("alive_ms:").map(str::to_owned) else { continue };
         let end_ms = (row.int(1)? as u64).min(now_ms);
-        let live = LiveRows {
-            calls: pairs(db.conn.query(
-                "UPDATE live_calls SET node = $2 WHERE node = $1 RETURNING service_id, snapshot",
-                vals![&node, &me],
-            )?)?,
-            rooms: pairs(db.conn.query(
-                "UPDATE live_rooms SET node = $2 WHERE node = $1 RETURNING service_id, snapshot",
-                vals![&node, &me],
-            )?)?,
-            groups: pairs(db.conn.query(
-                "UPDATE live_group_calls SET node = $2 WHERE node = $1 RETURNING service_id, snapshot",
-                vals![&node, &me],
-            )?)?,
-        };
-        if live.calls.is_empty() && live.rooms.is_empty() && live.groups.is_empty() {
-            continue;
-        }
-        let (closed, rows) = close(db, live, end_ms, now_ms, wants)?;
+        let done = db.conn.transaction(|c| {
+            let mut claim = |sql: &'static str| -> Result<Vec<(String, String)>, StoreError> {
+                pairs(c.query(sql, vals![&node, &me, &key, silent_before_ms])?)
+            };
+            let live = LiveRows {
+                calls: claim(
+                    "UPDATE live_calls SET node = $2 WHERE node = $1
+                       AND EXISTS (SELECT 1 FROM meta WHERE k = $3 AND v < $4) RETURNING service_id, snapshot",
+                )?,
+                rooms: claim(
+                    "UPDATE live_rooms SET node = $2 WHERE node = $1
+                       AND EXISTS (SELECT 1 FROM meta WHERE k = $3 AND v < $4) RETURNING service_id, snapshot",
+                )?,
+                groups: claim(
+                    "UPDATE live_group_calls SET node = $2 WHERE node = $1
+                       AND EXISTS (SELECT 1 FROM meta WHERE k = $3 AND v < $4) RETURNING service_id, snapshot",
+                )?,
+            };
+            if live.calls.is_empty() && live.rooms.is_empty() && live.groups.is_empty() {
+                return Ok(None);
+            }
+            let (closed, batch) = closing(live, end_ms, wants)?;
+            let rows = write_steps(c, &me, lease_until, std::iter::once(&batch), now_ms)?;
+            Ok(Some((closed, rows)))
+        })?;
+        let Some((closed, rows)) = done else { continue };
         tracing::warn!(
             node,
             calls = closed.closed_calls.len(),
@@ -158,6 +175,12 @@ fn close(
     now_ms: u64,
     wants: &dyn Wants,
 ) -> Result<(Recovery, Vec<CallbackRow>), StoreError> {
+    let (closed, batch) = closing(live, end_ms, wants)?;
+    Ok((closed, db.commit(&batch, now_ms)?))
+}
+
+/// The step that closes `live` at `end_ms`, and what it closes.
+fn closing(live: LiveRows, end_ms: u64, wants: &dyn Wants) -> Result<(Recovery, Batch), StoreError> {
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
     let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
     let mut batch = Batch::default();
@@ -188,9 +211,8 @@ fn close(
         let deliver = wants.group_call(&service_id);
         batch.add_group_record(service_id, record, deliver);
     }
-    let rows = db.commit(&batch, now_ms)?;
     let closed = Recovery { closed_calls, closed_rooms, closed_group_calls, ..Recovery::default() };
-    Ok((closed, rows))
+    Ok((closed, batch))
 }
 
 /// Which callbacks each service takes, for the records a restart queues.
