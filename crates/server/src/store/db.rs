@@ -181,14 +181,14 @@ enum Inner {
 
 struct Sqlite {
     conn: rusqlite::Connection,
-    /// Statements as SQLite reads them (`?1` for `$1`).
-    sql: HashMap<&'static str, String>,
+    /// Statements as SQLite reads them (`?1` for `$1`), by their text's [`key`].
+    sql: HashMap<(usize, usize), String>,
 }
 
 struct Postgres {
     config: postgres::Config,
     client: Option<postgres::Client>,
-    statements: HashMap<&'static str, postgres::Statement>,
+    statements: HashMap<(usize, usize), postgres::Statement>,
     /// A transaction is open: a connection lost now is not opened again behind its back
     /// (the rest would run outside it); the transaction fails instead.
     in_transaction: bool,
@@ -320,7 +320,7 @@ impl Conn {
 
 impl Sqlite {
     fn prepare(&mut self, sql: &'static str) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
-        let text = self.sql.entry(sql).or_insert_with(|| sqlite_placeholders(sql));
+        let text = self.sql.entry(key(sql)).or_insert_with(|| sqlite_placeholders(sql));
         Ok(self.conn.prepare_cached(text)?)
     }
 }
@@ -364,13 +364,19 @@ impl Postgres {
 
     fn prepare(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
         self.client()?;
-        if let Some(s) = self.statements.get(sql) {
+        if let Some(s) = self.statements.get(&key(sql)) {
             return Ok(s.clone());
         }
         let stmt = self.run(|c| c.prepare(sql))?;
-        self.statements.insert(sql, stmt.clone());
+        self.statements.insert(key(sql), stmt.clone());
         Ok(stmt)
     }
+}
+
+/// A statement's cache key: where its `'static` text is and how long (no hashing of
+/// the text on every statement).
+fn key(sql: &'static str) -> (usize, usize) {
+    (sql.as_ptr() as usize, sql.len())
 }
 
 /// `$1` as SQLite's `?1` (no statement here has a `$` in a literal).

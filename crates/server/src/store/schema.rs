@@ -227,7 +227,6 @@ ALTER TABLE live_rooms ADD COLUMN node TEXT NOT NULL DEFAULT '';
 ALTER TABLE live_group_calls ADD COLUMN node TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN lease_node TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX outbox_by_lease ON outbox (state, lease_until_ms);
 ";
 
 const V3: &str = "
