@@ -116,6 +116,21 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 pub(crate) mod testing {
+    /// Every service takes every callback.
+    pub struct All;
+
+    impl super::Wants for All {
+        fn record(&self, _: &str) -> bool {
+            true
+        }
+        fn gcall(&self, _: &str) -> bool {
+            true
+        }
+        fn group_call(&self, _: &str) -> bool {
+            true
+        }
+    }
+
     /// A fresh directory for a test's database.
     pub fn temp_dir(tag: &str) -> std::path::PathBuf {
         use std::sync::atomic::{AtomicU64, Ordering};

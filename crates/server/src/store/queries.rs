@@ -556,7 +556,7 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::records::{Batch, CallbackKind, NewCallback};
-    use crate::store::testing::temp_dir;
+    use crate::store::testing::{temp_dir, All};
     use crate::store::CoreDb;
     use switchboard_protocol::record::CallRecord;
 
@@ -586,21 +586,6 @@ mod tests {
         }
     }
 
-    /// Every service takes every callback.
-    struct Takes;
-
-    impl Wants for Takes {
-        fn record(&self, _: &str) -> bool {
-            true
-        }
-        fn gcall(&self, _: &str) -> bool {
-            true
-        }
-        fn group_call(&self, _: &str) -> bool {
-            true
-        }
-    }
-
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
     }
@@ -617,7 +602,7 @@ mod tests {
         }
         batch.add_record("other".into(), record("t0", "ann", 100), false);
         db.commit(&batch, 1).expect("commit");
-        let store = Store::open(&Database::sqlite(&path), Arc::new(Takes)).expect("store");
+        let store = Store::open(&Database::sqlite(&path), Arc::new(All)).expect("store");
         runtime().block_on(async {
             let q =
                 |cursor| RecordQuery { user_id: Some("ann".into()), limit: 2, cursor, ..Default::default() };
@@ -655,7 +640,7 @@ mod tests {
             });
         }
         let rows = db.commit(&batch, 1).expect("commit");
-        let store = Store::open(&Database::sqlite(&path), Arc::new(Takes)).expect("store");
+        let store = Store::open(&Database::sqlite(&path), Arc::new(All)).expect("store");
         store.delivered(rows[0].id, 10, 1);
         store.gave_up(rows[1].id, 3, "503".into(), false);
         store.gave_up(rows[2].id, 3, "503".into(), false);

@@ -251,7 +251,7 @@ mod tests {
     use super::*;
     use crate::ids::Party;
     use crate::records::{CallbackKind, Entry, LiveParticipant};
-    use crate::store::testing::temp_dir;
+    use crate::store::testing::{temp_dir, All};
 
     const T: u64 = 1_700_000_000_000;
 
@@ -271,21 +271,6 @@ mod tests {
             rc_idc: "JP".into(),
             interrupted_ms: 0,
             lost_since_ms: None,
-        }
-    }
-
-    /// Every service takes every callback.
-    struct All;
-
-    impl Wants for All {
-        fn record(&self, _: &str) -> bool {
-            true
-        }
-        fn gcall(&self, _: &str) -> bool {
-            true
-        }
-        fn group_call(&self, _: &str) -> bool {
-            true
         }
     }
 
