@@ -70,17 +70,20 @@ summary() {
 # Built once, then run as `cargo test` would run them (each binary from its package's
 # directory). The scenario tests (real-time media, packet counts) run first, with only
 # the tests that keep no wall-clock time beside them at a lower priority. Then the CLI's
-# tests, and beside them at a lower priority two browser files that check no media
-# quality: the namespace tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall, in
+# tests, and beside them at a lower priority the browser file that checks no media
+# quality, the namespace tests (ice-tcp.test.js: ICE-TCP and TURN behind a firewall, in
 # a network namespace and a Chromium of their own), which spend most of their time
-# waiting for Chromium's ICE timeouts, and the SDK package's types. The other browser
+# waiting for Chromium's ICE timeouts. The other browser
 # tests run after, alone: their media checks want the CPU (beside a Chromium, the
 # scenario tests' packet counts came up short in two runs of five: Chromium's audio
 # threads run at a real-time priority that nice does not lower). The namespace tests
 # outlast the CLI's by half a minute: the engine's browser tests, whose checks hear
 # tones but measure nothing finer, run in that time (they passed beside a second
 # Chromium in the run that tried it; the simulcast test did not, so it stays alone).
-BESIDE_RUST="ice-tcp.test.js types.test.js"
+BESIDE_RUST="ice-tcp.test.js"
+# The SDK package's types (npm pack and a strict TypeScript build: CPU, no browser) go
+# beside the scenario tests with the other tests that keep no wall-clock time.
+QUIET_JS="types.test.js"
 AFTER_CLI="engine.test.js"
 build_tests() {
   mkdir -p target
@@ -123,7 +126,7 @@ rust_tests() {
   wait_npm || return 1
   nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_corpus); quiet_corpus" > target/quiet-corpus.log 2>&1 &
   corpus=$!
-  nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_units); quiet_units" > target/quiet-units.log 2>&1 &
+  nice -n 10 bash -c "$(declare -f test_bins run_bins quiet_units); quiet_units && cd tests/e2e && node --test $QUIET_JS" > target/quiet-units.log 2>&1 &
   units=$!
   run_bins '^[^ ]*/tests ' || rc=1
   # They finish before the CLI's start: with them, the namespace tests' Chromium and
@@ -158,7 +161,7 @@ stage rust-tests rust_tests
 # The browser tests drive the server binary built above.
 browser() {
   local files
-  files=$(cd tests/e2e && ls ./*.test.js | grep -v -E "/($(echo "$BESIDE_RUST $AFTER_CLI" | sed 's/\./\\./g; s/ /|/g'))\$")
+  files=$(cd tests/e2e && ls ./*.test.js | grep -v -E "/($(echo "$BESIDE_RUST $AFTER_CLI $QUIET_JS" | sed 's/\./\\./g; s/ /|/g'))\$")
   (cd tests/e2e && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test $files)
 }
 stage browser browser
