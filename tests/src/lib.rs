@@ -2,6 +2,9 @@
 //! server that records every callback, and real SDK clients.
 
 pub mod postgres;
+pub mod redis;
+pub mod room_media;
+pub mod tied;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The user and password the tests' cluster knows.
@@ -176,39 +176,23 @@ fn start() -> Result<Cluster, String> {
     Ok(cluster)
 }
 
-/// Starts the postmaster from a thread that lives as long as the process: its parent-death
-/// signal then fires only when the process ends.
+/// Starts the postmaster, to stop when the test process ends.
 fn spawn_postmaster(dir: &Path, port: u16, as_user: Option<(u32, u32)>) -> Result<Child, String> {
-    let (tx, rx) = mpsc::channel();
-    let (dir, bin) = (dir.to_path_buf(), bin_dir()?.join("postgres"));
-    std::thread::spawn(move || {
-        let mut cmd = command(&bin, as_user);
-        cmd.arg("-D")
-            .arg(dir.join("data"))
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(&dir)
-            // No fsync (the machine does not crash under the tests), but every commit is
-            // written before it is acknowledged: a PostgreSQL that dies keeps what it said
-            // it committed.
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=300", "-c", "log_min_messages=fatal"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
-                Ok(())
-            });
-        }
-        let _ = tx.send(cmd.spawn().map_err(|e| format!("postgres: {e}")));
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().map_err(|e| e.to_string())?
+    let mut cmd = command(&bin_dir()?.join("postgres"), as_user);
+    cmd.arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        // No fsync (the machine does not crash under the tests), but every commit is
+        // written before it is acknowledged: a PostgreSQL that dies keeps what it said
+        // it committed.
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
+        .args(["-c", "max_connections=300", "-c", "log_min_messages=fatal"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    crate::tied::spawn(cmd, libc::SIGQUIT).map_err(|e| format!("postgres: {e}"))
 }
 
 fn wait_ready(url: &str) -> Result<(), String> {

@@ -26,7 +26,8 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn verify_mac(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
+/// Whether `tag` is the HMAC-SHA256 of `data` under `key` (in constant time).
+pub(crate) fn verify_mac(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
     mac.verify_slice(tag).is_ok()

@@ -200,6 +200,17 @@ pub struct Config {
     /// records and callbacks, each once). Keep the nodes' clocks in sync (NTP).
     #[serde(default = "default_node_timeout_ms")]
     pub node_timeout_ms: u64,
+    /// With `database_url`: the Redis that joins the nodes of one deployment
+    /// (`redis://:password@host:port/db`). Any node then takes any
+    /// client: a call or room lives on one node, and the others carry their clients'
+    /// signaling to it. Needs `cluster_secret`.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The deployment's shared secret (at least 32 bytes, the same on every node):
+    /// messages between nodes are signed with it, and the `cc_param`s a node mints are
+    /// good on every other.
+    #[serde(default)]
+    pub cluster_secret: Option<String>,
     /// On SIGTERM the server drains: it takes no new calls or rooms
     /// (SERVICE_MAINTENANCE), lets the live ones end, and stops when none is left or
     /// after this many seconds, whichever comes first. A second SIGTERM (or Ctrl-C)
@@ -416,6 +427,8 @@ impl Default for Config {
             min_free_disk_bytes: default_min_free_disk(),
             database_url: None,
             node_id: None,
+            redis_url: None,
+            cluster_secret: None,
             outbox_lease_ms: default_outbox_lease_ms(),
             node_timeout_ms: default_node_timeout_ms(),
             drain_timeout_secs: default_drain_timeout_secs(),
@@ -466,10 +479,17 @@ impl Config {
     /// Secrets may come from the environment instead of the file:
     /// `SWITCHBOARD_<SERVICE>_API_SECRET` and `SWITCHBOARD_<SERVICE>_API_KEY`, where
     /// `<SERVICE>` is the service ID upper-cased with `.` and `-` turned into `_`; and
-    /// `SWITCHBOARD_DATABASE_URL` (it carries PostgreSQL's password).
+    /// `SWITCHBOARD_DATABASE_URL` (it carries PostgreSQL's password),
+    /// `SWITCHBOARD_REDIS_URL` and `SWITCHBOARD_CLUSTER_SECRET`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         if let Some(url) = get("SWITCHBOARD_DATABASE_URL") {
             self.database_url = Some(url);
+        }
+        if let Some(url) = get("SWITCHBOARD_REDIS_URL") {
+            self.redis_url = Some(url);
+        }
+        if let Some(secret) = get("SWITCHBOARD_CLUSTER_SECRET") {
+            self.cluster_secret = Some(secret);
         }
         for s in &mut self.services {
             let stem = env_stem(&s.id);
@@ -500,6 +520,23 @@ impl Config {
             }
         } else if self.node_id.is_some() {
             return bad("node_id names a node of a deployment on PostgreSQL: set database_url too".into());
+        }
+        if let Some(url) = &self.redis_url {
+            if self.database_url.is_none() {
+                return bad(
+                    "redis_url joins nodes that share a PostgreSQL database: set database_url too".into()
+                );
+            }
+            if !url.starts_with("redis://") {
+                return bad("redis_url is no Redis URL (redis://:password@host:port/db)".into());
+            }
+            if self.cluster_secret.as_ref().is_none_or(|s| s.len() < 32) {
+                return bad(
+                    "redis_url needs cluster_secret, at least 32 bytes, the same on every node".into()
+                );
+            }
+        } else if self.cluster_secret.is_some() {
+            return bad("cluster_secret signs messages between nodes: set redis_url too".into());
         }
         const DAY_MS: u64 = 86_400_000;
         if !(1000..=DAY_MS).contains(&self.outbox_lease_ms) {
@@ -776,6 +813,27 @@ mod tests {
         let s = c.service("acme").unwrap();
         assert_eq!((s.ring_timeout_secs, s.max_call_secs, s.rc_idc.as_str()), (60, 0, "KR"));
         assert!(s.api_secret.starts_with('f'));
+    }
+
+    #[test]
+    fn a_deployment_on_redis_needs_postgres_a_node_id_and_a_long_secret() {
+        let pg = "database_url = \"postgres://u:p@127.0.0.1:5432/db\"\nnode_id = \"n1\"\n";
+        let redis = "redis_url = \"redis://:pw@127.0.0.1:6379/\"\n";
+        let secret = "cluster_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        assert!(Config::from_toml(&format!("{pg}{redis}{secret}")).is_ok());
+        assert!(Config::from_toml(&format!("{redis}{secret}")).is_err(), "no database");
+        assert!(Config::from_toml(&format!("{pg}{redis}")).is_err(), "no secret");
+        assert!(Config::from_toml(&format!("{pg}{redis}cluster_secret = \"short\"\n")).is_err());
+        assert!(Config::from_toml(&format!("{pg}{secret}")).is_err(), "a secret for no Redis");
+        assert!(Config::from_toml(&format!("{pg}redis_url = \"http://x\"\n{secret}")).is_err());
+        let mut c = Config::from_toml(pg).unwrap();
+        c.apply_env(|k| match k {
+            "SWITCHBOARD_REDIS_URL" => Some("redis://127.0.0.1:1/".into()),
+            "SWITCHBOARD_CLUSTER_SECRET" => Some("x".repeat(40)),
+            _ => None,
+        });
+        c.validate().unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:1/"));
     }
 
     #[test]

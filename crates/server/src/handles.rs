@@ -53,7 +53,8 @@ pub type SessionTx = mpsc::Sender<Frame>;
 /// Commands to the core task.
 pub(crate) enum CoreCmd {
     /// A session authenticated; `welcome` is its first frame, sent once the core knows
-    /// the session (so nothing offered to it right after can be missed).
+    /// the session (so nothing offered to it right after can be missed). A proxy of a
+    /// client connected to another node has none: that node welcomed it.
     Open {
         session: SessionId,
         party: Party,
@@ -61,7 +62,7 @@ pub(crate) enum CoreCmd {
         ip: String,
         client: ClientInfo,
         tx: SessionTx,
-        welcome: ServerMessage,
+        welcome: Option<ServerMessage>,
     },
     Input(Input),
     Census(oneshot::Sender<Census>),

@@ -12,6 +12,7 @@ mod api;
 pub mod auth;
 pub mod callbacks;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod core;
 mod handles;

@@ -58,6 +58,9 @@ pub enum ServerError {
     /// The TLS certificate or key.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// Joining the deployment (Redis).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 pub use crate::clock::now_ms;
@@ -193,7 +196,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     crate::config::secure_data_dir(&config.data_dir, &db_files)
         .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let server_secret = crate::config::server_secret(&config.data_dir)?;
-    let cc_key = CcKey::new(server_secret.clone());
+    // A deployment's nodes share one: a callee may reach any of them.
+    let cc_key = match &config.cluster_secret {
+        Some(secret) if config.redis_url.is_some() => crate::cluster::cc_key(secret),
+        _ => CcKey::new(server_secret.clone()),
+    };
     let callbacks = Callbacks::new()?;
     let metrics = Arc::new(Metrics::default());
     let services: HashMap<String, ServiceConfig> =
@@ -292,7 +299,21 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         greetings: Vec::new(),
         metrics: metrics.clone(),
     };
-    let core_task = tokio::spawn(runner.run(core_rx, relay_rx, push_rx, stop_rx));
+    let core_task = tokio::spawn(runner.run(core_rx, relay_rx, push_rx, stop_rx.clone()));
+    let cluster = match config.redis_url {
+        Some(_) => Some(
+            crate::cluster::start(
+                &config,
+                core.clone(),
+                committed.clone(),
+                store.clone(),
+                cc_key.clone(),
+                stop_rx,
+            )
+            .await?,
+        ),
+        None => None,
+    };
 
     let shared = Arc::new(Shared {
         ip_limiter: Mutex::new(KeyedLimiter::new(
@@ -321,7 +342,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .await
         .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-    let app = router(shared.clone());
+    let app = router(shared.clone(), crate::cluster::Nodes(cluster));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let settings = crate::listener::ListenerSettings {
         header_timeout: Duration::from_millis(config.limits.header_timeout_ms),
@@ -348,9 +369,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     })
 }
 
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, nodes: crate::cluster::Nodes) -> Router {
     Router::new()
-        .route(switchboard_protocol::SIGNAL_PATH, get(crate::signal::upgrade))
+        .route(switchboard_protocol::SIGNAL_PATH, get(crate::signal::upgrade).layer(axum::Extension(nodes)))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::api::metrics))
         .route("/", get(crate::web::demo_page))
@@ -422,7 +443,7 @@ impl CoreRunner {
         match cmd {
             CoreCmd::Open { session, party, auth, ip, client, tx, welcome } => {
                 self.sessions.insert(session, tx);
-                self.greetings.push((session, welcome));
+                self.greetings.extend(welcome.map(|w| (session, w)));
                 self.core.handle(now, Input::Open { session, party, auth, ip, client });
             }
             CoreCmd::Input(input) => {

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 
 use crate::auth::{self, TokenError};
 use crate::clock::{now_ms, sleep_until, Now};
+use crate::cluster::edge::{Edge, Routed};
+use crate::cluster::Nodes;
 use crate::core::{ClientInfo, Input, SessionAuth};
 use crate::handles::{CoreCmd, Frame, Shared};
 use crate::ids::{Party, SessionId};
@@ -40,6 +42,7 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(shared): State<Arc<Shared>>,
     pending: Option<Extension<Pending>>,
+    Extension(nodes): Extension<Nodes>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     // Behind a trusted load balancer, the client it names (for the limits and records).
@@ -68,7 +71,7 @@ pub(crate) async fn upgrade(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |socket| session(socket, peer, host, shared, pending.map(|Extension(p)| p)))
+        .on_upgrade(move |socket| session(socket, peer, host, shared, nodes, pending.map(|Extension(p)| p)))
 }
 
 struct Authed {
@@ -314,6 +317,7 @@ async fn session(
     peer: SocketAddr,
     host: Option<String>,
     shared: Arc<Shared>,
+    nodes: Nodes,
     pending: Option<Pending>,
 ) {
     let limits = session::Limits {
@@ -381,12 +385,26 @@ async fn session(
         ip: peer.ip().to_string(),
         client: authed.client.clone(),
         tx,
-        welcome,
+        welcome: Some(welcome),
     };
     if shared.core.send(open).await.is_err() {
         tracing::info!(session_id, "closing session: the server is stopping");
         return close(&mut ws, 1001, "server stopping").await;
     }
+    // In a deployment of several nodes: the calls and rooms on other nodes it takes
+    // part in.
+    let mut edge = match &nodes.0 {
+        Some(cluster) => {
+            let remote = crate::cluster::proxies::Remote {
+                party: authed.party.clone(),
+                auth: authed.auth.clone(),
+                ip: peer.ip().to_string(),
+                client: authed.client.clone(),
+            };
+            Some(Edge::start(cluster.clone(), session_id, remote).await)
+        }
+        None => None,
+    };
     tracing::debug!(session_id, service = %authed.party.service_id, user = %authed.party.user_id, %peer, "session open");
     shared.metrics.sessions.inc();
     let mut committed = shared.committed.clone();
@@ -440,9 +458,19 @@ async fn session(
                         Some(reply)
                     }
                     Ok(msg) => {
-                        let input = CoreCmd::Input(Input::Message { session: SessionId(session_id), msg });
-                        if shared.core.send(input).await.is_err() { break; }
-                        None
+                        let routed = match &mut edge {
+                            Some(edge) => edge.route(msg, &text).await,
+                            None => Routed::Here(msg),
+                        };
+                        match routed {
+                            Routed::Here(msg) => {
+                                let input = CoreCmd::Input(Input::Message { session: SessionId(session_id), msg });
+                                if shared.core.send(input).await.is_err() { break; }
+                                None
+                            }
+                            Routed::Sent => None,
+                            Routed::Refused(reply) => Some(reply),
+                        }
                     }
                 };
                 if let Some(reply) = reply {
@@ -457,6 +485,12 @@ async fn session(
                     break;
                 };
                 proto.committed(*committed.borrow_and_update());
+                if let Some(edge) = &mut edge {
+                    edge.learn(&frame);
+                }
+                proto.frame(frame);
+            }
+            Some(frame) = relayed(&mut edge), if proto.held() < session::MAX_HELD_FRAMES => {
                 proto.frame(frame);
             }
             changed = committed.changed(), if proto.held() > 0 => {
@@ -470,6 +504,17 @@ async fn session(
     shared.metrics.sessions.dec();
     tracing::debug!(session_id, "session ended");
     let _ = shared.core.send(CoreCmd::Input(Input::Closed { session: SessionId(session_id) })).await;
+    if let Some(edge) = edge {
+        edge.end().await;
+    }
+}
+
+/// The next frame another node sent the session; never, on a single node.
+async fn relayed(edge: &mut Option<Edge>) -> Option<Frame> {
+    match edge {
+        Some(edge) => edge.relayed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `refresh_token`: `token_refreshed` with the new token's expiry and fresh TURN

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_client::tone::{dominant, Decoder, ToneEncoder};
+use switchboard_client::tone::ToneEncoder;
 use switchboard_client::{
     Client, ClientError, DisconnectReason as R, DisconnectSource as S, Event, Events, JoinConference,
-    MakeCall, Media, MediaEvent, Sid,
+    MakeCall, MediaEvent, Sid,
 };
+use switchboard_tests::room_media::{everyone_hears_everyone, start_tone, Hearer};
 use switchboard_tests::*;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 async fn join(h: &Harness, user: &str, room: &str) -> (Client, Events, Sid) {
     let (c, ev) = h.user(user).await;
@@ -41,58 +41,6 @@ async fn wait_gcalls(h: &Harness, sid: &str, n: usize) -> Vec<String> {
     panic!("fewer than {n} on_gcall_evt_cb for {sid}: {:?}", gcall_summary(h, sid));
 }
 
-/// A participant's media: sends `hz`, decodes each incoming line on its own.
-struct Party {
-    media: Arc<Media>,
-    rx: UnboundedReceiver<MediaEvent>,
-    sender: tokio::task::JoinHandle<()>,
-}
-
-async fn start_tone(c: &Client, sid: &Sid, hz: f64) -> Party {
-    let (media, mut rx) = c.start_media(sid, false).await.expect("media starts");
-    media_event(&mut rx, |e| matches!(e, MediaEvent::Connected), "media connected").await;
-    let media = Arc::new(media);
-    let m = media.clone();
-    let sender = tokio::spawn(async move {
-        let mut enc = ToneEncoder::new(hz).expect("encoder");
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for _ in 0..50 * 30 {
-            tick.tick().await;
-            m.send_audio(enc.next_frame().expect("encode"), 960);
-        }
-    });
-    Party { media, rx, sender }
-}
-
-/// Decodes what arrives for `secs` seconds; the dominant frequency per line (mid).
-async fn listen(p: &mut Party, secs: u64) -> HashMap<String, f64> {
-    let mut lines: HashMap<String, (Decoder, Vec<f32>)> = HashMap::new();
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while let Ok(Some(ev)) = tokio::time::timeout_at(end, p.rx.recv()).await {
-        if let MediaEvent::Audio { mid, payload } = ev {
-            let (dec, pcm) =
-                lines.entry(mid).or_insert_with(|| (Decoder::new().expect("decoder"), Vec::new()));
-            dec.decode(&payload, pcm);
-        }
-    }
-    lines
-        .into_iter()
-        .filter(|(_, (_, pcm))| pcm.len() >= 48_000)
-        .map(|(mid, (_, pcm))| (mid, dominant(&pcm[pcm.len() - 48_000..])))
-        .collect()
-}
-
-/// Reads the session's pending events: the line owners the server told it (mid → user).
-async fn owners(ev: &mut Events, sid: &Sid, known: &mut HashMap<String, String>) {
-    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(20), ev.next()).await {
-        if let Event::MediaLines { sid: s, lines } = e {
-            if s == *sid {
-                known.extend(lines.into_iter().map(|l| (l.mid, l.user_id)));
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_hear_each_other_and_the_app_server_sees_every_change() {
     let h = Harness::start().await;
@@ -110,30 +58,17 @@ async fn three_participants_hear_each_other_and_the_app_server_sees_every_change
     assert_eq!(added.1, 2);
     assert_eq!(added.0[0].display_name.as_deref(), Some("carol N"));
 
-    let tones = [("alice", 440.0), ("bob", 660.0), ("carol", 880.0)];
     let mut pa = start_tone(&a, &sid, 440.0).await;
     let mut pb = start_tone(&b, &sid, 660.0).await;
     let mut pc = start_tone(&c, &sid, 880.0).await;
     // Let every renegotiation (a line per other participant) settle, then listen.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let heard = [listen(&mut pa, 3).await, listen(&mut pb, 3).await, listen(&mut pc, 3).await];
-    for (i, (ev, heard)) in [&mut a_ev, &mut b_ev, &mut c_ev].into_iter().zip(heard.iter()).enumerate() {
-        let me = tones[i].0;
-        let mut who = HashMap::new();
-        owners(ev, &sid, &mut who).await;
-        let mut got: Vec<(String, f64)> = heard
-            .iter()
-            .map(|(mid, hz)| (who.get(mid).cloned().unwrap_or_else(|| format!("?{mid}")), *hz))
-            .collect();
-        got.sort_by(|x, y| x.0.cmp(&y.0));
-        let want: Vec<(String, f64)> =
-            tones.iter().filter(|(u, _)| *u != me).map(|(u, hz)| (u.to_string(), *hz)).collect();
-        assert_eq!(got.len(), 2, "{me} hears two lines: {got:?}");
-        for ((gu, ghz), (wu, whz)) in got.iter().zip(want.iter()) {
-            assert_eq!(gu, wu, "{me}: line owners {got:?}");
-            assert!((ghz - whz).abs() <= 10.0, "{me} hears {gu} at {ghz} Hz, want {whz}: {got:?}");
-        }
-    }
+    let mut hearers = [
+        Hearer { user: "alice", hz: 440.0, events: &mut a_ev, speaker: &mut pa },
+        Hearer { user: "bob", hz: 660.0, events: &mut b_ev, speaker: &mut pb },
+        Hearer { user: "carol", hz: 880.0, events: &mut c_ev, speaker: &mut pc },
+    ];
+    everyone_hears_everyone(&sid, &mut hearers, 3).await;
 
     // Mute reaches the others, and the app server as a media change.
     b.set_media_state(&sid, Some(true), None).await.expect("mute");

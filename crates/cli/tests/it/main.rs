@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod cluster;
 mod crash;
 mod disk_full;
 mod drain;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crate::ids::{Party, SessionId, Sid};
 
 /// How a session proved who it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SessionAuth {
     /// With an access token: a full user session.
     Token,
@@ -24,7 +24,7 @@ pub enum SessionAuth {
 }
 
 /// What a client said of itself in its `hello`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClientInfo {
     /// Kind of device (`BROWSER`, …; `UE_TYPE_UNDEFINED` when not said).
     pub ue_type: String,

@@ -85,6 +85,10 @@ enum Cmd {
     PendingHere {
         reply: oneshot::Sender<u64>,
     },
+    Owner {
+        sid: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
     Recent {
         service_id: String,
         user_id: String,
@@ -156,6 +160,12 @@ impl Store {
     /// How many callbacks this node holds pending (all of them on one SQLite file).
     pub async fn pending_here(&self) -> Result<u64, StoreError> {
         self.ask(|reply| Cmd::PendingHere { reply }).await
+    }
+
+    /// The node that owns the live call, room or group call `sid` (`""`: the single
+    /// node of an SQLite file), if it is live.
+    pub async fn owner(&self, sid: &str) -> Result<Option<String>, StoreError> {
+        self.ask(|reply| Cmd::Owner { sid: sid.into(), reply }).await
     }
 
     fn send(&self, cmd: Cmd) {
@@ -540,6 +550,18 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
                 .map(|r| r.int(0))
                 .transpose()?;
             let _ = reply.send(n.unwrap_or(0) as u64);
+        }
+        Cmd::Owner { sid, reply } => {
+            let node = conn
+                .query_opt(
+                    "SELECT node FROM live_calls WHERE sid = $1 \
+                     UNION ALL SELECT node FROM live_rooms WHERE sid = $1 \
+                     UNION ALL SELECT node FROM live_group_calls WHERE call_id = $1",
+                    vals![&sid],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
+            let _ = reply.send(node);
         }
         Cmd::Count { reply } => {
             let n =

@@ -1,0 +1,145 @@
+//! A deployment of three nodes, each the real binary in a process of its own, on one
+//! PostgreSQL and one Redis (Debian's, started by the test on loopback ports of their
+//! own): any node takes any client, and a call or room lives on one node, its owner.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::{acme_config, acme_user as user, free_port, spawn_logged, wait_listening, Server};
+use switchboard_client::{
+    tone, DisconnectReason as R, DisconnectSource as S, JoinConference, MakeCall, MediaEvent,
+};
+use switchboard_tests::redis::Redis;
+use switchboard_tests::room_media::{everyone_hears_everyone, start_tone, Hearer};
+use switchboard_tests::{connected, disconnected, incoming, media_event, receive_tone, send_tone, AppServer};
+
+const SECRET: &str = "a deployment secret of the tests, 32+ bytes";
+
+/// The nodes of a deployment and what they run on.
+struct Deployment {
+    /// Each node's process and base URL.
+    nodes: Vec<(Server, String)>,
+    app: AppServer,
+    _redis: Redis,
+    dir: PathBuf,
+}
+
+/// `n` nodes on a fresh database and a Redis of their own.
+async fn deploy(tag: &str, n: usize) -> Deployment {
+    let dir = std::env::temp_dir().join(format!("switchboard-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = Redis::start();
+    let db = switchboard_tests::postgres::database(tag);
+    let app_port = free_port();
+    let app = AppServer::start_on(format!("127.0.0.1:{app_port}").parse().unwrap()).await;
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        let port = free_port();
+        let top = format!(
+            "database_url = \"{db}\"\nnode_id = \"node{i}\"\nredis_url = \"{}\"\ncluster_secret = \"{SECRET}\"\n",
+            redis.url()
+        );
+        let config = dir.join(format!("node{i}.toml"));
+        std::fs::write(&config, acme_config(port, app_port, &dir.join(format!("data{i}")), &top)).unwrap();
+        let server = spawn_logged(&config, &dir.join(format!("node{i}.log")));
+        nodes.push((server, format!("http://127.0.0.1:{port}")));
+        wait_listening(port).await;
+    }
+    Deployment { nodes, app, _redis: redis, dir }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_one_room_and_a_call_that_rings_a_callee_on_two_other_nodes() {
+    let _slot = crate::common::slot();
+    let d = deploy("cluster", 3).await;
+    let url = |i: usize| d.nodes[i].1.as_str();
+
+    // A room with a member on each node: one room (one sid), and each hears the others.
+    let (alice, mut alice_ev) = user(url(0), "alice").await;
+    let (bob, mut bob_ev) = user(url(1), "bob").await;
+    let (carol, mut carol_ev) = user(url(2), "carol").await;
+    let mut sids = Vec::new();
+    for c in [&alice, &bob, &carol] {
+        sids.push(c.join_conference(JoinConference::audio("all-hands")).await.expect("joins").sid);
+    }
+    let sid = sids[0].clone();
+    assert!(sids.iter().all(|s| *s == sid), "one room across the nodes: {sids:?}");
+    let mut pa = start_tone(&alice, &sid, 440.0).await;
+    let mut pb = start_tone(&bob, &sid, 660.0).await;
+    let mut pc = start_tone(&carol, &sid, 880.0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut hearers = [
+        Hearer { user: "alice", hz: 440.0, events: &mut alice_ev, speaker: &mut pa },
+        Hearer { user: "bob", hz: 660.0, events: &mut bob_ev, speaker: &mut pb },
+        Hearer { user: "carol", hz: 880.0, events: &mut carol_ev, speaker: &mut pc },
+    ];
+    everyone_hears_everyone(&sid, &mut hearers, 2).await;
+    for (p, c) in [(pa, &alice), (pb, &bob), (pc, &carol)] {
+        p.sender.abort();
+        c.leave_conference(&sid).await.expect("leaves");
+    }
+    // The room's end reaches the app server once.
+    let room = sid.to_string();
+    let ends = || {
+        d.app
+            .successes()
+            .iter()
+            .filter(|h| h.path == "/gcall_evt" && h.query.get("sid") == Some(&room) && h.query["sc"] == "E")
+            .count()
+    };
+    for _ in 0..200 {
+        if ends() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ends(), 1, "the room's end, once");
+
+    // Dave on node 1 calls Erin, signed in on nodes 2 and 3: both of her devices ring.
+    let (dave, mut dave_ev) = user(url(0), "dave").await;
+    let (phone, mut phone_ev) = user(url(1), "erin").await;
+    let (laptop, mut laptop_ev) = user(url(2), "erin").await;
+    let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
+    let (rung, cc) = incoming(&mut phone_ev).await;
+    assert_eq!(rung, call);
+    assert_eq!(incoming(&mut laptop_ev).await.0, call);
+    phone.verify_call(&cc).await.expect("the phone verifies");
+    laptop.verify_call(&cc).await.expect("the laptop verifies");
+    laptop.accept_call(&call).await.expect("the laptop answers");
+    let p = disconnected(&mut phone_ev).await;
+    assert_eq!((p.reason, p.source), (R::MultidevAnswer, S::Callee), "the phone stops ringing");
+    assert_eq!(connected(&mut dave_ev).await, call);
+
+    // Tones both ways through node 1's relay.
+    let (dm, mut d_rx) = dave.start_media(&call, false).await.expect("dave's media");
+    let (lm, mut l_rx) = laptop.start_media(&call, false).await.expect("erin's media");
+    media_event(&mut d_rx, |e| matches!(e, MediaEvent::Connected), "dave's media connected").await;
+    media_event(&mut l_rx, |e| matches!(e, MediaEvent::Connected), "erin's media connected").await;
+    let tones = [send_tone(Arc::new(dm), 440.0, 4), send_tone(Arc::new(lm), 660.0, 4)];
+    for (rx, hz, other) in [(&mut l_rx, 440.0, 660.0), (&mut d_rx, 660.0, 440.0)] {
+        let pcm = receive_tone(rx, 100).await;
+        let ratio = tone::power(&pcm[24_000..], hz) / tone::power(&pcm[24_000..], other);
+        assert!(ratio > 100.0, "{hz} Hz heard over {other} Hz: power ratio {ratio}");
+    }
+    tones.iter().for_each(|t| t.abort());
+
+    // Erin hangs up on her laptop; one record, of a normal end by the callee.
+    laptop.end_call(&call, None, None).await.expect("hangs up");
+    assert_eq!(disconnected(&mut dave_ev).await.reason, R::Normal);
+    let record = d.app.record_for(call.as_str()).await;
+    assert_eq!(record.query["disconnect_reason"], "1001");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records =
+        d.app.successes().iter().filter(|h| h.path == "/call_evt" && h.query["sid"] == call.as_str()).count();
+    assert_eq!(records, 1, "the call's record, once");
+}

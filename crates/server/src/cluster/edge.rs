@@ -1,0 +1,164 @@
+//! The edge's side: a client session on this node whose calls or rooms may live on
+//! other nodes. Its messages go to the owner of what they are about (found from the
+//! frames it was sent, the room placement, or the database), and the owners' frames
+//! come back to it here.
+
+use std::sync::Arc;
+
+use switchboard_protocol::{ClientMessage, DisconnectReason, ErrorCode, ServerMessage};
+use tokio::sync::mpsc;
+
+use super::bus::BusMsg;
+use super::proxies::Remote;
+use super::routes::{target, Route, Routes, Target};
+use super::{Cluster, Relayed};
+use crate::core::SessionAuth;
+use crate::handles::Frame;
+
+/// Where a client message went.
+pub(crate) enum Routed {
+    /// To this node's core.
+    Here(ClientMessage),
+    /// To the node that owns what it is about.
+    Sent,
+    /// Nowhere: the client is answered with this.
+    Refused(ServerMessage),
+}
+
+/// One client session of this node, in the deployment.
+pub(crate) struct Edge {
+    cluster: Arc<Cluster>,
+    session: u64,
+    remote: Remote,
+    routes: Routes,
+    rx: mpsc::Receiver<Relayed>,
+}
+
+impl Edge {
+    /// The session `session` of `remote` joins: frames from other nodes can reach it,
+    /// and (signed in with a token) calls from other nodes ring it.
+    pub async fn start(cluster: Arc<Cluster>, session: u64, remote: Remote) -> Edge {
+        let (tx, rx) = mpsc::channel(256);
+        if let Ok(mut locals) = cluster.locals.lock() {
+            locals.insert(session, tx);
+        }
+        if remote.auth == SessionAuth::Token {
+            if let Err(e) = cluster.present(session, &remote).await {
+                tracing::warn!(session, error = %e, "cannot write the session's presence");
+            }
+        }
+        Edge { cluster, session, remote, routes: Routes::default(), rx }
+    }
+
+    /// The next frame another node sent this session (to be sent on at once: the owner
+    /// waited for its own disk).
+    pub async fn relayed(&mut self) -> Option<Frame> {
+        let r = self.rx.recv().await?;
+        self.routes.learn(&r.text, Some(&r.from));
+        Some(Frame { after: 0, text: r.text, overtakes: r.overtakes })
+    }
+
+    /// A frame of this node's core for the session: the sids it names live here.
+    pub fn learn(&mut self, frame: &Frame) {
+        self.routes.learn(&frame.text, None);
+    }
+
+    /// Sends `msg` (the client's `text`) where it must go.
+    pub async fn route(&mut self, msg: ClientMessage, text: &str) -> Routed {
+        let req = msg.req();
+        let owner = match target(&msg, &self.remote.party) {
+            Target::Here => return Routed::Here(msg),
+            Target::Ring(users) => {
+                return match self.cluster.adopt_devices(&users).await {
+                    Ok(()) => Routed::Here(msg),
+                    Err(e) => Routed::Refused(busy(req, &e.to_string())),
+                };
+            }
+            Target::Room { service_id, room_id } => {
+                // What the core refuses anyway is refused here, placed nowhere.
+                if !switchboard_protocol::ids::is_valid_room_id(&room_id)
+                    || !switchboard_protocol::ids::is_valid_service_id(&service_id)
+                {
+                    return Routed::Here(msg);
+                }
+                match self.cluster.place_room(&service_id, &room_id).await {
+                    Ok(node) => node,
+                    Err(e) => return Routed::Refused(busy(req, &e.to_string())),
+                }
+            }
+            Target::CallParam(cc) => {
+                let Some(claims) = self.cluster.cc_key.open(&cc) else { return Routed::Here(msg) };
+                match self.owner_of(claims.sid.as_str()).await {
+                    Ok(node) => node,
+                    Err(e) => return Routed::Refused(busy(req, &e)),
+                }
+            }
+            Target::Sid(sid) => match self.owner_of(&sid).await {
+                Ok(node) => node,
+                Err(e) => return Routed::Refused(busy(req, &e)),
+            },
+        };
+        if owner == self.cluster.node() {
+            return Routed::Here(msg);
+        }
+        let link = &self.cluster.link;
+        if self.routes.opened(&owner) {
+            let r = &self.remote;
+            let open = BusMsg::Open {
+                session: self.session,
+                party: r.party.clone(),
+                auth: r.auth.clone(),
+                ip: r.ip.clone(),
+                client: r.client.clone(),
+            };
+            if !link.send(&owner, &open).await {
+                self.routes.closed(&owner);
+                return Routed::Refused(busy(req, "the bus between nodes is down"));
+            }
+        }
+        if link.send(&owner, &BusMsg::Msg { session: self.session, text: text.to_string() }).await {
+            Routed::Sent
+        } else {
+            Routed::Refused(busy(req, "the bus between nodes is down"))
+        }
+    }
+
+    /// The node that owns `sid`: as learned, else as the database says (this node when
+    /// it is live nowhere: the core answers).
+    async fn owner_of(&mut self, sid: &str) -> Result<String, String> {
+        match self.routes.get(sid) {
+            Some(Route::Here) => return Ok(self.cluster.node().to_string()),
+            Some(Route::Node(n)) => return Ok(n.clone()),
+            None => {}
+        }
+        let me = self.cluster.node().to_string();
+        let node = self.cluster.store.owner(sid).await.map_err(|e| e.to_string())?;
+        let node = node.filter(|n| !n.is_empty()).unwrap_or(me.clone());
+        self.routes.set(sid, if node == me { Route::Here } else { Route::Node(node.clone()) });
+        Ok(node)
+    }
+
+    /// The session ended: the nodes holding a proxy of it hear so.
+    pub async fn end(self) {
+        if let Ok(mut locals) = self.cluster.locals.lock() {
+            locals.remove(&self.session);
+        }
+        for owner in self.routes.owners() {
+            self.cluster.link.send(owner, &BusMsg::Closed { session: self.session }).await;
+        }
+        if self.remote.auth == SessionAuth::Token {
+            self.cluster.absent(self.session, &self.remote.party).await;
+        }
+    }
+}
+
+/// Refuses a message that cannot reach its owner now (Redis or the database is down).
+fn busy(req: Option<u64>, why: &str) -> ServerMessage {
+    tracing::warn!(why, "a message refused: its node cannot be reached");
+    ServerMessage::Error {
+        req,
+        error: ErrorCode::Internal,
+        reason: Some(DisconnectReason::ServiceBusy),
+        message: "the node that holds this call cannot be reached right now; try again shortly".into(),
+    }
+}

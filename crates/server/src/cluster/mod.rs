@@ -1,0 +1,366 @@
+//! Nodes of one deployment, joined by Redis (with `redis_url`). Any node takes any
+//! client; each call and room lives on one node, its owner, which runs it in its core as
+//! a single node does, and whose relay carries its media. What lives where:
+//!
+//! - **Registry**: `sb:node:{node}`, written every 2 s with a 6 s expiry: the node is up.
+//! - **Placement**: `sb:room:{service}:{room_id}` names the node a room is created on,
+//!   set once by a script that replaces it only when that node is gone (never two).
+//! - **Presence**: `sb:presence:{service}:{user}`, one field per signed-in session
+//!   (`{node}/{session}`): the devices a call from another node must ring.
+//! - **Bus**: the channel `sb:bus:{node}`, signed messages (see [`bus`]). A client's
+//!   node (its edge) relays the client's messages about a call or room to the owner;
+//!   the owner runs a proxy session for it ([`proxies`]) and relays its frames back.
+//!
+//! Which node owns a live call or room is also in the database (its live row's node),
+//! where an edge that does not know a sid looks it up ([`edge`]).
+
+pub(crate) mod bus;
+pub(crate) mod edge;
+pub(crate) mod proxies;
+pub(crate) mod routes;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::auth::CcKey;
+use crate::clock::now_ms;
+use crate::handles::CoreHandle;
+use crate::ids::Party;
+use crate::store::Store;
+use bus::{BusKey, BusMsg};
+use proxies::{ProxyCmd, Remote};
+
+/// How often a node says it is up, and how long that holds.
+const ALIVE_EVERY: Duration = Duration::from_secs(2);
+const ALIVE_FOR_MS: u64 = 6_000;
+/// How long a room stays placed on its node after its last join.
+const PLACEMENT_MS: u64 = 24 * 3600 * 1000;
+/// How long a user's presence entries outlive their last write (a node that dies
+/// leaves its entries; they are skipped, and cleaned when found).
+const PRESENCE_SECS: u64 = 24 * 3600;
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis refused or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The configuration lacks what a cluster needs.
+    #[error("cluster: {0}")]
+    Config(&'static str),
+}
+
+/// The way to send to other nodes: signed messages on their bus channels.
+#[derive(Clone)]
+pub(crate) struct Link {
+    me: Arc<str>,
+    key: BusKey,
+    conn: ConnectionManager,
+}
+
+impl Link {
+    /// Sends `msg` to `to`, trying three times over a second or so; false if it could
+    /// not be handed to Redis.
+    pub async fn send(&self, to: &str, msg: &BusMsg) -> bool {
+        for attempt in 0..3u64 {
+            let text = self.key.seal(&self.me, to, now_ms(), msg);
+            let sent: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(bus::channel(to))
+                .arg(text)
+                .query_async(&mut self.conn.clone())
+                .await;
+            match sent {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::warn!(to, error = %e, attempt, "bus: cannot publish");
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// A frame another node sent one of this node's client sessions.
+#[derive(Debug)]
+pub(crate) struct Relayed {
+    pub from: String,
+    pub text: String,
+    pub overtakes: bool,
+}
+
+/// This node's membership of the deployment.
+pub(crate) struct Cluster {
+    link: Link,
+    /// This node's client sessions that may hear from other nodes, by number.
+    locals: Mutex<HashMap<u64, mpsc::Sender<Relayed>>>,
+    proxies: mpsc::UnboundedSender<ProxyCmd>,
+    store: Store,
+    cc_key: CcKey,
+}
+
+/// The deployment this node is one of, if any (with `redis_url`): what the signaling
+/// edge needs to reach the other nodes.
+#[derive(Clone)]
+pub(crate) struct Nodes(pub Option<Arc<Cluster>>);
+
+/// The `cc_param` key of a deployment: the same on every node, so that a callee woken
+/// by a push may reach any of them.
+pub(crate) fn cc_key(secret: &str) -> CcKey {
+    CcKey::new(crate::auth::hmac_sha256(secret.as_bytes(), b"switchboard cc_param v1").to_vec())
+}
+
+/// Joins the deployment: this node says it is up and listens on its bus channel.
+pub(crate) async fn start(
+    config: &crate::config::Config,
+    core: CoreHandle,
+    committed: watch::Receiver<u64>,
+    store: Store,
+    cc_key: CcKey,
+    stop: watch::Receiver<bool>,
+) -> Result<Arc<Cluster>, ClusterError> {
+    let (Some(url), Some(node), Some(secret)) = (&config.redis_url, &config.node_id, &config.cluster_secret)
+    else {
+        return Err(ClusterError::Config("redis_url needs node_id and cluster_secret"));
+    };
+    let client = redis::Client::open(url.as_str())?;
+    let settings = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2);
+    let conn = client.get_connection_manager_with_config(settings).await?;
+    let link = Link { me: node.as_str().into(), key: BusKey::new(secret.as_bytes()), conn };
+    alive(&link).await?;
+    let (proxy_tx, proxy_rx) = mpsc::unbounded_channel();
+    let cluster =
+        Arc::new(Cluster { link: link.clone(), locals: Mutex::default(), proxies: proxy_tx, store, cc_key });
+    tokio::spawn(proxies::run(proxy_rx, core, committed, link));
+    tokio::spawn(listen(client, cluster.clone(), stop.clone()));
+    tokio::spawn(heartbeat(cluster.clone(), stop));
+    tracing::info!(node = %node, "joined the deployment");
+    Ok(cluster)
+}
+
+/// Writes this node's registry entry.
+async fn alive(link: &Link) -> Result<(), redis::RedisError> {
+    let entry = serde_json::json!({ "ts": now_ms() }).to_string();
+    redis::cmd("SET")
+        .arg(format!("sb:node:{}", link.me))
+        .arg(entry)
+        .arg("PX")
+        .arg(ALIVE_FOR_MS)
+        .query_async::<()>(&mut link.conn.clone())
+        .await
+}
+
+/// Keeps the registry entry fresh, and ends the proxies of clients whose node is gone
+/// (missed twice, so one slow write is no death).
+async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(ALIVE_EVERY);
+    let mut missed: HashMap<String, u32> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = alive(&cluster.link).await {
+            tracing::warn!(error = %e, "cannot write this node's registry entry");
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        if cluster.proxies.send(ProxyCmd::Edges(tx)).is_err() {
+            return;
+        }
+        let Ok(edges) = rx.await else { return };
+        let Ok(up) = cluster.alive_nodes(&edges).await else { continue };
+        missed.retain(|n, _| edges.contains(n));
+        let mut gone = Vec::new();
+        for node in edges.into_iter().filter(|n| !up.contains(n)) {
+            let n = missed.entry(node.clone()).or_default();
+            *n += 1;
+            if *n >= 2 {
+                gone.push(node);
+            }
+        }
+        if !gone.is_empty() {
+            gone.iter().for_each(|n| {
+                missed.remove(n);
+            });
+            let _ = cluster.proxies.send(ProxyCmd::EdgesGone(gone));
+        }
+    }
+}
+
+/// Listens on this node's bus channel, subscribing again after Redis comes back.
+async fn listen(client: redis::Client, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let run = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(bus::channel(&cluster.link.me)).await?;
+            tracing::info!("listening on the bus");
+            let mut messages = pubsub.on_message();
+            while let Some(m) = messages.next().await {
+                cluster.take(m.get_payload_bytes());
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        tokio::select! {
+            r = run => match r {
+                Ok(()) => tracing::warn!("bus subscription ended; subscribing again"),
+                Err(e) => tracing::warn!(error = %e, "bus subscription failed; trying again"),
+            },
+            _ = stop.changed() => return,
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl Cluster {
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.link.me
+    }
+
+    /// A message off the bus.
+    fn take(&self, bytes: &[u8]) {
+        let (from, msg) = match self.link.key.open(&self.link.me, now_ms(), bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "bus: a message refused");
+                return;
+            }
+        };
+        match msg {
+            BusMsg::Frame { session, text, overtakes } => {
+                let tx = self.locals.lock().ok().and_then(|l| l.get(&session).cloned());
+                let relayed = Relayed { from: from.clone(), text, overtakes };
+                match tx.map(|tx| tx.try_send(relayed)) {
+                    Some(Ok(())) => {}
+                    Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                        tracing::warn!(session, %from, "a relayed frame dropped: the session reads nothing");
+                    }
+                    Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                        let link = self.link.clone();
+                        tokio::spawn(async move { link.send(&from, &BusMsg::Gone { session }).await });
+                    }
+                }
+            }
+            msg => {
+                let _ = self.proxies.send(ProxyCmd::Bus { from, msg });
+            }
+        }
+    }
+
+    /// Which of `nodes` are up.
+    async fn alive_nodes(&self, nodes: &[String]) -> Result<HashSet<String>, redis::RedisError> {
+        let mut up = HashSet::new();
+        for node in nodes {
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(format!("sb:node:{node}"))
+                .query_async(&mut self.link.conn.clone())
+                .await?;
+            if n > 0 {
+                up.insert(node.clone());
+            }
+        }
+        Ok(up)
+    }
+
+    /// The node the room `(service, room_id)` lives on: the one placed for it while
+    /// that node is up, else this one (placed now).
+    async fn place_room(&self, service_id: &str, room_id: &str) -> Result<String, redis::RedisError> {
+        const PLACE: &str = "local cur = redis.call('GET', KEYS[1]) \
+            if cur and redis.call('EXISTS', 'sb:node:' .. cur) == 1 then \
+              redis.call('PEXPIRE', KEYS[1], ARGV[2]) return cur end \
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return ARGV[1]";
+        redis::cmd("EVAL")
+            .arg(PLACE)
+            .arg(1)
+            .arg(format!("sb:room:{service_id}:{room_id}"))
+            .arg(&*self.link.me)
+            .arg(PLACEMENT_MS)
+            .query_async(&mut self.link.conn.clone())
+            .await
+    }
+
+    fn presence_key(party: &Party) -> String {
+        format!("sb:presence:{}:{}", party.service_id, party.user_id)
+    }
+
+    /// Says that `session` of this node is one of `remote.party`'s devices.
+    async fn present(&self, session: u64, remote: &Remote) -> Result<(), redis::RedisError> {
+        let key = Self::presence_key(&remote.party);
+        let value = serde_json::to_string(remote).unwrap_or_default();
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(format!("{}/{session}", self.link.me))
+            .arg(value)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(PRESENCE_SECS)
+            .ignore()
+            .query_async::<()>(&mut self.link.conn.clone())
+            .await
+    }
+
+    async fn absent(&self, session: u64, party: &Party) {
+        let field = format!("{}/{session}", self.link.me);
+        let r: Result<i64, _> = redis::cmd("HDEL")
+            .arg(Self::presence_key(party))
+            .arg(field)
+            .query_async(&mut self.link.conn.clone())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot clear a session's presence");
+        }
+    }
+
+    /// Makes the devices `users` have signed in on other nodes sessions of this node's
+    /// core (proxies), so that a call from here rings them.
+    async fn adopt_devices(&self, users: &[Party]) -> Result<(), redis::RedisError> {
+        for party in users {
+            let key = Self::presence_key(party);
+            let entries: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(&key).query_async(&mut self.link.conn.clone()).await?;
+            let mut devices = Vec::new();
+            for (field, value) in &entries {
+                let Some((node, session)) = field.rsplit_once('/') else { continue };
+                let (Ok(session), Ok(remote)) =
+                    (session.parse::<u64>(), serde_json::from_str::<Remote>(value))
+                else {
+                    continue;
+                };
+                if node != &*self.link.me && remote.party == *party {
+                    devices.push((node.to_string(), session, remote, field));
+                }
+            }
+            let nodes: Vec<String> = devices.iter().map(|d| d.0.clone()).collect();
+            let up = self.alive_nodes(&nodes).await?;
+            for (node, session, remote, field) in devices {
+                if !up.contains(&node) {
+                    let _: Result<i64, _> = redis::cmd("HDEL")
+                        .arg(&key)
+                        .arg(field)
+                        .query_async(&mut self.link.conn.clone())
+                        .await;
+                    continue;
+                }
+                let (done, adopted) = oneshot::channel();
+                if self.proxies.send(ProxyCmd::Adopt { edge: node, session, remote, done }).is_err() {
+                    break;
+                }
+                let _ = adopted.await;
+            }
+        }
+        Ok(())
+    }
+}

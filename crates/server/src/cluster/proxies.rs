@@ -1,0 +1,166 @@
+//! The owner's side: a client connected to another node (its edge) takes part in a call
+//! or room that lives here through a proxy session of this node's core. The core runs
+//! it as any session; its frames go to the edge over the bus once this node's journal
+//! has them. One task owns the table of proxies.
+
+use std::collections::{HashMap, HashSet};
+
+use switchboard_protocol::ClientMessage;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::bus::BusMsg;
+use super::Link;
+use crate::core::{ClientInfo, Input, SessionAuth};
+use crate::handles::{CoreCmd, CoreHandle, Frame};
+use crate::ids::{Party, SessionId};
+
+/// Proxy sessions are numbered from here, apart from this node's own sessions.
+const FIRST_PROXY: u64 = 1 << 62;
+
+/// A client session on another node, as a proxy here needs it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Remote {
+    pub party: Party,
+    pub auth: SessionAuth,
+    pub ip: String,
+    pub client: ClientInfo,
+}
+
+/// What the proxy table is told.
+pub(crate) enum ProxyCmd {
+    /// A message off the bus from `from`.
+    Bus { from: String, msg: BusMsg },
+    /// Open a proxy of `(edge, session)` before this node rings it (its user is called
+    /// from here); `done` once the core has it.
+    Adopt { edge: String, session: u64, remote: Remote, done: oneshot::Sender<()> },
+    /// These nodes are gone: their clients' proxies end.
+    EdgesGone(Vec<String>),
+    /// The nodes whose clients have proxies here.
+    Edges(oneshot::Sender<Vec<String>>),
+}
+
+/// The table of proxies, run by [`run`].
+struct Proxies {
+    core: CoreHandle,
+    committed: watch::Receiver<u64>,
+    link: Link,
+    by_client: HashMap<(String, u64), SessionId>,
+    next: u64,
+}
+
+/// Runs the proxy table until the core stops.
+pub(crate) async fn run(
+    mut rx: mpsc::UnboundedReceiver<ProxyCmd>,
+    core: CoreHandle,
+    committed: watch::Receiver<u64>,
+    link: Link,
+) {
+    let mut p = Proxies { core, committed, link, by_client: HashMap::new(), next: FIRST_PROXY };
+    while let Some(cmd) = rx.recv().await {
+        let alive = match cmd {
+            ProxyCmd::Bus { from, msg } => p.bus(from, msg).await,
+            ProxyCmd::Adopt { edge, session, remote, done } => {
+                let alive = p.open(edge, session, remote).await;
+                let _ = done.send(());
+                alive
+            }
+            ProxyCmd::EdgesGone(nodes) => {
+                let gone: HashSet<String> = nodes.into_iter().collect();
+                let keys: Vec<_> = p.by_client.keys().filter(|(n, _)| gone.contains(n)).cloned().collect();
+                if !keys.is_empty() {
+                    tracing::warn!(nodes = ?gone, proxies = keys.len(), "nodes gone: their clients leave");
+                }
+                let mut alive = true;
+                for key in keys {
+                    alive &= p.close(&key).await;
+                }
+                alive
+            }
+            ProxyCmd::Edges(reply) => {
+                let nodes: HashSet<&String> = p.by_client.keys().map(|(n, _)| n).collect();
+                let _ = reply.send(nodes.into_iter().cloned().collect());
+                true
+            }
+        };
+        if !alive {
+            return;
+        }
+    }
+}
+
+impl Proxies {
+    /// Handles a message of an edge; false once the core is gone.
+    async fn bus(&mut self, from: String, msg: BusMsg) -> bool {
+        match msg {
+            BusMsg::Open { session, party, auth, ip, client } => {
+                self.open(from, session, Remote { party, auth, ip, client }).await
+            }
+            BusMsg::Msg { session, text } => {
+                let Some(&proxy) = self.by_client.get(&(from.clone(), session)) else {
+                    tracing::debug!(%from, session, "a message for no proxy");
+                    return true;
+                };
+                // The edge checked it; a message that does not parse here (another
+                // version of the server) is dropped.
+                let Ok(msg) = ClientMessage::parse(&text) else {
+                    tracing::warn!(%from, session, "a relayed message that does not parse");
+                    return true;
+                };
+                self.core.send(CoreCmd::Input(Input::Message { session: proxy, msg })).await.is_ok()
+            }
+            BusMsg::Closed { session } | BusMsg::Gone { session } => self.close(&(from, session)).await,
+            BusMsg::Frame { .. } => true,
+        }
+    }
+
+    async fn open(&mut self, edge: String, session: u64, r: Remote) -> bool {
+        let key = (edge, session);
+        if self.by_client.contains_key(&key) {
+            return true;
+        }
+        let proxy = SessionId(self.next);
+        self.next += 1;
+        let (tx, rx) = mpsc::channel::<Frame>(256);
+        tokio::spawn(write(rx, self.committed.clone(), self.link.clone(), key.0.clone(), session));
+        tracing::debug!(edge = %key.0, session, %proxy, user = %r.party.user_id, "proxy open");
+        self.by_client.insert(key, proxy);
+        let open = CoreCmd::Open {
+            session: proxy,
+            party: r.party,
+            auth: r.auth,
+            ip: r.ip,
+            client: r.client,
+            tx,
+            welcome: None,
+        };
+        self.core.send(open).await.is_ok()
+    }
+
+    async fn close(&mut self, key: &(String, u64)) -> bool {
+        let Some(proxy) = self.by_client.remove(key) else { return true };
+        tracing::debug!(edge = %key.0, session = key.1, %proxy, "proxy closed");
+        self.core.send(CoreCmd::Input(Input::Closed { session: proxy })).await.is_ok()
+    }
+}
+
+/// Sends a proxy's frames to its edge, each once this node's journal has the step it
+/// waits for (the edge sends it on at once), in order.
+async fn write(
+    mut rx: mpsc::Receiver<Frame>,
+    mut committed: watch::Receiver<u64>,
+    link: Link,
+    edge: String,
+    session: u64,
+) {
+    while let Some(frame) = rx.recv().await {
+        if !frame.overtakes {
+            while *committed.borrow_and_update() < frame.after {
+                if committed.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        let msg = BusMsg::Frame { session, text: frame.text, overtakes: frame.overtakes };
+        link.send(&edge, &msg).await;
+    }
+}
