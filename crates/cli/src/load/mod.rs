@@ -94,6 +94,83 @@ pub struct LoadArgs {
     /// the load's records stay there) instead of SQLite; `SWITCHBOARD_DATABASE_URL` too.
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
     database_url: Option<String>,
+    /// Spawn this many nodes of one deployment (needs `--database-url` and
+    /// `--redis-url`); the calls' callers and callees are spread over them, each callee
+    /// on another node than its caller.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The Redis that joins the nodes (`redis://:password@127.0.0.1:6379/`; with one
+    /// node too, to measure what it costs).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis_url: Option<String>,
+}
+
+/// Spawns one server (a node) with its config and data in `dir` (`top`: more top-level
+/// settings) and waits until it listens; the process, its pid and its base URL.
+async fn spawn_node(
+    a: &LoadArgs,
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    top: &str,
+    app_url: &str,
+) -> Result<(tokio::process::Child, u32, String)> {
+    std::fs::create_dir_all(dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = format!(
+        r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+{top}[limits]
+connects_per_ip_per_sec = 1000000.0
+connects_per_ip_burst = 1000000.0
+pending_per_ip = 100000
+messages_per_session_per_sec = 10000.0
+messages_per_session_burst = 10000.0
+calls_per_user_per_sec = 10000.0
+calls_per_user_burst = 10000.0
+[[service]]
+id = "load"
+api_key = "load-key"
+api_secret = "{SECRET}"
+notify_cb_url = "{app_url}/notify"
+on_call_evt_cb_url = "{app_url}/call_evt"
+"#,
+        data = dir.join("data").display()
+    );
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, config)?;
+    let log = std::fs::File::create(dir.join("server.log"))?;
+    // Pinned, the server starts confined to CPU 0, as an operator would confine it:
+    // it sees one core and sizes itself for one (one relay shard, one worker thread).
+    let mut command = if a.pin {
+        let mut c = tokio::process::Command::new("taskset");
+        c.args(["-c", "0"]).arg(bin);
+        c
+    } else {
+        tokio::process::Command::new(bin)
+    };
+    let mut child = command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    let pid = child.id().ok_or_else(|| anyhow!("server exited at once"))?;
+    let scheme = if a.tls_cert.is_none() { "http" } else { "https" };
+    let up = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("server exited with {status}; see {}", dir.join("server.log").display());
+        }
+        if up.elapsed() > Duration::from_secs(20) {
+            bail!("server did not listen within 20 s; see {}", dir.join("server.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((child, pid, format!("{scheme}://127.0.0.1:{port}")))
 }
 
 /// Moves every thread of process `pid` (this load generator) to CPU `cpu`.
@@ -160,11 +237,13 @@ pub async fn run(a: LoadArgs) -> Result<()> {
         let _ = axum::serve(app_listener, router).await;
     });
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = std::env::temp_dir().join(format!("switchboard-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     if a.ice_transport == crate::clients::IceArg::TurnTls && a.tls_cert.is_none() {
         bail!("--ice-transport turn-tls needs --tls-cert and --tls-key (the server's TLS)");
+    }
+    if a.nodes == 0 || (a.nodes > 1 && (a.database_url.is_none() || a.redis_url.is_none())) {
+        bail!("--nodes above 1 needs --database-url and --redis-url");
     }
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
@@ -172,71 +251,31 @@ pub async fn run(a: LoadArgs) -> Result<()> {
         }
         _ => String::new(),
     };
-    let database = match &a.database_url {
-        Some(url) => format!("database_url = {url:?}\nnode_id = \"load\"\n"),
-        None => String::new(),
-    };
-    let config = format!(
-        r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-{tls}{database}[limits]
-connects_per_ip_per_sec = 1000000.0
-connects_per_ip_burst = 1000000.0
-pending_per_ip = 100000
-messages_per_session_per_sec = 10000.0
-messages_per_session_burst = 10000.0
-calls_per_user_per_sec = 10000.0
-calls_per_user_burst = 10000.0
-[[service]]
-id = "load"
-api_key = "load-key"
-api_secret = "{SECRET}"
-notify_cb_url = "{app_url}/notify"
-on_call_evt_cb_url = "{app_url}/call_evt"
-"#,
-        data = dir.join("data").display()
-    );
-    let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, config)?;
-    let bin = match a.server_bin {
-        Some(b) => b,
+    let bin = match &a.server_bin {
+        Some(b) => b.clone(),
         None => std::env::current_exe()?,
     };
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    // Pinned, the server starts confined to CPU 0, as an operator would confine it:
-    // it sees one core and sizes itself for one (one relay shard, one worker thread).
-    let mut command = if a.pin {
-        let mut c = tokio::process::Command::new("taskset");
-        c.args(["-c", "0"]).arg(&bin);
-        c
-    } else {
-        tokio::process::Command::new(&bin)
-    };
-    let mut child = command
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawning {}", bin.display()))?;
-    let pid = child.id().ok_or_else(|| anyhow!("server exited at once"))?;
-    let scheme = if tls.is_empty() { "http" } else { "https" };
-    let server = format!("{scheme}://127.0.0.1:{port}");
-    let up = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!("server exited with {status}; see {}", dir.join("server.log").display());
+    let mut children = Vec::new();
+    let mut servers = Vec::new();
+    let mut pids = Vec::new();
+    for n in 0..a.nodes {
+        let node = if a.nodes == 1 { "load".to_string() } else { format!("load{}", n + 1) };
+        let mut top = tls.clone();
+        if let Some(url) = &a.database_url {
+            top.push_str(&format!("database_url = {url:?}\nnode_id = {node:?}\n"));
         }
-        if up.elapsed() > Duration::from_secs(20) {
-            bail!("server did not listen within 20 s; see {}", dir.join("server.log").display());
+        if let Some(url) = &a.redis_url {
+            top.push_str(&format!("redis_url = {url:?}\ncluster_secret = \"{SECRET}\"\n"));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (child, pid, server) = spawn_node(&a, &bin, &dir.join(&node), &top, &app_url).await?;
+        let rss = rss_kib(pid)?;
+        println!("node {node}: pid {pid} on {server}; RSS at start {:.1} MiB", rss as f64 / 1024.0);
+        children.push(child);
+        servers.push(server);
+        pids.push(pid);
     }
-    let rss_start = rss_kib(pid)?;
-    println!("server pid {pid} on {server}; RSS at start {:.1} MiB", rss_start as f64 / 1024.0);
+    let (server, pid) = (servers[0].clone(), pids[0]);
+    let mut child = children.remove(0);
     if a.pin {
         pin(std::process::id(), 1)?;
         println!("pinned: server on CPU 0, load generator on CPU 1");
@@ -272,10 +311,9 @@ on_call_evt_cb_url = "{app_url}/call_evt"
     let mut pairs = Vec::with_capacity(a.concurrency);
     for i in 0..a.concurrency {
         let (caller_id, callee_id) = (format!("caller{i}"), format!("callee{i}"));
-        let caller =
-            Client::connect(&server, Credentials::token("load", &caller_id, token(&caller_id))).await?;
-        let callee =
-            Client::connect(&server, Credentials::token("load", &callee_id, token(&callee_id))).await?;
+        let (at, to) = (&servers[i % servers.len()], &servers[(i + 1) % servers.len()]);
+        let caller = Client::connect(at, Credentials::token("load", &caller_id, token(&caller_id))).await?;
+        let callee = Client::connect(to, Credentials::token("load", &callee_id, token(&callee_id))).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         app.pushes.lock().map_err(|_| anyhow!("lock"))?.insert(callee_id.clone(), tx);
         pairs.push(Pair { caller, callee, callee_id, pushes: rx });
@@ -309,7 +347,7 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         "callbacks received:     {} notify_cb, {records}/{total} on_call_evt_cb",
         app.notifies.load(Ordering::Relaxed)
     );
-    println!("server RSS after calls: {:.1} MiB", rss_calls as f64 / 1024.0);
+    println!("server RSS after calls: {:.1} MiB (the first node)", rss_calls as f64 / 1024.0);
 
     // Phase 2: idle clients.
     if a.idle > 0 {
@@ -342,6 +380,9 @@ on_call_evt_cb_url = "{app_url}/call_evt"
         drop(idle);
     }
     child.kill().await.ok();
+    for mut c in children {
+        c.kill().await.ok();
+    }
     std::fs::remove_dir_all(&dir).ok();
     if records < total as u64 {
         bail!("only {records} of {total} call records reached the app server");

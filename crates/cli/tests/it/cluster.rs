@@ -21,17 +21,21 @@ struct Deployment {
     /// Each node's process and base URL.
     nodes: Vec<(Server, String)>,
     app: AppServer,
-    _redis: Redis,
+    redis: Redis,
     dir: PathBuf,
 }
 
-/// `n` nodes on a fresh database and a Redis of their own.
+/// `n` nodes on a fresh database of the tests' PostgreSQL and a Redis of their own.
 async fn deploy(tag: &str, n: usize) -> Deployment {
+    deploy_on(tag, n, &switchboard_tests::postgres::database(tag)).await
+}
+
+/// `n` nodes on the database at `db` and a Redis of their own.
+async fn deploy_on(tag: &str, n: usize, db: &str) -> Deployment {
     let dir = std::env::temp_dir().join(format!("switchboard-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let redis = Redis::start();
-    let db = switchboard_tests::postgres::database(tag);
     let app_port = free_port();
     let app = AppServer::start_on(format!("127.0.0.1:{app_port}").parse().unwrap()).await;
     let mut nodes = Vec::new();
@@ -47,7 +51,7 @@ async fn deploy(tag: &str, n: usize) -> Deployment {
         nodes.push((server, format!("http://127.0.0.1:{port}")));
         wait_listening(port).await;
     }
-    Deployment { nodes, app, _redis: redis, dir }
+    Deployment { nodes, app, redis, dir }
 }
 
 impl Drop for Deployment {
@@ -142,4 +146,82 @@ async fn three_nodes_one_room_and_a_call_that_rings_a_callee_on_two_other_nodes(
     let records =
         d.app.successes().iter().filter(|h| h.path == "/call_evt" && h.query["sid"] == call.as_str()).count();
     assert_eq!(records, 1, "the call's record, once");
+}
+
+/// The next second of audio on `rx` (after what arrived before) is the tone `hz`, not
+/// `other`.
+async fn still_hears(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+    hz: f64,
+    other: f64,
+    what: &str,
+) {
+    while rx.try_recv().is_ok() {}
+    let pcm = receive_tone(rx, 50).await;
+    let ratio = tone::power(&pcm[12_000..], hz) / tone::power(&pcm[12_000..], other);
+    assert!(ratio > 100.0, "{what}: {hz} Hz heard over {other} Hz: power ratio {ratio}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_no_record() {
+    let _slot = crate::common::slot();
+    let pg = switchboard_tests::postgres::own_cluster();
+    let db = pg.url("postgres");
+    let d = deploy_on("cluster-restarts", 2, &db).await;
+    let url = |i: usize| d.nodes[i].1.as_str();
+
+    // A call owned by node 1 with its callee on node 2, tones both ways.
+    let (dave, mut dave_ev) = user(url(0), "dave").await;
+    let (erin, mut erin_ev) = user(url(1), "erin").await;
+    // Signed in before Redis restarts: its node must list her again for her to ring.
+    let (_gina, mut gina_ev) = user(url(1), "gina").await;
+    let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
+    let (_, cc) = incoming(&mut erin_ev).await;
+    erin.verify_call(&cc).await.expect("verifies");
+    erin.accept_call(&call).await.expect("answers");
+    assert_eq!(connected(&mut dave_ev).await, call);
+    let (dm, mut d_rx) = dave.start_media(&call, false).await.expect("dave's media");
+    let (em, mut e_rx) = erin.start_media(&call, false).await.expect("erin's media");
+    media_event(&mut d_rx, |e| matches!(e, MediaEvent::Connected), "dave's media connected").await;
+    media_event(&mut e_rx, |e| matches!(e, MediaEvent::Connected), "erin's media connected").await;
+    let tones = [send_tone(Arc::new(dm), 440.0, 30), send_tone(Arc::new(em), 660.0, 30)];
+    still_hears(&mut e_rx, 440.0, 660.0, "erin, before").await;
+
+    // Redis restarts empty: the call goes on, and the nodes list their users again.
+    d.redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.redis.restart();
+    still_hears(&mut e_rx, 440.0, 660.0, "erin, with Redis back").await;
+    still_hears(&mut d_rx, 660.0, 440.0, "dave, with Redis back").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (frank, mut frank_ev) = user(url(0), "frank").await;
+    let second = frank.make_call(MakeCall::audio("gina")).await.expect("a new call after Redis is back");
+    assert_eq!(incoming(&mut gina_ev).await.0, second, "it rings on the other node");
+    frank.end_call(&second, None, None).await.expect("cancels");
+    disconnected(&mut frank_ev).await;
+
+    // PostgreSQL restarts: the call goes on.
+    pg.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.restart();
+    still_hears(&mut e_rx, 440.0, 660.0, "erin, with PostgreSQL back").await;
+    still_hears(&mut d_rx, 660.0, 440.0, "dave, with PostgreSQL back").await;
+    tones.iter().for_each(|t| t.abort());
+
+    // Erin hangs up through node 2; each call has its one record.
+    erin.end_call(&call, None, None).await.expect("hangs up");
+    assert_eq!(disconnected(&mut dave_ev).await.reason, R::Normal);
+    for sid in [&call, &second] {
+        d.app.record_for(sid.as_str()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for sid in [&call, &second] {
+        let n = d
+            .app
+            .successes()
+            .iter()
+            .filter(|h| h.path == "/call_evt" && h.query["sid"] == sid.as_str())
+            .count();
+        assert_eq!(n, 1, "one record of {sid}");
+    }
 }

@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 use super::bus::BusMsg;
 use super::proxies::Remote;
 use super::routes::{target, Route, Routes, Target};
-use super::{Cluster, Relayed};
-use crate::core::SessionAuth;
+use super::{Cluster, Relayed, ENDED, TO_OWNER};
 use crate::handles::Frame;
 
 /// Where a client message went.
@@ -38,15 +37,7 @@ impl Edge {
     /// The session `session` of `remote` joins: frames from other nodes can reach it,
     /// and (signed in with a token) calls from other nodes ring it.
     pub async fn start(cluster: Arc<Cluster>, session: u64, remote: Remote) -> Edge {
-        let (tx, rx) = mpsc::channel(256);
-        if let Ok(mut locals) = cluster.locals.lock() {
-            locals.insert(session, tx);
-        }
-        if remote.auth == SessionAuth::Token {
-            if let Err(e) = cluster.present(session, &remote).await {
-                tracing::warn!(session, error = %e, "cannot write the session's presence");
-            }
-        }
+        let rx = cluster.attach(session, remote.clone()).await;
         Edge { cluster, session, remote, routes: Routes::default(), rx }
     }
 
@@ -111,12 +102,12 @@ impl Edge {
                 ip: r.ip.clone(),
                 client: r.client.clone(),
             };
-            if !link.send(&owner, &open).await {
+            if !link.send(&owner, &open, TO_OWNER).await {
                 self.routes.closed(&owner);
                 return Routed::Refused(busy(req, "the bus between nodes is down"));
             }
         }
-        if link.send(&owner, &BusMsg::Msg { session: self.session, text: text.to_string() }).await {
+        if link.send(&owner, &BusMsg::Msg { session: self.session, text: text.to_string() }, TO_OWNER).await {
             Routed::Sent
         } else {
             Routed::Refused(busy(req, "the bus between nodes is down"))
@@ -140,14 +131,9 @@ impl Edge {
 
     /// The session ended: the nodes holding a proxy of it hear so.
     pub async fn end(self) {
-        if let Ok(mut locals) = self.cluster.locals.lock() {
-            locals.remove(&self.session);
-        }
+        self.cluster.detach(self.session, &self.remote).await;
         for owner in self.routes.owners() {
-            self.cluster.link.send(owner, &BusMsg::Closed { session: self.session }).await;
-        }
-        if self.remote.auth == SessionAuth::Token {
-            self.cluster.absent(self.session, &self.remote.party).await;
+            self.cluster.link.send(owner, &BusMsg::Closed { session: self.session }, ENDED).await;
         }
     }
 }

@@ -29,7 +29,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::CcKey;
 use crate::clock::now_ms;
-use crate::handles::CoreHandle;
+use crate::core::SessionAuth;
+use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
 use crate::ids::Party;
 use crate::store::Store;
 use bus::{BusKey, BusMsg};
@@ -64,10 +65,13 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Sends `msg` to `to`, trying three times over a second or so; false if it could
-    /// not be handed to Redis.
-    pub async fn send(&self, to: &str, msg: &BusMsg) -> bool {
-        for attempt in 0..3u64 {
+    /// Sends `msg` to `to`, trying again for up to `within` while Redis cannot be
+    /// reached or nobody listens on `to`'s channel (it is subscribing again after Redis
+    /// came back, or it is gone); false if it never got there.
+    pub async fn send(&self, to: &str, msg: &BusMsg, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut pause = Duration::from_millis(50);
+        loop {
             let text = self.key.seal(&self.me, to, now_ms(), msg);
             let sent: Result<i64, _> = redis::cmd("PUBLISH")
                 .arg(bus::channel(to))
@@ -75,16 +79,25 @@ impl Link {
                 .query_async(&mut self.conn.clone())
                 .await;
             match sent {
-                Ok(_) => return true,
-                Err(e) => {
-                    tracing::warn!(to, error = %e, attempt, "bus: cannot publish");
-                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                }
+                Ok(n) if n > 0 => return true,
+                Ok(_) => tracing::debug!(to, "bus: nobody listens on the node's channel"),
+                Err(e) => tracing::debug!(to, error = %e, "bus: cannot publish"),
             }
+            if tokio::time::Instant::now() + pause > deadline {
+                tracing::warn!(to, "bus: a message not delivered");
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
-        false
     }
 }
+
+/// How long a client's message may wait for its owner's node (the client then hears
+/// SERVICE_BUSY), a frame for a client the edge's node, and a session's end.
+pub(crate) const TO_OWNER: Duration = Duration::from_millis(1500);
+pub(crate) const TO_EDGE: Duration = Duration::from_secs(30);
+pub(crate) const ENDED: Duration = Duration::from_secs(5);
 
 /// A frame another node sent one of this node's client sessions.
 #[derive(Debug)]
@@ -97,11 +110,20 @@ pub(crate) struct Relayed {
 /// This node's membership of the deployment.
 pub(crate) struct Cluster {
     link: Link,
-    /// This node's client sessions that may hear from other nodes, by number.
-    locals: Mutex<HashMap<u64, mpsc::Sender<Relayed>>>,
+    /// This node's client sessions, by number: where frames from other nodes go, and
+    /// who they are (to list them again after Redis lost them).
+    locals: Mutex<HashMap<u64, Local>>,
     proxies: mpsc::UnboundedSender<ProxyCmd>,
     store: Store,
     cc_key: CcKey,
+    core: CoreHandle,
+    services: Vec<String>,
+}
+
+/// One client session of this node.
+struct Local {
+    tx: mpsc::Sender<Relayed>,
+    remote: Remote,
 }
 
 /// The deployment this node is one of, if any (with `redis_url`): what the signaling
@@ -137,8 +159,15 @@ pub(crate) async fn start(
     let link = Link { me: node.as_str().into(), key: BusKey::new(secret.as_bytes()), conn };
     alive(&link).await?;
     let (proxy_tx, proxy_rx) = mpsc::unbounded_channel();
-    let cluster =
-        Arc::new(Cluster { link: link.clone(), locals: Mutex::default(), proxies: proxy_tx, store, cc_key });
+    let cluster = Arc::new(Cluster {
+        link: link.clone(),
+        locals: Mutex::default(),
+        proxies: proxy_tx,
+        store,
+        cc_key,
+        core: core.clone(),
+        services: config.services.iter().map(|s| s.id.clone()).collect(),
+    });
     tokio::spawn(proxies::run(proxy_rx, core, committed, link));
     tokio::spawn(listen(client, cluster.clone(), stop.clone()));
     tokio::spawn(heartbeat(cluster.clone(), stop));
@@ -146,31 +175,57 @@ pub(crate) async fn start(
     Ok(cluster)
 }
 
-/// Writes this node's registry entry.
-async fn alive(link: &Link) -> Result<(), redis::RedisError> {
+/// Writes this node's registry entry; whether the last one was still there (it is not
+/// when Redis restarted empty, or this node could not write it for a while).
+async fn alive(link: &Link) -> Result<bool, redis::RedisError> {
     let entry = serde_json::json!({ "ts": now_ms() }).to_string();
-    redis::cmd("SET")
+    let before: Option<String> = redis::cmd("SET")
         .arg(format!("sb:node:{}", link.me))
         .arg(entry)
         .arg("PX")
         .arg(ALIVE_FOR_MS)
-        .query_async::<()>(&mut link.conn.clone())
-        .await
+        .arg("GET")
+        .query_async(&mut link.conn.clone())
+        .await?;
+    Ok(before.is_some())
 }
 
-/// Keeps the registry entry fresh, and ends the proxies of clients whose node is gone
-/// (missed twice, so one slow write is no death).
+/// A node whose registry entry was missing this many times in a row (2 s apart) is gone.
+const MISSES: u32 = 3;
+/// Every this many heartbeats, the node places its live rooms again (their placement
+/// outlives a quiet day, and comes back after Redis lost it).
+const PLACE_EVERY: u32 = 15;
+
+/// Keeps the registry entry fresh; lists this node's sessions and places its rooms again
+/// when Redis lost them; and ends the proxies of clients whose node is gone.
 async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(ALIVE_EVERY);
     let mut missed: HashMap<String, u32> = HashMap::new();
+    let mut beats = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = alive(&cluster.link).await {
-            tracing::warn!(error = %e, "cannot write this node's registry entry");
-            continue;
+        beats = beats.wrapping_add(1);
+        match alive(&cluster.link).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Redis restarted (or this node was cut off from it): what it held of this
+                // node is gone, and the other nodes' entries may be back only soon.
+                tracing::warn!("this node's registry entry was gone: listing its sessions and rooms again");
+                missed.clear();
+                cluster.rejoin().await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write this node's registry entry");
+                missed.clear();
+                continue;
+            }
+        }
+        if beats.is_multiple_of(PLACE_EVERY) {
+            cluster.place_rooms().await;
         }
         let (tx, rx) = oneshot::channel();
         if cluster.proxies.send(ProxyCmd::Edges(tx)).is_err() {
@@ -183,7 +238,7 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
         for node in edges.into_iter().filter(|n| !up.contains(n)) {
             let n = missed.entry(node.clone()).or_default();
             *n += 1;
-            if *n >= 2 {
+            if *n >= MISSES {
                 gone.push(node);
             }
         }
@@ -204,6 +259,7 @@ async fn listen(client: redis::Client, cluster: Arc<Cluster>, mut stop: watch::R
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(bus::channel(&cluster.link.me)).await?;
             tracing::info!("listening on the bus");
+            delay = Duration::from_millis(100);
             let mut messages = pubsub.on_message();
             while let Some(m) = messages.next().await {
                 cluster.take(m.get_payload_bytes());
@@ -218,7 +274,7 @@ async fn listen(client: redis::Client, cluster: Arc<Cluster>, mut stop: watch::R
             _ = stop.changed() => return,
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -239,7 +295,7 @@ impl Cluster {
         };
         match msg {
             BusMsg::Frame { session, text, overtakes } => {
-                let tx = self.locals.lock().ok().and_then(|l| l.get(&session).cloned());
+                let tx = self.locals.lock().ok().and_then(|l| l.get(&session).map(|l| l.tx.clone()));
                 let relayed = Relayed { from: from.clone(), text, overtakes };
                 match tx.map(|tx| tx.try_send(relayed)) {
                     Some(Ok(())) => {}
@@ -248,12 +304,80 @@ impl Cluster {
                     }
                     Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
                         let link = self.link.clone();
-                        tokio::spawn(async move { link.send(&from, &BusMsg::Gone { session }).await });
+                        tokio::spawn(async move { link.send(&from, &BusMsg::Gone { session }, ENDED).await });
                     }
                 }
             }
             msg => {
                 let _ = self.proxies.send(ProxyCmd::Bus { from, msg });
+            }
+        }
+    }
+
+    /// Lists `session` of this node: frames from other nodes reach it, and (signed in
+    /// with a token) calls from other nodes ring it.
+    async fn attach(&self, session: u64, remote: Remote) -> mpsc::Receiver<Relayed> {
+        let (tx, rx) = mpsc::channel(256);
+        let token = remote.auth == SessionAuth::Token;
+        if token {
+            if let Err(e) = self.present(session, &remote).await {
+                tracing::warn!(session, error = %e, "cannot write the session's presence");
+            }
+        }
+        if let Ok(mut locals) = self.locals.lock() {
+            locals.insert(session, Local { tx, remote });
+        }
+        rx
+    }
+
+    /// `session` of this node ended.
+    async fn detach(&self, session: u64, remote: &Remote) {
+        if let Ok(mut locals) = self.locals.lock() {
+            locals.remove(&session);
+        }
+        if remote.auth == SessionAuth::Token {
+            self.absent(session, &remote.party).await;
+        }
+    }
+
+    /// Writes again what Redis held of this node: its sessions' presence, its rooms'
+    /// placement.
+    async fn rejoin(&self) {
+        let sessions: Vec<(u64, Remote)> = self
+            .locals
+            .lock()
+            .map(|l| l.iter().map(|(s, l)| (*s, l.remote.clone())).collect())
+            .unwrap_or_default();
+        for (session, remote) in sessions.iter().filter(|(_, r)| r.auth == SessionAuth::Token) {
+            if let Err(e) = self.present(*session, remote).await {
+                tracing::warn!(error = %e, "cannot list the sessions again");
+                return;
+            }
+        }
+        self.place_rooms().await;
+    }
+
+    /// Places this node's live rooms on it again (a room another node holds now is a
+    /// conflict, logged: Redis lost the placement and a join went elsewhere meanwhile).
+    async fn place_rooms(&self) {
+        for service in &self.services {
+            let (service_id, svc) = (service.clone(), service.clone());
+            let rooms = self
+                .core
+                .ask(|reply| CoreCmd::Room(RoomRequest::List { service_id, reply }))
+                .await
+                .unwrap_or_default();
+            for room in rooms {
+                match self.place_room(&svc, &room.room_id).await {
+                    Ok(node) if node == *self.link.me => {}
+                    Ok(node) => {
+                        tracing::error!(room = %room.room_id, %node, "a room of this node is placed on another")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot place the rooms again");
+                        return;
+                    }
+                }
             }
         }
     }

@@ -161,6 +161,6 @@ async fn write(
             }
         }
         let msg = BusMsg::Frame { session, text: frame.text, overtakes: frame.overtakes };
-        link.send(&edge, &msg).await;
+        link.send(&edge, &msg, super::TO_EDGE).await;
     }
 }
