@@ -17,21 +17,29 @@ pub(crate) fn channel(node: &str) -> String {
 /// How old a message may be when it arrives (the nodes' clocks must agree to this).
 const MAX_AGE_MS: u64 = 60_000;
 
-/// One message between nodes. `session` is always the client's session on the node
-/// that holds its WebSocket (the edge).
+/// A client session on its node (its edge): the node's process (`boot`, drawn at
+/// start, so that a restarted node's new sessions are never taken for its old ones) and
+/// the session's number there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct ClientId {
+    pub boot: u64,
+    pub session: u64,
+}
+
+/// One message between nodes, each about one client session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub(crate) enum BusMsg {
     /// Edge → owner: open a proxy of this client's session (before its first message).
-    Open { session: u64, party: Party, auth: SessionAuth, ip: String, client: ClientInfo },
+    Open { client: ClientId, party: Party, auth: SessionAuth, ip: String, info: ClientInfo },
     /// Edge → owner: a message of the client, as it sent it (checked by the edge).
-    Msg { session: u64, text: String },
+    Msg { client: ClientId, text: String },
     /// Edge → owner: the client's session ended.
-    Closed { session: u64 },
+    Closed { client: ClientId },
     /// Owner → edge: a frame for the client, already on the owner's disk.
-    Frame { session: u64, text: String, overtakes: bool },
+    Frame { client: ClientId, text: String, overtakes: bool },
     /// Edge → owner: no such session here (any more): drop its proxy.
-    Gone { session: u64 },
+    Gone { client: ClientId },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,11 +122,11 @@ mod tests {
 
     fn open_msg() -> BusMsg {
         BusMsg::Open {
-            session: 7,
+            client: ClientId { boot: 9, session: 7 },
             party: Party::new("acme", "bob"),
             auth: SessionAuth::Token,
             ip: "127.0.0.1".into(),
-            client: ClientInfo::default(),
+            info: ClientInfo::default(),
         }
     }
 
@@ -136,7 +144,8 @@ mod tests {
     #[test]
     fn a_changed_byte_or_junk_is_refused() {
         let key = BusKey::new(b"0123456789abcdef0123456789abcdef");
-        let sealed = key.seal("n1", "n2", 5, &BusMsg::Msg { session: 1, text: "{}".into() });
+        let client = ClientId { boot: 3, session: 1 };
+        let sealed = key.seal("n1", "n2", 5, &BusMsg::Msg { client, text: "{}".into() });
         // Another sender, addressee or session under the same tag.
         let forged = sealed.replace("\"session\":1", "\"session\":2");
         assert_eq!(key.open("n2", 5, forged.as_bytes()), Err(Refused::Signature));

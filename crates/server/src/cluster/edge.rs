@@ -8,7 +8,7 @@ use std::sync::Arc;
 use switchboard_protocol::{ClientMessage, DisconnectReason, ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 
-use super::bus::BusMsg;
+use super::bus::{BusMsg, ClientId};
 use super::proxies::Remote;
 use super::routes::{target, Route, Routes, Target};
 use super::{Cluster, Relayed, ENDED, TO_OWNER};
@@ -96,18 +96,18 @@ impl Edge {
         if self.routes.opened(&owner) {
             let r = &self.remote;
             let open = BusMsg::Open {
-                session: self.session,
+                client: self.client(),
                 party: r.party.clone(),
                 auth: r.auth.clone(),
                 ip: r.ip.clone(),
-                client: r.client.clone(),
+                info: r.client.clone(),
             };
             if !link.send(&owner, &open, TO_OWNER).await {
                 self.routes.closed(&owner);
                 return Routed::Refused(busy(req, "the bus between nodes is down"));
             }
         }
-        if link.send(&owner, &BusMsg::Msg { session: self.session, text: text.to_string() }, TO_OWNER).await {
+        if link.send(&owner, &BusMsg::Msg { client: self.client(), text: text.to_string() }, TO_OWNER).await {
             Routed::Sent
         } else {
             Routed::Refused(busy(req, "the bus between nodes is down"))
@@ -129,11 +129,16 @@ impl Edge {
         Ok(node)
     }
 
+    /// The session as other nodes name it.
+    fn client(&self) -> ClientId {
+        ClientId { boot: self.cluster.link.boot, session: self.session }
+    }
+
     /// The session ended: the nodes holding a proxy of it hear so.
     pub async fn end(self) {
         self.cluster.detach(self.session, &self.remote).await;
         for owner in self.routes.owners() {
-            self.cluster.link.send(owner, &BusMsg::Closed { session: self.session }, ENDED).await;
+            self.cluster.link.send(owner, &BusMsg::Closed { client: self.client() }, ENDED).await;
         }
     }
 }

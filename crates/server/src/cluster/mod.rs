@@ -33,7 +33,7 @@ use crate::core::SessionAuth;
 use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
 use crate::ids::Party;
 use crate::store::Store;
-use bus::{BusKey, BusMsg};
+use bus::{BusKey, BusMsg, ClientId};
 use proxies::{ProxyCmd, Remote};
 
 /// How often a node says it is up, and how long that holds.
@@ -60,6 +60,8 @@ pub enum ClusterError {
 #[derive(Clone)]
 pub(crate) struct Link {
     me: Arc<str>,
+    /// This process among the node's lives (drawn at start).
+    boot: u64,
     key: BusKey,
     conn: ConnectionManager,
 }
@@ -120,6 +122,13 @@ pub(crate) struct Cluster {
     services: Vec<String>,
 }
 
+/// A user's session as listed in Redis.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Presence {
+    boot: u64,
+    remote: Remote,
+}
+
 /// One client session of this node.
 struct Local {
     tx: mpsc::Sender<Relayed>,
@@ -156,7 +165,8 @@ pub(crate) async fn start(
         .set_response_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(2);
     let conn = client.get_connection_manager_with_config(settings).await?;
-    let link = Link { me: node.as_str().into(), key: BusKey::new(secret.as_bytes()), conn };
+    let boot = rand::random::<u64>() >> 1;
+    let link = Link { me: node.as_str().into(), boot, key: BusKey::new(secret.as_bytes()), conn };
     alive(&link).await?;
     let (proxy_tx, proxy_rx) = mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster {
@@ -178,7 +188,7 @@ pub(crate) async fn start(
 /// Writes this node's registry entry; whether the last one was still there (it is not
 /// when Redis restarted empty, or this node could not write it for a while).
 async fn alive(link: &Link) -> Result<bool, redis::RedisError> {
-    let entry = serde_json::json!({ "ts": now_ms() }).to_string();
+    let entry = serde_json::json!({ "ts": now_ms(), "boot": link.boot }).to_string();
     let before: Option<String> = redis::cmd("SET")
         .arg(format!("sb:node:{}", link.me))
         .arg(entry)
@@ -232,18 +242,28 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
             return;
         }
         let Ok(edges) = rx.await else { return };
-        let Ok(up) = cluster.alive_nodes(&edges).await else { continue };
-        missed.retain(|n, _| edges.contains(n));
+        let nodes: Vec<String> = edges.iter().map(|(n, _)| n.clone()).collect();
+        let Ok(up) = cluster.alive_nodes(&nodes).await else { continue };
+        missed.retain(|n, _| nodes.contains(n));
         let mut gone = Vec::new();
-        for node in edges.into_iter().filter(|n| !up.contains(n)) {
-            let n = missed.entry(node.clone()).or_default();
-            *n += 1;
-            if *n >= MISSES {
-                gone.push(node);
+        for (node, boot) in edges {
+            match up.get(&node) {
+                Some(b) if *b == boot => {
+                    missed.remove(&node);
+                }
+                // The node started again: what its earlier process held is gone.
+                Some(_) => gone.push((node, boot)),
+                None => {
+                    let n = missed.entry(node.clone()).or_default();
+                    *n += 1;
+                    if *n >= MISSES {
+                        gone.push((node, boot));
+                    }
+                }
             }
         }
         if !gone.is_empty() {
-            gone.iter().for_each(|n| {
+            gone.iter().for_each(|(n, _)| {
                 missed.remove(n);
             });
             let _ = cluster.proxies.send(ProxyCmd::EdgesGone(gone));
@@ -294,8 +314,11 @@ impl Cluster {
             }
         };
         match msg {
-            BusMsg::Frame { session, text, overtakes } => {
-                let tx = self.locals.lock().ok().and_then(|l| l.get(&session).map(|l| l.tx.clone()));
+            BusMsg::Frame { client, text, overtakes } => {
+                let session = client.session;
+                let tx = (client.boot == self.link.boot)
+                    .then(|| self.locals.lock().ok().and_then(|l| l.get(&session).map(|l| l.tx.clone())))
+                    .flatten();
                 let relayed = Relayed { from: from.clone(), text, overtakes };
                 match tx.map(|tx| tx.try_send(relayed)) {
                     Some(Ok(())) => {}
@@ -304,7 +327,7 @@ impl Cluster {
                     }
                     Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
                         let link = self.link.clone();
-                        tokio::spawn(async move { link.send(&from, &BusMsg::Gone { session }, ENDED).await });
+                        tokio::spawn(async move { link.send(&from, &BusMsg::Gone { client }, ENDED).await });
                     }
                 }
             }
@@ -382,16 +405,18 @@ impl Cluster {
         }
     }
 
-    /// Which of `nodes` are up.
-    async fn alive_nodes(&self, nodes: &[String]) -> Result<HashSet<String>, redis::RedisError> {
-        let mut up = HashSet::new();
-        for node in nodes {
-            let n: i64 = redis::cmd("EXISTS")
+    /// Which of `nodes` are up, with their processes' boots.
+    async fn alive_nodes(&self, nodes: &[String]) -> Result<HashMap<String, u64>, redis::RedisError> {
+        let mut up = HashMap::new();
+        for node in nodes.iter().collect::<HashSet<_>>() {
+            let entry: Option<String> = redis::cmd("GET")
                 .arg(format!("sb:node:{node}"))
                 .query_async(&mut self.link.conn.clone())
                 .await?;
-            if n > 0 {
-                up.insert(node.clone());
+            let boot =
+                entry.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok()?["boot"].as_u64());
+            if let Some(boot) = boot {
+                up.insert(node.clone(), boot);
             }
         }
         Ok(up)
@@ -421,7 +446,8 @@ impl Cluster {
     /// Says that `session` of this node is one of `remote.party`'s devices.
     async fn present(&self, session: u64, remote: &Remote) -> Result<(), redis::RedisError> {
         let key = Self::presence_key(&remote.party);
-        let value = serde_json::to_string(remote).unwrap_or_default();
+        let presence = Presence { boot: self.link.boot, remote: remote.clone() };
+        let value = serde_json::to_string(&presence).unwrap_or_default();
         redis::pipe()
             .cmd("HSET")
             .arg(&key)
@@ -458,19 +484,19 @@ impl Cluster {
             let mut devices = Vec::new();
             for (field, value) in &entries {
                 let Some((node, session)) = field.rsplit_once('/') else { continue };
-                let (Ok(session), Ok(remote)) =
-                    (session.parse::<u64>(), serde_json::from_str::<Remote>(value))
+                let (Ok(session), Ok(p)) = (session.parse::<u64>(), serde_json::from_str::<Presence>(value))
                 else {
                     continue;
                 };
-                if node != &*self.link.me && remote.party == *party {
-                    devices.push((node.to_string(), session, remote, field));
+                if node != &*self.link.me && p.remote.party == *party {
+                    devices.push((node.to_string(), ClientId { boot: p.boot, session }, p.remote, field));
                 }
             }
             let nodes: Vec<String> = devices.iter().map(|d| d.0.clone()).collect();
             let up = self.alive_nodes(&nodes).await?;
-            for (node, session, remote, field) in devices {
-                if !up.contains(&node) {
+            for (node, client, remote, field) in devices {
+                // A session of a process of that node that is gone.
+                if up.get(&node) != Some(&client.boot) {
                     let _: Result<i64, _> = redis::cmd("HDEL")
                         .arg(&key)
                         .arg(field)
@@ -479,7 +505,7 @@ impl Cluster {
                     continue;
                 }
                 let (done, adopted) = oneshot::channel();
-                if self.proxies.send(ProxyCmd::Adopt { edge: node, session, remote, done }).is_err() {
+                if self.proxies.send(ProxyCmd::Adopt { edge: node, client, remote, done }).is_err() {
                     break;
                 }
                 let _ = adopted.await;

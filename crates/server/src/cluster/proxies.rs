@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use switchboard_protocol::ClientMessage;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::bus::BusMsg;
+use super::bus::{BusMsg, ClientId};
 use super::Link;
 use crate::core::{ClientInfo, Input, SessionAuth};
 use crate::handles::{CoreCmd, CoreHandle, Frame};
@@ -30,13 +30,13 @@ pub(crate) struct Remote {
 pub(crate) enum ProxyCmd {
     /// A message off the bus from `from`.
     Bus { from: String, msg: BusMsg },
-    /// Open a proxy of `(edge, session)` before this node rings it (its user is called
+    /// Open a proxy of `client` of `edge` before this node rings it (its user is called
     /// from here); `done` once the core has it.
-    Adopt { edge: String, session: u64, remote: Remote, done: oneshot::Sender<()> },
-    /// These nodes are gone: their clients' proxies end.
-    EdgesGone(Vec<String>),
-    /// The nodes whose clients have proxies here.
-    Edges(oneshot::Sender<Vec<String>>),
+    Adopt { edge: String, client: ClientId, remote: Remote, done: oneshot::Sender<()> },
+    /// These nodes' processes (node, boot) are gone: their clients' proxies end.
+    EdgesGone(Vec<(String, u64)>),
+    /// The nodes' processes (node, boot) whose clients have proxies here.
+    Edges(oneshot::Sender<Vec<(String, u64)>>),
 }
 
 /// The table of proxies, run by [`run`].
@@ -44,7 +44,7 @@ struct Proxies {
     core: CoreHandle,
     committed: watch::Receiver<u64>,
     link: Link,
-    by_client: HashMap<(String, u64), SessionId>,
+    by_client: HashMap<(String, ClientId), SessionId>,
     next: u64,
 }
 
@@ -59,14 +59,19 @@ pub(crate) async fn run(
     while let Some(cmd) = rx.recv().await {
         let alive = match cmd {
             ProxyCmd::Bus { from, msg } => p.bus(from, msg).await,
-            ProxyCmd::Adopt { edge, session, remote, done } => {
-                let alive = p.open(edge, session, remote).await;
+            ProxyCmd::Adopt { edge, client, remote, done } => {
+                let alive = p.open(edge, client, remote).await;
                 let _ = done.send(());
                 alive
             }
             ProxyCmd::EdgesGone(nodes) => {
-                let gone: HashSet<String> = nodes.into_iter().collect();
-                let keys: Vec<_> = p.by_client.keys().filter(|(n, _)| gone.contains(n)).cloned().collect();
+                let gone: HashSet<(String, u64)> = nodes.into_iter().collect();
+                let keys: Vec<_> = p
+                    .by_client
+                    .keys()
+                    .filter(|(n, c)| gone.contains(&(n.clone(), c.boot)))
+                    .cloned()
+                    .collect();
                 if !keys.is_empty() {
                     tracing::warn!(nodes = ?gone, proxies = keys.len(), "nodes gone: their clients leave");
                 }
@@ -77,8 +82,9 @@ pub(crate) async fn run(
                 alive
             }
             ProxyCmd::Edges(reply) => {
-                let nodes: HashSet<&String> = p.by_client.keys().map(|(n, _)| n).collect();
-                let _ = reply.send(nodes.into_iter().cloned().collect());
+                let nodes: HashSet<(String, u64)> =
+                    p.by_client.keys().map(|(n, c)| (n.clone(), c.boot)).collect();
+                let _ = reply.send(nodes.into_iter().collect());
                 true
             }
         };
@@ -92,37 +98,37 @@ impl Proxies {
     /// Handles a message of an edge; false once the core is gone.
     async fn bus(&mut self, from: String, msg: BusMsg) -> bool {
         match msg {
-            BusMsg::Open { session, party, auth, ip, client } => {
-                self.open(from, session, Remote { party, auth, ip, client }).await
+            BusMsg::Open { client, party, auth, ip, info } => {
+                self.open(from, client, Remote { party, auth, ip, client: info }).await
             }
-            BusMsg::Msg { session, text } => {
-                let Some(&proxy) = self.by_client.get(&(from.clone(), session)) else {
-                    tracing::debug!(%from, session, "a message for no proxy");
+            BusMsg::Msg { client, text } => {
+                let Some(&proxy) = self.by_client.get(&(from.clone(), client)) else {
+                    tracing::debug!(%from, ?client, "a message for no proxy");
                     return true;
                 };
                 // The edge checked it; a message that does not parse here (another
                 // version of the server) is dropped.
                 let Ok(msg) = ClientMessage::parse(&text) else {
-                    tracing::warn!(%from, session, "a relayed message that does not parse");
+                    tracing::warn!(%from, ?client, "a relayed message that does not parse");
                     return true;
                 };
                 self.core.send(CoreCmd::Input(Input::Message { session: proxy, msg })).await.is_ok()
             }
-            BusMsg::Closed { session } | BusMsg::Gone { session } => self.close(&(from, session)).await,
+            BusMsg::Closed { client } | BusMsg::Gone { client } => self.close(&(from, client)).await,
             BusMsg::Frame { .. } => true,
         }
     }
 
-    async fn open(&mut self, edge: String, session: u64, r: Remote) -> bool {
-        let key = (edge, session);
+    async fn open(&mut self, edge: String, client: ClientId, r: Remote) -> bool {
+        let key = (edge, client);
         if self.by_client.contains_key(&key) {
             return true;
         }
         let proxy = SessionId(self.next);
         self.next += 1;
         let (tx, rx) = mpsc::channel::<Frame>(256);
-        tokio::spawn(write(rx, self.committed.clone(), self.link.clone(), key.0.clone(), session));
-        tracing::debug!(edge = %key.0, session, %proxy, user = %r.party.user_id, "proxy open");
+        tokio::spawn(write(rx, self.committed.clone(), self.link.clone(), key.0.clone(), client));
+        tracing::debug!(edge = %key.0, ?client, %proxy, user = %r.party.user_id, "proxy open");
         self.by_client.insert(key, proxy);
         let open = CoreCmd::Open {
             session: proxy,
@@ -136,9 +142,9 @@ impl Proxies {
         self.core.send(open).await.is_ok()
     }
 
-    async fn close(&mut self, key: &(String, u64)) -> bool {
+    async fn close(&mut self, key: &(String, ClientId)) -> bool {
         let Some(proxy) = self.by_client.remove(key) else { return true };
-        tracing::debug!(edge = %key.0, session = key.1, %proxy, "proxy closed");
+        tracing::debug!(edge = %key.0, client = ?key.1, %proxy, "proxy closed");
         self.core.send(CoreCmd::Input(Input::Closed { session: proxy })).await.is_ok()
     }
 }
@@ -150,7 +156,7 @@ async fn write(
     mut committed: watch::Receiver<u64>,
     link: Link,
     edge: String,
-    session: u64,
+    client: ClientId,
 ) {
     while let Some(frame) = rx.recv().await {
         if !frame.overtakes {
@@ -160,7 +166,7 @@ async fn write(
                 }
             }
         }
-        let msg = BusMsg::Frame { session, text: frame.text, overtakes: frame.overtakes };
+        let msg = BusMsg::Frame { client, text: frame.text, overtakes: frame.overtakes };
         link.send(&edge, &msg, super::TO_EDGE).await;
     }
 }
