@@ -1,6 +1,7 @@
 //! Scenario-test harness: the real server in-process on 127.0.0.1, a real HTTP app
 //! server that records every callback, and real SDK clients.
 
+pub mod balancer;
 pub mod postgres;
 pub mod redis;
 pub mod room_media;

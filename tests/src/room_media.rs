@@ -84,10 +84,8 @@ pub struct Hearer<'a> {
 /// Each participant of the room `sid` hears every other one's tone, each on a line the
 /// server said is that user's (listening `secs` seconds each).
 pub async fn everyone_hears_everyone(sid: &Sid, hearers: &mut [Hearer<'_>], secs: u64) {
-    let mut heard = Vec::new();
-    for h in hearers.iter_mut() {
-        heard.push(listen(h.speaker, secs).await);
-    }
+    // Everyone listens at once.
+    let heard = futures_util::future::join_all(hearers.iter_mut().map(|h| listen(h.speaker, secs))).await;
     let tones: Vec<(String, f64)> = hearers.iter().map(|h| (h.user.to_string(), h.hz)).collect();
     for (h, heard) in hearers.iter_mut().zip(heard) {
         let mut who = HashMap::new();

@@ -81,6 +81,8 @@ pub struct ServerHandle {
     turn: Option<crate::turn::shell::TurnServer>,
     /// The listener serves https and wss.
     tls: bool,
+    /// The deployment this node is one of (with `redis_url`).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ServerHandle {
@@ -89,6 +91,9 @@ impl ServerHandle {
     /// go on. [`ServerHandle::owns_nothing`] says when they are all over.
     pub async fn drain(&self) {
         let _ = self.shared.core.send(CoreCmd::Drain).await;
+        if let Some(cluster) = &self.cluster {
+            cluster.drain().await;
+        }
     }
 
     /// Waits (at most `within`) until every step the core took so far is written: what
@@ -342,7 +347,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .await
         .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-    let app = router(shared.clone(), crate::cluster::Nodes(cluster));
+    let app = router(shared.clone(), crate::cluster::Nodes(cluster.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let settings = crate::listener::ListenerSettings {
         header_timeout: Duration::from_millis(config.limits.header_timeout_ms),
@@ -366,6 +371,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         tasks: vec![core_task, delivery_task],
         turn: turn.map(|(_, server)| server),
         tls,
+        cluster,
     })
 }
 

@@ -335,6 +335,7 @@ pub async fn run(a: LoadArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let records = app.records.load(Ordering::Relaxed);
+    let records_secs = started.elapsed().as_secs_f64();
     let rss_calls = rss_kib(pid)?;
     println!("calls completed:        {total} in {:.2} s = {rate:.0} calls/s", elapsed.as_secs_f64());
     println!(
@@ -344,8 +345,9 @@ pub async fn run(a: LoadArgs) -> Result<()> {
         ms(percentile(&latencies, 1.0))
     );
     println!(
-        "callbacks received:     {} notify_cb, {records}/{total} on_call_evt_cb",
-        app.notifies.load(Ordering::Relaxed)
+        "callbacks received:     {} notify_cb, {records}/{total} on_call_evt_cb; the last record {records_secs:.2} s after the first call = {:.0} records/s",
+        app.notifies.load(Ordering::Relaxed),
+        records as f64 / records_secs
     );
     println!("server RSS after calls: {:.1} MiB (the first node)", rss_calls as f64 / 1024.0);
 

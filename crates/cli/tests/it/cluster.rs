@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{acme_config, acme_user as user, free_port, spawn_logged, wait_listening, Server};
-use switchboard_client::{
-    tone, DisconnectReason as R, DisconnectSource as S, JoinConference, MakeCall, MediaEvent,
+use crate::common::{
+    acme_config, acme_user as user, free_port, log_says, spawn_logged, wait_listening, Server,
 };
+use switchboard_client::{
+    tone, DisconnectReason as R, DisconnectSource as S, Event, JoinConference, MakeCall, MediaEvent,
+};
+use switchboard_tests::balancer::Balancer;
 use switchboard_tests::redis::Redis;
 use switchboard_tests::room_media::{everyone_hears_everyone, start_tone, Hearer};
-use switchboard_tests::{connected, disconnected, incoming, media_event, receive_tone, send_tone, AppServer};
+use switchboard_tests::{
+    connected, disconnected, incoming, media_event, receive_tone, send_tone, wait_event, AppServer,
+};
 
 const SECRET: &str = "a deployment secret of the tests, 32+ bytes";
 
@@ -216,6 +221,79 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for sid in [&call, &second] {
+        let n = d
+            .app
+            .successes()
+            .iter()
+            .filter(|h| h.path == "/call_evt" && h.query["sid"] == sid.as_str())
+            .count();
+        assert_eq!(n, 1, "one record of {sid}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_after_it_exits() {
+    let _slot = crate::common::slot();
+    let mut d = deploy("cluster-drain", 2).await;
+    let port = |url: &str| url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("a port");
+    let lb = Balancer::start(vec![port(&d.nodes[0].1), port(&d.nodes[1].1)]).await;
+    let url = |i: usize| d.nodes[i].1.clone();
+
+    // Gina signs in through the balancer (node 1); Frank on node 2 calls her: the call
+    // lives on node 2, with Gina's signaling through node 1.
+    let (gina, mut gina_ev) = user(&lb.url, "gina").await;
+    let (frank, mut frank_ev) = user(&url(1), "frank").await;
+    let call = frank.make_call(MakeCall::audio("gina")).await.expect("calls");
+    let (_, cc) = incoming(&mut gina_ev).await;
+    gina.verify_call(&cc).await.expect("verifies");
+    gina.accept_call(&call).await.expect("answers");
+    assert_eq!(connected(&mut frank_ev).await, call);
+    let (gm, mut g_rx) = gina.start_media(&call, false).await.expect("gina's media");
+    let (fm, mut f_rx) = frank.start_media(&call, false).await.expect("frank's media");
+    media_event(&mut g_rx, |e| matches!(e, MediaEvent::Connected), "gina's media connected").await;
+    media_event(&mut f_rx, |e| matches!(e, MediaEvent::Connected), "frank's media connected").await;
+    let tones = [send_tone(Arc::new(gm), 440.0, 30), send_tone(Arc::new(fm), 660.0, 30)];
+
+    // Node 1's own call: Dave (node 1) calls Erin (node 2).
+    let (dave, mut dave_ev) = user(&url(0), "dave").await;
+    let (erin, mut erin_ev) = user(&url(1), "erin").await;
+    let own = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
+    let (_, cc) = incoming(&mut erin_ev).await;
+    erin.verify_call(&cc).await.expect("verifies");
+    erin.accept_call(&own).await.expect("answers");
+    assert_eq!(connected(&mut dave_ev).await, own);
+    let (harry, mut harry_ev) = user(&url(0), "harry").await;
+    let (ivan, mut ivan_ev) = user(&url(1), "ivan").await;
+
+    // Node 1 drains: Harry's new call from it is made on node 2.
+    d.nodes[0].0.terminate();
+    log_says(&d.dir.join("node1.log"), "draining").await;
+    let third = harry.make_call(MakeCall::audio("ivan")).await.expect("a new call through a draining node");
+    let (_, cc) = incoming(&mut ivan_ev).await;
+    ivan.verify_call(&cc).await.expect("verifies");
+    ivan.accept_call(&third).await.expect("answers");
+    assert_eq!(connected(&mut harry_ev).await, third);
+    harry.end_call(&third, None, None).await.expect("hangs up");
+    disconnected(&mut ivan_ev).await;
+
+    // Node 1 stays while its own call lasts, and exits once it ends.
+    assert_eq!(d.nodes[0].0.exited(Duration::from_millis(500)).await, None, "it waits for its call");
+    dave.end_call(&own, None, None).await.expect("hangs up");
+    disconnected(&mut erin_ev).await;
+    assert_eq!(d.nodes[0].0.exited(Duration::from_secs(15)).await, Some(0), "it exits once it owns nothing");
+
+    // Gina's client comes back through the balancer, on node 2; her call never stopped.
+    wait_event(&mut gina_ev, |e| matches!(e, Event::Reconnected).then_some(())).await;
+    still_hears(&mut f_rx, 440.0, 660.0, "frank, after gina's node went").await;
+    still_hears(&mut g_rx, 660.0, 440.0, "gina, after her node went").await;
+    tones.iter().for_each(|t| t.abort());
+    gina.end_call(&call, None, None).await.expect("gina hangs up through node 2");
+    assert_eq!(disconnected(&mut frank_ev).await.reason, R::Normal);
+    for sid in [&call, &own, &third] {
+        d.app.record_for(sid.as_str()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for sid in [&call, &own, &third] {
         let n = d
             .app
             .successes()

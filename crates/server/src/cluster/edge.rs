@@ -9,6 +9,7 @@ use switchboard_protocol::{ClientMessage, DisconnectReason, ErrorCode, ServerMes
 use tokio::sync::mpsc;
 
 use super::bus::{BusMsg, ClientId};
+use super::directory;
 use super::proxies::Remote;
 use super::routes::{target, Route, Routes, Target};
 use super::{Cluster, Relayed, ENDED, TO_OWNER};
@@ -59,12 +60,21 @@ impl Edge {
         let req = msg.req();
         let owner = match target(&msg, &self.remote.party) {
             Target::Here => return Routed::Here(msg),
-            Target::Ring(users) => {
-                return match self.cluster.adopt_devices(&users).await {
-                    Ok(()) => Routed::Here(msg),
-                    Err(e) => Routed::Refused(busy(req, &e.to_string())),
-                };
-            }
+            // A draining node's clients start their calls on another node, which rings.
+            Target::Ring(users) => match self.cluster.draining() {
+                false => {
+                    return match self.cluster.adopt_devices(&users).await {
+                        Ok(()) => Routed::Here(msg),
+                        Err(e) => Routed::Refused(busy(req, &e.to_string())),
+                    };
+                }
+                true => match directory::pick(&self.cluster.link).await {
+                    Ok(Some(node)) => node,
+                    // No node takes calls: this one refuses (SERVICE_MAINTENANCE).
+                    Ok(None) => return Routed::Here(msg),
+                    Err(e) => return Routed::Refused(busy(req, &e.to_string())),
+                },
+            },
             Target::Room { service_id, room_id } => {
                 // What the core refuses anyway is refused here, placed nowhere.
                 if !switchboard_protocol::ids::is_valid_room_id(&room_id)
@@ -72,7 +82,13 @@ impl Edge {
                 {
                     return Routed::Here(msg);
                 }
-                match self.cluster.place_room(&service_id, &room_id).await {
+                // A new room of a draining node's client is placed on another node.
+                let link = &self.cluster.link;
+                let candidate = match self.cluster.draining() {
+                    true => directory::pick(link).await.ok().flatten().unwrap_or_else(|| link.me.to_string()),
+                    false => link.me.to_string(),
+                };
+                match directory::place_room(link, &service_id, &room_id, &candidate).await {
                     Ok(node) => node,
                     Err(e) => return Routed::Refused(busy(req, &e.to_string())),
                 }

@@ -15,11 +15,13 @@
 //! where an edge that does not know a sid looks it up ([`edge`]).
 
 pub(crate) mod bus;
+pub(crate) mod directory;
 pub(crate) mod edge;
 pub(crate) mod proxies;
 pub(crate) mod routes;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,17 +35,11 @@ use crate::core::SessionAuth;
 use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
 use crate::ids::Party;
 use crate::store::Store;
-use bus::{BusKey, BusMsg, ClientId};
+use bus::{BusKey, BusMsg};
 use proxies::{ProxyCmd, Remote};
 
-/// How often a node says it is up, and how long that holds.
+/// How often a node says it is up.
 const ALIVE_EVERY: Duration = Duration::from_secs(2);
-const ALIVE_FOR_MS: u64 = 6_000;
-/// How long a room stays placed on its node after its last join.
-const PLACEMENT_MS: u64 = 24 * 3600 * 1000;
-/// How long a user's presence entries outlive their last write (a node that dies
-/// leaves its entries; they are skipped, and cleaned when found).
-const PRESENCE_SECS: u64 = 24 * 3600;
 
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,13 +116,8 @@ pub(crate) struct Cluster {
     cc_key: CcKey,
     core: CoreHandle,
     services: Vec<String>,
-}
-
-/// A user's session as listed in Redis.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Presence {
-    boot: u64,
-    remote: Remote,
+    /// This node takes no new calls or rooms: its clients' go to other nodes.
+    draining: AtomicBool,
 }
 
 /// One client session of this node.
@@ -167,7 +158,7 @@ pub(crate) async fn start(
     let conn = client.get_connection_manager_with_config(settings).await?;
     let boot = rand::random::<u64>() >> 1;
     let link = Link { me: node.as_str().into(), boot, key: BusKey::new(secret.as_bytes()), conn };
-    alive(&link).await?;
+    directory::write_entry(&link, directory::Entry { boot, draining: false, sessions: 0 }).await?;
     let (proxy_tx, proxy_rx) = mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster {
         link: link.clone(),
@@ -177,27 +168,13 @@ pub(crate) async fn start(
         cc_key,
         core: core.clone(),
         services: config.services.iter().map(|s| s.id.clone()).collect(),
+        draining: AtomicBool::new(false),
     });
     tokio::spawn(proxies::run(proxy_rx, core, committed, link));
     tokio::spawn(listen(client, cluster.clone(), stop.clone()));
     tokio::spawn(heartbeat(cluster.clone(), stop));
     tracing::info!(node = %node, "joined the deployment");
     Ok(cluster)
-}
-
-/// Writes this node's registry entry; whether the last one was still there (it is not
-/// when Redis restarted empty, or this node could not write it for a while).
-async fn alive(link: &Link) -> Result<bool, redis::RedisError> {
-    let entry = serde_json::json!({ "ts": now_ms(), "boot": link.boot }).to_string();
-    let before: Option<String> = redis::cmd("SET")
-        .arg(format!("sb:node:{}", link.me))
-        .arg(entry)
-        .arg("PX")
-        .arg(ALIVE_FOR_MS)
-        .arg("GET")
-        .query_async(&mut link.conn.clone())
-        .await?;
-    Ok(before.is_some())
 }
 
 /// A node whose registry entry was missing this many times in a row (2 s apart) is gone.
@@ -218,7 +195,7 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         beats = beats.wrapping_add(1);
-        match alive(&cluster.link).await {
+        match directory::write_entry(&cluster.link, cluster.entry()).await {
             Ok(true) => {}
             Ok(false) => {
                 // Redis restarted (or this node was cut off from it): what it held of this
@@ -243,12 +220,12 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
         }
         let Ok(edges) = rx.await else { return };
         let nodes: Vec<String> = edges.iter().map(|(n, _)| n.clone()).collect();
-        let Ok(up) = cluster.alive_nodes(&nodes).await else { continue };
+        let Ok(up) = directory::entries(&cluster.link, &nodes).await else { continue };
         missed.retain(|n, _| nodes.contains(n));
         let mut gone = Vec::new();
         for (node, boot) in edges {
-            match up.get(&node) {
-                Some(b) if *b == boot => {
+            match up.get(&node).map(|e| e.boot) {
+                Some(b) if b == boot => {
                     missed.remove(&node);
                 }
                 // The node started again: what its earlier process held is gone.
@@ -343,7 +320,7 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(256);
         let token = remote.auth == SessionAuth::Token;
         if token {
-            if let Err(e) = self.present(session, &remote).await {
+            if let Err(e) = directory::present(&self.link, session, &remote).await {
                 tracing::warn!(session, error = %e, "cannot write the session's presence");
             }
         }
@@ -359,7 +336,9 @@ impl Cluster {
             locals.remove(&session);
         }
         if remote.auth == SessionAuth::Token {
-            self.absent(session, &remote.party).await;
+            if let Err(e) = directory::absent(&self.link, session, &remote.party).await {
+                tracing::warn!(error = %e, "cannot clear a session's presence");
+            }
         }
     }
 
@@ -372,7 +351,7 @@ impl Cluster {
             .map(|l| l.iter().map(|(s, l)| (*s, l.remote.clone())).collect())
             .unwrap_or_default();
         for (session, remote) in sessions.iter().filter(|(_, r)| r.auth == SessionAuth::Token) {
-            if let Err(e) = self.present(*session, remote).await {
+            if let Err(e) = directory::present(&self.link, *session, remote).await {
                 tracing::warn!(error = %e, "cannot list the sessions again");
                 return;
             }
@@ -391,7 +370,7 @@ impl Cluster {
                 .await
                 .unwrap_or_default();
             for room in rooms {
-                match self.place_room(&svc, &room.room_id).await {
+                match directory::place_room(&self.link, &svc, &room.room_id, &self.link.me).await {
                     Ok(node) if node == *self.link.me => {}
                     Ok(node) => {
                         tracing::error!(room = %room.room_id, %node, "a room of this node is placed on another")
@@ -405,112 +384,36 @@ impl Cluster {
         }
     }
 
-    /// Which of `nodes` are up, with their processes' boots.
-    async fn alive_nodes(&self, nodes: &[String]) -> Result<HashMap<String, u64>, redis::RedisError> {
-        let mut up = HashMap::new();
-        for node in nodes.iter().collect::<HashSet<_>>() {
-            let entry: Option<String> = redis::cmd("GET")
-                .arg(format!("sb:node:{node}"))
-                .query_async(&mut self.link.conn.clone())
-                .await?;
-            let boot =
-                entry.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok()?["boot"].as_u64());
-            if let Some(boot) = boot {
-                up.insert(node.clone(), boot);
-            }
-        }
-        Ok(up)
-    }
-
-    /// The node the room `(service, room_id)` lives on: the one placed for it while
-    /// that node is up, else this one (placed now).
-    async fn place_room(&self, service_id: &str, room_id: &str) -> Result<String, redis::RedisError> {
-        const PLACE: &str = "local cur = redis.call('GET', KEYS[1]) \
-            if cur and redis.call('EXISTS', 'sb:node:' .. cur) == 1 then \
-              redis.call('PEXPIRE', KEYS[1], ARGV[2]) return cur end \
-            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return ARGV[1]";
-        redis::cmd("EVAL")
-            .arg(PLACE)
-            .arg(1)
-            .arg(format!("sb:room:{service_id}:{room_id}"))
-            .arg(&*self.link.me)
-            .arg(PLACEMENT_MS)
-            .query_async(&mut self.link.conn.clone())
-            .await
-    }
-
-    fn presence_key(party: &Party) -> String {
-        format!("sb:presence:{}:{}", party.service_id, party.user_id)
-    }
-
-    /// Says that `session` of this node is one of `remote.party`'s devices.
-    async fn present(&self, session: u64, remote: &Remote) -> Result<(), redis::RedisError> {
-        let key = Self::presence_key(&remote.party);
-        let presence = Presence { boot: self.link.boot, remote: remote.clone() };
-        let value = serde_json::to_string(&presence).unwrap_or_default();
-        redis::pipe()
-            .cmd("HSET")
-            .arg(&key)
-            .arg(format!("{}/{session}", self.link.me))
-            .arg(value)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(PRESENCE_SECS)
-            .ignore()
-            .query_async::<()>(&mut self.link.conn.clone())
-            .await
-    }
-
-    async fn absent(&self, session: u64, party: &Party) {
-        let field = format!("{}/{session}", self.link.me);
-        let r: Result<i64, _> = redis::cmd("HDEL")
-            .arg(Self::presence_key(party))
-            .arg(field)
-            .query_async(&mut self.link.conn.clone())
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "cannot clear a session's presence");
-        }
-    }
-
     /// Makes the devices `users` have signed in on other nodes sessions of this node's
     /// core (proxies), so that a call from here rings them.
     async fn adopt_devices(&self, users: &[Party]) -> Result<(), redis::RedisError> {
-        for party in users {
-            let key = Self::presence_key(party);
-            let entries: HashMap<String, String> =
-                redis::cmd("HGETALL").arg(&key).query_async(&mut self.link.conn.clone()).await?;
-            let mut devices = Vec::new();
-            for (field, value) in &entries {
-                let Some((node, session)) = field.rsplit_once('/') else { continue };
-                let (Ok(session), Ok(p)) = (session.parse::<u64>(), serde_json::from_str::<Presence>(value))
-                else {
-                    continue;
-                };
-                if node != &*self.link.me && p.remote.party == *party {
-                    devices.push((node.to_string(), ClientId { boot: p.boot, session }, p.remote, field));
-                }
+        for (edge, client, remote) in directory::devices(&self.link, users).await? {
+            let (done, adopted) = oneshot::channel();
+            if self.proxies.send(ProxyCmd::Adopt { edge, client, remote, done }).is_err() {
+                break;
             }
-            let nodes: Vec<String> = devices.iter().map(|d| d.0.clone()).collect();
-            let up = self.alive_nodes(&nodes).await?;
-            for (node, client, remote, field) in devices {
-                // A session of a process of that node that is gone.
-                if up.get(&node) != Some(&client.boot) {
-                    let _: Result<i64, _> = redis::cmd("HDEL")
-                        .arg(&key)
-                        .arg(field)
-                        .query_async(&mut self.link.conn.clone())
-                        .await;
-                    continue;
-                }
-                let (done, adopted) = oneshot::channel();
-                if self.proxies.send(ProxyCmd::Adopt { edge: node, client, remote, done }).is_err() {
-                    break;
-                }
-                let _ = adopted.await;
-            }
+            let _ = adopted.await;
         }
         Ok(())
+    }
+
+    /// This node's registry entry now.
+    fn entry(&self) -> directory::Entry {
+        let sessions = self.locals.lock().map(|l| l.len() as u64).unwrap_or(0);
+        directory::Entry { boot: self.link.boot, draining: self.draining(), sessions }
+    }
+
+    /// Whether this node takes no new calls or rooms.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The node drains: its clients' new calls and rooms go to other nodes from now on
+    /// (and the other nodes hear so at once).
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        if let Err(e) = directory::write_entry(&self.link, self.entry()).await {
+            tracing::warn!(error = %e, "cannot say in the registry that this node drains");
+        }
     }
 }

@@ -45,6 +45,8 @@ struct Proxies {
     committed: watch::Receiver<u64>,
     link: Link,
     by_client: HashMap<(String, ClientId), SessionId>,
+    /// Whose each proxy is.
+    parties: HashMap<SessionId, Party>,
     next: u64,
 }
 
@@ -55,7 +57,14 @@ pub(crate) async fn run(
     committed: watch::Receiver<u64>,
     link: Link,
 ) {
-    let mut p = Proxies { core, committed, link, by_client: HashMap::new(), next: FIRST_PROXY };
+    let mut p = Proxies {
+        core,
+        committed,
+        link,
+        by_client: HashMap::new(),
+        parties: HashMap::new(),
+        next: FIRST_PROXY,
+    };
     while let Some(cmd) = rx.recv().await {
         let alive = match cmd {
             ProxyCmd::Bus { from, msg } => p.bus(from, msg).await,
@@ -112,6 +121,22 @@ impl Proxies {
                     tracing::warn!(%from, ?client, "a relayed message that does not parse");
                     return true;
                 };
+                // A call started here for a client of another node (its node drains):
+                // the callees' devices on other nodes must be reachable from here first.
+                if let Some(party) = self.parties.get(&proxy) {
+                    if let super::routes::Target::Ring(users) = super::routes::target(&msg, party) {
+                        match super::directory::devices(&self.link, &users).await {
+                            Ok(devices) => {
+                                for (edge, client, remote) in devices {
+                                    if !self.open(edge, client, remote).await {
+                                        return false;
+                                    }
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot find the callees' devices"),
+                        }
+                    }
+                }
                 self.core.send(CoreCmd::Input(Input::Message { session: proxy, msg })).await.is_ok()
             }
             BusMsg::Closed { client } | BusMsg::Gone { client } => self.close(&(from, client)).await,
@@ -130,6 +155,7 @@ impl Proxies {
         tokio::spawn(write(rx, self.committed.clone(), self.link.clone(), key.0.clone(), client));
         tracing::debug!(edge = %key.0, ?client, %proxy, user = %r.party.user_id, "proxy open");
         self.by_client.insert(key, proxy);
+        self.parties.insert(proxy, r.party.clone());
         let open = CoreCmd::Open {
             session: proxy,
             party: r.party,
@@ -144,6 +170,7 @@ impl Proxies {
 
     async fn close(&mut self, key: &(String, ClientId)) -> bool {
         let Some(proxy) = self.by_client.remove(key) else { return true };
+        self.parties.remove(&proxy);
         tracing::debug!(edge = %key.0, client = ?key.1, %proxy, "proxy closed");
         self.core.send(CoreCmd::Input(Input::Closed { session: proxy })).await.is_ok()
     }
