@@ -59,6 +59,16 @@ pub struct Metrics {
     room_leaves: Family<ReasonLabels, Counter>,
     /// Connections closed at accept: their address had too many unauthenticated ones.
     pub connections_refused: Counter,
+    /// Messages this node sent other nodes of its deployment.
+    pub bus_sent: Counter,
+    /// Messages to other nodes given up (Redis or the addressee away for too long).
+    pub bus_undelivered: Counter,
+    /// Messages from other nodes taken.
+    pub bus_received: Counter,
+    /// Messages off the bus refused (not signed by the deployment, stale, misaddressed).
+    pub bus_refused: Counter,
+    /// Proxy sessions here of clients connected to other nodes.
+    pub proxies: Gauge,
     /// The media relay's figures.
     pub media: Arc<crate::media::MediaMetrics>,
     /// The embedded TURN server's figures.
@@ -83,6 +93,11 @@ impl Default for Metrics {
             room_joins: Counter::default(),
             room_leaves: Family::default(),
             connections_refused: Counter::default(),
+            bus_sent: Counter::default(),
+            bus_undelivered: Counter::default(),
+            bus_received: Counter::default(),
+            bus_refused: Counter::default(),
+            proxies: Gauge::default(),
             media: Arc::default(),
             turn: Arc::default(),
             registry: Registry::default(),
@@ -140,6 +155,19 @@ impl Default for Metrics {
             "Connections closed at accept: too many unauthenticated ones from their address",
             m.connections_refused.clone(),
         );
+        r.register(format!("{p}bus_sent"), "Messages sent to other nodes", m.bus_sent.clone());
+        r.register(
+            format!("{p}bus_undelivered"),
+            "Messages to other nodes given up (Redis or the addressee away too long)",
+            m.bus_undelivered.clone(),
+        );
+        r.register(format!("{p}bus_received"), "Messages from other nodes taken", m.bus_received.clone());
+        r.register(
+            format!("{p}bus_refused"),
+            "Messages off the bus refused (unsigned, stale or misaddressed)",
+            m.bus_refused.clone(),
+        );
+        r.register(format!("{p}proxies"), "Proxy sessions of clients of other nodes", m.proxies.clone());
         r.register_collector(Box::new(m.media.clone()));
         r.register_collector(Box::new(m.turn.clone()));
         m

@@ -313,6 +313,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
                 committed.clone(),
                 store.clone(),
                 cc_key.clone(),
+                metrics.clone(),
                 stop_rx,
             )
             .await?,

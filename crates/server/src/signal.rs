@@ -183,7 +183,7 @@ fn authenticate(shared: &Shared, hello: ClientMessage) -> Result<Authed, Refused
     if instance.as_ref().is_some_and(|i| i.len() > MAX_INSTANCE_BYTES) {
         return Err(refuse(DisconnectReason::AuthError, "instance is over 64 bytes"));
     }
-    Ok(Authed { client: ClientInfo { ue_type, engine, multi_device, instance }, ..authed })
+    Ok(Authed { client: ClientInfo { ue_type, engine, multi_device, instance, proxy: false }, ..authed })
 }
 
 /// A client that does not take a frame within this long (its TCP window stays shut)
@@ -490,7 +490,13 @@ async fn session(
                 }
                 proto.frame(frame);
             }
-            Some(frame) = relayed(&mut edge), if proto.held() < session::MAX_HELD_FRAMES => {
+            relayed = relayed(&mut edge), if proto.held() < session::MAX_HELD_FRAMES => {
+                let Some(frame) = relayed else {
+                    // A node let go of it (or this one: it read nothing): the client
+                    // comes back on a new session and resumes.
+                    close(&mut ws, CLOSE_POLICY, "session dropped; reconnect").await;
+                    break;
+                };
                 proto.frame(frame);
             }
             changed = committed.changed(), if proto.held() > 0 => {

@@ -22,6 +22,10 @@ const PLACEMENT_MS: u64 = 24 * 3600 * 1000;
 const PRESENCE_SECS: u64 = 24 * 3600;
 /// The set of every node's name (each has a registry entry while it is up).
 const NODES: &str = "sb:nodes";
+/// What signatures of registry entries and presence are for (a value signed for one is
+/// no good as the other).
+const REGISTRY: &str = "registry";
+const PRESENCE: &str = "presence";
 
 /// A node's registry entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +45,11 @@ pub(crate) struct Entry {
 pub(crate) async fn write_entry(link: &Link, entry: Entry) -> Res<bool> {
     let mut value = serde_json::to_value(entry).unwrap_or_default();
     value["ts"] = now_ms().into();
+    let value = link.key.sign(REGISTRY, &value.to_string());
     let (before, _): (Option<String>, i64) = redis::pipe()
         .cmd("SET")
         .arg(format!("sb:node:{}", link.me))
-        .arg(value.to_string())
+        .arg(value)
         .arg("PX")
         .arg(ALIVE_FOR_MS)
         .arg("GET")
@@ -62,7 +67,8 @@ pub(crate) async fn entries(link: &Link, nodes: &[String]) -> Res<HashMap<String
     for node in nodes.iter().collect::<HashSet<_>>() {
         let value: Option<String> =
             redis::cmd("GET").arg(format!("sb:node:{node}")).query_async(&mut link.conn.clone()).await?;
-        if let Some(entry) = value.and_then(|v| serde_json::from_str::<Entry>(&v).ok()) {
+        let entry = value.and_then(|v| serde_json::from_str::<Entry>(link.key.verify(REGISTRY, &v)?).ok());
+        if let Some(entry) = entry {
             up.insert(node.clone(), entry);
         }
     }
@@ -111,21 +117,24 @@ struct Presence {
 
 /// Lists `session` of this node as one of `remote.party`'s devices.
 pub(crate) async fn present(link: &Link, session: u64, remote: &Remote) -> Res<()> {
-    let key = presence_key(&remote.party);
-    let value =
-        serde_json::to_string(&Presence { boot: link.boot, remote: remote.clone() }).unwrap_or_default();
-    redis::pipe()
-        .cmd("HSET")
-        .arg(&key)
-        .arg(format!("{}/{session}", link.me))
-        .arg(value)
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(&key)
-        .arg(PRESENCE_SECS)
-        .ignore()
-        .query_async::<()>(&mut link.conn.clone())
-        .await
+    present_all(link, &[(session, remote.clone())]).await
+}
+
+/// Lists each of these sessions of this node, in one round trip.
+pub(crate) async fn present_all(link: &Link, sessions: &[(u64, Remote)]) -> Res<()> {
+    let mut pipe = redis::pipe();
+    for (session, remote) in sessions {
+        let key = presence_key(&remote.party);
+        let value =
+            serde_json::to_string(&Presence { boot: link.boot, remote: remote.clone() }).unwrap_or_default();
+        pipe.cmd("HSET")
+            .arg(&key)
+            .arg(format!("{}/{session}", link.me))
+            .arg(link.key.sign(PRESENCE, &value))
+            .ignore();
+        pipe.cmd("EXPIRE").arg(&key).arg(PRESENCE_SECS).ignore();
+    }
+    pipe.query_async::<()>(&mut link.conn.clone()).await
 }
 
 /// Takes `session` of this node off `party`'s devices.
@@ -146,8 +155,10 @@ pub(crate) async fn devices(link: &Link, users: &[Party]) -> Res<Vec<(String, Cl
         let mut found = Vec::new();
         for (field, value) in &listed {
             let Some((node, session)) = field.rsplit_once('/') else { continue };
-            let (Ok(session), Ok(p)) = (session.parse::<u64>(), serde_json::from_str::<Presence>(value))
-            else {
+            // Only what a node of this deployment listed (signed) counts.
+            let listed =
+                link.key.verify(PRESENCE, value).and_then(|v| serde_json::from_str::<Presence>(v).ok());
+            let (Ok(session), Some(p)) = (session.parse::<u64>(), listed) else {
                 continue;
             };
             if node != &*link.me && p.remote.party == *party {

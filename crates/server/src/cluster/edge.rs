@@ -13,6 +13,7 @@ use super::directory;
 use super::proxies::Remote;
 use super::routes::{target, Route, Routes, Target};
 use super::{Cluster, Relayed, ENDED, TO_OWNER};
+use crate::core::SessionAuth;
 use crate::handles::Frame;
 
 /// Where a client message went.
@@ -43,11 +44,24 @@ impl Edge {
     }
 
     /// The next frame another node sent this session (to be sent on at once: the owner
-    /// waited for its own disk).
+    /// waited for its own disk); `None` when the session must end (a node let go of
+    /// it, or this node did: the client did not read), and the client come back.
     pub async fn relayed(&mut self) -> Option<Frame> {
-        let r = self.rx.recv().await?;
-        self.routes.learn(&r.text, Some(&r.from));
-        Some(Frame { after: 0, text: r.text, overtakes: r.overtakes })
+        loop {
+            match self.rx.recv().await? {
+                Relayed::Frame { from, text, overtakes } => {
+                    self.routes.learn(&text, Some(&from));
+                    return Some(Frame { after: 0, text, overtakes });
+                }
+                Relayed::Owner { from } => {
+                    self.routes.opened(&from);
+                }
+                Relayed::Dropped { from } => {
+                    tracing::info!(session = self.session, %from, "a node let go of this session");
+                    return None;
+                }
+            }
+        }
     }
 
     /// A frame of this node's core for the session: the sids it names live here.
@@ -76,8 +90,10 @@ impl Edge {
                 },
             },
             Target::Room { service_id, room_id } => {
-                // What the core refuses anyway is refused here, placed nowhere.
-                if !switchboard_protocol::ids::is_valid_room_id(&room_id)
+                // What the core refuses anyway is refused here, placed nowhere (a
+                // cc_param session may not join rooms).
+                if self.remote.auth != SessionAuth::Token
+                    || !switchboard_protocol::ids::is_valid_room_id(&room_id)
                     || !switchboard_protocol::ids::is_valid_service_id(&service_id)
                 {
                     return Routed::Here(msg);
@@ -106,24 +122,20 @@ impl Edge {
             },
         };
         if owner == self.cluster.node() {
+            // An invitation into a group call that lives here rings devices everywhere.
+            let users = super::routes::ringees(&msg, &self.remote.party);
+            if !users.is_empty() {
+                if let Err(e) = self.cluster.adopt_devices(&users).await {
+                    return Routed::Refused(busy(req, &e.to_string()));
+                }
+            }
             return Routed::Here(msg);
         }
-        let link = &self.cluster.link;
-        if self.routes.opened(&owner) {
-            let r = &self.remote;
-            let open = BusMsg::Open {
-                client: self.client(),
-                party: r.party.clone(),
-                auth: r.auth.clone(),
-                ip: r.ip.clone(),
-                info: r.client.clone(),
-            };
-            if !link.send(&owner, &open, TO_OWNER).await {
-                self.routes.closed(&owner);
-                return Routed::Refused(busy(req, "the bus between nodes is down"));
-            }
-        }
-        if link.send(&owner, &BusMsg::Msg { client: self.client(), text: text.to_string() }, TO_OWNER).await {
+        // The message says who the client is: the owner opens a proxy of it if it has
+        // none (its first message there, or the owner lost it).
+        self.routes.opened(&owner);
+        let msg = BusMsg::Msg { client: self.client(), remote: self.remote.clone(), text: text.to_string() };
+        if self.cluster.link.send(&owner, &msg, TO_OWNER).await {
             Routed::Sent
         } else {
             Routed::Refused(busy(req, "the bus between nodes is down"))

@@ -34,6 +34,7 @@ use crate::clock::now_ms;
 use crate::core::SessionAuth;
 use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
 use crate::ids::Party;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use bus::{BusKey, BusMsg};
 use proxies::{ProxyCmd, Remote};
@@ -58,7 +59,8 @@ pub(crate) struct Link {
     me: Arc<str>,
     /// This process among the node's lives (drawn at start).
     boot: u64,
-    key: BusKey,
+    metrics: Arc<Metrics>,
+    key: Arc<BusKey>,
     conn: ConnectionManager,
 }
 
@@ -77,12 +79,16 @@ impl Link {
                 .query_async(&mut self.conn.clone())
                 .await;
             match sent {
-                Ok(n) if n > 0 => return true,
+                Ok(n) if n > 0 => {
+                    self.metrics.bus_sent.inc();
+                    return true;
+                }
                 Ok(_) => tracing::debug!(to, "bus: nobody listens on the node's channel"),
                 Err(e) => tracing::debug!(to, error = %e, "bus: cannot publish"),
             }
             if tokio::time::Instant::now() + pause > deadline {
                 tracing::warn!(to, "bus: a message not delivered");
+                self.metrics.bus_undelivered.inc();
                 return false;
             }
             tokio::time::sleep(pause).await;
@@ -97,12 +103,15 @@ pub(crate) const TO_OWNER: Duration = Duration::from_millis(1500);
 pub(crate) const TO_EDGE: Duration = Duration::from_secs(30);
 pub(crate) const ENDED: Duration = Duration::from_secs(5);
 
-/// A frame another node sent one of this node's client sessions.
+/// What another node says to one of this node's client sessions.
 #[derive(Debug)]
-pub(crate) struct Relayed {
-    pub from: String,
-    pub text: String,
-    pub overtakes: bool,
+pub(crate) enum Relayed {
+    /// A frame for the client.
+    Frame { from: String, text: String, overtakes: bool },
+    /// `from` holds a proxy of the session (to be told when it ends).
+    Owner { from: String },
+    /// `from` let go of the session's proxy: the client must come back.
+    Dropped { from: String },
 }
 
 /// This node's membership of the deployment.
@@ -118,6 +127,9 @@ pub(crate) struct Cluster {
     services: Vec<String>,
     /// This node takes no new calls or rooms: its clients' go to other nodes.
     draining: AtomicBool,
+    /// What Redis held of this node must be written again (it restarted empty).
+    rejoin: AtomicBool,
+    replays: Mutex<bus::Replays>,
 }
 
 /// One client session of this node.
@@ -144,6 +156,7 @@ pub(crate) async fn start(
     committed: watch::Receiver<u64>,
     store: Store,
     cc_key: CcKey,
+    metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<Arc<Cluster>, ClusterError> {
     let (Some(url), Some(node), Some(secret)) = (&config.redis_url, &config.node_id, &config.cluster_secret)
@@ -157,7 +170,8 @@ pub(crate) async fn start(
         .set_number_of_retries(2);
     let conn = client.get_connection_manager_with_config(settings).await?;
     let boot = rand::random::<u64>() >> 1;
-    let link = Link { me: node.as_str().into(), boot, key: BusKey::new(secret.as_bytes()), conn };
+    let link =
+        Link { me: node.as_str().into(), boot, metrics, key: Arc::new(BusKey::new(secret.as_bytes())), conn };
     directory::write_entry(&link, directory::Entry { boot, draining: false, sessions: 0 }).await?;
     let (proxy_tx, proxy_rx) = mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster {
@@ -169,8 +183,10 @@ pub(crate) async fn start(
         core: core.clone(),
         services: config.services.iter().map(|s| s.id.clone()).collect(),
         draining: AtomicBool::new(false),
+        rejoin: AtomicBool::new(false),
+        replays: Mutex::default(),
     });
-    tokio::spawn(proxies::run(proxy_rx, core, committed, link));
+    tokio::spawn(proxies::run(cluster.proxies.clone(), proxy_rx, core, committed, link));
     tokio::spawn(listen(client, cluster.clone(), stop.clone()));
     tokio::spawn(heartbeat(cluster.clone(), stop));
     tracing::info!(node = %node, "joined the deployment");
@@ -182,6 +198,8 @@ const MISSES: u32 = 3;
 /// Every this many heartbeats, the node places its live rooms again (their placement
 /// outlives a quiet day, and comes back after Redis lost it).
 const PLACE_EVERY: u32 = 15;
+/// Every this many heartbeats (an hour), the node lists its sessions again.
+const RELIST_EVERY: u32 = 1800;
 
 /// Keeps the registry entry fresh; lists this node's sessions and places its rooms again
 /// when Redis lost them; and ends the proxies of clients whose node is gone.
@@ -189,6 +207,7 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(ALIVE_EVERY);
     let mut missed: HashMap<String, u32> = HashMap::new();
     let mut beats = 0u32;
+    let mut rejoining: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -202,8 +221,7 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
                 // node is gone, and the other nodes' entries may be back only soon.
                 tracing::warn!("this node's registry entry was gone: listing its sessions and rooms again");
                 missed.clear();
-                cluster.rejoin().await;
-                continue;
+                cluster.rejoin.store(true, Ordering::Relaxed);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write this node's registry entry");
@@ -211,8 +229,21 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         }
-        if beats.is_multiple_of(PLACE_EVERY) {
-            cluster.place_rooms().await;
+        // Presence expires a day after its last write: long sessions are listed again.
+        if beats.is_multiple_of(RELIST_EVERY) {
+            cluster.rejoin.store(true, Ordering::Relaxed);
+        }
+        if cluster.rejoin.load(Ordering::Relaxed) && rejoining.as_ref().is_none_or(|t| t.is_finished()) {
+            // Apart from the beats, which must go on whatever this takes.
+            let c = cluster.clone();
+            rejoining = Some(tokio::spawn(async move {
+                if c.rejoin().await {
+                    c.rejoin.store(false, Ordering::Relaxed);
+                }
+            }));
+        } else if beats.is_multiple_of(PLACE_EVERY) {
+            let c = cluster.clone();
+            tokio::spawn(async move { c.place_rooms().await });
         }
         let (tx, rx) = oneshot::channel();
         if cluster.proxies.send(ProxyCmd::Edges(tx)).is_err() {
@@ -283,33 +314,51 @@ impl Cluster {
 
     /// A message off the bus.
     fn take(&self, bytes: &[u8]) {
-        let (from, msg) = match self.link.key.open(&self.link.me, now_ms(), bytes) {
+        let now = now_ms();
+        let opened = self.link.key.open(&self.link.me, now, bytes).and_then(|m| {
+            let first = self.replays.lock().map(|mut r| r.first(now, bytes)).unwrap_or(false);
+            if first {
+                Ok(m)
+            } else {
+                Err(bus::Refused::Replayed)
+            }
+        });
+        let (from, msg) = match opened {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "bus: a message refused");
+                self.link.metrics.bus_refused.inc();
                 return;
             }
         };
-        match msg {
+        self.link.metrics.bus_received.inc();
+        let (client, relayed) = match msg {
             BusMsg::Frame { client, text, overtakes } => {
-                let session = client.session;
-                let tx = (client.boot == self.link.boot)
-                    .then(|| self.locals.lock().ok().and_then(|l| l.get(&session).map(|l| l.tx.clone())))
-                    .flatten();
-                let relayed = Relayed { from: from.clone(), text, overtakes };
-                match tx.map(|tx| tx.try_send(relayed)) {
-                    Some(Ok(())) => {}
-                    Some(Err(mpsc::error::TrySendError::Full(_))) => {
-                        tracing::warn!(session, %from, "a relayed frame dropped: the session reads nothing");
-                    }
-                    Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
-                        let link = self.link.clone();
-                        tokio::spawn(async move { link.send(&from, &BusMsg::Gone { client }, ENDED).await });
-                    }
-                }
+                (client, Relayed::Frame { from: from.clone(), text, overtakes })
             }
+            BusMsg::Adopted { client } => (client, Relayed::Owner { from: from.clone() }),
+            BusMsg::Dropped { client } => (client, Relayed::Dropped { from: from.clone() }),
             msg => {
                 let _ = self.proxies.send(ProxyCmd::Bus { from, msg });
+                return;
+            }
+        };
+        let session = client.session;
+        let tx = (client.boot == self.link.boot)
+            .then(|| self.locals.lock().ok().and_then(|l| l.get(&session).map(|l| l.tx.clone())))
+            .flatten();
+        match tx.map(|tx| tx.try_send(relayed)) {
+            Some(Ok(())) => {}
+            Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                // It reads nothing: as a session whose frames pile up, it is let go.
+                tracing::warn!(session, %from, "a client that reads nothing loses its session");
+                if let Ok(mut locals) = self.locals.lock() {
+                    locals.remove(&session);
+                }
+            }
+            Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                let link = self.link.clone();
+                tokio::spawn(async move { link.send(&from, &BusMsg::Gone { client }, ENDED).await });
             }
         }
     }
@@ -319,13 +368,14 @@ impl Cluster {
     async fn attach(&self, session: u64, remote: Remote) -> mpsc::Receiver<Relayed> {
         let (tx, rx) = mpsc::channel(256);
         let token = remote.auth == SessionAuth::Token;
+        // Listed here before it is listed in Redis: a ring from another node finds it.
+        if let Ok(mut locals) = self.locals.lock() {
+            locals.insert(session, Local { tx, remote: remote.clone() });
+        }
         if token {
             if let Err(e) = directory::present(&self.link, session, &remote).await {
                 tracing::warn!(session, error = %e, "cannot write the session's presence");
             }
-        }
-        if let Ok(mut locals) = self.locals.lock() {
-            locals.insert(session, Local { tx, remote });
         }
         rx
     }
@@ -343,25 +393,26 @@ impl Cluster {
     }
 
     /// Writes again what Redis held of this node: its sessions' presence, its rooms'
-    /// placement.
-    async fn rejoin(&self) {
-        let sessions: Vec<(u64, Remote)> = self
-            .locals
-            .lock()
-            .map(|l| l.iter().map(|(s, l)| (*s, l.remote.clone())).collect())
-            .unwrap_or_default();
-        for (session, remote) in sessions.iter().filter(|(_, r)| r.auth == SessionAuth::Token) {
-            if let Err(e) = directory::present(&self.link, *session, remote).await {
-                tracing::warn!(error = %e, "cannot list the sessions again");
-                return;
-            }
+    /// placement. Whether all of it was written.
+    async fn rejoin(&self) -> bool {
+        let sessions: Vec<(u64, Remote)> = match self.locals.lock() {
+            Ok(l) => l
+                .iter()
+                .filter(|(_, l)| l.remote.auth == SessionAuth::Token)
+                .map(|(s, l)| (*s, l.remote.clone()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if let Err(e) = directory::present_all(&self.link, &sessions).await {
+            tracing::warn!(error = %e, "cannot list the sessions again; trying at the next beat");
+            return false;
         }
-        self.place_rooms().await;
+        self.place_rooms().await
     }
 
     /// Places this node's live rooms on it again (a room another node holds now is a
     /// conflict, logged: Redis lost the placement and a join went elsewhere meanwhile).
-    async fn place_rooms(&self) {
+    async fn place_rooms(&self) -> bool {
         for service in &self.services {
             let (service_id, svc) = (service.clone(), service.clone());
             let rooms = self
@@ -377,11 +428,12 @@ impl Cluster {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot place the rooms again");
-                        return;
+                        return false;
                     }
                 }
             }
         }
+        true
     }
 
     /// Makes the devices `users` have signed in on other nodes sessions of this node's

@@ -9,7 +9,7 @@ use switchboard_protocol::ClientMessage;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::bus::{BusMsg, ClientId};
-use super::Link;
+use super::{Link, ENDED};
 use crate::core::{ClientInfo, Input, SessionAuth};
 use crate::handles::{CoreCmd, CoreHandle, Frame};
 use crate::ids::{Party, SessionId};
@@ -37,6 +37,15 @@ pub(crate) enum ProxyCmd {
     EdgesGone(Vec<(String, u64)>),
     /// The nodes' processes (node, boot) whose clients have proxies here.
     Edges(oneshot::Sender<Vec<(String, u64)>>),
+    /// The core let go of a proxy (it did not read its frames).
+    Released { key: (String, ClientId), proxy: SessionId },
+}
+
+/// One proxy: its session in the core, whose it is, and the task sending its frames.
+struct Proxy {
+    session: SessionId,
+    party: Party,
+    writer: tokio::task::AbortHandle,
 }
 
 /// The table of proxies, run by [`run`].
@@ -44,33 +53,33 @@ struct Proxies {
     core: CoreHandle,
     committed: watch::Receiver<u64>,
     link: Link,
-    by_client: HashMap<(String, ClientId), SessionId>,
-    /// Whose each proxy is.
-    parties: HashMap<SessionId, Party>,
+    by_client: HashMap<(String, ClientId), Proxy>,
+    /// The table's own way in (for the writers).
+    me: mpsc::UnboundedSender<ProxyCmd>,
     next: u64,
 }
 
 /// Runs the proxy table until the core stops.
 pub(crate) async fn run(
+    me: mpsc::UnboundedSender<ProxyCmd>,
     mut rx: mpsc::UnboundedReceiver<ProxyCmd>,
     core: CoreHandle,
     committed: watch::Receiver<u64>,
     link: Link,
 ) {
-    let mut p = Proxies {
-        core,
-        committed,
-        link,
-        by_client: HashMap::new(),
-        parties: HashMap::new(),
-        next: FIRST_PROXY,
-    };
+    let mut p = Proxies { core, committed, link, by_client: HashMap::new(), me, next: FIRST_PROXY };
     while let Some(cmd) = rx.recv().await {
         let alive = match cmd {
             ProxyCmd::Bus { from, msg } => p.bus(from, msg).await,
             ProxyCmd::Adopt { edge, client, remote, done } => {
-                let alive = p.open(edge, client, remote).await;
+                let (alive, new) = p.open(edge.clone(), client, remote).await;
                 let _ = done.send(());
+                if new {
+                    // The edge must tell this node when the session ends, though it may
+                    // never be sent a frame from here.
+                    let link = p.link.clone();
+                    tokio::spawn(async move { link.send(&edge, &BusMsg::Adopted { client }, ENDED).await });
+                }
                 alive
             }
             ProxyCmd::EdgesGone(nodes) => {
@@ -96,6 +105,17 @@ pub(crate) async fn run(
                 let _ = reply.send(nodes.into_iter().collect());
                 true
             }
+            ProxyCmd::Released { key, proxy } => {
+                if p.by_client.get(&key).is_some_and(|x| x.session == proxy) {
+                    tracing::warn!(edge = %key.0, client = ?key.1, "a proxy's client read nothing: it must come back");
+                    let alive = p.close(&key).await;
+                    let (link, (edge, client)) = (p.link.clone(), key);
+                    tokio::spawn(async move { link.send(&edge, &BusMsg::Dropped { client }, ENDED).await });
+                    alive
+                } else {
+                    true
+                }
+            }
         };
         if !alive {
             return;
@@ -107,83 +127,97 @@ impl Proxies {
     /// Handles a message of an edge; false once the core is gone.
     async fn bus(&mut self, from: String, msg: BusMsg) -> bool {
         match msg {
-            BusMsg::Open { client, party, auth, ip, info } => {
-                self.open(from, client, Remote { party, auth, ip, client: info }).await
-            }
-            BusMsg::Msg { client, text } => {
-                let Some(&proxy) = self.by_client.get(&(from.clone(), client)) else {
-                    tracing::debug!(%from, ?client, "a message for no proxy");
-                    return true;
-                };
+            BusMsg::Msg { client, remote, text } => {
                 // The edge checked it; a message that does not parse here (another
                 // version of the server) is dropped.
                 let Ok(msg) = ClientMessage::parse(&text) else {
                     tracing::warn!(%from, ?client, "a relayed message that does not parse");
                     return true;
                 };
-                // A call started here for a client of another node (its node drains):
-                // the callees' devices on other nodes must be reachable from here first.
-                if let Some(party) = self.parties.get(&proxy) {
-                    if let super::routes::Target::Ring(users) = super::routes::target(&msg, party) {
-                        match super::directory::devices(&self.link, &users).await {
-                            Ok(devices) => {
-                                for (edge, client, remote) in devices {
-                                    if !self.open(edge, client, remote).await {
-                                        return false;
-                                    }
+                let party = remote.party.clone();
+                // Its first message opens the proxy (again, if this node lost it).
+                let (alive, _) = self.open(from.clone(), client, remote).await;
+                if !alive {
+                    return false;
+                }
+                let Some(proxy) = self.by_client.get(&(from, client)).map(|p| p.session) else { return true };
+                // A call that rings (started here for a client of another node, whose
+                // node drains, or an invitation into a group call that lives here): the
+                // devices on other nodes must be reachable from here first.
+                let users = super::routes::ringees(&msg, &party);
+                if !users.is_empty() {
+                    match super::directory::devices(&self.link, &users).await {
+                        Ok(devices) => {
+                            for (edge, client, remote) in devices {
+                                if !self.open(edge, client, remote).await.0 {
+                                    return false;
                                 }
                             }
-                            Err(e) => tracing::warn!(error = %e, "cannot find the callees' devices"),
                         }
+                        Err(e) => tracing::warn!(error = %e, "cannot find the callees' devices"),
                     }
                 }
                 self.core.send(CoreCmd::Input(Input::Message { session: proxy, msg })).await.is_ok()
             }
             BusMsg::Closed { client } | BusMsg::Gone { client } => self.close(&(from, client)).await,
-            BusMsg::Frame { .. } => true,
+            BusMsg::Frame { .. } | BusMsg::Adopted { .. } | BusMsg::Dropped { .. } => true,
         }
     }
 
-    async fn open(&mut self, edge: String, client: ClientId, r: Remote) -> bool {
+    /// Opens a proxy of `client` of `edge` unless there is one: (whether the core is
+    /// still there, whether it is new).
+    async fn open(&mut self, edge: String, client: ClientId, r: Remote) -> (bool, bool) {
         let key = (edge, client);
         if self.by_client.contains_key(&key) {
-            return true;
+            return (true, false);
         }
         let proxy = SessionId(self.next);
         self.next += 1;
         let (tx, rx) = mpsc::channel::<Frame>(256);
-        tokio::spawn(write(rx, self.committed.clone(), self.link.clone(), key.0.clone(), client));
+        let writer = tokio::spawn(write(
+            rx,
+            self.committed.clone(),
+            self.link.clone(),
+            key.clone(),
+            proxy,
+            self.me.clone(),
+        ));
         tracing::debug!(edge = %key.0, ?client, %proxy, user = %r.party.user_id, "proxy open");
-        self.by_client.insert(key, proxy);
-        self.parties.insert(proxy, r.party.clone());
+        self.by_client
+            .insert(key, Proxy { session: proxy, party: r.party.clone(), writer: writer.abort_handle() });
+        self.link.metrics.proxies.inc();
         let open = CoreCmd::Open {
             session: proxy,
             party: r.party,
             auth: r.auth,
             ip: r.ip,
-            client: r.client,
+            client: ClientInfo { proxy: true, ..r.client },
             tx,
             welcome: None,
         };
-        self.core.send(open).await.is_ok()
+        (self.core.send(open).await.is_ok(), true)
     }
 
     async fn close(&mut self, key: &(String, ClientId)) -> bool {
         let Some(proxy) = self.by_client.remove(key) else { return true };
-        self.parties.remove(&proxy);
-        tracing::debug!(edge = %key.0, client = ?key.1, %proxy, "proxy closed");
-        self.core.send(CoreCmd::Input(Input::Closed { session: proxy })).await.is_ok()
+        // Nobody is left to send its frames to.
+        proxy.writer.abort();
+        self.link.metrics.proxies.dec();
+        tracing::debug!(edge = %key.0, client = ?key.1, proxy = %proxy.session, user = %proxy.party.user_id, "proxy closed");
+        self.core.send(CoreCmd::Input(Input::Closed { session: proxy.session })).await.is_ok()
     }
 }
 
 /// Sends a proxy's frames to its edge, each once this node's journal has the step it
-/// waits for (the edge sends it on at once), in order.
+/// waits for (the edge sends it on at once), in order. When the core lets go of the
+/// proxy (it read nothing), the table hears so.
 async fn write(
     mut rx: mpsc::Receiver<Frame>,
     mut committed: watch::Receiver<u64>,
     link: Link,
-    edge: String,
-    client: ClientId,
+    key: (String, ClientId),
+    proxy: SessionId,
+    table: mpsc::UnboundedSender<ProxyCmd>,
 ) {
     while let Some(frame) = rx.recv().await {
         if !frame.overtakes {
@@ -193,7 +227,8 @@ async fn write(
                 }
             }
         }
-        let msg = BusMsg::Frame { client, text: frame.text, overtakes: frame.overtakes };
-        link.send(&edge, &msg, super::TO_EDGE).await;
+        let msg = BusMsg::Frame { client: key.1, text: frame.text, overtakes: frame.overtakes };
+        link.send(&key.0, &msg, super::TO_EDGE).await;
     }
+    let _ = table.send(ProxyCmd::Released { key, proxy });
 }

@@ -25,6 +25,20 @@ pub(crate) enum Target {
     CallParam(String),
 }
 
+/// The users whose devices `msg`, sent by `me`, rings: a new call's callees, a group
+/// call's invitees (on whichever node runs it, their devices on other nodes must be
+/// reachable from there first).
+pub(crate) fn ringees(msg: &ClientMessage, me: &Party) -> Vec<Party> {
+    use ClientMessage as M;
+    match (msg, target(msg, me)) {
+        (_, Target::Ring(users)) => users,
+        (M::InviteUser { user_ids, .. }, _) => {
+            user_ids.iter().map(|u| Party::new(me.service_id.clone(), u.clone())).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// What `msg`, sent by `me`, is about.
 pub(crate) fn target(msg: &ClientMessage, me: &Party) -> Target {
     use ClientMessage as M;
@@ -126,11 +140,6 @@ impl Routes {
         self.owners.insert(node.to_string())
     }
 
-    /// `node` could not be told of this session: it holds no proxy of it.
-    pub fn closed(&mut self, node: &str) {
-        self.owners.remove(node);
-    }
-
     /// The nodes holding a proxy of this session.
     pub fn owners(&self) -> impl Iterator<Item = &String> {
         self.owners.iter()
@@ -171,6 +180,16 @@ mod tests {
         assert_eq!(target(&end, &me), Target::Sid("s-1".into()));
         let hang = ClientMessage::Hangup { req: None, call_id: Sid::new("c-1") };
         assert_eq!(target(&hang, &me), Target::Sid("c-1".into()));
+        let invite = ClientMessage::InviteUser {
+            req: None,
+            call_id: Sid::new("c-1"),
+            user_ids: vec!["dan".into()],
+            timeout_secs: None,
+        };
+        assert_eq!(target(&invite, &me), Target::Sid("c-1".into()), "to the call's node");
+        assert_eq!(ringees(&invite, &me), [Party::new("acme", "dan")], "which rings dan's devices");
+        assert_eq!(ringees(&call, &me), [Party::new("beta", "bob")]);
+        assert!(ringees(&hang, &me).is_empty());
         assert_eq!(target(&ClientMessage::Ping {}, &me), Target::Here);
     }
 

@@ -366,7 +366,7 @@ impl Core {
             Input::Open { session, party, auth, ip, client } => {
                 let rung = auth == SessionAuth::Token;
                 self.cx.presence.open(session, party.clone(), auth, ip, client.clone());
-                if rung && client.engine && !client.multi_device {
+                if rung && client.engine && !client.multi_device && !client.proxy {
                     self.sign_out_elsewhere(now, session, &party, client.instance.as_deref());
                 }
                 if rung {

@@ -34,6 +34,10 @@ pub struct ClientInfo {
     pub multi_device: bool,
     /// The SDK instance: a new session of the same instance is a reconnect.
     pub instance: Option<String>,
+    /// A proxy of a session of another node (a deployment of several): it signs no
+    /// other session out (its login did that where it happened).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy: bool,
 }
 
 /// One signaling session.

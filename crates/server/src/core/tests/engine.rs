@@ -396,6 +396,12 @@ fn without_multi_device_a_later_login_signs_the_earlier_instance_out() {
     let sid = created(&out, 1u64);
     h.say(BOB, &format!(r#"{{"type":"accept","call_id":"{sid}"}}"#));
 
+    // A proxy of a session of another node signs nobody out here.
+    h.open_with(4u64, "alice", ClientInfo { proxy: true, ..single("phone") });
+    assert!(sent(&h.drain(), 1u64).is_empty(), "the laptop stays signed in");
+    h.closed(4u64);
+    h.drain();
+
     // The same instance reconnecting is not a second login.
     h.open_with(5u64, "alice", single("laptop"));
     assert!(h.drain().is_empty());
