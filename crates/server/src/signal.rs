@@ -395,7 +395,7 @@ async fn session(
     // part in.
     let mut edge = match &nodes.0 {
         Some(cluster) => {
-            let remote = crate::cluster::proxies::Remote {
+            let remote = crate::cluster::bus::Remote {
                 party: authed.party.clone(),
                 auth: authed.auth.clone(),
                 ip: peer.ip().to_string(),

@@ -32,11 +32,12 @@ struct Deployment {
 
 /// `n` nodes on a fresh database of the tests' PostgreSQL and a Redis of their own.
 async fn deploy(tag: &str, n: usize) -> Deployment {
-    deploy_on(tag, n, &switchboard_tests::postgres::database(tag)).await
+    deploy_on(tag, n, &switchboard_tests::postgres::database(tag), "").await
 }
 
-/// `n` nodes on the database at `db` and a Redis of their own.
-async fn deploy_on(tag: &str, n: usize, db: &str) -> Deployment {
+/// `n` nodes on the database at `db` and a Redis of their own; `extra`: more top-level
+/// settings of each.
+async fn deploy_on(tag: &str, n: usize, db: &str, extra: &str) -> Deployment {
     let dir = std::env::temp_dir().join(format!("switchboard-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -47,7 +48,7 @@ async fn deploy_on(tag: &str, n: usize, db: &str) -> Deployment {
     for i in 1..=n {
         let port = free_port();
         let top = format!(
-            "database_url = \"{db}\"\nnode_id = \"node{i}\"\nredis_url = \"{}\"\ncluster_secret = \"{SECRET}\"\n",
+            "database_url = \"{db}\"\nnode_id = \"node{i}\"\nredis_url = \"{}\"\ncluster_secret = \"{SECRET}\"\n{extra}",
             redis.url()
         );
         let config = dir.join(format!("node{i}.toml"));
@@ -172,7 +173,7 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
     let _slot = crate::common::slot();
     let pg = switchboard_tests::postgres::own_cluster();
     let db = pg.url("postgres");
-    let d = deploy_on("cluster-restarts", 2, &db).await;
+    let d = deploy_on("cluster-restarts", 2, &db, "").await;
     let url = |i: usize| d.nodes[i].1.as_str();
 
     // A call owned by node 1 with its callee on node 2, tones both ways.
@@ -302,4 +303,34 @@ async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_a
             .count();
         assert_eq!(n, 1, "one record of {sid}");
     }
+}
+
+/// Not yet what issue 22 asks (the call going on on another node): what a node's death
+/// does today. The other party, on another node, hears the call ended as the record says
+/// (SERVER_INTERNAL_ERROR), and the record arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_killed_mid_call_the_other_party_hears_it_ended_and_one_record_arrives() {
+    let _slot = crate::common::slot();
+    let db = switchboard_tests::postgres::database("cluster-kill");
+    let mut d = deploy_on("cluster-kill", 2, &db, "node_timeout_ms = 3000\n").await;
+    let (dave, mut dave_ev) = user(&d.nodes[0].1, "dave").await;
+    let (erin, mut erin_ev) = user(&d.nodes[1].1, "erin").await;
+    let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
+    let (_, cc) = incoming(&mut erin_ev).await;
+    erin.verify_call(&cc).await.expect("verifies");
+    erin.accept_call(&call).await.expect("answers");
+    assert_eq!(connected(&mut dave_ev).await, call);
+
+    d.nodes[0].0.kill();
+    let ended = disconnected(&mut erin_ev).await;
+    assert_eq!(
+        (ended.sid, ended.reason, ended.source),
+        (call.clone(), R::ServerInternalError, S::CloudServer)
+    );
+    let record = d.app.record_for(call.as_str()).await;
+    assert_eq!(record.query["disconnect_reason"], R::ServerInternalError.code().to_string());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n =
+        d.app.successes().iter().filter(|h| h.path == "/call_evt" && h.query["sid"] == call.as_str()).count();
+    assert_eq!(n, 1, "one record");
 }

@@ -9,7 +9,8 @@ use std::collections::{HashSet, VecDeque};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use serde::{Deserialize, Serialize};
 
-use super::proxies::Remote;
+use crate::core::{ClientInfo, SessionAuth};
+use crate::ids::Party;
 
 /// The Redis channel a node listens on.
 pub(crate) fn channel(node: &str) -> String {
@@ -26,6 +27,15 @@ const MAX_AGE_MS: u64 = 60_000;
 pub(crate) struct ClientId {
     pub boot: u64,
     pub session: u64,
+}
+
+/// A client session on another node, as a proxy here needs it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Remote {
+    pub party: Party,
+    pub auth: SessionAuth,
+    pub ip: String,
+    pub client: ClientInfo,
 }
 
 /// One message between nodes, each about one client session.
@@ -187,8 +197,6 @@ impl Replays {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{ClientInfo, SessionAuth};
-    use crate::ids::Party;
 
     fn msg() -> BusMsg {
         let remote = Remote {

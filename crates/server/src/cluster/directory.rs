@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::bus::ClientId;
-use super::proxies::Remote;
+use super::bus::Remote;
 use super::Link;
 use crate::clock::now_ms;
 use crate::ids::Party;

@@ -3,14 +3,15 @@
 //! frames it was sent, the room placement, or the database), and the owners' frames
 //! come back to it here.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use switchboard_protocol::{ClientMessage, DisconnectReason, ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 
+use super::bus::Remote;
 use super::bus::{BusMsg, ClientId};
 use super::directory;
-use super::proxies::Remote;
 use super::routes::{target, Route, Routes, Target};
 use super::{Cluster, Relayed, ENDED, TO_OWNER};
 use crate::core::SessionAuth;
@@ -33,6 +34,8 @@ pub(crate) struct Edge {
     remote: Remote,
     routes: Routes,
     rx: mpsc::Receiver<Relayed>,
+    /// Frames this node says on behalf of a node that died.
+    ended: VecDeque<Frame>,
 }
 
 impl Edge {
@@ -40,7 +43,7 @@ impl Edge {
     /// and (signed in with a token) calls from other nodes ring it.
     pub async fn start(cluster: Arc<Cluster>, session: u64, remote: Remote) -> Edge {
         let rx = cluster.attach(session, remote.clone()).await;
-        Edge { cluster, session, remote, routes: Routes::default(), rx }
+        Edge { cluster, session, remote, routes: Routes::default(), rx, ended: VecDeque::new() }
     }
 
     /// The next frame another node sent this session (to be sent on at once: the owner
@@ -48,19 +51,44 @@ impl Edge {
     /// it, or this node did: the client did not read), and the client come back.
     pub async fn relayed(&mut self) -> Option<Frame> {
         loop {
+            if let Some(frame) = self.ended.pop_front() {
+                return Some(frame);
+            }
             match self.rx.recv().await? {
                 Relayed::Frame { from, text, overtakes } => {
                     self.routes.learn(&text, Some(&from));
+                    self.owner(&from);
                     return Some(Frame { after: 0, text, overtakes });
                 }
-                Relayed::Owner { from } => {
-                    self.routes.opened(&from);
+                Relayed::Owner { from } => self.owner(&from),
+                Relayed::OwnerGone { from } => {
+                    // Its calls and rooms end as another node will record them (closed for
+                    // a silent node): SERVER_INTERNAL_ERROR, by the cloud server.
+                    for sid in self.routes.forget(&from) {
+                        let ended = ServerMessage::Disconnected {
+                            req: None,
+                            sid: switchboard_protocol::Sid::new(sid.as_str()),
+                            reason: DisconnectReason::ServerInternalError,
+                            source: switchboard_protocol::DisconnectSource::CloudServer,
+                            by_remote: false,
+                            user_rel_code: None,
+                        };
+                        self.ended.push_back(Frame::new(&ended, 0));
+                    }
                 }
                 Relayed::Dropped { from } => {
                     tracing::info!(session = self.session, %from, "a node let go of this session");
                     return None;
                 }
             }
+        }
+    }
+
+    /// `node` holds a proxy of this session: it hears when the session ends, and this
+    /// node watches it.
+    fn owner(&mut self, node: &str) {
+        if self.routes.opened(node) {
+            self.cluster.watch_owner(node, self.session);
         }
     }
 
@@ -133,7 +161,7 @@ impl Edge {
         }
         // The message says who the client is: the owner opens a proxy of it if it has
         // none (its first message there, or the owner lost it).
-        self.routes.opened(&owner);
+        self.owner(&owner);
         let msg = BusMsg::Msg { client: self.client(), remote: self.remote.clone(), text: text.to_string() };
         if self.cluster.link.send(&owner, &msg, TO_OWNER).await {
             Routed::Sent
@@ -165,6 +193,7 @@ impl Edge {
     /// The session ended: the nodes holding a proxy of it hear so.
     pub async fn end(self) {
         self.cluster.detach(self.session, &self.remote).await;
+        self.cluster.unwatch(self.session, self.routes.owners().cloned());
         for owner in self.routes.owners() {
             self.cluster.link.send(owner, &BusMsg::Closed { client: self.client() }, ENDED).await;
         }

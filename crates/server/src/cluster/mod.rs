@@ -20,7 +20,7 @@ pub(crate) mod edge;
 pub(crate) mod proxies;
 pub(crate) mod routes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,8 +36,9 @@ use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
 use crate::ids::Party;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use bus::Remote;
 use bus::{BusKey, BusMsg};
-use proxies::{ProxyCmd, Remote};
+use proxies::ProxyCmd;
 
 /// How often a node says it is up.
 const ALIVE_EVERY: Duration = Duration::from_secs(2);
@@ -112,6 +113,8 @@ pub(crate) enum Relayed {
     Owner { from: String },
     /// `from` let go of the session's proxy: the client must come back.
     Dropped { from: String },
+    /// `from` is gone (it died): what lived there is over.
+    OwnerGone { from: String },
 }
 
 /// This node's membership of the deployment.
@@ -127,6 +130,9 @@ pub(crate) struct Cluster {
     services: Vec<String>,
     /// This node takes no new calls or rooms: its clients' go to other nodes.
     draining: AtomicBool,
+    /// The nodes that hold proxies of this node's sessions, with those sessions: when one
+    /// is gone, its calls and rooms are over for them.
+    owners: Mutex<HashMap<String, HashSet<u64>>>,
     /// What Redis held of this node must be written again (it restarted empty).
     rejoin: AtomicBool,
     replays: Mutex<bus::Replays>,
@@ -183,6 +189,7 @@ pub(crate) async fn start(
         core: core.clone(),
         services: config.services.iter().map(|s| s.id.clone()).collect(),
         draining: AtomicBool::new(false),
+        owners: Mutex::default(),
         rejoin: AtomicBool::new(false),
         replays: Mutex::default(),
     });
@@ -250,32 +257,38 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
             return;
         }
         let Ok(edges) = rx.await else { return };
-        let nodes: Vec<String> = edges.iter().map(|(n, _)| n.clone()).collect();
+        let owners: Vec<String> =
+            cluster.owners.lock().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let mut nodes: Vec<String> = edges.iter().map(|(n, _)| n.clone()).collect();
+        nodes.extend(owners.iter().cloned());
         let Ok(up) = directory::entries(&cluster.link, &nodes).await else { continue };
         missed.retain(|n, _| nodes.contains(n));
-        let mut gone = Vec::new();
-        for (node, boot) in edges {
-            match up.get(&node).map(|e| e.boot) {
-                Some(b) if b == boot => {
-                    missed.remove(&node);
-                }
-                // The node started again: what its earlier process held is gone.
-                Some(_) => gone.push((node, boot)),
-                None => {
-                    let n = missed.entry(node.clone()).or_default();
-                    *n += 1;
-                    if *n >= MISSES {
-                        gone.push((node, boot));
-                    }
-                }
+        // Missing for three beats in a row: gone.
+        let mut silent = HashSet::new();
+        for node in nodes.iter().filter(|n| !up.contains_key(*n)).collect::<HashSet<_>>() {
+            let n = missed.entry(node.clone()).or_default();
+            *n += 1;
+            if *n >= MISSES {
+                silent.insert(node.clone());
             }
         }
+        up.keys().for_each(|n| {
+            missed.remove(n);
+        });
+        // The node started again: what its earlier process held is gone too.
+        let gone: Vec<(String, u64)> = edges
+            .into_iter()
+            .filter(|(n, boot)| silent.contains(n) || up.get(n).is_some_and(|e| e.boot != *boot))
+            .collect();
         if !gone.is_empty() {
-            gone.iter().for_each(|(n, _)| {
-                missed.remove(n);
-            });
             let _ = cluster.proxies.send(ProxyCmd::EdgesGone(gone));
         }
+        for node in owners.into_iter().filter(|n| silent.contains(n)) {
+            cluster.owner_gone(&node);
+        }
+        silent.iter().for_each(|n| {
+            missed.remove(n);
+        });
     }
 }
 
@@ -447,6 +460,44 @@ impl Cluster {
             let _ = adopted.await;
         }
         Ok(())
+    }
+
+    /// `node` holds a proxy of this node's `session` (when it dies, the session hears).
+    pub(crate) fn watch_owner(&self, node: &str, session: u64) {
+        if let Ok(mut o) = self.owners.lock() {
+            o.entry(node.to_string()).or_default().insert(session);
+        }
+    }
+
+    /// `session` of this node ended: the nodes holding a proxy of it need no watching
+    /// for it.
+    pub(crate) fn unwatch(&self, session: u64, nodes: impl Iterator<Item = String>) {
+        if let Ok(mut o) = self.owners.lock() {
+            for node in nodes {
+                if let Some(sessions) = o.get_mut(&node) {
+                    sessions.remove(&session);
+                    if sessions.is_empty() {
+                        o.remove(&node);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `node` died: this node's sessions in calls and rooms there hear that they ended.
+    fn owner_gone(&self, node: &str) {
+        let sessions = self.owners.lock().ok().and_then(|mut o| o.remove(node)).unwrap_or_default();
+        tracing::warn!(
+            node,
+            sessions = sessions.len(),
+            "a node that held calls of this node's clients is gone"
+        );
+        let Ok(locals) = self.locals.lock() else { return };
+        for session in sessions {
+            if let Some(l) = locals.get(&session) {
+                let _ = l.tx.try_send(Relayed::OwnerGone { from: node.to_string() });
+            }
+        }
     }
 
     /// This node's registry entry now.

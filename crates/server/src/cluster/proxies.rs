@@ -8,23 +8,14 @@ use std::collections::{HashMap, HashSet};
 use switchboard_protocol::ClientMessage;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::bus::{BusMsg, ClientId};
+use super::bus::{BusMsg, ClientId, Remote};
 use super::{Link, ENDED};
-use crate::core::{ClientInfo, Input, SessionAuth};
+use crate::core::{ClientInfo, Input};
 use crate::handles::{CoreCmd, CoreHandle, Frame};
 use crate::ids::{Party, SessionId};
 
 /// Proxy sessions are numbered from here, apart from this node's own sessions.
 const FIRST_PROXY: u64 = 1 << 62;
-
-/// A client session on another node, as a proxy here needs it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Remote {
-    pub party: Party,
-    pub auth: SessionAuth,
-    pub ip: String,
-    pub client: ClientInfo,
-}
 
 /// What the proxy table is told.
 pub(crate) enum ProxyCmd {

@@ -140,6 +140,21 @@ impl Routes {
         self.owners.insert(node.to_string())
     }
 
+    /// `node` is gone: the sids that lived there, forgotten.
+    pub fn forget(&mut self, node: &str) -> Vec<String> {
+        self.owners.remove(node);
+        let gone: Vec<String> = self
+            .sids
+            .iter()
+            .filter(|(_, r)| **r == Route::Node(node.to_string()))
+            .map(|(s, _)| s.clone())
+            .collect();
+        gone.iter().for_each(|s| {
+            self.sids.remove(s);
+        });
+        gone
+    }
+
     /// The nodes holding a proxy of this session.
     pub fn owners(&self) -> impl Iterator<Item = &String> {
         self.owners.iter()
@@ -209,5 +224,9 @@ mod tests {
         assert_eq!(r.owners().collect::<Vec<_>>(), ["n2", "n3"]);
         assert!(!r.opened("n2"));
         assert!(r.opened("n4"));
+        // n2 dies: what lived there is forgotten, and said.
+        assert_eq!(r.forget("n2"), ["s-there"]);
+        assert_eq!(r.get("s-there"), None);
+        assert_eq!(r.owners().collect::<Vec<_>>(), ["n3", "n4"]);
     }
 }
