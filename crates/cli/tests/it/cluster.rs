@@ -70,7 +70,7 @@ impl Drop for Deployment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_one_room_and_a_call_that_rings_a_callee_on_two_other_nodes() {
-    let _slot = crate::common::slot();
+    let _slot = crate::common::slots(2);
     let d = deploy("cluster", 3).await;
     let url = |i: usize| d.nodes[i].1.as_str();
 
@@ -170,7 +170,7 @@ async fn still_hears(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_no_record() {
-    let _slot = crate::common::slot();
+    let _slot = crate::common::slots(2);
     let pg = switchboard_tests::postgres::own_cluster();
     let db = pg.url("postgres");
     let d = deploy_on("cluster-restarts", 2, &db, "").await;
@@ -234,7 +234,7 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_after_it_exits() {
-    let _slot = crate::common::slot();
+    let _slot = crate::common::slots(2);
     let mut d = deploy("cluster-drain", 2).await;
     let port = |url: &str| url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("a port");
     let lb = Balancer::start(vec![port(&d.nodes[0].1), port(&d.nodes[1].1)]).await;
@@ -310,7 +310,7 @@ async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_a
 /// (SERVER_INTERNAL_ERROR), and the record arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_killed_mid_call_the_other_party_hears_it_ended_and_one_record_arrives() {
-    let _slot = crate::common::slot();
+    let _slot = crate::common::slots(1);
     let db = switchboard_tests::postgres::database("cluster-kill");
     let mut d = deploy_on("cluster-kill", 2, &db, "node_timeout_ms = 3000\n").await;
     let (dave, mut dave_ev) = user(&d.nodes[0].1, "dave").await;
