@@ -4,7 +4,6 @@
 mod common;
 
 mod cli;
-mod cluster;
 mod crash;
 mod disk_full;
 mod drain;
