@@ -1,4 +1,4 @@
-//! A deployment of three nodes, each the real binary in a process of its own, on one
+//! Deployments of two and three nodes, each the real binary in a process of its own, on one
 //! PostgreSQL and one Redis (Debian's, started by the test on loopback ports of their
 //! own): any node takes any client, and a call or room lives on one node, its owner.
 
@@ -10,13 +10,15 @@ use crate::common::{
     acme_config, acme_user as user, free_port, log_says, spawn_logged, wait_listening, Server,
 };
 use switchboard_client::{
-    tone, DisconnectReason as R, DisconnectSource as S, Event, JoinConference, MakeCall, MediaEvent,
+    tone, Client, DisconnectReason as R, DisconnectSource as S, Event, JoinConference, MakeCall, MediaEvent,
+    Sid,
 };
 use switchboard_tests::balancer::Balancer;
 use switchboard_tests::redis::Redis;
 use switchboard_tests::room_media::{everyone_hears_everyone, start_tone, Hearer};
 use switchboard_tests::{
-    connected, disconnected, incoming, media_event, receive_tone, send_tone, wait_event, AppServer,
+    connected, disconnected, incoming, media_event, pick_up, receive_tone, send_tone, wait_event, AppServer,
+    Hit,
 };
 
 const SECRET: &str = "a deployment secret of the tests, 32+ bytes";
@@ -131,11 +133,7 @@ async fn three_nodes_one_room_and_a_call_that_rings_a_callee_on_two_other_nodes(
     assert_eq!(connected(&mut dave_ev).await, call);
 
     // Tones both ways through node 1's relay.
-    let (dm, mut d_rx) = dave.start_media(&call, false).await.expect("dave's media");
-    let (lm, mut l_rx) = laptop.start_media(&call, false).await.expect("erin's media");
-    media_event(&mut d_rx, |e| matches!(e, MediaEvent::Connected), "dave's media connected").await;
-    media_event(&mut l_rx, |e| matches!(e, MediaEvent::Connected), "erin's media connected").await;
-    let tones = [send_tone(Arc::new(dm), 440.0, 4), send_tone(Arc::new(lm), 660.0, 4)];
+    let (mut d_rx, mut l_rx, tones) = tones_both_ways((&dave, 440.0), (&laptop, 660.0), &call, 4).await;
     for (rx, hz, other) in [(&mut l_rx, 440.0, 660.0), (&mut d_rx, 660.0, 440.0)] {
         let pcm = receive_tone(rx, 100).await;
         let ratio = tone::power(&pcm[24_000..], hz) / tone::power(&pcm[24_000..], other);
@@ -146,22 +144,50 @@ async fn three_nodes_one_room_and_a_call_that_rings_a_callee_on_two_other_nodes(
     // Erin hangs up on her laptop; one record, of a normal end by the callee.
     laptop.end_call(&call, None, None).await.expect("hangs up");
     assert_eq!(disconnected(&mut dave_ev).await.reason, R::Normal);
-    let record = d.app.record_for(call.as_str()).await;
-    assert_eq!(record.query["disconnect_reason"], "1001");
+    let record = one_record_each(&d.app, &[&call]).await;
+    assert_eq!(record[0].query["disconnect_reason"], "1001");
+}
+
+type Heard = tokio::sync::mpsc::UnboundedReceiver<MediaEvent>;
+
+/// `a` and `b` start their media in the call `sid` and, once both are connected, send
+/// `a_hz` and `b_hz` for `secs` seconds: what each receives, and the senders.
+async fn tones_both_ways(
+    (a, a_hz): (&Client, f64),
+    (b, b_hz): (&Client, f64),
+    sid: &Sid,
+    secs: u32,
+) -> (Heard, Heard, [tokio::task::JoinHandle<()>; 2]) {
+    let (am, mut a_rx) = a.start_media(sid, false).await.expect("the first side's media");
+    let (bm, mut b_rx) = b.start_media(sid, false).await.expect("the second side's media");
+    media_event(&mut a_rx, |e| matches!(e, MediaEvent::Connected), "the first side's media connected").await;
+    media_event(&mut b_rx, |e| matches!(e, MediaEvent::Connected), "the second side's media connected").await;
+    let tones = [send_tone(Arc::new(am), a_hz, secs), send_tone(Arc::new(bm), b_hz, secs)];
+    (a_rx, b_rx, tones)
+}
+
+/// Each of `sids` has its call record delivered to the app server, once (the first
+/// record, returned in order).
+async fn one_record_each(app: &AppServer, sids: &[&Sid]) -> Vec<Hit> {
+    let mut first = Vec::new();
+    for sid in sids {
+        first.push(app.record_for(sid.as_str()).await);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let records =
-        d.app.successes().iter().filter(|h| h.path == "/call_evt" && h.query["sid"] == call.as_str()).count();
-    assert_eq!(records, 1, "the call's record, once");
+    for sid in sids {
+        let n = app
+            .successes()
+            .iter()
+            .filter(|h| h.path == "/call_evt" && h.query["sid"] == sid.as_str())
+            .count();
+        assert_eq!(n, 1, "one record of {sid}");
+    }
+    first
 }
 
 /// The next second of audio on `rx` (after what arrived before) is the tone `hz`, not
 /// `other`.
-async fn still_hears(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
-    hz: f64,
-    other: f64,
-    what: &str,
-) {
+async fn still_hears(rx: &mut Heard, hz: f64, other: f64, what: &str) {
     while rx.try_recv().is_ok() {}
     let pcm = receive_tone(rx, 50).await;
     let ratio = tone::power(&pcm[12_000..], hz) / tone::power(&pcm[12_000..], other);
@@ -182,15 +208,8 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
     // Signed in before Redis restarts: its node must list her again for her to ring.
     let (_gina, mut gina_ev) = user(url(1), "gina").await;
     let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
-    let (_, cc) = incoming(&mut erin_ev).await;
-    erin.verify_call(&cc).await.expect("verifies");
-    erin.accept_call(&call).await.expect("answers");
-    assert_eq!(connected(&mut dave_ev).await, call);
-    let (dm, mut d_rx) = dave.start_media(&call, false).await.expect("dave's media");
-    let (em, mut e_rx) = erin.start_media(&call, false).await.expect("erin's media");
-    media_event(&mut d_rx, |e| matches!(e, MediaEvent::Connected), "dave's media connected").await;
-    media_event(&mut e_rx, |e| matches!(e, MediaEvent::Connected), "erin's media connected").await;
-    let tones = [send_tone(Arc::new(dm), 440.0, 30), send_tone(Arc::new(em), 660.0, 30)];
+    assert_eq!(pick_up(&erin, &mut erin_ev, &mut dave_ev).await, call);
+    let (mut d_rx, mut e_rx, tones) = tones_both_ways((&dave, 440.0), (&erin, 660.0), &call, 30).await;
     still_hears(&mut e_rx, 440.0, 660.0, "erin, before").await;
 
     // Redis restarts empty: the call goes on, and the nodes list their users again.
@@ -217,19 +236,7 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
     // Erin hangs up through node 2; each call has its one record.
     erin.end_call(&call, None, None).await.expect("hangs up");
     assert_eq!(disconnected(&mut dave_ev).await.reason, R::Normal);
-    for sid in [&call, &second] {
-        d.app.record_for(sid.as_str()).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for sid in [&call, &second] {
-        let n = d
-            .app
-            .successes()
-            .iter()
-            .filter(|h| h.path == "/call_evt" && h.query["sid"] == sid.as_str())
-            .count();
-        assert_eq!(n, 1, "one record of {sid}");
-    }
+    one_record_each(&d.app, &[&call, &second]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,24 +252,14 @@ async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_a
     let (gina, mut gina_ev) = user(&lb.url, "gina").await;
     let (frank, mut frank_ev) = user(&url(1), "frank").await;
     let call = frank.make_call(MakeCall::audio("gina")).await.expect("calls");
-    let (_, cc) = incoming(&mut gina_ev).await;
-    gina.verify_call(&cc).await.expect("verifies");
-    gina.accept_call(&call).await.expect("answers");
-    assert_eq!(connected(&mut frank_ev).await, call);
-    let (gm, mut g_rx) = gina.start_media(&call, false).await.expect("gina's media");
-    let (fm, mut f_rx) = frank.start_media(&call, false).await.expect("frank's media");
-    media_event(&mut g_rx, |e| matches!(e, MediaEvent::Connected), "gina's media connected").await;
-    media_event(&mut f_rx, |e| matches!(e, MediaEvent::Connected), "frank's media connected").await;
-    let tones = [send_tone(Arc::new(gm), 440.0, 30), send_tone(Arc::new(fm), 660.0, 30)];
+    assert_eq!(pick_up(&gina, &mut gina_ev, &mut frank_ev).await, call);
+    let (mut g_rx, mut f_rx, tones) = tones_both_ways((&gina, 440.0), (&frank, 660.0), &call, 30).await;
 
     // Node 1's own call: Dave (node 1) calls Erin (node 2).
     let (dave, mut dave_ev) = user(&url(0), "dave").await;
     let (erin, mut erin_ev) = user(&url(1), "erin").await;
     let own = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
-    let (_, cc) = incoming(&mut erin_ev).await;
-    erin.verify_call(&cc).await.expect("verifies");
-    erin.accept_call(&own).await.expect("answers");
-    assert_eq!(connected(&mut dave_ev).await, own);
+    assert_eq!(pick_up(&erin, &mut erin_ev, &mut dave_ev).await, own);
     let (harry, mut harry_ev) = user(&url(0), "harry").await;
     let (ivan, mut ivan_ev) = user(&url(1), "ivan").await;
 
@@ -270,10 +267,7 @@ async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_a
     d.nodes[0].0.terminate();
     log_says(&d.dir.join("node1.log"), "draining").await;
     let third = harry.make_call(MakeCall::audio("ivan")).await.expect("a new call through a draining node");
-    let (_, cc) = incoming(&mut ivan_ev).await;
-    ivan.verify_call(&cc).await.expect("verifies");
-    ivan.accept_call(&third).await.expect("answers");
-    assert_eq!(connected(&mut harry_ev).await, third);
+    assert_eq!(pick_up(&ivan, &mut ivan_ev, &mut harry_ev).await, third);
     harry.end_call(&third, None, None).await.expect("hangs up");
     disconnected(&mut ivan_ev).await;
 
@@ -290,19 +284,7 @@ async fn a_draining_node_sends_new_calls_elsewhere_and_its_clients_calls_go_on_a
     tones.iter().for_each(|t| t.abort());
     gina.end_call(&call, None, None).await.expect("gina hangs up through node 2");
     assert_eq!(disconnected(&mut frank_ev).await.reason, R::Normal);
-    for sid in [&call, &own, &third] {
-        d.app.record_for(sid.as_str()).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for sid in [&call, &own, &third] {
-        let n = d
-            .app
-            .successes()
-            .iter()
-            .filter(|h| h.path == "/call_evt" && h.query["sid"] == sid.as_str())
-            .count();
-        assert_eq!(n, 1, "one record of {sid}");
-    }
+    one_record_each(&d.app, &[&call, &own, &third]).await;
 }
 
 /// Not yet what issue 22 asks (the call going on on another node): what a node's death
@@ -316,10 +298,7 @@ async fn the_owner_killed_mid_call_the_other_party_hears_it_ended_and_one_record
     let (dave, mut dave_ev) = user(&d.nodes[0].1, "dave").await;
     let (erin, mut erin_ev) = user(&d.nodes[1].1, "erin").await;
     let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
-    let (_, cc) = incoming(&mut erin_ev).await;
-    erin.verify_call(&cc).await.expect("verifies");
-    erin.accept_call(&call).await.expect("answers");
-    assert_eq!(connected(&mut dave_ev).await, call);
+    assert_eq!(pick_up(&erin, &mut erin_ev, &mut dave_ev).await, call);
 
     d.nodes[0].0.kill();
     let ended = disconnected(&mut erin_ev).await;
@@ -327,10 +306,6 @@ async fn the_owner_killed_mid_call_the_other_party_hears_it_ended_and_one_record
         (ended.sid, ended.reason, ended.source),
         (call.clone(), R::ServerInternalError, S::CloudServer)
     );
-    let record = d.app.record_for(call.as_str()).await;
-    assert_eq!(record.query["disconnect_reason"], R::ServerInternalError.code().to_string());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let n =
-        d.app.successes().iter().filter(|h| h.path == "/call_evt" && h.query["sid"] == call.as_str()).count();
-    assert_eq!(n, 1, "one record");
+    let record = one_record_each(&d.app, &[&call]).await;
+    assert_eq!(record[0].query["disconnect_reason"], R::ServerInternalError.code().to_string());
 }

@@ -150,9 +150,10 @@ impl Edge {
             },
         };
         if owner == self.cluster.node() {
-            // An invitation into a group call that lives here rings devices everywhere.
-            let users = super::routes::ringees(&msg, &self.remote.party);
-            if !users.is_empty() {
+            // An invitation into a group call that lives here rings devices everywhere
+            // (the only message routed by its sid that rings).
+            if matches!(msg, ClientMessage::InviteUser { .. }) {
+                let users = super::routes::ringees(&msg, &self.remote.party);
                 if let Err(e) = self.cluster.adopt_devices(&users).await {
                     return Routed::Refused(busy(req, &e.to_string()));
                 }
