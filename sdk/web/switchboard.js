@@ -408,12 +408,26 @@ function resumed(owner, m) {
   if (m.type === 'resumed' || m.type === 'verified') {
     call(owner.delegate.evtReconnected);
     const ice = owner.pc?.iceConnectionState;
-    if (ice === 'failed' || ice === 'disconnected') owner._negotiate(() => owner._restartIce());
+    if (m.new_media) owner._negotiate(() => newMedia(owner));
+    else if (ice === 'failed' || ice === 'disconnected') owner._negotiate(() => owner._restartIce());
   } else if (m.type === 'disconnected') {
     owner._ended(m);
   } else {
     owner._lost();
   }
+}
+
+/**
+ * The call or room moved to another node (the one that ran it died, `resumed.new_media`):
+ * the relay there has no connection of ours, so a new peer connection (new ICE, new DTLS)
+ * with the same local tracks replaces the old one.
+ */
+async function newMedia(owner) {
+  if (owner.ended || !owner.pc) return;
+  owner._unwatchIce?.();
+  owner._unwatchMedia?.();
+  owner.pc.close();
+  await owner._firstOffer();
 }
 
 /**

@@ -171,6 +171,12 @@ pub trait MediaSignaling: Send + Sync + 'static {
     fn ice_servers(&self) -> Vec<switchboard_protocol::IceServer> {
         Vec::new()
     }
+    /// Where the connection hears that its call moved to another node's relay (the node
+    /// that ran it died): it starts over there, a new connection with a new offer. Taken
+    /// once, when the connection opens; none by default.
+    fn moves(&mut self) -> Option<mpsc::UnboundedReceiver<()>> {
+        None
+    }
 }
 
 /// An offer of the relay (renegotiation) for a media connection.
@@ -191,6 +197,7 @@ struct CallSignaling {
     client: Client,
     sid: Sid,
     token: u64,
+    moves: Option<mpsc::UnboundedReceiver<()>>,
 }
 
 impl MediaSignaling for CallSignaling {
@@ -209,6 +216,10 @@ impl MediaSignaling for CallSignaling {
 
     fn add_media(&self, kind: &str) {
         self.client.add_media(&self.sid, kind);
+    }
+
+    fn moves(&mut self) -> Option<mpsc::UnboundedReceiver<()>> {
+        self.moves.take()
     }
 }
 
@@ -241,8 +252,8 @@ impl Client {
         options: MediaOptions,
     ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
         // Routed from before the offer: the relay may offer lines right after answering.
-        let (token, relay_offers) = self.register_media(sid);
-        let signaling = CallSignaling { client: self.clone(), sid: sid.clone(), token };
+        let (token, relay_offers, moves) = self.register_media(sid);
+        let signaling = CallSignaling { client: self.clone(), sid: sid.clone(), token, moves: Some(moves) };
         let ip = local_ip_towards(self.server_host());
         connect_media_with(Box::new(signaling), relay_offers, ip, options).await
     }
@@ -267,15 +278,12 @@ pub async fn connect_media_with(
     options: MediaOptions,
 ) -> Result<(Media, mpsc::UnboundedReceiver<MediaEvent>), ClientError> {
     let video = options.video;
+    let mut signaling = signaling;
     switchboard_dtls::install();
     let socket =
         UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| ClientError::Connect(e.to_string()))?;
     let local = socket.local_addr().map_err(|e| ClientError::Connect(e.to_string()))?;
-    let mut builder = Rtc::builder().enable_opus(true, !options.plain_opus);
-    if let Some(cert) = switchboard_dtls::certificate() {
-        builder = builder.set_dtls_cert(cert);
-    }
-    let mut rtc = builder.build(Instant::now());
+    let mut candidates = Vec::new();
     let connect = |e: String| ClientError::Connect(e);
     // Forced through TURN: an allocation, and its relayed address the only candidate.
     let turn = match options.ice {
@@ -288,14 +296,14 @@ pub async fn connect_media_with(
             let (link, rx) = turn::TurnLink::allocate(&signaling.ice_servers(), transport, ip).await?;
             let candidate =
                 Candidate::relayed(link.relayed, local, "udp").map_err(|e| connect(e.to_string()))?;
-            rtc.add_local_candidate(candidate);
+            candidates.push(candidate);
             Some((link, rx))
         }
         _ => None,
     };
     if matches!(options.ice, IceTransport::Any | IceTransport::Udp) {
         let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Connect(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
+        candidates.push(candidate);
     }
     // An active TCP candidate: ICE connects to the relay's passive one.
     let tcp_local = SocketAddr::new(ip, ice_tcp::ACTIVE_PORT);
@@ -308,18 +316,12 @@ pub async fn connect_media_with(
             .tcptype(TcpType::Active)
             .build()
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
+        candidates.push(candidate);
         Some(ice_tcp::TcpLinks::new())
     };
-    let mut change = rtc.sdp_api();
-    let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-    let video_mid = video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
-    let (offer, pending) =
-        change.apply().ok_or_else(|| ClientError::Connect("nothing to negotiate".into()))?;
-    let answer = signaling.offer(offer.to_sdp_string()).await?;
-    let answer = SdpAnswer::from_sdp_string(&answer)
-        .map_err(|e| ClientError::Connect(format!("bad SDP answer: {e}")))?;
-    rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Connect(e.to_string()))?;
+    let (rtc, audio, video_mid) =
+        negotiate(signaling.as_ref(), &candidates, options.plain_opus, video).await?;
+    let moves = signaling.moves();
     let (tx, rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(MediaStats::default()));
@@ -348,10 +350,46 @@ pub async fn connect_media_with(
         drop_every: options.drop_every,
         sent: 0,
         connected: false,
+        candidates,
+        plain_opus: options.plain_opus,
+        lost_since: None,
+        moves_expected: moves.is_some(),
     };
-    tokio::spawn(task.run(rx, relay_offers, tcp_rx, turn_rx));
+    tokio::spawn(task.run(rx, relay_offers, tcp_rx, turn_rx, moves));
     Ok((Media { tx, stats }, ev_rx))
 }
+
+/// A new connection from `candidates` with an audio line (and a video one when
+/// `video`), offered through `signaling` and answered: the connection and its lines.
+async fn negotiate(
+    signaling: &dyn MediaSignaling,
+    candidates: &[Candidate],
+    plain_opus: bool,
+    video: bool,
+) -> Result<(Rtc, Mid, Option<Mid>), ClientError> {
+    let mut builder = Rtc::builder().enable_opus(true, !plain_opus);
+    if let Some(cert) = switchboard_dtls::certificate() {
+        builder = builder.set_dtls_cert(cert);
+    }
+    let mut rtc = builder.build(Instant::now());
+    for c in candidates {
+        rtc.add_local_candidate(c.clone());
+    }
+    let mut change = rtc.sdp_api();
+    let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let video_mid = video.then(|| change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+    let (offer, pending) =
+        change.apply().ok_or_else(|| ClientError::Connect("nothing to negotiate".into()))?;
+    let answer = signaling.offer(offer.to_sdp_string()).await?;
+    let answer = SdpAnswer::from_sdp_string(&answer)
+        .map_err(|e| ClientError::Connect(format!("bad SDP answer: {e}")))?;
+    rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Connect(e.to_string()))?;
+    Ok((rtc, audio, video_mid))
+}
+
+/// How long a call's connection whose ICE went quiet waits for word that the call moved
+/// to another node before it gives up.
+const MOVE_WAIT: Duration = Duration::from_secs(30);
 
 struct MediaTask {
     rtc: Rtc,
@@ -377,6 +415,13 @@ struct MediaTask {
     /// Datagrams sent since connected.
     sent: u64,
     connected: bool,
+    /// The local candidates, for a new connection when the call moves.
+    candidates: Vec<Candidate>,
+    plain_opus: bool,
+    /// Since when ICE has been disconnected (a call's connection waits for a move).
+    lost_since: Option<Instant>,
+    /// A call's connection: it may move to another relay.
+    moves_expected: bool,
 }
 
 impl MediaTask {
@@ -386,6 +431,7 @@ impl MediaTask {
         mut relay_offers: mpsc::UnboundedReceiver<RelayOffer>,
         mut tcp_rx: Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
         mut turn_rx: Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
+        mut moves: Option<mpsc::UnboundedReceiver<()>>,
     ) {
         let mut buf = vec![0u8; 2048];
         let (mut audio_ts, mut video_ts) = (0u64, 0u64);
@@ -416,6 +462,7 @@ impl MediaTask {
                     Some(Cmd::Stop) | None => break,
                 },
                 Some(offer) = relay_offers.recv() => self.relay_offer(offer),
+                Some(()) = moved(moves.as_mut()) => self.renew().await,
                 Some((source, data)) = from_tcp(turn_rx.as_mut()) => {
                     let Some(relayed) = self.turn.as_ref().map(|t| t.relayed) else { continue };
                     let Ok(contents) = data.as_slice().try_into() else { continue };
@@ -490,10 +537,34 @@ impl MediaTask {
         }
     }
 
+    /// The call moved to another node's relay: a new connection (new ICE, new DTLS)
+    /// with the same lines replaces this one. A failure leaves the old one, which ends
+    /// when its wait for a move is over.
+    async fn renew(&mut self) {
+        let video = self.video.is_some();
+        match negotiate(self.signaling.as_ref(), &self.candidates, self.plain_opus, video).await {
+            Ok((rtc, audio, video_mid)) => {
+                tracing::info!("media: the call moved; new connection to its relay");
+                self.rtc.disconnect();
+                self.rtc = rtc;
+                self.audio = audio;
+                self.video = video_mid;
+                self.video_asked = false;
+                self.connected = false;
+                self.lost_since = None;
+            }
+            Err(e) => tracing::warn!(error = %e, "media: cannot connect to the call's new relay"),
+        }
+    }
+
     /// Polls until the session only waits; `None` once it is dead.
     fn drive(&mut self) -> Option<Instant> {
         loop {
             if !self.rtc.is_alive() {
+                return None;
+            }
+            if self.lost_since.is_some_and(|t| t.elapsed() > MOVE_WAIT) {
+                self.rtc.disconnect();
                 return None;
             }
             match self.rtc.poll_output() {
@@ -536,13 +607,32 @@ impl MediaTask {
                         let _ = self.events.send(ev);
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        self.rtc.disconnect()
+                        // A call's relay may have died with its node: the call moves to
+                        // another node, and this connection starts over there.
+                        if self.moves_expected {
+                            self.lost_since.get_or_insert_with(Instant::now);
+                        } else {
+                            self.rtc.disconnect()
+                        }
+                    }
+                    Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ) => {
+                        self.lost_since = None;
                     }
                     _ => {}
                 },
                 Err(_) => self.rtc.disconnect(),
             }
         }
+    }
+}
+
+/// The next word that the call moved, or never without a way to hear it.
+async fn moved(rx: Option<&mut mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -34,7 +34,10 @@ const DEFAULT_GRACE: Duration = Duration::from_millis(15_000);
 /// The relay's offers, routed to the media connection of each call.
 /// Each route carries the registration's number, so that an old media connection
 /// going away does not remove a newer one's route.
-type RelayOffers = Arc<Mutex<HashMap<Sid, (u64, mpsc::UnboundedSender<RelayOffer>)>>>;
+/// Per call with media: its connection's number, where the relay's offers go, and where
+/// word that the call moved to another node goes.
+type RelayOffers =
+    Arc<Mutex<HashMap<Sid, (u64, mpsc::UnboundedSender<RelayOffer>, mpsc::UnboundedSender<()>)>>>;
 
 /// One signaling session. Cheap to clone; the connection closes when every clone
 /// and the [`Events`] are dropped, or on [`Client::close`].
@@ -461,20 +464,25 @@ impl Client {
         let _ = self.out.try_send(Outbound::Msg(msg));
     }
 
-    /// Routes the relay's offers for call `sid` to the returned receiver.
-    pub(crate) fn register_media(&self, sid: &Sid) -> (u64, mpsc::UnboundedReceiver<RelayOffer>) {
+    /// Routes the relay's offers for call `sid` to the first returned receiver, and word
+    /// that the call moved to another node (`resumed.new_media`) to the second.
+    pub(crate) fn register_media(
+        &self,
+        sid: &Sid,
+    ) -> (u64, mpsc::UnboundedReceiver<RelayOffer>, mpsc::UnboundedReceiver<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (moved_tx, moved_rx) = mpsc::unbounded_channel();
         let token = self.next_req.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.relay_offers.lock() {
-            m.insert(sid.clone(), (token, tx));
+            m.insert(sid.clone(), (token, tx, moved_tx));
         }
-        (token, rx)
+        (token, rx, moved_rx)
     }
 
     /// Stops routing the relay's offers for call `sid`.
     pub(crate) fn unregister_media(&self, sid: &Sid, token: u64) {
         if let Ok(mut m) = self.relay_offers.lock() {
-            if m.get(sid).is_some_and(|(t, _)| *t == token) {
+            if m.get(sid).is_some_and(|(t, _, _)| *t == token) {
                 m.remove(sid);
             }
         }
@@ -777,12 +785,18 @@ async fn serve(
                         continue;
                     };
                     if let ServerMessage::MediaOffer { sid, offer_id, sdp } = &m {
-                        let media = relay_offers.lock().ok().and_then(|r| r.get(sid).map(|(_, tx)| tx.clone()));
+                        let media = relay_offers.lock().ok().and_then(|r| r.get(sid).map(|(_, tx, _)| tx.clone()));
                         match media {
                             Some(media) => { let _ = media.send(RelayOffer { id: *offer_id, sdp: sdp.clone() }); }
                             None => tracing::debug!(%sid, "relay offer for a call without media"),
                         }
                         continue;
+                    }
+                    if let ServerMessage::Resumed { sid, new_media: true, .. } = &m {
+                        // The call moved to another node: its media starts over there.
+                        if let Some((_, _, moved)) = relay_offers.lock().ok().as_ref().and_then(|r| r.get(sid)) {
+                            let _ = moved.send(());
+                        }
                     }
                     track(&m, live, hello);
                     if let Some(ev) = to_event(&m) {

@@ -44,6 +44,10 @@ pub struct LiveCall {
     /// Since when a party has been without a session, if one is now (epoch ms).
     #[serde(default)]
     pub lost_since_ms: Option<Millis>,
+    /// The callee device that answered from a cc_param session (the device its
+    /// `resume_param` names), so that it can resume the call on another node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callee_device: Option<u64>,
 }
 
 impl LiveCall {

@@ -568,6 +568,12 @@ pub enum ServerMessage {
         sid: Sid,
         /// `ringing` or `connected`.
         state: String,
+        /// The call moved to another node (the one that ran it died): the relay that
+        /// carries its media now has no connection of this party's, so the client
+        /// starts a new one (a new peer connection: new DTLS, new ICE) with a
+        /// `media_offer`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        new_media: bool,
     },
     /// The access token expires soon (`onUserSigExpired`); send `refresh_token`.
     TokenExpiring {

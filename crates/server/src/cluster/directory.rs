@@ -75,10 +75,23 @@ pub(crate) async fn entries(link: &Link, nodes: &[String]) -> Res<HashMap<String
     Ok(up)
 }
 
+/// Every node's name (the live and the dead not yet taken over).
+pub(crate) async fn nodes(link: &Link) -> Res<Vec<String>> {
+    redis::cmd("SMEMBERS").arg(NODES).query_async(&mut link.conn.clone()).await
+}
+
+/// `node` died and what it owned was taken over: it is listed no more (it lists itself
+/// again if it comes back).
+pub(crate) async fn forget_node(link: &Link, node: &str) {
+    let removed: Res<i64> = redis::cmd("SREM").arg(NODES).arg(node).query_async(&mut link.conn.clone()).await;
+    if let Err(e) = removed {
+        tracing::debug!(node, error = %e, "cannot unlist a dead node");
+    }
+}
+
 /// The least loaded other node that takes new calls, if any.
 pub(crate) async fn pick(link: &Link) -> Res<Option<String>> {
-    let names: Vec<String> = redis::cmd("SMEMBERS").arg(NODES).query_async(&mut link.conn.clone()).await?;
-    let names: Vec<String> = names.into_iter().filter(|n| *n != *link.me).collect();
+    let names: Vec<String> = nodes(link).await?.into_iter().filter(|n| *n != *link.me).collect();
     let up = entries(link, &names).await?;
     Ok(up
         .into_iter()

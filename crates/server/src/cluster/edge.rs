@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_protocol::{ClientMessage, DisconnectReason, ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
@@ -16,6 +17,10 @@ use super::routes::{target, Route, Routes, Target};
 use super::{Cluster, Relayed, ENDED, TO_OWNER};
 use crate::core::SessionAuth;
 use crate::handles::Frame;
+
+/// How long a `resume` whose owner died waits for another node to take the call over
+/// (its registry entry expires 6 s after its last beat, and the next beat claims).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(15);
 
 /// Where a client message went.
 pub(crate) enum Routed {
@@ -61,7 +66,15 @@ impl Edge {
                     return Some(Frame { after: 0, text, overtakes });
                 }
                 Relayed::Owner { from } => self.owner(&from),
-                Relayed::OwnerGone { from } => {
+                Relayed::OwnerGone { from, moved: true } => {
+                    // Another node runs its calls and rooms now: the client comes back on a
+                    // new session and resumes them there (its SDK starts new media).
+                    if !self.routes.forget(&from).is_empty() {
+                        tracing::info!(session = self.session, node = %from, "calls moved from a dead node");
+                        return None;
+                    }
+                }
+                Relayed::OwnerGone { from, moved: false } => {
                     // Its calls and rooms end as another node will record them (closed for
                     // a silent node): SERVER_INTERNAL_ERROR, by the cloud server.
                     for sid in self.routes.forget(&from) {
@@ -163,12 +176,47 @@ impl Edge {
         // The message says who the client is: the owner opens a proxy of it if it has
         // none (its first message there, or the owner lost it).
         self.owner(&owner);
-        let msg = BusMsg::Msg { client: self.client(), remote: self.remote.clone(), text: text.to_string() };
-        if self.cluster.link.send(&owner, &msg, TO_OWNER).await {
-            Routed::Sent
-        } else {
-            Routed::Refused(busy(req, "the bus between nodes is down"))
+        let bus = BusMsg::Msg { client: self.client(), remote: self.remote.clone(), text: text.to_string() };
+        if self.cluster.link.send(&owner, &bus, TO_OWNER).await {
+            return Routed::Sent;
         }
+        // Its owner may have died under it (the client was on that node too, and came
+        // back here): the resume waits while a node takes the call over.
+        if let ClientMessage::Resume { sid, .. } = &msg {
+            let sid = sid.as_str().to_string();
+            if let Some(routed) = self.resume_moved(&sid, &owner, msg, text).await {
+                return routed;
+            }
+        }
+        Routed::Refused(busy(req, "the bus between nodes is down"))
+    }
+
+    /// A `resume` of `sid` whose owner `dead` did not answer: sent where the call lives
+    /// once another node took it over (within [`TAKEOVER_WAIT`]); `None` if none did.
+    async fn resume_moved(
+        &mut self,
+        sid: &str,
+        dead: &str,
+        msg: ClientMessage,
+        text: &str,
+    ) -> Option<Routed> {
+        let until = tokio::time::Instant::now() + TAKEOVER_WAIT;
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.routes.forget_sid(sid);
+            let Ok(node) = self.owner_of(sid).await else { continue };
+            if node == dead {
+                continue;
+            }
+            if node == self.cluster.node() {
+                return Some(Routed::Here(msg));
+            }
+            self.owner(&node);
+            let bus =
+                BusMsg::Msg { client: self.client(), remote: self.remote.clone(), text: text.to_string() };
+            return self.cluster.link.send(&node, &bus, TO_OWNER).await.then_some(Routed::Sent);
+        }
+        None
     }
 
     /// The node that owns `sid`: as learned, else as the database says (this node when

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::CcKey;
 use crate::clock::now_ms;
-use crate::core::SessionAuth;
+use crate::core::{Input, SessionAuth};
 use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
 use crate::ids::Party;
 use crate::metrics::Metrics;
@@ -113,8 +113,9 @@ pub(crate) enum Relayed {
     Owner { from: String },
     /// `from` let go of the session's proxy: the client must come back.
     Dropped { from: String },
-    /// `from` is gone (it died): what lived there is over.
-    OwnerGone { from: String },
+    /// `from` is gone (it died). `moved`: a node took its calls and rooms over (the
+    /// client comes back and resumes them there); else they are over.
+    OwnerGone { from: String, moved: bool },
 }
 
 /// This node's membership of the deployment.
@@ -202,6 +203,9 @@ pub(crate) async fn start(
 
 /// A node whose registry entry was missing this many times in a row (2 s apart) is gone.
 const MISSES: u32 = 3;
+/// A node whose registry entry expired and that has written nothing to the database for
+/// this long is dead: its calls and rooms are taken over. Its store writes every second.
+const SILENT_MS: u64 = 3_000;
 /// Every this many heartbeats, the node places its live rooms again (their placement
 /// outlives a quiet day, and comes back after Redis lost it).
 const PLACE_EVERY: u32 = 15;
@@ -261,7 +265,22 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
             cluster.owners.lock().map(|o| o.keys().cloned().collect()).unwrap_or_default();
         let mut nodes: Vec<String> = edges.iter().map(|(n, _)| n.clone()).collect();
         nodes.extend(owners.iter().cloned());
+        match directory::nodes(&cluster.link).await {
+            Ok(all) => nodes.extend(all.into_iter().filter(|n| *n != *cluster.link.me)),
+            Err(e) => tracing::debug!(error = %e, "cannot list the nodes"),
+        }
+        nodes.sort();
+        nodes.dedup();
         let Ok(up) = directory::entries(&cluster.link, &nodes).await else { continue };
+        // A node whose entry expired may have died: if the database says so too, its calls
+        // and rooms go on here (or on the node that claimed them first).
+        let mut moved = HashSet::new();
+        for node in nodes.iter().filter(|n| !up.contains_key(*n)) {
+            if cluster.take_over(node).await {
+                moved.insert(node.clone());
+                cluster.owner_gone(node, true);
+            }
+        }
         missed.retain(|n, _| nodes.contains(n));
         // Missing for three beats in a row: gone.
         let mut silent = HashSet::new();
@@ -283,8 +302,8 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
         if !gone.is_empty() {
             let _ = cluster.proxies.send(ProxyCmd::EdgesGone(gone));
         }
-        for node in owners.into_iter().filter(|n| silent.contains(n)) {
-            cluster.owner_gone(&node);
+        for node in owners.into_iter().filter(|n| silent.contains(n) && !moved.contains(n)) {
+            cluster.owner_gone(&node, false);
         }
         silent.iter().for_each(|n| {
             missed.remove(n);
@@ -484,8 +503,44 @@ impl Cluster {
         }
     }
 
-    /// `node` died: this node's sessions in calls and rooms there hear that they ended.
-    fn owner_gone(&self, node: &str) {
+    /// Takes over the calls and rooms of `dead`, whose registry entry expired, if the
+    /// database says it is silent too; whether it was (what it owned is this node's now,
+    /// or another's that claimed it first).
+    async fn take_over(&self, dead: &str) -> bool {
+        let claimed = match self.store.claim(dead, now_ms().saturating_sub(SILENT_MS)).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(node = dead, error = %e, "cannot take over a silent node's calls; trying again");
+                return false;
+            }
+        };
+        let (calls, rooms) = (claimed.calls.len(), claimed.rooms.len());
+        if calls + rooms > 0 {
+            tracing::warn!(node = dead, calls, rooms, "took over the calls and rooms of a node that died");
+        }
+        let placed: Vec<(String, String)> =
+            claimed.rooms.iter().map(|r| (r.service_id.clone(), r.room_id.clone())).collect();
+        let adopt = Input::Adopt { calls: claimed.calls, rooms: claimed.rooms, since_ms: claimed.since_ms };
+        if self.core.send(CoreCmd::Input(adopt)).await.is_err() {
+            return false;
+        }
+        for (service_id, room_id) in placed {
+            match directory::place_room(&self.link, &service_id, &room_id, &self.link.me).await {
+                Ok(node) if node == *self.link.me => {}
+                Ok(node) => {
+                    tracing::error!(room = %room_id, %node, "a room taken over is placed on another node")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot place a room taken over; placed again later"),
+            }
+        }
+        directory::forget_node(&self.link, dead).await;
+        true
+    }
+
+    /// `node` died: this node's sessions in calls and rooms there hear that they ended,
+    /// or (`moved`: another node took them over) come back to resume them there.
+    fn owner_gone(&self, node: &str, moved: bool) {
         let sessions = self.owners.lock().ok().and_then(|mut o| o.remove(node)).unwrap_or_default();
         tracing::warn!(
             node,
@@ -495,7 +550,7 @@ impl Cluster {
         let Ok(locals) = self.locals.lock() else { return };
         for session in sessions {
             if let Some(l) = locals.get(&session) {
-                let _ = l.tx.try_send(Relayed::OwnerGone { from: node.to_string() });
+                let _ = l.tx.try_send(Relayed::OwnerGone { from: node.to_string(), moved });
             }
         }
     }

@@ -155,6 +155,11 @@ impl Routes {
         gone
     }
 
+    /// Forgets where `sid` lives (to be looked up again).
+    pub fn forget_sid(&mut self, sid: &str) {
+        self.sids.remove(sid);
+    }
+
     /// The nodes holding a proxy of this session.
     pub fn owners(&self) -> impl Iterator<Item = &String> {
         self.owners.iter()

@@ -122,6 +122,17 @@ pub enum Input {
     },
     /// What the media relay reports.
     Relay(RelayEvent),
+    /// Calls and rooms of a node that died, claimed by this one: they go on here from
+    /// their snapshots, every party within its reconnect grace. `since_ms`: when that
+    /// node was last known alive.
+    Adopt {
+        /// Its calls.
+        calls: Vec<LiveCall>,
+        /// Its rooms.
+        rooms: Vec<crate::records::LiveRoom>,
+        /// Epoch ms.
+        since_ms: Millis,
+    },
 }
 
 /// What the core wants done.
@@ -387,6 +398,14 @@ impl Core {
             }
             Input::PushResult { sid, user: None, ok } => self.calls.push_result(&mut self.cx, now, &sid, ok),
             Input::Relay(event) => self.relay(now, event),
+            Input::Adopt { calls, rooms, since_ms } => {
+                for call in calls {
+                    self.calls.adopt(&mut self.cx, now, call, since_ms);
+                }
+                for room in rooms {
+                    self.rooms.adopt(&mut self.cx, now, room);
+                }
+            }
         }
         self.settle(now);
     }

@@ -67,17 +67,19 @@ pub(super) fn write_steps<'a>(
         for r in &batch.live_rooms {
             c.exec(
                 "INSERT INTO live_rooms (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                 ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot
+                 WHERE live_rooms.node = excluded.node",
                 vals![r.sid.as_str(), &r.service_id, json(r)?, node],
             )?;
         }
         for sid in &batch.rooms_gone {
-            c.exec("DELETE FROM live_rooms WHERE sid = $1", vals![sid.as_str()])?;
+            c.exec("DELETE FROM live_rooms WHERE sid = $1 AND node = $2", vals![sid.as_str(), node])?;
         }
         for (service_id, snap) in &batch.live {
             c.exec(
                 "INSERT INTO live_calls (sid, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                 ON CONFLICT (sid) DO UPDATE SET snapshot = excluded.snapshot
+                 WHERE live_calls.node = excluded.node",
                 vals![snap.sid.as_str(), service_id, json(snap)?, node],
             )?;
         }
@@ -97,7 +99,7 @@ pub(super) fn write_steps<'a>(
                     r.to_json().to_string()
                 ],
             )?;
-            c.exec("DELETE FROM live_calls WHERE sid = $1", vals![r.sid.as_str()])?;
+            c.exec("DELETE FROM live_calls WHERE sid = $1 AND node = $2", vals![r.sid.as_str(), node])?;
         }
         for (service_id, r) in &batch.live_group_calls {
             c.exec(
@@ -359,8 +361,9 @@ fn write(db: &mut CoreDb, steps: &[(u64, Batch)], healthy: &AtomicBool) -> Vec<C
 mod tests {
     use super::*;
     use crate::ids::Sid;
-    use crate::records::{CallbackKind, LiveCall, NewCallback};
+    use crate::records::{CallbackKind, Entry, LiveCall, NewCallback};
     use crate::store::testing::temp_dir;
+    use switchboard_protocol::{DisconnectReason, DisconnectSource};
 
     fn callback(key: &str, query: String) -> NewCallback {
         NewCallback {
@@ -389,6 +392,7 @@ mod tests {
             rc_idc: "JP".into(),
             interrupted_ms: 0,
             lost_since_ms: None,
+            callee_device: None,
         }
     }
 
@@ -461,6 +465,34 @@ mod tests {
         assert!(db.commit(&batch, 3).expect("by another").is_empty(), "not queued by another node");
         let n = db.conn.query_opt("SELECT COUNT(*) FROM outbox", &[]).expect("count").expect("row").int(0);
         assert_eq!(n.expect("int"), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A node that another took a call over from (it was taken for dead) writes over
+    /// nothing of it: neither its snapshot nor, when it ends the call, the live row; its
+    /// record is the call's one if it comes first, ignored if not.
+    #[test]
+    fn a_node_writes_over_nothing_of_a_call_another_node_took_over() {
+        let dir = temp_dir("journal-fence");
+        let mut db = CoreDb::open(&Database::sqlite(&dir.join("db"))).expect("db");
+        db.node = "n1".into();
+        let mut first = Batch::default();
+        first.push(Entry::LiveCall(live("s1")));
+        db.commit(&first, 1).expect("n1 writes its call");
+        db.conn.exec("UPDATE live_calls SET node = 'n2'", &[]).expect("n2 claims it");
+        let mut changed = live("s1");
+        changed.srcip = "10.9.9.9".into();
+        let mut zombie = Batch::default();
+        zombie.push(Entry::LiveCall(changed.clone()));
+        db.commit(&zombie, 2).expect("n1 writes again");
+        let mut ended = Batch::default();
+        let record = changed.record(5_000, DisconnectReason::Normal, DisconnectSource::Caller, None, None);
+        ended.push(Entry::CallEnded { service_id: "svc".into(), record, deliver: false });
+        db.commit(&ended, 3).expect("n1 ends it");
+        let row =
+            db.conn.query_opt("SELECT node, snapshot FROM live_calls", &[]).expect("q").expect("still live");
+        assert_eq!(row.text(0).expect("node"), "n2");
+        assert!(!row.text(1).expect("snapshot").contains("10.9.9.9"), "n2's snapshot stands");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

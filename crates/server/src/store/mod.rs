@@ -22,7 +22,7 @@ mod schema;
 pub use db::{Database, Place};
 pub use journal::{CoreDb, DiskGuard, Journal};
 pub use queries::{Leases, RecordQuery, Store};
-pub use recovery::{recover, Recovery, Wants};
+pub use recovery::{recover, Claimed, Recovery, Wants};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use std::sync::Arc;
 
 use super::db::{vals, Conn, Database};
-use super::recovery::{close_silent_nodes, Wants};
+use super::recovery::{claim_silent_node, close_silent_nodes, Claimed, Wants};
 use super::{alive_key, callback_columns, row_to_callback, CoreDb, StoreError, RETRY_FIRST, RETRY_MAX};
 use crate::ids::Sid;
 use crate::records::CallbackRow;
@@ -88,6 +88,11 @@ enum Cmd {
     Owner {
         sid: String,
         reply: oneshot::Sender<Option<String>>,
+    },
+    Claim {
+        dead: String,
+        silent_before_ms: u64,
+        reply: oneshot::Sender<Result<Option<Claimed>, StoreError>>,
     },
     Recent {
         service_id: String,
@@ -166,6 +171,13 @@ impl Store {
     /// node of an SQLite file), if it is live.
     pub async fn owner(&self, sid: &str) -> Result<Option<String>, StoreError> {
         self.ask(|reply| Cmd::Owner { sid: sid.into(), reply }).await
+    }
+
+    /// Takes over the live calls and rooms of `dead` if it has been silent in the
+    /// database since before `silent_before_ms` (epoch ms); `None` if it has not.
+    pub async fn claim(&self, dead: &str, silent_before_ms: u64) -> Result<Option<Claimed>, StoreError> {
+        let dead = dead.to_string();
+        self.ask(|reply| Cmd::Claim { dead, silent_before_ms, reply }).await?
     }
 
     fn send(&self, cmd: Cmd) {
@@ -562,6 +574,9 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
                 .map(|r| r.text(0))
                 .transpose()?;
             let _ = reply.send(node);
+        }
+        Cmd::Claim { dead, silent_before_ms, reply } => {
+            let _ = reply.send(claim_silent_node(conn, &node.name, &dead, silent_before_ms));
         }
         Cmd::Count { reply } => {
             let n =

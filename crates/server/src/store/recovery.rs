@@ -7,7 +7,7 @@ use switchboard_protocol::engine::CallEndReason;
 use switchboard_protocol::record::{GroupCallRecord, InviteResult};
 use switchboard_protocol::{DisconnectReason, DisconnectSource};
 
-use super::db::{vals, Database};
+use super::db::{vals, Conn, Database};
 use super::journal::write_steps;
 use super::{alive_key, callback_columns, row_to_callback, CoreDb, StoreError};
 use crate::ids::Sid;
@@ -150,6 +150,59 @@ pub fn close_silent_nodes(
     Ok(all)
 }
 
+/// What this node took over from a node that died: its calls and rooms, to run on here.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Its live 1-to-1 calls.
+    pub calls: Vec<LiveCall>,
+    /// Its live rooms (not the rooms of its group calls, which a node closes as it
+    /// closes a silent node's).
+    pub rooms: Vec<LiveRoom>,
+    /// When it was last known alive, epoch ms.
+    pub since_ms: u64,
+}
+
+/// Makes the live calls and rooms of `dead` this node's, if `dead` has been silent in
+/// the database since before `silent_before_ms` (epoch ms): `None` when it was not (it
+/// lives, or never wrote). One transaction that holds `dead`'s heartbeat row, so a node
+/// that speaks up keeps everything, and two nodes claiming at once take each call once.
+/// PostgreSQL only: one SQLite file has one node.
+pub fn claim_silent_node(
+    conn: &mut Conn,
+    me: &str,
+    dead: &str,
+    silent_before_ms: u64,
+) -> Result<Option<Claimed>, StoreError> {
+    if !conn.is_postgres() || dead == me {
+        return Ok(None);
+    }
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    conn.transaction(|c| {
+        let alive = c.query_opt("SELECT v FROM meta WHERE k = $1 FOR UPDATE", vals![alive_key(dead)])?;
+        let Some(since_ms) = alive.map(|r| r.int(0)).transpose()?.map(|v| v as u64) else { return Ok(None) };
+        if since_ms >= silent_before_ms {
+            return Ok(None);
+        }
+        let calls =
+            c.query("UPDATE live_calls SET node = $2 WHERE node = $1 RETURNING snapshot", vals![dead, me])?;
+        let rooms = c.query(
+            "UPDATE live_rooms SET node = $2 WHERE node = $1
+               AND sid NOT IN (SELECT call_id FROM live_group_calls WHERE node = $1) RETURNING snapshot",
+            vals![dead, me],
+        )?;
+        let parse = |r: &super::db::Row| -> Result<String, StoreError> { r.text(0) };
+        let calls = calls
+            .iter()
+            .map(|r| serde_json::from_str::<LiveCall>(&parse(r)?).map_err(corrupt))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rooms = rooms
+            .iter()
+            .map(|r| serde_json::from_str::<LiveRoom>(&parse(r)?).map_err(corrupt))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Claimed { calls, rooms, since_ms }))
+    })
+}
+
 /// When `node` was last known alive (its store's heartbeat), epoch ms.
 fn last_alive(db: &mut CoreDb, node: &str) -> Result<Option<u64>, StoreError> {
     let row = db.conn.query_opt("SELECT v FROM meta WHERE k = $1", vals![alive_key(node)])?;
@@ -271,6 +324,7 @@ mod tests {
             rc_idc: "JP".into(),
             interrupted_ms: 0,
             lost_since_ms: None,
+            callee_device: None,
         }
     }
 

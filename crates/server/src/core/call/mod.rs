@@ -14,6 +14,7 @@ use crate::ids::{Party, SessionId, Sid};
 use crate::media_link::PartyKey;
 use crate::records::{Entry, LiveCall};
 
+mod adopt;
 mod answer;
 mod end;
 mod engine;
@@ -89,6 +90,9 @@ struct Call {
     /// Since when a party of the connected call has been without a session.
     lost_since: Option<Instant>,
     rc_idc: String,
+    /// The caller's and the callee's next `resumed` tells them to start a new media
+    /// connection (the call was taken over from a node that died).
+    new_media: [bool; 2],
 }
 
 impl Call {
@@ -111,6 +115,7 @@ impl Call {
             rc_idc: self.rc_idc.clone(),
             interrupted_ms: self.interrupted.as_millis() as Millis,
             lost_since_ms: self.lost_since.map(|t| now.wall_of(t)),
+            callee_device: self.callee_device,
         }
     }
 

@@ -100,10 +100,10 @@ impl Calls {
             Phase::Ringing => "ringing",
             Phase::Connected { .. } => "connected",
         };
-        let old = if may && party == call.caller {
+        let (old, side) = if may && party == call.caller {
             call.caller_lost = None;
             call.caller_ip = ip;
-            call.caller_session.replace(session)
+            (call.caller_session.replace(session), 0)
         } else if may && party == call.callee && call.connected() {
             call.callee_lost = None;
             call.callee_ip = ip.clone();
@@ -114,7 +114,7 @@ impl Calls {
             }
             let old = call.devices.first().map(|d| d.session);
             call.devices = vec![Device { session, verified: true, ip }];
-            old
+            (old, 1)
         } else {
             return cx.error(session, req, ErrorCode::NotFound, "no such call for this session to resume");
         };
@@ -127,7 +127,8 @@ impl Calls {
             cx.presence.unlink(old, sid);
         }
         cx.presence.link(session, sid);
-        cx.send(session, ServerMessage::Resumed { req, sid: sid.clone(), state: state.into() });
+        let new_media = std::mem::take(&mut call.new_media[side]);
+        cx.send(session, ServerMessage::Resumed { req, sid: sid.clone(), state: state.into(), new_media });
         self.changed(cx, now, sid);
     }
 }

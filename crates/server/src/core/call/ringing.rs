@@ -122,6 +122,7 @@ impl Calls {
             interrupted: std::time::Duration::ZERO,
             lost_since: None,
             rc_idc: rules.rc_idc.clone(),
+            new_media: [false, false],
         };
         self.calls.insert(sid.clone(), call);
         cx.presence.link(session, &sid);

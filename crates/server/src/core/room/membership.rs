@@ -147,6 +147,7 @@ impl Rooms {
             lost_deadline: None,
             video_from: Default::default(),
             told_talking: false,
+            new_media: false,
         };
         let room = self.rooms.get_mut(&sid)?;
         let peers: Vec<RoomPeer> = room.participants.iter().map(Participant::peer).collect();
@@ -425,7 +426,11 @@ impl Rooms {
         };
         p.session = Some(session);
         p.lost_deadline = None;
-        cx.send(session, ServerMessage::Resumed { req, sid: sid.clone(), state: "connected".into() });
+        let new_media = std::mem::take(&mut p.new_media);
+        cx.send(
+            session,
+            ServerMessage::Resumed { req, sid: sid.clone(), state: "connected".into(), new_media },
+        );
     }
 
     /// A room's timer: alone too long, maximum time, a participant's grace.

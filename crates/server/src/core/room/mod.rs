@@ -18,6 +18,7 @@ use crate::clock::{Millis, Now};
 use crate::ids::{Party, RoomId, SessionId, Sid};
 use crate::records::{LiveParticipant, LiveRoom};
 
+mod adopt;
 mod media;
 mod membership;
 mod messaging;
@@ -116,6 +117,9 @@ struct Participant {
     video_from: BTreeMap<String, Option<String>>,
     /// It was told who is talking (later it hears only the changes).
     told_talking: bool,
+    /// Its next `resumed` tells it to start a new media connection (the room was taken
+    /// over from a node that died).
+    new_media: bool,
 }
 
 impl Participant {

@@ -12,6 +12,7 @@ use crate::auth::CcKey;
 use crate::clock::{Millis, Now};
 use crate::ids::{CountingIds, Party, SessionId};
 
+mod adopt;
 mod calls;
 mod clock;
 mod devices;

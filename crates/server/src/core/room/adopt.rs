@@ -1,0 +1,78 @@
+//! Rooms taken over from a node that died: run on here from their last snapshot, every
+//! participant without a session (each `resume`s within the reconnect grace, and starts
+//! a new media connection: the relay here has none of theirs).
+
+use std::time::Duration;
+
+use switchboard_protocol::MediaType;
+
+use super::{Participant, Room, RoomTimer, Rooms};
+use crate::clock::Now;
+use crate::core::{Cx, Timer};
+use crate::ids::RoomId;
+use crate::media_link::MediaCmd;
+use crate::records::{Entry, LiveRoom};
+
+impl Rooms {
+    /// Runs `live` (a dead node's room, claimed by this node) on here.
+    pub fn adopt(&mut self, cx: &mut Cx, now: Now, live: LiveRoom) {
+        let Some(room_id) = RoomId::parse(&live.room_id) else { return };
+        let key = (live.service_id.clone(), room_id.clone());
+        if self.rooms.contains_key(&live.sid) || self.by_key.contains_key(&key) {
+            return;
+        }
+        let (speakers, max_ms) = cx
+            .services
+            .get(&live.service_id)
+            .map_or((usize::MAX, 0), |r| (r.max_room_speakers, r.max_call_ms));
+        let media = if live.media_type == "V" { MediaType::Video } else { MediaType::Audio };
+        let grace = Cx::after(now, cx.settings.reconnect_grace_ms);
+        let since_setup = Duration::from_millis(now.wall_ms.saturating_sub(live.setup_ms));
+        let max_deadline = (max_ms > 0)
+            .then(|| now.at.checked_sub(since_setup).unwrap_or(now.at) + Duration::from_millis(max_ms))
+            .map(|at| at.max(now.at));
+        let participants: Vec<Participant> = live
+            .participants
+            .into_iter()
+            .map(|p| Participant {
+                party: p.party,
+                session: None,
+                display_name: p.display_name,
+                ue_type: p.ue_type,
+                app_data: p.app_data,
+                mic_muted: false,
+                video_enabled: media == MediaType::Video,
+                video_paused: false,
+                joined_ms: p.joined_ms,
+                lost_deadline: Some(grace),
+                video_from: Default::default(),
+                told_talking: false,
+                new_media: true,
+            })
+            .collect();
+        let sid = live.sid;
+        self.participants += participants.len();
+        let room = Room {
+            sid: sid.clone(),
+            service_id: live.service_id,
+            room_id,
+            media,
+            host: live.host,
+            setup_ms: live.setup_ms,
+            participants,
+            alone_deadline: None,
+            max_deadline,
+            callbacks: live.callbacks,
+            talking: Default::default(),
+            call: false,
+        };
+        cx.journal(Entry::LiveRoom(room.snapshot()));
+        self.rooms.insert(sid.clone(), room);
+        self.by_key.insert(key, sid.clone());
+        cx.media(MediaCmd::Room { sid: sid.clone(), speakers, video: media == MediaType::Video });
+        cx.timer(grace, Timer::Room(sid.clone(), RoomTimer::Lost));
+        if let Some(at) = max_deadline {
+            cx.timer(at, Timer::Room(sid, RoomTimer::MaxTime));
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Calls and rooms taken over from a node that died: another core runs them on from
+//! their last snapshots, each party within its reconnect grace, with the same sid and
+//! one record.
+
+use switchboard_protocol::{DisconnectReason as R, DisconnectSource as S, ServerMessage};
+
+use super::calls::{connected_call, disconnect, record};
+use super::{rules, sent, H};
+use crate::core::{Input, Output};
+use crate::ids::{SessionId, Sid};
+use crate::media_link::MediaCmd;
+use crate::records::{Entry, LiveRoom};
+
+/// A second core (another node) at the same moment as `h`.
+fn other_node(h: &H) -> H {
+    let mut b = H::new(rules(60, 0, true));
+    b.now = h.now;
+    b
+}
+
+fn resumed(out: &[Output], session: impl Into<SessionId>) -> Option<bool> {
+    sent(out, session).into_iter().find_map(|m| match m {
+        ServerMessage::Resumed { new_media, .. } => Some(new_media),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_connected_call_goes_on_on_another_node_with_its_sid_and_one_record() {
+    let mut a = H::new(rules(60, 0, true));
+    let sid = connected_call(&mut a);
+    a.tick(20_000);
+    let live = a.core.live_call(a.now, "svc", &sid).expect("live");
+    // Node A dies now; node B claims the call 3 s later.
+    let mut b = other_node(&a);
+    let since_ms = b.now.wall_ms;
+    b.tick(3_000);
+    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), since_ms });
+    assert!(b.calls_out().is_empty(), "nobody to tell yet");
+    b.open(11, "alice");
+    b.open(12, "bob");
+    b.msg(11, &format!(r#"{{"type":"resume","req":1,"sid":"{sid}"}}"#));
+    b.msg(12, &format!(r#"{{"type":"resume","req":1,"sid":"{sid}"}}"#));
+    let out = b.calls_out();
+    assert_eq!((resumed(&out, 11), resumed(&out, 12)), (Some(true), Some(true)), "both start new media");
+    // Their media goes to this node's relay, as before.
+    b.msg(11, &format!(r#"{{"type":"media_offer","req":2,"sid":"{sid}","sdp":"v=0"}}"#));
+    assert!(matches!(&b.drain()[..], [Output::Media(MediaCmd::Offer { .. })]));
+    // A later reconnect is an ordinary one.
+    b.open(13, "alice");
+    b.msg(13, &format!(r#"{{"type":"resume","req":3,"sid":"{sid}"}}"#));
+    assert_eq!(resumed(&b.calls_out(), 13), Some(false));
+    b.advance(10_000);
+    b.msg(12, &format!(r#"{{"type":"end_call","req":4,"sid":"{sid}"}}"#));
+    let out = b.calls_out();
+    assert_eq!(disconnect(&out, 13), (R::Normal, S::Callee, true));
+    let r = record(&out);
+    assert_eq!(r.sid, sid);
+    assert_eq!(r.disconnect_reason, R::Normal.code());
+    assert_eq!(r.duration, 33, "20 s on A, 3 s moving, 10 s on B: one call from answer to end");
+}
+
+#[test]
+fn a_call_taken_over_that_nobody_resumes_ends_after_the_grace() {
+    let mut a = H::new(rules(60, 0, true));
+    let sid = connected_call(&mut a);
+    let live = a.core.live_call(a.now, "svc", &sid).expect("live");
+    let mut b = other_node(&a);
+    let since_ms = b.now.wall_ms;
+    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), since_ms });
+    b.advance(9_999);
+    assert!(b.calls_out().is_empty());
+    b.advance(1);
+    let r = record(&b.calls_out());
+    assert_eq!((r.sid, r.disconnect_reason), (sid, R::NetworkUnstable.code()));
+}
+
+#[test]
+fn a_call_still_ringing_when_its_node_died_ends_with_its_record() {
+    let mut a = H::new(rules(60, 0, true));
+    a.open(1, "alice");
+    let (sid, _) = a.make();
+    let live = a.core.live_call(a.now, "svc", &sid).expect("live");
+    let mut b = other_node(&a);
+    let since_ms = b.now.wall_ms;
+    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), since_ms });
+    let r = record(&b.calls_out());
+    assert_eq!((r.sid, r.disconnect_reason), (sid.clone(), R::ServerInternalError.code()));
+    b.open(11, "alice");
+    b.msg(11, &format!(r#"{{"type":"resume","req":1,"sid":"{sid}"}}"#));
+    assert_eq!(disconnect(&b.calls_out(), 11).0, R::ReleasedCall);
+}
+
+#[test]
+fn a_room_goes_on_on_another_node_for_those_who_come_back() {
+    let mut a = H::new(rules(60, 0, false));
+    for (session, user) in [(1u64, "ann"), (2, "ben")] {
+        a.open(session, user);
+        a.msg(session, r#"{"type":"join_room","req":1,"room_id":"r1","media_type":"audio"}"#);
+    }
+    let room: LiveRoom = a
+        .drain()
+        .into_iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::Journal(Entry::LiveRoom(r)) => Some(r),
+            _ => None,
+        })
+        .expect("the room's snapshot");
+    assert_eq!(room.participants.len(), 2);
+    let sid: Sid = room.sid.clone();
+    let mut b = other_node(&a);
+    let since_ms = b.now.wall_ms;
+    b.input(Input::Adopt { calls: Vec::new(), rooms: vec![room], since_ms });
+    let out = b.drain();
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCmd::Room { sid: s, .. }) if *s == sid)));
+    assert_eq!(b.core.room("svc", "r1").map(|r| r.online), Some(2));
+    b.open(11, "ann");
+    b.msg(11, &format!(r#"{{"type":"resume","req":1,"sid":"{sid}"}}"#));
+    assert_eq!(resumed(&b.drain(), 11), Some(true));
+    // Ben never comes back: he leaves at the end of his grace, Ann stays.
+    b.advance(10_000);
+    let out = b.drain();
+    assert!(
+        sent(&out, 11)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::PeerList { removed, .. } if removed == &["ben"])),
+        "{out:?}"
+    );
+    assert_eq!(b.core.room("svc", "r1").map(|r| r.online), Some(1));
+}
