@@ -418,16 +418,27 @@ function resumed(owner, m) {
 }
 
 /**
- * The call or room moved to another node (the one that ran it died, `resumed.new_media`):
- * the relay there has no connection of ours, so a new peer connection (new ICE, new DTLS)
- * with the same local tracks replaces the old one.
+ * The call or room moved to another node (`resumed.new_media`: the node that ran it died,
+ * or drained and handed it over): the relay there has no connection of ours, so a new
+ * peer connection (new ICE, new DTLS) with the same local tracks replaces the old one.
+ * The old one is closed once the new one is up (a draining node's relay still carries
+ * the media meanwhile), or after 5 s.
  */
 async function newMedia(owner) {
   if (owner.ended || !owner.pc) return;
+  const old = owner.pc;
   owner._unwatchIce?.();
   owner._unwatchMedia?.();
-  owner.pc.close();
-  await owner._firstOffer();
+  try {
+    await owner._firstOffer();
+  } finally {
+    const pc = owner.pc;
+    const close = () => { clearTimeout(timer); pc.removeEventListener('connectionstatechange', up); old.close(); };
+    const up = () => { if (pc === old || ['connected', 'failed', 'closed'].includes(pc.connectionState)) close(); };
+    const timer = setTimeout(close, 5000);
+    pc.addEventListener('connectionstatechange', up);
+    up();
+  }
 }
 
 /**

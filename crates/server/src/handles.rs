@@ -90,6 +90,11 @@ pub(crate) enum CoreCmd {
     Drain,
     /// The number of the last step handed to the journal.
     Step(oneshot::Sender<u64>),
+    /// The connected calls and the rooms, as snapshots (to hand over to another node).
+    Movable(oneshot::Sender<(Vec<LiveCall>, Vec<crate::records::LiveRoom>)>),
+    /// Let go of these calls and rooms (another node runs them now) and of the sessions
+    /// in them (their clients come back and resume there).
+    Release(Vec<Sid>),
 }
 
 /// What the REST API asks of the rooms; each answers on its `reply`.

@@ -108,7 +108,7 @@ impl ServerHandle {
     /// Whether no call or room is live here (a draining node may stop).
     pub async fn owns_nothing(&self) -> bool {
         let c = self.census().await;
-        c.calls == 0 && c.rooms.rooms == 0
+        c.calls == 0 && c.rooms.rooms == 0 && !self.cluster.as_ref().is_some_and(|c| c.lingering())
     }
 
     /// Live counts of sessions and calls.
@@ -481,6 +481,16 @@ impl CoreRunner {
             }
             CoreCmd::Step(reply) => {
                 let _ = reply.send(self.step);
+            }
+            CoreCmd::Movable(reply) => {
+                let _ = reply.send(self.core.movable(now));
+            }
+            CoreCmd::Release(sids) => {
+                // Their senders dropped: each session closes (1008), a proxy's client is
+                // told to come back, and each resumes on the node that took its call.
+                for session in self.core.release(&sids) {
+                    self.sessions.remove(&session);
+                }
             }
             CoreCmd::Drain => {
                 if !self.draining {

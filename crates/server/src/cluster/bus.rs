@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{ClientInfo, SessionAuth};
 use crate::ids::Party;
+use crate::records::{LiveCall, LiveRoom};
 
 /// The Redis channel a node listens on.
 pub(crate) fn channel(node: &str) -> String {
@@ -38,7 +39,7 @@ pub(crate) struct Remote {
     pub client: ClientInfo,
 }
 
-/// One message between nodes, each about one client session.
+/// One message between nodes: about one client session, or calls changing nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub(crate) enum BusMsg {
@@ -57,6 +58,11 @@ pub(crate) enum BusMsg {
     Dropped { client: ClientId },
     /// Edge → owner: no such session here (any more): drop its proxy.
     Gone { client: ClientId },
+    /// A draining node → another: run these calls and rooms on (their live rows are
+    /// yours now); say `TookOver` with the same `id` once they run.
+    Handover { id: u64, calls: Vec<LiveCall>, rooms: Vec<LiveRoom> },
+    /// The answer to `Handover`: they run here now.
+    TookOver { id: u64 },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -117,6 +117,18 @@ pub(crate) async fn place_room(link: &Link, service_id: &str, room_id: &str, can
         .await
 }
 
+/// Places the room `(service, room_id)` on this node, whichever node held it (a
+/// draining node handed it over).
+pub(crate) async fn move_room(link: &Link, service_id: &str, room_id: &str) -> Res<()> {
+    redis::cmd("SET")
+        .arg(format!("sb:room:{service_id}:{room_id}"))
+        .arg(&*link.me)
+        .arg("PX")
+        .arg(PLACEMENT_MS)
+        .query_async(&mut link.conn.clone())
+        .await
+}
+
 fn presence_key(party: &Party) -> String {
     format!("sb:presence:{}:{}", party.service_id, party.user_id)
 }

@@ -33,7 +33,7 @@ use crate::auth::CcKey;
 use crate::clock::now_ms;
 use crate::core::{Input, SessionAuth};
 use crate::handles::{CoreCmd, CoreHandle, RoomRequest};
-use crate::ids::Party;
+use crate::ids::{Party, Sid};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use bus::Remote;
@@ -137,6 +137,11 @@ pub(crate) struct Cluster {
     /// What Redis held of this node must be written again (it restarted empty).
     rejoin: AtomicBool,
     replays: Mutex<bus::Replays>,
+    /// Handovers of this draining node waiting for the other node's word, by id.
+    handovers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Until when this draining node stays up after handing its calls over: its relay
+    /// carries their media until the clients have moved.
+    lingers_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// One client session of this node.
@@ -193,6 +198,8 @@ pub(crate) async fn start(
         owners: Mutex::default(),
         rejoin: AtomicBool::new(false),
         replays: Mutex::default(),
+        handovers: Mutex::default(),
+        lingers_until: Mutex::default(),
     });
     tokio::spawn(proxies::run(cluster.proxies.clone(), proxy_rx, core, committed, link));
     tokio::spawn(listen(client, cluster.clone(), stop.clone()));
@@ -311,6 +318,37 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// How long a draining node waits for the node it hands its calls to.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+/// How long a node that handed its calls over stays up: its relay carries their media
+/// until each client's new connection to the new owner is up (well under a second).
+const LINGER: Duration = Duration::from_secs(3);
+
+/// Runs calls and rooms a draining node (`from`) handed over, places the rooms here, and
+/// tells it so.
+async fn take_handover(
+    core: CoreHandle,
+    link: Link,
+    from: String,
+    id: u64,
+    calls: Vec<crate::records::LiveCall>,
+    rooms: Vec<crate::records::LiveRoom>,
+) {
+    let placed: Vec<(String, String)> =
+        rooms.iter().map(|r| (r.service_id.clone(), r.room_id.clone())).collect();
+    tracing::info!(node = %from, calls = calls.len(), rooms = rooms.len(), "taking over a draining node's calls and rooms");
+    let adopt = Input::Adopt { calls, rooms, since_ms: now_ms() };
+    if core.send(CoreCmd::Input(adopt)).await.is_err() {
+        return;
+    }
+    for (service_id, room_id) in placed {
+        if let Err(e) = directory::move_room(&link, &service_id, &room_id).await {
+            tracing::warn!(error = %e, "cannot place a room handed over; placed again later");
+        }
+    }
+    link.send(&from, &BusMsg::TookOver { id }, TO_OWNER).await;
+}
+
 /// Listens on this node's bus channel, subscribing again after Redis comes back.
 async fn listen(client: redis::Client, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
@@ -370,6 +408,17 @@ impl Cluster {
             }
             BusMsg::Adopted { client } => (client, Relayed::Owner { from: from.clone() }),
             BusMsg::Dropped { client } => (client, Relayed::Dropped { from: from.clone() }),
+            BusMsg::Handover { id, calls, rooms } => {
+                let (core, link) = (self.core.clone(), self.link.clone());
+                tokio::spawn(take_handover(core, link, from, id, calls, rooms));
+                return;
+            }
+            BusMsg::TookOver { id } => {
+                if let Some(done) = self.handovers.lock().ok().and_then(|mut h| h.remove(&id)) {
+                    let _ = done.send(());
+                }
+                return;
+            }
             msg => {
                 let _ = self.proxies.send(ProxyCmd::Bus { from, msg });
                 return;
@@ -555,6 +604,62 @@ impl Cluster {
         }
     }
 
+    /// Hands this draining node's connected calls and rooms over to the least loaded
+    /// node that takes calls: their live rows become its, it runs them on from their
+    /// snapshots, and this node lets go of them and of the sessions in them (their
+    /// clients come back and resume there, and start new media). Its relay carries their
+    /// media meanwhile, for [`LINGER`] more; whether anything was handed over.
+    async fn hand_over(&self) -> bool {
+        let to = match directory::pick(&self.link).await {
+            Ok(Some(node)) => node,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pick a node to hand the calls over to");
+                return false;
+            }
+        };
+        let Ok((calls, rooms)) = self.core.ask(CoreCmd::Movable).await else { return false };
+        if calls.is_empty() && rooms.is_empty() {
+            return false;
+        }
+        let sids: Vec<Sid> =
+            calls.iter().map(|c| c.sid.clone()).chain(rooms.iter().map(|r| r.sid.clone())).collect();
+        let names: Vec<String> = sids.iter().map(|s| s.as_str().to_string()).collect();
+        if let Err(e) = self.store.hand(names.clone(), &self.link.me, &to).await {
+            tracing::warn!(error = %e, "cannot hand the calls over; they stay here");
+            return false;
+        }
+        let id = rand::random::<u64>();
+        let (done, taken) = oneshot::channel();
+        if let Ok(mut h) = self.handovers.lock() {
+            h.insert(id, done);
+        }
+        let (n_calls, n_rooms) = (calls.len(), rooms.len());
+        let sent = self.link.send(&to, &BusMsg::Handover { id, calls, rooms }, TO_OWNER).await;
+        let took = sent && matches!(tokio::time::timeout(HANDOVER_WAIT, taken).await, Ok(Ok(())));
+        if let Ok(mut h) = self.handovers.lock() {
+            h.remove(&id);
+        }
+        if !took {
+            tracing::warn!(node = %to, "the handover was not taken up; the calls stay here");
+            if let Err(e) = self.store.hand(names, &to, &self.link.me).await {
+                tracing::error!(error = %e, "cannot take the calls' live rows back");
+            }
+            return false;
+        }
+        if let Ok(mut l) = self.lingers_until.lock() {
+            *l = Some(tokio::time::Instant::now() + LINGER);
+        }
+        let _ = self.core.send(CoreCmd::Release(sids)).await;
+        tracing::info!(node = %to, calls = n_calls, rooms = n_rooms, "handed the calls and rooms over");
+        true
+    }
+
+    /// Whether this node stays up for the media of calls it handed over.
+    pub fn lingering(&self) -> bool {
+        self.lingers_until.lock().ok().and_then(|l| *l).is_some_and(|t| tokio::time::Instant::now() < t)
+    }
+
     /// This node's registry entry now.
     fn entry(&self) -> directory::Entry {
         let sessions = self.locals.lock().map(|l| l.len() as u64).unwrap_or(0);
@@ -568,10 +673,12 @@ impl Cluster {
 
     /// The node drains: its clients' new calls and rooms go to other nodes from now on
     /// (and the other nodes hear so at once).
-    pub async fn drain(&self) {
+    pub async fn drain(self: &Arc<Self>) {
         self.draining.store(true, Ordering::Relaxed);
         if let Err(e) = directory::write_entry(&self.link, self.entry()).await {
             tracing::warn!(error = %e, "cannot say in the registry that this node drains");
         }
+        let me = self.clone();
+        tokio::spawn(async move { me.hand_over().await });
     }
 }

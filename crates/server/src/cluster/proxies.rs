@@ -151,7 +151,11 @@ impl Proxies {
                 self.core.send(CoreCmd::Input(Input::Message { session: proxy, msg })).await.is_ok()
             }
             BusMsg::Closed { client } | BusMsg::Gone { client } => self.close(&(from, client)).await,
-            BusMsg::Frame { .. } | BusMsg::Adopted { .. } | BusMsg::Dropped { .. } => true,
+            BusMsg::Frame { .. }
+            | BusMsg::Adopted { .. }
+            | BusMsg::Dropped { .. }
+            | BusMsg::Handover { .. }
+            | BusMsg::TookOver { .. } => true,
         }
     }
 

@@ -422,6 +422,27 @@ impl Core {
         self.rooms.census()
     }
 
+    /// The connected calls and the rooms (not a group call's), as snapshots: what a
+    /// draining node hands over to another.
+    pub fn movable(&self, now: Now) -> (Vec<LiveCall>, Vec<crate::records::LiveRoom>) {
+        (self.calls.movable(now), self.rooms.movable())
+    }
+
+    /// Lets go of the calls and rooms `sids`, handed over to another node (which runs
+    /// them on from their snapshots): no record, nothing said, their relay connections
+    /// left to go on until the clients move. The sessions in them, for the shell to let
+    /// go of too: their clients come back and resume on the new owner.
+    pub fn release(&mut self, sids: &[Sid]) -> Vec<SessionId> {
+        let mut sessions = Vec::new();
+        for sid in sids {
+            sessions.extend(self.calls.release(&mut self.cx, sid));
+            sessions.extend(self.rooms.release(sid));
+        }
+        sessions.sort();
+        sessions.dedup();
+        sessions
+    }
+
     /// The live call `sid` of this service (the caller's), if any.
     pub fn live_call(&self, now: Now, service_id: &str, sid: &Sid) -> Option<LiveCall> {
         self.calls.live_call(now, service_id, sid)

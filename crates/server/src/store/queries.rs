@@ -89,6 +89,12 @@ enum Cmd {
         sid: String,
         reply: oneshot::Sender<Option<String>>,
     },
+    Hand {
+        sids: Vec<String>,
+        from: String,
+        to: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Claim {
         dead: String,
         silent_before_ms: u64,
@@ -178,6 +184,13 @@ impl Store {
     pub async fn claim(&self, dead: &str, silent_before_ms: u64) -> Result<Option<Claimed>, StoreError> {
         let dead = dead.to_string();
         self.ask(|reply| Cmd::Claim { dead, silent_before_ms, reply }).await?
+    }
+
+    /// Makes the live calls and rooms `sids` of node `from` node `to`'s (a draining node
+    /// hands them over, or takes them back when the handover failed).
+    pub async fn hand(&self, sids: Vec<String>, from: &str, to: &str) -> Result<(), StoreError> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.ask(|reply| Cmd::Hand { sids, from, to, reply }).await?
     }
 
     fn send(&self, cmd: Cmd) {
@@ -457,6 +470,17 @@ fn take_expired(
     Ok(claimed)
 }
 
+/// Moves the live rows `sids` of node `from` to node `to`, in one transaction.
+fn hand(conn: &mut Conn, sids: &[String], from: &str, to: &str) -> Result<(), StoreError> {
+    conn.transaction(|c| {
+        for sid in sids {
+            c.exec("UPDATE live_calls SET node = $2 WHERE sid = $1 AND node = $3", vals![sid, to, from])?;
+            c.exec("UPDATE live_rooms SET node = $2 WHERE sid = $1 AND node = $3", vals![sid, to, from])?;
+        }
+        Ok(())
+    })
+}
+
 fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
     let parse = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap_or(serde_json::Value::Null);
     let texts = |rows: Vec<super::db::Row>| -> Result<Vec<serde_json::Value>, StoreError> {
@@ -574,6 +598,9 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
                 .map(|r| r.text(0))
                 .transpose()?;
             let _ = reply.send(node);
+        }
+        Cmd::Hand { sids, from, to, reply } => {
+            let _ = reply.send(hand(conn, &sids, &from, &to));
         }
         Cmd::Claim { dead, silent_before_ms, reply } => {
             let _ = reply.send(claim_silent_node(conn, &node.name, &dead, silent_before_ms));

@@ -1,7 +1,8 @@
-//! Calls taken over from a node that died: another node's core runs them on from their
-//! last snapshot. Both parties are without a session (the node that held their calls
-//! is gone), so each gets the reconnect grace to `resume`, and its `resumed` tells it to
-//! start a new media connection: the relay here never had one of its.
+//! Calls that change nodes. Taken over from a node that died (or handed over by one that
+//! drains), another node's core runs them on from their last snapshot. Both parties are
+//! without a session there, so each gets the reconnect grace to `resume`, and its
+//! `resumed` tells it to start a new media connection: the relay there never had one of
+//! its. The node that hands a call over lets go of it without a word ([`Calls::release`]).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use switchboard_protocol::{DisconnectReason, DisconnectSource, MediaType};
 use super::{Call, CallTimer, Calls, Phase};
 use crate::clock::{Millis, Now};
 use crate::core::Cx;
-use crate::ids::Party;
+use crate::ids::{Party, SessionId, Sid};
 use crate::records::LiveCall;
 
 impl Calls {
@@ -76,5 +77,22 @@ impl Calls {
             Calls::set_timer(cx, at, CallTimer::MaxTime, &sid);
         }
         self.changed(cx, now, &sid);
+    }
+
+    /// The connected calls, as snapshots: what a draining node hands over (a ringing
+    /// one stays, and soon ends or connects).
+    pub fn movable(&self, now: Now) -> Vec<LiveCall> {
+        self.calls.values().filter(|c| c.connected()).map(|c| c.snapshot(now)).collect()
+    }
+
+    /// Lets go of call `sid`, handed over to another node: no record, nothing said, its
+    /// relay connections left to go on until their clients move. The sessions in it.
+    pub fn release(&mut self, cx: &mut Cx, sid: &Sid) -> Vec<SessionId> {
+        let Some(call) = self.calls.remove(sid) else { return Vec::new() };
+        let sessions: Vec<SessionId> = call.sessions().collect();
+        for s in &sessions {
+            cx.presence.unlink(*s, sid);
+        }
+        sessions
     }
 }

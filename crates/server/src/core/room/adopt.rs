@@ -1,6 +1,7 @@
-//! Rooms taken over from a node that died: run on here from their last snapshot, every
-//! participant without a session (each `resume`s within the reconnect grace, and starts
-//! a new media connection: the relay here has none of theirs).
+//! Rooms that change nodes: taken over from a node that died (or handed over by one that
+//! drains), run on from their last snapshot, every participant without a session (each
+//! `resume`s within the reconnect grace, and starts a new media connection: the relay
+//! there has none of theirs).
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use switchboard_protocol::MediaType;
 use super::{Participant, Room, RoomTimer, Rooms};
 use crate::clock::Now;
 use crate::core::{Cx, Timer};
-use crate::ids::RoomId;
+use crate::ids::{RoomId, SessionId, Sid};
 use crate::media_link::MediaCmd;
 use crate::records::{Entry, LiveRoom};
 
@@ -74,5 +75,20 @@ impl Rooms {
         if let Some(at) = max_deadline {
             cx.timer(at, Timer::Room(sid, RoomTimer::MaxTime));
         }
+    }
+
+    /// The rooms (not a group call's, which its call engine runs), as snapshots: what a
+    /// draining node hands over.
+    pub fn movable(&self) -> Vec<LiveRoom> {
+        self.rooms.values().filter(|r| !r.call).map(Room::snapshot).collect()
+    }
+
+    /// Lets go of room `sid`, handed over to another node: nothing said, no callback.
+    /// The sessions in it.
+    pub fn release(&mut self, sid: &Sid) -> Vec<SessionId> {
+        let Some(room) = self.rooms.remove(sid) else { return Vec::new() };
+        self.by_key.remove(&(room.service_id.clone(), room.room_id.clone()));
+        self.participants = self.participants.saturating_sub(room.participants.len());
+        room.participants.iter().filter_map(|p| p.session).collect()
     }
 }

@@ -129,3 +129,34 @@ fn a_room_goes_on_on_another_node_for_those_who_come_back() {
     );
     assert_eq!(b.core.room("svc", "r1").map(|r| r.online), Some(1));
 }
+
+#[test]
+fn a_draining_node_hands_over_its_connected_calls_and_lets_go_of_them_without_a_word() {
+    let mut a = H::new(rules(60, 0, true));
+    let sid = connected_call(&mut a);
+    a.open(3, "cat");
+    a.open(4, "dan");
+    a.msg(3, r#"{"type":"make_call","req":1,"to_user_id":"dan","media_type":"audio"}"#);
+    let ringing = sent(&a.calls_out(), 3)
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::CallCreated { sid, .. } => Some(sid.clone()),
+            _ => None,
+        })
+        .expect("created");
+    let (calls, rooms) = a.core.movable(a.now);
+    assert_eq!(calls.iter().map(|c| &c.sid).collect::<Vec<_>>(), [&sid], "not the ringing one");
+    assert!(rooms.is_empty());
+    let sessions = a.core.release(std::slice::from_ref(&sid));
+    assert_eq!(sessions, [SessionId(1), SessionId(2)]);
+    assert!(a.drain().is_empty(), "no record, no word, the relay left alone");
+    assert!(a.core.live_call(a.now, "svc", &sid).is_none());
+    assert!(a.core.live_call(a.now, "svc", &ringing).is_some());
+    // The node that took it runs it on.
+    let mut b = other_node(&a);
+    let since_ms = b.now.wall_ms;
+    b.input(Input::Adopt { calls, rooms, since_ms });
+    b.open(11, "alice");
+    b.msg(11, &format!(r#"{{"type":"resume","req":1,"sid":"{sid}"}}"#));
+    assert_eq!(resumed(&b.calls_out(), 11), Some(true));
+}
