@@ -195,6 +195,11 @@ fn service_rules(services: &HashMap<String, ServiceConfig>) -> HashMap<String, S
 /// is put right after any crash: live calls are closed and recorded, and every
 /// callback still pending is queued again.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    // Bound first: a port taken fails the start before any work, and the ports the
+    // relay and TURN draw from the system can never be the configured one.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let database = config.database();
     let db_files: Vec<_> =
         ["", "-wal", "-shm"].iter().map(|x| config.data_dir.join(format!("switchboard.db{x}"))).collect();
@@ -344,9 +349,6 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             .map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e:?} is no address or network")))?,
     });
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let app = router(shared.clone(), crate::cluster::Nodes(cluster.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

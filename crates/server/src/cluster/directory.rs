@@ -14,7 +14,7 @@ use crate::ids::Party;
 type Res<T> = Result<T, redis::RedisError>;
 
 /// How long a node's registry entry holds without being written again.
-pub(crate) const ALIVE_FOR_MS: u64 = 6_000;
+pub(crate) const ALIVE_FOR_MS: u64 = 3_000;
 /// How long a room stays placed on its node after its last join.
 const PLACEMENT_MS: u64 = 24 * 3600 * 1000;
 /// How long a user's presence entries outlive their last write (a node that dies

@@ -19,7 +19,7 @@ use crate::core::SessionAuth;
 use crate::handles::Frame;
 
 /// How long a `resume` whose owner died waits for another node to take the call over
-/// (its registry entry expires 6 s after its last beat, and the next beat claims).
+/// (its registry entry expires 3 s after its last beat, and the next beat claims).
 const TAKEOVER_WAIT: Duration = Duration::from_secs(15);
 
 /// Where a client message went.

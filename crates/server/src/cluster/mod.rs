@@ -2,7 +2,7 @@
 //! client; each call and room lives on one node, its owner, which runs it in its core as
 //! a single node does, and whose relay carries its media. What lives where:
 //!
-//! - **Registry**: `sb:node:{node}`, written every 2 s with a 6 s expiry: the node is up.
+//! - **Registry**: `sb:node:{node}`, written every second with a 3 s expiry: the node is up.
 //! - **Placement**: `sb:room:{service}:{room_id}` names the node a room is created on,
 //!   set once by a script that replaces it only when that node is gone (never two).
 //! - **Presence**: `sb:presence:{service}:{user}`, one field per signed-in session
@@ -40,8 +40,9 @@ use bus::Remote;
 use bus::{BusKey, BusMsg};
 use proxies::ProxyCmd;
 
-/// How often a node says it is up.
-const ALIVE_EVERY: Duration = Duration::from_secs(2);
+/// How often a node says it is up. Its entry lives three beats: a node's death is seen
+/// 2-4 s after it, which is most of the time its calls are silent before they move.
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -208,16 +209,17 @@ pub(crate) async fn start(
     Ok(cluster)
 }
 
-/// A node whose registry entry was missing this many times in a row (2 s apart) is gone.
-const MISSES: u32 = 3;
+/// A node whose registry entry was missing this many times in a row (a second apart) is
+/// gone.
+const MISSES: u32 = 5;
 /// A node whose registry entry expired and that has written nothing to the database for
 /// this long is dead: its calls and rooms are taken over. Its store writes every second.
 const SILENT_MS: u64 = 3_000;
 /// Every this many heartbeats, the node places its live rooms again (their placement
 /// outlives a quiet day, and comes back after Redis lost it).
-const PLACE_EVERY: u32 = 15;
+const PLACE_EVERY: u32 = 30;
 /// Every this many heartbeats (an hour), the node lists its sessions again.
-const RELIST_EVERY: u32 = 1800;
+const RELIST_EVERY: u32 = 3600;
 
 /// Keeps the registry entry fresh; lists this node's sessions and places its rooms again
 /// when Redis lost them; and ends the proxies of clients whose node is gone.
