@@ -927,6 +927,8 @@ export class Call {
         break;
       case 'disconnected': if (m.req == null || m.sid === this.sid) this._ended(m); break;
       case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
+      // Resumed for us by our node: the call moved to another node (no reconnect).
+      case 'resumed': if (m.req == null && m.new_media) this._negotiate(() => newMedia(this)); break;
       case 'peer_media_state':
         if (m.mic_muted === true) call(this.delegate.evtPeerMicMuted);
         if (m.mic_muted === false) call(this.delegate.evtPeerMicUnmuted);
@@ -1316,6 +1318,8 @@ export class Conference {
         this._attachViews();
         break;
       case 'media_offer': this._negotiate(() => this._relayOffer(m.offer_id, m.sdp)); break;
+      // Resumed for us by our node: the call moved to another node (no reconnect).
+      case 'resumed': if (m.req == null && m.new_media) this._negotiate(() => newMedia(this)); break;
       case 'peer_audio_levels': {
         // The CallEngine's volumes include my own (seed 004's volumeMap is everyone's).
         call(this.delegate.allLevels, { ...m.levels });

@@ -23,18 +23,26 @@ pub struct Cluster {
     /// The postmaster, to stop or restart (tests of PostgreSQL going away).
     child: Mutex<Option<Child>>,
     as_user: Option<(u32, u32)>,
+    /// It takes TLS (as well as plain connections) with the certificate in its directory.
+    tls: bool,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 /// The tests' cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| start().unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}")))
+    CLUSTER.get_or_init(|| start(None).unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}")))
 }
 
 /// A cluster of the caller's own (to stop and restart without disturbing other tests).
 pub fn own_cluster() -> Cluster {
-    off_runtime(|| start().unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}")))
+    off_runtime(|| start(None).unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}")))
+}
+
+/// A cluster of the caller's own that also takes TLS, with the certificate `cert` and its
+/// key `key` (PEM files).
+pub fn own_cluster_tls(cert: &Path, key: &Path) -> Cluster {
+    off_runtime(|| start(Some((cert, key))).unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}")))
 }
 
 /// A new, empty database on the tests' cluster; its URL (with the password).
@@ -98,7 +106,7 @@ impl Cluster {
 
     fn restart_now(&self) {
         self.kill_now();
-        let child = spawn_postmaster(&self.dir, self.port, self.as_user).expect("restart postgres");
+        let child = spawn_postmaster(&self.dir, self.port, self.as_user, self.tls).expect("restart postgres");
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         wait_ready(&self.url("postgres")).expect("postgres ready again");
     }
@@ -140,7 +148,7 @@ fn command(bin: &Path, as_user: Option<(u32, u32)>) -> Command {
     cmd
 }
 
-fn start() -> Result<Cluster, String> {
+fn start(tls: Option<(&Path, &Path)>) -> Result<Cluster, String> {
     let as_user = run_as();
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
@@ -166,18 +174,31 @@ fn start() -> Result<Cluster, String> {
     if !out.status.success() {
         return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
+    // Its certificate and key, the key readable by the server's user only (PostgreSQL
+    // refuses it otherwise).
+    if let Some((cert, key)) = tls {
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = dir.join(to);
+            std::fs::copy(from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            if let Some((uid, gid)) = as_user {
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+            }
+        }
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let child = spawn_postmaster(&dir, port, as_user)?;
-    let cluster = Cluster { port, dir, child: Mutex::new(Some(child)), as_user };
+    let child = spawn_postmaster(&dir, port, as_user, tls.is_some())?;
+    let cluster = Cluster { port, dir, child: Mutex::new(Some(child)), as_user, tls: tls.is_some() };
     wait_ready(&cluster.url("postgres"))?;
     Ok(cluster)
 }
 
 /// Starts the postmaster, to stop when the test process ends.
-fn spawn_postmaster(dir: &Path, port: u16, as_user: Option<(u32, u32)>) -> Result<Child, String> {
+fn spawn_postmaster(dir: &Path, port: u16, as_user: Option<(u32, u32)>, tls: bool) -> Result<Child, String> {
     let mut cmd = command(&bin_dir()?.join("postgres"), as_user);
     cmd.arg("-D")
         .arg(dir.join("data"))
@@ -189,9 +210,15 @@ fn spawn_postmaster(dir: &Path, port: u16, as_user: Option<(u32, u32)>) -> Resul
         // written before it is acknowledged: a PostgreSQL that dies keeps what it said
         // it committed.
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
-        .args(["-c", "max_connections=300", "-c", "log_min_messages=fatal"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .args(["-c", "max_connections=300", "-c", "log_min_messages=fatal"]);
+    if tls {
+        cmd.args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", dir.join("server.crt").display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("server.key").display()));
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     crate::tied::spawn(cmd, libc::SIGQUIT).map_err(|e| format!("postgres: {e}"))
 }
 

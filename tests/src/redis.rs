@@ -12,6 +12,8 @@ pub struct Redis {
     /// Its port on 127.0.0.1.
     pub port: u16,
     child: Mutex<Option<Child>>,
+    /// Over TLS only: its certificate, key and CA (PEM files).
+    tls: Option<[String; 3]>,
 }
 
 impl Redis {
@@ -21,14 +23,28 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let redis = Redis { port, child: Mutex::new(None) };
+        let redis = Redis { port, child: Mutex::new(None), tls: None };
+        redis.restart();
+        redis
+    }
+
+    /// Starts one that speaks TLS only, with the certificate `cert` (its key `key`,
+    /// signed by `ca`: PEM files).
+    pub fn start_tls(cert: &str, key: &str, ca: &str) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let tls = Some([cert.to_string(), key.to_string(), ca.to_string()]);
+        let redis = Redis { port, child: Mutex::new(None), tls };
         redis.restart();
         redis
     }
 
     /// Its URL, with the password.
     pub fn url(&self) -> String {
-        format!("redis://:{PASSWORD}@127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://:{PASSWORD}@127.0.0.1:{}/", self.port)
     }
 
     /// Stops it at once (SIGKILL: what it held is gone, as after a crash).
@@ -43,7 +59,14 @@ impl Redis {
     pub fn restart(&self) {
         self.kill();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--requirepass", PASSWORD])
+        let port = self.port.to_string();
+        match &self.tls {
+            None => cmd.args(["--port", &port]),
+            Some([cert, key, ca]) => cmd
+                .args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
+                .args(["--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--requirepass", PASSWORD])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -354,6 +354,7 @@ pub async fn connect_media_with(
         plain_opus: options.plain_opus,
         lost_since: None,
         moves_expected: moves.is_some(),
+        old: None,
     };
     tokio::spawn(task.run(rx, relay_offers, tcp_rx, turn_rx, moves));
     Ok((Media { tx, stats }, ev_rx))
@@ -422,7 +423,30 @@ struct MediaTask {
     lost_since: Option<Instant>,
     /// A call's connection: it may move to another relay.
     moves_expected: bool,
+    /// The connection the call moved from, kept until the new one carries media.
+    old: Option<OldConnection>,
 }
+
+/// A call's connection to the relay it moved from: for [`OVERLAP`] it goes on sending
+/// (the others may still listen there), and what it receives is played until the new
+/// connection receives media, so that nobody hears a gap while everyone moves.
+struct OldConnection {
+    rtc: Rtc,
+    audio: Mid,
+    since: Instant,
+    /// The new connection's media is played, not this one's.
+    superseded: bool,
+    /// When this one last received media.
+    last_media: Instant,
+    /// When the new one first received media.
+    first_new: Option<Instant>,
+}
+
+/// How long the new connection's media flows before it is played instead of the old's.
+const SETTLE: Duration = Duration::from_millis(600);
+
+/// How long a moved call keeps its old connection.
+const OVERLAP: Duration = Duration::from_secs(2);
 
 impl MediaTask {
     async fn run(
@@ -441,9 +465,7 @@ impl MediaTask {
                     let Ok((n, source)) = r else { continue };
                     let Ok(contents) = buf[..n].try_into() else { continue };
                     let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.local, contents });
-                    if self.rtc.accepts(&input) {
-                        let _ = self.rtc.handle_input(input);
-                    }
+                    self.feed(input);
                 }
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Audio(data, samples, level)) => {
@@ -467,19 +489,18 @@ impl MediaTask {
                     let Some(relayed) = self.turn.as_ref().map(|t| t.relayed) else { continue };
                     let Ok(contents) = data.as_slice().try_into() else { continue };
                     let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: relayed, contents });
-                    if self.rtc.accepts(&input) {
-                        let _ = self.rtc.handle_input(input);
-                    }
+                    self.feed(input);
                 }
                 Some((source, data)) = from_tcp(tcp_rx.as_mut()) => {
                     let Ok(contents) = data.as_slice().try_into() else { continue };
                     let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Tcp, source, destination: self.tcp_local, contents });
-                    if self.rtc.accepts(&input) {
-                        let _ = self.rtc.handle_input(input);
-                    }
+                    self.feed(input);
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
+                    if let Some(old) = &mut self.old {
+                        let _ = old.rtc.handle_input(Input::Timeout(Instant::now()));
+                    }
                 }
             }
         }
@@ -519,17 +540,11 @@ impl MediaTask {
     }
 
     fn write(&mut self, mid: Mid, codec: Codec, time: MediaTime, data: Vec<u8>) {
+        if let Some(old) = self.old.as_mut().filter(|_| mid == self.audio) {
+            write_to(&mut old.rtc, old.audio, codec, time, data.clone(), self.level);
+        }
         let len = data.len() as u64;
-        let Some(writer) = self.rtc.writer(mid) else { return };
-        let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
-            return;
-        };
-        // Voice activity as browsers judge it: louder than about -50 dBov.
-        let writer = match self.level {
-            Some(l) => writer.audio_level(-(l as i8), l < 50),
-            None => writer,
-        };
-        if writer.write(pt, Instant::now(), time, data).is_ok() {
+        if write_to(&mut self.rtc, mid, codec, time, data, self.level) {
             if let Ok(mut s) = self.stats.lock() {
                 s.frames_out += 1;
                 s.bytes_out += len;
@@ -545,8 +560,22 @@ impl MediaTask {
         match negotiate(self.signaling.as_ref(), &self.candidates, self.plain_opus, video).await {
             Ok((rtc, audio, video_mid)) => {
                 tracing::info!("media: the call moved; new connection to its relay");
-                self.rtc.disconnect();
-                self.rtc = rtc;
+                if let Some(mut older) = self.old.take() {
+                    older.rtc.disconnect();
+                }
+                // The old one goes on beside it for a while: the relay it reaches may still
+                // carry the call (a node that drains), and its media is played until the
+                // new one's has settled.
+                let rtc = std::mem::replace(&mut self.rtc, rtc);
+                let connected = self.lost_since.is_none();
+                self.old = connected.then_some(OldConnection {
+                    rtc,
+                    audio: self.audio,
+                    since: Instant::now(),
+                    superseded: false,
+                    last_media: Instant::now(),
+                    first_new: None,
+                });
                 self.audio = audio;
                 self.video = video_mid;
                 self.video_asked = false;
@@ -557,8 +586,58 @@ impl MediaTask {
         }
     }
 
+    /// An input for the connection it belongs to (the new one, or the one the call
+    /// moved from).
+    fn feed(&mut self, input: Input) {
+        if self.rtc.accepts(&input) {
+            let _ = self.rtc.handle_input(input);
+        } else if let Some(old) = self.old.as_mut().filter(|o| o.rtc.accepts(&input)) {
+            let _ = old.rtc.handle_input(input);
+        }
+    }
+
+    /// Polls the connection the call moved from: its datagrams go out, its media in;
+    /// when it must be polled again.
+    fn drive_old(&mut self) -> Option<Instant> {
+        let old = self.old.as_mut()?;
+        loop {
+            if !old.rtc.is_alive() || old.since.elapsed() > OVERLAP {
+                if let Some(mut o) = self.old.take() {
+                    o.rtc.disconnect();
+                }
+                return None;
+            }
+            match old.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Some(t),
+                Ok(Output::Transmit(t)) => match (t.proto, self.tcp.as_mut()) {
+                    (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, t.contents.into()),
+                    _ => {
+                        let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    }
+                },
+                Ok(Output::Event(Event::MediaData(d))) if !old.superseded => {
+                    old.last_media = Instant::now();
+                    let mid = d.mid.to_string();
+                    let ev = match old.rtc.media(d.mid).map(|m| m.kind()) {
+                        Some(MediaKind::Video) => MediaEvent::Video { mid, payload: d.data },
+                        _ => MediaEvent::Audio { mid, payload: d.data },
+                    };
+                    let _ = self.events.send(ev);
+                }
+                Ok(Output::Event(_)) => {}
+                Err(_) => old.rtc.disconnect(),
+            }
+        }
+    }
+
     /// Polls until the session only waits; `None` once it is dead.
     fn drive(&mut self) -> Option<Instant> {
+        let next = self.drive_new()?;
+        Some(self.drive_old().map_or(next, |t| t.min(next)))
+    }
+
+    /// Polls the connection until it only waits; `None` once it is dead.
+    fn drive_new(&mut self) -> Option<Instant> {
         loop {
             if !self.rtc.is_alive() {
                 return None;
@@ -593,6 +672,16 @@ impl MediaTask {
                         let _ = self.events.send(MediaEvent::Connected);
                     }
                     Event::MediaData(d) => {
+                        // The new connection's media is played once it has flowed for a while
+                        // (a relay often adds lines, and pauses, right after a connection
+                        // starts), or when the old one's stopped.
+                        if let Some(old) = &mut self.old {
+                            let first = *old.first_new.get_or_insert_with(Instant::now);
+                            old.superseded |= first.elapsed() >= SETTLE;
+                            if !old.superseded && old.last_media.elapsed() < Duration::from_millis(100) {
+                                continue;
+                            }
+                        }
                         if let Ok(mut s) = self.stats.lock() {
                             s.frames_in += 1;
                             s.bytes_in += d.data.len() as u64;
@@ -626,6 +715,28 @@ impl MediaTask {
             }
         }
     }
+}
+
+/// Writes one frame on line `mid` of `rtc` (with its level in -dBov, if known); whether
+/// it went.
+fn write_to(
+    rtc: &mut Rtc,
+    mid: Mid,
+    codec: Codec,
+    time: MediaTime,
+    data: Vec<u8>,
+    level: Option<u8>,
+) -> bool {
+    let Some(writer) = rtc.writer(mid) else { return false };
+    let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
+        return false;
+    };
+    // Voice activity as browsers judge it: louder than about -50 dBov.
+    let writer = match level {
+        Some(l) => writer.audio_level(-(l as i8), l < 50),
+        None => writer,
+    };
+    writer.write(pt, Instant::now(), time, data).is_ok()
 }
 
 /// The next word that the call moved, or never without a way to hear it.

@@ -201,7 +201,7 @@ pub struct Config {
     #[serde(default = "default_node_timeout_ms")]
     pub node_timeout_ms: u64,
     /// With `database_url`: the Redis that joins the nodes of one deployment
-    /// (`redis://:password@host:port/db`). Any node then takes any
+    /// (`redis://:password@host:port/db`, or `rediss://` over TLS). Any node then takes any
     /// client: a call or room lives on one node, and the others carry their clients'
     /// signaling to it. Needs `cluster_secret`.
     #[serde(default)]
@@ -211,6 +211,12 @@ pub struct Config {
     /// good on every other.
     #[serde(default)]
     pub cluster_secret: Option<String>,
+    /// The CA certificates (PEM) that the TLS certificates of PostgreSQL (with
+    /// `sslmode=require` in `database_url`) and Redis (a `rediss://` URL) chain to; by
+    /// default the system's roots (`SSL_CERT_FILE` names another bundle). The
+    /// certificate must name the host the URL connects to.
+    #[serde(default)]
+    pub backend_ca_file: Option<PathBuf>,
     /// On SIGTERM the server drains: it takes no new calls or rooms
     /// (SERVICE_MAINTENANCE), lets the live ones end, and stops when none is left or
     /// after this many seconds, whichever comes first. A second SIGTERM (or Ctrl-C)
@@ -429,6 +435,7 @@ impl Default for Config {
             node_id: None,
             redis_url: None,
             cluster_secret: None,
+            backend_ca_file: None,
             outbox_lease_ms: default_outbox_lease_ms(),
             node_timeout_ms: default_node_timeout_ms(),
             drain_timeout_secs: default_drain_timeout_secs(),
@@ -527,8 +534,10 @@ impl Config {
                     "redis_url joins nodes that share a PostgreSQL database: set database_url too".into()
                 );
             }
-            if !url.starts_with("redis://") {
-                return bad("redis_url is no Redis URL (redis://:password@host:port/db)".into());
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                return bad(
+                    "redis_url is no Redis URL (redis://:password@host:port/db, rediss:// for TLS)".into()
+                );
             }
             if self.cluster_secret.as_ref().is_none_or(|s| s.len() < 32) {
                 return bad(
@@ -654,7 +663,11 @@ impl Config {
     /// `data_dir`.
     pub fn database(&self) -> crate::store::Database {
         let mut db = match (&self.database_url, &self.node_id) {
-            (Some(url), Some(node)) => crate::store::Database::postgres(url, node),
+            (Some(url), Some(node)) => {
+                let mut db = crate::store::Database::postgres(url, node);
+                db.place = crate::store::Place::Postgres(url.clone(), self.backend_ca_file.clone());
+                db
+            }
             _ => crate::store::Database::sqlite(&self.data_dir.join("switchboard.db")),
         };
         db.lease = Duration::from_millis(self.outbox_lease_ms);

@@ -92,9 +92,9 @@ pub(crate) enum CoreCmd {
     Step(oneshot::Sender<u64>),
     /// The connected calls and the rooms, as snapshots (to hand over to another node).
     Movable(oneshot::Sender<(Vec<LiveCall>, Vec<crate::records::LiveRoom>)>),
-    /// Let go of these calls and rooms (another node runs them now) and of the sessions
-    /// in them (their clients come back and resume there).
-    Release(Vec<Sid>),
+    /// Let go of these calls and rooms (another node runs them now); the sessions that
+    /// were in them (their clients resume them there).
+    Release(Vec<Sid>, oneshot::Sender<Vec<SessionId>>),
 }
 
 /// What the REST API asks of the rooms; each answers on its `reply`.

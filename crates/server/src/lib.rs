@@ -10,6 +10,7 @@
 
 mod api;
 pub mod auth;
+pub mod backend_tls;
 pub mod callbacks;
 pub mod clock;
 pub mod cluster;

@@ -487,12 +487,8 @@ impl CoreRunner {
             CoreCmd::Movable(reply) => {
                 let _ = reply.send(self.core.movable(now));
             }
-            CoreCmd::Release(sids) => {
-                // Their senders dropped: each session closes (1008), a proxy's client is
-                // told to come back, and each resumes on the node that took its call.
-                for session in self.core.release(&sids) {
-                    self.sessions.remove(&session);
-                }
+            CoreCmd::Release(sids, reply) => {
+                let _ = reply.send(self.core.release(&sids));
             }
             CoreCmd::Drain => {
                 if !self.draining {

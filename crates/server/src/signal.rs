@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::auth::{self, TokenError};
 use crate::clock::{now_ms, sleep_until, Now};
-use crate::cluster::edge::{Edge, Routed};
+use crate::cluster::edge::{Edge, FromNodes, Routed};
 use crate::cluster::Nodes;
 use crate::core::{ClientInfo, Input, SessionAuth};
 use crate::handles::{CoreCmd, Frame, Shared};
@@ -491,13 +491,21 @@ async fn session(
                 proto.frame(frame);
             }
             relayed = relayed(&mut edge), if proto.held() < session::MAX_HELD_FRAMES => {
-                let Some(frame) = relayed else {
-                    // A node let go of it (or this one: it read nothing): the client
-                    // comes back on a new session and resumes.
+                let resumed = match (relayed, &mut edge) {
+                    (Some(FromNodes::Frame(frame)), _) => {
+                        proto.frame(frame);
+                        true
+                    }
+                    (Some(FromNodes::Resume(sids)), Some(edge)) => edge.resume_for_client(sids).await,
+                    _ => false,
+                };
+                if !resumed {
+                    // A node let go of it (or this one: it read nothing), or its calls
+                    // moved and only it can resume them: the client comes back on a new
+                    // session and resumes.
                     close(&mut ws, CLOSE_POLICY, "session dropped; reconnect").await;
                     break;
-                };
-                proto.frame(frame);
+                }
             }
             changed = committed.changed(), if proto.held() > 0 => {
                 // A journal that is gone holds nothing back any more.
@@ -515,8 +523,8 @@ async fn session(
     }
 }
 
-/// The next frame another node sent the session; never, on a single node.
-async fn relayed(edge: &mut Option<Edge>) -> Option<Frame> {
+/// What other nodes have for the session next; never, on a single node.
+async fn relayed(edge: &mut Option<Edge>) -> Option<FromNodes> {
     match edge {
         Some(edge) => edge.relayed().await,
         None => std::future::pending().await,

@@ -40,10 +40,14 @@ async fn deploy(tag: &str, n: usize) -> Deployment {
 /// `n` nodes on the database at `db` and a Redis of their own; `extra`: more top-level
 /// settings of each.
 async fn deploy_on(tag: &str, n: usize, db: &str, extra: &str) -> Deployment {
+    deploy_with(tag, n, db, extra, Redis::start()).await
+}
+
+/// `n` nodes on the database at `db` and `redis`; `extra`: more top-level settings of each.
+async fn deploy_with(tag: &str, n: usize, db: &str, extra: &str, redis: Redis) -> Deployment {
     let dir = std::env::temp_dir().join(format!("switchboard-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let redis = Redis::start();
     let app_port = free_port();
     let app = AppServer::start_on(format!("127.0.0.1:{app_port}").parse().unwrap()).await;
     let mut nodes = Vec::new();
@@ -351,6 +355,39 @@ async fn longest_gap(mut rx: Heard, window: Duration) -> (Duration, Heard) {
         }
     }
     (longest.max(tokio::time::Instant::now().min(end) - last), rx)
+}
+
+/// Two nodes reach PostgreSQL and Redis over TLS (Redis takes nothing else), checking
+/// their certificates against the deployment's CA: a call between the nodes is set up,
+/// carried and recorded, and PostgreSQL sees every connection of theirs encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_postgres_and_redis_over_tls() {
+    let _slot = crate::common::slots(1);
+    let certs = std::env::temp_dir().join(format!("switchboard-cluster-tls-certs-{}", std::process::id()));
+    let (ca, cert, key) = crate::common::test_certs(&certs);
+    let pg = switchboard_tests::postgres::own_cluster_tls(
+        certs.join("cert.pem").as_path(),
+        certs.join("key.pem").as_path(),
+    );
+    let db = format!("{}?sslmode=require", pg.url("postgres"));
+    let redis = Redis::start_tls(&cert, &key, &ca);
+    let d = deploy_with("cluster-tls", 2, &db, &format!("backend_ca_file = \"{ca}\"\n"), redis).await;
+    let (dave, mut dave_ev) = user(&d.nodes[0].1, "dave").await;
+    let (erin, mut erin_ev) = user(&d.nodes[1].1, "erin").await;
+    let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls through TLS");
+    assert_eq!(pick_up(&erin, &mut erin_ev, &mut dave_ev).await, call);
+    erin.end_call(&call, None, None).await.expect("hangs up");
+    assert_eq!(disconnected(&mut dave_ev).await.reason, R::Normal);
+    one_record_each(&d.app, &[&call]).await;
+    let count = |sql: &str| -> i64 { switchboard_tests::postgres::query(&pg.url("postgres"), sql)[0].get(0) };
+    let of_nodes =
+        "FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'switchboard'";
+    assert!(
+        count(&format!("SELECT count(*) {of_nodes} AND s.ssl")) >= 2,
+        "the nodes' connections are encrypted"
+    );
+    assert_eq!(count(&format!("SELECT count(*) {of_nodes} AND NOT s.ssl")), 0, "none is plain");
+    let _ = std::fs::remove_dir_all(&certs);
 }
 
 /// The owner of a call and a room is killed: another node takes both over, every party

@@ -63,6 +63,9 @@ pub(crate) enum BusMsg {
     Handover { id: u64, calls: Vec<LiveCall>, rooms: Vec<LiveRoom> },
     /// The answer to `Handover`: they run here now.
     TookOver { id: u64 },
+    /// Owner → edge: the calls and rooms `sids` the client is in live on node `to` now
+    /// (this node handed them over): the edge resumes them there for the client.
+    Moved { client: ClientId, to: String, sids: Vec<String> },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -15,8 +15,9 @@ use super::bus::{BusMsg, ClientId};
 use super::directory;
 use super::routes::{target, Route, Routes, Target};
 use super::{Cluster, Relayed, ENDED, TO_OWNER};
-use crate::core::SessionAuth;
-use crate::handles::Frame;
+use crate::core::{Input, SessionAuth};
+use crate::handles::{CoreCmd, Frame};
+use crate::ids::SessionId;
 
 /// How long a `resume` whose owner died waits for another node to take the call over
 /// (its registry entry expires 3 s after its last beat, and the next beat claims).
@@ -30,6 +31,14 @@ pub(crate) enum Routed {
     Sent,
     /// Nowhere: the client is answered with this.
     Refused(ServerMessage),
+}
+
+/// What other nodes have for a client session.
+pub(crate) enum FromNodes {
+    /// A frame for the client.
+    Frame(Frame),
+    /// Calls and rooms the client is in moved to another node: resume them there.
+    Resume(Vec<String>),
 }
 
 /// One client session of this node, in the deployment.
@@ -51,27 +60,39 @@ impl Edge {
         Edge { cluster, session, remote, routes: Routes::default(), rx, ended: VecDeque::new() }
     }
 
-    /// The next frame another node sent this session (to be sent on at once: the owner
-    /// waited for its own disk); `None` when the session must end (a node let go of
-    /// it, or this node did: the client did not read), and the client come back.
-    pub async fn relayed(&mut self) -> Option<Frame> {
+    /// What other nodes have for this session next: a frame (to be sent on at once: the
+    /// owner waited for its own disk), or calls to resume for the client
+    /// ([`Edge::resume_for_client`], not here: this future is dropped whenever the
+    /// client speaks first); `None` when the session must end (a node let go of it, or
+    /// this node did: the client did not read), and the client come back.
+    pub async fn relayed(&mut self) -> Option<FromNodes> {
         loop {
             if let Some(frame) = self.ended.pop_front() {
-                return Some(frame);
+                return Some(FromNodes::Frame(frame));
             }
             match self.rx.recv().await? {
                 Relayed::Frame { from, text, overtakes } => {
                     self.routes.learn(&text, Some(&from));
                     self.owner(&from);
-                    return Some(Frame { after: 0, text, overtakes });
+                    return Some(FromNodes::Frame(Frame { after: 0, text, overtakes }));
                 }
                 Relayed::Owner { from } => self.owner(&from),
                 Relayed::OwnerGone { from, moved: true } => {
-                    // Another node runs its calls and rooms now: the client comes back on a
-                    // new session and resumes them there (its SDK starts new media).
-                    if !self.routes.forget(&from).is_empty() {
+                    // Another node runs its calls and rooms now (the database says which).
+                    let sids = self.routes.forget(&from);
+                    if !sids.is_empty() {
                         tracing::info!(session = self.session, node = %from, "calls moved from a dead node");
-                        return None;
+                        return Some(FromNodes::Resume(sids));
+                    }
+                }
+                Relayed::Moved { to, sids } => {
+                    let sids: Vec<String> =
+                        sids.into_iter().filter(|s| self.routes.get(s).is_some()).collect();
+                    for sid in &sids {
+                        self.routes.set(sid, Route::Node(to.clone()));
+                    }
+                    if !sids.is_empty() {
+                        return Some(FromNodes::Resume(sids));
                     }
                 }
                 Relayed::OwnerGone { from, moved: false } => {
@@ -95,6 +116,32 @@ impl Edge {
                 }
             }
         }
+    }
+
+    /// Resumes the calls and rooms `sids`, which moved to another node, for the client:
+    /// their `resumed` (with `new_media`) reaches it as if it had sent `resume`, and its
+    /// SDK opens new media. False when the client must do it itself, on a new session: one
+    /// signed in with a `cc_param` proves its device only with its `resume_param`.
+    pub async fn resume_for_client(&mut self, sids: Vec<String>) -> bool {
+        if self.remote.auth != SessionAuth::Token {
+            return sids.is_empty();
+        }
+        for sid in sids {
+            let resume =
+                ClientMessage::Resume { req: None, sid: switchboard_protocol::Sid::new(sid.as_str()) };
+            let text = resume.to_json();
+            match self.route(resume, &text).await {
+                Routed::Sent => {}
+                Routed::Here(msg) => {
+                    let input = Input::Message { session: SessionId(self.session), msg };
+                    if self.cluster.core.send(CoreCmd::Input(input)).await.is_err() {
+                        return false;
+                    }
+                }
+                Routed::Refused(reply) => self.ended.push_back(Frame::new(&reply, 0)),
+            }
+        }
+        true
     }
 
     /// `node` holds a proxy of this session: it hears when the session ends, and this

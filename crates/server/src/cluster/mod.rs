@@ -53,6 +53,9 @@ pub enum ClusterError {
     /// The configuration lacks what a cluster needs.
     #[error("cluster: {0}")]
     Config(&'static str),
+    /// TLS to Redis cannot be set up.
+    #[error("redis TLS: {0}")]
+    Tls(String),
 }
 
 /// The way to send to other nodes: signed messages on their bus channels.
@@ -115,8 +118,11 @@ pub(crate) enum Relayed {
     /// `from` let go of the session's proxy: the client must come back.
     Dropped { from: String },
     /// `from` is gone (it died). `moved`: a node took its calls and rooms over (the
-    /// client comes back and resumes them there); else they are over.
+    /// edge resumes them there for the client); else they are over.
     OwnerGone { from: String, moved: bool },
+    /// `from` handed the calls and rooms `sids` over to node `to`: the edge resumes them
+    /// there for the client.
+    Moved { to: String, sids: Vec<String> },
 }
 
 /// This node's membership of the deployment.
@@ -176,7 +182,7 @@ pub(crate) async fn start(
     else {
         return Err(ClusterError::Config("redis_url needs node_id and cluster_secret"));
     };
-    let client = redis::Client::open(url.as_str())?;
+    let client = redis_client(url, config.backend_ca_file.as_deref())?;
     let settings = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)))
@@ -207,6 +213,27 @@ pub(crate) async fn start(
     tokio::spawn(heartbeat(cluster.clone(), stop));
     tracing::info!(node = %node, "joined the deployment");
     Ok(cluster)
+}
+
+/// A client of the Redis at `url`: over TLS for `rediss://`, its certificate checked
+/// against `ca_file`'s CAs (else the system's).
+fn redis_client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, ClusterError> {
+    if !url.starts_with("rediss://") {
+        return Ok(redis::Client::open(url)?);
+    }
+    // The Redis client builds its TLS with the process's crypto provider: the one the
+    // server's own TLS uses.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let root_cert = match ca_file {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| ClusterError::Tls(format!("{}: {e}", path.display())))?;
+            crate::backend_tls::pem_certs(&pem).map_err(ClusterError::Tls)?;
+            Some(pem)
+        }
+        None => None,
+    };
+    Ok(redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert })?)
 }
 
 /// A node whose registry entry was missing this many times in a row (a second apart) is
@@ -410,6 +437,7 @@ impl Cluster {
             }
             BusMsg::Adopted { client } => (client, Relayed::Owner { from: from.clone() }),
             BusMsg::Dropped { client } => (client, Relayed::Dropped { from: from.clone() }),
+            BusMsg::Moved { client, to, sids } => (client, Relayed::Moved { to, sids }),
             BusMsg::Handover { id, calls, rooms } => {
                 let (core, link) = (self.core.clone(), self.link.clone());
                 tokio::spawn(take_handover(core, link, from, id, calls, rooms));
@@ -652,7 +680,19 @@ impl Cluster {
         if let Ok(mut l) = self.lingers_until.lock() {
             *l = Some(tokio::time::Instant::now() + LINGER);
         }
-        let _ = self.core.send(CoreCmd::Release(sids)).await;
+        let Ok(sessions) = self.core.ask(|reply| CoreCmd::Release(sids, reply)).await else { return false };
+        // Each client's node resumes its calls on the new owner for it: no reconnect, and
+        // this relay carries the media until the client's new connection is up.
+        for session in sessions {
+            if session.0 >= proxies::FIRST_PROXY {
+                let moved = ProxyCmd::Moved { proxy: session, to: to.clone(), sids: names.clone() };
+                let _ = self.proxies.send(moved);
+            } else if let Some(l) =
+                self.locals.lock().ok().and_then(|l| l.get(&session.0).map(|l| l.tx.clone()))
+            {
+                let _ = l.try_send(Relayed::Moved { to: to.clone(), sids: names.clone() });
+            }
+        }
         tracing::info!(node = %to, calls = n_calls, rooms = n_rooms, "handed the calls and rooms over");
         true
     }

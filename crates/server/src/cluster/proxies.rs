@@ -15,7 +15,7 @@ use crate::handles::{CoreCmd, CoreHandle, Frame};
 use crate::ids::{Party, SessionId};
 
 /// Proxy sessions are numbered from here, apart from this node's own sessions.
-const FIRST_PROXY: u64 = 1 << 62;
+pub(crate) const FIRST_PROXY: u64 = 1 << 62;
 
 /// What the proxy table is told.
 pub(crate) enum ProxyCmd {
@@ -30,6 +30,9 @@ pub(crate) enum ProxyCmd {
     Edges(oneshot::Sender<Vec<(String, u64)>>),
     /// The core let go of a proxy (it did not read its frames).
     Released { key: (String, ClientId), proxy: SessionId },
+    /// The calls and rooms `sids` of the proxy `proxy`'s client live on node `to` now:
+    /// its edge hears so.
+    Moved { proxy: SessionId, to: String, sids: Vec<String> },
 }
 
 /// One proxy: its session in the core, whose it is, and the task sending its frames.
@@ -96,6 +99,15 @@ pub(crate) async fn run(
                 let _ = reply.send(nodes.into_iter().collect());
                 true
             }
+            ProxyCmd::Moved { proxy, to, sids } => {
+                let key = p.by_client.iter().find(|(_, x)| x.session == proxy).map(|(k, _)| k.clone());
+                if let Some((edge, client)) = key {
+                    let link = p.link.clone();
+                    let moved = BusMsg::Moved { client, to, sids };
+                    tokio::spawn(async move { link.send(&edge, &moved, super::TO_EDGE).await });
+                }
+                true
+            }
             ProxyCmd::Released { key, proxy } => {
                 if p.by_client.get(&key).is_some_and(|x| x.session == proxy) {
                     tracing::warn!(edge = %key.0, client = ?key.1, "a proxy's client read nothing: it must come back");
@@ -155,7 +167,8 @@ impl Proxies {
             | BusMsg::Adopted { .. }
             | BusMsg::Dropped { .. }
             | BusMsg::Handover { .. }
-            | BusMsg::TookOver { .. } => true,
+            | BusMsg::TookOver { .. }
+            | BusMsg::Moved { .. } => true,
         }
     }
 

@@ -19,8 +19,9 @@ pub enum Place {
     /// An SQLite file (the embedded default: one process).
     Sqlite(PathBuf),
     /// A PostgreSQL server, as a `postgres://user:password@host:port/db` URL or a
-    /// `key=value` connection string (several nodes share it).
-    Postgres(String),
+    /// `key=value` connection string (several nodes share it), and the CA file its TLS
+    /// certificate chains to (with `sslmode=require`; default: the system's roots).
+    Postgres(String, Option<PathBuf>),
 }
 
 impl std::fmt::Debug for Place {
@@ -28,7 +29,7 @@ impl std::fmt::Debug for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Place::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
-            Place::Postgres(url) => match url.parse::<postgres::Config>() {
+            Place::Postgres(url, _) => match url.parse::<postgres::Config>() {
                 Ok(c) => write!(f, "Postgres({:?}/{})", c.get_hosts(), c.get_dbname().unwrap_or("")),
                 Err(_) => f.write_str("Postgres(?)"),
             },
@@ -66,7 +67,7 @@ impl Database {
     /// A PostgreSQL database shared by nodes, this one named `node`.
     pub fn postgres(url: &str, node: &str) -> Self {
         Database {
-            place: Place::Postgres(url.into()),
+            place: Place::Postgres(url.into(), None),
             node: node.into(),
             lease: DEFAULT_LEASE,
             node_timeout: DEFAULT_NODE_TIMEOUT,
@@ -187,6 +188,8 @@ struct Sqlite {
 
 struct Postgres {
     config: postgres::Config,
+    /// TLS, with `sslmode=require`.
+    tls: Option<crate::backend_tls::PgTls>,
     client: Option<postgres::Client>,
     statements: HashMap<(usize, usize), postgres::Statement>,
     /// A transaction is open: a connection lost now is not opened again behind its back
@@ -204,9 +207,18 @@ impl Conn {
                 conn.busy_timeout(Duration::from_secs(10))?;
                 Inner::Sqlite(Sqlite { conn, sql: HashMap::new() })
             }
-            Place::Postgres(url) => {
+            Place::Postgres(url, ca_file) => {
                 let mut config: postgres::Config =
                     url.parse().map_err(|e| StoreError::Config(format!("database_url: {e}")))?;
+                // `require` is TLS with the certificate checked (libpq's `verify-full`);
+                // `prefer` (the default) stays plain, as before TLS was offered.
+                let tls = match config.get_ssl_mode() {
+                    postgres::config::SslMode::Require => Some(
+                        crate::backend_tls::PgTls::new(ca_file.as_deref())
+                            .map_err(|e| StoreError::Config(format!("database TLS: {e}")))?,
+                    ),
+                    _ => None,
+                };
                 if config.get_connect_timeout().is_none() {
                     config.connect_timeout(Duration::from_secs(3));
                 }
@@ -221,6 +233,7 @@ impl Conn {
                 config.application_name("switchboard");
                 Inner::Postgres(Box::new(Postgres {
                     config,
+                    tls,
                     client: None,
                     statements: HashMap::new(),
                     in_transaction: false,
@@ -336,7 +349,10 @@ impl Postgres {
         }
         if self.client.is_none() {
             self.statements.clear();
-            let client = self.config.connect(postgres::NoTls)?;
+            let client = match &self.tls {
+                Some(tls) => self.config.connect(tls.clone())?,
+                None => self.config.connect(postgres::NoTls)?,
+            };
             self.client = Some(client);
         }
         self.client.as_mut().ok_or(StoreError::Closed)
@@ -493,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_postgres_place_does_not_print_its_password() {
-        let p = Place::Postgres("postgres://u:hunter2@127.0.0.1:5432/db".into());
+        let p = Place::Postgres("postgres://u:hunter2@127.0.0.1:5432/db".into(), None);
         let shown = format!("{p:?}");
         assert!(!shown.contains("hunter2") && shown.contains("db"), "{shown}");
     }
