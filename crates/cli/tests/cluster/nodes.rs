@@ -10,8 +10,8 @@ use crate::common::{
     acme_config, acme_user as user, free_port, log_says, spawn_logged, wait_listening, Server,
 };
 use switchboard_client::{
-    tone, Client, DisconnectReason as R, DisconnectSource as S, Event, JoinConference, MakeCall, MediaEvent,
-    Sid,
+    tone, CallEngine, CallEvent, CallEvents, CallMediaType, CallParams, Client, DisconnectReason as R,
+    DisconnectSource as S, EngineEvent, Event, JoinConference, MakeCall, MediaEvent, Sid,
 };
 use switchboard_tests::balancer::Balancer;
 use switchboard_tests::redis::Redis;
@@ -421,6 +421,17 @@ async fn the_owner_killed_mid_call_another_node_takes_its_call_and_room_over() {
     let call = dave.make_call(MakeCall::audio("erin")).await.expect("calls");
     assert_eq!(pick_up(&erin, &mut erin_ev, &mut dave_ev).await, call);
     let (mut d_rx, mut e_rx, tones) = tones_both_ways((&dave, 523.0), (&erin, 784.0), &call, 60).await;
+    // A call-engine group call on node 1: Gus (through the balancer) calls Hal (node 2)
+    // and Ivy (node 3), who accept.
+    let (gus, mut gus_ev) = engine_login(&lb.url, "gus").await;
+    let (hal, mut hal_ev) = engine_login(&url(1), "hal").await;
+    let (ivy, mut ivy_ev) = engine_login(&url(2), "ivy").await;
+    let group = gus.calls(["hal", "ivy"], CallMediaType::Audio, CallParams::default()).await.expect("calls");
+    for (callee, ev) in [(&hal, &mut hal_ev), (&ivy, &mut ivy_ev)] {
+        engine_event(ev, "onCallReceived").await;
+        callee.accept(&group).await.expect("accepts");
+    }
+    engine_event(&mut gus_ev, "onCallBegin").await;
     still_hears(&mut e_rx, 523.0, 784.0, "erin, before").await;
 
     d.nodes[0].0.kill();
@@ -451,6 +462,45 @@ async fn the_owner_killed_mid_call_another_node_takes_its_call_and_room_over() {
     assert_eq!(disconnected(&mut dave_ev).await.reason, R::Normal);
     let record = one_record_each(&d.app, &[&call]).await;
     assert_eq!(record[0].query["disconnect_reason"], R::Normal.code().to_string());
+
+    // So does the group call: Hal and Ivy hang up on the new owner (Gus hears Hal leave),
+    // and its one record says all three took part.
+    hal.hangup(&group).await.expect("hal hangs up on the new owner");
+    let left = engine_event(&mut gus_ev, "onUserLeave").await;
+    assert_eq!(left.event, EngineEvent::UserLeave { user_id: "hal".into() });
+    ivy.hangup(&group).await.expect("ivy hangs up");
+    let hit = d.app.wait_for("/group_call_evt", |h| h.query["call_id"] == group.as_str()).await;
+    let members: serde_json::Value = serde_json::from_str(&hit.query["members"]).expect("members");
+    let results: Vec<(&str, &str)> = members
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|m| (m["user_id"].as_str().unwrap_or(""), m["result"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(results, [("gus", "joined"), ("hal", "joined"), ("ivy", "joined")]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = d.app.successes().iter().filter(|h| h.path == "/group_call_evt").count();
+    assert_eq!(records, 1, "one record of the group call");
+}
+
+/// `user` of `acme` signed in to the call engine at `url`.
+async fn engine_login(url: &str, user: &str) -> (CallEngine, CallEvents) {
+    CallEngine::login(url, "acme", user, &crate::common::acme_token(user)).await.expect("login")
+}
+
+/// The next call-engine event named `name`.
+async fn engine_event(ev: &mut CallEvents, name: &str) -> CallEvent {
+    let wait = async {
+        while let Some(e) = ev.next().await {
+            if e.event.name() == name {
+                return e;
+            }
+        }
+        panic!("the events ended before {name}");
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {name} within 15 s"))
 }
 
 /// Waits for the next audio on `rx` (after what arrived before): media is back.

@@ -366,7 +366,7 @@ async fn take_handover(
     let placed: Vec<(String, String)> =
         rooms.iter().map(|r| (r.service_id.clone(), r.room_id.clone())).collect();
     tracing::info!(node = %from, calls = calls.len(), rooms = rooms.len(), "taking over a draining node's calls and rooms");
-    let adopt = Input::Adopt { calls, rooms, since_ms: now_ms() };
+    let adopt = Input::Adopt { calls, rooms, group_calls: Vec::new(), since_ms: now_ms() };
     if core.send(CoreCmd::Input(adopt)).await.is_err() {
         return;
     }
@@ -594,13 +594,25 @@ impl Cluster {
                 return false;
             }
         };
-        let (calls, rooms) = (claimed.calls.len(), claimed.rooms.len());
+        let (calls, rooms, group_calls) =
+            (claimed.calls.len(), claimed.rooms.len(), claimed.group_calls.len());
         if calls + rooms > 0 {
-            tracing::warn!(node = dead, calls, rooms, "took over the calls and rooms of a node that died");
+            tracing::warn!(
+                node = dead,
+                calls,
+                rooms,
+                group_calls,
+                "took over the calls and rooms of a node that died"
+            );
         }
         let placed: Vec<(String, String)> =
             claimed.rooms.iter().map(|r| (r.service_id.clone(), r.room_id.clone())).collect();
-        let adopt = Input::Adopt { calls: claimed.calls, rooms: claimed.rooms, since_ms: claimed.since_ms };
+        let adopt = Input::Adopt {
+            calls: claimed.calls,
+            rooms: claimed.rooms,
+            group_calls: claimed.group_calls,
+            since_ms: claimed.since_ms,
+        };
         if self.core.send(CoreCmd::Input(adopt)).await.is_err() {
             return false;
         }

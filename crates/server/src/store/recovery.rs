@@ -155,9 +155,10 @@ pub fn close_silent_nodes(
 pub struct Claimed {
     /// Its live 1-to-1 calls.
     pub calls: Vec<LiveCall>,
-    /// Its live rooms (not the rooms of its group calls, which a node closes as it
-    /// closes a silent node's).
+    /// Its live rooms, its group calls' among them.
     pub rooms: Vec<LiveRoom>,
+    /// Its live call-engine group calls, as their last snapshots.
+    pub group_calls: Vec<GroupCallRecord>,
     /// When it was last known alive, epoch ms.
     pub since_ms: u64,
 }
@@ -185,9 +186,10 @@ pub fn claim_silent_node(
         }
         let calls =
             c.query("UPDATE live_calls SET node = $2 WHERE node = $1 RETURNING snapshot", vals![dead, me])?;
-        let rooms = c.query(
-            "UPDATE live_rooms SET node = $2 WHERE node = $1
-               AND sid NOT IN (SELECT call_id FROM live_group_calls WHERE node = $1) RETURNING snapshot",
+        let rooms =
+            c.query("UPDATE live_rooms SET node = $2 WHERE node = $1 RETURNING snapshot", vals![dead, me])?;
+        let groups = c.query(
+            "UPDATE live_group_calls SET node = $2 WHERE node = $1 RETURNING snapshot",
             vals![dead, me],
         )?;
         let parse = |r: &super::db::Row| -> Result<String, StoreError> { r.text(0) };
@@ -199,7 +201,11 @@ pub fn claim_silent_node(
             .iter()
             .map(|r| serde_json::from_str::<LiveRoom>(&parse(r)?).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Claimed { calls, rooms, since_ms }))
+        let group_calls = groups
+            .iter()
+            .map(|r| serde_json::from_str::<GroupCallRecord>(&parse(r)?).map_err(corrupt))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Claimed { calls, rooms, group_calls, since_ms }))
     })
 }
 

@@ -26,6 +26,7 @@ use super::{Cx, LeftCallRoom};
 use crate::clock::{Millis, Now};
 use crate::ids::{Party, SessionId, Sid};
 
+mod adopt;
 mod answer;
 mod invite;
 mod media;

@@ -15,8 +15,9 @@ use crate::media_link::MediaCmd;
 use crate::records::{Entry, LiveRoom};
 
 impl Rooms {
-    /// Runs `live` (a dead node's room, claimed by this node) on here.
-    pub fn adopt(&mut self, cx: &mut Cx, now: Now, live: LiveRoom) {
+    /// Runs `live` (a dead node's room, claimed by this node) on here; `call`: a group
+    /// call's room (its call is adopted too).
+    pub fn adopt(&mut self, cx: &mut Cx, now: Now, live: LiveRoom, call: bool) {
         let Some(room_id) = RoomId::parse(&live.room_id) else { return };
         let key = (live.service_id.clone(), room_id.clone());
         if self.rooms.contains_key(&live.sid) || self.by_key.contains_key(&key) {
@@ -65,7 +66,7 @@ impl Rooms {
             max_deadline,
             callbacks: live.callbacks,
             talking: Default::default(),
-            call: false,
+            call,
         };
         cx.journal(Entry::LiveRoom(room.snapshot()));
         self.rooms.insert(sid.clone(), room);

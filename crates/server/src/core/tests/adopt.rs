@@ -35,7 +35,7 @@ fn a_connected_call_goes_on_on_another_node_with_its_sid_and_one_record() {
     let mut b = other_node(&a);
     let since_ms = b.now.wall_ms;
     b.tick(3_000);
-    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), since_ms });
+    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), group_calls: Vec::new(), since_ms });
     assert!(b.calls_out().is_empty(), "nobody to tell yet");
     b.open(11, "alice");
     b.open(12, "bob");
@@ -67,7 +67,7 @@ fn a_call_taken_over_that_nobody_resumes_ends_after_the_grace() {
     let live = a.core.live_call(a.now, "svc", &sid).expect("live");
     let mut b = other_node(&a);
     let since_ms = b.now.wall_ms;
-    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), since_ms });
+    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), group_calls: Vec::new(), since_ms });
     b.advance(9_999);
     assert!(b.calls_out().is_empty());
     b.advance(1);
@@ -83,7 +83,7 @@ fn a_call_still_ringing_when_its_node_died_ends_with_its_record() {
     let live = a.core.live_call(a.now, "svc", &sid).expect("live");
     let mut b = other_node(&a);
     let since_ms = b.now.wall_ms;
-    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), since_ms });
+    b.input(Input::Adopt { calls: vec![live], rooms: Vec::new(), group_calls: Vec::new(), since_ms });
     let r = record(&b.calls_out());
     assert_eq!((r.sid, r.disconnect_reason), (sid.clone(), R::ServerInternalError.code()));
     b.open(11, "alice");
@@ -111,7 +111,7 @@ fn a_room_goes_on_on_another_node_for_those_who_come_back() {
     let sid: Sid = room.sid.clone();
     let mut b = other_node(&a);
     let since_ms = b.now.wall_ms;
-    b.input(Input::Adopt { calls: Vec::new(), rooms: vec![room], since_ms });
+    b.input(Input::Adopt { calls: Vec::new(), rooms: vec![room], group_calls: Vec::new(), since_ms });
     let out = b.drain();
     assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCmd::Room { sid: s, .. }) if *s == sid)));
     assert_eq!(b.core.room("svc", "r1").map(|r| r.online), Some(2));
@@ -155,8 +155,79 @@ fn a_draining_node_hands_over_its_connected_calls_and_lets_go_of_them_without_a_
     // The node that took it runs it on.
     let mut b = other_node(&a);
     let since_ms = b.now.wall_ms;
-    b.input(Input::Adopt { calls, rooms, since_ms });
+    b.input(Input::Adopt { calls, rooms, group_calls: Vec::new(), since_ms });
     b.open(11, "alice");
     b.msg(11, &format!(r#"{{"type":"resume","req":1,"sid":"{sid}"}}"#));
     assert_eq!(resumed(&b.calls_out(), 11), Some(true));
+}
+
+#[test]
+fn a_group_call_goes_on_on_another_node_and_its_ringing_invitee_may_still_accept() {
+    use super::engine::{engine, events, user};
+    use switchboard_protocol::record::InviteResult;
+    use switchboard_protocol::EngineEvent as Ev;
+    let mut a = engine();
+    a.msg(1, r#"{"type":"calls","req":1,"user_ids":["bob","carol","dan"],"media_type":"audio"}"#);
+    let id = sent(&a.drain(), 1)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::RoomJoined { sid, .. } => Some(sid),
+            _ => None,
+        })
+        .expect("the group call's room");
+    a.msg(2, &format!(r#"{{"type":"accept","req":2,"call_id":"{id}"}}"#));
+    a.msg(3, &format!(r#"{{"type":"reject","req":3,"call_id":"{id}"}}"#));
+    let out = a.drain();
+    let record = out.iter().rev().find_map(|o| match o {
+        Output::Journal(Entry::LiveGroupCall { record, .. }) => Some(record.clone()),
+        _ => None,
+    });
+    let room = out.iter().rev().find_map(|o| match o {
+        Output::Journal(Entry::LiveRoom(r)) => Some(r.clone()),
+        _ => None,
+    });
+    let (record, room) = (record.expect("the call's snapshot"), room.expect("its room's snapshot"));
+    // Node A dies; B takes the call over, with its room.
+    let mut b = engine();
+    b.now = a.now;
+    b.drain();
+    let since_ms = b.now.wall_ms;
+    b.input(Input::Adopt { calls: Vec::new(), rooms: vec![room], group_calls: vec![record], since_ms });
+    b.drain();
+    for s in [1, 2] {
+        b.msg(s, &format!(r#"{{"type":"resume","req":5,"sid":"{id}"}}"#));
+        assert_eq!(resumed(&b.drain(), s), Some(true), "session {s} is back and starts new media");
+    }
+    // Dan's invitation rang on A, and still does here: he accepts, and the others hear it.
+    b.msg(4, &format!(r#"{{"type":"accept","req":6,"call_id":"{id}"}}"#));
+    let out = b.drain();
+    assert!(
+        sent(&out, 4).iter().any(|m| matches!(m, ServerMessage::RoomJoined { req: Some(6), .. })),
+        "{out:?}"
+    );
+    assert!(events(&out, 1).contains(&Ev::UserJoin { user_id: user("dan") }), "{:?}", events(&out, 1));
+    for s in [1, 2, 4] {
+        b.msg(s, &format!(r#"{{"type":"hangup","req":7,"call_id":"{id}"}}"#));
+    }
+    let ended: Vec<_> = b
+        .drain()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Journal(Entry::GroupCallEnded { record, .. }) => Some(record),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 1, "one record");
+    let results: Vec<(String, InviteResult)> =
+        ended[0].members.iter().map(|m| (m.user_id.clone(), m.result)).collect();
+    assert_eq!(ended[0].call_id, id);
+    assert_eq!(
+        results,
+        [
+            (user("alice"), InviteResult::Joined),
+            (user("bob"), InviteResult::Joined),
+            (user("carol"), InviteResult::Rejected),
+            (user("dan"), InviteResult::Joined)
+        ]
+    );
 }
