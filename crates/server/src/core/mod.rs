@@ -128,8 +128,10 @@ pub enum Input {
     Adopt {
         /// Its calls.
         calls: Vec<LiveCall>,
-        /// Its rooms.
+        /// Its rooms (its group calls' too).
         rooms: Vec<crate::records::LiveRoom>,
+        /// Its call-engine group calls, as their last snapshots.
+        group_calls: Vec<switchboard_protocol::record::GroupCallRecord>,
         /// Epoch ms.
         since_ms: Millis,
     },
@@ -398,12 +400,16 @@ impl Core {
             }
             Input::PushResult { sid, user: None, ok } => self.calls.push_result(&mut self.cx, now, &sid, ok),
             Input::Relay(event) => self.relay(now, event),
-            Input::Adopt { calls, rooms, since_ms } => {
+            Input::Adopt { calls, rooms, group_calls, since_ms } => {
                 for call in calls {
                     self.calls.adopt(&mut self.cx, now, call, since_ms);
                 }
                 for room in rooms {
-                    self.rooms.adopt(&mut self.cx, now, room);
+                    let call = group_calls.iter().any(|g| g.call_id == room.sid);
+                    self.rooms.adopt(&mut self.cx, now, room, call);
+                }
+                for group_call in group_calls {
+                    self.engine.adopt(&mut self.cx, now, group_call);
                 }
             }
         }
@@ -436,7 +442,7 @@ impl Core {
         let mut sessions = Vec::new();
         for sid in sids {
             sessions.extend(self.calls.release(&mut self.cx, sid));
-            sessions.extend(self.rooms.release(sid));
+            sessions.extend(self.rooms.release(&mut self.cx, sid));
         }
         sessions.sort();
         sessions.dedup();

@@ -66,6 +66,9 @@ impl Calls {
             new_media: [true, true],
         };
         let ringing = call.phase == Phase::Ringing;
+        // Both users are busy here now, as they were there.
+        cx.presence.add_call(&call.caller, &sid);
+        cx.presence.add_call(&call.callee, &sid);
         self.calls.insert(sid.clone(), call);
         if ringing {
             let (reason, source) = (DisconnectReason::ServerInternalError, DisconnectSource::CloudServer);
@@ -93,6 +96,8 @@ impl Calls {
         for s in &sessions {
             cx.presence.unlink(*s, sid);
         }
+        cx.presence.call_over(&call.caller, sid);
+        cx.presence.call_over(&call.callee, sid);
         sessions
     }
 }

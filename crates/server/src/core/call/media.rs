@@ -34,6 +34,9 @@ impl Calls {
     pub fn media_offer(&mut self, cx: &mut Cx, session: SessionId, req: Option<u64>, sid: &Sid, sdp: String) {
         match self.connected_side(session, sid) {
             Ok((side, _)) => {
+                if let Some(call) = self.calls.get_mut(sid) {
+                    call.new_media[side as usize] = false;
+                }
                 let reply = Reply { session, req };
                 cx.media(MediaCmd::Offer { sid: sid.clone(), party: side.party(), sdp, reply })
             }

@@ -127,7 +127,8 @@ impl Calls {
             cx.presence.unlink(old, sid);
         }
         cx.presence.link(session, sid);
-        let new_media = std::mem::take(&mut call.new_media[side]);
+        // Told again at every resume until the party offers media here.
+        let new_media = call.new_media[side];
         cx.send(session, ServerMessage::Resumed { req, sid: sid.clone(), state: state.into(), new_media });
         self.changed(cx, now, sid);
     }

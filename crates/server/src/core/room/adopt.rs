@@ -68,6 +68,9 @@ impl Rooms {
             talking: Default::default(),
             call,
         };
+        for p in &room.participants {
+            cx.presence.joined_room(&p.party, &sid);
+        }
         cx.journal(Entry::LiveRoom(room.snapshot()));
         self.rooms.insert(sid.clone(), room);
         self.by_key.insert(key, sid.clone());
@@ -86,8 +89,11 @@ impl Rooms {
 
     /// Lets go of room `sid`, handed over to another node: nothing said, no callback.
     /// The sessions in it.
-    pub fn release(&mut self, sid: &Sid) -> Vec<SessionId> {
+    pub fn release(&mut self, cx: &mut Cx, sid: &Sid) -> Vec<SessionId> {
         let Some(room) = self.rooms.remove(sid) else { return Vec::new() };
+        for p in &room.participants {
+            cx.presence.left_room(&p.party, sid);
+        }
         self.by_key.remove(&(room.service_id.clone(), room.room_id.clone()));
         self.participants = self.participants.saturating_sub(room.participants.len());
         room.participants.iter().filter_map(|p| p.session).collect()

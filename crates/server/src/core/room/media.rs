@@ -31,6 +31,13 @@ impl Rooms {
     pub fn media_offer(&mut self, cx: &mut Cx, session: SessionId, req: Option<u64>, sid: &Sid, sdp: String) {
         match self.media_party(session, sid) {
             Some(party) => {
+                let me = self
+                    .rooms
+                    .get_mut(sid)
+                    .and_then(|r| r.participants.iter_mut().find(|p| p.session == Some(session)));
+                if let Some(p) = me {
+                    p.new_media = false;
+                }
                 cx.media(MediaCmd::Offer { sid: sid.clone(), party, sdp, reply: Reply { session, req } })
             }
             None => Self::not_member(cx, session, req),

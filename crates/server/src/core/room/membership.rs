@@ -426,7 +426,8 @@ impl Rooms {
         };
         p.session = Some(session);
         p.lost_deadline = None;
-        let new_media = std::mem::take(&mut p.new_media);
+        // Told again at every resume until it offers media here.
+        let new_media = p.new_media;
         cx.send(
             session,
             ServerMessage::Resumed { req, sid: sid.clone(), state: "connected".into(), new_media },
