@@ -609,12 +609,9 @@ impl MediaTask {
             }
             match old.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t),
-                Ok(Output::Transmit(t)) => match (t.proto, self.tcp.as_mut()) {
-                    (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, t.contents.into()),
-                    _ => {
-                        let _ = self.socket.try_send_to(&t.contents, t.destination);
-                    }
-                },
+                Ok(Output::Transmit(t)) => {
+                    send_out(self.turn.as_ref(), self.tcp.as_mut(), &self.socket, t);
+                }
                 Ok(Output::Event(Event::MediaData(d))) if !old.superseded => {
                     old.last_media = Instant::now();
                     let mid = d.mid.to_string();
@@ -655,16 +652,7 @@ impl MediaTask {
                             continue;
                         }
                     }
-                    if let Some(turn) = self.turn.as_ref().filter(|turn| turn.relayed == t.source) {
-                        turn.send(t.destination, t.contents.into());
-                        continue;
-                    }
-                    match (t.proto, self.tcp.as_mut()) {
-                        (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, t.contents.into()),
-                        _ => {
-                            let _ = self.socket.try_send_to(&t.contents, t.destination);
-                        }
-                    }
+                    send_out(self.turn.as_ref(), self.tcp.as_mut(), &self.socket, t);
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
@@ -677,10 +665,13 @@ impl MediaTask {
                         // starts), or when the old one's stopped.
                         if let Some(old) = &mut self.old {
                             let first = *old.first_new.get_or_insert_with(Instant::now);
-                            old.superseded |= first.elapsed() >= SETTLE;
-                            if !old.superseded && old.last_media.elapsed() < Duration::from_millis(100) {
+                            if first.elapsed() < SETTLE
+                                && old.last_media.elapsed() < Duration::from_millis(100)
+                            {
                                 continue;
                             }
+                            // Played from now on, and only it: no two streams interleaved.
+                            old.superseded = true;
                         }
                         if let Ok(mut s) = self.stats.lock() {
                             s.frames_in += 1;
@@ -713,6 +704,25 @@ impl MediaTask {
                 },
                 Err(_) => self.rtc.disconnect(),
             }
+        }
+    }
+}
+
+/// Sends a datagram of a connection: through the TURN allocation when it is from the
+/// relayed address, on ICE-TCP when it is TCP, else on the UDP socket.
+fn send_out(
+    turn: Option<&turn::TurnLink>,
+    tcp: Option<&mut ice_tcp::TcpLinks>,
+    socket: &UdpSocket,
+    t: str0m::net::Transmit,
+) {
+    if let Some(turn) = turn.filter(|turn| turn.relayed == t.source) {
+        return turn.send(t.destination, t.contents.into());
+    }
+    match (t.proto, tcp) {
+        (Protocol::Tcp, Some(tcp)) => tcp.send(t.destination, t.contents.into()),
+        _ => {
+            let _ = socket.try_send_to(&t.contents, t.destination);
         }
     }
 }

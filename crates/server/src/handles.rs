@@ -214,6 +214,12 @@ impl CoreHandle {
         self.0.send(cmd).await.map_err(|_| Stopped)
     }
 
+    /// Sends a command unless the core's queue is full (from a thread that may not wait
+    /// on the core).
+    pub fn try_send(&self, cmd: CoreCmd) -> Result<(), Stopped> {
+        self.0.try_send(cmd).map_err(|_| Stopped)
+    }
+
     /// Asks the core something and waits for its answer.
     pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CoreCmd) -> Result<T, Stopped> {
         let (tx, rx) = oneshot::channel();

@@ -58,11 +58,11 @@ pub(crate) enum BusMsg {
     Dropped { client: ClientId },
     /// Edge → owner: no such session here (any more): drop its proxy.
     Gone { client: ClientId },
-    /// A draining node → another: run these calls and rooms on (their live rows are
-    /// yours now); say `TookOver` with the same `id` once they run.
+    /// A draining node → another: take over those of these calls and rooms whose live
+    /// rows the sender still holds; say `TookOver` with the same `id`.
     Handover { id: u64, calls: Vec<LiveCall>, rooms: Vec<LiveRoom> },
-    /// The answer to `Handover`: they run here now.
-    TookOver { id: u64 },
+    /// The answer to `Handover`: these run here now.
+    TookOver { id: u64, sids: Vec<String> },
     /// Owner → edge: the calls and rooms `sids` the client is in live on node `to` now
     /// (this node handed them over): the edge resumes them there for the client.
     Moved { client: ClientId, to: String, sids: Vec<String> },

@@ -79,15 +79,15 @@ impl Edge {
                 Relayed::Owner { from } => self.owner(&from),
                 Relayed::OwnerGone { from, moved: true } => {
                     // Another node runs its calls and rooms now (the database says which).
-                    let sids = self.routes.forget(&from);
+                    let sids: Vec<String> =
+                        self.routes.forget(&from).into_iter().filter(|s| self.routes.is_in(s)).collect();
                     if !sids.is_empty() {
                         tracing::info!(session = self.session, node = %from, "calls moved from a dead node");
                         return Some(FromNodes::Resume(sids));
                     }
                 }
                 Relayed::Moved { to, sids } => {
-                    let sids: Vec<String> =
-                        sids.into_iter().filter(|s| self.routes.get(s).is_some()).collect();
+                    let sids: Vec<String> = sids.into_iter().filter(|s| self.routes.is_in(s)).collect();
                     for sid in &sids {
                         self.routes.set(sid, Route::Node(to.clone()));
                     }
@@ -138,7 +138,9 @@ impl Edge {
                         return false;
                     }
                 }
-                Routed::Refused(reply) => self.ended.push_back(Frame::new(&reply, 0)),
+                // Its new owner cannot be reached now: the client comes back and resumes
+                // itself (a resume waits for a takeover).
+                Routed::Refused(_) => return false,
             }
         }
         true

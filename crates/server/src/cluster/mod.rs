@@ -144,8 +144,9 @@ pub(crate) struct Cluster {
     /// What Redis held of this node must be written again (it restarted empty).
     rejoin: AtomicBool,
     replays: Mutex<bus::Replays>,
-    /// Handovers of this draining node waiting for the other node's word, by id.
-    handovers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Handovers of this draining node waiting for the other node's word (the sids it
+    /// took), by id.
+    handovers: Mutex<HashMap<u64, oneshot::Sender<Vec<String>>>>,
     /// Until when this draining node stays up after handing its calls over: its relay
     /// carries their media until the clients have moved.
     lingers_until: Mutex<Option<tokio::time::Instant>>,
@@ -228,7 +229,9 @@ fn redis_client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::C
         Some(path) => {
             let pem =
                 std::fs::read(path).map_err(|e| ClusterError::Tls(format!("{}: {e}", path.display())))?;
-            crate::backend_tls::pem_certs(&pem).map_err(ClusterError::Tls)?;
+            if crate::backend_tls::pem_certs(&pem).map_err(ClusterError::Tls)?.is_empty() {
+                return Err(ClusterError::Tls(format!("{}: no certificate in it", path.display())));
+            }
             Some(pem)
         }
         None => None,
@@ -311,7 +314,8 @@ async fn heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
         // A node whose entry expired may have died: if the database says so too, its calls
         // and rooms go on here (or on the node that claimed them first).
         let mut moved = HashSet::new();
-        for node in nodes.iter().filter(|n| !up.contains_key(*n)) {
+        // A draining node takes nothing over: it is about to go itself.
+        for node in nodes.iter().filter(|n| !up.contains_key(*n) && !cluster.draining()) {
             if cluster.take_over(node).await {
                 moved.insert(node.clone());
                 cluster.owner_gone(node, true);
@@ -353,29 +357,49 @@ const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 /// until each client's new connection to the new owner is up (well under a second).
 const LINGER: Duration = Duration::from_secs(3);
 
-/// Runs calls and rooms a draining node (`from`) handed over, places the rooms here, and
-/// tells it so.
+/// Takes the calls and rooms a draining node (`from`) handed over that it still holds
+/// (their live rows become this node's, and they run on here before that is seen), tells
+/// it which, and places the rooms here.
 async fn take_handover(
     core: CoreHandle,
     link: Link,
+    store: Store,
     from: String,
     id: u64,
     calls: Vec<crate::records::LiveCall>,
     rooms: Vec<crate::records::LiveRoom>,
 ) {
-    let placed: Vec<(String, String)> =
-        rooms.iter().map(|r| (r.service_id.clone(), r.room_id.clone())).collect();
-    tracing::info!(node = %from, calls = calls.len(), rooms = rooms.len(), "taking over a draining node's calls and rooms");
-    let adopt = Input::Adopt { calls, rooms, group_calls: Vec::new(), since_ms: now_ms() };
-    if core.send(CoreCmd::Input(adopt)).await.is_err() {
-        return;
-    }
+    let names: Vec<String> =
+        calls.iter().map(|c| c.sid.to_string()).chain(rooms.iter().map(|r| r.sid.to_string())).collect();
+    let run = core.clone();
+    let (offered_calls, offered_rooms) = (calls.clone(), rooms.clone());
+    let adopt = Box::new(move |moved: &[String]| {
+        let calls =
+            offered_calls.into_iter().filter(|c| moved.iter().any(|m| *m == c.sid.as_str())).collect();
+        let rooms =
+            offered_rooms.into_iter().filter(|r| moved.iter().any(|m| *m == r.sid.as_str())).collect();
+        let adopt = Input::Adopt { calls, rooms, group_calls: Vec::new(), since_ms: now_ms() };
+        run.try_send(CoreCmd::Input(adopt)).is_ok()
+    });
+    let taken = match store.take_handed(names, &from, adopt).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::warn!(node = %from, error = %e, "cannot take a draining node's calls over");
+            Vec::new()
+        }
+    };
+    tracing::info!(node = %from, taken = taken.len(), "took over a draining node's calls and rooms");
+    let placed: Vec<(String, String)> = rooms
+        .iter()
+        .filter(|r| taken.iter().any(|t| *t == r.sid.as_str()))
+        .map(|r| (r.service_id.clone(), r.room_id.clone()))
+        .collect();
+    link.send(&from, &BusMsg::TookOver { id, sids: taken }, TO_OWNER).await;
     for (service_id, room_id) in placed {
         if let Err(e) = directory::move_room(&link, &service_id, &room_id).await {
             tracing::warn!(error = %e, "cannot place a room handed over; placed again later");
         }
     }
-    link.send(&from, &BusMsg::TookOver { id }, TO_OWNER).await;
 }
 
 /// Listens on this node's bus channel, subscribing again after Redis comes back.
@@ -439,13 +463,13 @@ impl Cluster {
             BusMsg::Dropped { client } => (client, Relayed::Dropped { from: from.clone() }),
             BusMsg::Moved { client, to, sids } => (client, Relayed::Moved { to, sids }),
             BusMsg::Handover { id, calls, rooms } => {
-                let (core, link) = (self.core.clone(), self.link.clone());
-                tokio::spawn(take_handover(core, link, from, id, calls, rooms));
+                let (core, link, store) = (self.core.clone(), self.link.clone(), self.store.clone());
+                tokio::spawn(take_handover(core, link, store, from, id, calls, rooms));
                 return;
             }
-            BusMsg::TookOver { id } => {
+            BusMsg::TookOver { id, sids } => {
                 if let Some(done) = self.handovers.lock().ok().and_then(|mut h| h.remove(&id)) {
-                    let _ = done.send(());
+                    let _ = done.send(sids);
                 }
                 return;
             }
@@ -586,7 +610,17 @@ impl Cluster {
     /// database says it is silent too; whether it was (what it owned is this node's now,
     /// or another's that claimed it first).
     async fn take_over(&self, dead: &str) -> bool {
-        let claimed = match self.store.claim(dead, now_ms().saturating_sub(SILENT_MS)).await {
+        let core = self.core.clone();
+        let adopt = Box::new(move |c: &crate::store::Claimed| {
+            let adopt = Input::Adopt {
+                calls: c.calls.clone(),
+                rooms: c.rooms.clone(),
+                group_calls: c.group_calls.clone(),
+                since_ms: c.since_ms,
+            };
+            core.try_send(CoreCmd::Input(adopt)).is_ok()
+        });
+        let claimed = match self.store.claim(dead, now_ms().saturating_sub(SILENT_MS), adopt).await {
             Ok(Some(c)) => c,
             Ok(None) => return false,
             Err(e) => {
@@ -607,15 +641,6 @@ impl Cluster {
         }
         let placed: Vec<(String, String)> =
             claimed.rooms.iter().map(|r| (r.service_id.clone(), r.room_id.clone())).collect();
-        let adopt = Input::Adopt {
-            calls: claimed.calls,
-            rooms: claimed.rooms,
-            group_calls: claimed.group_calls,
-            since_ms: claimed.since_ms,
-        };
-        if self.core.send(CoreCmd::Input(adopt)).await.is_err() {
-            return false;
-        }
         for (service_id, room_id) in placed {
             match directory::place_room(&self.link, &service_id, &room_id, &self.link.me).await {
                 Ok(node) if node == *self.link.me => {}
@@ -664,48 +689,57 @@ impl Cluster {
         if calls.is_empty() && rooms.is_empty() {
             return false;
         }
-        let sids: Vec<Sid> =
-            calls.iter().map(|c| c.sid.clone()).chain(rooms.iter().map(|r| r.sid.clone())).collect();
-        let names: Vec<String> = sids.iter().map(|s| s.as_str().to_string()).collect();
-        if let Err(e) = self.store.hand(names.clone(), &self.link.me, &to).await {
-            tracing::warn!(error = %e, "cannot hand the calls over; they stay here");
-            return false;
-        }
+        let names: Vec<String> =
+            calls.iter().map(|c| c.sid.to_string()).chain(rooms.iter().map(|r| r.sid.to_string())).collect();
         let id = rand::random::<u64>();
         let (done, taken) = oneshot::channel();
         if let Ok(mut h) = self.handovers.lock() {
             h.insert(id, done);
         }
-        let (n_calls, n_rooms) = (calls.len(), rooms.len());
         let sent = self.link.send(&to, &BusMsg::Handover { id, calls, rooms }, TO_OWNER).await;
-        let took = sent && matches!(tokio::time::timeout(HANDOVER_WAIT, taken).await, Ok(Ok(())));
+        let acked = match sent {
+            true => tokio::time::timeout(HANDOVER_WAIT, taken).await.ok().and_then(Result::ok),
+            false => None,
+        };
         if let Ok(mut h) = self.handovers.lock() {
             h.remove(&id);
         }
-        if !took {
-            tracing::warn!(node = %to, "the handover was not taken up; the calls stay here");
-            if let Err(e) = self.store.hand(names, &to, &self.link.me).await {
-                tracing::error!(error = %e, "cannot take the calls' live rows back");
+        // Without its word (lost, or late), the database says which it took: it runs
+        // exactly those whose live rows it made its own.
+        let taken: Vec<String> = match acked {
+            Some(taken) => taken,
+            None => {
+                let mut taken = Vec::new();
+                for sid in &names {
+                    if self.store.owner(sid).await.ok().flatten().as_deref() == Some(to.as_str()) {
+                        taken.push(sid.clone());
+                    }
+                }
+                taken
             }
+        };
+        if taken.is_empty() {
+            tracing::warn!(node = %to, "the handover was not taken up; the calls stay here");
             return false;
         }
         if let Ok(mut l) = self.lingers_until.lock() {
             *l = Some(tokio::time::Instant::now() + LINGER);
         }
+        let sids: Vec<Sid> = taken.iter().map(|s| Sid::new(s.as_str())).collect();
         let Ok(sessions) = self.core.ask(|reply| CoreCmd::Release(sids, reply)).await else { return false };
         // Each client's node resumes its calls on the new owner for it: no reconnect, and
         // this relay carries the media until the client's new connection is up.
         for session in sessions {
             if session.0 >= proxies::FIRST_PROXY {
-                let moved = ProxyCmd::Moved { proxy: session, to: to.clone(), sids: names.clone() };
+                let moved = ProxyCmd::Moved { proxy: session, to: to.clone(), sids: taken.clone() };
                 let _ = self.proxies.send(moved);
             } else if let Some(l) =
                 self.locals.lock().ok().and_then(|l| l.get(&session.0).map(|l| l.tx.clone()))
             {
-                let _ = l.try_send(Relayed::Moved { to: to.clone(), sids: names.clone() });
+                let _ = l.try_send(Relayed::Moved { to: to.clone(), sids: taken.clone() });
             }
         }
-        tracing::info!(node = %to, calls = n_calls, rooms = n_rooms, "handed the calls and rooms over");
+        tracing::info!(node = %to, moved = taken.len(), of = names.len(), "handed calls and rooms over");
         true
     }
 

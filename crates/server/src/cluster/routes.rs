@@ -98,6 +98,9 @@ const MAX_SID_BYTES: usize = 128;
 pub(crate) struct Routes {
     sids: HashMap<String, Route>,
     owners: BTreeSet<String>,
+    /// The calls and rooms the session is in (not the ones it only rang for): the ones
+    /// its node resumes for it when they move.
+    joined: BTreeSet<String>,
 }
 
 impl Routes {
@@ -107,6 +110,7 @@ impl Routes {
         if let Some(node) = from {
             self.owners.insert(node.to_string());
         }
+        self.membership(text);
         for sid in sids_in(text) {
             if self.sids.len() >= MAX_SIDS && !self.sids.contains_key(sid) {
                 self.sids.clear();
@@ -120,6 +124,32 @@ impl Routes {
                 }
             }
         }
+    }
+
+    /// Keeps [`Routes::joined`] from the frames that put the session in a call or room,
+    /// or take it out.
+    fn membership(&mut self, text: &str) {
+        const IN: [&str; 4] = ["call_created", "connected", "room_joined", "resumed"];
+        let Some(kind) = text.strip_prefix("{\"type\":\"").and_then(|t| t.split('"').next()) else { return };
+        let joins = IN.contains(&kind);
+        if !joins && kind != "disconnected" {
+            return;
+        }
+        // The frame's own sid comes first: `sid` of a call or room frame, `call_id` of none
+        // of these.
+        let Some(sid) = sids_in(text).next() else { return };
+        if joins {
+            if self.joined.len() < MAX_SIDS {
+                self.joined.insert(sid.to_string());
+            }
+        } else {
+            self.joined.remove(sid);
+        }
+    }
+
+    /// Whether the session is in call or room `sid` (not only rung for it).
+    pub fn is_in(&self, sid: &str) -> bool {
+        self.joined.contains(sid)
     }
 
     /// Where `sid` lives, if known.
@@ -229,8 +259,17 @@ mod tests {
         assert_eq!(r.owners().collect::<Vec<_>>(), ["n2", "n3"]);
         assert!(!r.opened("n2"));
         assert!(r.opened("n4"));
+        // Only the calls and rooms the session is in are resumed for it when they move.
+        r.learn(r#"{"type":"incoming_call","sid":"s-rung","cc_param":"x"}"#, Some("n2"));
+        r.learn(r#"{"type":"connected","sid":"s-there","start_time":1}"#, Some("n2"));
+        r.learn(r#"{"type":"room_joined","req":1,"sid":"r-1","members":[]}"#, Some("n3"));
+        assert!(r.is_in("s-there") && r.is_in("r-1") && !r.is_in("s-rung"));
+        r.learn(r#"{"type":"disconnected","sid":"r-1","reason":1}"#, Some("n3"));
+        assert!(!r.is_in("r-1"));
         // n2 dies: what lived there is forgotten, and said.
-        assert_eq!(r.forget("n2"), ["s-there"]);
+        let mut gone = r.forget("n2");
+        gone.sort();
+        assert_eq!(gone, ["s-rung", "s-there"]);
         assert_eq!(r.get("s-there"), None);
         assert_eq!(r.owners().collect::<Vec<_>>(), ["n3", "n4"]);
     }

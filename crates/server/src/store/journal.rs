@@ -104,12 +104,16 @@ pub(super) fn write_steps<'a>(
         for (service_id, r) in &batch.live_group_calls {
             c.exec(
                 "INSERT INTO live_group_calls (call_id, service_id, snapshot, node) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (call_id) DO UPDATE SET snapshot = excluded.snapshot, node = excluded.node",
+                 ON CONFLICT (call_id) DO UPDATE SET snapshot = excluded.snapshot
+                 WHERE live_group_calls.node = excluded.node",
                 vals![r.call_id.as_str(), service_id, json(r)?, node],
             )?;
         }
         for (service_id, r) in &batch.group_records {
-            c.exec("DELETE FROM live_group_calls WHERE call_id = $1", vals![r.call_id.as_str()])?;
+            c.exec(
+                "DELETE FROM live_group_calls WHERE call_id = $1 AND node = $2",
+                vals![r.call_id.as_str(), node],
+            )?;
             c.exec(
                 "INSERT INTO group_call_records
                  (call_id, service_id, caller_id, setup_time, end_time, end_reason, record_json)

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use std::sync::Arc;
 
 use super::db::{vals, Conn, Database};
-use super::recovery::{claim_silent_node, close_silent_nodes, Claimed, Wants};
+use super::recovery::{claim_silent_node, close_silent_nodes, AdoptClaimed, AdoptHanded, Claimed, Wants};
 use super::{alive_key, callback_columns, row_to_callback, CoreDb, StoreError, RETRY_FIRST, RETRY_MAX};
 use crate::ids::Sid;
 use crate::records::CallbackRow;
@@ -89,15 +89,16 @@ enum Cmd {
         sid: String,
         reply: oneshot::Sender<Option<String>>,
     },
-    Hand {
+    TakeHanded {
         sids: Vec<String>,
         from: String,
-        to: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        adopt: AdoptHanded,
+        reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
     },
     Claim {
         dead: String,
         silent_before_ms: u64,
+        adopt: AdoptClaimed,
         reply: oneshot::Sender<Result<Option<Claimed>, StoreError>>,
     },
     Recent {
@@ -181,16 +182,30 @@ impl Store {
 
     /// Takes over the live calls and rooms of `dead` if it has been silent in the
     /// database since before `silent_before_ms` (epoch ms); `None` if it has not.
-    pub async fn claim(&self, dead: &str, silent_before_ms: u64) -> Result<Option<Claimed>, StoreError> {
+    /// `adopt` runs them on here before they are seen to be this node's (false: they
+    /// stay `dead`'s).
+    pub async fn claim(
+        &self,
+        dead: &str,
+        silent_before_ms: u64,
+        adopt: AdoptClaimed,
+    ) -> Result<Option<Claimed>, StoreError> {
         let dead = dead.to_string();
-        self.ask(|reply| Cmd::Claim { dead, silent_before_ms, reply }).await?
+        self.ask(|reply| Cmd::Claim { dead, silent_before_ms, adopt, reply }).await?
     }
 
-    /// Makes the live calls and rooms `sids` of node `from` node `to`'s (a draining node
-    /// hands them over, or takes them back when the handover failed).
-    pub async fn hand(&self, sids: Vec<String>, from: &str, to: &str) -> Result<(), StoreError> {
-        let (from, to) = (from.to_string(), to.to_string());
-        self.ask(|reply| Cmd::Hand { sids, from, to, reply }).await?
+    /// Makes those of the live calls and rooms `sids` that node `from` (which drains)
+    /// still holds this node's, and returns them. `adopt` runs them on here before they
+    /// are seen to be this node's: a client that resumes one finds it (false: they stay
+    /// `from`'s).
+    pub async fn take_handed(
+        &self,
+        sids: Vec<String>,
+        from: &str,
+        adopt: AdoptHanded,
+    ) -> Result<Vec<String>, StoreError> {
+        let from = from.to_string();
+        self.ask(|reply| Cmd::TakeHanded { sids, from, adopt, reply }).await?
     }
 
     fn send(&self, cmd: Cmd) {
@@ -470,14 +485,32 @@ fn take_expired(
     Ok(claimed)
 }
 
-/// Moves the live rows `sids` of node `from` to node `to`, in one transaction.
-fn hand(conn: &mut Conn, sids: &[String], from: &str, to: &str) -> Result<(), StoreError> {
+/// Moves those of the live rows `sids` that node `from` holds to node `me`, in one
+/// transaction, `adopt` running them on before it commits; the sids moved.
+fn take_handed(
+    conn: &mut Conn,
+    me: &str,
+    sids: &[String],
+    from: &str,
+    adopt: AdoptHanded,
+) -> Result<Vec<String>, StoreError> {
     conn.transaction(|c| {
+        let mut moved = Vec::new();
         for sid in sids {
-            c.exec("UPDATE live_calls SET node = $2 WHERE sid = $1 AND node = $3", vals![sid, to, from])?;
-            c.exec("UPDATE live_rooms SET node = $2 WHERE sid = $1 AND node = $3", vals![sid, to, from])?;
+            let n = c
+                .exec("UPDATE live_calls SET node = $2 WHERE sid = $1 AND node = $3", vals![sid, me, from])?
+                + c.exec(
+                    "UPDATE live_rooms SET node = $2 WHERE sid = $1 AND node = $3",
+                    vals![sid, me, from],
+                )?;
+            if n > 0 {
+                moved.push(sid.clone());
+            }
         }
-        Ok(())
+        if !moved.is_empty() && !adopt(&moved) {
+            return Err(StoreError::Closed);
+        }
+        Ok(moved)
     })
 }
 
@@ -599,11 +632,11 @@ fn answer(conn: &mut Conn, node: &Node, cmd: Cmd) -> Result<(), StoreError> {
                 .transpose()?;
             let _ = reply.send(node);
         }
-        Cmd::Hand { sids, from, to, reply } => {
-            let _ = reply.send(hand(conn, &sids, &from, &to));
+        Cmd::TakeHanded { sids, from, adopt, reply } => {
+            let _ = reply.send(take_handed(conn, &node.name, &sids, &from, adopt));
         }
-        Cmd::Claim { dead, silent_before_ms, reply } => {
-            let _ = reply.send(claim_silent_node(conn, &node.name, &dead, silent_before_ms));
+        Cmd::Claim { dead, silent_before_ms, adopt, reply } => {
+            let _ = reply.send(claim_silent_node(conn, &node.name, &dead, silent_before_ms, adopt));
         }
         Cmd::Count { reply } => {
             let n =

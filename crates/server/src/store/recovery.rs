@@ -40,6 +40,13 @@ pub fn recover(database: &Database, now_ms: u64, wants: &dyn Wants) -> Result<Re
     let mut db = CoreDb::open(database)?;
     let node = database.node.as_str();
     let end_ms = last_alive(&mut db, node)?.map_or(now_ms, |a| a.min(now_ms));
+    // Alive again before reading what it left: a node taking its calls over meanwhile
+    // (it holds this row while it claims) either finished, and they are not this node's
+    // any more, or sees it alive, and leaves them.
+    db.conn.exec(
+        "INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+        vals![alive_key(node), now_ms],
+    )?;
     let live = LiveRows {
         calls: pairs(
             db.conn.query("SELECT service_id, snapshot FROM live_calls WHERE node = $1", vals![node])?,
@@ -150,6 +157,14 @@ pub fn close_silent_nodes(
     Ok(all)
 }
 
+/// Runs calls and rooms this node takes over from a node that died on here, inside the
+/// transaction that makes them its own (false: they are not taken).
+pub type AdoptClaimed = Box<dyn FnOnce(&Claimed) -> bool + Send>;
+
+/// Runs the calls and rooms (by sid) a draining node handed over on here, inside the
+/// transaction that makes them this node's (false: they are not taken).
+pub type AdoptHanded = Box<dyn FnOnce(&[String]) -> bool + Send>;
+
 /// What this node took over from a node that died: its calls and rooms, to run on here.
 #[derive(Debug, Default)]
 pub struct Claimed {
@@ -165,7 +180,7 @@ pub struct Claimed {
 
 /// Makes the live calls and rooms of `dead` this node's, if `dead` has been silent in
 /// the database since before `silent_before_ms` (epoch ms): `None` when it was not (it
-/// lives, or never wrote). One transaction that holds `dead`'s heartbeat row, so a node
+/// lives, or never wrote). `adopt` runs them on here before the commit. One transaction that holds `dead`'s heartbeat row, so a node
 /// that speaks up keeps everything, and two nodes claiming at once take each call once.
 /// PostgreSQL only: one SQLite file has one node.
 pub fn claim_silent_node(
@@ -173,6 +188,7 @@ pub fn claim_silent_node(
     me: &str,
     dead: &str,
     silent_before_ms: u64,
+    adopt: AdoptClaimed,
 ) -> Result<Option<Claimed>, StoreError> {
     if !conn.is_postgres() || dead == me {
         return Ok(None);
@@ -205,7 +221,14 @@ pub fn claim_silent_node(
             .iter()
             .map(|r| serde_json::from_str::<GroupCallRecord>(&parse(r)?).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Claimed { calls, rooms, group_calls, since_ms }))
+        let claimed = Claimed { calls, rooms, group_calls, since_ms };
+        // Run on here before the commit makes them this node's to see: a resume routed
+        // here by the database finds them.
+        let empty = claimed.calls.is_empty() && claimed.rooms.is_empty() && claimed.group_calls.is_empty();
+        if !empty && !adopt(&claimed) {
+            return Err(StoreError::Closed);
+        }
+        Ok(Some(claimed))
     })
 }
 
