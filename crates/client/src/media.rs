@@ -354,6 +354,7 @@ pub async fn connect_media_with(
         plain_opus: options.plain_opus,
         lost_since: None,
         moves_expected: moves.is_some(),
+        renew_at: None,
         old: None,
     };
     tokio::spawn(task.run(rx, relay_offers, tcp_rx, turn_rx, moves));
@@ -423,6 +424,8 @@ struct MediaTask {
     lost_since: Option<Instant>,
     /// A call's connection: it may move to another relay.
     moves_expected: bool,
+    /// A failed move is tried again then (and how many times it was tried).
+    renew_at: Option<(Instant, u32)>,
     /// The connection the call moved from, kept until the new one carries media.
     old: Option<OldConnection>,
 }
@@ -445,6 +448,9 @@ struct OldConnection {
 /// How long the new connection's media flows before it is played instead of the old's.
 const SETTLE: Duration = Duration::from_millis(600);
 
+/// How many times a failed move is tried again, a second apart.
+const RENEW_TRIES: u32 = 5;
+
 /// How long a moved call keeps its old connection.
 const OVERLAP: Duration = Duration::from_secs(2);
 
@@ -460,6 +466,11 @@ impl MediaTask {
         let mut buf = vec![0u8; 2048];
         let (mut audio_ts, mut video_ts) = (0u64, 0u64);
         while let Some(next) = self.drive() {
+            if self.renew_at.is_some_and(|(at, _)| at <= Instant::now()) {
+                self.renew().await;
+                continue;
+            }
+            let next = self.renew_at.map_or(next, |(at, _)| next.min(at));
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((n, source)) = r else { continue };
@@ -484,7 +495,10 @@ impl MediaTask {
                     Some(Cmd::Stop) | None => break,
                 },
                 Some(offer) = relay_offers.recv() => self.relay_offer(offer),
-                Some(()) = moved(moves.as_mut()) => self.renew().await,
+                Some(()) = moved(moves.as_mut()) => {
+                    self.renew_at = None;
+                    self.renew().await
+                }
                 Some((source, data)) = from_tcp(turn_rx.as_mut()) => {
                     let Some(relayed) = self.turn.as_ref().map(|t| t.relayed) else { continue };
                     let Ok(contents) = data.as_slice().try_into() else { continue };
@@ -582,8 +596,17 @@ impl MediaTask {
                 self.connected = false;
                 self.lost_since = None;
             }
-            Err(e) => tracing::warn!(error = %e, "media: cannot connect to the call's new relay"),
+            Err(e) => {
+                tracing::warn!(error = %e, "media: cannot connect to the call's new relay");
+                // Tried again a few times (the new owner may be busy, the signaling
+                // reconnecting): a call that moved has no other way back to media.
+                let tries = self.renew_at.map_or(1, |(_, n)| n + 1);
+                self.renew_at =
+                    (tries <= RENEW_TRIES).then(|| (Instant::now() + Duration::from_secs(1), tries));
+                return;
+            }
         }
+        self.renew_at = None;
     }
 
     /// An input for the connection it belongs to (the new one, or the one the call

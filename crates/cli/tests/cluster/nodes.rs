@@ -215,7 +215,7 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
     let _slot = crate::common::slots(2);
     let pg = switchboard_tests::postgres::own_cluster();
     let db = pg.url("postgres");
-    let d = deploy_on("cluster-restarts", 2, &db, "").await;
+    let d = deploy_on("cluster-restarts", 3, &db, "").await;
     let url = |i: usize| d.nodes[i].1.as_str();
 
     // A call owned by node 1 with its callee on node 2, tones both ways.
@@ -255,14 +255,14 @@ async fn redis_and_postgres_restarting_mid_call_end_nothing_and_lose_or_double_n
     one_record_each(&d.app, &[&call, &second]).await;
 }
 
-/// SIGTERM drains node 1: its new calls are made on node 2, it hands its own call and
-/// room over to node 2 without a gap over a second in anyone's audio, and exits; its
-/// client in a call that lives on node 2 comes back through the balancer, her audio never
-/// stopping.
+/// Three nodes; SIGTERM drains node 1: its new calls are made on another node, it hands
+/// its own call and room over to the least loaded one without a gap over a second in
+/// anyone's audio, and exits; its client in a call that lives on node 2 comes back
+/// through the balancer, her audio never stopping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_hands_its_call_and_room_over_without_a_gap_and_exits() {
     let _slot = crate::common::slots(2);
-    let mut d = deploy("cluster-drain", 2).await;
+    let mut d = deploy("cluster-drain", 3).await;
     let lb = d.balancer().await;
     let url = |i: usize| d.nodes[i].1.clone();
 
