@@ -247,3 +247,77 @@ export const answerCalls = (page, myId, token) => page.evaluate(async ({ myId, t
     },
   });
 }, { myId, token });
+
+/**
+ * A Redis of its own on a free loopback port (Debian's `redis-server`, nothing written
+ * to disk): `{ url, stop }`.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await waitFor('redis-server', () => new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }));
+  return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') };
+}
+
+/**
+ * A PostgreSQL cluster of its own under `dir` (Debian's binaries, as the `postgres` user
+ * when run as root, trusting loopback connections) on a free port: `{ url, stop }`.
+ */
+export async function startPostgres(dir) {
+  const root = '/usr/lib/postgresql';
+  const bin = fs.readdirSync(root).sort().map((v) => path.join(root, v, 'bin')).filter((b) => fs.existsSync(path.join(b, 'postgres'))).pop();
+  if (!bin) throw new Error('no PostgreSQL in /usr/lib/postgresql (apt-get install postgresql)');
+  const data = path.join(dir, 'pg');
+  fs.mkdirSync(data, { recursive: true });
+  const as = {};
+  if (process.getuid() === 0) {
+    as.uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+    as.gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+    fs.chmodSync(dir, 0o755);
+    fs.chownSync(data, as.uid, as.gid);
+  }
+  execFileSync(path.join(bin, 'initdb'), ['-D', data, '-U', 'switchboard', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C'], { ...as, stdio: 'ignore' });
+  const port = await freePort();
+  const proc = spawn(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', data, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...as, stdio: 'ignore' });
+  await waitFor('postgres', () => {
+    try {
+      execFileSync(path.join(bin, 'pg_isready'), ['-q', '-h', '127.0.0.1', '-p', String(port)]);
+      return true;
+    } catch { return false; }
+  }, 30000);
+  return { url: `postgres://switchboard@127.0.0.1:${port}/postgres`, stop: () => proc.kill('SIGQUIT') };
+}
+
+/**
+ * A TCP load balancer on a free loopback port: each connection goes to the first of
+ * `ports` (on 127.0.0.1) that takes it, so when a node dies its clients come back to the
+ * next. `{ url, close }`.
+ */
+export async function balancer(ports) {
+  const sockets = new Set();
+  const srv = net.createServer(async (client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    client.pause();
+    for (const port of ports) {
+      const upstream = await new Promise((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => resolve(s));
+        s.on('error', () => resolve(null));
+      });
+      if (!upstream) continue;
+      sockets.add(upstream);
+      upstream.on('close', () => { sockets.delete(upstream); client.destroy(); });
+      client.on('close', () => upstream.destroy());
+      client.pipe(upstream); upstream.pipe(client);
+      client.resume();
+      return;
+    }
+    client.destroy();
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${srv.address().port}`, close: () => { srv.close(); for (const s of sockets) s.destroy(); } };
+}
