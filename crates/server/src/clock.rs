@@ -35,6 +35,13 @@ impl Now {
     pub fn wall_of(self, t: Instant) -> Millis {
         self.wall_ms.saturating_sub(self.at.saturating_duration_since(t).as_millis() as u64)
     }
+
+    /// The monotonic instant of the wall-clock time `wall_ms` (at or before now): the
+    /// inverse of [`Now::wall_of`], for running on what another process recorded. Now
+    /// itself when the monotonic clock does not reach back that far.
+    pub fn instant_of(self, wall_ms: Millis) -> Instant {
+        self.at.checked_sub(Duration::from_millis(self.wall_ms.saturating_sub(wall_ms))).unwrap_or(self.at)
+    }
 }
 
 /// Wall-clock epoch milliseconds.

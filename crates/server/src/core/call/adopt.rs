@@ -23,17 +23,16 @@ impl Calls {
         if self.calls.contains_key(&live.sid) {
             return;
         }
-        let ago = |ms: Millis| now.at.checked_sub(Duration::from_millis(now.wall_ms.saturating_sub(ms)));
         let caller = Party::new(live.from_service_id.clone(), live.from_user_id.clone());
         let callee = Party::new(live.to_service_id.clone(), live.to_user_id.clone());
         let rules = cx.services.get(&caller.service_id);
         let (ring_ms, max_call_ms) = rules.map_or((0, 0), |r| (r.ring_timeout_ms, r.max_call_ms));
         let phase = match live.start_ms {
-            Some(start_ms) => Phase::Connected { start_ms, start: ago(start_ms).unwrap_or(now.at) },
+            Some(start_ms) => Phase::Connected { start_ms, start: now.instant_of(start_ms) },
             None => Phase::Ringing,
         };
         let grace = Cx::after(now, cx.settings.reconnect_grace_ms);
-        let lost_since = ago(live.lost_since_ms.unwrap_or(since_ms).min(now.wall_ms)).unwrap_or(now.at);
+        let lost_since = now.instant_of(live.lost_since_ms.unwrap_or(since_ms));
         let max_deadline = match phase {
             Phase::Connected { start, .. } if max_call_ms > 0 => {
                 Some((start + Duration::from_millis(max_call_ms)).max(now.at))

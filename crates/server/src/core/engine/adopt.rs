@@ -21,10 +21,7 @@ impl Engine {
         if self.calls.contains_key(&id) {
             return;
         }
-        let at_snapshot = now
-            .at
-            .checked_sub(Duration::from_millis(now.wall_ms.saturating_sub(record.end_ms)))
-            .unwrap_or(now.at);
+        let at_snapshot = now.instant_of(record.end_ms);
         let timeout_ms = Millis::from(DEFAULT_INVITE_TIMEOUT_SECS) * 1000;
         let members: Vec<Member> = record
             .members

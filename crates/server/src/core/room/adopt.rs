@@ -29,10 +29,8 @@ impl Rooms {
             .map_or((usize::MAX, 0), |r| (r.max_room_speakers, r.max_call_ms));
         let media = if live.media_type == "V" { MediaType::Video } else { MediaType::Audio };
         let grace = Cx::after(now, cx.settings.reconnect_grace_ms);
-        let since_setup = Duration::from_millis(now.wall_ms.saturating_sub(live.setup_ms));
-        let max_deadline = (max_ms > 0)
-            .then(|| now.at.checked_sub(since_setup).unwrap_or(now.at) + Duration::from_millis(max_ms))
-            .map(|at| at.max(now.at));
+        let max_deadline =
+            (max_ms > 0).then(|| (now.instant_of(live.setup_ms) + Duration::from_millis(max_ms)).max(now.at));
         let participants: Vec<Participant> = live
             .participants
             .into_iter()
